@@ -1,0 +1,47 @@
+"""Differentiable Grad-CAM [49] on the encoder's feature map, the attention A of CAVGA.
+
+``grad_cam(features, score)``:  alpha_k = mean_ij d score / d features_kij,
+A = ReLU(sum_k alpha_k * features_k), divided by its per-image maximum so that A is in [0, 1].
+The gradient is taken with ``create_graph=True``, so a loss on A (L_ae, Eq. 3; L_cga, Eq. 5)
+back-propagates into the encoder, the latent heads and (for CAVGA-w) the classifier.
+
+Which score? (the paper leaves the unsupervised case open)
+    * CAVGA-u: the sum of the latent mean, ``score = sum(mu)``.  This is the gradient-based
+      attention "from the latent space" of ADVAE [32] (whose authors overlap with CAVGA's):
+      it highlights the feature-map regions that drive the latent variable, so L_ae asks the
+      encoder to let *every* normal region drive z.  It needs no decoder or discriminator in the
+      double-backward pass, which keeps the attention loss cheap.  It works unchanged for the
+      flattened-z ablation (CAVGA-R*), where z has no spatial grid of its own.
+    * CAVGA-w: the classifier's logit for the class (normal or anomalous), as in Grad-CAM proper.
+
+Where? ``features`` is the encoder's last feature map, the map z's mean and variance are computed
+from ("the feature representation of the latent variable", Sec. 3.1); it has z's spatial grid.
+Each image's score depends only on its own features (no batch norm sits between features and
+mu or the logits), so summing scores over the batch gives every image its own gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+EPS = 1e-8
+
+
+def grad_cam(features: Tensor, score: Tensor, create_graph: bool = True) -> Tensor:
+    """Grad-CAM map in [0, 1], (B, 1, h, w), of per-image ``score`` (B,) w.r.t. ``features`` (B, K, h, w)."""
+    (grads,) = torch.autograd.grad(score.sum(), features, create_graph=create_graph)  # (B, K, h, w)
+    alpha = grads.mean(dim=(2, 3), keepdim=True)  # (B, K, 1, 1)
+    cam = torch.relu((alpha * features).sum(dim=1, keepdim=True))  # (B, 1, h, w)
+    peak = cam.amax(dim=(2, 3), keepdim=True)  # (B, 1, 1, 1)
+    return cam / (peak + EPS)  # (B, 1, h, w)
+
+
+def latent_score(mu: Tensor) -> Tensor:
+    """CAVGA-u's Grad-CAM score: the sum of the latent mean per image, (B,)."""
+    return mu.flatten(1).sum(dim=1)
+
+
+def upsample(attention: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """Bilinear upsampling of (B, 1, h, w) maps to the image size."""
+    return torch.nn.functional.interpolate(attention, size=size, mode="bilinear", align_corners=False)

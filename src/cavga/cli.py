@@ -1,0 +1,184 @@
+"""The `cavga` command line: it parses arguments and calls library functions, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import LAYOUTS, VARIANTS, RunConfig, apply_overrides, load_config
+from .errors import CavgaError
+
+
+def _add_common_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file with sections data/model/loss/train/infer")
+    p.add_argument("--epochs", type=int, help="training epochs (default 100)")
+    p.add_argument("--image-size", type=int, help="square input size, a power of two (default 256)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--seed", type=int, help="seeds the data split and the training (default 0)")
+    p.add_argument("--batch-size", type=int, help="training batch size (default 16)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 2e-4)")
+    p.add_argument(
+        "--backbone-weights", help="CAVGA-R: path to a ResNet-18 state dict (default: torchvision's ImageNet weights)"
+    )
+    p.add_argument(
+        "--allow-random-init",
+        action="store_true",
+        default=None,
+        help="CAVGA-R: train the ResNet-18 encoder from scratch when no ImageNet weights are available",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override any config value, e.g. --set loss.w_ae=0 (repeatable)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cavga", description="CAVGA anomaly localization (Venkataramanan et al., ECCV 2020)."
+    )
+    parser.add_argument("--version", action="version", version=f"cavga {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a CAVGA variant on a data set")
+    p.add_argument("--data", help="data set root folder")
+    p.add_argument("--layout", choices=LAYOUTS, help="data set layout (default mvtec)")
+    p.add_argument("--category", help="MVTec AD category, e.g. bottle")
+    p.add_argument("--model", choices=VARIANTS, help="variant: Du, Ru (unsupervised), Dw, Rw (weakly supervised)")
+    p.add_argument("--out", required=True, help="run folder: config, split, checkpoint, metrics")
+    p.add_argument(
+        "--anomalous-fraction", type=float, help="CAVGA-w: fraction of anomalous images used in training (default 0.02)"
+    )
+    p.add_argument("--flat-latent", action="store_true", default=None, help="ablation CAVGA-R*: flattened 100-d latent")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    _add_common_run_options(p)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run on its test split; writes RUN_DIR/metrics.json")
+    p.add_argument("run_dir")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("predict", help="score images with a trained run; writes overlays, masks, predictions.json")
+    p.add_argument("run_dir")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("demo", help="the main job: embedded demo data -> train -> evaluate -> overlays")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--model", choices=VARIANTS, default="Du")
+    _add_common_run_options(p)
+    return parser
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    """Defaults < --config file < explicit flags < --set overrides."""
+    cfg = load_config(args.config) if args.config else RunConfig()
+    flags = {
+        "data.root": getattr(args, "data", None),
+        "data.layout": getattr(args, "layout", None),
+        "data.category": getattr(args, "category", None),
+        "data.image_size": args.image_size,
+        "data.seed": args.seed,
+        "data.anomalous_fraction": getattr(args, "anomalous_fraction", None),
+        "model.variant": getattr(args, "model", None),
+        "model.flat_latent": getattr(args, "flat_latent", None),
+        "model.backbone_weights": args.backbone_weights,
+        "train.epochs": args.epochs,
+        "train.device": args.device,
+        "train.seed": args.seed,
+        "train.batch_size": args.batch_size,
+        "train.lr": args.lr,
+        "train.allow_random_init": args.allow_random_init,
+    }
+    apply_overrides(cfg, flags)
+    apply_overrides(cfg, args.overrides)
+    return cfg
+
+
+def _print_result(result: dict) -> None:
+    from .evaluate import format_table
+
+    print(format_table([result]))
+    undefined = result["metrics"].get("undefined")
+    if undefined:
+        print(f"undefined on this test set: {', '.join(undefined)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except CavgaError as e:
+        print(f"cavga: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cavga: interrupted; the last complete epoch is saved (continue with --resume)", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "train":
+        from .train import train
+
+        run_dir = Path(args.out)
+        if args.resume and (run_dir / "config.yaml").exists():
+            base = load_config(run_dir / "config.yaml")
+            apply_overrides(base, {"train.epochs": args.epochs, "train.device": args.device})
+            apply_overrides(base, args.overrides)
+            cfg = base
+        else:
+            cfg = _run_config(args)
+            if cfg.data.root is None:
+                raise CavgaError("--data is required (or run `cavga demo` for the embedded demo data)")
+        ckpt = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
+        print(f"trained: {ckpt}")
+        return 0
+    if args.command == "evaluate":
+        from .evaluate import evaluate_run
+
+        result = evaluate_run(args.run_dir, device=args.device, progress=not args.no_progress)
+        _print_result(result)
+        print(f"written: {Path(args.run_dir) / 'metrics.json'}")
+        return 0
+    if args.command == "predict":
+        from .predict import predict_to_folder
+
+        rows = predict_to_folder(args.run_dir, args.inputs, args.out, device=args.device)
+        for r in rows:
+            print(f"{r['verdict']:>9}  score={r['score']:.3f}  {r['path']}")
+        print(f"written: {Path(args.out) / 'predictions.json'}")
+        return 0
+    if args.command == "demo":
+        from .demo import demo_config, run_demo
+
+        out = Path(args.out)
+        base = load_config(args.config) if args.config else None
+        cfg = demo_config(out, args.model, args.epochs, args.image_size, args.device, args.seed, base)
+        apply_overrides(
+            cfg,
+            {
+                "train.batch_size": args.batch_size,
+                "train.lr": args.lr,
+                "model.backbone_weights": args.backbone_weights,
+                "train.allow_random_init": args.allow_random_init,
+            },
+        )
+        apply_overrides(cfg, args.overrides)
+        result = run_demo(out, cfg.validate(), progress=not args.no_progress)
+        _print_result(result)
+        print(
+            f"written: {out / 'run' / 'metrics.json'}; overlays in {out / 'predictions'} and {out / 'run' / 'overlays'}"
+        )
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""One dataclass per component, with the paper's values as defaults.
+
+A run's configuration is a :class:`RunConfig`; it loads from YAML (``load_config``), takes
+``section.key=value`` overrides (``apply_overrides``), rejects unknown keys, and is saved beside
+every run as ``config.yaml`` (``save_config``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import CavgaError
+from .io_utils import atomic_write_text
+
+LAYOUTS = ("mvtec", "mtd", "folder")
+VARIANTS = ("Du", "Ru", "Dw", "Rw")
+
+
+@dataclass
+class DataConfig:
+    """Where the images are and how they are split."""
+
+    root: str | None = None  # data set root; None means the embedded demo data
+    layout: str = "mvtec"  # mvtec | mtd | folder
+    category: str | None = None  # MVTec AD category (sub-folder of root)
+    image_size: int = 256  # images and masks are resized to image_size x image_size
+    seed: int = 0  # seeds every random split
+    train_fraction: float = 0.8  # mtd/folder: fraction of the normal images used for training
+    anomalous_fraction: float = 0.02  # CAVGA-w: fraction of anomalous images moved into training
+    val_fraction: float = 0.1  # CAVGA-u: normal training images held out to fit the score normaliser
+
+
+@dataclass
+class ModelConfig:
+    """Network architecture (Sec. 4, "Architecture details")."""
+
+    variant: str = "Du"  # Du | Ru | Dw | Rw: D = DCGAN, R = ResNet-18; u = unsupervised, w = weakly sup.
+    base_channels: int = 64  # DCGAN width (ndf = ngf)
+    latent_channels: int = 256  # channels of the convolutional latent z
+    flat_latent: bool = False  # ablation CAVGA-R*: flattened z through a fully connected layer
+    flat_latent_dim: int = 100  # size of the flattened z (Sec. 6, following [6])
+    backbone_weights: str = "imagenet"  # CAVGA-R encoder: "imagenet", a path to a state dict, or "none"
+
+    @property
+    def arch(self) -> str:
+        return self.variant[0]
+
+    @property
+    def weakly_supervised(self) -> bool:
+        return self.variant[1] == "w"
+
+
+@dataclass
+class LossConfig:
+    """Loss weights of Eq. 4 (unsupervised) and Eq. 6 (weakly supervised); 0 switches a term off."""
+
+    w_r: float = 1.0  # VAE loss L = BCE reconstruction + KL (Eq. 1)
+    w_kl: float = 1.0  # KL inside L (1 = the paper's VAE; 0 = a plain adversarial autoencoder)
+    w_adv: float = 1.0  # adversarial loss (Eq. 2)
+    w_ae: float = 0.01  # attention expansion loss (Eq. 3), unsupervised only
+    w_c: float = 0.001  # classifier BCE, weakly supervised only
+    w_cga: float = 0.01  # complementary guided attention loss (Eq. 5), weakly supervised only
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation; DCGAN's Adam settings (lr 2e-4, betas 0.5/0.999)."""
+
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    num_workers: int = 0
+    allow_random_init: bool = False  # CAVGA-R: train the ResNet-18 encoder from scratch if no weights
+
+
+@dataclass
+class InferConfig:
+    """Inference thresholds (Sec. 3.1: 0.5 on the anomalous attention map and on the image score)."""
+
+    mask_threshold: float = 0.5
+    score_threshold: float = 0.5
+    normalizer_quantile: float = 0.95  # quantile of held-out normal scores that maps to 0.5
+    batch_size: int = 16
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+
+    def validate(self) -> RunConfig:
+        """Check values that a typo would make silently wrong; return self."""
+        if self.data.layout not in LAYOUTS:
+            raise CavgaError(f"data.layout: unknown layout {self.data.layout!r} (choose from {', '.join(LAYOUTS)})")
+        if self.model.variant not in VARIANTS:
+            raise CavgaError(f"model.variant: unknown model {self.model.variant!r} (choose from {', '.join(VARIANTS)})")
+        size = self.data.image_size
+        if size < 32 or size & (size - 1):
+            raise CavgaError(f"data.image_size: {size} is not a power of two >= 32")
+        for name in ("train_fraction", "anomalous_fraction", "val_fraction"):
+            v = getattr(self.data, name)
+            if not 0.0 <= v < 1.0 or (name == "train_fraction" and v == 0.0):
+                raise CavgaError(f"data.{name}: {v} is outside [0, 1)")
+        for name in ("mask_threshold", "score_threshold", "normalizer_quantile"):
+            v = getattr(self.infer, name)
+            if not 0.0 < v <= 1.0:
+                raise CavgaError(f"infer.{name}: {v} is outside (0, 1]")
+        for f in fields(self.loss):
+            if getattr(self.loss, f.name) < 0:
+                raise CavgaError(f"loss.{f.name}: weights must be >= 0")
+        if self.train.epochs < 1 or self.train.batch_size < 1:
+            raise CavgaError("train.epochs and train.batch_size must be >= 1")
+        return self
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a YAML or command-line value to the field's declared type."""
+    hint = annotation
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        hint = args[0]
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+                return value.lower() in ("true", "yes", "1")
+            raise ValueError(value)
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise CavgaError(f"{where}: {value!r} is not a valid {hint.__name__}") from None
+    return value
+
+
+def _section_types(section: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(section))
+    return {f.name: hints[f.name] for f in fields(section)}
+
+
+def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    """Build a RunConfig from nested dicts; unknown sections or keys are an error naming ``source``."""
+    cfg = RunConfig()
+    if not isinstance(raw, dict):
+        raise CavgaError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    for section_name, values in raw.items():
+        if section_name not in {f.name for f in fields(cfg)}:
+            raise CavgaError(f"{source}: unknown section {section_name!r} (known: data, model, loss, train, infer)")
+        section = getattr(cfg, section_name)
+        types_ = _section_types(section)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise CavgaError(f"{source}: section {section_name!r} must be a mapping")
+        for key, value in values.items():
+            if key not in types_:
+                raise CavgaError(f"{source}: unknown key {section_name}.{key} (known: {', '.join(sorted(types_))})")
+            setattr(section, key, _coerce(value, types_[key], f"{source}: {section_name}.{key}"))
+    return cfg
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML file of sections (data, model, loss, train, infer)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise CavgaError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise CavgaError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return from_dict(raw, str(path))
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> RunConfig:
+    """Set ``section.key`` values, given as a dict or as ``section.key=value`` strings."""
+    if isinstance(overrides, list):
+        pairs: dict[str, Any] = {}
+        for item in overrides:
+            if "=" not in item:
+                raise CavgaError(f"--set {item!r}: expected section.key=value")
+            k, v = item.split("=", 1)
+            pairs[k.strip()] = yaml.safe_load(v) if v.strip() else v
+        overrides = pairs
+    for dotted, value in overrides.items():
+        if value is None:  # an unset command-line flag keeps the config's value
+            continue
+        section_name, _, key = dotted.partition(".")
+        if not hasattr(cfg, section_name) or not dataclasses.is_dataclass(getattr(cfg, section_name)):
+            raise CavgaError(f"unknown config section in {dotted!r}")
+        section = getattr(cfg, section_name)
+        types_ = _section_types(section)
+        if key not in types_:
+            raise CavgaError(f"unknown config key {dotted!r} (known: {', '.join(sorted(types_))})")
+        setattr(section, key, _coerce(value, types_[key], dotted))
+    return cfg
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> Path:
+    return atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

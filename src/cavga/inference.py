@@ -1,0 +1,191 @@
+"""Inference (Sec. 3.1 and 3.2): image score and verdict, anomalous attention map, mask.
+
+* CAVGA-u: the anomalous attention map is 1 - A (A: Grad-CAM of sum(mu), see
+  :mod:`cavga.attention`), upsampled to the image; the image score is the mean absolute
+  difference between the image and its reconstruction [48], normalised to [0, 1] (below).
+* CAVGA-w: the classifier C gives the verdict and the score (its anomalous probability); the
+  anomalous attention map is A_ca, the Grad-CAM of C's anomalous logit, upsampled.
+* Both: the mask is the map thresholded at ``mask_threshold`` (0.5 in the paper).
+
+Normalising the unsupervised score.  The paper normalises s_a to [0, 1] and thresholds at 0.5
+without saying how.  Using test images for this would leak their labels, so the normaliser is
+fitted on normal images held out from training (``data.val_fraction``):
+``s = clip((s_a - lo) / (2 * (hi - lo)), 0, 1)`` with ``lo`` the lowest held-out score and ``hi``
+their ``normalizer_quantile`` (0.95) quantile.  Score 0.5 is then "as bad as the worst 5% of unseen
+normal images", a false-alarm budget a user can read and change without retraining.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import data as D
+from .attention import grad_cam, latent_score, upsample
+from .config import RunConfig, from_dict
+from .errors import CavgaError
+from .networks import CAVGA, build_networks
+from .runtime import CHECKPOINT, load_checkpoint, resolve_device
+
+
+@dataclass
+class Prediction:
+    """The answer for one image."""
+
+    path: str
+    score: float  # normalised anomaly score in [0, 1]
+    label: int  # verdict: 1 anomalous, 0 normal
+    anomaly_map: np.ndarray  # (H, W) float32 in [0, 1]
+    mask: np.ndarray  # (H, W) bool
+    raw_score: float  # unnormalised score (reconstruction difference, or C's probability)
+
+
+@dataclass
+class BatchPrediction:
+    """Predictions for a batch, as tensors on the CPU at the model's resolution."""
+
+    score: Tensor  # (B,)
+    label: Tensor  # (B,) long
+    anomaly_map: Tensor  # (B, S, S) in [0, 1]
+    mask: Tensor  # (B, S, S) bool
+    raw_score: Tensor  # (B,)
+    reconstruction: Tensor  # (B, 3, S, S)
+    residual_map: Tensor  # (B, S, S) mean |x - x_hat| over channels: the reconstruction baseline
+
+
+@dataclass
+class Normalizer:
+    """Maps raw reconstruction scores to [0, 1]: ``lo`` -> 0, ``hi`` -> 0.5 (see module doc)."""
+
+    lo: float
+    hi: float
+    quantile: float
+    n_images: int
+    residual_peak: float  # the held-out images' highest residual pixel: scales the baseline map
+
+    def __call__(self, raw: Tensor) -> Tensor:
+        span = max(self.hi - self.lo, 1e-12)
+        return ((raw - self.lo) / (2 * span)).clamp(0.0, 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def anomaly_evidence(model: CAVGA, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Forward pass in eval mode: (anomalous attention map (B, 1, h, w), reconstruction, C's p_anomalous or None)."""
+    model.eval()
+    with torch.enable_grad():
+        features = model.encode_features(x).detach().requires_grad_(True)  # (B, K, h, w)
+        enc = model.latent(features)
+        if model.cfg.weakly_supervised:
+            logits = model.classify(enc.mu)  # (B, 2)
+            anomalous_map = grad_cam(features, logits[:, 1], create_graph=False)  # A_ca
+            p_anomalous = torch.softmax(logits.detach(), dim=1)[:, 1]  # (B,)
+        else:
+            anomalous_map = 1 - grad_cam(features, latent_score(enc.mu), create_graph=False)  # 1 - A
+            p_anomalous = None
+    with torch.no_grad():
+        x_hat = model.decode(enc.mu.detach())  # (B, 3, S, S)
+    return anomalous_map.detach(), x_hat, p_anomalous
+
+
+class Predictor:
+    """A trained model ready to answer: ``predict_batch`` for tensors, ``predict_paths`` for files."""
+
+    def __init__(self, model: CAVGA, cfg: RunConfig, normalizer: Normalizer | None, device: torch.device):
+        self.model = model.to(device).eval()
+        self.cfg = cfg
+        self.normalizer = normalizer
+        self.device = device
+        if not cfg.model.weakly_supervised and normalizer is None:
+            raise CavgaError("this unsupervised model has no score normaliser (training did not finish)")
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: str = "auto") -> Predictor:
+        state = load_checkpoint(Path(run_dir) / CHECKPOINT)
+        cfg = from_dict(state["config"], f"{run_dir}/{CHECKPOINT}")
+        if state.get("epoch", 0) < cfg.train.epochs or (
+            not cfg.model.weakly_supervised and state.get("normalizer") is None
+        ):
+            raise CavgaError(f"{run_dir}: training stopped at epoch {state.get('epoch')}; finish it with --resume")
+        model, _ = build_networks(cfg.model, cfg.data.image_size, allow_random_init=True)
+        model.load_state_dict(state["model"])
+        norm = state.get("normalizer")
+        return cls(model, cfg, Normalizer(**norm) if norm else None, resolve_device(device))
+
+    def predict_batch(self, x: Tensor) -> BatchPrediction:
+        x = x.to(self.device)
+        size = self.cfg.data.image_size
+        amap, x_hat, p_anomalous = anomaly_evidence(self.model, x)
+        amap = upsample(amap, size).squeeze(1).clamp(0, 1)  # (B, S, S)
+        residual = (x - x_hat).abs().mean(dim=1)  # (B, S, S)
+        recon_score = residual.flatten(1).mean(dim=1)  # (B,)
+        if p_anomalous is None:
+            raw = recon_score
+            score = self.normalizer(raw)
+        else:
+            raw = score = p_anomalous
+        label = (score >= self.cfg.infer.score_threshold).long()
+        return BatchPrediction(
+            score=score.cpu(),
+            label=label.cpu(),
+            anomaly_map=amap.cpu(),
+            mask=(amap >= self.cfg.infer.mask_threshold).cpu(),
+            raw_score=raw.cpu(),
+            reconstruction=x_hat.cpu(),
+            residual_map=residual.cpu(),
+        )
+
+    def predict_paths(self, paths: list[str | Path]) -> list[Prediction]:
+        """Predict image files; maps and masks come back at each image's own size."""
+        size = self.cfg.data.image_size
+        out: list[Prediction] = []
+        bs = self.cfg.infer.batch_size
+        for i in range(0, len(paths), bs):
+            chunk = [str(p) for p in paths[i : i + bs]]
+            images = torch.stack([D.load_image(p, size) for p in chunk])  # (B, 3, S, S)
+            pred = self.predict_batch(images)
+            for j, p in enumerate(chunk):
+                h, w = D.image_size_of(p)
+                amap = upsample(pred.anomaly_map[j][None, None], (h, w))[0, 0].clamp(0, 1).numpy()  # (H, W)
+                out.append(
+                    Prediction(
+                        path=p,
+                        score=float(pred.score[j]),
+                        label=int(pred.label[j]),
+                        anomaly_map=amap.astype(np.float32),
+                        mask=amap >= self.cfg.infer.mask_threshold,
+                        raw_score=float(pred.raw_score[j]),
+                    )
+                )
+        return out
+
+
+def fit_normalizer(model: CAVGA, run_data: Any, cfg: RunConfig, device: torch.device) -> dict[str, Any] | None:
+    """Fit the score normaliser on the held-out normal images (the training normals if none are held out)."""
+    from .train import make_loader
+
+    records = run_data.val or [r for r in run_data.train if r.label == 0]
+    if not records:
+        return None
+    raws, peaks = [], []
+    for batch in make_loader(records, cfg, shuffle=False):
+        x = batch.image.to(device)
+        _, x_hat, _ = anomaly_evidence(model, x)
+        residual = (x - x_hat).abs().mean(dim=1)  # (B, S, S)
+        raws.append(residual.flatten(1).mean(dim=1).cpu())
+        peaks.append(residual.flatten(1).amax(dim=1).cpu())
+    raw = torch.cat(raws).numpy()
+    q = cfg.infer.normalizer_quantile
+    return Normalizer(
+        lo=float(raw.min()),
+        hi=float(np.quantile(raw, q)),
+        quantile=q,
+        n_images=len(raw),
+        residual_peak=float(torch.cat(peaks).max()),
+    ).to_dict()

@@ -1,0 +1,282 @@
+"""Detection and localisation metrics of the CAVGA paper (Sec. 4) and the MVTec AD benchmark.
+
+All functions are pure, take numpy arrays or torch tensors and return a Python ``float``.
+Bad input (mismatched shapes, empty arrays, non-binary labels, NaN scores) raises ``ValueError``;
+a metric that is undefined for otherwise valid input (e.g. only one class present) raises
+:class:`UndefinedMetricError`, a ``ValueError`` subclass that :func:`compute_metrics` turns into NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from sklearn.metrics import auc, precision_recall_curve, roc_auc_score, roc_curve
+
+__all__ = [
+    "UndefinedMetricError",
+    "aupro",
+    "compute_metrics",
+    "detection_accuracy",
+    "f1_max",
+    "image_auroc",
+    "iou",
+    "pixel_auroc",
+]
+
+# 8-connectivity, as in the official MVTec AD evaluation code (``structure = np.ones((3, 3))``), with no
+# connection along the image axis so that one ``ndimage.label`` call labels a whole (N, H, W) stack.
+_STRUCTURE_8 = np.zeros((3, 3, 3), dtype=bool)
+_STRUCTURE_8[1] = True
+
+
+class UndefinedMetricError(ValueError):
+    """The metric is undefined for this (valid) input, e.g. only one class is present."""
+
+
+def _np(x: Any) -> np.ndarray:
+    """A numpy view of ``x``; torch tensors are detached and moved to the CPU."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu()
+        x = (x.float() if str(x.dtype) == "torch.bfloat16" else x).numpy()
+    return np.asarray(x)
+
+
+def _scores(x: Any, name: str) -> np.ndarray:
+    """Real-valued scores as float32 (float64 is kept), checked non-empty and finite."""
+    x = _np(x)
+    if x.dtype != np.float64:
+        x = x.astype(np.float32, copy=False)
+    if x.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x
+
+
+def _binary(x: Any, name: str) -> np.ndarray:
+    """A {0, 1} (or bool) array as bool, checked non-empty and binary."""
+    x = _np(x)
+    if x.size == 0:
+        raise ValueError(f"{name} is empty")
+    if x.dtype != bool:
+        if not np.isin(x, (0, 1)).all():
+            raise ValueError(f"{name} must contain only 0/1 (or bool) values")
+        x = x.astype(bool)
+    return x
+
+
+def _same_shape(a: np.ndarray, b: np.ndarray, na: str, nb: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{na} and {nb} must have the same shape, got {a.shape} and {b.shape}")
+
+
+def _check_1d(x: np.ndarray, name: str) -> None:
+    if x.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (N,), got shape {x.shape}")
+
+
+def _check_maps(x: np.ndarray, name: str) -> None:
+    if x.ndim != 3:
+        raise ValueError(f"{name} must be (N, H, W), got shape {x.shape}")
+
+
+def _both_classes(labels: np.ndarray, metric: str, what: str = "labels") -> None:
+    n_pos = int(np.count_nonzero(labels))
+    if n_pos == 0:
+        raise UndefinedMetricError(f"{metric} is undefined: {what} contain only normal (0) samples")
+    if n_pos == labels.size:
+        raise UndefinedMetricError(f"{metric} is undefined: {what} contain only anomalous (1) samples")
+
+
+def image_auroc(scores: Any, labels: Any) -> float:
+    """Area under the ROC curve of image-level anomaly scores (N,) against labels (N,) in {0, 1}."""
+    scores, labels = _scores(scores, "scores"), _binary(labels, "labels")  # (N,), (N,)
+    _check_1d(scores, "scores")
+    _same_shape(scores, labels, "scores", "labels")
+    _both_classes(labels, "image_auroc")
+    return float(roc_auc_score(labels, scores))
+
+
+def pixel_auroc(anomaly_maps: Any, masks: Any) -> float:
+    """AUROC over all pixels of all images pooled together (MVTec AD's pixel-level AUROC)."""
+    maps, masks = _scores(anomaly_maps, "anomaly_maps"), _binary(masks, "masks")  # (N, H, W)
+    _check_maps(maps, "anomaly_maps")
+    _same_shape(maps, masks, "anomaly_maps", "masks")
+    _both_classes(masks, "pixel_auroc", "masks")
+    # roc_curve + auc is what roc_auc_score computes for binary labels, minus its label_binarize pass
+    # (about half the time on tens of millions of pixels).
+    fpr, tpr, _ = roc_curve(masks.ravel(), maps.ravel())
+    return float(auc(fpr, tpr))
+
+
+def iou(pred_masks: Any, gt_masks: Any, labels: Any = None) -> float:
+    """The paper's IoU: |P ∩ G| / |P ∪ G| per anomalous image, averaged over those images.
+
+    Anomalous images are those with label 1 or, when ``labels`` is None, those whose ground-truth mask
+    is non-empty. An image whose prediction and ground truth are both empty (0/0) scores 1.0.
+    """
+    pred, gt = _binary(pred_masks, "pred_masks"), _binary(gt_masks, "gt_masks")  # (N, H, W)
+    _check_maps(pred, "pred_masks")
+    _same_shape(pred, gt, "pred_masks", "gt_masks")
+    if labels is None:
+        sel = gt.any(axis=(1, 2))  # (N,)
+    else:
+        sel = _binary(labels, "labels")  # (N,)
+        _check_1d(sel, "labels")
+        if sel.shape[0] != pred.shape[0]:
+            raise ValueError(f"labels has {sel.shape[0]} entries but there are {pred.shape[0]} masks")
+    if not sel.any():
+        raise UndefinedMetricError("iou is undefined: there are no anomalous images")
+    pred, gt = pred[sel], gt[sel]  # (M, H, W)
+    inter = np.count_nonzero(pred & gt, axis=(1, 2))  # (M,)
+    union = np.count_nonzero(pred | gt, axis=(1, 2))  # (M,)
+    per_image = np.where(union > 0, inter / np.maximum(union, 1), 1.0)  # (M,)
+    return float(per_image.mean())
+
+
+def detection_accuracy(pred_labels: Any, labels: Any) -> float:
+    """The paper's detection accuracy: mean of the accuracies on normal and on anomalous images."""
+    pred, labels = _binary(pred_labels, "pred_labels"), _binary(labels, "labels")  # (N,)
+    _check_1d(labels, "labels")
+    _same_shape(pred, labels, "pred_labels", "labels")
+    _both_classes(labels, "detection_accuracy")
+    acc_normal = np.count_nonzero(~pred & ~labels) / np.count_nonzero(~labels)
+    acc_anomalous = np.count_nonzero(pred & labels) / np.count_nonzero(labels)
+    return float((acc_normal + acc_anomalous) / 2)
+
+
+def aupro(anomaly_maps: Any, masks: Any, fpr_limit: float = 0.3) -> float:
+    """Normalised area under the per-region-overlap curve up to ``fpr_limit`` (Bergmann et al. 2021).
+
+    Ground-truth regions are the 8-connected components of each mask (the official MVTec AD code uses
+    ``np.ones((3, 3))`` as the structure). At a threshold t, pixels with score >= t are positive;
+    PRO(t) is the mean over all regions of the fraction of the region's pixels that are positive and
+    FPR(t) the fraction of all normal (mask 0) pixels that are positive. The curve, with a point at
+    every distinct score (ties grouped) and at (0, 0), is integrated with the trapezoid rule from
+    FPR 0 to ``fpr_limit`` (linearly interpolated there) and divided by ``fpr_limit``.
+    """
+    maps, masks = _scores(anomaly_maps, "anomaly_maps"), _binary(masks, "masks")  # (N, H, W)
+    _check_maps(maps, "anomaly_maps")
+    _same_shape(maps, masks, "anomaly_maps", "masks")
+    if not 0.0 < fpr_limit <= 1.0:
+        raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
+    regions, n_regions = ndimage.label(masks, structure=_STRUCTURE_8)  # (N, H, W) int32
+    if n_regions == 0:
+        raise UndefinedMetricError("aupro is undefined: the masks contain no anomalous region")
+    n_neg = masks.size - int(np.count_nonzero(masks))
+    if n_neg == 0:
+        raise UndefinedMetricError("aupro is undefined: the masks contain no normal pixel")
+    regions, maps = regions.ravel(), maps.ravel()  # (P,)
+
+    # Only thresholds down to the first one whose FPR reaches fpr_limit matter, and the curve there
+    # depends only on pixels scoring at least that much: keep those and sort them alone.
+    neg_scores = maps[regions == 0]  # (n_neg,)
+    m = min(n_neg, max(1, math.ceil(fpr_limit * n_neg)))
+    t_min = np.partition(neg_scores, n_neg - m)[n_neg - m]  # m-th largest normal score
+    del neg_scores
+    keep = np.flatnonzero(maps >= t_min)  # (K,)
+    order = keep[np.argsort(maps[keep], kind="stable")[::-1]]  # (K,) descending score
+    del keep
+    scores = maps[order]  # (K,)
+    lab = regions[order]  # (K,)
+    del order
+
+    sizes = np.bincount(regions).astype(np.float64)  # (n_regions + 1,)
+    pro_w = 1.0 / (sizes * n_regions)  # (n_regions + 1,) weight of one pixel of each region
+    pro_w[0] = 0.0
+    pro = np.cumsum(pro_w[lab])  # (K,)
+    fpr = np.cumsum(lab == 0, dtype=np.float64) / n_neg  # (K,)
+    # The curve point of threshold t is after the last pixel scoring t.
+    last = np.flatnonzero(np.append(scores[1:] != scores[:-1], True))  # (T,)
+    fpr = np.concatenate(([0.0], fpr[last]))  # (T + 1,)
+    pro = np.concatenate(([0.0], np.minimum(pro[last], 1.0)))  # (T + 1,)
+
+    end = int(np.searchsorted(fpr, fpr_limit, side="right"))  # fpr[:end] <= fpr_limit
+    x, y = fpr[:end], pro[:end]
+    if x[-1] < fpr_limit and end < fpr.size:
+        x0, x1, y0, y1 = fpr[end - 1], fpr[end], pro[end - 1], pro[end]
+        x = np.append(x, fpr_limit)
+        y = np.append(y, y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0))
+    return float(np.trapezoid(y, x) / fpr_limit)
+
+
+def f1_max(scores: Any, labels: Any) -> float:
+    """Best F1 over all thresholds of ``scores`` against binary ``labels`` (any equal shapes, flattened).
+
+    Needs at least one positive; with no negatives it is 1.0.
+    """
+    scores, labels = _scores(scores, "scores"), _binary(labels, "labels")
+    _same_shape(scores, labels, "scores", "labels")
+    if not labels.any():
+        raise UndefinedMetricError("f1_max is undefined: labels contain no anomalous (1) sample")
+    precision, recall, _ = precision_recall_curve(labels.ravel(), scores.ravel())  # (T + 1,)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+    return float(f1.max())
+
+
+def compute_metrics(
+    scores: Any,
+    labels: Any,
+    pred_labels: Any,
+    anomaly_maps: Any,
+    masks: Any,
+    pred_masks: Any,
+    has_mask: Any = None,
+) -> dict[str, Any]:
+    """All metrics of a test split as a dict of floats, plus an ``"undefined"`` list of names.
+
+    Pixel metrics (``pixel_auroc``, ``aupro``, ``f1_max``, ``iou``) use only images with real ground
+    truth: ``has_mask`` True (default: all) or label 0, since a normal image's all-zero mask is exact.
+    ``iou`` averages over the anomalous ones among those. A metric that is undefined for this data
+    (e.g. one class only, no anomalous region) is NaN and its name is listed under ``"undefined"``;
+    malformed input (shapes, dtypes, NaN scores) still raises ``ValueError``.
+    """
+    scores, labels = _scores(scores, "scores"), _binary(labels, "labels")  # (N,)
+    pred_labels = _binary(pred_labels, "pred_labels")  # (N,)
+    maps, masks = _scores(anomaly_maps, "anomaly_maps"), _binary(masks, "masks")  # (N, H, W)
+    pred_masks = _binary(pred_masks, "pred_masks")  # (N, H, W)
+    _check_1d(labels, "labels")
+    _same_shape(scores, labels, "scores", "labels")
+    _same_shape(pred_labels, labels, "pred_labels", "labels")
+    _check_maps(maps, "anomaly_maps")
+    _same_shape(maps, masks, "anomaly_maps", "masks")
+    _same_shape(pred_masks, masks, "pred_masks", "masks")
+    if maps.shape[0] != labels.shape[0]:
+        raise ValueError(f"there are {labels.shape[0]} labels but {maps.shape[0]} anomaly maps")
+    if has_mask is None:
+        real = np.ones(labels.shape, dtype=bool)  # (N,)
+    else:
+        real = _binary(has_mask, "has_mask")  # (N,)
+        _same_shape(real, labels, "has_mask", "labels")
+    real = real | ~labels  # (N,)
+    if real.all():
+        pix_maps, pix_masks, pix_pred, pix_labels = maps, masks, pred_masks, labels
+    else:
+        pix_maps, pix_masks, pix_pred, pix_labels = maps[real], masks[real], pred_masks[real], labels[real]
+
+    calls = {
+        "image_auroc": lambda: image_auroc(scores, labels),
+        "pixel_auroc": lambda: pixel_auroc(pix_maps, pix_masks),
+        "iou": lambda: iou(pix_pred, pix_masks, pix_labels),
+        "detection_accuracy": lambda: detection_accuracy(pred_labels, labels),
+        "aupro": lambda: aupro(pix_maps, pix_masks),
+        "f1_max": lambda: f1_max(pix_maps, pix_masks),
+        "image_f1_max": lambda: f1_max(scores, labels),
+    }
+    pixel_metrics = ("pixel_auroc", "iou", "aupro", "f1_max")
+    out: dict[str, Any] = {}
+    undefined: list[str] = []
+    for name, call in calls.items():
+        try:
+            if name in pixel_metrics and not real.any():
+                raise UndefinedMetricError(f"{name} is undefined: no image has a ground-truth mask")
+            out[name] = call()
+        except UndefinedMetricError:
+            out[name] = float("nan")
+            undefined.append(name)
+    out["undefined"] = undefined
+    return out

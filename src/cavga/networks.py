@@ -1,0 +1,290 @@
+"""CAVGA's networks (Sec. 3 and 4, "Architecture details"); no training code lives here.
+
+* CAVGA-D: the DCGAN discriminator trunk [42] as encoder, the DCGAN generator as decoder.
+* CAVGA-R: the convolutional layers of ResNet-18 [19] as encoder, a residual generator [9] as decoder.
+* Both share the DCGAN discriminator and, for CAVGA-w, the binary classifier C on the flattened z.
+
+The encoder's last feature map ``features`` (B, K, h, w) parameterises the convolutional latent z:
+``mu = conv1x1(features)``, ``logvar = conv1x1(features)``, ``z = mu + exp(logvar / 2) * eps``.
+For the ablation CAVGA-R* the latent is flattened instead: ``features`` go through a fully connected
+layer to a 100-d ``mu``/``logvar`` (Sec. 6).  Grad-CAM (see :mod:`cavga.attention`) is taken on
+``features``; that is why :class:`CAVGA` exposes ``encode_features`` and ``latent`` separately.
+
+All images are in [0, 1]; the decoder ends in a sigmoid so the BCE reconstruction loss of Eq. 1 applies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .errors import CavgaError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _dcgan_init(module: nn.Module) -> None:
+    """DCGAN weight init [42]: N(0, 0.02) for convolutions, N(1, 0.02) for batch-norm scales."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def _down_block(cin: int, cout: int, norm: bool) -> nn.Sequential:
+    """DCGAN discriminator block: 4x4 stride-2 conv, batch norm (not on the first), LeakyReLU(0.2)."""
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1, bias=not norm)]
+    if norm:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(*layers)
+
+
+class DCGANEncoder(nn.Module):
+    """DCGAN discriminator trunk: four stride-2 blocks, so ``features`` are (B, 8*nf, S/16, S/16)."""
+
+    stride = 16
+
+    def __init__(self, in_channels: int = 3, nf: int = 64):
+        super().__init__()
+        widths = [nf, 2 * nf, 4 * nf, 8 * nf]
+        blocks, cin = [], in_channels
+        for i, w in enumerate(widths):
+            blocks.append(_down_block(cin, w, norm=i > 0))
+            cin = w
+        self.body = nn.Sequential(*blocks)
+        self.out_channels = cin
+        _dcgan_init(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)  # (B, 8nf, S/16, S/16)
+
+
+class DCGANDecoder(nn.Module):
+    """DCGAN generator: a 3x3 projection of z, then four stride-2 transposed convolutions to the image."""
+
+    def __init__(self, latent_channels: int, out_channels: int = 3, nf: int = 64):
+        super().__init__()
+        widths = [8 * nf, 4 * nf, 2 * nf, nf]
+        layers: list[nn.Module] = [
+            nn.Conv2d(latent_channels, widths[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        ]
+        for cin, cout in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 1), nn.Sigmoid()]
+        self.body = nn.Sequential(*layers)
+        _dcgan_init(self)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.body(z)  # (B, 3, 16h, 16w)
+
+
+class ResNet18Encoder(nn.Module):
+    """The convolutional layers of ResNet-18 (conv1 ... layer4): ``features`` are (B, 512, S/32, S/32).
+
+    Inputs in [0, 1] are normalised with the ImageNet statistics inside the module, so the rest of
+    cavga never needs to know which encoder is in use.
+    """
+
+    stride = 32
+
+    def __init__(self, weights: str = "imagenet", allow_random_init: bool = False):
+        super().__init__()
+        from torchvision.models import resnet18
+
+        net = resnet18(weights=None)
+        self.loaded_weights = load_backbone_weights(net, weights, allow_random_init)
+        self.body = nn.Sequential(
+            net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
+        )
+        self.out_channels = 512
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body((x - self.mean) / self.std)  # (B, 512, S/32, S/32)
+
+
+def load_backbone_weights(net: nn.Module, weights: str, allow_random_init: bool) -> str:
+    """Fill a torchvision ResNet-18 with ImageNet weights; return a word saying where they came from.
+
+    ``weights`` is "imagenet" (torchvision's cache, downloading if the network allows), a path to a
+    state dict, or "none".  Without weights the encoder stays random only if ``allow_random_init``:
+    a silently random "pretrained" encoder would be a wrong result that looks right.
+    """
+    if weights not in ("imagenet", "none"):
+        path = Path(weights)
+        if not path.is_file():
+            raise CavgaError(f"{path}: backbone weights file not found")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input problem
+            raise CavgaError(f"{path}: cannot read backbone weights ({type(e).__name__}: {e})") from None
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("fc.")]
+        if missing or unexpected:
+            raise CavgaError(f"{path}: not a ResNet-18 state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        return str(path)
+    if weights == "imagenet":
+        from torchvision.models import ResNet18_Weights
+
+        try:
+            state = ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+            net.load_state_dict(state)
+            return "imagenet"
+        except Exception as e:  # noqa: BLE001 - no cache and no network
+            if not allow_random_init:
+                raise CavgaError(
+                    "ResNet-18 ImageNet weights are not in torchvision's cache and could not be downloaded "
+                    f"({type(e).__name__}); pass --backbone-weights PATH to a resnet18 state dict, or "
+                    "--allow-random-init to train the encoder from scratch"
+                ) from None
+    elif not allow_random_init:
+        raise CavgaError("backbone_weights is 'none': pass --allow-random-init to train ResNet-18 from scratch")
+    return "random"
+
+
+class ResidualUpBlock(nn.Module):
+    """Residual generator block [9] as modified in Sec. 4: upsample, then a convolution whose output
+    gets a skip connection from the upsampled input; stacked blocks interleave each convolution
+    between two upsampling layers."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(cin)
+        self.conv = nn.Conv2d(cin, cout, 3, 1, 1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        up = F.interpolate(x, scale_factor=2.0, mode="nearest")  # (B, cin, 2h, 2w)
+        return self.conv(F.relu(self.bn(up))) + self.skip(up)  # (B, cout, 2h, 2w)
+
+
+class ResidualDecoder(nn.Module):
+    """Residual generator decoder: five up-blocks from S/32 to S, then BN-ReLU-conv3x3-sigmoid."""
+
+    def __init__(self, latent_channels: int, out_channels: int = 3, width: int = 512, n_up: int = 5):
+        super().__init__()
+        widths = [max(width // 2**i, 16) for i in range(n_up + 1)]
+        self.stem = nn.Conv2d(latent_channels, widths[0], 3, 1, 1)
+        self.blocks = nn.Sequential(*[ResidualUpBlock(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)])
+        self.head = nn.Sequential(
+            nn.BatchNorm2d(widths[-1]), nn.ReLU(True), nn.Conv2d(widths[-1], out_channels, 3, 1, 1), nn.Sigmoid()
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.head(self.blocks(self.stem(z)))  # (B, 3, 32h, 32w)
+
+
+class Discriminator(nn.Module):
+    """DCGAN discriminator [42]: stride-2 blocks down to 4x4, then a 4x4 convolution to one logit.
+
+    It returns logits; ``sigmoid(logit)`` is the D(.) of Eq. 2 (the losses use the numerically stable
+    ``binary_cross_entropy_with_logits``, which is the same function).
+    """
+
+    def __init__(self, image_size: int, in_channels: int = 3, nf: int = 64):
+        super().__init__()
+        n_down = int(math.log2(image_size)) - 2  # image_size -> 4
+        blocks, cin = [], in_channels
+        for i in range(n_down):
+            cout = nf * min(2**i, 8)
+            blocks.append(_down_block(cin, cout, norm=i > 0))
+            cin = cout
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Conv2d(cin, 1, 4, 1, 0)
+        _dcgan_init(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x)).flatten(1).squeeze(1)  # (B,)
+
+
+@dataclass
+class Encoding:
+    """What the encoder gives for a batch."""
+
+    features: Tensor  # (B, K, h, w) encoder's last feature map; Grad-CAM is taken here
+    mu: Tensor  # (B, C, h, w) convolutional latent mean, or (B, d) when flattened
+    logvar: Tensor  # same shape as mu
+    z: Tensor  # same shape as mu; a reparameterised sample in training mode, mu in eval mode
+
+
+class CAVGA(nn.Module):
+    """Encoder, latent, decoder and (for CAVGA-w) the classifier C; the discriminator is separate."""
+
+    def __init__(self, cfg: ModelConfig, image_size: int, allow_random_init: bool = False):
+        super().__init__()
+        self.cfg = cfg
+        self.image_size = image_size
+        if cfg.arch == "D":
+            self.encoder: nn.Module = DCGANEncoder(3, cfg.base_channels)
+        else:
+            self.encoder = ResNet18Encoder(cfg.backbone_weights, allow_random_init)
+        stride = self.encoder.stride
+        if image_size % stride or image_size < stride:
+            raise CavgaError(f"image_size {image_size} must be a multiple of {stride} for CAVGA-{cfg.arch}")
+        k, h = self.encoder.out_channels, image_size // stride
+        self.grid = h
+        c = cfg.latent_channels
+        if cfg.flat_latent:
+            d = cfg.flat_latent_dim
+            self.to_mu: nn.Module = nn.Sequential(nn.Flatten(), nn.Linear(k * h * h, d))
+            self.to_logvar: nn.Module = nn.Sequential(nn.Flatten(), nn.Linear(k * h * h, d))
+            self.from_flat: nn.Module = nn.Sequential(nn.Linear(d, c * h * h), nn.Unflatten(1, (c, h, h)))
+            latent_numel = d
+        else:
+            self.to_mu = nn.Conv2d(k, c, 1)
+            self.to_logvar = nn.Conv2d(k, c, 1)
+            self.from_flat = nn.Identity()
+            latent_numel = c * h * h
+        if cfg.arch == "D":
+            self.decoder: nn.Module = DCGANDecoder(c, 3, cfg.base_channels)
+        else:
+            self.decoder = ResidualDecoder(c, 3)
+        # C: z cloned and flattened (z_fc shares z's values and parameters), then a 2-node layer (Sec. 3.2).
+        self.classifier = nn.Linear(latent_numel, 2) if cfg.weakly_supervised else None
+
+    def encode_features(self, x: Tensor) -> Tensor:
+        return self.encoder(x)  # (B, K, h, w)
+
+    def latent(self, features: Tensor) -> Encoding:
+        mu, logvar = self.to_mu(features), self.to_logvar(features)  # (B, C, h, w) or (B, d)
+        logvar = logvar.clamp(-30.0, 20.0)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+        return Encoding(features, mu, logvar, z)
+
+    def encode(self, x: Tensor) -> Encoding:
+        return self.latent(self.encode_features(x))
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.decoder(self.from_flat(z))  # (B, 3, S, S)
+
+    def classify(self, z: Tensor) -> Tensor:
+        if self.classifier is None:
+            raise RuntimeError("this model has no classifier (unsupervised variant)")
+        return self.classifier(z.flatten(1))  # (B, 2) logits: [normal, anomalous]
+
+    def forward(self, x: Tensor) -> tuple[Encoding, Tensor]:
+        enc = self.encode(x)
+        return enc, self.decode(enc.z)
+
+
+def build_networks(cfg: ModelConfig, image_size: int, allow_random_init: bool = False) -> tuple[CAVGA, Discriminator]:
+    """The generator side (encoder, decoder, classifier) and the discriminator for one variant."""
+    return CAVGA(cfg, image_size, allow_random_init), Discriminator(image_size, 3, cfg.base_channels)

@@ -1,0 +1,321 @@
+"""CAVGA's training loop, written out: one discriminator step, then one encoder/decoder step.
+
+Unsupervised (CAVGA-u, Eq. 4):  w_r * (L_R + KL) + w_adv * L_adv + w_ae * L_ae.
+Weakly supervised (CAVGA-w, Eq. 6):  w_r * (L_R + KL) + w_adv * L_adv + w_c * L_bce + w_cga * L_cga.
+
+In CAVGA-w the few anomalous training images carry image labels only.  They train the classifier
+(L_bce) but not the VAE or the discriminator: L_R, KL and L_adv model the *normal* distribution, and
+a VAE that learned to reconstruct defects, or a discriminator told that defects are "real", would
+work against both.  L_cga, by Eq. 5, only ever sees correctly classified normal images.  The
+classifier's BCE is weighted by inverse class frequency, since ~2% anomalous images would
+otherwise teach C to answer "normal" always.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import data as D
+from .attention import grad_cam, latent_score
+from .config import RunConfig, save_config, to_dict
+from .errors import CavgaError
+from .io_utils import atomic_write_json, atomic_write_text
+from .losses import (
+    adversarial_d_loss,
+    adversarial_g_loss,
+    attention_expansion_loss,
+    classifier_loss,
+    complementary_guided_attention_loss,
+    kl_loss,
+    reconstruction_loss,
+)
+from .networks import CAVGA, Discriminator, Encoding, build_networks
+from .runtime import CHECKPOINT, load_checkpoint, resolve_device, save_checkpoint, seed_everything
+
+SPLIT_FILE = "split.json"
+HISTORY_FILE = "history.jsonl"
+
+
+def generator_loss(
+    model: CAVGA,
+    disc: Discriminator,
+    x: Tensor,
+    labels: Tensor,
+    enc: Encoding,
+    x_hat: Tensor,
+    cfg: RunConfig,
+    class_weight: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Eq. 4 (CAVGA-u) or Eq. 6 (CAVGA-w) for a batch already encoded and decoded; the total and its terms."""
+    w = cfg.loss
+    normal = labels == 0  # (B,)
+    zero = x.new_zeros(())
+    terms: dict[str, Tensor] = {}
+    if normal.any():
+        terms["rec"] = reconstruction_loss(x[normal], x_hat[normal])
+        terms["kl"] = kl_loss(enc.mu[normal], enc.logvar[normal])
+        terms["adv"] = adversarial_g_loss(disc(x_hat[normal])) if w.w_adv > 0 else zero
+    else:
+        terms["rec"] = terms["kl"] = terms["adv"] = zero
+    total = w.w_r * (terms["rec"] + w.w_kl * terms["kl"]) + w.w_adv * terms["adv"]
+
+    if not cfg.model.weakly_supervised:
+        if w.w_ae > 0:
+            attention = grad_cam(enc.features, latent_score(enc.mu))  # (B, 1, h, w)
+            terms["ae"] = attention_expansion_loss(attention)
+            total = total + w.w_ae * terms["ae"]
+    else:
+        logits = model.classify(enc.z)  # (B, 2)
+        terms["bce"] = classifier_loss(logits, labels, class_weight)
+        total = total + w.w_c * terms["bce"]
+        if w.w_cga > 0:
+            a_normal = grad_cam(enc.features, logits[:, 0])  # (B, 1, h, w)
+            a_anomalous = grad_cam(enc.features, logits[:, 1])  # (B, 1, h, w)
+            terms["cga"] = complementary_guided_attention_loss(a_normal, a_anomalous, logits, labels)
+            total = total + w.w_cga * terms["cga"]
+    terms["total"] = total
+    return total, terms
+
+
+def train_step(
+    model: CAVGA,
+    disc: Discriminator,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    x: Tensor,
+    labels: Tensor,
+    cfg: RunConfig,
+    class_weight: Tensor | None = None,
+) -> dict[str, float]:
+    """One D update, then one encoder/decoder(/classifier) update, on a batch; the losses as floats."""
+    enc = model.encode(x)
+    x_hat = model.decode(enc.z)  # (B, 3, S, S)
+    normal = labels == 0
+    d_loss = None
+
+    # Discriminator: real normal images against their reconstructions (Eq. 2).
+    if cfg.loss.w_adv > 0 and normal.any():
+        d_loss = adversarial_d_loss(disc(x[normal]), disc(x_hat[normal].detach()))
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+
+    # Encoder, decoder (and classifier): Eq. 4 or Eq. 6 against the updated discriminator.
+    total, terms = generator_loss(model, disc, x, labels, enc, x_hat, cfg, class_weight)
+    opt_g.zero_grad(set_to_none=True)
+    total.backward()
+    opt_g.step()
+    if d_loss is not None:
+        terms["disc"] = d_loss
+    return {k: float(v.detach()) for k, v in terms.items()}
+
+
+@dataclass
+class RunData:
+    """The records a run trains, calibrates and tests on; saved as split.json beside the run."""
+
+    train: list[D.Record]
+    val: list[D.Record]
+    test: list[D.Record]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "info": self.info,
+            "train": [r.to_dict() for r in self.train],
+            "val": [r.to_dict() for r in self.val],
+            "test": [r.to_dict() for r in self.test],
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> RunData:
+        recs = {k: [D.Record.from_dict(r) for r in d[k]] for k in ("train", "val", "test")}
+        return RunData(recs["train"], recs["val"], recs["test"], d.get("info", {}))
+
+    @staticmethod
+    def load(run_dir: str | Path) -> RunData:
+        path = Path(run_dir) / SPLIT_FILE
+        try:
+            return RunData.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise CavgaError(f"{path}: missing; is {run_dir} a cavga run folder?") from None
+        except (json.JSONDecodeError, KeyError) as e:
+            raise CavgaError(f"{path}: unreadable split file ({e})") from None
+
+
+def prepare_data(cfg: RunConfig) -> RunData:
+    """Load the split for ``cfg.data`` and apply the variant's protocol (anomalous fraction, hold-out)."""
+    split = D.load_split(cfg.data)
+    info = dict(split.info)
+    if cfg.model.weakly_supervised:
+        split = D.move_anomalous_to_train(split, cfg.data.anomalous_fraction, cfg.data.seed)
+        info = dict(split.info)
+        train, val = split.train, []
+    else:
+        train, val = D.hold_out_normals(split.train, cfg.data.val_fraction, cfg.data.seed)
+    if not train:
+        raise CavgaError(f"{cfg.data.root}: no training images after the split")
+    info.update(
+        n_train=len(train),
+        n_train_anomalous=sum(r.label for r in train),
+        n_val=len(val),
+        n_test=len(split.test),
+        n_test_anomalous=sum(r.label for r in split.test),
+    )
+    return RunData(train, val, split.test, info)
+
+
+def _class_weight(records: list[D.Record], device: torch.device) -> Tensor | None:
+    counts = np.bincount([r.label for r in records], minlength=2).astype(np.float64)
+    if counts.min() == 0:
+        return None
+    return torch.tensor(counts.sum() / (2 * counts), dtype=torch.float32, device=device)
+
+
+def make_loader(records: list[D.Record], cfg: RunConfig, shuffle: bool, seed: int = 0) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        D.ImageDataset(records, cfg.data.image_size),
+        batch_size=cfg.train.batch_size if shuffle else cfg.infer.batch_size,
+        shuffle=shuffle,
+        drop_last=shuffle and len(records) > cfg.train.batch_size,
+        num_workers=cfg.train.num_workers,
+        collate_fn=D.collate,
+        generator=generator,
+    )
+
+
+def _optimizers(model: CAVGA, disc: Discriminator, cfg: RunConfig):
+    betas = (cfg.train.beta1, cfg.train.beta2)
+    opt_g = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, betas=betas)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.train.lr, betas=betas)
+    return opt_g, opt_d
+
+
+def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
+    """Train one CAVGA variant into ``run_dir``; return the checkpoint path.
+
+    ``run_dir`` receives config.yaml, split.json, history.jsonl and checkpoint.pt (rewritten
+    atomically after every epoch).  With ``resume`` an interrupted run continues from its last
+    complete epoch with the configuration and split it was started with.
+    """
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / CHECKPOINT
+    state = None
+    if ckpt_path.exists():
+        if not resume:
+            raise CavgaError(f"{run_dir}: already holds a trained run; pass --resume to continue it or use a new --out")
+        state = load_checkpoint(ckpt_path)
+        _check_resumable(state, cfg, run_dir)
+        run_data = RunData.load(run_dir)
+        save_config(cfg, run_dir / "config.yaml")
+    else:
+        cfg.validate()
+        run_data = prepare_data(cfg)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        atomic_write_json(run_dir / SPLIT_FILE, run_data.to_dict())
+
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.train.seed)
+    model, disc = build_networks(cfg.model, cfg.data.image_size, cfg.train.allow_random_init)
+    model.to(device)
+    disc.to(device)
+    opt_g, opt_d = _optimizers(model, disc, cfg)
+    start_epoch = 0
+    history: list[dict[str, Any]] = []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        disc.load_state_dict(state["disc"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        start_epoch = state["epoch"]
+        history = state.get("history", [])
+        torch.set_rng_state(state["rng"])
+        if start_epoch >= cfg.train.epochs and state.get("normalizer") is not None:
+            return ckpt_path
+
+    class_weight = _class_weight(run_data.train, device) if cfg.model.weakly_supervised else None
+    backbone = getattr(model.encoder, "loaded_weights", "dcgan-init")
+    for epoch in range(start_epoch, cfg.train.epochs):
+        model.train()
+        disc.train()
+        loader = make_loader(run_data.train, cfg, shuffle=True, seed=cfg.train.seed * 100_003 + epoch)
+        sums: dict[str, float] = defaultdict(float)
+        n = 0
+        t0 = time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
+        for batch in bar:
+            x, labels = batch.image.to(device), batch.label.to(device)
+            losses = train_step(model, disc, opt_g, opt_d, x, labels, cfg, class_weight)
+            for k, v in losses.items():
+                sums[k] += v
+            n += 1
+            bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if k in ("rec", "adv", "ae", "cga", "bce")})
+        record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 2)}
+        record.update({k: v / max(n, 1) for k, v in sums.items()})
+        history.append(record)
+        if progress:
+            tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        _append_history(run_dir, record)
+        save_checkpoint(
+            _state(cfg, model, disc, opt_g, opt_d, epoch + 1, history, backbone, normalizer=None), ckpt_path
+        )
+
+    from .inference import fit_normalizer  # late import: inference depends on this module's loaders
+
+    normalizer = fit_normalizer(model, run_data, cfg, device)
+    save_checkpoint(_state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer), ckpt_path)
+    return ckpt_path
+
+
+def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer) -> dict[str, Any]:
+    return {
+        "format": 1,
+        "config": to_dict(cfg),
+        "model": model.state_dict(),
+        "disc": disc.state_dict(),
+        "opt_g": opt_g.state_dict(),
+        "opt_d": opt_d.state_dict(),
+        "epoch": epoch,
+        "history": history,
+        "rng": torch.get_rng_state(),
+        "backbone_weights": backbone,
+        "normalizer": normalizer,
+    }
+
+
+def _check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> None:
+    """A resumed run may change its epoch count, device and inference settings, nothing else."""
+    saved, now = state["config"], to_dict(cfg)
+    for section in ("data", "model", "loss"):
+        for key, value in now[section].items():
+            if saved[section].get(key) != value:
+                raise CavgaError(
+                    f"{run_dir}: cannot resume with {section}.{key}={value!r}; the run was started with "
+                    f"{saved[section].get(key)!r}"
+                )
+    for key in ("batch_size", "lr", "beta1", "beta2", "seed"):
+        if saved["train"][key] != now["train"][key]:
+            raise CavgaError(
+                f"{run_dir}: cannot resume with train.{key}={now['train'][key]!r} (run has {saved['train'][key]!r})"
+            )
+
+
+def _append_history(run_dir: Path, record: dict[str, Any]) -> None:
+    path = run_dir / HISTORY_FILE
+    lines = path.read_text().splitlines() if path.exists() else []
+    lines = [ln for ln in lines if ln.strip() and json.loads(ln).get("epoch", 0) < record["epoch"]]
+    lines.append(json.dumps(record))
+    atomic_write_text(path, "\n".join(lines) + "\n")

@@ -1,0 +1,146 @@
+"""Report images: anomaly heatmaps blended over the input, mask contours, comparison strips.
+
+Inputs are numpy arrays or torch tensors with values in [0, 1] (clipped); images may be (3, H, W),
+(H, W, 3), (1, H, W), (H, W, 1) or (H, W). Outputs are ``PIL.Image.Image`` objects.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from PIL import Image
+from scipy import ndimage
+
+from .io_utils import atomic_write
+
+__all__ = ["comparison_strip", "contour", "heatmap_overlay", "mask_image", "save_png"]
+
+
+def _np(x: Any) -> np.ndarray:
+    """A numpy view of ``x``; torch tensors are detached and moved to the CPU."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu()
+        x = (x.float() if str(x.dtype) == "torch.bfloat16" else x).numpy()
+    return np.asarray(x)
+
+
+def _rgb(image: Any) -> np.ndarray:
+    """An image as float32 (H, W, 3) in [0, 1], from channels-first, channels-last or grey input."""
+    x = _np(image).astype(np.float32, copy=False)
+    if x.ndim == 3 and x.shape[0] in (1, 3) and x.shape[-1] not in (1, 3):
+        x = x.transpose(1, 2, 0)  # (H, W, C)
+    if x.ndim == 2:
+        x = x[..., None]  # (H, W, 1)
+    if x.ndim != 3 or x.shape[-1] not in (1, 3):
+        raise ValueError(f"image must be (3, H, W), (H, W, 3) or (H, W), got shape {x.shape}")
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)  # (H, W, 3)
+    return np.clip(x, 0.0, 1.0)
+
+
+def _mask(mask: Any) -> np.ndarray:
+    """A (H, W) mask as bool; non-bool input is thresholded at 0.5."""
+    m = _np(mask)
+    m = np.squeeze(m, axis=0) if m.ndim == 3 and m.shape[0] == 1 else m
+    if m.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {m.shape}")
+    return m if m.dtype == bool else m > 0.5
+
+
+def _resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a (h, w) array to ``size`` = (H, W): nearest for bool, bilinear for float."""
+    if x.shape == size:
+        return x
+    if x.dtype == bool:
+        img = Image.fromarray(x.astype(np.uint8) * 255).resize(size[::-1], Image.Resampling.NEAREST)
+        return np.asarray(img) > 127
+    img = Image.fromarray(x.astype(np.float32))
+    return np.asarray(img.resize(size[::-1], Image.Resampling.BILINEAR))
+
+
+def _to_pil(rgb: np.ndarray) -> Image.Image:
+    """float (H, W, 3) in [0, 1] -> 8-bit RGB image."""
+    return Image.fromarray(np.round(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8))
+
+
+def contour(mask: Any, width: int = 1) -> np.ndarray:
+    """The inner boundary (H, W) bool of a mask: mask XOR its erosion (``width`` pixels thick).
+
+    Mask pixels on the image border count as boundary.
+    """
+    m = _mask(mask)
+    return m & ~ndimage.binary_erosion(m, iterations=width, border_value=0)
+
+
+def heatmap_overlay(
+    image: Any,
+    anomaly_map: Any,
+    mask: Any = None,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    contour_color: tuple[int, int, int] = (255, 255, 255),
+    contour_width: int = 1,
+) -> Image.Image:
+    """The anomaly map (values in [0, 1]) coloured with ``cmap`` and blended over the image.
+
+    ``alpha`` is the weight of the heatmap. The optional predicted mask is drawn as a solid
+    ``contour_color`` boundary ``contour_width`` px wide. A map or mask of a different size than the
+    image is resized to it (bilinear / nearest).
+    """
+    rgb = _rgb(image)  # (H, W, 3)
+    size = rgb.shape[:2]
+    amap = _np(anomaly_map).astype(np.float32, copy=False)
+    amap = np.squeeze(amap, axis=0) if amap.ndim == 3 and amap.shape[0] == 1 else amap
+    if amap.ndim != 2:
+        raise ValueError(f"anomaly_map must be (H, W), got shape {amap.shape}")
+    amap = np.clip(_resize(amap, size), 0.0, 1.0)  # (H, W)
+    colored = colormaps[cmap](amap)[..., :3]  # (H, W, 3) float64
+    out = (1.0 - alpha) * rgb + alpha * colored  # (H, W, 3)
+    if mask is not None:
+        edge = contour(_resize(_mask(mask), size), contour_width)  # (H, W)
+        out[edge] = np.asarray(contour_color, dtype=np.float64) / 255.0
+    return _to_pil(out)
+
+
+def mask_image(mask: Any) -> Image.Image:
+    """A binary mask as an 8-bit grey ("L") image with values 0 and 255."""
+    return Image.fromarray(_mask(mask).astype(np.uint8) * 255)
+
+
+def save_png(img: Image.Image, path: str | os.PathLike) -> Path:
+    """Write ``img`` as PNG atomically, creating parent folders; return the path."""
+    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def comparison_strip(
+    image: Any,
+    reconstruction: Any,
+    anomaly_map: Any,
+    pred_mask: Any,
+    gt_mask: Any = None,
+    gap: int = 2,
+) -> Image.Image:
+    """A horizontal RGB panel: input | reconstruction | heatmap overlay | predicted mask | ground truth.
+
+    The ground-truth panel is left out when ``gt_mask`` is None. Panels have the input's size (others
+    are resized to it) and are separated by ``gap`` black pixels.
+    """
+    rgb = _rgb(image)  # (H, W, 3)
+    h, w = rgb.shape[:2]
+    recon = _to_pil(_rgb(reconstruction)).resize((w, h), Image.Resampling.BILINEAR)
+    panels = [
+        _to_pil(rgb),
+        recon,
+        heatmap_overlay(rgb, anomaly_map, pred_mask),
+        mask_image(_resize(_mask(pred_mask), (h, w))).convert("RGB"),
+    ]
+    if gt_mask is not None:
+        panels.append(mask_image(_resize(_mask(gt_mask), (h, w))).convert("RGB"))
+    strip = Image.new("RGB", (len(panels) * w + (len(panels) - 1) * gap, h))
+    for i, panel in enumerate(panels):
+        strip.paste(panel, (i * (w + gap), 0))
+    return strip

@@ -1,0 +1,69 @@
+import torch
+from torch import nn
+
+from cavga.attention import grad_cam, latent_score, upsample
+from cavga.config import ModelConfig
+from cavga.losses import attention_expansion_loss, complementary_guided_attention_loss
+from cavga.networks import CAVGA
+
+
+def test_grad_cam_matches_hand_computation():
+    # features (1, 2, 2, 2); score = 3 * sum(F_0) - 1 * sum(F_1) -> alpha = (3, -1) (mean of constant grads)
+    f = torch.tensor([[[[1.0, 2.0], [0.0, 1.0]], [[1.0, 0.0], [2.0, 0.0]]]], requires_grad=True)
+    score = 3 * f[:, 0].sum(dim=(1, 2)) - f[:, 1].sum(dim=(1, 2))
+    cam = grad_cam(f, score)
+    raw = torch.relu(3 * f[0, 0] - f[0, 1])  # [[2, 6], [0, 3]] -> / 6
+    assert torch.allclose(cam[0, 0], raw / 6, atol=1e-6)
+    assert cam.shape == (1, 1, 2, 2)
+
+
+def test_grad_cam_is_per_image_and_in_unit_range():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 3, 1)
+    f = torch.randn(5, 4, 3, 3, requires_grad=True)
+    cam = grad_cam(f, latent_score(conv(f)))
+    assert cam.min() >= 0 and cam.max() <= 1 + 1e-6
+    for i in range(5):
+        fi = f[i : i + 1].detach().requires_grad_(True)
+        assert torch.allclose(cam[i], grad_cam(fi, latent_score(conv(fi)))[0], atol=1e-6)
+    peaks = cam.flatten(1).amax(dim=1)
+    assert torch.all((peaks > 0.999) | (peaks == 0))
+
+
+def _model(variant: str) -> CAVGA:
+    torch.manual_seed(0)
+    return CAVGA(ModelConfig(variant=variant, base_channels=8, latent_channels=8), 32, allow_random_init=True)
+
+
+def test_attention_expansion_gradient_reaches_encoder():
+    model = _model("Du")
+    x = torch.rand(3, 3, 32, 32)
+    enc = model.encode(x)
+    loss = attention_expansion_loss(grad_cam(enc.features, latent_score(enc.mu)))
+    loss.backward()
+    first_conv = model.encoder.body[0][0].weight
+    assert first_conv.grad is not None and first_conv.grad.abs().sum() > 0
+    assert model.to_mu.weight.grad.abs().sum() > 0  # through the second-order term
+
+
+def test_classifier_and_cga_gradients_reach_encoder():
+    model = _model("Dw")
+    x = torch.rand(4, 3, 32, 32)
+    enc = model.encode(x)
+    logits = model.classify(enc.z)
+    labels = logits.argmax(dim=1).detach() * 0  # all normal
+    # force every image to be predicted normal so L_cga is active
+    with torch.no_grad():
+        model.classifier.bias.copy_(torch.tensor([50.0, -50.0]))
+    logits = model.classify(enc.z)
+    a_n, a_a = grad_cam(enc.features, logits[:, 0]), grad_cam(enc.features, logits[:, 1])
+    loss = complementary_guided_attention_loss(a_n, a_a, logits, labels)
+    assert float(loss.detach()) > 0
+    loss.backward()
+    assert model.encoder.body[0][0].weight.grad.abs().sum() > 0
+    assert model.classifier.weight.grad.abs().sum() > 0
+
+
+def test_upsample_shape():
+    assert upsample(torch.rand(2, 1, 4, 4), 64).shape == (2, 1, 64, 64)
+    assert upsample(torch.rand(2, 1, 4, 4), (30, 50)).shape == (2, 1, 30, 50)

@@ -1,0 +1,72 @@
+import pytest
+import yaml
+
+from cavga.config import RunConfig, apply_overrides, from_dict, load_config, save_config
+from cavga.errors import CavgaError
+
+
+def test_defaults_are_the_papers_weights():
+    cfg = RunConfig()
+    assert (cfg.loss.w_r, cfg.loss.w_adv, cfg.loss.w_ae) == (1.0, 1.0, 0.01)  # Eq. 4
+    assert (cfg.loss.w_c, cfg.loss.w_cga) == (0.001, 0.01)  # Eq. 6
+    assert cfg.data.anomalous_fraction == 0.02
+    assert cfg.infer.mask_threshold == 0.5 and cfg.infer.score_threshold == 0.5
+    assert cfg.model.flat_latent_dim == 100
+
+
+def test_yaml_round_trip_and_types(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  variant: Rw\ntrain:\n  epochs: '7'\n  lr: 1e-3\ndata:\n  category: null\n")
+    cfg = load_config(path)
+    assert cfg.model.variant == "Rw" and cfg.model.weakly_supervised and cfg.model.arch == "R"
+    assert cfg.train.epochs == 7 and cfg.train.lr == 1e-3
+    save_config(cfg, tmp_path / "out.yaml")
+    again = load_config(tmp_path / "out.yaml")
+    assert again == cfg
+    assert yaml.safe_load((tmp_path / "out.yaml").read_text())["model"]["variant"] == "Rw"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"modle": {}}, "unknown section 'modle'"),
+        ({"model": {"varient": "Du"}}, "unknown key model.varient"),
+        ({"train": {"epochs": "many"}}, "train.epochs"),
+        ({"train": {"epochs": 2.5}}, "train.epochs"),
+    ],
+)
+def test_unknown_or_badly_typed_keys_are_rejected(raw, message):
+    with pytest.raises(CavgaError, match=message):
+        from_dict(raw, "x.yaml")
+
+
+def test_overrides_from_strings_and_flags():
+    cfg = RunConfig()
+    apply_overrides(cfg, ["loss.w_ae=0", "model.flat_latent=true", "data.category=bottle"])
+    assert cfg.loss.w_ae == 0.0 and cfg.model.flat_latent is True and cfg.data.category == "bottle"
+    apply_overrides(cfg, {"train.epochs": None, "train.lr": 0.1})  # None = flag not given
+    assert cfg.train.epochs == 100 and cfg.train.lr == 0.1
+    with pytest.raises(CavgaError, match="unknown config key"):
+        apply_overrides(cfg, ["loss.w_typo=1"])
+    with pytest.raises(CavgaError, match="section.key=value"):
+        apply_overrides(cfg, ["loss.w_ae"])
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value"),
+    [("data.layout", "coco"), ("model.variant", "Xu"), ("data.image_size", 100), ("data.anomalous_fraction", 1.5),
+     ("infer.mask_threshold", 0.0), ("loss.w_ae", -1.0)],
+)
+def test_validate_rejects_values(dotted, value):
+    cfg = apply_overrides(RunConfig(), {dotted: value})
+    with pytest.raises(CavgaError, match=dotted.split(".")[1]):
+        cfg.validate()
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(CavgaError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(CavgaError, match="bad.yaml"):
+        load_config(bad)

@@ -1,0 +1,101 @@
+"""Train, evaluate and predict end to end on a tiny generated data set, through the command line."""
+
+import json
+
+import pytest
+import torch
+
+from cavga import train as train_module
+from cavga.cli import main
+from cavga.demo_data import generate_demo_dataset
+from cavga.evaluate import METRIC_KEYS
+from cavga.inference import Predictor
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate_demo_dataset(root, seed=0, n_train=12, n_test_good=4, n_test_defect=8, crop=48)
+    return root
+
+
+def _train_args(data, out, model, epochs=2):
+    return [
+        "train", "--data", str(data), "--layout", "mvtec", "--category", "brick", "--model", model,
+        "--out", str(out), "--epochs", str(epochs), "--image-size", "32", "--batch-size", "4",
+        "--device", "cpu", "--no-progress", "--set", "model.base_channels=8", "--set", "model.latent_channels=8",
+        "--set", "data.anomalous_fraction=0.2",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["Du", "Dw"])
+def test_train_evaluate_predict(tiny_data, tmp_path, model, capsys):
+    run = tmp_path / "run"
+    assert main(_train_args(tiny_data, run, model)) == 0
+    for name in ("config.yaml", "split.json", "history.jsonl", "checkpoint.pt"):
+        assert (run / name).is_file(), name
+    assert len((run / "history.jsonl").read_text().splitlines()) == 2
+
+    split = json.loads((run / "split.json").read_text())
+    test_paths = {r["image_path"] for r in split["test"]}
+    if model == "Dw":  # a seeded fraction of anomalous images joins training with image labels only
+        moved = [r for r in split["train"] if r["label"] == 1]
+        assert moved and all(r["mask_path"] is None for r in moved)
+        assert not test_paths & {r["image_path"] for r in moved}
+    else:
+        assert all(r["label"] == 0 for r in split["train"]) and split["val"]
+
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in METRIC_KEYS:
+        assert key in metrics["metrics"] and key in metrics["baseline_residual"]
+    assert metrics["seed"] == 0 and metrics["split"]["n_test"] == len(test_paths)
+    assert 0.0 <= metrics["metrics"]["pixel_auroc"] <= 1.0
+    assert "image_auroc" in capsys.readouterr().out
+
+    out = tmp_path / "pred"
+    folder = tiny_data / "brick" / "test" / "hole"
+    assert main(["predict", str(run), str(folder), "--out", str(out), "--device", "cpu"]) == 0
+    preds = json.loads((out / "predictions.json").read_text())["predictions"]
+    assert len(preds) == len(list(folder.glob("*.png")))
+    for p in preds:
+        assert p["verdict"] in ("normal", "anomalous") and 0.0 <= p["score"] <= 1.0
+        assert (out / p["overlay"]).is_file() and (out / p["mask"]).is_file()
+
+
+def test_interrupted_run_resumes_to_a_working_model(tiny_data, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    real_step = train_module.train_step
+    calls = {"n": 0}
+
+    def crash_in_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # 3 batches an epoch: this is epoch 2
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", crash_in_second_epoch)
+    assert main(_train_args(tiny_data, run, "Du", epochs=3)) == 130
+    saved = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert saved["epoch"] == 1 and saved["normalizer"] is None
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 2  # unfinished: a clear error
+
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    assert main(["train", "--out", str(run), "--resume", "--no-progress", "--device", "cpu"]) == 0
+    saved = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert saved["epoch"] == 3 and saved["normalizer"] is not None
+    assert [h["epoch"] for h in saved["history"]] == [1, 2, 3]
+    assert len((run / "history.jsonl").read_text().splitlines()) == 3
+    pred = Predictor.from_run(run, "cpu").predict_batch(torch.rand(2, 3, 32, 32))
+    assert pred.anomaly_map.shape == (2, 32, 32) and torch.isfinite(pred.score).all()
+
+
+def test_refuses_to_overwrite_a_run_and_reports_bad_input(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(_train_args(tiny_data, run, "Du", epochs=1)) == 0
+    assert main(_train_args(tiny_data, run, "Du", epochs=1)) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(_train_args(tmp_path / "missing", tmp_path / "r2", "Du")) == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and err.count("\n") == 1
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 2

@@ -1,0 +1,65 @@
+import math
+
+import torch
+import torch.nn.functional as F
+
+from cavga.losses import (
+    adversarial_d_loss,
+    adversarial_g_loss,
+    attention_expansion_loss,
+    classifier_loss,
+    complementary_guided_attention_loss,
+    kl_loss,
+    reconstruction_loss,
+)
+
+
+def test_reconstruction_loss_is_pixel_mean_bce():
+    x = torch.tensor([[0.0, 1.0]])
+    x_hat = torch.tensor([[0.25, 0.5]])
+    expected = (-math.log(0.75) - math.log(0.5)) / 2
+    assert math.isclose(float(reconstruction_loss(x, x_hat)), expected, rel_tol=1e-6)
+
+
+def test_kl_loss_hand_values():
+    zeros = torch.zeros(2, 3, 2, 2)
+    assert float(kl_loss(zeros, zeros)) == 0.0
+    # mu = 1, logvar = 0: KL per element = 0.5 * mu^2 = 0.5
+    assert math.isclose(float(kl_loss(torch.ones(2, 3), torch.zeros(2, 3))), 0.5, rel_tol=1e-6)
+    # mu = 0, logvar = log 2: 0.5 * (2 - 1 - log 2)
+    lv = torch.full((1, 4), math.log(2.0))
+    assert math.isclose(float(kl_loss(torch.zeros(1, 4), lv)), 0.5 * (1 - math.log(2.0)), rel_tol=1e-6)
+
+
+def test_adversarial_losses_match_eq2():
+    d_real, d_fake = torch.tensor([0.3, -1.0]), torch.tensor([0.2, 2.0])
+    p_real, p_fake = torch.sigmoid(d_real), torch.sigmoid(d_fake)
+    expected_d = -(torch.log(p_real) + torch.log(1 - p_fake)).mean()
+    assert torch.allclose(adversarial_d_loss(d_real, d_fake), expected_d, atol=1e-6)
+    assert torch.allclose(adversarial_g_loss(d_fake), -torch.log(p_fake).mean(), atol=1e-6)
+
+
+def test_attention_expansion_loss_eq3():
+    a = torch.tensor([[[[1.0, 0.0], [0.5, 0.5]]], [[[1.0, 1.0], [1.0, 1.0]]]])  # (2, 1, 2, 2)
+    # image 1: mean(1 - A) = 0.5; image 2: 0 -> mean over images 0.25
+    assert math.isclose(float(attention_expansion_loss(a)), 0.25)
+
+
+def test_classifier_loss_is_bce_of_anomalous_probability():
+    logits = torch.tensor([[2.0, -1.0], [0.5, 1.5], [0.0, 0.0]])
+    labels = torch.tensor([0, 1, 1])
+    p = torch.softmax(logits, dim=1)[:, 1]
+    expected = F.binary_cross_entropy(p, labels.float())
+    assert torch.allclose(classifier_loss(logits, labels), expected, atol=1e-6)
+
+
+def test_cga_only_counts_correctly_classified_normal_images():
+    a_n = torch.tensor([0.2, 0.4, 0.6, 0.8]).view(4, 1, 1, 1).expand(4, 1, 2, 2)
+    a_a = torch.tensor([0.1, 0.3, 0.5, 0.7]).view(4, 1, 1, 1).expand(4, 1, 2, 2)
+    logits = torch.tensor([[3.0, 0.0], [0.0, 3.0], [3.0, 0.0], [0.0, 3.0]])  # predicted n, a, n, a
+    labels = torch.tensor([0, 0, 1, 1])  # normal ok, normal missed, anomalous missed, anomalous ok
+    # only image 0 counts: 1 - 0.2 + 0.1 = 0.9; averaged over the 4 images
+    assert math.isclose(float(complementary_guided_attention_loss(a_n, a_a, logits, labels)), 0.9 / 4, rel_tol=1e-6)
+    # misclassified or anomalous only: exactly zero
+    zero = complementary_guided_attention_loss(a_n[1:], a_a[1:], logits[1:], labels[1:])
+    assert float(zero) == 0.0

@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from cavga.config import ModelConfig, RunConfig
+from cavga.errors import CavgaError
+from cavga.networks import CAVGA, ResNet18Encoder, build_networks
+from cavga.train import _optimizers, train_step
+
+
+@pytest.mark.parametrize(
+    ("variant", "flat", "grid"),
+    [("Du", False, 4), ("Dw", False, 4), ("Ru", False, 2), ("Rw", False, 2), ("Ru", True, None), ("Dw", True, None)],
+)
+def test_shapes_finite_and_every_parameter_gets_a_gradient(variant, flat, grid):
+    torch.manual_seed(0)
+    cfg = RunConfig()
+    cfg.model = ModelConfig(variant=variant, base_channels=8, latent_channels=16, flat_latent=flat, flat_latent_dim=10)
+    cfg.data.image_size = 64
+    model, disc = build_networks(cfg.model, 64, allow_random_init=True)
+    x = torch.rand(4, 3, 64, 64)
+    enc, x_hat = model(x)
+    assert x_hat.shape == x.shape and 0 <= x_hat.min() and x_hat.max() <= 1
+    if flat:
+        assert enc.mu.shape == (4, 10)
+    else:
+        assert enc.mu.shape == (4, 16, grid, grid)  # the convolutional latent keeps a spatial grid
+    assert disc(x).shape == (4,)
+    opt_g, opt_d = _optimizers(model, disc, cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    labels = torch.tensor([0, 0, 0, 1])
+    losses = train_step(model, disc, opt_g, opt_d, x, labels, cfg, torch.tensor([0.6, 2.0]))
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    for name, p in list(model.named_parameters()) + list(disc.named_parameters()):
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, f"no gradient reached {name}"
+    changed = [k for k, v in model.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, before[k])]
+    assert changed
+
+
+def test_dcgan_image_size_must_fit_the_stride():
+    with pytest.raises(CavgaError):
+        CAVGA(ModelConfig(variant="Ru"), 16, allow_random_init=True)
+
+
+def test_resnet_without_weights_refuses_to_be_silently_random(monkeypatch):
+    from torchvision.models import ResNet18_Weights
+
+    def offline(*a, **k):
+        raise OSError("no network")
+
+    monkeypatch.setattr(type(ResNet18_Weights.IMAGENET1K_V1), "get_state_dict", offline)
+    with pytest.raises(CavgaError, match="allow-random-init"):
+        ResNet18Encoder("imagenet", allow_random_init=False)
+    assert ResNet18Encoder("imagenet", allow_random_init=True).loaded_weights == "random"
+    with pytest.raises(CavgaError, match="allow-random-init"):
+        ResNet18Encoder("none", allow_random_init=False)
+
+
+def test_resnet_loads_a_local_weights_file(tmp_path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(1)
+    ref = resnet18(weights=None)
+    path = tmp_path / "r18.pth"
+    torch.save(ref.state_dict(), path)
+    enc = ResNet18Encoder(str(path))
+    assert enc.loaded_weights == str(path)
+    assert torch.equal(enc.body[0].weight, ref.conv1.weight)
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CavgaError, match="bad.pth"):
+        ResNet18Encoder(str(tmp_path / "bad.pth"))
+    with pytest.raises(CavgaError, match="not found"):
+        ResNet18Encoder(str(tmp_path / "missing.pth"))
