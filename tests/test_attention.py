@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from cavga.attention import grad_cam, latent_score, upsample
+from cavga.attention import grad_cam, latent_score, normalise_cam, upsample
 from cavga.config import ModelConfig
 from cavga.losses import attention_expansion_loss, complementary_guided_attention_loss
 from cavga.networks import CAVGA
@@ -67,3 +67,26 @@ def test_classifier_and_cga_gradients_reach_encoder():
 def test_upsample_shape():
     assert upsample(torch.rand(2, 1, 4, 4), 64).shape == (2, 1, 64, 64)
     assert upsample(torch.rand(2, 1, 4, 4), (30, 50)).shape == (2, 1, 30, 50)
+
+
+def test_normalise_cam_by_a_fixed_scale_or_per_image():
+    cam = torch.tensor([[[[0.0, 1.0], [2.0, 4.0]]], [[[0.5, 0.5], [0.5, 1.0]]]])  # (2, 1, 2, 2)
+    per_image = normalise_cam(cam)
+    assert torch.allclose(per_image[0, 0], torch.tensor([[0.0, 0.25], [0.5, 1.0]]), atol=1e-6)
+    assert torch.allclose(per_image[1].amax(), torch.tensor(1.0), atol=1e-6)
+    fixed = normalise_cam(cam, torch.tensor(2.0))
+    # one unit for every image: a weak image stays weak, and values above the scale clamp at 1
+    assert torch.allclose(fixed[0, 0], torch.tensor([[0.0, 0.5], [1.0, 1.0]]), atol=1e-6)
+    assert torch.allclose(fixed[1, 0], torch.tensor([[0.25, 0.25], [0.25, 0.5]]), atol=1e-6)
+
+
+def test_running_scale_tracks_training_peaks_and_is_saved():
+    model = _model("Du")
+    assert model.attention_scale() is None  # untrained: per-image maxima
+    model.track_attention_peak(torch.tensor(2.0))
+    assert float(model.attention_scale()) == 2.0
+    model.track_attention_peak(torch.tensor(4.0))  # momentum 0.1
+    assert abs(float(model.cam_scale) - 2.2) < 1e-6
+    assert "cam_scale" in model.state_dict()
+    model.cfg.attention_norm = "image"
+    assert model.attention_scale() is None

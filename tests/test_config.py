@@ -54,8 +54,17 @@ def test_overrides_from_strings_and_flags():
 
 @pytest.mark.parametrize(
     ("dotted", "value"),
-    [("data.layout", "coco"), ("model.variant", "Xu"), ("data.image_size", 100), ("data.anomalous_fraction", 1.5),
-     ("infer.mask_threshold", 0.0), ("loss.w_ae", -1.0)],
+    [
+        ("data.layout", "coco"),
+        ("model.variant", "Xu"),
+        ("data.image_size", 100),
+        ("data.anomalous_fraction", 1.5),
+        ("infer.mask_threshold", 0.0),
+        ("loss.w_ae", -1.0),
+        ("loss.reduction", "max"),
+        ("model.latent_stride", 32),
+        ("model.attention_norm", "batch"),
+    ],
 )
 def test_validate_rejects_values(dotted, value):
     cfg = apply_overrides(RunConfig(), {dotted: value})

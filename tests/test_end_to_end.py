@@ -99,3 +99,16 @@ def test_refuses_to_overwrite_a_run_and_reports_bad_input(tiny_data, tmp_path, c
     err = capsys.readouterr().err
     assert "missing" in err and err.count("\n") == 1
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+
+
+def test_benchmark_writes_one_table_for_several_variants(tiny_data, tmp_path):
+    out = tmp_path / "bench"
+    args = _train_args(tiny_data, out, "Du", epochs=1)
+    args[0] = "benchmark"
+    args[args.index("--model") : args.index("--model") + 2] = ["--models", "Du,Dw"]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert [r["model"] for r in results] == ["CAVGA-Du", "CAVGA-Dw"]
+    table = (out / "results.md").read_text()
+    assert "CAVGA-Du" in table and "residual baseline" in table and "pixel_auroc" in table
+    assert main([*args[:-2], "--set", "data.anomalous_fraction=0.2", "--models", "Xx"]) == 2

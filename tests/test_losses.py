@@ -14,21 +14,21 @@ from cavga.losses import (
 )
 
 
-def test_reconstruction_loss_is_pixel_mean_bce():
-    x = torch.tensor([[0.0, 1.0]])
-    x_hat = torch.tensor([[0.25, 0.5]])
-    expected = (-math.log(0.75) - math.log(0.5)) / 2
+def test_reconstruction_loss_sums_pixels_and_averages_images():
+    x = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    x_hat = torch.tensor([[0.25, 0.5], [0.5, 0.5]])
+    expected = ((-math.log(0.75) - math.log(0.5)) + (-2 * math.log(0.5))) / 2
     assert math.isclose(float(reconstruction_loss(x, x_hat)), expected, rel_tol=1e-6)
 
 
 def test_kl_loss_hand_values():
     zeros = torch.zeros(2, 3, 2, 2)
     assert float(kl_loss(zeros, zeros)) == 0.0
-    # mu = 1, logvar = 0: KL per element = 0.5 * mu^2 = 0.5
-    assert math.isclose(float(kl_loss(torch.ones(2, 3), torch.zeros(2, 3))), 0.5, rel_tol=1e-6)
-    # mu = 0, logvar = log 2: 0.5 * (2 - 1 - log 2)
+    # mu = 1, logvar = 0: KL per element = 0.5 * mu^2 = 0.5; 3 elements per image
+    assert math.isclose(float(kl_loss(torch.ones(2, 3), torch.zeros(2, 3))), 1.5, rel_tol=1e-6)
+    # mu = 0, logvar = log 2: 0.5 * (2 - 1 - log 2) per element, 4 elements
     lv = torch.full((1, 4), math.log(2.0))
-    assert math.isclose(float(kl_loss(torch.zeros(1, 4), lv)), 0.5 * (1 - math.log(2.0)), rel_tol=1e-6)
+    assert math.isclose(float(kl_loss(torch.zeros(1, 4), lv)), 2 * (1 - math.log(2.0)), rel_tol=1e-6)
 
 
 def test_adversarial_losses_match_eq2():
@@ -63,3 +63,11 @@ def test_cga_only_counts_correctly_classified_normal_images():
     # misclassified or anomalous only: exactly zero
     zero = complementary_guided_attention_loss(a_n[1:], a_a[1:], logits[1:], labels[1:])
     assert float(zero) == 0.0
+
+
+def test_mean_reduction_averages_elements():
+    x = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    x_hat = torch.tensor([[0.25, 0.5], [0.5, 0.5]])
+    expected = ((-math.log(0.75) - math.log(0.5)) / 2 + (-math.log(0.5))) / 2
+    assert math.isclose(float(reconstruction_loss(x, x_hat, "mean")), expected, rel_tol=1e-6)
+    assert math.isclose(float(kl_loss(torch.ones(2, 3), torch.zeros(2, 3), "mean")), 0.5, rel_tol=1e-6)

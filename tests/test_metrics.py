@@ -167,9 +167,7 @@ def test_aupro_matches_slow_reference(seed):
     masks = _blobs(rng, 4, 20, 20, per_image=4)
     maps = (rng.random((4, 20, 20)) + 0.6 * masks).astype(np.float32)
     assert aupro(maps, masks) == pytest.approx(_reference_aupro(maps, masks), abs=1e-3)
-    assert aupro(maps, masks, fpr_limit=0.05) == pytest.approx(
-        _reference_aupro(maps, masks, 0.05), abs=1e-3
-    )
+    assert aupro(maps, masks, fpr_limit=0.05) == pytest.approx(_reference_aupro(maps, masks, 0.05), abs=1e-3)
 
 
 def test_aupro_with_ties_matches_reference():

@@ -71,3 +71,25 @@ def test_resnet_loads_a_local_weights_file(tmp_path):
         ResNet18Encoder(str(tmp_path / "bad.pth"))
     with pytest.raises(CavgaError, match="not found"):
         ResNet18Encoder(str(tmp_path / "missing.pth"))
+
+
+@pytest.mark.parametrize(("stride", "grid"), [(4, 16), (8, 8), (16, 4)])
+def test_dcgan_latent_stride_sets_the_attention_grid(stride, grid):
+    model = CAVGA(ModelConfig(variant="Du", base_channels=8, latent_channels=4, latent_stride=stride), 64)
+    enc, x_hat = model(torch.rand(2, 3, 64, 64))
+    assert enc.features.shape[-2:] == (grid, grid) and enc.mu.shape == (2, 4, grid, grid)
+    assert x_hat.shape == (2, 3, 64, 64)
+
+
+@pytest.mark.gpu
+def test_train_step_on_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cfg = RunConfig()
+    cfg.model = ModelConfig(variant="Dw", base_channels=8, latent_channels=8)
+    model, disc = build_networks(cfg.model, 64)
+    model, disc = model.cuda(), disc.cuda()
+    opt_g, opt_d = _optimizers(model, disc, cfg)
+    x, labels = torch.rand(4, 3, 64, 64, device="cuda"), torch.tensor([0, 0, 0, 1], device="cuda")
+    losses = train_step(model, disc, opt_g, opt_d, x, labels, cfg, torch.tensor([0.6, 2.0], device="cuda"))
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())

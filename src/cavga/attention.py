@@ -14,6 +14,17 @@ Which score? (the paper leaves the unsupervised case open)
       flattened-z ablation (CAVGA-R*), where z has no spatial grid of its own.
     * CAVGA-w: the classifier's logit for the class (normal or anomalous), as in Grad-CAM proper.
 
+Normalisation.  Grad-CAM is usually divided by each image's own maximum, for display.  For anomaly
+localisation that is unsound: every image, a defect-free one too, then has a region at 1, and maps
+of different images are on different scales, though a fixed 0.5 threshold and the pooled pixel
+AUROC both compare them.  So ``model.attention_norm = "running"`` (the default) divides by a
+constant instead: the running mean, over training batches, of the per-image peak of the raw map
+(``CAVGA.cam_scale``, updated like batch-norm statistics and saved with the model), and clamps to
+[0, 1].  Normal regions are pushed to the normal peak by L_ae; a region whose features drive the
+latent less than normal ones do falls below it, whatever the rest of the image does.  For CAVGA-w
+both class maps use the normal-class map's running peak, so A_cn and A_ca share one unit and
+L_cga cannot shrink A_ca by shrinking its own scale.  ``"image"`` restores per-image maxima.
+
 Where? ``features`` is the encoder's last feature map, the map z's mean and variance are computed
 from ("the feature representation of the latent variable", Sec. 3.1); it has z's spatial grid.
 Each image's score depends only on its own features (no batch norm sits between features and
@@ -28,13 +39,28 @@ from torch import Tensor
 EPS = 1e-8
 
 
-def grad_cam(features: Tensor, score: Tensor, create_graph: bool = True) -> Tensor:
-    """Grad-CAM map in [0, 1], (B, 1, h, w), of per-image ``score`` (B,) w.r.t. ``features`` (B, K, h, w)."""
+def grad_cam_raw(features: Tensor, score: Tensor, create_graph: bool = True) -> Tensor:
+    """Unnormalised Grad-CAM, ReLU(sum_k alpha_k F_k), (B, 1, h, w), of per-image ``score`` (B,)."""
     (grads,) = torch.autograd.grad(score.sum(), features, create_graph=create_graph)  # (B, K, h, w)
     alpha = grads.mean(dim=(2, 3), keepdim=True)  # (B, K, 1, 1)
-    cam = torch.relu((alpha * features).sum(dim=1, keepdim=True))  # (B, 1, h, w)
-    peak = cam.amax(dim=(2, 3), keepdim=True)  # (B, 1, 1, 1)
-    return cam / (peak + EPS)  # (B, 1, h, w)
+    return torch.relu((alpha * features).sum(dim=1, keepdim=True))  # (B, 1, h, w)
+
+
+def normalise_cam(cam: Tensor, scale: Tensor | float | None = None) -> Tensor:
+    """Map a raw Grad-CAM into [0, 1]: by a fixed ``scale`` (clamped), or by each image's own peak."""
+    if scale is None:
+        return cam / (cam.amax(dim=(2, 3), keepdim=True) + EPS)  # (B, 1, h, w)
+    return (cam / (scale + EPS)).clamp(0.0, 1.0)  # (B, 1, h, w)
+
+
+def grad_cam(features: Tensor, score: Tensor, scale: Tensor | float | None = None, create_graph: bool = True) -> Tensor:
+    """Grad-CAM map in [0, 1], (B, 1, h, w), of per-image ``score`` (B,) w.r.t. ``features`` (B, K, h, w)."""
+    return normalise_cam(grad_cam_raw(features, score, create_graph), scale)
+
+
+def cam_peak(cam: Tensor) -> Tensor:
+    """The batch's mean per-image peak of a raw Grad-CAM, detached: what the running scale tracks."""
+    return cam.detach().amax(dim=(2, 3)).mean()
 
 
 def latent_score(mu: Tensor) -> Tensor:

@@ -70,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="auto")
 
+    p = sub.add_parser("benchmark", help="train and evaluate several variants on one data set; one table")
+    p.add_argument("--data", required=True, help="data set root folder")
+    p.add_argument("--layout", choices=LAYOUTS, help="data set layout (default mvtec)")
+    p.add_argument("--category", help="MVTec AD category")
+    p.add_argument("--models", default="Du,Ru,Dw,Rw", help="comma-separated variants (default Du,Ru,Dw,Rw)")
+    p.add_argument("--out", required=True, help="folder for one run per variant and results.json/md")
+    p.add_argument("--anomalous-fraction", type=float, help="CAVGA-w: fraction of anomalous images in training")
+    _add_common_run_options(p)
+
     p = sub.add_parser("demo", help="the main job: embedded demo data -> train -> evaluate -> overlays")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--model", choices=VARIANTS, default="Du")
@@ -154,6 +163,21 @@ def _dispatch(args: argparse.Namespace) -> int:
         for r in rows:
             print(f"{r['verdict']:>9}  score={r['score']:.3f}  {r['path']}")
         print(f"written: {Path(args.out) / 'predictions.json'}")
+        return 0
+    if args.command == "benchmark":
+        from .benchmark import run_benchmark
+        from .evaluate import format_table
+
+        variants = [v.strip() for v in args.models.split(",") if v.strip()]
+        bad = [v for v in variants if v not in VARIANTS]
+        if bad or not variants:
+            raise CavgaError(
+                f"--models: unknown variant(s) {', '.join(bad) or '(none)'} (choose from {', '.join(VARIANTS)})"
+            )
+        args.model = variants[0]
+        results = run_benchmark(_run_config(args), variants, args.out, progress=not args.no_progress)
+        print(format_table(results))
+        print(f"written: {Path(args.out) / 'results.json'} and results.md")
         return 0
     if args.command == "demo":
         from .demo import demo_config, run_demo

@@ -44,9 +44,12 @@ class ModelConfig:
     variant: str = "Du"  # Du | Ru | Dw | Rw: D = DCGAN, R = ResNet-18; u = unsupervised, w = weakly sup.
     base_channels: int = 64  # DCGAN width (ndf = ngf)
     latent_channels: int = 256  # channels of the convolutional latent z
+    latent_stride: int = 16  # CAVGA-D: image size / latent grid size (DCGAN's 4 stride-2 stages; 4, 8 or 16)
     flat_latent: bool = False  # ablation CAVGA-R*: flattened z through a fully connected layer
     flat_latent_dim: int = 100  # size of the flattened z (Sec. 6, following [6])
     backbone_weights: str = "imagenet"  # CAVGA-R encoder: "imagenet", a path to a state dict, or "none"
+    attention_norm: str = "running"  # Grad-CAM into [0, 1]: "running" training peak, or per-"image" max
+    attention_momentum: float = 0.1  # update rate of the running Grad-CAM peak
 
     @property
     def arch(self) -> str:
@@ -61,6 +64,7 @@ class ModelConfig:
 class LossConfig:
     """Loss weights of Eq. 4 (unsupervised) and Eq. 6 (weakly supervised); 0 switches a term off."""
 
+    reduction: str = "sum"  # Eq. 1 per image: "sum" over pixels / latent elements (literal), or "mean"
     w_r: float = 1.0  # VAE loss L = BCE reconstruction + KL (Eq. 1)
     w_kl: float = 1.0  # KL inside L (1 = the paper's VAE; 0 = a plain adversarial autoencoder)
     w_adv: float = 1.0  # adversarial loss (Eq. 2)
@@ -108,6 +112,12 @@ class RunConfig:
             raise CavgaError(f"data.layout: unknown layout {self.data.layout!r} (choose from {', '.join(LAYOUTS)})")
         if self.model.variant not in VARIANTS:
             raise CavgaError(f"model.variant: unknown model {self.model.variant!r} (choose from {', '.join(VARIANTS)})")
+        if self.model.attention_norm not in ("running", "image"):
+            raise CavgaError(f"model.attention_norm: {self.model.attention_norm!r} is not 'running' or 'image'")
+        if self.loss.reduction not in ("sum", "mean"):
+            raise CavgaError(f"loss.reduction: {self.loss.reduction!r} is not 'sum' or 'mean'")
+        if self.model.latent_stride not in (4, 8, 16):
+            raise CavgaError(f"model.latent_stride: {self.model.latent_stride} is not 4, 8 or 16")
         size = self.data.image_size
         if size < 32 or size & (size - 1):
             raise CavgaError(f"data.image_size: {size} is not a power of two >= 32")
@@ -120,7 +130,7 @@ class RunConfig:
             if not 0.0 < v <= 1.0:
                 raise CavgaError(f"infer.{name}: {v} is outside (0, 1]")
         for f in fields(self.loss):
-            if getattr(self.loss, f.name) < 0:
+            if f.name.startswith("w_") and getattr(self.loss, f.name) < 0:
                 raise CavgaError(f"loss.{f.name}: weights must be >= 0")
         if self.train.epochs < 1 or self.train.batch_size < 1:
             raise CavgaError("train.epochs and train.batch_size must be >= 1")

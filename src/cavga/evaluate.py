@@ -36,7 +36,7 @@ def evaluate_run(run_dir: str | Path, device: str = "auto", progress: bool = Tru
     cols: dict[str, list] = {
         k: [] for k in ("score", "label", "pred", "map", "mask", "has_mask", "pmask", "raw", "res", "defect", "path")
     }
-    shown = 0
+    show = set(_overlay_picks(run_data.test, overlays))
     for batch in tqdm(make_loader(run_data.test, cfg, shuffle=False), desc="evaluate", disable=not progress):
         pred = predictor.predict_batch(batch.image)
         residual = pred.residual_map  # (B, S, S)
@@ -51,8 +51,8 @@ def evaluate_run(run_dir: str | Path, device: str = "auto", progress: bool = Tru
         cols["res"].append(residual.numpy().astype(np.float32))
         cols["defect"] += batch.defect_type
         cols["path"] += batch.path
-        if shown < overlays:
-            shown += _save_overlays(run_dir / "overlays", batch, pred, overlays - shown)
+        if show & set(batch.path):
+            _save_overlays(run_dir / "overlays", batch, pred, show)
 
     labels = torch.cat(cols["label"]).numpy()
     maps, masks, has_mask = np.concatenate(cols["map"]), np.concatenate(cols["mask"]), np.concatenate(cols["has_mask"])
@@ -112,17 +112,31 @@ def _per_defect_iou(pred_masks, masks, has_mask, labels, defects) -> dict[str, f
     return out
 
 
-def _save_overlays(folder: Path, batch, pred, limit: int) -> int:
+def _overlay_picks(records, n: int) -> list[str]:
+    """Up to ``n`` test images to draw: anomalous ones spread over the defect types, then two normal."""
+    anomalous = [r for r in records if r.label == 1]
+    by_type: dict[str, list[str]] = {}
+    for r in anomalous:
+        by_type.setdefault(r.defect_type, []).append(r.image_path)
+    picks: list[str] = []
+    while len(picks) < max(n - 2, 0) and any(by_type.values()):
+        for paths in by_type.values():
+            if paths and len(picks) < n - 2:
+                picks.append(paths.pop(0))
+    return picks + [r.image_path for r in records if r.label == 0][: n - len(picks)]
+
+
+def _save_overlays(folder: Path, batch, pred, show: set[str]) -> None:
     from .visualize import comparison_strip, save_png
 
-    order = np.argsort(-batch.label.numpy(), kind="stable")[:limit]  # anomalous first
-    for i in order:
+    for i, path in enumerate(batch.path):
+        if path not in show:
+            continue
         gt = batch.mask[i, 0].numpy() > 0.5 if bool(batch.has_mask[i]) else None
         strip = comparison_strip(
             batch.image[i], pred.reconstruction[i], pred.anomaly_map[i].numpy(), pred.mask[i].numpy(), gt
         )
-        save_png(strip, folder / f"{Path(batch.path[i]).parent.name}_{Path(batch.path[i]).stem}.png")
-    return len(order)
+        save_png(strip, folder / f"{Path(path).parent.name}_{Path(path).stem}.png")
 
 
 def format_table(results: list[dict[str, Any]], with_baseline: bool = True) -> str:

@@ -1,7 +1,7 @@
 """Inference (Sec. 3.1 and 3.2): image score and verdict, anomalous attention map, mask.
 
-* CAVGA-u: the anomalous attention map is 1 - A (A: Grad-CAM of sum(mu), see
-  :mod:`cavga.attention`), upsampled to the image; the image score is the mean absolute
+* CAVGA-u: the anomalous attention map is 1 - A (A: Grad-CAM of sum(mu) in the running scale,
+  see :mod:`cavga.attention`), upsampled to the image; the image score is the mean absolute
   difference between the image and its reconstruction [48], normalised to [0, 1] (below).
 * CAVGA-w: the classifier C gives the verdict and the score (its anomalous probability); the
   anomalous attention map is A_ca, the Grad-CAM of C's anomalous logit, upsampled.
@@ -84,10 +84,11 @@ def anomaly_evidence(model: CAVGA, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         enc = model.latent(features)
         if model.cfg.weakly_supervised:
             logits = model.classify(enc.mu)  # (B, 2)
-            anomalous_map = grad_cam(features, logits[:, 1], create_graph=False)  # A_ca
+            anomalous_map = grad_cam(features, logits[:, 1], model.attention_scale(), create_graph=False)  # A_ca
             p_anomalous = torch.softmax(logits.detach(), dim=1)[:, 1]  # (B,)
         else:
-            anomalous_map = 1 - grad_cam(features, latent_score(enc.mu), create_graph=False)  # 1 - A
+            attention = grad_cam(features, latent_score(enc.mu), model.attention_scale(), create_graph=False)
+            anomalous_map = 1 - attention  # 1 - A
             p_anomalous = None
     with torch.no_grad():
         x_hat = model.decode(enc.mu.detach())  # (B, 3, S, S)

@@ -51,14 +51,19 @@ def _down_block(cin: int, cout: int, norm: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _dcgan_widths(nf: int, stride: int) -> list[int]:
+    """Channel widths of DCGAN's stride-2 stages: nf, 2nf, 4nf, 8nf (four stages for stride 16)."""
+    n = int(math.log2(stride))
+    return [nf * min(2**i, 8) for i in range(n)]
+
+
 class DCGANEncoder(nn.Module):
-    """DCGAN discriminator trunk: four stride-2 blocks, so ``features`` are (B, 8*nf, S/16, S/16)."""
+    """DCGAN discriminator trunk: stride-2 blocks; with stride 16, ``features`` are (B, 8nf, S/16, S/16)."""
 
-    stride = 16
-
-    def __init__(self, in_channels: int = 3, nf: int = 64):
+    def __init__(self, in_channels: int = 3, nf: int = 64, stride: int = 16):
         super().__init__()
-        widths = [nf, 2 * nf, 4 * nf, 8 * nf]
+        self.stride = stride
+        widths = _dcgan_widths(nf, stride)
         blocks, cin = [], in_channels
         for i, w in enumerate(widths):
             blocks.append(_down_block(cin, w, norm=i > 0))
@@ -74,9 +79,9 @@ class DCGANEncoder(nn.Module):
 class DCGANDecoder(nn.Module):
     """DCGAN generator: a 3x3 projection of z, then four stride-2 transposed convolutions to the image."""
 
-    def __init__(self, latent_channels: int, out_channels: int = 3, nf: int = 64):
+    def __init__(self, latent_channels: int, out_channels: int = 3, nf: int = 64, stride: int = 16):
         super().__init__()
-        widths = [8 * nf, 4 * nf, 2 * nf, nf]
+        widths = _dcgan_widths(nf, stride)[::-1]
         layers: list[nn.Module] = [
             nn.Conv2d(latent_channels, widths[0], 3, 1, 1, bias=False),
             nn.BatchNorm2d(widths[0]),
@@ -89,7 +94,7 @@ class DCGANDecoder(nn.Module):
         _dcgan_init(self)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.body(z)  # (B, 3, 16h, 16w)
+        return self.body(z)  # (B, 3, stride*h, stride*w)
 
 
 class ResNet18Encoder(nn.Module):
@@ -233,7 +238,7 @@ class CAVGA(nn.Module):
         self.cfg = cfg
         self.image_size = image_size
         if cfg.arch == "D":
-            self.encoder: nn.Module = DCGANEncoder(3, cfg.base_channels)
+            self.encoder: nn.Module = DCGANEncoder(3, cfg.base_channels, cfg.latent_stride)
         else:
             self.encoder = ResNet18Encoder(cfg.backbone_weights, allow_random_init)
         stride = self.encoder.stride
@@ -254,11 +259,28 @@ class CAVGA(nn.Module):
             self.from_flat = nn.Identity()
             latent_numel = c * h * h
         if cfg.arch == "D":
-            self.decoder: nn.Module = DCGANDecoder(c, 3, cfg.base_channels)
+            self.decoder: nn.Module = DCGANDecoder(c, 3, cfg.base_channels, cfg.latent_stride)
         else:
             self.decoder = ResidualDecoder(c, 3)
         # C: z cloned and flattened (z_fc shares z's values and parameters), then a 2-node layer (Sec. 3.2).
         self.classifier = nn.Linear(latent_numel, 2) if cfg.weakly_supervised else None
+        # Running peak of the raw Grad-CAM on training images: the fixed scale that maps attention
+        # into [0, 1] (see cavga.attention); 0 until the first training step.
+        self.register_buffer("cam_scale", torch.zeros(()))
+
+    def attention_scale(self) -> Tensor | None:
+        """The scale Grad-CAM maps are divided by: the running peak, or None for per-image maxima."""
+        if self.cfg.attention_norm == "image" or float(self.cam_scale) <= 0:
+            return None
+        return self.cam_scale
+
+    @torch.no_grad()
+    def track_attention_peak(self, peak: Tensor) -> None:
+        """Fold a training batch's mean Grad-CAM peak into the running scale (momentum as batch norm)."""
+        if float(self.cam_scale) <= 0:
+            self.cam_scale.copy_(peak)
+        else:
+            self.cam_scale.mul_(1 - self.cfg.attention_momentum).add_(self.cfg.attention_momentum * peak)
 
     def encode_features(self, x: Tensor) -> Tensor:
         return self.encoder(x)  # (B, K, h, w)

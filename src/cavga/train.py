@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import data as D
-from .attention import grad_cam, latent_score
+from .attention import cam_peak, grad_cam_raw, latent_score, normalise_cam
 from .config import RunConfig, save_config, to_dict
 from .errors import CavgaError
 from .io_utils import atomic_write_json, atomic_write_text
@@ -63,25 +63,29 @@ def generator_loss(
     zero = x.new_zeros(())
     terms: dict[str, Tensor] = {}
     if normal.any():
-        terms["rec"] = reconstruction_loss(x[normal], x_hat[normal])
-        terms["kl"] = kl_loss(enc.mu[normal], enc.logvar[normal])
+        terms["rec"] = reconstruction_loss(x[normal], x_hat[normal], w.reduction)
+        terms["kl"] = kl_loss(enc.mu[normal], enc.logvar[normal], w.reduction)
         terms["adv"] = adversarial_g_loss(disc(x_hat[normal])) if w.w_adv > 0 else zero
     else:
         terms["rec"] = terms["kl"] = terms["adv"] = zero
     total = w.w_r * (terms["rec"] + w.w_kl * terms["kl"]) + w.w_adv * terms["adv"]
 
     if not cfg.model.weakly_supervised:
+        cam = grad_cam_raw(enc.features, latent_score(enc.mu))  # (B, 1, h, w)
+        model.track_attention_peak(cam_peak(cam[normal] if normal.any() else cam))
         if w.w_ae > 0:
-            attention = grad_cam(enc.features, latent_score(enc.mu))  # (B, 1, h, w)
-            terms["ae"] = attention_expansion_loss(attention)
+            terms["ae"] = attention_expansion_loss(normalise_cam(cam, model.attention_scale()))
             total = total + w.w_ae * terms["ae"]
     else:
         logits = model.classify(enc.z)  # (B, 2)
         terms["bce"] = classifier_loss(logits, labels, class_weight)
         total = total + w.w_c * terms["bce"]
+        cam_normal = grad_cam_raw(enc.features, logits[:, 0])  # (B, 1, h, w)
+        model.track_attention_peak(cam_peak(cam_normal[normal] if normal.any() else cam_normal))
         if w.w_cga > 0:
-            a_normal = grad_cam(enc.features, logits[:, 0])  # (B, 1, h, w)
-            a_anomalous = grad_cam(enc.features, logits[:, 1])  # (B, 1, h, w)
+            scale = model.attention_scale()
+            a_normal = normalise_cam(cam_normal, scale)  # A_cn
+            a_anomalous = normalise_cam(grad_cam_raw(enc.features, logits[:, 1]), scale)  # A_ca
             terms["cga"] = complementary_guided_attention_loss(a_normal, a_anomalous, logits, labels)
             total = total + w.w_cga * terms["cga"]
     terms["total"] = total
