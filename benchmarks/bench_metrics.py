@@ -78,8 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, fn in cases.items():
         seconds, value = timed(fn, args.repeat)
-        rows.append({"metric": name, "seconds": round(seconds, 4),
-                     "value": round(value, 6) if isinstance(value, float) else None})
+        rows.append(
+            {
+                "metric": name,
+                "seconds": round(seconds, 4),
+                "value": round(value, 6) if isinstance(value, float) else None,
+            }
+        )
 
     print(f"N={args.n} maps of {args.size}x{args.size} ({maps.size / 1e6:.1f} M pixels), best of {args.repeat}\n")
     print("| metric | seconds | value |\n|---|---:|---:|")
@@ -88,11 +93,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['metric']} | {r['seconds']:.3f} | {value} |")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     print(f"\npeak RSS: {peak_mib:.0f} MiB")
-    atomic_write_json(args.out, {
-        "n": args.n, "size": args.size, "pixels": int(maps.size), "repeat": args.repeat, "seed": args.seed,
-        "python": sys.version.split()[0], "numpy": np.__version__, "machine": platform.machine(),
-        "peak_rss_mib": round(peak_mib), "results": rows,
-    })
+    atomic_write_json(
+        args.out,
+        {
+            "n": args.n,
+            "size": args.size,
+            "pixels": int(maps.size),
+            "repeat": args.repeat,
+            "seed": args.seed,
+            "python": sys.version.split()[0],
+            "numpy": np.__version__,
+            "machine": platform.machine(),
+            "peak_rss_mib": round(peak_mib),
+            "results": rows,
+        },
+    )
     print(f"wrote {args.out}")
     return 0
 

@@ -114,7 +114,7 @@ class Predictor:
             not cfg.model.weakly_supervised and state.get("normalizer") is None
         ):
             raise CavgaError(f"{run_dir}: training stopped at epoch {state.get('epoch')}; finish it with --resume")
-        model, _ = build_networks(cfg.model, cfg.data.image_size, allow_random_init=True)
+        model, _ = build_networks(cfg.model, cfg.data.image_size, from_checkpoint=True)
         model.load_state_dict(state["model"])
         norm = state.get("normalizer")
         return cls(model, cfg, Normalizer(**norm) if norm else None, resolve_device(device))

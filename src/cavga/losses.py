@@ -5,10 +5,8 @@ x_i and averages over the N images, and the KL is that of the whole latent, so b
 image (the evidence lower bound of [23]), averaged over the batch.  Eq. 2 is per image; Eq. 3 and
 Eq. 5 are means over the map's elements (the 1/|A|), averaged over images.
 
-We measured the alternative, per-element means for L_R and KL: the adversarial term then
-outweighs the reconstruction (whose per-pixel gradient is divided by the pixel count), the
-reconstruction loss rises during training, and the attention loss at its weight 0.01 stays
-inactive (docs/method.md).  With the literal sums the paper's weights behave as described.
+``reduction="mean"`` averages over elements instead (``loss.reduction``); it shifts the balance
+the paper's weights were set for.  benchmarks/design_study.py measures both.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ All images are in [0, 1]; the decoder ends in a sigmoid so the BCE reconstructio
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,6 +308,13 @@ class CAVGA(nn.Module):
         return enc, self.decode(enc.z)
 
 
-def build_networks(cfg: ModelConfig, image_size: int, allow_random_init: bool = False) -> tuple[CAVGA, Discriminator]:
-    """The generator side (encoder, decoder, classifier) and the discriminator for one variant."""
+def build_networks(
+    cfg: ModelConfig, image_size: int, allow_random_init: bool = False, from_checkpoint: bool = False
+) -> tuple[CAVGA, Discriminator]:
+    """The generator side (encoder, decoder, classifier) and the discriminator for one variant.
+
+    ``from_checkpoint``: every weight will come from a checkpoint, so no backbone is fetched."""
+    if from_checkpoint:
+        cfg = dataclasses.replace(cfg, backbone_weights="none")
+        allow_random_init = True
     return CAVGA(cfg, image_size, allow_random_init), Discriminator(image_size, 3, cfg.base_channels)

@@ -233,7 +233,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
 
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
-    model, disc = build_networks(cfg.model, cfg.data.image_size, cfg.train.allow_random_init)
+    model, disc = build_networks(
+        cfg.model, cfg.data.image_size, cfg.train.allow_random_init, from_checkpoint=state is not None
+    )
     model.to(device)
     disc.to(device)
     opt_g, opt_d = _optimizers(model, disc, cfg)
@@ -251,7 +253,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
             return ckpt_path
 
     class_weight = _class_weight(run_data.train, device) if cfg.model.weakly_supervised else None
-    backbone = getattr(model.encoder, "loaded_weights", "dcgan-init")
+    backbone = state["backbone_weights"] if state else getattr(model.encoder, "loaded_weights", "dcgan-init")
     for epoch in range(start_epoch, cfg.train.epochs):
         model.train()
         disc.train()
