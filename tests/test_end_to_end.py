@@ -112,3 +112,21 @@ def test_benchmark_writes_one_table_for_several_variants(tiny_data, tmp_path):
     table = (out / "results.md").read_text()
     assert "CAVGA-Du" in table and "residual baseline" in table and "pixel_auroc" in table
     assert main([*args[:-2], "--set", "data.anomalous_fraction=0.2", "--models", "Xx"]) == 2
+
+
+def test_weakly_supervised_on_a_users_folder_with_a_few_known_bad_images(tiny_data, tmp_path):
+    import shutil
+
+    root = tmp_path / "mine"
+    shutil.copytree(tiny_data / "brick" / "train" / "good", root / "good")
+    shutil.copytree(tiny_data / "brick" / "test" / "hole", root / "hole")  # known-bad, no masks
+    run = tmp_path / "run"
+    args = _train_args(root, run, "Dw", epochs=1)
+    args[args.index("mvtec")] = "folder"
+    assert main(args) == 0
+    split = json.loads((run / "split.json").read_text())
+    assert any(r["label"] == 1 for r in split["train"])
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert metrics["image_auroc"] is not None
+    assert set(metrics["undefined"]) >= {"pixel_auroc", "iou", "aupro", "f1_max"}  # no masks given

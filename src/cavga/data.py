@@ -567,3 +567,19 @@ class ImageDataset(torch.utils.data.Dataset):
         else:
             mask = load_mask(r.mask_path, self.image_size, (h, w), r.image_path)  # (1, S, S)
         return Sample(image, mask, r.label, r.defect_type, r.image_path)
+
+
+def make_loader(
+    records: list[Record], image_size: int, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0
+) -> torch.utils.data.DataLoader:
+    """Batches of ``records``; shuffled training batches drop the last incomplete one and are
+    ordered by ``seed`` alone, so an epoch replays identically after a resume."""
+    return torch.utils.data.DataLoader(
+        ImageDataset(records, image_size),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=shuffle and len(records) > batch_size,
+        num_workers=num_workers,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(seed),
+    )

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .data import make_loader
 from .inference import Predictor
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, iou
-from .train import RunData, make_loader
+from .train import RunData
 
 METRICS_FILE = "metrics.json"
 METRIC_KEYS = ("image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro", "f1_max")
@@ -37,7 +38,11 @@ def evaluate_run(run_dir: str | Path, device: str = "auto", progress: bool = Tru
         k: [] for k in ("score", "label", "pred", "map", "mask", "has_mask", "pmask", "raw", "res", "defect", "path")
     }
     show = set(_overlay_picks(run_data.test, overlays))
-    for batch in tqdm(make_loader(run_data.test, cfg, shuffle=False), desc="evaluate", disable=not progress):
+    for batch in tqdm(
+        make_loader(run_data.test, cfg.data.image_size, cfg.infer.batch_size, False, cfg.train.num_workers),
+        desc="evaluate",
+        disable=not progress,
+    ):
         pred = predictor.predict_batch(batch.image)
         residual = pred.residual_map  # (B, S, S)
         cols["score"].append(pred.score)

@@ -167,15 +167,17 @@ class Predictor:
         return out
 
 
-def fit_normalizer(model: CAVGA, run_data: Any, cfg: RunConfig, device: torch.device) -> dict[str, Any] | None:
-    """Fit the score normaliser on the held-out normal images (the training normals if none are held out)."""
-    from .train import make_loader
-
-    records = run_data.val or [r for r in run_data.train if r.label == 0]
+def fit_normalizer(
+    model: CAVGA, records: list[D.Record], cfg: RunConfig, device: torch.device
+) -> dict[str, Any] | None:
+    """Fit the score normaliser on normal images the model did not train on (the held-out ones;
+    the training normals only when none were held out, as for CAVGA-w, which scores with C)."""
+    records = [r for r in records if r.label == 0]
     if not records:
         return None
     raws, peaks = [], []
-    for batch in make_loader(records, cfg, shuffle=False):
+    loader = D.make_loader(records, cfg.data.image_size, cfg.infer.batch_size, False, cfg.train.num_workers)
+    for batch in loader:
         x = batch.image.to(device)
         _, x_hat, _ = anomaly_evidence(model, x)
         residual = (x - x_hat).abs().mean(dim=1)  # (B, S, S)

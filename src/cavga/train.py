@@ -30,6 +30,7 @@ from . import data as D
 from .attention import cam_peak, grad_cam_raw, latent_score, normalise_cam
 from .config import RunConfig, save_config, to_dict
 from .errors import CavgaError
+from .inference import fit_normalizer
 from .io_utils import atomic_write_json, atomic_write_text
 from .losses import (
     adversarial_d_loss,
@@ -187,17 +188,9 @@ def _class_weight(records: list[D.Record], device: torch.device) -> Tensor | Non
     return torch.tensor(counts.sum() / (2 * counts), dtype=torch.float32, device=device)
 
 
-def make_loader(records: list[D.Record], cfg: RunConfig, shuffle: bool, seed: int = 0) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        D.ImageDataset(records, cfg.data.image_size),
-        batch_size=cfg.train.batch_size if shuffle else cfg.infer.batch_size,
-        shuffle=shuffle,
-        drop_last=shuffle and len(records) > cfg.train.batch_size,
-        num_workers=cfg.train.num_workers,
-        collate_fn=D.collate,
-        generator=generator,
-    )
+def _loader(records: list[D.Record], cfg: RunConfig, shuffle: bool, seed: int = 0) -> DataLoader:
+    batch_size = cfg.train.batch_size if shuffle else cfg.infer.batch_size
+    return D.make_loader(records, cfg.data.image_size, batch_size, shuffle, cfg.train.num_workers, seed)
 
 
 def _optimizers(model: CAVGA, disc: Discriminator, cfg: RunConfig):
@@ -257,7 +250,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     for epoch in range(start_epoch, cfg.train.epochs):
         model.train()
         disc.train()
-        loader = make_loader(run_data.train, cfg, shuffle=True, seed=cfg.train.seed * 100_003 + epoch)
+        loader = _loader(run_data.train, cfg, shuffle=True, seed=cfg.train.seed * 100_003 + epoch)
         sums: dict[str, float] = defaultdict(float)
         n = 0
         t0 = time.perf_counter()
@@ -279,9 +272,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
             _state(cfg, model, disc, opt_g, opt_d, epoch + 1, history, backbone, normalizer=None), ckpt_path
         )
 
-    from .inference import fit_normalizer  # late import: inference depends on this module's loaders
-
-    normalizer = fit_normalizer(model, run_data, cfg, device)
+    normalizer = fit_normalizer(model, run_data.val or run_data.train, cfg, device)
     save_checkpoint(_state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer), ckpt_path)
     return ckpt_path
 
