@@ -141,7 +141,7 @@ def _save_overlays(folder: Path, batch, pred, show: set[str]) -> None:
         strip = comparison_strip(
             batch.image[i], pred.reconstruction[i], pred.anomaly_map[i].numpy(), pred.mask[i].numpy(), gt
         )
-        save_png(strip, folder / f"{Path(path).parent.name}_{Path(path).stem}.png")
+        save_png(strip, folder / f"{batch.defect_type[i]}_{Path(path).stem}.png")
 
 
 def format_table(results: list[dict[str, Any]], with_baseline: bool = True) -> str:
