@@ -53,6 +53,15 @@ def test_train_evaluate_predict(tiny_data, tmp_path, model, capsys):
     assert 0.0 <= metrics["metrics"]["pixel_auroc"] <= 1.0
     assert "image_auroc" in capsys.readouterr().out
 
+    # inference settings change without retraining; nothing else does
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress", "--set", "infer.mask_threshold=1.0",
+                 "--set", "infer.normalizer_quantile=0.5"]) == 0  # fmt: skip
+    strict = json.loads((run / "metrics.json").read_text())
+    assert strict["thresholds"]["mask"] == 1.0 and strict["thresholds"]["normalizer_quantile"] == 0.5
+    if model == "Du":
+        assert strict["normalizer"]["hi"] <= metrics["normalizer"]["hi"]  # a lower quantile of the same scores
+    assert main(["evaluate", str(run), "--set", "train.epochs=5"]) == 2
+
     out = tmp_path / "pred"
     folder = tiny_data / "brick" / "test" / "hole"
     assert main(["predict", str(run), str(folder), "--out", str(out), "--device", "cpu"]) == 0

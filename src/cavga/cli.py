@@ -63,12 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="infer.KEY=VALUE",
+        help="change an inference setting without retraining, e.g. --set infer.mask_threshold=0.4",
+    )
 
     p = sub.add_parser("predict", help="score images with a trained run; writes overlays, masks, predictions.json")
     p.add_argument("run_dir")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="infer.KEY=VALUE",
+        help="change an inference setting without retraining, e.g. --set infer.mask_threshold=0.4",
+    )
 
     p = sub.add_parser("benchmark", help="train and evaluate several variants on one data set; one table")
     p.add_argument("--data", required=True, help="data set root folder")
@@ -152,14 +168,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from .evaluate import evaluate_run
 
-        result = evaluate_run(args.run_dir, device=args.device, progress=not args.no_progress)
+        result = evaluate_run(args.run_dir, device=args.device, progress=not args.no_progress, infer=args.overrides)
         _print_result(result)
         print(f"written: {Path(args.run_dir) / 'metrics.json'}")
         return 0
     if args.command == "predict":
         from .predict import predict_to_folder
 
-        rows = predict_to_folder(args.run_dir, args.inputs, args.out, device=args.device)
+        rows = predict_to_folder(args.run_dir, args.inputs, args.out, device=args.device, infer=args.overrides)
         for r in rows:
             print(f"{r['verdict']:>9}  score={r['score']:.3f}  {r['path']}")
         print(f"written: {Path(args.out) / 'predictions.json'}")

@@ -26,10 +26,14 @@ METRICS_FILE = "metrics.json"
 METRIC_KEYS = ("image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro", "f1_max")
 
 
-def evaluate_run(run_dir: str | Path, device: str = "auto", progress: bool = True, overlays: int = 8) -> dict[str, Any]:
-    """Predict the run's test split, write ``metrics.json`` and a few overlays; return the result."""
+def evaluate_run(
+    run_dir: str | Path, device: str = "auto", progress: bool = True, overlays: int = 8, infer: list[str] | None = None
+) -> dict[str, Any]:
+    """Predict the run's test split, write ``metrics.json`` and a few overlays; return the result.
+
+    ``infer``: ``infer.*`` overrides (thresholds, normaliser quantile) for this evaluation only."""
     run_dir = Path(run_dir)
-    predictor = Predictor.from_run(run_dir, device)
+    predictor = Predictor.from_run(run_dir, device, infer)
     cfg = predictor.cfg
     run_data = RunData.load(run_dir)
     peak = predictor.normalizer.residual_peak if predictor.normalizer else None
@@ -95,8 +99,14 @@ def evaluate_run(run_dir: str | Path, device: str = "auto", progress: bool = Tru
         "per_defect_iou": _per_defect_iou(pred_masks, masks, has_mask, labels, cols["defect"]),
         "split": run_data.info,
         "seed": cfg.data.seed,
-        "thresholds": {"mask": cfg.infer.mask_threshold, "score": cfg.infer.score_threshold},
-        "normalizer": predictor.normalizer.to_dict() if predictor.normalizer else None,
+        "thresholds": {
+            "mask": cfg.infer.mask_threshold,
+            "score": cfg.infer.score_threshold,
+            "normalizer_quantile": cfg.infer.normalizer_quantile,
+        },
+        "normalizer": {k: v for k, v in predictor.normalizer.to_dict().items() if k != "scores"}
+        if predictor.normalizer
+        else None,
     }
     atomic_write_json(run_dir / METRICS_FILE, result)
     return result

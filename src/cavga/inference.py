@@ -17,7 +17,7 @@ normal images", a false-alarm budget a user can read and change without retraini
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from torch import Tensor
 
 from . import data as D
 from .attention import grad_cam, latent_score, upsample
-from .config import RunConfig, from_dict
+from .config import RunConfig, apply_overrides, from_dict
 from .errors import CavgaError
 from .networks import CAVGA, build_networks
 from .runtime import CHECKPOINT, load_checkpoint, resolve_device
@@ -67,6 +67,24 @@ class Normalizer:
     quantile: float
     n_images: int
     residual_peak: float  # the held-out images' highest residual pixel: scales the baseline map
+    scores: list[float] = field(default_factory=list)  # the held-out raw scores, to refit ``hi``
+
+    @staticmethod
+    def fit(scores: np.ndarray, quantile: float, residual_peak: float) -> Normalizer:
+        return Normalizer(
+            lo=float(scores.min()),
+            hi=float(np.quantile(scores, quantile)),
+            quantile=quantile,
+            n_images=len(scores),
+            residual_peak=residual_peak,
+            scores=[float(v) for v in scores],
+        )
+
+    def with_quantile(self, quantile: float) -> Normalizer:
+        """The same held-out scores with another false-alarm quantile (no retraining needed)."""
+        if quantile == self.quantile or not self.scores:
+            return self
+        return Normalizer.fit(np.asarray(self.scores), quantile, self.residual_peak)
 
     def __call__(self, raw: Tensor) -> Tensor:
         span = max(self.hi - self.lo, 1e-12)
@@ -107,9 +125,14 @@ class Predictor:
             raise CavgaError("this unsupervised model has no score normaliser (training did not finish)")
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: str = "auto") -> Predictor:
+    def from_run(cls, run_dir: str | Path, device: str = "auto", infer: list[str] | None = None) -> Predictor:
+        """Load a finished run; ``infer`` overrides inference settings (``"infer.mask_threshold=0.4"``)."""
         state = load_checkpoint(Path(run_dir) / CHECKPOINT)
         cfg = from_dict(state["config"], f"{run_dir}/{CHECKPOINT}")
+        if infer:
+            if any(not item.startswith("infer.") for item in infer):
+                raise CavgaError("only infer.* settings can change after training (e.g. infer.mask_threshold=0.4)")
+            apply_overrides(cfg, infer).validate()
         if state.get("epoch", 0) < cfg.train.epochs or (
             not cfg.model.weakly_supervised and state.get("normalizer") is None
         ):
@@ -117,7 +140,8 @@ class Predictor:
         model, _ = build_networks(cfg.model, cfg.data.image_size, from_checkpoint=True)
         model.load_state_dict(state["model"])
         norm = state.get("normalizer")
-        return cls(model, cfg, Normalizer(**norm) if norm else None, resolve_device(device))
+        normalizer = Normalizer(**norm).with_quantile(cfg.infer.normalizer_quantile) if norm else None
+        return cls(model, cfg, normalizer, resolve_device(device))
 
     def predict_batch(self, x: Tensor) -> BatchPrediction:
         x = x.to(self.device)
@@ -184,11 +208,4 @@ def fit_normalizer(
         raws.append(residual.flatten(1).mean(dim=1).cpu())
         peaks.append(residual.flatten(1).amax(dim=1).cpu())
     raw = torch.cat(raws).numpy()
-    q = cfg.infer.normalizer_quantile
-    return Normalizer(
-        lo=float(raw.min()),
-        hi=float(np.quantile(raw, q)),
-        quantile=q,
-        n_images=len(raw),
-        residual_peak=float(torch.cat(peaks).max()),
-    ).to_dict()
+    return Normalizer.fit(raw, cfg.infer.normalizer_quantile, float(torch.cat(peaks).max())).to_dict()

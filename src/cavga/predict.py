@@ -33,10 +33,14 @@ def collect_images(inputs: list[str | Path]) -> list[Path]:
 
 
 def predict_to_folder(
-    run_dir: str | Path, inputs: list[str | Path], out_dir: str | Path, device: str = "auto"
+    run_dir: str | Path,
+    inputs: list[str | Path],
+    out_dir: str | Path,
+    device: str = "auto",
+    infer: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Write ``<name>_overlay.png``, ``<name>_mask.png`` per image and one ``predictions.json``."""
-    predictor = Predictor.from_run(run_dir, device)
+    predictor = Predictor.from_run(run_dir, device, infer)
     paths = collect_images(inputs)
     out_dir = Path(out_dir)
     rows: list[dict[str, Any]] = []
