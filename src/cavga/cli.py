@@ -39,6 +39,18 @@ def _add_common_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _add_inference_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="infer.KEY=VALUE",
+        help="change an inference setting without retraining, e.g. --set infer.mask_threshold=0.4",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cavga", description="CAVGA anomaly localization (Venkataramanan et al., ECCV 2020)."
@@ -61,30 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on its test split; writes RUN_DIR/metrics.json")
     p.add_argument("run_dir")
-    p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="infer.KEY=VALUE",
-        help="change an inference setting without retraining, e.g. --set infer.mask_threshold=0.4",
-    )
+    _add_inference_options(p)
 
     p = sub.add_parser("predict", help="score images with a trained run; writes overlays, masks, predictions.json")
     p.add_argument("run_dir")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--device", default="auto")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="infer.KEY=VALUE",
-        help="change an inference setting without retraining, e.g. --set infer.mask_threshold=0.4",
-    )
+    _add_inference_options(p)
 
     p = sub.add_parser("benchmark", help="train and evaluate several variants on one data set; one table")
     p.add_argument("--data", required=True, help="data set root folder")
