@@ -220,15 +220,16 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     else:
         cfg.validate()
         run_data = prepare_data(cfg)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        atomic_write_json(run_dir / SPLIT_FILE, run_data.to_dict())
 
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
     model, disc = build_networks(
         cfg.model, cfg.data.image_size, cfg.train.allow_random_init, from_checkpoint=state is not None
     )
+    if state is None:  # data and networks are good: only now does the run folder get written
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        atomic_write_json(run_dir / SPLIT_FILE, run_data.to_dict())
     model.to(device)
     disc.to(device)
     opt_g, opt_d = _optimizers(model, disc, cfg)
