@@ -8,6 +8,7 @@ command line, wall times and split.
 
 from __future__ import annotations
 
+import copy
 import platform
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 
 from .config import RunConfig
-from .evaluate import METRIC_KEYS, evaluate_run, format_table
+from .evaluate import evaluate_run, format_table
 from .io_utils import atomic_write_json, atomic_write_text
 from .runtime import CHECKPOINT
 from .train import train
@@ -30,7 +31,7 @@ def run_benchmark(
     out_dir = Path(out_dir)
     results = []
     for variant in variants:
-        cfg = RunConfig(**{k: type(v)(**v.__dict__) for k, v in base.__dict__.items()})
+        cfg = copy.deepcopy(base)
         cfg.model.variant = variant
         run_dir = out_dir / variant
         t0 = time.perf_counter()
@@ -64,6 +65,3 @@ def _write(out_dir: Path, results: list[dict[str, Any]]) -> None:
         per = ", ".join(f"{k} {v:.2f}" for k, v in r["per_defect_iou"].items())
         lines.append(f"| {r['model']} | {r['wall_seconds']['total']} | {s['n_train']} | {s['n_test']} | {per} |")
     atomic_write_text(out_dir / "results.md", "\n".join(lines) + "\n")
-
-
-__all__ = ["run_benchmark", "METRIC_KEYS"]

@@ -13,7 +13,7 @@ from .runtime import CHECKPOINT
 from .train import RunData, train
 
 DEMO_CATEGORY = "brick"
-# Small enough for 2 CPU cores in a few minutes, large enough to localise the painted defects.
+# Small enough for 2 CPU cores in a few minutes (the attention grid is then 4x4; see docs/results.md).
 DEMO_IMAGE_SIZE = 64
 DEMO_EPOCHS = 30
 
