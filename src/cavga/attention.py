@@ -58,8 +58,11 @@ def grad_cam(features: Tensor, score: Tensor, scale: Tensor | float | None = Non
     return normalise_cam(grad_cam_raw(features, score, create_graph), scale)
 
 
-def cam_peak(cam: Tensor) -> Tensor:
-    """The batch's mean per-image peak of a raw Grad-CAM, detached: what the running scale tracks."""
+def cam_peak(cam: Tensor, normal: Tensor | None = None) -> Tensor:
+    """Mean per-image peak of a raw Grad-CAM, detached, over the ``normal`` (B,) images when there
+    are any: what the running scale tracks."""
+    if normal is not None and normal.any():
+        cam = cam[normal]
     return cam.detach().amax(dim=(2, 3)).mean()
 
 

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import make_loader
-from .inference import Predictor
+from .inference import Predictor, eval_loader
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, iou
 from .train import RunData
@@ -42,11 +41,7 @@ def evaluate_run(
         k: [] for k in ("score", "label", "pred", "map", "mask", "has_mask", "pmask", "raw", "res", "defect", "path")
     }
     show = set(_overlay_picks(run_data.test, overlays))
-    for batch in tqdm(
-        make_loader(run_data.test, cfg.data.image_size, cfg.infer.batch_size, False, cfg.train.num_workers),
-        desc="evaluate",
-        disable=not progress,
-    ):
+    for batch in tqdm(eval_loader(run_data.test, cfg), desc="evaluate", disable=not progress):
         pred = predictor.predict_batch(batch.image)
         residual = pred.residual_map  # (B, S, S)
         cols["score"].append(pred.score)

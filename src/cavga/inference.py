@@ -191,6 +191,11 @@ class Predictor:
         return out
 
 
+def eval_loader(records: list[D.Record], cfg: RunConfig) -> torch.utils.data.DataLoader:
+    """Batches of ``records`` in order, at the run's image size and inference batch size."""
+    return D.make_loader(records, cfg.data.image_size, cfg.infer.batch_size, False, cfg.train.num_workers)
+
+
 def fit_normalizer(
     model: CAVGA, records: list[D.Record], cfg: RunConfig, device: torch.device
 ) -> dict[str, Any] | None:
@@ -200,8 +205,7 @@ def fit_normalizer(
     if not records:
         return None
     raws, peaks = [], []
-    loader = D.make_loader(records, cfg.data.image_size, cfg.infer.batch_size, False, cfg.train.num_workers)
-    for batch in loader:
+    for batch in eval_loader(records, cfg):
         x = batch.image.to(device)
         _, x_hat, _ = anomaly_evidence(model, x)
         residual = (x - x_hat).abs().mean(dim=1)  # (B, S, S)

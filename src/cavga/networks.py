@@ -78,7 +78,7 @@ class DCGANEncoder(nn.Module):
 
 
 class DCGANDecoder(nn.Module):
-    """DCGAN generator: a 3x3 projection of z, then four stride-2 transposed convolutions to the image."""
+    """DCGAN generator: a 3x3 projection of z, then log2(stride) stride-2 transposed convolutions (four for 16)."""
 
     def __init__(self, latent_channels: int, out_channels: int = 3, nf: int = 64, stride: int = 16):
         super().__init__()

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import data as D
@@ -73,7 +72,7 @@ def generator_loss(
 
     if not cfg.model.weakly_supervised:
         cam = grad_cam_raw(enc.features, latent_score(enc.mu))  # (B, 1, h, w)
-        model.track_attention_peak(cam_peak(cam[normal] if normal.any() else cam))
+        model.track_attention_peak(cam_peak(cam, normal))
         if w.w_ae > 0:
             terms["ae"] = attention_expansion_loss(normalise_cam(cam, model.attention_scale()))
             total = total + w.w_ae * terms["ae"]
@@ -82,7 +81,7 @@ def generator_loss(
         terms["bce"] = classifier_loss(logits, labels, class_weight)
         total = total + w.w_c * terms["bce"]
         cam_normal = grad_cam_raw(enc.features, logits[:, 0])  # (B, 1, h, w)
-        model.track_attention_peak(cam_peak(cam_normal[normal] if normal.any() else cam_normal))
+        model.track_attention_peak(cam_peak(cam_normal, normal))
         if w.w_cga > 0:
             scale = model.attention_scale()
             a_normal = normalise_cam(cam_normal, scale)  # A_cn
@@ -188,11 +187,6 @@ def _class_weight(records: list[D.Record], device: torch.device) -> Tensor | Non
     return torch.tensor(counts.sum() / (2 * counts), dtype=torch.float32, device=device)
 
 
-def _loader(records: list[D.Record], cfg: RunConfig, shuffle: bool, seed: int = 0) -> DataLoader:
-    batch_size = cfg.train.batch_size if shuffle else cfg.infer.batch_size
-    return D.make_loader(records, cfg.data.image_size, batch_size, shuffle, cfg.train.num_workers, seed)
-
-
 def _optimizers(model: CAVGA, disc: Discriminator, cfg: RunConfig):
     betas = (cfg.train.beta1, cfg.train.beta2)
     opt_g = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, betas=betas)
@@ -251,7 +245,10 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     for epoch in range(start_epoch, cfg.train.epochs):
         model.train()
         disc.train()
-        loader = _loader(run_data.train, cfg, shuffle=True, seed=cfg.train.seed * 100_003 + epoch)
+        seed = cfg.train.seed * 100_003 + epoch
+        loader = D.make_loader(
+            run_data.train, cfg.data.image_size, cfg.train.batch_size, True, cfg.train.num_workers, seed
+        )
         sums: dict[str, float] = defaultdict(float)
         n = 0
         t0 = time.perf_counter()
