@@ -50,6 +50,12 @@ def test_overrides_from_strings_and_flags():
         apply_overrides(cfg, ["loss.w_typo=1"])
     with pytest.raises(CavgaError, match="section.key=value"):
         apply_overrides(cfg, ["loss.w_ae"])
+    apply_overrides(cfg, ["infer.mask_quantile=0.99"])
+    assert cfg.infer.mask_quantile == 0.99
+    apply_overrides(cfg, ["infer.mask_quantile=null"])  # a typed null unsets an optional value
+    assert cfg.infer.mask_quantile is None
+    with pytest.raises(CavgaError, match="not a valid float"):
+        apply_overrides(cfg, ["infer.mask_threshold=null"])
 
 
 @pytest.mark.parametrize(
@@ -60,6 +66,7 @@ def test_overrides_from_strings_and_flags():
         ("data.image_size", 100),
         ("data.anomalous_fraction", 1.5),
         ("infer.mask_threshold", 0.0),
+        ("infer.mask_quantile", 1.5),
         ("loss.w_ae", -1.0),
         ("loss.reduction", "max"),
         ("model.latent_stride", 32),

@@ -9,7 +9,8 @@ from cavga import train as train_module
 from cavga.cli import main
 from cavga.demo_data import generate_demo_dataset
 from cavga.evaluate import METRIC_KEYS
-from cavga.inference import Predictor
+from cavga.inference import Predictor, eval_loader
+from cavga.train import RunData
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,16 @@ def test_train_evaluate_predict(tiny_data, tmp_path, model, capsys):
     if model == "Du":
         assert strict["normalizer"]["hi"] <= metrics["normalizer"]["hi"]  # a lower quantile of the same scores
     assert main(["evaluate", str(run), "--set", "train.epochs=5"]) == 2
+
+    # a mask threshold calibrated on held-out normal pixels: 1% of them may be flagged
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress", "--set", "infer.mask_quantile=0.99"]) == 0
+    calibrated = json.loads((run / "metrics.json").read_text())["thresholds"]
+    predictor = Predictor.from_run(run, "cpu", ["infer.mask_quantile=0.99"])
+    held_out = [r for r in RunData.load(run).val or RunData.load(run).train if r.label == 0]
+    maps = torch.cat([predictor.predict_batch(b.image).anomaly_map for b in eval_loader(held_out, predictor.cfg)])
+    assert calibrated["mask_quantile"] == 0.99 and calibrated["mask"] == pytest.approx(predictor.mask_threshold)
+    flagged = float((maps >= predictor.mask_threshold).float().mean())
+    assert flagged <= 0.01 + 1.0 / maps.numel()
 
     out = tmp_path / "pred"
     folder = tiny_data / "brick" / "test" / "hole"

@@ -93,6 +93,9 @@ class InferConfig:
     """Inference thresholds (Sec. 3.1: 0.5 on the anomalous attention map and on the image score)."""
 
     mask_threshold: float = 0.5
+    # When set, the mask threshold is instead this quantile of the anomalous map over held-out
+    # normal pixels: 1 - mask_quantile is then the share of normal pixels a mask may flag.
+    mask_quantile: float | None = None
     score_threshold: float = 0.5
     normalizer_quantile: float = 0.95  # quantile of held-out normal scores that maps to 0.5
     batch_size: int = 16
@@ -125,9 +128,9 @@ class RunConfig:
             v = getattr(self.data, name)
             if not 0.0 <= v < 1.0 or (name == "train_fraction" and v == 0.0):
                 raise CavgaError(f"data.{name}: {v} is outside [0, 1)")
-        for name in ("mask_threshold", "score_threshold", "normalizer_quantile"):
+        for name in ("mask_threshold", "mask_quantile", "score_threshold", "normalizer_quantile"):
             v = getattr(self.infer, name)
-            if not 0.0 < v <= 1.0:
+            if v is not None and not 0.0 < v <= 1.0:
                 raise CavgaError(f"infer.{name}: {v} is outside (0, 1]")
         for f in fields(self.loss):
             if f.name.startswith("w_") and getattr(self.loss, f.name) < 0:
@@ -209,7 +212,10 @@ def load_config(path: str | Path) -> RunConfig:
 
 
 def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> RunConfig:
-    """Set ``section.key`` values, given as a dict or as ``section.key=value`` strings."""
+    """Set ``section.key`` values, given as a dict or as ``section.key=value`` strings.
+
+    In a dict, None means "not given" (an unset command-line flag); a string ``key=null`` sets None."""
+    explicit = isinstance(overrides, list)
     if isinstance(overrides, list):
         pairs: dict[str, Any] = {}
         for item in overrides:
@@ -219,7 +225,7 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> Ru
             pairs[k.strip()] = yaml.safe_load(v) if v.strip() else v
         overrides = pairs
     for dotted, value in overrides.items():
-        if value is None:  # an unset command-line flag keeps the config's value
+        if value is None and not explicit:  # an unset command-line flag keeps the config's value
             continue
         section_name, _, key = dotted.partition(".")
         if not hasattr(cfg, section_name) or not dataclasses.is_dataclass(getattr(cfg, section_name)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
+from .config import RunConfig, apply_overrides
 from .demo_data import generate_demo_dataset
 from .evaluate import evaluate_run
 from .predict import predict_to_folder
@@ -13,9 +13,21 @@ from .runtime import CHECKPOINT
 from .train import RunData, train
 
 DEMO_CATEGORY = "brick"
-# Small enough for 2 CPU cores in a few minutes (the attention grid is then 4x4; see docs/results.md).
-DEMO_IMAGE_SIZE = 64
-DEMO_EPOCHS = 30
+# The demo's settings on top of the paper's defaults (used when no --config is given). 64 px and
+# 30 epochs keep it to a few minutes on 2 CPU cores. The other three were chosen on a validation
+# copy of the demo data generated with seed 1 (benchmarks/design_study.py), never on the demo's
+# own test split (seed 0); the measurements and reasons are in docs/method.md and docs/results.md.
+DEMO_SETTINGS: dict[str, object] = {
+    "data.image_size": 64,
+    "train.epochs": 30,
+    # An 8x8 attention grid at 64 px; the paper's CAVGA-D has 16x16 at 256 px.
+    "model.latent_stride": 8,
+    # L_ae against Eq. 1 summed over 12,288 pixels and 16,384 latent elements: at the paper's 0.01
+    # it changes nothing measurable; 1000 was the best of 100 / 1000 / 10000 on the validation set.
+    "loss.w_ae": 1000.0,
+    # Masks flag pixels above what 99% of held-out normal pixels reach (a 1% false-alarm budget).
+    "infer.mask_quantile": 0.99,
+}
 
 
 def demo_config(
@@ -34,8 +46,7 @@ def demo_config(
     cfg.data.category = DEMO_CATEGORY
     cfg.model.variant = variant
     if base is None:
-        cfg.data.image_size = DEMO_IMAGE_SIZE
-        cfg.train.epochs = DEMO_EPOCHS
+        apply_overrides(cfg, DEMO_SETTINGS)
     cfg.data.image_size = image_size or cfg.data.image_size
     cfg.train.epochs = epochs or cfg.train.epochs
     cfg.train.device = device or cfg.train.device

@@ -95,11 +95,12 @@ def evaluate_run(
         "split": run_data.info,
         "seed": cfg.data.seed,
         "thresholds": {
-            "mask": cfg.infer.mask_threshold,
+            "mask": predictor.mask_threshold,
+            "mask_quantile": cfg.infer.mask_quantile,
             "score": cfg.infer.score_threshold,
             "normalizer_quantile": cfg.infer.normalizer_quantile,
         },
-        "normalizer": {k: v for k, v in predictor.normalizer.to_dict().items() if k != "scores"}
+        "normalizer": {k: v for k, v in predictor.normalizer.to_dict().items() if k not in ("scores", "map_quantiles")}
         if predictor.normalizer
         else None,
     }

@@ -68,9 +68,12 @@ class Normalizer:
     n_images: int
     residual_peak: float  # the held-out images' highest residual pixel: scales the baseline map
     scores: list[float] = field(default_factory=list)  # the held-out raw scores, to refit ``hi``
+    # Quantiles 0, 0.001, ..., 1 of the anomalous map over the held-out images' pixels: the
+    # thresholds ``infer.mask_quantile`` picks from.
+    map_quantiles: list[float] = field(default_factory=list)
 
     @staticmethod
-    def fit(scores: np.ndarray, quantile: float, residual_peak: float) -> Normalizer:
+    def fit(scores: np.ndarray, quantile: float, residual_peak: float, map_quantiles: list[float]) -> Normalizer:
         return Normalizer(
             lo=float(scores.min()),
             hi=float(np.quantile(scores, quantile)),
@@ -78,13 +81,21 @@ class Normalizer:
             n_images=len(scores),
             residual_peak=residual_peak,
             scores=[float(v) for v in scores],
+            map_quantiles=map_quantiles,
         )
 
     def with_quantile(self, quantile: float) -> Normalizer:
         """The same held-out scores with another false-alarm quantile (no retraining needed)."""
         if quantile == self.quantile or not self.scores:
             return self
-        return Normalizer.fit(np.asarray(self.scores), quantile, self.residual_peak)
+        return Normalizer.fit(np.asarray(self.scores), quantile, self.residual_peak, self.map_quantiles)
+
+    def map_threshold(self, quantile: float) -> float:
+        """The anomalous-map value that a ``quantile`` share of held-out normal pixels stay below."""
+        if not self.map_quantiles:
+            raise CavgaError("this run has no held-out map statistics (trained by an older cavga); retrain it")
+        grid = np.linspace(0.0, 1.0, len(self.map_quantiles))
+        return float(np.interp(quantile, grid, self.map_quantiles))
 
     def __call__(self, raw: Tensor) -> Tensor:
         span = max(self.hi - self.lo, 1e-12)
@@ -123,6 +134,13 @@ class Predictor:
         self.device = device
         if not cfg.model.weakly_supervised and normalizer is None:
             raise CavgaError("this unsupervised model has no score normaliser (training did not finish)")
+        self.mask_threshold = cfg.infer.mask_threshold
+        if cfg.infer.mask_quantile is not None:
+            if normalizer is None:
+                raise CavgaError("infer.mask_quantile needs held-out map statistics, which this run lacks")
+            # strictly above the quantile: ties at it (a map that is 0 on most normal pixels) stay unflagged
+            q = np.float32(normalizer.map_threshold(cfg.infer.mask_quantile))
+            self.mask_threshold = float(np.nextafter(q, np.float32(np.inf)))
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "auto", infer: list[str] | None = None) -> Predictor:
@@ -160,7 +178,7 @@ class Predictor:
             score=score.cpu(),
             label=label.cpu(),
             anomaly_map=amap.cpu(),
-            mask=(amap >= self.cfg.infer.mask_threshold).cpu(),
+            mask=(amap >= self.mask_threshold).cpu(),
             raw_score=raw.cpu(),
             reconstruction=x_hat.cpu(),
             residual_map=residual.cpu(),
@@ -184,7 +202,7 @@ class Predictor:
                         score=float(pred.score[j]),
                         label=int(pred.label[j]),
                         anomaly_map=amap.astype(np.float32),
-                        mask=amap >= self.cfg.infer.mask_threshold,
+                        mask=amap >= self.mask_threshold,
                         raw_score=float(pred.raw_score[j]),
                     )
                 )
@@ -204,12 +222,16 @@ def fit_normalizer(
     records = [r for r in records if r.label == 0]
     if not records:
         return None
-    raws, peaks = [], []
+    raws, peaks, maps = [], [], []
     for batch in eval_loader(records, cfg):
         x = batch.image.to(device)
-        _, x_hat, _ = anomaly_evidence(model, x)
+        amap, x_hat, _ = anomaly_evidence(model, x)
         residual = (x - x_hat).abs().mean(dim=1)  # (B, S, S)
         raws.append(residual.flatten(1).mean(dim=1).cpu())
         peaks.append(residual.flatten(1).amax(dim=1).cpu())
+        maps.append(upsample(amap, cfg.data.image_size).clamp(0, 1).flatten().cpu())  # (B*S*S,)
     raw = torch.cat(raws).numpy()
-    return Normalizer.fit(raw, cfg.infer.normalizer_quantile, float(torch.cat(peaks).max())).to_dict()
+    map_quantiles = np.quantile(torch.cat(maps).numpy(), np.linspace(0.0, 1.0, 1001))
+    return Normalizer.fit(
+        raw, cfg.infer.normalizer_quantile, float(torch.cat(peaks).max()), [float(v) for v in map_quantiles]
+    ).to_dict()

@@ -66,7 +66,7 @@ def predict_to_folder(
         {
             "run": str(run_dir),
             "score_threshold": predictor.cfg.infer.score_threshold,
-            "mask_threshold": predictor.cfg.infer.mask_threshold,
+            "mask_threshold": predictor.mask_threshold,
             "predictions": rows,
         },
     )
