@@ -33,6 +33,32 @@ STUDY = {
     "per-image max CAM normalisation": ["model.attention_norm=image"],
     "latent stride 8 (8x8 attention grid at 64 px)": ["model.latent_stride=8"],
     "w_ae=1": ["loss.w_ae=1"],
+    "mean reductions, w_ae=1": ["loss.reduction=mean", "loss.w_ae=1"],
+    "mean reductions, w_ae=0.1": ["loss.reduction=mean", "loss.w_ae=0.1"],
+    "mean reductions, w_ae=1, w_adv=0": ["loss.reduction=mean", "loss.w_ae=1", "loss.w_adv=0"],
+    "mean reductions, w_ae=1, w_adv=0, stride 8": [
+        "loss.reduction=mean",
+        "loss.w_ae=1",
+        "loss.w_adv=0",
+        "model.latent_stride=8",
+    ],
+    "mean reductions, w_ae=1, w_adv=0, stride 4": [
+        "loss.reduction=mean",
+        "loss.w_ae=1",
+        "loss.w_adv=0",
+        "model.latent_stride=4",
+    ],
+    "w_ae=1000": ["loss.w_ae=1000"],
+    "w_ae=10000": ["loss.w_ae=10000"],
+    "stride 8, w_ae=100": ["model.latent_stride=8", "loss.w_ae=100"],
+    "stride 8, w_ae=1000": ["model.latent_stride=8", "loss.w_ae=1000"],
+    "stride 8, w_ae=10000": ["model.latent_stride=8", "loss.w_ae=10000"],
+    "stride 4, w_ae=1000": ["model.latent_stride=4", "loss.w_ae=1000"],
+    "mean reductions, w_ae=1, stride 8": ["loss.reduction=mean", "loss.w_ae=1", "model.latent_stride=8"],
+    "128 px, stride 8, w_ae=4000": ["data.image_size=128", "model.latent_stride=8", "loss.w_ae=4000"],
+    "128 px, stride 16, w_ae=4000": ["data.image_size=128", "loss.w_ae=4000"],
+    "128 px, stride 16, w_ae=1000": ["data.image_size=128", "loss.w_ae=1000"],
+    "128 px, paper defaults": ["data.image_size=128"],
 }
 
 

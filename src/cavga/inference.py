@@ -5,7 +5,8 @@
   difference between the image and its reconstruction [48], normalised to [0, 1] (below).
 * CAVGA-w: the classifier C gives the verdict and the score (its anomalous probability); the
   anomalous attention map is A_ca, the Grad-CAM of C's anomalous logit, upsampled.
-* Both: the mask is the map thresholded at ``mask_threshold`` (0.5 in the paper).
+* Both: the mask is the map thresholded at ``mask_threshold`` (0.5 in the paper), or, with
+  ``mask_quantile`` set, strictly above that quantile of the map over held-out normal pixels.
 
 Normalising the unsupervised score.  The paper normalises s_a to [0, 1] and thresholds at 0.5
 without saying how.  Using test images for this would leak their labels, so the normaliser is
