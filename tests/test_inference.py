@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cavga.config import RunConfig
-from cavga.demo import DEMO_SETTINGS, demo_config
+from cavga.config import DEMO_SETTINGS, RunConfig
+from cavga.demo import demo_config
 from cavga.errors import CavgaError
 from cavga.inference import Normalizer
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import LAYOUTS, VARIANTS, RunConfig, apply_overrides, load_config
+from .config import DEMO_SETTINGS, LAYOUTS, VARIANTS, RunConfig, apply_overrides, load_config
 from .errors import CavgaError
 
 
@@ -91,7 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anomalous-fraction", type=float, help="CAVGA-w: fraction of anomalous images in training")
     _add_common_run_options(p)
 
-    p = sub.add_parser("demo", help="the main job: embedded demo data -> train -> evaluate -> overlays")
+    p = sub.add_parser(
+        "demo",
+        help="the main job: embedded demo data -> train -> evaluate -> overlays",
+        description="Without --config the demo uses its own settings on top of the paper's: "
+        + ", ".join(f"{k}={v}" for k, v in DEMO_SETTINGS.items())
+        + " (reasons in docs/method.md). With --config the file's values are used instead.",
+    )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--model", choices=VARIANTS, default="Du")
     _add_common_run_options(p)

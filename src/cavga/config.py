@@ -22,6 +22,22 @@ from .io_utils import atomic_write_text
 LAYOUTS = ("mvtec", "mtd", "folder")
 VARIANTS = ("Du", "Ru", "Dw", "Rw")
 
+# The demo's settings on top of the paper's defaults (used when no --config is given). The crops
+# are 128 px; 30 epochs keep training to about five minutes on 2 CPU cores. w_ae and the mask
+# quantile were chosen on validation copies of the demo data (generated with seeds 1 and 2,
+# benchmarks/design_study.py), never on the demo's own test split (seed 0); the measurements and
+# the reasons are in docs/method.md and docs/results.md.
+DEMO_SETTINGS: dict[str, object] = {
+    "data.image_size": 128,
+    "train.epochs": 30,
+    # L_ae against Eq. 1 summed over 49,152 pixel terms: at the paper's 0.01 it changes nothing
+    # measurable. About H*W/4 (4000 at 128 px): pixel AUROC 0.935-0.946 on the validation sets,
+    # against 0.488 at 0.01 (1000 did as well).
+    "loss.w_ae": 4000.0,
+    # Masks flag pixels above what 99% of held-out normal pixels reach (a 1% false-alarm budget).
+    "infer.mask_quantile": 0.99,
+}
+
 
 @dataclass
 class DataConfig:

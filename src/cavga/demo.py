@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, apply_overrides
+from .config import DEMO_SETTINGS, RunConfig, apply_overrides
 from .demo_data import generate_demo_dataset
 from .evaluate import evaluate_run
 from .predict import predict_to_folder
@@ -13,20 +13,6 @@ from .runtime import CHECKPOINT
 from .train import RunData, train
 
 DEMO_CATEGORY = "brick"
-# The demo's settings on top of the paper's defaults (used when no --config is given). The crops
-# are 128 px; 30 epochs keep training to about five minutes on 2 CPU cores. w_ae and the mask
-# quantile were chosen on validation copies of the demo data (generated with seeds 1 and 2,
-# benchmarks/design_study.py), never on the demo's own test split (seed 0); the measurements and
-# the reasons are in docs/method.md and docs/results.md.
-DEMO_SETTINGS: dict[str, object] = {
-    "data.image_size": 128,
-    "train.epochs": 30,
-    # L_ae against Eq. 1 summed over 49,152 pixel terms: at the paper's 0.01 it changes nothing
-    # measurable. About H*W/4 (4000 at 128 px) localised best on the validation sets.
-    "loss.w_ae": 4000.0,
-    # Masks flag pixels above what 99% of held-out normal pixels reach (a 1% false-alarm budget).
-    "infer.mask_quantile": 0.99,
-}
 
 
 def demo_config(
