@@ -67,7 +67,8 @@ def test_train_evaluate_predict(tiny_data, tmp_path, model, capsys):
     assert main(["evaluate", str(run), "--device", "cpu", "--no-progress", "--set", "infer.mask_quantile=0.99"]) == 0
     calibrated = json.loads((run / "metrics.json").read_text())["thresholds"]
     predictor = Predictor.from_run(run, "cpu", ["infer.mask_quantile=0.99"])
-    held_out = [r for r in RunData.load(run).val or RunData.load(run).train if r.label == 0]
+    run_data = RunData.load(run)
+    held_out = [r for r in run_data.val or run_data.train if r.label == 0]
     maps = torch.cat([predictor.predict_batch(b.image).anomaly_map for b in eval_loader(held_out, predictor.cfg)])
     assert calibrated["mask_quantile"] == 0.99 and calibrated["mask"] == pytest.approx(predictor.mask_threshold)
     flagged = float((maps >= predictor.mask_threshold).float().mean())

@@ -232,7 +232,7 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> Ru
 
     In a dict, None means "not given" (an unset command-line flag); a string ``key=null`` sets None."""
     explicit = isinstance(overrides, list)
-    if isinstance(overrides, list):
+    if explicit:
         pairs: dict[str, Any] = {}
         for item in overrides:
             if "=" not in item:
