@@ -110,9 +110,8 @@ def main() -> None:
                 "seconds": round(time.perf_counter() - t0, 1),
             }
         )
-        atomic_write_json(
-            out / "design_study.json", {"epochs": args.epochs, "image_size": args.image_size, "rows": rows}
-        )
+        summary = {"data_seed": args.data_seed, "epochs": args.epochs, "image_size": args.image_size, "rows": rows}
+        atomic_write_json(out / "design_study.json", summary)
     head = "| # | setting | " + " | ".join(METRIC_KEYS) + " | residual pixel_auroc |"
     print(head)
     print("|" + "---|" * (len(METRIC_KEYS) + 3))
