@@ -242,13 +242,13 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
 
     class_weight = _class_weight(run_data.train, device) if cfg.model.weakly_supervised else None
     backbone = state["backbone_weights"] if state else getattr(model.encoder, "loaded_weights", "dcgan-init")
+    # decoded and resized once: no augmentation changes an image between epochs
+    train_set = D.ImageDataset(run_data.train, cfg.data.image_size, cache=cfg.train.num_workers == 0)
     for epoch in range(start_epoch, cfg.train.epochs):
         model.train()
         disc.train()
         seed = cfg.train.seed * 100_003 + epoch
-        loader = D.make_loader(
-            run_data.train, cfg.data.image_size, cfg.train.batch_size, True, cfg.train.num_workers, seed
-        )
+        loader = D.make_loader(train_set, cfg.data.image_size, cfg.train.batch_size, True, cfg.train.num_workers, seed)
         sums: dict[str, float] = defaultdict(float)
         n = 0
         t0 = time.perf_counter()
