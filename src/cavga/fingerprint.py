@@ -48,7 +48,7 @@ def check_run_folder(run_dir: str | Path, state: dict[str, Any]) -> None:
 
     Checkpoints written before fingerprints existed are not checked."""
     from .config import load_config, to_dict
-    from .train import SPLIT_FILE
+    from .train import SPLIT_FILE, RunData
 
     saved = state.get("fingerprint")
     if not isinstance(saved, dict):
@@ -62,9 +62,5 @@ def check_run_folder(run_dir: str | Path, state: dict[str, Any]) -> None:
         raise CavgaError(f"{config_file}: not the configuration the checkpoint was trained with{mixed}")
     split_file = run_dir / SPLIT_FILE
     if split_file.is_file():
-        try:
-            split = json.loads(split_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise CavgaError(f"{split_file}: unreadable split file ({e})") from None
-        if split_fingerprint(split) != saved.get("split"):
+        if split_fingerprint(RunData.load(run_dir).to_dict()) != saved.get("split"):
             raise CavgaError(f"{split_file}: not the split the checkpoint was trained on{mixed}")
