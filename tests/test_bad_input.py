@@ -172,8 +172,9 @@ def test_medium3_predict_never_overwrites_or_rereads(trained, tiny_data, tmp_pat
     shutil.copy(next((tiny_data / "brick" / "test" / "hole").glob("*.png")), same / "a.png")
     shutil.copy(next((tiny_data / "brick" / "test" / "good").glob("*.png")), same / "a_mask.png")
     before = {p.name: p.read_bytes() for p in same.iterdir()}
-    for _ in range(2):
-        assert main(["predict", str(run), str(same), "--out", str(same), "--device", "cpu"]) == 0
+    for i in range(3):
+        inputs = [str(same)] if i < 2 else sorted(map(str, same.glob("*.png")))  # the third: a shell glob
+        assert main(["predict", str(run), *inputs, "--out", str(same), "--device", "cpu"]) == 0
         for name, data in before.items():
             assert (same / name).read_bytes() == data, name
         preds = json.loads((same / "predictions.json").read_text())["predictions"]

@@ -48,6 +48,9 @@ def collect_images(inputs: list[str | Path], exclude: set[Path] | None = None) -
                 elif not q.name.startswith("."):
                     warnings.warn(f"{q}: not an image file (by its extension); skipped", stacklevel=2)
         elif p.is_file():
+            if p.resolve() in exclude:
+                warnings.warn(f"{p}: written by an earlier `cavga predict` into this --out; skipped", stacklevel=2)
+                continue
             if p.suffix.lower() not in D.IMAGE_EXTENSIONS:
                 raise CavgaError(f"{p}: not an image file (expected one of {', '.join(D.IMAGE_EXTENSIONS)})")
             found.append(p)

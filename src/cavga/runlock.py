@@ -8,6 +8,7 @@ gets a one-line error naming the holder; a lock file left behind by a dead proce
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import socket
@@ -69,7 +70,10 @@ class RunLock:
             return
         self._created = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise CavgaError(f"{self.path}: cannot open the folder's lock file ({e.strerror or e})") from None
         holder = _read(fd)
         try:
             if fcntl is not None:
@@ -119,10 +123,12 @@ def locked(what: str, create: bool = False):
     """Decorator: hold the lock of the folder given as the function's first argument while it runs."""
 
     def wrap(fn):
+        first = next(iter(inspect.signature(fn).parameters))
+
         @functools.wraps(fn)
-        def inner(folder, *args, **kwargs):
-            with RunLock(folder, what, create=create):
-                return fn(folder, *args, **kwargs)
+        def inner(*args, **kwargs):
+            with RunLock(args[0] if args else kwargs[first], what, create=create):
+                return fn(*args, **kwargs)
 
         return inner
 
