@@ -22,7 +22,7 @@ from . import data as D
 from .attention import upsample
 from .errors import CavgaError
 from .inference import Predictor
-from .io_utils import atomic_write_json, check_output_folder
+from .io_utils import atomic_write_json, check_output_folder, remove_stale_temp_files
 from .runlock import LOCK_FILE, RunLock
 from .visualize import heatmap_overlay, mask_image, save_png
 
@@ -89,6 +89,7 @@ def predict_to_folder(
     out_dir = check_output_folder(out_dir)
     predictor = Predictor.from_run(run_dir, device, infer)
     with RunLock(out_dir, "predict"):
+        remove_stale_temp_files(out_dir)  # left by a predict killed mid-write
         previous = earlier_outputs(out_dir)
         paths = collect_images(inputs, exclude=previous)
         return _predict(predictor, run_dir, paths, out_dir, previous, on_result, on_error)
