@@ -25,6 +25,7 @@ from cavga.data import load_mask
 from cavga.demo_data import generate_demo_dataset
 from cavga.errors import CavgaError
 from cavga.io_utils import atomic_write_text
+from cavga.predict import predict_to_folder
 from cavga.runlock import LOCK_FILE, RunLock
 from cavga.runtime import load_checkpoint, save_checkpoint
 from cavga.visualize import heatmap_overlay, save_png
@@ -207,7 +208,7 @@ def test_medium5_empty_test_split_is_said_at_training_and_by_evaluate(tiny_data,
     _one_line_error(capsys, "split.json", "test split is empty")
 
 
-def test_medium6_one_broken_image_does_not_stop_predict(trained, tiny_data, tmp_path, capsys):
+def test_medium6_one_broken_image_does_not_stop_predict(trained, tiny_data, tmp_path, capsys, monkeypatch):
     """Medium 6: predict reports an unreadable image in one line, writes the good ones, ends with a
     count and a non-zero exit."""
     run = _copy_run(trained, tmp_path)
@@ -225,6 +226,20 @@ def test_medium6_one_broken_image_does_not_stop_predict(trained, tiny_data, tmp_
     assert [Path(r["path"]).name for r in result["predictions"]] == ["a.png", "b.png"]
     assert [Path(r["path"]).name for r in result["failed"]] == ["broken.png"]
     assert all((out / r["overlay"]).is_file() for r in result["predictions"])
+
+    # results are written as it goes (one batch at a time), not after every image has been scored
+    import cavga.data
+
+    real_load, calls = cavga.data.load_image, []
+
+    def load_image(path, image_size):
+        calls.append((Path(path).name, image_size, len(list((tmp_path / "out2").glob("*_overlay.png")))))
+        return real_load(path, image_size)
+
+    monkeypatch.setattr(cavga.data, "load_image", load_image)
+    (images / "broken.png").unlink()
+    predict_to_folder(run, [images], tmp_path / "out2", "cpu", ["infer.batch_size=1"])
+    assert calls == [("a.png", 32, 0), ("a.png", None, 0), ("b.png", 32, 1), ("b.png", None, 1)]
 
 
 def test_medium7_uncreatable_output_path_fails_before_any_work(trained, tiny_data, tmp_path, capsys, monkeypatch):
