@@ -69,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--anomalous-fraction", type=float, help="CAVGA-w: fraction of anomalous images used in training (default 0.02)"
     )
     p.add_argument("--flat-latent", action="store_true", default=None, help="ablation CAVGA-R*: flattened 100-d latent")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --out with its own settings (only --epochs and --device may change)",
+    )
     _add_common_run_options(p)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on its test split; writes RUN_DIR/metrics.json")
