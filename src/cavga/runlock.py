@@ -38,6 +38,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _alive_here(holder: dict[str, Any]) -> bool:
+    """Without flock: is the recorded holder a running process on this host?"""
+    pid = holder.get("pid")
+    return isinstance(pid, int) and holder.get("host") == socket.gethostname() and _alive(pid)
+
+
 def _describe(holder: dict[str, Any]) -> str:
     cmd = holder.get("command") or "?"
     return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} ({cmd}, since {holder.get('started', '?')})"
@@ -78,7 +84,7 @@ class RunLock:
         try:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            elif holder.get("pid") and holder.get("host") == socket.gethostname() and _alive(int(holder["pid"])):
+            elif _alive_here(holder):
                 raise BlockingIOError
         except BlockingIOError:
             os.close(fd)
@@ -86,7 +92,7 @@ class RunLock:
                 f"{self.folder}: in use by {_describe(holder)}; two writers would mix their runs, "
                 f"so wait for it to finish or use another folder"
             ) from None
-        if holder.get("pid") and int(holder["pid"]) != os.getpid():
+        if holder.get("pid") not in (None, os.getpid()):  # not released: its holder ended without a word
             warnings.warn(f"{self.path}: taking over the lock left by {_describe(holder)}, which ended", stacklevel=3)
         me = {
             "pid": os.getpid(),
