@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import DEMO_SETTINGS, LAYOUTS, VARIANTS, RunConfig, apply_overrides, load_config
+from .config import DEMO_SETTINGS, LAYOUTS, VARIANTS, RunConfig, apply_overrides, load_config, to_dict
 from .errors import CavgaError
 
 
@@ -68,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--anomalous-fraction", type=float, help="CAVGA-w: fraction of anomalous images used in training (default 0.02)"
     )
     p.add_argument("--flat-latent", action="store_true", default=None, help="ablation CAVGA-R*: flattened 100-d latent")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --out with its own settings (only --epochs and --device may change)",
+    )
     _add_common_run_options(p)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on its test split; writes RUN_DIR/metrics.json")
@@ -114,27 +119,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Command-line flags and the config keys they set (one flag may set two keys).
+_FLAGS = (
+    ("--data", "data.root", "data"),
+    ("--layout", "data.layout", "layout"),
+    ("--category", "data.category", "category"),
+    ("--image-size", "data.image_size", "image_size"),
+    ("--seed", "data.seed", "seed"),
+    ("--anomalous-fraction", "data.anomalous_fraction", "anomalous_fraction"),
+    ("--model", "model.variant", "model"),
+    ("--flat-latent", "model.flat_latent", "flat_latent"),
+    ("--backbone-weights", "model.backbone_weights", "backbone_weights"),
+    ("--epochs", "train.epochs", "epochs"),
+    ("--device", "train.device", "device"),
+    ("--seed", "train.seed", "seed"),
+    ("--batch-size", "train.batch_size", "batch_size"),
+    ("--lr", "train.lr", "lr"),
+    ("--allow-random-init", "train.allow_random_init", "allow_random_init"),
+)
+# What a resumed run may change; every other flag must agree with the run's config.yaml.
+_RESUMABLE = ("train.epochs", "train.device", "train.allow_random_init")
+
+
+def _flag_values(args: argparse.Namespace) -> dict[str, object]:
+    return {key: getattr(args, attr, None) for _, key, attr in _FLAGS}
+
+
 def _run_config(args: argparse.Namespace) -> RunConfig:
     """Defaults < --config file < explicit flags < --set overrides."""
     cfg = load_config(args.config) if args.config else RunConfig()
-    flags = {
-        "data.root": getattr(args, "data", None),
-        "data.layout": getattr(args, "layout", None),
-        "data.category": getattr(args, "category", None),
-        "data.image_size": args.image_size,
-        "data.seed": args.seed,
-        "data.anomalous_fraction": getattr(args, "anomalous_fraction", None),
-        "model.variant": getattr(args, "model", None),
-        "model.flat_latent": getattr(args, "flat_latent", None),
-        "model.backbone_weights": args.backbone_weights,
-        "train.epochs": args.epochs,
-        "train.device": args.device,
-        "train.seed": args.seed,
-        "train.batch_size": args.batch_size,
-        "train.lr": args.lr,
-        "train.allow_random_init": args.allow_random_init,
-    }
-    apply_overrides(cfg, flags)
+    apply_overrides(cfg, _flag_values(args))
+    apply_overrides(cfg, args.overrides)
+    return cfg
+
+
+def _resume_config(args: argparse.Namespace, run_dir: Path) -> RunConfig:
+    """The run's own config.yaml; a flag that disagrees with it is an error naming the flag."""
+    if args.config:
+        raise CavgaError(f"--config cannot be combined with --resume: {run_dir} keeps its own config.yaml")
+    cfg = load_config(run_dir / "config.yaml")
+    saved = to_dict(cfg)
+    asked = RunConfig()
+    apply_overrides(asked, _flag_values(args))
+    for flag, key, attr in _FLAGS:
+        if getattr(args, attr, None) is None or key in _RESUMABLE:
+            continue
+        section, _, name = key.partition(".")
+        have, want = saved[section][name], getattr(getattr(asked, section), name)
+        same = have == want or (key == "data.root" and have and Path(have).resolve() == Path(want).resolve())
+        if not same:
+            raise CavgaError(
+                f"--resume: {flag} {getattr(args, attr)} conflicts with the run in {run_dir}, started with "
+                f"{key}={have!r} (leave the flag out, or start a new run in another --out)"
+            )
+    apply_overrides(cfg, {"train.epochs": args.epochs, "train.device": args.device})
     apply_overrides(cfg, args.overrides)
     return cfg
 
@@ -148,8 +186,14 @@ def _print_result(result: dict) -> None:
         print(f"undefined on this test set: {', '.join(undefined)}")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line, ``cavga: warning: ...``, without the line of Python source."""
+    print(f"cavga: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return _dispatch(args)
     except CavgaError as e:
@@ -165,11 +209,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .train import train
 
         run_dir = Path(args.out)
-        if args.resume and (run_dir / "config.yaml").exists():
-            base = load_config(run_dir / "config.yaml")
-            apply_overrides(base, {"train.epochs": args.epochs, "train.device": args.device})
-            apply_overrides(base, args.overrides)
-            cfg = base
+        if args.resume and (run_dir / "config.yaml").is_file():
+            cfg = _resume_config(args, run_dir)
+        elif args.resume and args.data is None:
+            why = "folder not found" if not run_dir.exists() else "it holds no config.yaml"
+            raise CavgaError(f"--resume: {run_dir} holds no run to resume ({why}); start one with --data")
         else:
             cfg = _run_config(args)
             if cfg.data.root is None:
@@ -194,9 +238,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "predict":
         from .predict import predict_to_folder
 
-        rows = predict_to_folder(args.run_dir, args.inputs, args.out, device=args.device, infer=args.overrides)
-        for r in rows:
-            print(f"{r['verdict']:>9}  score={r['score']:.3f}  {r['path']}")
+        def show(r: dict) -> None:
+            print(f"{r['verdict']:>9}  score={r['score']:.3f}  {r['path']}", flush=True)
+
+        def report(message: str) -> None:
+            print(f"cavga: error: {message}", file=sys.stderr, flush=True)
+
+        predict_to_folder(
+            args.run_dir, args.inputs, args.out, args.device, args.overrides, on_result=show, on_error=report
+        )
         print(f"written: {Path(args.out) / 'predictions.json'}")
         return 0
     if args.command == "benchmark":

@@ -8,6 +8,7 @@ every run as ``config.yaml`` (``save_config``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -152,20 +153,41 @@ class RunConfig:
         size = self.data.image_size
         if size < 32 or size & (size - 1):
             raise CavgaError(f"data.image_size: {size} is not a power of two >= 32")
-        for name in ("train_fraction", "anomalous_fraction", "val_fraction"):
-            v = getattr(self.data, name)
-            if not 0.0 <= v < 1.0 or (name == "train_fraction" and v == 0.0):
-                raise CavgaError(f"data.{name}: {v} is outside [0, 1)")
+        _in_range("data.train_fraction", self.data.train_fraction, 0.0, 1.0, low_open=True)
+        _in_range("data.anomalous_fraction", self.data.anomalous_fraction, 0.0, 1.0)
+        _in_range("data.val_fraction", self.data.val_fraction, 0.0, 1.0)
         for name in ("mask_threshold", "mask_quantile", "score_threshold", "normalizer_quantile"):
             v = getattr(self.infer, name)
-            if v is not None and not 0.0 < v <= 1.0:
-                raise CavgaError(f"infer.{name}: {v} is outside (0, 1]")
+            if v is not None:
+                _in_range(f"infer.{name}", v, 0.0, 1.0, low_open=True)
         for f in fields(self.loss):
-            if f.name.startswith("w_") and getattr(self.loss, f.name) < 0:
-                raise CavgaError(f"loss.{f.name}: weights must be >= 0")
-        if self.train.epochs < 1 or self.train.batch_size < 1:
-            raise CavgaError("train.epochs and train.batch_size must be >= 1")
+            if f.name.startswith("w_"):
+                _in_range(f"loss.{f.name}", getattr(self.loss, f.name), 0.0, math.inf)
+        for name, v in (
+            ("train.epochs", self.train.epochs),
+            ("train.batch_size", self.train.batch_size),
+            ("infer.batch_size", self.infer.batch_size),
+            ("model.base_channels", self.model.base_channels),
+            ("model.latent_channels", self.model.latent_channels),
+            ("model.flat_latent_dim", self.model.flat_latent_dim),
+        ):
+            if v < 1:
+                raise CavgaError(f"{name}: {v} must be >= 1")
+        if self.train.num_workers < 0:
+            raise CavgaError(f"train.num_workers: {self.train.num_workers} must be >= 0")
+        _in_range("train.lr", self.train.lr, 0.0, math.inf, low_open=True)
+        _in_range("train.beta1", self.train.beta1, 0.0, 1.0, high_open=True)
+        _in_range("train.beta2", self.train.beta2, 0.0, 1.0, high_open=True)
+        _in_range("model.attention_momentum", self.model.attention_momentum, 0.0, 1.0, low_open=True)
         return self
+
+
+def _in_range(name: str, v: float, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
+    """``v`` is a finite number (inf allowed only as an open upper bound) in the interval; else one line."""
+    ok = (v > low if low_open else v >= low) and (v < high if high_open or math.isinf(high) else v <= high)
+    if not ok or math.isnan(v):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or math.isinf(high) else ']'}"
+        raise CavgaError(f"{name}: {v} is outside {interval}")
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -234,6 +256,12 @@ def load_config(path: str | Path) -> RunConfig:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise CavgaError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise CavgaError(f"{path}: is a folder, not a config file") from None
+    except UnicodeDecodeError:
+        raise CavgaError(f"{path}: not a text file (expected YAML)") from None
+    except OSError as e:
+        raise CavgaError(f"{path}: cannot read config file ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         raise CavgaError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     return from_dict(raw, str(path))
@@ -250,7 +278,10 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> Ru
             if "=" not in item:
                 raise CavgaError(f"--set {item!r}: expected section.key=value")
             k, v = item.split("=", 1)
-            pairs[k.strip()] = yaml.safe_load(v) if v.strip() else v
+            try:
+                pairs[k.strip()] = yaml.safe_load(v) if v.strip() else v
+            except yaml.YAMLError as e:
+                raise CavgaError(f"--set {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
         overrides = pairs
     for dotted, value in overrides.items():
         if value is None and not explicit:  # an unset command-line flag keeps the config's value

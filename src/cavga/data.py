@@ -127,8 +127,12 @@ def _list_images(folder: Path) -> list[Path]:
             out.append(p)
         elif p.is_file():
             warnings.warn(f"{p}: not an image file (by its extension); skipped", stacklevel=3)
-        else:
+        elif p.is_symlink() and not p.exists():
+            warnings.warn(f"{p}: broken symbolic link (its target does not exist); skipped", stacklevel=3)
+        elif p.is_dir():
             warnings.warn(f"{p}: unexpected folder among images; skipped", stacklevel=3)
+        else:
+            warnings.warn(f"{p}: not a regular file; skipped", stacklevel=3)
     return out
 
 
@@ -463,13 +467,40 @@ def load_image(path: str | Path, image_size: int | None) -> torch.Tensor:
     return _read_image(path, image_size)[0]
 
 
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_warned_01_mask = False
+
+
+def mask_defect(a: np.ndarray, full_scale: float, path: str | Path = "mask") -> np.ndarray:
+    """The mask rule, in one place: which pixels of a mask's values ``a`` (H, W) are defect.
+
+    * a binary mask (values 0 and one other value): every non-zero pixel;
+    * a soft mask (more values): pixels above half of the type's range ``full_scale`` (255 for 8-bit,
+      65535 for 16-bit, 1.0 for float masks), never relative to the mask's own maximum.
+
+    A mask stored as 0/1 (rather than 0/255) is read correctly but warned about once, since viewers
+    show it as black and other tools read it as empty.
+    """
+    global _warned_01_mask
+    top = a.max() if a.size else 0
+    binary = bool(np.all((a == 0) | (a == top)))
+    if binary and top == 1 and full_scale > 1 and not _warned_01_mask:
+        _warned_01_mask = True
+        warnings.warn(
+            f"{path}: mask values are 0 and 1 (not 0 and {int(full_scale)}); read as defect where non-zero "
+            "(further such masks are not reported)",
+            stacklevel=3,
+        )
+    return a != 0 if binary else a > full_scale / 2
+
+
 def load_mask(
     path: str | Path,
     image_size: int | None,
     expected_size: tuple[int, int] | None = None,
     image_path: str | Path | None = None,
 ) -> torch.Tensor:
-    """(1, S, S) float32 in {0, 1}: defect where the mask's value > 127 (of 255), nearest resize.
+    """(1, S, S) float32 in {0, 1} by :func:`mask_defect`'s rule, then a nearest resize.
 
     ``expected_size`` is the image's own (height, width); a mask of another size is an error naming
     the mask (and ``image_path`` when given).
@@ -481,15 +512,23 @@ def load_mask(
         raise CavgaError(f"{path}: mask is {im.width}x{im.height} but {of} is {ew}x{eh}")
     if im.mode == "1":
         m = np.asarray(im, dtype=bool)
-    elif im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.asarray(im).astype(np.float64)
-        m = a > (32767.5 if a.max() > 255 else 127)
+    elif im.mode in _SIXTEEN_BIT:
+        m = mask_defect(np.asarray(im).astype(np.int64), 65535.0, path)
+    elif im.mode == "F":
+        m = mask_defect(np.asarray(im).astype(np.float64), 1.0, path)
     else:
-        m = np.asarray(im.convert("L")) > 127  # (H, W)
+        m = mask_defect(np.asarray(im.convert("L")), 255.0, path)  # (H, W)
     t = torch.from_numpy(np.ascontiguousarray(m)).to(torch.float32)[None]  # (1, H, W)
     if image_size is not None and tuple(t.shape[1:]) != (image_size, image_size):
         t = F.interpolate(t[None], size=(image_size, image_size), mode="nearest-exact")[0]  # (1, S, S)
     return t
+
+
+def verify_images(records: list[Record]) -> None:
+    """Open and fully decode every record's image once: a corrupt file is an error naming it, before
+    training starts (a shuffled loader with ``drop_last`` might otherwise never read it)."""
+    for r in records:
+        _open(r.image_path, "image")
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,15 +16,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .errors import CavgaError
 from .inference import Predictor, eval_loader
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, iou
+from .runlock import locked
 from .train import RunData
 
 METRICS_FILE = "metrics.json"
 METRIC_KEYS = ("image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro", "f1_max")
 
 
+@locked("evaluate")
 def evaluate_run(
     run_dir: str | Path, device: str = "auto", progress: bool = True, overlays: int = 8, infer: list[str] | None = None
 ) -> dict[str, Any]:
@@ -35,6 +38,8 @@ def evaluate_run(
     predictor = Predictor.from_run(run_dir, device, infer)
     cfg = predictor.cfg
     run_data = RunData.load(run_dir)
+    if not run_data.test:
+        raise CavgaError(f"{run_dir / 'split.json'}: the test split is empty; there is nothing to evaluate")
     peak = predictor.normalizer.residual_peak if predictor.normalizer else None
 
     cols: dict[str, list] = {

@@ -30,6 +30,7 @@ from . import data as D
 from .attention import grad_cam, normalise_cam, unsupervised_cam_raw, upsample
 from .config import RunConfig, apply_overrides, from_dict
 from .errors import CavgaError
+from .fingerprint import check_run_folder
 from .networks import CAVGA, build_networks
 from .runtime import CHECKPOINT, load_checkpoint, resolve_device
 
@@ -152,7 +153,9 @@ class Predictor:
         if infer:
             if any(not item.startswith("infer.") for item in infer):
                 raise CavgaError("only infer.* settings can change after training (e.g. infer.mask_threshold=0.4)")
-            apply_overrides(cfg, infer).validate()
+            apply_overrides(cfg, infer)
+        cfg.validate()
+        check_run_folder(run_dir, state)  # config.yaml and split.json belong to this checkpoint
         if state.get("epoch", 0) < cfg.train.epochs or (
             not cfg.model.weakly_supervised and state.get("normalizer") is None
         ):

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from .errors import CavgaError
+
+
+def _temp_path(path: Path) -> Path:
+    """A new empty file ``.<name>.<random>.tmp`` beside ``path``, created with the umask's permissions
+    (``mkstemp`` would make it, and so the final file, 0600 whatever the umask)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:  # pragma: no cover - 1 in 4 billion
+            continue
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = str(_temp_path(path))
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -36,3 +49,33 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files that a killed atomic write left in ``folder``; return them.
+
+    Only call this while holding the folder's lock (no other writer is then mid-write)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def check_output_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Make sure ``path`` is, or can be created as, a writable folder, before any work starts."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CavgaError(f"{flag} {path}: exists and is not a folder")
+    parent = path
+    while not parent.exists():
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise CavgaError(f"{flag} {path}: cannot create this folder, {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CavgaError(f"{flag} {path}: cannot write in {parent} (permission denied)")
+    return path

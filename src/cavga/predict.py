@@ -1,27 +1,56 @@
-"""`cavga predict`: verdict, heatmap overlay and mask for a user's images."""
+"""`cavga predict`: verdict, heatmap overlay and mask for a user's images.
+
+Each image's results are written as soon as it is scored, so memory stays flat in the number of
+images, and an unreadable image is reported and skipped rather than stopping the rest. Outputs
+never overwrite an input or any file that is not an earlier output of ``predict`` (those listed in
+``OUT/predictions.json``), and earlier outputs are never read back as inputs.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from . import data as D
+from .attention import upsample
 from .errors import CavgaError
 from .inference import Predictor
-from .io_utils import atomic_write_json
+from .io_utils import atomic_write_json, check_output_folder, remove_stale_temp_files
+from .runlock import LOCK_FILE, RunLock
 from .visualize import heatmap_overlay, mask_image, save_png
 
 PREDICTIONS_FILE = "predictions.json"
+SAVE_EVERY_S = 10.0  # predictions.json is rewritten at most this often while a long job runs
 
 
-def collect_images(inputs: list[str | Path]) -> list[Path]:
-    """Expand files and folders (recursively, sorted) into image paths; anything missing is an error."""
+def collect_images(inputs: list[str | Path], exclude: set[Path] | None = None) -> list[Path]:
+    """Expand files and folders (recursively, sorted) into image paths; anything missing is an error.
+
+    Files in ``exclude`` (resolved paths: earlier outputs) are left out; other files in a folder
+    that are not images are skipped with a warning naming them."""
+    exclude = exclude or set()
     found: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in D.IMAGE_EXTENSIONS)
+            for q in sorted(p.rglob("*")):
+                if not q.is_file() or q.resolve() in exclude or q.name in (PREDICTIONS_FILE, LOCK_FILE):
+                    continue
+                if q.suffix.lower() in D.IMAGE_EXTENSIONS:
+                    found.append(q)
+                elif not q.name.startswith("."):
+                    warnings.warn(f"{q}: not an image file (by its extension); skipped", stacklevel=2)
         elif p.is_file():
+            if p.resolve() in exclude:
+                warnings.warn(f"{p}: written by an earlier `cavga predict` into this --out; skipped", stacklevel=2)
+                continue
             if p.suffix.lower() not in D.IMAGE_EXTENSIONS:
                 raise CavgaError(f"{p}: not an image file (expected one of {', '.join(D.IMAGE_EXTENSIONS)})")
             found.append(p)
@@ -32,50 +61,126 @@ def collect_images(inputs: list[str | Path]) -> list[Path]:
     return found
 
 
+def earlier_outputs(out_dir: str | Path) -> set[Path]:
+    """Resolved paths of the files an earlier ``predict`` into ``out_dir`` wrote (its predictions.json)."""
+    out_dir = Path(out_dir)
+    try:
+        rows = json.loads((out_dir / PREDICTIONS_FILE).read_text(encoding="utf-8")).get("predictions", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    names = [r.get(k) for r in rows if isinstance(r, dict) for k in ("overlay", "mask")]
+    return {(out_dir / n).resolve() for n in names if isinstance(n, str)}
+
+
 def predict_to_folder(
     run_dir: str | Path,
     inputs: list[str | Path],
     out_dir: str | Path,
     device: str = "auto",
     infer: list[str] | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Write ``<name>_overlay.png``, ``<name>_mask.png`` per image and one ``predictions.json``."""
+    """Write ``<name>_overlay.png``, ``<name>_mask.png`` per image and one ``predictions.json``.
+
+    ``on_result(row)`` is called after each image is written and ``on_error(message)`` for each image
+    that cannot be read (default: a warning). If any failed, a CavgaError with their count is raised
+    at the end, after everything else is written (predictions.json lists them under ``failed``)."""
+    out_dir = check_output_folder(out_dir)
     predictor = Predictor.from_run(run_dir, device, infer)
-    paths = collect_images(inputs)
-    out_dir = Path(out_dir)
+    with RunLock(out_dir, "predict"):
+        remove_stale_temp_files(out_dir)  # left by a predict killed mid-write
+        previous = earlier_outputs(out_dir)
+        paths = collect_images(inputs, exclude=previous)
+        return _predict(predictor, run_dir, paths, out_dir, previous, on_result, on_error)
+
+
+def _predict(predictor, run_dir, paths, out_dir, previous, on_result, on_error) -> list[dict[str, Any]]:
+    inputs = {p.resolve() for p in paths}
     rows: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
     used: set[str] = set()
-    for pred in predictor.predict_paths(paths):
-        name = _unique_name(Path(pred.path), used)
-        image = D.load_image(pred.path, None)  # (3, H, W) at the image's own size
-        save_png(heatmap_overlay(image, pred.anomaly_map, pred.mask), out_dir / f"{name}_overlay.png")
-        save_png(mask_image(pred.mask), out_dir / f"{name}_mask.png")
-        rows.append(
+    size, bs = predictor.cfg.data.image_size, predictor.cfg.infer.batch_size
+    last_save = time.monotonic()
+
+    def save() -> None:
+        atomic_write_json(
+            out_dir / PREDICTIONS_FILE,
             {
-                "path": pred.path,
-                "score": round(pred.score, 6),
-                "verdict": "anomalous" if pred.label else "normal",
-                "raw_score": round(pred.raw_score, 6),
-                "anomalous_area": round(float(pred.mask.mean()), 6),
+                "run": str(run_dir),
+                "score_threshold": predictor.cfg.infer.score_threshold,
+                "mask_threshold": predictor.mask_threshold,
+                "predictions": rows,
+                "failed": failed,
+            },
+        )
+
+    def fail(path: Path, e: CavgaError) -> None:
+        failed.append({"path": str(path), "error": str(e)})
+        (on_error or (lambda msg: warnings.warn(msg, stacklevel=4)))(str(e))
+
+    for i in range(0, len(paths), bs):
+        chunk: list[Path] = []
+        images = []
+        for p in paths[i : i + bs]:
+            try:
+                images.append(D.load_image(p, size))  # (3, S, S)
+                chunk.append(p)
+            except CavgaError as e:
+                fail(p, e)
+        if not chunk:
+            continue
+        pred = predictor.predict_batch(torch.stack(images))
+        for j, p in enumerate(chunk):
+            try:
+                image = D.load_image(p, None)  # (3, H, W) at the image's own size
+            except CavgaError as e:  # changed or vanished since it was read a moment ago
+                fail(p, e)
+                continue
+            h, w = image.shape[1:]
+            amap = upsample(pred.anomaly_map[j][None, None], (h, w))[0, 0].clamp(0, 1).numpy()  # (H, W)
+            mask = amap >= predictor.mask_threshold
+            name = _unique_name(p, used, out_dir, inputs, previous)
+            save_png(heatmap_overlay(image, amap, mask), out_dir / f"{name}_overlay.png")
+            save_png(mask_image(mask), out_dir / f"{name}_mask.png")
+            row = {
+                "path": str(p),
+                "score": round(float(pred.score[j]), 6),
+                "verdict": "anomalous" if int(pred.label[j]) else "normal",
+                "raw_score": round(float(pred.raw_score[j]), 6),
+                "anomalous_area": round(float(np.mean(mask)), 6),
                 "overlay": f"{name}_overlay.png",
                 "mask": f"{name}_mask.png",
             }
+            rows.append(row)
+            if on_result is not None:
+                on_result(row)
+            del image, amap, mask
+        if time.monotonic() - last_save > SAVE_EVERY_S:  # a killed job still lists what it wrote
+            save()
+            last_save = time.monotonic()
+    save()
+    if failed:
+        raise CavgaError(
+            f"{len(failed)} of {len(paths)} images could not be read (listed under 'failed' in "
+            f"{out_dir / PREDICTIONS_FILE}); the other {len(rows)} were written"
         )
-    atomic_write_json(
-        out_dir / PREDICTIONS_FILE,
-        {
-            "run": str(run_dir),
-            "score_threshold": predictor.cfg.infer.score_threshold,
-            "mask_threshold": predictor.mask_threshold,
-            "predictions": rows,
-        },
-    )
     return rows
 
 
-def _unique_name(path: Path, used: set[str]) -> str:
+def _unique_name(path: Path, used: set[str], out_dir: Path, inputs: set[Path], previous: set[Path]) -> str:
+    """An output stem whose files collide with no other output, no input, and no file of the user's."""
+
+    def free(name: str) -> bool:
+        for suffix in ("_overlay.png", "_mask.png"):
+            target = out_dir / f"{name}{suffix}"
+            resolved = target.resolve()
+            if resolved in inputs or (target.exists() and resolved not in previous):
+                return False
+        return name not in used
+
     name, k = path.stem, 1
-    while name in used:
+    while not free(name):
         name = f"{path.stem}_{k}"
         k += 1
     used.add(name)

@@ -14,7 +14,9 @@ otherwise teach C to answer "normal" always.
 from __future__ import annotations
 
 import json
+import math
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +31,9 @@ from . import data as D
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, save_config, to_dict
 from .errors import CavgaError
+from .fingerprint import fingerprint, split_fingerprint
 from .inference import fit_normalizer
-from .io_utils import atomic_write_json, atomic_write_text
+from .io_utils import atomic_write_json, atomic_write_text, check_output_folder, remove_stale_temp_files
 from .losses import (
     adversarial_d_loss,
     adversarial_g_loss,
@@ -41,6 +44,7 @@ from .losses import (
     reconstruction_loss,
 )
 from .networks import CAVGA, Discriminator, Encoding, build_networks
+from .runlock import RunLock
 from .runtime import CHECKPOINT, load_checkpoint, resolve_device, save_checkpoint, seed_everything
 
 SPLIT_FILE = "split.json"
@@ -151,11 +155,17 @@ class RunData:
     def load(run_dir: str | Path) -> RunData:
         path = Path(run_dir) / SPLIT_FILE
         try:
-            return RunData.from_dict(json.loads(path.read_text()))
+            raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise CavgaError(f"{path}: missing; is {run_dir} a cavga run folder?") from None
-        except (json.JSONDecodeError, KeyError) as e:
+        except (OSError, ValueError) as e:
             raise CavgaError(f"{path}: unreadable split file ({e})") from None
+        if not isinstance(raw, dict) or not all(isinstance(raw.get(k), list) for k in ("train", "val", "test")):
+            raise CavgaError(f"{path}: not a cavga split file (expected a mapping with train, val and test lists)")
+        try:
+            return RunData.from_dict(raw)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CavgaError(f"{path}: malformed record in split file ({type(e).__name__}: {e})") from None
 
 
 def prepare_data(cfg: RunConfig) -> RunData:
@@ -199,9 +209,20 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
 
     ``run_dir`` receives config.yaml, split.json, history.jsonl and checkpoint.pt (rewritten
     atomically after every epoch).  With ``resume`` an interrupted run continues from its last
-    complete epoch with the configuration and split it was started with.
+    complete epoch with the configuration and split it was started with.  The folder is locked
+    for the whole run (:mod:`cavga.runlock`); a non-finite loss stops the run, and the last
+    checkpoint, of the last complete epoch, stays as it was.
     """
     run_dir = Path(run_dir)
+    check_output_folder(run_dir)
+    cfg.validate()
+    resolve_device(cfg.train.device)  # a device this machine lacks fails now, not after the data is read
+    with RunLock(run_dir, "train"):
+        remove_stale_temp_files(run_dir)
+        return _train_locked(cfg, run_dir, resume, progress)
+
+
+def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
     ckpt_path = run_dir / CHECKPOINT
     state = None
     if ckpt_path.exists():
@@ -210,10 +231,23 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         state = load_checkpoint(ckpt_path)
         _check_resumable(state, cfg, run_dir)
         run_data = RunData.load(run_dir)
+        if state.get("fingerprint") and split_fingerprint(run_data.to_dict()) != state["fingerprint"].get("split"):
+            raise CavgaError(f"{run_dir / SPLIT_FILE}: not the split {ckpt_path} was trained on; cannot resume")
         save_config(cfg, run_dir / "config.yaml")
     else:
-        cfg.validate()
+        done = _completed_epochs(run_dir)
+        if resume and done:
+            raise CavgaError(
+                f"{ckpt_path}: missing, but {run_dir / HISTORY_FILE} records {done} completed epoch(s); "
+                "restore the checkpoint or start again in a new --out"
+            )
         run_data = prepare_data(cfg)
+        D.verify_images(run_data.train + run_data.val)  # a corrupt image stops the run now, not never
+        if not run_data.test:
+            warnings.warn(
+                f"{cfg.data.root}: the split has no test images; `cavga evaluate` will have nothing to score",
+                stacklevel=3,
+            )
 
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
@@ -224,6 +258,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         atomic_write_json(run_dir / SPLIT_FILE, run_data.to_dict())
+        (run_dir / HISTORY_FILE).unlink(missing_ok=True)  # left by a start killed in its first epoch
+    fp = fingerprint(to_dict(cfg), run_data.to_dict())
     model.to(device)
     disc.to(device)
     opt_g, opt_d = _optimizers(model, disc, cfg)
@@ -236,6 +272,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         opt_d.load_state_dict(state["opt_d"])
         start_epoch = state["epoch"]
         history = state.get("history", [])
+        _write_history(run_dir, history)  # the checkpoint's history is the record of what was trained
         torch.set_rng_state(state["rng"])
         if start_epoch >= cfg.train.epochs and state.get("normalizer") is not None:
             return ckpt_path
@@ -256,6 +293,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         for batch in bar:
             x, labels = batch.image.to(device), batch.label.to(device)
             losses = train_step(model, disc, opt_g, opt_d, x, labels, cfg, class_weight)
+            _check_finite(losses, epoch + 1, n + 1, ckpt_path)
             for k, v in losses.items():
                 sums[k] += v
             n += 1
@@ -265,17 +303,45 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         history.append(record)
         if progress:
             tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        _append_history(run_dir, record)
         save_checkpoint(
-            _state(cfg, model, disc, opt_g, opt_d, epoch + 1, history, backbone, normalizer=None), ckpt_path
+            _state(cfg, model, disc, opt_g, opt_d, epoch + 1, history, backbone, normalizer=None, fp=fp), ckpt_path
         )
+        _write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
 
     normalizer = fit_normalizer(model, run_data.val or run_data.train, cfg, device)
-    save_checkpoint(_state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer), ckpt_path)
+    save_checkpoint(
+        _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer, fp=fp),
+        ckpt_path,
+    )
     return ckpt_path
 
 
-def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer) -> dict[str, Any]:
+def _check_finite(losses: dict[str, float], epoch: int, step: int, ckpt_path: Path) -> None:
+    """Stop the run at the first NaN or infinite loss, naming where; the checkpoint is not touched."""
+    bad = [k for k, v in losses.items() if not math.isfinite(v) and k != "total"] or [
+        k for k, v in losses.items() if not math.isfinite(v)
+    ]
+    if bad:
+        terms = ", ".join(f"{k}={losses[k]}" for k in bad)
+        kept = f"{ckpt_path} (epoch {epoch - 1}) is kept" if epoch > 1 else "no checkpoint was written"
+        raise CavgaError(
+            f"training diverged at epoch {epoch}, step {step}: loss {terms}; stopped, {kept} "
+            "(try a lower train.lr or loss weights)"
+        )
+
+
+def _completed_epochs(run_dir: Path) -> int:
+    path = run_dir / HISTORY_FILE
+    try:
+        return sum(1 for ln in path.read_text().splitlines() if ln.strip())
+    except OSError:
+        return 0
+
+
+def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer, fp=None) -> dict[str, Any]:
+    for name, p in list(model.named_parameters()) + list(disc.named_parameters()):
+        if not torch.isfinite(p).all():
+            raise CavgaError(f"training diverged before epoch {epoch} ended: parameter {name} is not finite; stopped")
     return {
         "format": 1,
         "config": to_dict(cfg),
@@ -288,6 +354,7 @@ def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer)
         "rng": torch.get_rng_state(),
         "backbone_weights": backbone,
         "normalizer": normalizer,
+        "fingerprint": fp,  # config and split hashes: evaluate and predict check the folder against them
     }
 
 
@@ -296,21 +363,18 @@ def _check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> No
     saved, now = state["config"], to_dict(cfg)
     for section in ("data", "model", "loss"):
         for key, value in now[section].items():
-            if saved[section].get(key) != value:
+            if saved.get(section, {}).get(key) != value:
                 raise CavgaError(
                     f"{run_dir}: cannot resume with {section}.{key}={value!r}; the run was started with "
-                    f"{saved[section].get(key)!r}"
+                    f"{saved.get(section, {}).get(key)!r}"
                 )
     for key in ("batch_size", "lr", "beta1", "beta2", "seed"):
-        if saved["train"][key] != now["train"][key]:
+        if saved.get("train", {}).get(key) != now["train"][key]:
             raise CavgaError(
-                f"{run_dir}: cannot resume with train.{key}={now['train'][key]!r} (run has {saved['train'][key]!r})"
+                f"{run_dir}: cannot resume with train.{key}={now['train'][key]!r} "
+                f"(run has {saved.get('train', {}).get(key)!r})"
             )
 
 
-def _append_history(run_dir: Path, record: dict[str, Any]) -> None:
-    path = run_dir / HISTORY_FILE
-    lines = path.read_text().splitlines() if path.exists() else []
-    lines = [ln for ln in lines if ln.strip() and json.loads(ln).get("epoch", 0) < record["epoch"]]
-    lines.append(json.dumps(record))
-    atomic_write_text(path, "\n".join(lines) + "\n")
+def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    atomic_write_text(run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in history))

@@ -1,7 +1,8 @@
 """Report images: anomaly heatmaps blended over the input, mask contours, comparison strips.
 
-Inputs are numpy arrays or torch tensors with values in [0, 1] (clipped); images may be (3, H, W),
-(H, W, 3), (1, H, W), (H, W, 1) or (H, W). Outputs are ``PIL.Image.Image`` objects.
+Inputs are numpy arrays or torch tensors with values in [0, 1] (clipped). Images are torch tensors
+(3, H, W) or (1, H, W), numpy arrays (H, W, 3) or (H, W, 1), or (H, W) grey: the channel axis is
+given by the type, never guessed from the sizes. Outputs are ``PIL.Image.Image`` objects.
 """
 
 from __future__ import annotations
@@ -29,14 +30,18 @@ def _np(x: Any) -> np.ndarray:
 
 
 def _rgb(image: Any) -> np.ndarray:
-    """An image as float32 (H, W, 3) in [0, 1], from channels-first, channels-last or grey input."""
+    """An image as float32 (H, W, 3) in [0, 1]: torch tensors are channels-first (C, H, W), numpy
+    arrays channels-last (H, W, C), either may be grey (H, W). The layout follows the type, never
+    the sizes, so a 1-pixel-wide image is not mistaken for a transposed one."""
+    channels_first = hasattr(image, "detach")
     x = _np(image).astype(np.float32, copy=False)
-    if x.ndim == 3 and x.shape[0] in (1, 3) and x.shape[-1] not in (1, 3):
+    if x.ndim == 3 and channels_first:
         x = x.transpose(1, 2, 0)  # (H, W, C)
     if x.ndim == 2:
         x = x[..., None]  # (H, W, 1)
     if x.ndim != 3 or x.shape[-1] not in (1, 3):
-        raise ValueError(f"image must be (3, H, W), (H, W, 3) or (H, W), got shape {x.shape}")
+        layout = "(C, H, W) tensor" if channels_first else "(H, W, C) array"
+        raise ValueError(f"image must be a {layout} with 1 or 3 channels, or (H, W); got shape {x.shape}")
     if x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)  # (H, W, 3)
     return np.clip(x, 0.0, 1.0)

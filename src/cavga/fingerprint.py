@@ -1,0 +1,66 @@
+"""A run's identity: hashes of the configuration and the split it was trained with.
+
+The checkpoint records them; ``evaluate`` and ``predict`` refuse a run folder whose ``config.yaml``
+or ``split.json`` no longer match its checkpoint (for instance after two trainings wrote into it).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import CavgaError
+
+# Settings a resumed run may change (see train._check_resumable); they are not part of its identity.
+MUTABLE = {"train": ("epochs", "device", "num_workers", "allow_random_init"), "infer": None}
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def config_fingerprint(config: dict[str, Any]) -> str:
+    """Hash of a config dict (``config.to_dict``) without the settings a resume may change."""
+    c = copy.deepcopy(config)
+    for section, keys in MUTABLE.items():
+        if keys is None:
+            c.pop(section, None)
+        else:
+            for k in keys:
+                c.get(section, {}).pop(k, None)
+    return _digest(c)
+
+
+def split_fingerprint(split: dict[str, Any]) -> str:
+    """Hash of a split dict (``RunData.to_dict``, as saved in split.json)."""
+    return _digest(json.loads(json.dumps(split)))
+
+
+def fingerprint(config: dict[str, Any], split: dict[str, Any]) -> dict[str, str]:
+    return {"config": config_fingerprint(config), "split": split_fingerprint(split)}
+
+
+def check_run_folder(run_dir: str | Path, state: dict[str, Any]) -> None:
+    """Refuse a run folder whose config.yaml, split.json and checkpoint come from different runs.
+
+    Checkpoints written before fingerprints existed are not checked."""
+    from .config import load_config, to_dict
+    from .train import SPLIT_FILE, RunData
+
+    saved = state.get("fingerprint")
+    if not isinstance(saved, dict):
+        return
+    run_dir = Path(run_dir)
+    mixed = "; the folder mixes two runs (were two trainings started with this --out?). Retrain into a new folder"
+    if config_fingerprint(state["config"]) != saved.get("config"):
+        raise CavgaError(f"{run_dir / 'checkpoint.pt'}: its configuration does not match its fingerprint{mixed}")
+    config_file = run_dir / "config.yaml"
+    if config_file.is_file() and config_fingerprint(to_dict(load_config(config_file))) != saved.get("config"):
+        raise CavgaError(f"{config_file}: not the configuration the checkpoint was trained with{mixed}")
+    split_file = run_dir / SPLIT_FILE
+    if split_file.is_file():
+        if split_fingerprint(RunData.load(run_dir).to_dict()) != saved.get("split"):
+            raise CavgaError(f"{split_file}: not the split the checkpoint was trained on{mixed}")
