@@ -36,35 +36,36 @@ def test_painting_is_seeded():
     assert torch.equal(a, b) and np.array_equal(ma, mb) and not np.array_equal(ma, mc)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    generate_demo_dataset(root, seed=0, n_train=20, n_test_good=2, n_test_defect=4, crop=48)
+def _tiny_run(root, run, val_fraction):
     cfg = RunConfig()
-    cfg.data.root, cfg.data.category, cfg.data.image_size, cfg.data.val_fraction = str(root), "brick", 32, 0.2
+    cfg.data.root, cfg.data.category, cfg.data.image_size = str(root), "brick", 32
+    cfg.data.val_fraction = val_fraction
     cfg.model.base_channels = cfg.model.latent_channels = 8
     cfg.train.epochs, cfg.train.batch_size, cfg.train.device = 1, 4, "cpu"
-    run = tmp_path_factory.mktemp("run")
     train(cfg, run, progress=False)
     return run
 
 
-def test_validate_run_scores_held_out_images_only(tiny_run):
-    result = validate_run(tiny_run, device="cpu", copies=1)
-    n_val = len(RunData.load(tiny_run).val)
-    assert result["protocol"].startswith(f"held-out normals ({n_val})")
-    stored = json.loads((tiny_run / VALIDATION_FILE).read_text())
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate_demo_dataset(root, seed=0, n_train=20, n_test_good=2, n_test_defect=4, crop=48)
+    return root
+
+
+def test_validate_run_scores_held_out_images_only(tiny_data, tmp_path):
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
+    result = validate_run(run, device="cpu", copies=1)
+    n_val = len(RunData.load(run).val)
+    assert n_val == 4 and result["protocol"].startswith(f"held-out normals ({n_val})")
+    stored = json.loads((run / VALIDATION_FILE).read_text())
     assert stored["metrics"] == pytest.approx(result["metrics"])
     for m in (result["metrics"], result["baseline_residual"]):
         assert set(m) >= {"pixel_auroc", "aupro", "image_auroc", "iou"}
     assert set(result["per_defect"]) <= set(DEFECT_TYPES)
 
 
-def test_validate_run_without_held_out_images_is_an_error(tiny_run, tmp_path):
-    split = json.loads((tiny_run / "split.json").read_text())
-    split["val"] = []
-    for name in ("checkpoint.pt", "config.yaml"):
-        (tmp_path / name).write_bytes((tiny_run / name).read_bytes())
-    (tmp_path / "split.json").write_text(json.dumps(split))
+def test_validate_run_without_held_out_images_is_an_error(tiny_data, tmp_path):
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.0)
     with pytest.raises(CavgaError, match="held out no normal images"):
-        validate_run(tmp_path, device="cpu")
+        validate_run(run, device="cpu")
