@@ -23,7 +23,7 @@ def test_map_threshold_interpolates_the_held_out_quantiles():
 def test_demo_settings_apply_only_without_a_config(tmp_path):
     cfg = demo_config(tmp_path, "Du")
     assert cfg.data.image_size == DEMO_SETTINGS["data.image_size"] == 128
-    assert cfg.model.latent_stride == 16 and cfg.loss.w_ae == 4000.0 and cfg.infer.mask_quantile == 0.99
+    assert cfg.model.latent_stride == 16 and cfg.loss.w_ae == 0.01 and cfg.infer.mask_quantile == 0.99
     assert cfg.data.root == str(tmp_path / "data") and cfg.data.category == "brick"
     own = demo_config(tmp_path, "Du", base=RunConfig())  # a user's --config: the paper's values stay
     assert own.loss.w_ae == 0.01 and own.data.image_size == 256 and own.infer.mask_quantile is None

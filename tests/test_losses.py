@@ -1,8 +1,10 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from cavga.config import RunConfig
 from cavga.losses import (
     adversarial_d_loss,
     adversarial_g_loss,
@@ -12,6 +14,8 @@ from cavga.losses import (
     kl_loss,
     reconstruction_loss,
 )
+from cavga.networks import build_networks
+from cavga.train import generator_loss
 
 
 def test_reconstruction_loss_sums_pixels_and_averages_images():
@@ -71,3 +75,18 @@ def test_mean_reduction_averages_elements():
     expected = ((-math.log(0.75) - math.log(0.5)) / 2 + (-math.log(0.5))) / 2
     assert math.isclose(float(reconstruction_loss(x, x_hat, "mean")), expected, rel_tol=1e-6)
     assert math.isclose(float(kl_loss(torch.ones(2, 3), torch.zeros(2, 3), "mean")), 0.5, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("per_pixel, reduction", [(True, "sum"), (False, "sum"), (True, "mean")])
+def test_eq4_total_weights_l_ae_per_reconstruction_term(per_pixel, reduction):
+    cfg = RunConfig()
+    cfg.model.base_channels = cfg.model.latent_channels = 8
+    cfg.loss.per_pixel_weights, cfg.loss.reduction, cfg.loss.w_ae = per_pixel, reduction, 0.01
+    torch.manual_seed(0)
+    model, disc = build_networks(cfg.model, 32)
+    x = torch.rand(2, 3, 32, 32)
+    enc = model.encode(x)
+    total, t = generator_loss(model, disc, x, torch.zeros(2, dtype=torch.long), enc, model.decode(enc.z), cfg)
+    unit = 3 * 32 * 32 if per_pixel and reduction == "sum" else 1
+    expected = t["rec"] + t["kl"] + t["adv"] + 0.01 * unit * t["ae"]  # Eq. 4 with w_r = w_adv = 1
+    assert t["ae"] > 0 and torch.allclose(total, expected)

@@ -31,10 +31,6 @@ VARIANTS = ("Du", "Ru", "Dw", "Rw")
 DEMO_SETTINGS: dict[str, object] = {
     "data.image_size": 128,
     "train.epochs": 30,
-    # L_ae against Eq. 1 summed over 49,152 pixel terms: at the paper's 0.01 it changes nothing
-    # measurable. About H*W/4 (4000 at 128 px): pixel AUROC 0.935-0.946 on the validation sets,
-    # against 0.488 at 0.01 (1000 did as well).
-    "loss.w_ae": 4000.0,
     # Masks flag pixels above what 99% of held-out normal pixels reach (a 1% false-alarm budget).
     "infer.mask_quantile": 0.99,
 }
@@ -90,6 +86,9 @@ class LossConfig:
     w_kl: float = 1.0  # KL inside L (1 = the paper's VAE; 0 = a plain adversarial autoencoder)
     w_adv: float = 1.0  # adversarial loss (Eq. 2)
     w_ae: float = 0.01  # attention expansion loss (Eq. 3), unsupervised only
+    # The paper's weights are per reconstruction term: w_ae, w_c and w_cga are multiplied by the
+    # number of terms Eq. 1 sums per image (3 x H x W) when reduction is "sum"; see docs/method.md.
+    per_pixel_weights: bool = True
     w_c: float = 0.001  # classifier BCE, weakly supervised only
     w_cga: float = 0.01  # complementary guided attention loss (Eq. 5), weakly supervised only
 

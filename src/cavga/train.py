@@ -1,7 +1,8 @@
 """CAVGA's training loop, written out: one discriminator step, then one encoder/decoder step.
 
-Unsupervised (CAVGA-u, Eq. 4):  w_r * (L_R + KL) + w_adv * L_adv + w_ae * L_ae.
-Weakly supervised (CAVGA-w, Eq. 6):  w_r * (L_R + KL) + w_adv * L_adv + w_c * L_bce + w_cga * L_cga.
+Unsupervised (CAVGA-u, Eq. 4):  w_r * (L_R + KL) + w_adv * L_adv + u * w_ae * L_ae.
+Weakly supervised (CAVGA-w, Eq. 6):  w_r * (L_R + KL) + w_adv * L_adv + u * (w_c * L_bce + w_cga * L_cga).
+u is ``attention_weight_unit``: 3 x H x W by default, so the paper's weights hold per pixel.
 
 In CAVGA-w the few anomalous training images carry image labels only.  They train the classifier
 (L_bce) but not the VAE or the discriminator: L_R, KL and L_adv model the *normal* distribution, and
@@ -51,6 +52,18 @@ SPLIT_FILE = "split.json"
 HISTORY_FILE = "history.jsonl"
 
 
+def attention_weight_unit(cfg: RunConfig, x: Tensor) -> float:
+    """What w_ae, w_c and w_cga are multiplied by: the number of reconstruction terms per image
+    (3 x H x W) when Eq. 1 is summed over them and ``loss.per_pixel_weights`` is on, else 1.
+
+    L_ae, L_bce and L_cga are means of order 1, while the summed L_R of one image adds up 3HW
+    per-pixel terms; the paper's weights (0.01, 0.001, 0.01) read as weights per reconstruction
+    term keep the balance the paper describes at any image size (docs/method.md)."""
+    if cfg.loss.per_pixel_weights and cfg.loss.reduction == "sum":
+        return float(x[0].numel())
+    return 1.0
+
+
 def generator_loss(
     model: CAVGA,
     disc: Discriminator,
@@ -73,17 +86,18 @@ def generator_loss(
     else:
         terms["rec"] = terms["kl"] = terms["adv"] = zero
     total = w.w_r * (terms["rec"] + w.w_kl * terms["kl"]) + w.w_adv * terms["adv"]
+    unit = attention_weight_unit(cfg, x)
 
     if not cfg.model.weakly_supervised:
         cam = unsupervised_cam_raw(enc, cfg.model.attention_score)  # (B, 1, h, w)
         model.track_attention_peak(cam_peak(cam, normal))
         if w.w_ae > 0:
             terms["ae"] = attention_expansion_loss(normalise_cam(cam, model.attention_scale()))
-            total = total + w.w_ae * terms["ae"]
+            total = total + unit * w.w_ae * terms["ae"]
     else:
         logits = model.classify(enc.z)  # (B, 2)
         terms["bce"] = classifier_loss(logits, labels, class_weight)
-        total = total + w.w_c * terms["bce"]
+        total = total + unit * w.w_c * terms["bce"]
         cam_normal = grad_cam_raw(enc.features, logits[:, 0])  # (B, 1, h, w)
         model.track_attention_peak(cam_peak(cam_normal, normal))
         if w.w_cga > 0:
@@ -91,7 +105,7 @@ def generator_loss(
             a_normal = normalise_cam(cam_normal, scale)  # A_cn
             a_anomalous = normalise_cam(grad_cam_raw(enc.features, logits[:, 1]), scale)  # A_ca
             terms["cga"] = complementary_guided_attention_loss(a_normal, a_anomalous, logits, labels)
-            total = total + w.w_cga * terms["cga"]
+            total = total + unit * w.w_cga * terms["cga"]
     terms["total"] = total
     return total, terms
 
