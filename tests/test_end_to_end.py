@@ -178,3 +178,31 @@ def test_weakly_supervised_on_a_users_folder_with_a_few_known_bad_images(tiny_da
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
     assert metrics["image_auroc"] is not None
     assert set(metrics["undefined"]) >= {"pixel_auroc", "iou", "aupro", "f1_max"}  # no masks given
+
+
+def test_images_of_different_sizes_are_scored_at_their_own_size(tiny_data, tmp_path):
+    """A folder whose test images (and masks) come in two sizes and aspect ratios, like MTD's tiles."""
+    root = tmp_path / "mixed"
+    src = tiny_data / "brick"
+    sizes = [(48, 48), (60, 36), (40, 56)]  # (width, height)
+    images = sorted((src / "train" / "good").glob("*.png")) + sorted((src / "test").glob("*/*.png"))
+    for i, p in enumerate(images):
+        defect = "good" if p.parent.name == "good" else p.parent.name
+        (root / defect).mkdir(parents=True, exist_ok=True)
+        Image.open(p).resize(sizes[i % 3], Image.BILINEAR).save(root / defect / f"{i:03d}.png")
+        if defect != "good":
+            (root / "ground_truth" / defect).mkdir(parents=True, exist_ok=True)
+            mask = Image.open(src / "ground_truth" / defect / f"{p.stem}_mask.png")
+            mask.resize(sizes[i % 3], Image.NEAREST).save(root / "ground_truth" / defect / f"{i:03d}_mask.png")
+    run = tmp_path / "run"
+    args = _train_args(root, run, "Du", epochs=1)
+    args[args.index("mvtec")] = "folder"
+    assert main(args) == 0
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    test = RunData.load(run).test
+    shapes = {np.asarray(Image.open(r.image_path)).shape[:2] for r in test if r.label == 1}
+    assert shapes == {(48, 48), (36, 60), (56, 40)}
+    pixel, image = _reference_aurocs(run)
+    assert metrics["metrics"]["pixel_auroc"] == pytest.approx(pixel, abs=1e-6)
+    assert metrics["metrics"]["image_auroc"] == pytest.approx(image, abs=1e-9)
