@@ -55,7 +55,10 @@ def evaluate_run(
         cols["label"].append(batch.label)
         cols["pred"].append(pred.label)  # the verdict: the normalised score against its threshold
         for i in range(len(batch)):
-            gt, real = native_mask(next(records))  # (H, W) bool at the image's own size
+            record = next(records)
+            if record.image_path != batch.path[i]:
+                raise RuntimeError(f"evaluation order broke: {record.image_path} vs {batch.path[i]}")
+            gt, real = native_mask(record)  # (H, W) bool at the image's own size
             amap = native_map(pred.anomaly_map[i], gt.shape)  # (H, W)
             cols["map"].append(amap)
             cols["pmask"].append(amap >= predictor.mask_threshold)
