@@ -243,7 +243,8 @@ def aupro(anomaly_maps: Any, masks: Any, fpr_limit: float = 0.3) -> float:
     t_min = np.partition(neg_scores, n_neg - m)[n_neg - m]  # m-th largest normal score
     del neg_scores
     keep = np.flatnonzero(maps >= t_min)  # (K,)
-    order = keep[np.argsort(maps[keep], kind="stable")[::-1]]  # (K,) descending score
+    # descending score; the order within ties is irrelevant (the curve is read at the end of each tie)
+    order = keep[np.argsort(maps[keep])[::-1]]  # (K,)
     del keep
     scores = maps[order]  # (K,)
     lab = regions[order]  # (K,)
