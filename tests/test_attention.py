@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from cavga.attention import grad_cam, latent_score, normalise_cam, unsupervised_cam_raw, upsample
+from cavga.attention import grad_cam, grad_cam_raw, latent_score, normalise_cam, unsupervised_cam_raw, upsample
 from cavga.config import ModelConfig
 from cavga.errors import CavgaError
 from cavga.losses import attention_expansion_loss, complementary_guided_attention_loss
@@ -138,3 +138,35 @@ def test_attention_layer_beyond_the_encoder_is_an_error():
     model = CAVGA(ModelConfig(base_channels=8, latent_channels=8, latent_stride=4, attention_layer=3), 32)
     with pytest.raises(CavgaError, match="attention_layer"):
         model.encode(torch.rand(1, 3, 32, 32))
+
+
+def _reference_cam(features: torch.Tensor, score_of) -> torch.Tensor:
+    """Grad-CAM image by image: alpha = mean of d score_i / d F_i, ReLU(sum_k alpha_k F_k)."""
+    cams = []
+    for i in range(features.shape[0]):
+        f = features[i : i + 1].detach().requires_grad_(True)  # (1, K, h, w)
+        (g,) = torch.autograd.grad(score_of(f).sum(), f)  # (1, K, h, w)
+        alpha = g.mean(dim=(2, 3), keepdim=True)  # (1, K, 1, 1)
+        cams.append(torch.relu((alpha * f).sum(dim=1, keepdim=True)))  # (1, 1, h, w)
+    return torch.cat(cams)
+
+
+def test_grad_cam_raw_matches_a_per_image_autograd_reference():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 4, 1)
+    act = nn.LeakyReLU(0.2)
+
+    def score_of(f: torch.Tensor) -> torch.Tensor:  # non-linear between F and the score: alpha depends on F
+        return torch.tanh(act(conv(f))).flatten(1).sum(dim=1)  # (B,)
+
+    f = (torch.randn(4, 6, 5, 5) + torch.linspace(-1, 1, 4).view(4, 1, 1, 1)).requires_grad_(True)  # (B, K, h, w)
+    ref = _reference_cam(f, score_of)  # (B, 1, h, w)
+    # alpha differs between images, so a batch-wide or constant alpha could not pass
+    (g,) = torch.autograd.grad(score_of(f).sum(), f)
+    alphas = g.mean(dim=(2, 3))  # (B, K)
+    assert (alphas - alphas.mean(dim=0)).abs().max() > 0.05
+    assert ref.amax() > 0.1 and (ref == 0).any()  # the ReLU is active somewhere and off somewhere
+    for create_graph in (True, False):
+        cam = grad_cam_raw(f, score_of(f), create_graph)
+        assert cam.shape == (4, 1, 5, 5)
+        assert torch.allclose(cam, ref, atol=1e-6)

@@ -23,6 +23,7 @@ from cavga.data import (
     Sample,
     Split,
     collate,
+    drop_weak_anomalies_from_test,
     folder_split,
     hold_out_normals,
     image_size_of,
@@ -413,6 +414,18 @@ def test_move_anomalous_to_train():
     assert sum(r.label for r in two.train) == 1 and sum(r.label for r in two.test) == 1
     with pytest.raises(CavgaError, match="no anomalous images"):
         move_anomalous_to_train(_records(3, 0), 0.1, seed=0)
+
+
+def test_drop_weak_anomalies_from_test_removes_what_w_trains_on():
+    split = _records(10, 50)
+    for fraction, seed in ((0.02, 0), (0.1, 3)):
+        u = drop_weak_anomalies_from_test(split, fraction, seed)
+        w = move_anomalous_to_train(split, fraction, seed)
+        assert u.test == w.test and u.train == split.train
+        assert u.info["shared_test_set"]["removed"] == w.info["weak_supervision"]["moved"]
+        assert u.info["counts"]["test_anomalous"] == 50 - w.info["weak_supervision"]["n_moved"]
+    normal_only = _records(10, 0)
+    assert drop_weak_anomalies_from_test(normal_only, 0.02, 0) is normal_only
 
 
 def test_hold_out_normals():

@@ -2,14 +2,17 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
+from sklearn.metrics import roc_auc_score
 
 from cavga import train as train_module
 from cavga.cli import main
 from cavga.demo_data import generate_demo_dataset
 from cavga.evaluate import METRIC_KEYS
-from cavga.inference import Predictor, eval_loader
+from cavga.inference import Predictor
 from cavga.train import RunData
 
 
@@ -29,6 +32,28 @@ def _train_args(data, out, model, epochs=2):
     ]  # fmt: skip
 
 
+def _reference_aurocs(run) -> tuple[float | None, float]:
+    """(pixel AUROC, image AUROC) of a run's test split, recomputed apart from cavga.evaluate: sklearn
+    on each image's map at its own size (``predict_paths``) against its mask read from disk, and on
+    the raw image scores."""
+    test = RunData.load(run).test
+    preds = Predictor.from_run(run, "cpu").predict_paths([r.image_path for r in test])
+    pix_scores, pix_labels = [], []
+    for r, p in zip(test, preds, strict=True):
+        if r.label == 1 and r.mask_path is None:
+            continue  # no ground truth: image metrics only
+        if r.label == 1:
+            gt = np.asarray(Image.open(r.mask_path).convert("L")) > 127  # (H, W) at the image's own size
+        else:
+            gt = np.zeros(np.asarray(Image.open(r.image_path)).shape[:2], dtype=bool)
+        assert p.anomaly_map.shape == gt.shape
+        pix_scores.append(p.anomaly_map.ravel())
+        pix_labels.append(gt.ravel())
+    pix_labels = np.concatenate(pix_labels)
+    pixel = roc_auc_score(pix_labels, np.concatenate(pix_scores)) if pix_labels.any() else None
+    return pixel, roc_auc_score([r.label for r in test], [p.raw_score for p in preds])
+
+
 @pytest.mark.parametrize("model", ["Du", "Dw"])
 def test_train_evaluate_predict(tiny_data, tmp_path, model, capsys):
     run = tmp_path / "run"
@@ -44,14 +69,19 @@ def test_train_evaluate_predict(tiny_data, tmp_path, model, capsys):
         assert moved and all(r["mask_path"] is None for r in moved)
         assert not test_paths & {r["image_path"] for r in moved}
     else:
-        assert all(r["label"] == 0 for r in split["train"]) and split["val"]
+        assert all(r["label"] == 0 for r in split["train"])
+    # both variants fit the normaliser on held-out normals they never train on
+    assert split["val"] and all(r["label"] == 0 for r in split["val"])
+    assert not {r["image_path"] for r in split["val"]} & {r["image_path"] for r in split["train"]}
 
     assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     for key in METRIC_KEYS:
         assert key in metrics["metrics"] and key in metrics["baseline_residual"]
     assert metrics["seed"] == 0 and metrics["split"]["n_test"] == len(test_paths)
-    assert 0.0 <= metrics["metrics"]["pixel_auroc"] <= 1.0
+    pixel, image = _reference_aurocs(run)  # native 48 px masks, 32 px model: maps are upsampled
+    assert metrics["metrics"]["pixel_auroc"] == pytest.approx(pixel, abs=1e-6)
+    assert metrics["metrics"]["image_auroc"] == pytest.approx(image, abs=1e-9)  # the raw, unclipped score
     assert "image_auroc" in capsys.readouterr().out
 
     # inference settings change without retraining; nothing else does
@@ -68,11 +98,11 @@ def test_train_evaluate_predict(tiny_data, tmp_path, model, capsys):
     calibrated = json.loads((run / "metrics.json").read_text())["thresholds"]
     predictor = Predictor.from_run(run, "cpu", ["infer.mask_quantile=0.99"])
     run_data = RunData.load(run)
-    held_out = [r for r in run_data.val or run_data.train if r.label == 0]
-    maps = torch.cat([predictor.predict_batch(b.image).anomaly_map for b in eval_loader(held_out, predictor.cfg)])
+    held_out = [r.image_path for r in run_data.val]
+    maps = np.concatenate([p.anomaly_map.ravel() for p in predictor.predict_paths(held_out)])  # own sizes
     assert calibrated["mask_quantile"] == 0.99 and calibrated["mask"] == pytest.approx(predictor.mask_threshold)
-    flagged = float((maps >= predictor.mask_threshold).float().mean())
-    assert flagged <= 0.01 + 1.0 / maps.numel()
+    flagged = float((maps >= predictor.mask_threshold).mean())
+    assert flagged <= 0.01 + 1.0 / maps.size
 
     out = tmp_path / "pred"
     folder = tiny_data / "brick" / "test" / "hole"
@@ -149,5 +179,33 @@ def test_weakly_supervised_on_a_users_folder_with_a_few_known_bad_images(tiny_da
     assert any(r["label"] == 1 for r in split["train"])
     assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
-    assert metrics["image_auroc"] is not None
+    assert metrics["image_auroc"] == pytest.approx(_reference_aurocs(run)[1], abs=1e-9)  # C's raw probability
     assert set(metrics["undefined"]) >= {"pixel_auroc", "iou", "aupro", "f1_max"}  # no masks given
+
+
+def test_images_of_different_sizes_are_scored_at_their_own_size(tiny_data, tmp_path):
+    """A folder whose test images (and masks) come in two sizes and aspect ratios, like MTD's tiles."""
+    root = tmp_path / "mixed"
+    src = tiny_data / "brick"
+    sizes = [(48, 48), (60, 36), (40, 56)]  # (width, height)
+    images = sorted((src / "train" / "good").glob("*.png")) + sorted((src / "test").glob("*/*.png"))
+    for i, p in enumerate(images):
+        defect = "good" if p.parent.name == "good" else p.parent.name
+        (root / defect).mkdir(parents=True, exist_ok=True)
+        Image.open(p).resize(sizes[i % 3], Image.BILINEAR).save(root / defect / f"{i:03d}.png")
+        if defect != "good":
+            (root / "ground_truth" / defect).mkdir(parents=True, exist_ok=True)
+            mask = Image.open(src / "ground_truth" / defect / f"{p.stem}_mask.png")
+            mask.resize(sizes[i % 3], Image.NEAREST).save(root / "ground_truth" / defect / f"{i:03d}_mask.png")
+    run = tmp_path / "run"
+    args = _train_args(root, run, "Du", epochs=1)
+    args[args.index("mvtec")] = "folder"
+    assert main(args) == 0
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    test = RunData.load(run).test
+    shapes = {np.asarray(Image.open(r.image_path)).shape[:2] for r in test if r.label == 1}
+    assert shapes == {(48, 48), (36, 60), (56, 40)}
+    pixel, image = _reference_aurocs(run)
+    assert metrics["metrics"]["pixel_auroc"] == pytest.approx(pixel, abs=1e-6)
+    assert metrics["metrics"]["image_auroc"] == pytest.approx(image, abs=1e-9)

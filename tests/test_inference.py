@@ -1,12 +1,16 @@
-"""The score normaliser's map statistics and the demo's settings."""
+"""The score normaliser's map statistics, the demo's settings and the direction of the anomaly map."""
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-from cavga.config import DEMO_SETTINGS, RunConfig
+from cavga.config import DEMO_SETTINGS, ModelConfig, RunConfig
 from cavga.demo import demo_config
 from cavga.errors import CavgaError
-from cavga.inference import Normalizer
+from cavga.inference import Normalizer, Predictor
+from cavga.networks import CAVGA
 
 
 def test_map_threshold_interpolates_the_held_out_quantiles():
@@ -28,3 +32,61 @@ def test_demo_settings_apply_only_without_a_config(tmp_path):
     own = demo_config(tmp_path, "Du", base=RunConfig())  # a user's --config: the paper's values stay
     assert own.loss.w_ae == 0.01 and own.data.image_size == 256 and own.infer.mask_quantile is None
     assert demo_config(tmp_path, "Du", epochs=3, image_size=32).train.epochs == 3
+
+
+class _Brightness(nn.Module):
+    """Every channel is each 16x16 cell's mean brightness (or darkness), (B, K, S/16, S/16)."""
+
+    def __init__(self, channels: int, dark: bool):
+        super().__init__()
+        self.channels, self.dark = channels, dark
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = F.avg_pool2d(x.mean(dim=1, keepdim=True), 16)  # (B, 1, S/16, S/16)
+        return (1 - v if self.dark else v).expand(-1, self.channels, -1, -1).contiguous()
+
+
+class _CellBrightness(nn.Module):
+    """A known encoder of one block (the attention is taken at its output, layer 0)."""
+
+    stride = 16
+
+    def __init__(self, channels: int, dark: bool):
+        super().__init__()
+        self.out_channels = channels
+        self.body = nn.Sequential(_Brightness(channels, dark))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def _known_predictor(variant: str) -> Predictor:
+    """A tiny CAVGA whose attention read-out is known: positive latent weights, so A grows with the
+    encoder's features; for CAVGA-w the anomalous logit grows with the latent too."""
+    torch.manual_seed(0)
+    cfg = RunConfig()
+    cfg.model = ModelConfig(variant=variant, base_channels=8, latent_channels=4)
+    cfg.data.image_size = 64
+    model = CAVGA(cfg.model, 64, allow_random_init=True)
+    model.encoder = _CellBrightness(model.encoder.out_channels, dark=variant == "Dw")
+    with torch.no_grad():
+        for m in model.to_mu.modules():
+            if getattr(m, "weight", None) is not None:
+                m.weight.fill_(0.05)
+                m.bias.zero_()
+        if model.classifier is not None:
+            model.classifier.weight.copy_(torch.tensor([-0.05, 0.05]).view(2, 1).expand_as(model.classifier.weight))
+            model.classifier.bias.zero_()
+    return Predictor(model, cfg, Normalizer.fit(np.array([0.1, 0.2]), 0.95, 1.0, []), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("variant", ["Du", "Dw"])
+def test_a_planted_defect_comes_out_high_in_the_anomaly_map(variant):
+    x = torch.full((2, 3, 64, 64), 0.9)  # (B, 3, S, S) plain bright surface
+    x[1, :, 16:32, 16:32] = 0.0  # image 1: a dark defect filling one latent cell
+    amap = _known_predictor(variant).predict_batch(x).anomaly_map  # (B, S, S)
+    defect = amap[1, 20:28, 20:28].mean()
+    elsewhere = amap[1, 48:, 48:].mean()
+    assert defect > 0.7 and elsewhere < 0.3, (float(defect), float(elsewhere))
+    if variant == "Du":  # (C's map of a plain image is flat, so per-image scaling lifts it to 1)
+        assert defect > amap[0, 20:28, 20:28].mean() + 0.5  # higher than the same place without a defect

@@ -35,17 +35,19 @@ def _blobs(rng: np.random.Generator, n: int, h: int, w: int, per_image: int = 3)
     return masks
 
 
-def _reference_aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = 0.3) -> float:
-    """Slow AUPRO: every unique score as threshold (positive means score > t), counting directly."""
+def _reference_aupro(maps, masks, fpr_limit: float = 0.3) -> float:
+    """Slow AUPRO: every unique score as threshold (positive means score > t), counting directly.
+
+    ``maps`` and ``masks``: (N, H, W) arrays or lists of per-image (H_i, W_i) arrays."""
     region_sel = []  # (image index, boolean (H, W) selector) of every 8-connected gt region
     for idx, m in enumerate(masks):
         lab, n = ndimage.label(m, structure=np.ones((3, 3)))
         region_sel += [(idx, lab == k) for k in range(1, n + 1)]
-    normal = ~masks
+    n_normal = sum(int((~m).sum()) for m in masks)
     fprs, pros = [1.0], [1.0]  # threshold below every score
-    for t in np.unique(maps):
-        above = maps > t
-        fprs.append((above & normal).sum() / normal.sum())
+    for t in np.unique(np.concatenate([np.ravel(a) for a in maps])):
+        above = [a > t for a in maps]
+        fprs.append(sum(int((a & ~m).sum()) for a, m in zip(above, masks, strict=True)) / n_normal)
         pros.append(np.mean([above[idx][sel].sum() / sel.sum() for idx, sel in region_sel]))
     fprs, pros = np.array(fprs[::-1]), np.array(pros[::-1])  # increasing FPR
     inside = fprs <= fpr_limit
@@ -114,6 +116,48 @@ def test_pixel_auroc_hand_case_and_sklearn():
         pixel_auroc(maps, np.zeros_like(masks))
 
 
+def test_pixel_auroc_with_ties_matches_sklearn():
+    rng = np.random.default_rng(11)
+    masks = _blobs(rng, 3, 16, 16)
+    maps = np.round(rng.random((3, 16, 16)) * 0.6 + 0.3 * masks, 1).astype(np.float32)  # many ties
+    assert pixel_auroc(maps, masks) == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()), abs=1e-12)
+
+
+# --- images of different sizes (scored at each ground truth's own resolution) ---------------------
+
+
+def _ragged(rng: np.random.Generator):
+    """Maps and masks of three images of different shapes, as lists."""
+    shapes = [(9, 14), (20, 6), (11, 11)]
+    masks = [_blobs(rng, 1, h, w)[0] for h, w in shapes]
+    maps = [(rng.random(m.shape) + 0.5 * m).astype(np.float32) for m in masks]
+    return maps, masks
+
+
+def test_pixel_metrics_take_lists_of_images_of_different_sizes():
+    rng = np.random.default_rng(12)
+    maps, masks = _ragged(rng)
+    flat_maps = np.concatenate([m.ravel() for m in maps])
+    flat_masks = np.concatenate([m.ravel() for m in masks])
+    assert pixel_auroc(maps, masks) == pytest.approx(roc_auc_score(flat_masks, flat_maps), abs=1e-12)
+    assert f1_max(maps, masks) == pytest.approx(_brute_f1(flat_maps, flat_masks))
+    assert aupro(maps, masks) == pytest.approx(_reference_aupro(maps, masks), abs=1e-3)
+    # regions never join across images: the last column of one image and the first of the next
+    edge = [np.zeros((3, 3), bool), np.zeros((3, 3), bool)]
+    edge[0][:, 2] = edge[1][:, 0] = True
+    edge_maps = [np.where(edge[0], 1.0, 0.0), np.where(edge[1], 0.0, 0.5)]
+    assert aupro(edge_maps, edge, fpr_limit=1.0) == pytest.approx(_reference_aupro(edge_maps, edge, 1.0), abs=1e-3)
+    preds = [m > 1.0 for m in maps]
+    by_hand = [(p & g).sum() / (p | g).sum() for p, g in zip(preds, masks, strict=True)]
+    assert iou(preds, masks) == pytest.approx(np.mean(by_hand))
+    out = compute_metrics(flat_maps[:3], np.array([0, 1, 1]), np.array([1, 1, 1]), maps, masks, preds)
+    assert out["pixel_auroc"] == pytest.approx(pixel_auroc(maps, masks))
+    with pytest.raises(ValueError, match="same shape"):
+        pixel_auroc(maps, [masks[0], masks[2], masks[1]])
+    with pytest.raises(ValueError, match="as many images"):
+        aupro(maps, masks[:2])
+
+
 # --- IoU ------------------------------------------------------------------------------------------
 
 
@@ -124,9 +168,11 @@ def test_iou_hand_cases():
     gt[0, :2, :3] = True  # 6 px, 4 shared -> 4/6
     pred[1, 0, 0] = True
     gt[1, 3, 3] = True  # disjoint -> 0
-    # image 2: both empty -> 1.0 by definition
-    assert iou(pred, gt, np.array([1, 1, 1])) == pytest.approx((4 / 6 + 0 + 1) / 3)
-    assert iou(pred[2:], gt[2:], np.array([1])) == 1.0
+    # image 2: anomalous, but its ground truth is empty: 0, never the perfect 1.0 of 0/0
+    assert iou(pred, gt, np.array([1, 1, 1])) == pytest.approx((4 / 6 + 0 + 0) / 3)
+    assert iou(pred[2:], gt[2:], np.array([1])) == 0.0
+    pred[2] = True
+    assert iou(pred[2:], gt[2:], np.array([1])) == 0.0
     # labels None: average over images with a non-empty gt only (images 0 and 1)
     assert iou(pred, gt) == pytest.approx((4 / 6 + 0) / 2)
 

@@ -66,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=VARIANTS, help="variant: Du, Ru (unsupervised), Dw, Rw (weakly supervised)")
     p.add_argument("--out", required=True, help="run folder: config, split, checkpoint, metrics")
     p.add_argument(
-        "--anomalous-fraction", type=float, help="CAVGA-w: fraction of anomalous images used in training (default 0.02)"
+        "--anomalous-fraction",
+        type=float,
+        help="CAVGA-w: fraction of anomalous test images moved into training; CAVGA-u's test set drops the "
+        "same ones (default 0.02)",
     )
     p.add_argument("--flat-latent", action="store_true", default=None, help="ablation CAVGA-R*: flattened 100-d latent")
     p.add_argument(
@@ -103,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", help="MVTec AD category")
     p.add_argument("--models", default="Du,Ru,Dw,Rw", help="comma-separated variants (default Du,Ru,Dw,Rw)")
     p.add_argument("--out", required=True, help="folder for one run per variant and results.json/md")
-    p.add_argument("--anomalous-fraction", type=float, help="CAVGA-w: fraction of anomalous images in training")
+    p.add_argument(
+        "--anomalous-fraction", type=float, help="CAVGA-w: fraction of anomalous images in training (u: not tested)"
+    )
     _add_common_run_options(p)
 
     p = sub.add_parser(

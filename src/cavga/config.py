@@ -46,8 +46,9 @@ class DataConfig:
     image_size: int = 256  # images and masks are resized to image_size x image_size
     seed: int = 0  # seeds every random split
     train_fraction: float = 0.8  # mtd/folder: fraction of the normal images used for training
-    anomalous_fraction: float = 0.02  # CAVGA-w: fraction of anomalous images moved into training
-    val_fraction: float = 0.1  # CAVGA-u: normal training images held out to fit the score normaliser
+    # CAVGA-w: fraction of anomalous test images moved into training; CAVGA-u's test set drops the same ones
+    anomalous_fraction: float = 0.02
+    val_fraction: float = 0.1  # normal training images held out (u and w) to fit the normaliser and mask quantile
 
 
 @dataclass

@@ -376,6 +376,25 @@ def move_anomalous_to_train(split: Split, fraction: float, seed: int) -> Split:
     return Split(train, test, info)
 
 
+def drop_weak_anomalies_from_test(split: Split, fraction: float, seed: int) -> Split:
+    """CAVGA-u's test set for the same ``fraction`` and ``seed``: without the anomalous images that
+    :func:`move_anomalous_to_train` gives CAVGA-w, so both variants are tested on the same images.
+    Training is unchanged; a split without anomalous test images is returned as it is."""
+    if not any(r.label == 1 for r in split.test):
+        return split
+    weak = move_anomalous_to_train(split, fraction, seed)
+    moved = weak.info["weak_supervision"]
+    info = dict(split.info)
+    info["counts"] = _counts(split.train, weak.test)
+    info["shared_test_set"] = {
+        "anomalous_fraction": fraction,
+        "seed": seed,
+        "n_removed": moved["n_moved"],
+        "removed": moved["moved"],  # the images CAVGA-w trains on with this fraction and seed
+    }
+    return Split(list(split.train), weak.test, info)
+
+
 def hold_out_normals(records: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
     """Seeded split of the normal records into (kept, held_out); anomalous records stay in kept.
 

@@ -1,5 +1,10 @@
 """The paper's evaluation of a trained run on its test split (Sec. 4, "Training and evaluation").
 
+Every image is scored at its ground truth's own size: the maps are upsampled (bilinear) to the
+mask, never the mask shrunk, so no defect vanishes. Image AUROC ranks the raw score (the
+reconstruction difference, or C's probability); the verdicts behind detection accuracy threshold
+the normalised score.
+
 Beside CAVGA's own numbers it measures, from the same forward pass, the trivial baseline the
 attention has to beat: the per-pixel reconstruction difference |x - x_hat| as the anomaly map and
 its mean as the image score (the AE-style localisation of [6, 48]).  Its mask threshold is half the
@@ -16,8 +21,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .data import Record, image_size_of, load_mask
 from .errors import CavgaError
-from .inference import Predictor, eval_loader
+from .inference import Predictor, eval_loader, native_map
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, iou
 from .runlock import locked
@@ -46,26 +52,32 @@ def evaluate_run(
         k: [] for k in ("score", "label", "pred", "map", "mask", "has_mask", "pmask", "raw", "res", "defect", "path")
     }
     show = set(_overlay_picks(run_data.test, overlays))
+    records = iter(run_data.test)
     for batch in tqdm(eval_loader(run_data.test, cfg), desc="evaluate", disable=not progress):
         pred = predictor.predict_batch(batch.image)
         residual = pred.residual_map  # (B, S, S)
-        cols["score"].append(pred.score)
+        cols["score"].append(pred.raw_score)  # image AUROC ranks the raw score: no ties from clipping
         cols["label"].append(batch.label)
-        cols["pred"].append(pred.label)
-        cols["map"].append(pred.anomaly_map.numpy().astype(np.float32))
-        cols["mask"].append(batch.mask[:, 0].numpy() > 0.5)
-        cols["has_mask"].append(batch.has_mask.numpy())
-        cols["pmask"].append(pred.mask.numpy())
+        cols["pred"].append(pred.label)  # the verdict: the normalised score against its threshold
+        for i in range(len(batch)):
+            record = next(records)
+            if record.image_path != batch.path[i]:
+                raise RuntimeError(f"evaluation order broke: {record.image_path} vs {batch.path[i]}")
+            gt, real = native_mask(record)  # (H, W) bool at the image's own size
+            amap = native_map(pred.anomaly_map[i], gt.shape)  # (H, W)
+            cols["map"].append(amap)
+            cols["pmask"].append(amap >= predictor.mask_threshold)
+            cols["mask"].append(gt)
+            cols["has_mask"].append(real)
+            cols["res"].append(native_map(residual[i], gt.shape))  # (H, W)
         cols["raw"].append(residual.flatten(1).mean(dim=1))
-        cols["res"].append(residual.numpy().astype(np.float32))
         cols["defect"] += batch.defect_type
         cols["path"] += batch.path
         if show & set(batch.path):
             _save_overlays(run_dir / "overlays", batch, pred, show)
 
     labels = torch.cat(cols["label"]).numpy()
-    maps, masks, has_mask = np.concatenate(cols["map"]), np.concatenate(cols["mask"]), np.concatenate(cols["has_mask"])
-    pred_masks = np.concatenate(cols["pmask"])
+    maps, masks, has_mask, pred_masks = cols["map"], cols["mask"], np.array(cols["has_mask"]), cols["pmask"]
     cavga = compute_metrics(
         scores=torch.cat(cols["score"]).numpy(),
         labels=labels,
@@ -75,10 +87,11 @@ def evaluate_run(
         pred_masks=pred_masks,
         has_mask=has_mask,
     )
-    residual_maps = np.concatenate(cols["res"])  # (N, S, S)
+    residual_maps = cols["res"]  # N x (H_i, W_i)
     recon = torch.cat(cols["raw"])
     if peak:
-        residual_maps = np.clip(residual_maps / peak, 0.0, 1.0)
+        for r in residual_maps:
+            np.clip(r / peak, 0.0, 1.0, out=r)  # (H, W), in place: bottle's 900x900 maps add up
     baseline = compute_metrics(
         scores=recon.numpy(),
         labels=labels,
@@ -87,7 +100,7 @@ def evaluate_run(
         else np.zeros_like(labels),
         anomaly_maps=residual_maps,
         masks=masks,
-        pred_masks=residual_maps >= 0.5,
+        pred_masks=[r >= 0.5 for r in residual_maps],
         has_mask=has_mask,
     )
     result = {
@@ -98,6 +111,7 @@ def evaluate_run(
         "baseline_residual": _clean(baseline),
         "per_defect_iou": _per_defect_iou(pred_masks, masks, has_mask, labels, cols["defect"]),
         "split": run_data.info,
+        "scoring": {"pixel": "each image's own size (maps upsampled bilinearly)", "image_auroc": "raw score"},
         "seed": cfg.data.seed,
         "thresholds": {
             "mask": predictor.mask_threshold,
@@ -118,13 +132,23 @@ def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
+def native_mask(record: Record) -> tuple[np.ndarray, bool]:
+    """A test image's ground truth at its own (H, W), and whether it is real (normal, or has a mask)."""
+    h, w = image_size_of(record.image_path)
+    if record.label == 1 and record.mask_path is not None:
+        mask = load_mask(record.mask_path, None, (h, w), record.image_path)  # (1, H, W)
+        return mask[0].numpy() > 0.5, True
+    return np.zeros((h, w), dtype=bool), record.label == 0
+
+
 def _per_defect_iou(pred_masks, masks, has_mask, labels, defects) -> dict[str, float]:
     out = {}
     defects = np.asarray(defects)
     for d in sorted(set(defects[labels == 1])):
-        sel = (defects == d) & has_mask & (labels == 1)
-        if sel.any():
-            out[str(d)] = round(float(iou(pred_masks[sel], masks[sel], labels[sel])), 4)
+        sel = np.flatnonzero((defects == d) & has_mask & (labels == 1))
+        if sel.size:
+            picked = [pred_masks[i] for i in sel], [masks[i] for i in sel]
+            out[str(d)] = round(float(iou(*picked, labels[sel])), 4)
     return out
 
 

@@ -7,10 +7,12 @@
   anomalous attention map is A_ca, the Grad-CAM of C's anomalous logit, upsampled.
 * Both: the mask is the map thresholded at ``mask_threshold`` (0.5 in the paper), or, with
   ``mask_quantile`` set, strictly above that quantile of the map over held-out normal pixels.
+  Those pixels are counted at each held-out image's own resolution, as maps are scored and
+  returned (:func:`native_map`): the map is upsampled to the image, never the mask shrunk.
 
 Normalising the unsupervised score.  The paper normalises s_a to [0, 1] and thresholds at 0.5
 without saying how.  Using test images for this would leak their labels, so the normaliser is
-fitted on normal images held out from training (``data.val_fraction``):
+fitted on normal images held out from training (``data.val_fraction``, for CAVGA-u and -w alike):
 ``s = clip((s_a - lo) / (2 * (hi - lo)), 0, 1)`` with ``lo`` the lowest held-out score and ``hi``
 their ``normalizer_quantile`` (0.95) quantile.  Score 0.5 is then "as bad as the worst 5% of unseen
 normal images", a false-alarm budget a user can read and change without retraining.
@@ -127,6 +129,13 @@ def anomaly_evidence(model: CAVGA, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return anomalous_map.detach(), x_hat, p_anomalous
 
 
+def native_map(m: Tensor, size: tuple[int, int]) -> np.ndarray:
+    """A map at the model's resolution (S, S) resized bilinearly to an image's own (H, W), float32."""
+    if tuple(m.shape) == tuple(size):
+        return m.float().numpy()
+    return upsample(m[None, None].float(), size)[0, 0].clamp(0, 1).numpy()  # (H, W)
+
+
 class Predictor:
     """A trained model ready to answer: ``predict_batch`` for tensors, ``predict_paths`` for files."""
 
@@ -199,14 +208,13 @@ class Predictor:
             images = torch.stack([D.load_image(p, size) for p in chunk])  # (B, 3, S, S)
             pred = self.predict_batch(images)
             for j, p in enumerate(chunk):
-                h, w = D.image_size_of(p)
-                amap = upsample(pred.anomaly_map[j][None, None], (h, w))[0, 0].clamp(0, 1).numpy()  # (H, W)
+                amap = native_map(pred.anomaly_map[j], D.image_size_of(p))  # (H, W)
                 out.append(
                     Prediction(
                         path=p,
                         score=float(pred.score[j]),
                         label=int(pred.label[j]),
-                        anomaly_map=amap.astype(np.float32),
+                        anomaly_map=amap,
                         mask=amap >= self.mask_threshold,
                         raw_score=float(pred.raw_score[j]),
                     )
@@ -222,8 +230,9 @@ def eval_loader(records: list[D.Record], cfg: RunConfig) -> torch.utils.data.Dat
 def fit_normalizer(
     model: CAVGA, records: list[D.Record], cfg: RunConfig, device: torch.device
 ) -> dict[str, Any] | None:
-    """Fit the score normaliser on normal images the model did not train on (the held-out ones;
-    the training normals only when none were held out, as for CAVGA-w, which scores with C)."""
+    """Fit the score normaliser and the map quantiles on normal images the model did not train on
+    (the held-out ones; the training normals only when ``data.val_fraction`` is 0). The quantiles
+    pool the held-out maps at each image's own resolution, where maps are scored and thresholded."""
     records = [r for r in records if r.label == 0]
     if not records:
         return None
@@ -234,9 +243,10 @@ def fit_normalizer(
         residual = (x - x_hat).abs().mean(dim=1)  # (B, S, S)
         raws.append(residual.flatten(1).mean(dim=1).cpu())
         peaks.append(residual.flatten(1).amax(dim=1).cpu())
-        maps.append(upsample(amap, cfg.data.image_size).clamp(0, 1).flatten().cpu())  # (B*S*S,)
+        amap = upsample(amap, cfg.data.image_size).clamp(0, 1)[:, 0].cpu()  # (B, S, S)
+        maps += [native_map(m, D.image_size_of(p)).ravel() for m, p in zip(amap, batch.path, strict=True)]
     raw = torch.cat(raws).numpy()
-    map_quantiles = np.quantile(torch.cat(maps).numpy(), np.linspace(0.0, 1.0, 1001))
+    map_quantiles = np.quantile(np.concatenate(maps), np.linspace(0.0, 1.0, 1001))
     return Normalizer.fit(
         raw, cfg.infer.normalizer_quantile, float(torch.cat(peaks).max()), [float(v) for v in map_quantiles]
     ).to_dict()

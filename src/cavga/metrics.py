@@ -1,6 +1,9 @@
 """Detection and localisation metrics of the CAVGA paper (Sec. 4) and the MVTec AD benchmark.
 
 All functions are pure, take numpy arrays or torch tensors and return a Python ``float``.
+Pixel metrics take the maps and masks of N images either as one (N, H, W) array or as a list of N
+(H_i, W_i) arrays, so that every image is scored at its own (ground-truth) resolution; map i and
+mask i must have the same shape.
 Bad input (mismatched shapes, empty arrays, non-binary labels, NaN scores) raises ``ValueError``;
 a metric that is undefined for otherwise valid input (e.g. only one class present) raises
 :class:`UndefinedMetricError`, a ``ValueError`` subclass that :func:`compute_metrics` turns into NaN.
@@ -13,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from sklearn.metrics import auc, precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.metrics import roc_auc_score
 
 __all__ = [
     "UndefinedMetricError",
@@ -26,10 +29,8 @@ __all__ = [
     "pixel_auroc",
 ]
 
-# 8-connectivity, as in the official MVTec AD evaluation code (``structure = np.ones((3, 3))``), with no
-# connection along the image axis so that one ``ndimage.label`` call labels a whole (N, H, W) stack.
-_STRUCTURE_8 = np.zeros((3, 3, 3), dtype=bool)
-_STRUCTURE_8[1] = True
+# 8-connectivity, as in the official MVTec AD evaluation code (``structure = np.ones((3, 3))``).
+_STRUCTURE_8 = np.ones((3, 3), dtype=bool)
 
 
 class UndefinedMetricError(ValueError):
@@ -78,9 +79,48 @@ def _check_1d(x: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must be 1-D (N,), got shape {x.shape}")
 
 
-def _check_maps(x: np.ndarray, name: str) -> None:
+def _per_image(x: Any, name: str, check) -> list[np.ndarray]:
+    """N per-image 2-D arrays from one (N, H, W) array or a list of (H_i, W_i) arrays, each checked."""
+    if isinstance(x, (list, tuple)):
+        if not x:
+            raise ValueError(f"{name} is empty")
+        out = [check(m, f"{name}[{i}]") for i, m in enumerate(x)]
+        for i, m in enumerate(out):
+            if m.ndim != 2:
+                raise ValueError(f"{name}[{i}] must be (H, W), got shape {m.shape}")
+        return out
+    x = check(x, name)
     if x.ndim != 3:
-        raise ValueError(f"{name} must be (N, H, W), got shape {x.shape}")
+        raise ValueError(f"{name} must be (N, H, W) or a list of (H, W), got shape {x.shape}")
+    return list(x)  # views, no copy
+
+
+def _maps(x: Any, name: str) -> list[np.ndarray]:
+    return _per_image(x, name, _scores)
+
+
+def _masks(x: Any, name: str) -> list[np.ndarray]:
+    return _per_image(x, name, _binary)
+
+
+def _same_shapes(a: list[np.ndarray], b: list[np.ndarray], na: str, nb: str) -> None:
+    if len(a) != len(b):
+        raise ValueError(f"{na} and {nb} must hold as many images, got {len(a)} and {len(b)}")
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        if x.shape != y.shape:
+            raise ValueError(f"{na} and {nb} must have the same shape, got {x.shape} and {y.shape} (image {i})")
+
+
+def _pool(arrays: list[np.ndarray]) -> np.ndarray:
+    """All pixels of all images as one 1-D array (P,)."""
+    return arrays[0].ravel() if len(arrays) == 1 else np.concatenate([a.ravel() for a in arrays])
+
+
+def _flat(x: Any, name: str, check) -> np.ndarray:
+    """Scores or labels of any shape, or a list of per-image arrays, flattened to (P,)."""
+    if isinstance(x, (list, tuple)):
+        return _pool(_per_image(x, name, check))
+    return check(x, name).ravel()
 
 
 def _both_classes(labels: np.ndarray, metric: str, what: str = "labels") -> None:
@@ -89,6 +129,13 @@ def _both_classes(labels: np.ndarray, metric: str, what: str = "labels") -> None
         raise UndefinedMetricError(f"{metric} is undefined: {what} contain only normal (0) samples")
     if n_pos == labels.size:
         raise UndefinedMetricError(f"{metric} is undefined: {what} contain only anomalous (1) samples")
+
+
+def _sorted_classes(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The scores of the positives and of the negatives, each sorted ascending: (n_pos,), (n_neg,)."""
+    pos = np.sort(scores[labels])
+    neg = np.sort(scores[~labels])
+    return pos, neg
 
 
 def image_auroc(scores: Any, labels: Any) -> float:
@@ -101,40 +148,46 @@ def image_auroc(scores: Any, labels: Any) -> float:
 
 
 def pixel_auroc(anomaly_maps: Any, masks: Any) -> float:
-    """AUROC over all pixels of all images pooled together (MVTec AD's pixel-level AUROC)."""
-    maps, masks = _scores(anomaly_maps, "anomaly_maps"), _binary(masks, "masks")  # (N, H, W)
-    _check_maps(maps, "anomaly_maps")
-    _same_shape(maps, masks, "anomaly_maps", "masks")
-    _both_classes(masks, "pixel_auroc", "masks")
-    # roc_curve + auc is what roc_auc_score computes for binary labels, minus its label_binarize pass
-    # (about half the time on tens of millions of pixels).
-    fpr, tpr, _ = roc_curve(masks.ravel(), maps.ravel())
-    return float(auc(fpr, tpr))
+    """AUROC over all pixels of all images pooled together (MVTec AD's pixel-level AUROC).
+
+    Exact, ties counting one half (as sklearn's ``roc_auc_score``): the Mann-Whitney statistic from
+    the sorted normal scores, without sorting all pixels together (tens of millions at 900x900).
+    """
+    maps, gts = _maps(anomaly_maps, "anomaly_maps"), _masks(masks, "masks")
+    _same_shapes(maps, gts, "anomaly_maps", "masks")
+    scores, labels = _pool(maps), _pool(gts)  # (P,), (P,)
+    _both_classes(labels, "pixel_auroc", "masks")
+    pos, neg = _sorted_classes(scores, labels)  # (n_pos,), (n_neg,)
+    below = np.searchsorted(neg, pos, side="left")  # (n_pos,) normal pixels scoring lower
+    ties = np.searchsorted(neg, pos, side="right") - below  # (n_pos,) normal pixels scoring the same
+    wins = float(below.sum(dtype=np.float64)) + 0.5 * float(ties.sum(dtype=np.float64))
+    return wins / (float(pos.size) * float(neg.size))
 
 
 def iou(pred_masks: Any, gt_masks: Any, labels: Any = None) -> float:
     """The paper's IoU: |P ∩ G| / |P ∪ G| per anomalous image, averaged over those images.
 
     Anomalous images are those with label 1 or, when ``labels`` is None, those whose ground-truth mask
-    is non-empty. An image whose prediction and ground truth are both empty (0/0) scores 1.0.
+    is non-empty. An anomalous image whose ground truth is empty cannot be localised: it scores 0,
+    whatever the prediction (never the 1.0 that 0/0 would suggest).
     """
-    pred, gt = _binary(pred_masks, "pred_masks"), _binary(gt_masks, "gt_masks")  # (N, H, W)
-    _check_maps(pred, "pred_masks")
-    _same_shape(pred, gt, "pred_masks", "gt_masks")
+    pred, gt = _masks(pred_masks, "pred_masks"), _masks(gt_masks, "gt_masks")  # N x (H_i, W_i)
+    _same_shapes(pred, gt, "pred_masks", "gt_masks")
     if labels is None:
-        sel = gt.any(axis=(1, 2))  # (N,)
+        sel = np.array([g.any() for g in gt])  # (N,)
     else:
         sel = _binary(labels, "labels")  # (N,)
         _check_1d(sel, "labels")
-        if sel.shape[0] != pred.shape[0]:
-            raise ValueError(f"labels has {sel.shape[0]} entries but there are {pred.shape[0]} masks")
+        if sel.shape[0] != len(pred):
+            raise ValueError(f"labels has {sel.shape[0]} entries but there are {len(pred)} masks")
     if not sel.any():
         raise UndefinedMetricError("iou is undefined: there are no anomalous images")
-    pred, gt = pred[sel], gt[sel]  # (M, H, W)
-    inter = np.count_nonzero(pred & gt, axis=(1, 2))  # (M,)
-    union = np.count_nonzero(pred | gt, axis=(1, 2))  # (M,)
-    per_image = np.where(union > 0, inter / np.maximum(union, 1), 1.0)  # (M,)
-    return float(per_image.mean())
+    per_image = [
+        np.count_nonzero(p & g) / np.count_nonzero(p | g) if g.any() else 0.0
+        for p, g, s in zip(pred, gt, sel, strict=True)
+        if s
+    ]
+    return float(np.mean(per_image))
 
 
 def detection_accuracy(pred_labels: Any, labels: Any) -> float:
@@ -148,6 +201,19 @@ def detection_accuracy(pred_labels: Any, labels: Any) -> float:
     return float((acc_normal + acc_anomalous) / 2)
 
 
+def _regions(masks: list[np.ndarray]) -> tuple[np.ndarray, int]:
+    """Every image's 8-connected ground-truth regions, numbered 1..R across images, pooled: (P,), R."""
+    out, total = [], 0
+    for m in masks:
+        lab, n = ndimage.label(m, structure=_STRUCTURE_8)  # (H_i, W_i) int32
+        lab = lab.ravel()
+        if total:
+            lab[lab > 0] += total
+        out.append(lab)
+        total += n
+    return (out[0] if len(out) == 1 else np.concatenate(out)), total
+
+
 def aupro(anomaly_maps: Any, masks: Any, fpr_limit: float = 0.3) -> float:
     """Normalised area under the per-region-overlap curve up to ``fpr_limit`` (Bergmann et al. 2021).
 
@@ -158,18 +224,17 @@ def aupro(anomaly_maps: Any, masks: Any, fpr_limit: float = 0.3) -> float:
     every distinct score (ties grouped) and at (0, 0), is integrated with the trapezoid rule from
     FPR 0 to ``fpr_limit`` (linearly interpolated there) and divided by ``fpr_limit``.
     """
-    maps, masks = _scores(anomaly_maps, "anomaly_maps"), _binary(masks, "masks")  # (N, H, W)
-    _check_maps(maps, "anomaly_maps")
-    _same_shape(maps, masks, "anomaly_maps", "masks")
+    maps, gts = _maps(anomaly_maps, "anomaly_maps"), _masks(masks, "masks")
+    _same_shapes(maps, gts, "anomaly_maps", "masks")
     if not 0.0 < fpr_limit <= 1.0:
         raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
-    regions, n_regions = ndimage.label(masks, structure=_STRUCTURE_8)  # (N, H, W) int32
+    regions, n_regions = _regions(gts)  # (P,) int32
     if n_regions == 0:
         raise UndefinedMetricError("aupro is undefined: the masks contain no anomalous region")
-    n_neg = masks.size - int(np.count_nonzero(masks))
+    n_neg = regions.size - int(np.count_nonzero(regions))
     if n_neg == 0:
         raise UndefinedMetricError("aupro is undefined: the masks contain no normal pixel")
-    regions, maps = regions.ravel(), maps.ravel()  # (P,)
+    maps = _pool(maps)  # (P,)
 
     # Only thresholds down to the first one whose FPR reaches fpr_limit matter, and the curve there
     # depends only on pixels scoring at least that much: keep those and sort them alone.
@@ -178,7 +243,8 @@ def aupro(anomaly_maps: Any, masks: Any, fpr_limit: float = 0.3) -> float:
     t_min = np.partition(neg_scores, n_neg - m)[n_neg - m]  # m-th largest normal score
     del neg_scores
     keep = np.flatnonzero(maps >= t_min)  # (K,)
-    order = keep[np.argsort(maps[keep], kind="stable")[::-1]]  # (K,) descending score
+    # descending score; the order within ties is irrelevant (the curve is read at the end of each tie)
+    order = keep[np.argsort(maps[keep])[::-1]]  # (K,)
     del keep
     scores = maps[order]  # (K,)
     lab = regions[order]  # (K,)
@@ -204,18 +270,27 @@ def aupro(anomaly_maps: Any, masks: Any, fpr_limit: float = 0.3) -> float:
 
 
 def f1_max(scores: Any, labels: Any) -> float:
-    """Best F1 over all thresholds of ``scores`` against binary ``labels`` (any equal shapes, flattened).
+    """Best F1 over all thresholds (score >= t is positive) of ``scores`` against binary ``labels``.
 
-    Needs at least one positive; with no negatives it is 1.0.
+    Either arrays of any equal shapes (flattened) or lists of per-image arrays. Needs at least one
+    positive; with no negatives it is 1.0. F1 = 2 TP / (TP + FP + n_pos) peaks at a threshold equal
+    to some positive's score, so only those are tried.
     """
-    scores, labels = _scores(scores, "scores"), _binary(labels, "labels")
-    _same_shape(scores, labels, "scores", "labels")
+    if isinstance(scores, (list, tuple)) or isinstance(labels, (list, tuple)):
+        s, y = _maps(scores, "scores"), _masks(labels, "labels")
+        _same_shapes(s, y, "scores", "labels")
+        scores, labels = _pool(s), _pool(y)  # (P,), (P,)
+    else:
+        scores, labels = _scores(scores, "scores"), _binary(labels, "labels")
+        _same_shape(scores, labels, "scores", "labels")
+        scores, labels = scores.ravel(), labels.ravel()  # (P,), (P,)
     if not labels.any():
         raise UndefinedMetricError("f1_max is undefined: labels contain no anomalous (1) sample")
-    precision, recall, _ = precision_recall_curve(labels.ravel(), scores.ravel())  # (T + 1,)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
-    return float(f1.max())
+    pos, neg = _sorted_classes(scores, labels)  # (n_pos,), (n_neg,)
+    t = np.unique(pos)  # (T,) candidate thresholds
+    tp = pos.size - np.searchsorted(pos, t, side="left")  # (T,)
+    fp = neg.size - np.searchsorted(neg, t, side="left")  # (T,)
+    return float(np.max(2.0 * tp / (tp + fp + pos.size)))
 
 
 def compute_metrics(
@@ -229,34 +304,34 @@ def compute_metrics(
 ) -> dict[str, Any]:
     """All metrics of a test split as a dict of floats, plus an ``"undefined"`` list of names.
 
-    Pixel metrics (``pixel_auroc``, ``aupro``, ``f1_max``, ``iou``) use only images with real ground
-    truth: ``has_mask`` True (default: all) or label 0, since a normal image's all-zero mask is exact.
+    ``scores`` rank images (image AUROC and F1); ``pred_labels`` are the thresholded verdicts.
+    Maps and masks: one (N, H, W) array or N per-image (H_i, W_i) arrays. Pixel metrics
+    (``pixel_auroc``, ``aupro``, ``f1_max``, ``iou``) use only images with real ground truth:
+    ``has_mask`` True (default: all) or label 0, since a normal image's all-zero mask is exact.
     ``iou`` averages over the anomalous ones among those. A metric that is undefined for this data
     (e.g. one class only, no anomalous region) is NaN and its name is listed under ``"undefined"``;
     malformed input (shapes, dtypes, NaN scores) still raises ``ValueError``.
     """
     scores, labels = _scores(scores, "scores"), _binary(labels, "labels")  # (N,)
     pred_labels = _binary(pred_labels, "pred_labels")  # (N,)
-    maps, masks = _scores(anomaly_maps, "anomaly_maps"), _binary(masks, "masks")  # (N, H, W)
-    pred_masks = _binary(pred_masks, "pred_masks")  # (N, H, W)
+    maps, gts = _maps(anomaly_maps, "anomaly_maps"), _masks(masks, "masks")  # N x (H_i, W_i)
+    pmasks = _masks(pred_masks, "pred_masks")  # N x (H_i, W_i)
     _check_1d(labels, "labels")
     _same_shape(scores, labels, "scores", "labels")
     _same_shape(pred_labels, labels, "pred_labels", "labels")
-    _check_maps(maps, "anomaly_maps")
-    _same_shape(maps, masks, "anomaly_maps", "masks")
-    _same_shape(pred_masks, masks, "pred_masks", "masks")
-    if maps.shape[0] != labels.shape[0]:
-        raise ValueError(f"there are {labels.shape[0]} labels but {maps.shape[0]} anomaly maps")
+    _same_shapes(maps, gts, "anomaly_maps", "masks")
+    _same_shapes(pmasks, gts, "pred_masks", "masks")
+    if len(maps) != labels.shape[0]:
+        raise ValueError(f"there are {labels.shape[0]} labels but {len(maps)} anomaly maps")
     if has_mask is None:
         real = np.ones(labels.shape, dtype=bool)  # (N,)
     else:
         real = _binary(has_mask, "has_mask")  # (N,)
         _same_shape(real, labels, "has_mask", "labels")
     real = real | ~labels  # (N,)
-    if real.all():
-        pix_maps, pix_masks, pix_pred, pix_labels = maps, masks, pred_masks, labels
-    else:
-        pix_maps, pix_masks, pix_pred, pix_labels = maps[real], masks[real], pred_masks[real], labels[real]
+    keep = np.flatnonzero(real)
+    pix_maps, pix_masks, pix_pred = ([a[i] for i in keep] for a in (maps, gts, pmasks))
+    pix_labels = labels[real]
 
     calls = {
         "image_auroc": lambda: image_auroc(scores, labels),

@@ -183,15 +183,18 @@ class RunData:
 
 
 def prepare_data(cfg: RunConfig) -> RunData:
-    """Load the split for ``cfg.data`` and apply the variant's protocol (anomalous fraction, hold-out)."""
+    """Load the split for ``cfg.data`` and apply the variant's protocol (anomalous fraction, hold-out).
+
+    Both variants are tested on the same images (the paper's Table 2): the seeded
+    ``anomalous_fraction`` of anomalous test images that CAVGA-w trains on leaves the test set of
+    CAVGA-u too (u does not train on them). Both hold out ``val_fraction`` of the normal training
+    images, which fit the score normaliser and the mask quantile and are never trained on.
+    """
     split = D.load_split(cfg.data)
+    protocol = D.move_anomalous_to_train if cfg.model.weakly_supervised else D.drop_weak_anomalies_from_test
+    split = protocol(split, cfg.data.anomalous_fraction, cfg.data.seed)
     info = dict(split.info)
-    if cfg.model.weakly_supervised:
-        split = D.move_anomalous_to_train(split, cfg.data.anomalous_fraction, cfg.data.seed)
-        info = dict(split.info)
-        train, val = split.train, []
-    else:
-        train, val = D.hold_out_normals(split.train, cfg.data.val_fraction, cfg.data.seed)
+    train, val = D.hold_out_normals(split.train, cfg.data.val_fraction, cfg.data.seed)
     if not train:
         raise CavgaError(f"{cfg.data.root}: no training images after the split")
     info.update(
@@ -322,7 +325,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
         )
         _write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
 
-    normalizer = fit_normalizer(model, run_data.val or run_data.train, cfg, device)
+    normalizer = fit_normalizer(model, run_data.val or run_data.train, cfg, device)  # held-out normals
     save_checkpoint(
         _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer, fp=fp),
         ckpt_path,
