@@ -56,7 +56,7 @@ def _load_exact(net: nn.Module, state: dict[str, Tensor], source: str, what: str
     wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or unexpected or wrong:
         raise CavgaError(
-            f"{source}: not a {what} state dict (missing {missing[:3]}, unexpected {unexpected[:3]}, "
+            f"{source}: not a state dict for {what} (missing {missing[:3]}, unexpected {unexpected[:3]}, "
             f"wrong shape {wrong[:3]})"
         )
     net.load_state_dict(state, strict=False)
