@@ -216,6 +216,12 @@ def test_config_backbone_keys_parse_and_default_to_the_paper():
     )
     m = _run_config(args).model
     assert (m.backbone, m.freeze_encoder, m.encoder_stride) == ("efficientnet_lite0", True, 16)
+    m.variant = "Ru"
+    assert m.label == "CAVGA-Ru (EfficientNet-Lite0, frozen, stride 16)"
+    assert (
+        ModelConfig(variant="Rw").label == "CAVGA-Rw"
+        and ModelConfig(variant="Du", freeze_encoder=True).label == "CAVGA-Du"
+    )
 
 
 @pytest.mark.skipif(not HAS_LITE0_PACKAGE, reason='needs pip install "cavga[pretrained]"')

@@ -22,6 +22,7 @@ from .io_utils import atomic_write_text
 LAYOUTS = ("mvtec", "mtd", "folder")
 VARIANTS = ("Du", "Ru", "Dw", "Rw")
 BACKBONES = ("resnet18", "efficientnet_lite0")  # CAVGA-R encoders (cavga.backbones)
+BACKBONE_NAMES = {"resnet18": "ResNet-18", "efficientnet_lite0": "EfficientNet-Lite0"}
 ENCODER_STRIDES = (16, 32)
 
 # The demo's settings on top of the paper's defaults (used when no --config is given). The crops
@@ -81,6 +82,17 @@ class ModelConfig:
     @property
     def weakly_supervised(self) -> bool:
         return self.variant[1] == "w"
+
+    @property
+    def label(self) -> str:
+        """The variant's name in tables, e.g. "CAVGA-Ru (EfficientNet-Lite0, frozen)"; "*" marks CAVGA-R*."""
+        name = f"CAVGA-{self.variant}" + ("*" if self.flat_latent else "")
+        if self.arch != "R":
+            return name
+        notes = [] if self.backbone == "resnet18" else [BACKBONE_NAMES.get(self.backbone, self.backbone)]
+        notes += ["frozen"] if self.freeze_encoder else []
+        notes += [f"stride {self.encoder_stride}"] if self.encoder_stride != 32 else []
+        return f"{name} ({', '.join(notes)})" if notes else name
 
 
 @dataclass
