@@ -1,10 +1,12 @@
+import pytest
 import torch
 from torch import nn
 
-from cavga.attention import grad_cam, latent_score, normalise_cam, upsample
+from cavga.attention import grad_cam, latent_score, normalise_cam, unsupervised_cam_raw, upsample
 from cavga.config import ModelConfig
+from cavga.errors import CavgaError
 from cavga.losses import attention_expansion_loss, complementary_guided_attention_loss
-from cavga.networks import CAVGA
+from cavga.networks import CAVGA, Encoding
 
 
 def test_grad_cam_matches_hand_computation():
@@ -90,3 +92,49 @@ def test_running_scale_tracks_training_peaks_and_is_saved():
     assert "cam_scale" in model.state_dict()
     model.cfg.attention_norm = "image"
     assert model.attention_scale() is None
+
+
+def test_mu_energy_cam_is_agreement_with_the_image_mean_latent():
+    # mu = W F + b (a 1x1 head): d(|mu|^2/2)/dF_ij = W^T mu_ij, so A_ij = ReLU(mean(mu) . (mu_ij - b))
+    torch.manual_seed(0)
+    head = nn.Conv2d(4, 3, 1)
+    f = torch.randn(2, 4, 3, 3, requires_grad=True)
+    mu = head(f)  # (2, 3, 3, 3)
+    raw = unsupervised_cam_raw(Encoding(f, mu, mu, mu), "mu_energy")  # (2, 1, 3, 3)
+    mean_mu = mu.detach().mean(dim=(2, 3), keepdim=True)  # (2, 3, 1, 1)
+    centred = mu.detach() - head.bias.detach().view(1, 3, 1, 1)
+    expected = torch.relu((mean_mu * centred).sum(dim=1, keepdim=True))
+    assert torch.allclose(raw, expected, atol=1e-5)
+    # image-dependent weights: alpha = W^T mean(mu) differs between the two images
+    assert not torch.allclose(mean_mu[0], mean_mu[1])
+
+
+def test_per_channel_cam_matches_a_loop_over_channels():
+    torch.manual_seed(1)
+    head = nn.Sequential(nn.Conv2d(4, 5, 3, padding=1), nn.Tanh())  # alpha differs per image and channel
+    f = torch.randn(2, 4, 4, 4, requires_grad=True)
+    mu = head(f)  # (2, 5, 4, 4)
+    maps = []
+    for c in range(5):
+        (g,) = torch.autograd.grad(mu[:, c].sum(), f, retain_graph=True)  # per image: no cross terms
+        maps.append(torch.relu((g.mean(dim=(2, 3), keepdim=True) * f).sum(dim=1, keepdim=True)))
+    got = unsupervised_cam_raw(Encoding(f, mu, mu, mu), "per_channel", create_graph=False)
+    assert torch.allclose(got, torch.stack(maps).mean(dim=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("layer, grid", [(0, 2), (1, 4), (2, 8)])
+def test_attention_layer_picks_an_earlier_encoder_map(layer, grid):
+    torch.manual_seed(0)
+    model = CAVGA(ModelConfig(base_channels=8, latent_channels=8, attention_layer=layer), 32)
+    enc = model.encode(torch.rand(2, 3, 32, 32))
+    assert enc.features.shape[-1] == grid and enc.mu.shape[-1] == 2  # z keeps the encoder's own grid
+    cam = unsupervised_cam_raw(enc, "mu_energy")
+    assert cam.shape == (2, 1, grid, grid)
+    cam.sum().backward()
+    assert model.encoder.body[0][0].weight.grad.abs().sum() > 0
+
+
+def test_attention_layer_beyond_the_encoder_is_an_error():
+    model = CAVGA(ModelConfig(base_channels=8, latent_channels=8, latent_stride=4, attention_layer=3), 32)
+    with pytest.raises(CavgaError, match="attention_layer"):
+        model.encode(torch.rand(1, 3, 32, 32))

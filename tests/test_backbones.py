@@ -54,10 +54,14 @@ def test_lite0_encoder_loads_a_state_dict_file_key_for_key(lite0_file, stride, c
     path, state = lite0_file
     enc = EfficientNetLite0Encoder(str(path), stride=stride)
     assert enc.loaded_weights == str(path)
-    assert (enc.stride, enc.out_channels, len(enc._blocks)) == (stride, channels, n_blocks)
-    own = enc.state_dict()
-    for k, v in own.items():
-        assert torch.equal(v, state[k]), k
+    assert (enc.stride, enc.out_channels, enc.n_blocks) == (stride, channels, n_blocks)
+    stem, blocks = enc.body[0], [b for stage in enc.body[1:] for b in stage]
+    assert torch.equal(stem[0].weight, state["_conv_stem.weight"])
+    assert torch.equal(stem[1].running_var, state["_bn0.running_var"])
+    assert len(blocks) == n_blocks
+    for i, block in enumerate(blocks):
+        for k, v in block.state_dict().items():
+            assert torch.equal(v, state[f"_blocks.{i}.{k}"]), (i, k)
     enc.eval()
     x = torch.rand(2, 3, 64, 64)
     assert enc(x).shape == (2, channels, 64 // stride, 64 // stride)
@@ -74,7 +78,7 @@ def test_lite0_file_without_classifier_loads(lite0_file, tmp_path):
     path = tmp_path / "trunk.pth"
     torch.save({k: v for k, v in state.items() if not k.startswith("_fc.")}, path)
     enc = EfficientNetLite0Encoder(str(path))
-    assert torch.equal(enc._conv_stem.weight, state["_conv_stem.weight"])
+    assert torch.equal(enc.body[0][0].weight, state["_conv_stem.weight"])
 
 
 @pytest.mark.parametrize("damage", ["rename", "drop", "reshape"])
@@ -143,10 +147,13 @@ def test_cavga_r_decoder_follows_the_encoder_stride(backbone, stride):
     assert model.decode(enc.z).shape == (2, 3, 64, 64) and x_hat.shape == (2, 3, 64, 64)
 
 
-@pytest.mark.parametrize(("variant", "backbone"), [("Ru", "efficientnet_lite0"), ("Rw", "resnet18")])
-def test_frozen_encoder_does_not_move_in_a_train_step(variant, backbone):
+@pytest.mark.parametrize(
+    ("variant", "backbone", "layer"),
+    [("Ru", "efficientnet_lite0", 0), ("Ru", "efficientnet_lite0", 1), ("Rw", "resnet18", 0)],
+)
+def test_frozen_encoder_does_not_move_in_a_train_step(variant, backbone, layer):
     torch.manual_seed(0)
-    cfg = _small(variant, backbone=backbone, freeze_encoder=True, encoder_stride=16)
+    cfg = _small(variant, backbone=backbone, freeze_encoder=True, encoder_stride=16, attention_layer=layer)
     model, disc = build_networks(cfg.model, 64, allow_random_init=True)
     model.train()
     assert not model.encoder.training and all(not m.training for m in model.encoder.modules())
@@ -165,6 +172,8 @@ def test_frozen_encoder_does_not_move_in_a_train_step(variant, backbone):
         assert torch.equal(v, enc_before[k]), k
     assert any(not torch.equal(v, rest_before[k]) for k, v in model.decoder.state_dict().items())
     assert float(model.cam_scale) > 0  # Grad-CAM still flows from the frozen encoder's output
+    if layer:  # Grad-CAM at the 80-channel stage, through the frozen 112-channel stage to z
+        assert model.encode(x).features.shape == (4, 80, 4, 4)
 
 
 def test_unfrozen_encoder_trains_and_its_batch_norm_moves():
@@ -173,11 +182,11 @@ def test_unfrozen_encoder_trains_and_its_batch_norm_moves():
     model, disc = build_networks(cfg.model, 64, allow_random_init=True)
     model.train()
     assert model.encoder.training
-    before = model.encoder._bn0.running_mean.clone()
+    before = model.encoder.body[0][1].running_mean.clone()
     opt_g, opt_d = _optimizers(model, disc, cfg)
     train_step(model, disc, opt_g, opt_d, torch.rand(4, 3, 64, 64), torch.zeros(4, dtype=torch.long), cfg)
-    assert not torch.equal(model.encoder._bn0.running_mean, before)
-    assert model.encoder._conv_stem.weight.grad is not None
+    assert not torch.equal(model.encoder.body[0][1].running_mean, before)
+    assert model.encoder.body[0][0].weight.grad is not None
 
 
 def test_checkpointed_lite0_model_rebuilds_without_weights():

@@ -67,8 +67,49 @@ def cam_peak(cam: Tensor, normal: Tensor | None = None) -> Tensor:
 
 
 def latent_score(mu: Tensor) -> Tensor:
-    """CAVGA-u's Grad-CAM score: the sum of the latent mean per image, (B,)."""
+    """The sum of the latent mean per image, (B,): the "mu_sum" score."""
     return mu.flatten(1).sum(dim=1)
+
+
+def latent_energy(mu: Tensor) -> Tensor:
+    """Half the squared norm of the latent mean per image, (B,): the "mu_energy" score."""
+    return 0.5 * mu.flatten(1).pow(2).sum(dim=1)
+
+
+# CAVGA-u's choices of what Grad-CAM differentiates (``model.attention_score``):
+#   mu_sum      sum(mu).  With attention_layer 0 and mu a 1x1 convolution of the features, d score / dF
+#               is the same at every pixel of every image: A is then a fixed linear read-out of F.
+#   z_sum       sum(z), z the reparameterised sample: as mu_sum plus the sampled noise term.
+#   mu_energy   |mu|^2 / 2.  d score / dF_ij = W^T mu_ij, so alpha = W^T mean_ij(mu_ij) and
+#               A_ij = ReLU(mean(mu) . (mu_ij - b)): how far each place's latent agrees with the
+#               image's own mean latent, an image-dependent map.
+#   per_channel one Grad-CAM per latent channel c (score sum_ij mu_c), each after its ReLU, averaged
+#               over channels (ADVAE [32]).
+ATTENTION_SCORES = ("mu_sum", "z_sum", "mu_energy", "per_channel")
+
+
+def per_channel_cam_raw(features: Tensor, mu: Tensor, create_graph: bool = True) -> Tensor:
+    """Mean over latent channels c of ReLU(Grad-CAM of sum_ij mu_c), (B, 1, h, w) (ADVAE [32])."""
+    per_c = mu.flatten(2).sum(dim=2) if mu.dim() > 2 else mu  # (B, C)
+    n = per_c.shape[1]
+    eye = torch.eye(n, dtype=per_c.dtype, device=per_c.device)[:, None, :].expand(n, per_c.shape[0], n)  # (C, B, C)
+    (grads,) = torch.autograd.grad(
+        per_c, features, grad_outputs=eye, is_grads_batched=True, create_graph=create_graph
+    )  # (C, B, K, h, w)
+    alpha = grads.mean(dim=(3, 4), keepdim=True)  # (C, B, K, 1, 1)
+    return torch.relu((alpha * features[None]).sum(dim=2)).mean(dim=0)[:, None]  # (B, 1, h, w)
+
+
+def unsupervised_cam_raw(enc, kind: str, create_graph: bool = True) -> Tensor:
+    """CAVGA-u's raw Grad-CAM, (B, 1, h, w), for an ``Encoding`` and a score of ATTENTION_SCORES."""
+    if kind == "per_channel":
+        return per_channel_cam_raw(enc.features, enc.mu, create_graph)
+    score = {
+        "mu_sum": lambda: latent_score(enc.mu),
+        "z_sum": lambda: latent_score(enc.z),
+        "mu_energy": lambda: latent_energy(enc.mu),
+    }[kind]()  # (B,)
+    return grad_cam_raw(enc.features, score, create_graph)
 
 
 def upsample(attention: Tensor, size: int | tuple[int, int]) -> Tensor:

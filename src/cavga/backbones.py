@@ -120,8 +120,11 @@ class ResNet18Encoder(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
+    def prepare(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std  # (B, 3, S, S) ImageNet-normalised
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.body((x - self.mean) / self.std)  # (B, out_channels, S/stride, S/stride)
+        return self.body(self.prepare(x))  # (B, out_channels, S/stride, S/stride)
 
 
 # -------------------------------------------------------------------------------- EfficientNet-Lite0
@@ -248,8 +251,11 @@ def load_lite0_weights(net: EfficientNetLite0, weights: str, allow_random_init: 
 
 
 class EfficientNetLite0Encoder(nn.Module):
-    """EfficientNet-Lite0 stem and blocks: features (B, 112, S/16, S/16) at ``stride`` 16 (end of the
-    112-channel stage) or (B, 320, S/32, S/32) at 32.  Inputs in [0, 1] become (x - 0.5) / 0.5 inside."""
+    """EfficientNet-Lite0 stem and stages: features (B, 112, S/16, S/16) at ``stride`` 16 (end of the
+    112-channel stage) or (B, 320, S/32, S/32) at 32.  Inputs in [0, 1] become (x - 0.5) / 0.5 inside.
+
+    ``body`` is [stem, stage 1, ..., stage 5 or 7], each stage a Sequential of its blocks, so that
+    ``model.attention_layer`` counts stages back from the last one, as it counts ResNet's layers."""
 
     def __init__(self, weights: str = "imagenet", allow_random_init: bool = False, stride: int = 32):
         super().__init__()
@@ -257,17 +263,19 @@ class EfficientNetLite0Encoder(nn.Module):
             raise CavgaError(f"EfficientNet-Lite0 encoder: stride {stride} is not 16 or 32")
         net = EfficientNetLite0()
         self.loaded_weights = load_lite0_weights(net, weights, allow_random_init)
-        n_blocks = net.stage_ends[4] if stride == 16 else net.stage_ends[6]
-        self._conv_stem, self._bn0 = net._conv_stem, net._bn0
-        self._blocks = nn.ModuleList(net._blocks[:n_blocks])
+        n_stages = 5 if stride == 16 else 7
+        starts = [0, *net.stage_ends]
+        stages = [nn.Sequential(*net._blocks[starts[i] : starts[i + 1]]) for i in range(n_stages)]
+        self.body = nn.Sequential(nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6()), *stages)
+        self.n_blocks = net.stage_ends[n_stages - 1]
         self.stride = stride
-        self.out_channels = LITE0_STAGES[4][5] if stride == 16 else LITE0_STAGES[6][5]
+        self.out_channels = LITE0_STAGES[n_stages - 1][5]
+
+    def prepare(self, x: Tensor) -> Tensor:
+        return (x - 0.5) / 0.5  # (B, 3, S, S) in [-1, 1], as the TF lite models were trained
 
     def forward(self, x: Tensor) -> Tensor:
-        h = F.relu6(self._bn0(self._conv_stem((x - 0.5) / 0.5)))  # (B, 32, S/2, S/2)
-        for block in self._blocks:
-            h = block(h)
-        return h  # (B, out_channels, S/stride, S/stride)
+        return self.body(self.prepare(x))  # (B, out_channels, S/stride, S/stride)
 
 
 def build_encoder(backbone: str, weights: str, allow_random_init: bool, stride: int) -> nn.Module:

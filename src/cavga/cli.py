@@ -97,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_inference_options(p)
 
+    p = sub.add_parser(
+        "validate",
+        help="score a run on its held-out normal images with painted synthetic defects (no test images); "
+        "writes RUN_DIR/validation.json",
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--copies", type=int, default=2, help="painted versions of each held-out image (default 2)")
+    p.add_argument("--paint-seed", type=int, default=0, help="seed of the painted defects (default 0)")
+    _add_inference_options(p)
+
     p = sub.add_parser("predict", help="score images with a trained run; writes overlays, masks, predictions.json")
     p.add_argument("run_dir")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
@@ -197,6 +207,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         result = evaluate_run(args.run_dir, device=args.device, progress=not args.no_progress, infer=args.overrides)
         _print_result(result)
         print(f"written: {Path(args.run_dir) / 'metrics.json'}")
+        return 0
+    if args.command == "validate":
+        from .validation import VALIDATION_FILE, validate_run
+
+        result = validate_run(args.run_dir, args.device, args.paint_seed, args.copies, infer=args.overrides)
+        _print_result(result)
+        print(f"protocol: {result['protocol']}; written: {Path(args.run_dir) / VALIDATION_FILE}")
         return 0
     if args.command == "predict":
         from .predict import predict_to_folder

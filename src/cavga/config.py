@@ -73,6 +73,10 @@ class ModelConfig:
     freeze_encoder: bool = False  # CAVGA-R: keep the pretrained encoder fixed (no gradient, batch norm in eval)
     encoder_stride: int = 32  # CAVGA-R: image size / feature grid; 16 stops the encoder one stage earlier
     attention_norm: str = "running"  # Grad-CAM into [0, 1]: "running" training peak, or per-"image" max
+    # CAVGA-u's Grad-CAM score (see cavga.attention.ATTENTION_SCORES) and the encoder block it is
+    # taken at, counted back from the last feature map (0: the map z is computed from).
+    attention_score: str = "mu_sum"
+    attention_layer: int = 0
     attention_momentum: float = 0.1  # update rate of the running Grad-CAM peak
 
     @property
@@ -152,6 +156,14 @@ class RunConfig:
             raise CavgaError(f"model.variant: unknown model {self.model.variant!r} (choose from {', '.join(VARIANTS)})")
         if self.model.attention_norm not in ("running", "image"):
             raise CavgaError(f"model.attention_norm: {self.model.attention_norm!r} is not 'running' or 'image'")
+        from .attention import ATTENTION_SCORES
+
+        if self.model.attention_score not in ATTENTION_SCORES:
+            raise CavgaError(
+                f"model.attention_score: {self.model.attention_score!r} is not one of {', '.join(ATTENTION_SCORES)}"
+            )
+        if not 0 <= self.model.attention_layer <= 3:
+            raise CavgaError(f"model.attention_layer: {self.model.attention_layer} is outside 0..3")
         if self.loss.reduction not in ("sum", "mean"):
             raise CavgaError(f"loss.reduction: {self.loss.reduction!r} is not 'sum' or 'mean'")
         if self.model.backbone not in BACKBONES:

@@ -39,7 +39,7 @@ FORMAT_VERSION = 1
 _PATCH_SOURCE = {"brick": "gravel", "grass": "brick", "gravel": "brick"}
 
 
-def _texture(name: str) -> np.ndarray:
+def texture(name: str) -> np.ndarray:
     """(512, 512) uint8 grayscale texture from scikit-image's bundled data."""
     import skimage.data
 
@@ -136,6 +136,15 @@ def _patch(img: np.ndarray, rng: np.random.Generator, other: np.ndarray) -> np.n
 _DEFECTS = {"scratch": _scratch, "hole": _hole, "stain": _stain, "patch": _patch}
 
 
+def paint_defect(kind: str, img: np.ndarray, rng: np.random.Generator, other: np.ndarray) -> np.ndarray:
+    """Paint one defect of ``kind`` into ``img`` (S, S, 3) float in [0, 255], in place; return its mask (S, S).
+
+    ``other`` is a grayscale texture the "patch" defect copies from (at least S x S)."""
+    if img.ndim != 3 or img.shape[0] != img.shape[1] or img.shape[2] != 3:
+        raise ValueError(f"paint_defect needs a square (S, S, 3) image, got {img.shape}")
+    return _DEFECTS[kind](img, rng, other)
+
+
 def _save_png(arr: np.ndarray, path: Path) -> None:
     Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8)).save(path, format="PNG")
 
@@ -164,8 +173,8 @@ def _write(out: Path, params: dict[str, Any]) -> None:
     """Write the whole data set into ``out``, marker last."""
     category, crop = params["category"], params["crop"]
     rng = np.random.default_rng(params["seed"])
-    tex = _texture(category)
-    other = _texture(_PATCH_SOURCE[category])
+    tex = texture(category)
+    other = texture(_PATCH_SOURCE[category])
     train_x_max = max(0, tex.shape[1] * 3 // 4 - crop)  # training crops lie in the left 3/4
     if crop > tex.shape[1] * 3 // 4:
         train_x_max = tex.shape[1] - crop
@@ -179,7 +188,7 @@ def _write(out: Path, params: dict[str, Any]) -> None:
     for i in range(params["n_test_defect"]):
         kind = DEFECT_TYPES[i % len(DEFECT_TYPES)]
         img = _rgb(_crop(tex, rng, crop, tex.shape[1]))  # (C, C, 3)
-        mask = _DEFECTS[kind](img, rng, other)  # (C, C) bool
+        mask = paint_defect(kind, img, rng, other)  # (C, C) bool
         j = counters[kind]
         counters[kind] += 1
         (out / "test" / kind).mkdir(exist_ok=True)

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from . import data as D
-from .attention import grad_cam, latent_score, upsample
+from .attention import grad_cam, normalise_cam, unsupervised_cam_raw, upsample
 from .config import RunConfig, apply_overrides, from_dict
 from .errors import CavgaError
 from .networks import CAVGA, build_networks
@@ -117,7 +117,8 @@ def anomaly_evidence(model: CAVGA, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             anomalous_map = grad_cam(features, logits[:, 1], model.attention_scale(), create_graph=False)  # A_ca
             p_anomalous = torch.softmax(logits.detach(), dim=1)[:, 1]  # (B,)
         else:
-            attention = grad_cam(features, latent_score(enc.mu), model.attention_scale(), create_graph=False)
+            raw = unsupervised_cam_raw(enc, model.cfg.attention_score, create_graph=False)  # (B, 1, h, w)
+            attention = normalise_cam(raw, model.attention_scale())
             anomalous_map = 1 - attention  # 1 - A
             p_anomalous = None
     with torch.no_grad():

@@ -77,8 +77,11 @@ class DCGANEncoder(nn.Module):
         self.out_channels = cin
         _dcgan_init(self)
 
+    def prepare(self, x: Tensor) -> Tensor:
+        return x  # DCGAN takes images in [0, 1] as they are
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)  # (B, 8nf, S/16, S/16)
+        return self.body(self.prepare(x))  # (B, 8nf, S/16, S/16)
 
 
 class DCGANDecoder(nn.Module):
@@ -162,7 +165,7 @@ class Discriminator(nn.Module):
 class Encoding:
     """What the encoder gives for a batch."""
 
-    features: Tensor  # (B, K, h, w) encoder's last feature map; Grad-CAM is taken here
+    features: Tensor  # (B, K, h', w') the encoder feature map Grad-CAM is taken at (model.attention_layer)
     mu: Tensor  # (B, C, h, w) convolutional latent mean, or (B, d) when flattened
     logvar: Tensor  # same shape as mu
     z: Tensor  # same shape as mu; a reparameterised sample in training mode, mu in eval mode
@@ -234,15 +237,27 @@ class CAVGA(nn.Module):
             self.encoder.eval()
         return self
 
+    def _split(self) -> int:
+        """Index of the first encoder block after the attention layer (``model.attention_layer``
+        counts blocks back from the encoder's last feature map, which z is computed from)."""
+        body = self.encoder.body
+        k = len(body) - self.cfg.attention_layer
+        if not 1 <= k <= len(body):
+            raise CavgaError(f"model.attention_layer: {self.cfg.attention_layer} is outside 0..{len(body) - 1}")
+        return k
+
     def encode_features(self, x: Tensor) -> Tensor:
+        """The feature map Grad-CAM is taken at (the encoder's output for attention_layer 0)."""
         if not self.encoder_frozen:
-            return self.encoder(x)  # (B, K, h, w)
-        with torch.no_grad():  # a frozen encoder needs no graph; Grad-CAM starts at its output
-            features = self.encoder(x)  # (B, K, h, w)
+            return self.encoder.body[: self._split()](self.encoder.prepare(x))  # (B, K, h', w')
+        with torch.no_grad():  # a frozen encoder needs no graph below the map Grad-CAM starts at
+            features = self.encoder.body[: self._split()](self.encoder.prepare(x))  # (B, K, h', w')
         return features.requires_grad_(torch.is_grad_enabled())
 
     def latent(self, features: Tensor) -> Encoding:
-        mu, logvar = self.to_mu(features), self.to_logvar(features)  # (B, C, h, w) or (B, d)
+        """The rest of the encoder after ``features``, then the latent heads and the sample z."""
+        top = self.encoder.body[self._split() :](features)  # (B, K, h, w) the encoder's last map
+        mu, logvar = self.to_mu(top), self.to_logvar(top)  # (B, C, h, w) or (B, d)
         logvar = logvar.clamp(-30.0, 20.0)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         return Encoding(features, mu, logvar, z)

@@ -26,7 +26,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import data as D
-from .attention import cam_peak, grad_cam_raw, latent_score, normalise_cam
+from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, save_config, to_dict
 from .errors import CavgaError
 from .inference import fit_normalizer
@@ -71,7 +71,7 @@ def generator_loss(
     total = w.w_r * (terms["rec"] + w.w_kl * terms["kl"]) + w.w_adv * terms["adv"]
 
     if not cfg.model.weakly_supervised:
-        cam = grad_cam_raw(enc.features, latent_score(enc.mu))  # (B, 1, h, w)
+        cam = unsupervised_cam_raw(enc, cfg.model.attention_score)  # (B, 1, h, w)
         model.track_attention_peak(cam_peak(cam, normal))
         if w.w_ae > 0:
             terms["ae"] = attention_expansion_loss(normalise_cam(cam, model.attention_scale()))
