@@ -248,3 +248,15 @@ def test_real_lite0_weights_classify_the_skimage_cat():
     with torch.no_grad():
         top5 = net((img - 0.5) / 0.5).topk(5).indices[0].tolist()
     assert top5[0] in range(281, 286) and len(set(top5[:3]) & set(range(281, 286))) == 3  # tabby/tiger/Egyptian cat
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_pretrained_encoder_starts_with_unit_posterior_variance(lite0_file, flat):
+    path, _ = lite0_file
+    cfg = _small(backbone="efficientnet_lite0", encoder_stride=16, flat_latent=flat, flat_latent_dim=10)
+    cfg.model.backbone_weights = str(path)
+    model, _ = build_networks(cfg.model, 64)
+    enc = model.encode(torch.rand(2, 3, 64, 64))
+    assert torch.equal(enc.logvar, torch.zeros_like(enc.logvar))  # q(z|x) = N(mu, I) at the first step
+    random_init, _ = build_networks(_small(backbone="efficientnet_lite0").model, 64, allow_random_init=True)
+    assert random_init.to_logvar.weight.abs().sum() > 0  # from scratch: PyTorch's default init, as before

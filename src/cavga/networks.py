@@ -202,6 +202,13 @@ class CAVGA(nn.Module):
             self.to_logvar = nn.Conv2d(k, c, 1)
             self.from_flat = nn.Identity()
             latent_numel = c * h * h
+        if getattr(self.encoder, "loaded_weights", "random") != "random":
+            # Pretrained features are not unit-scale (Lite0's stride-16 map has std ~5): a default-
+            # initialised log-variance head then starts at logvar up to ~15 and a KL of millions per
+            # image. Starting it at zero makes q(z|x) = N(mu, I) at the first step.
+            logvar_layer = self.to_logvar[-1] if cfg.flat_latent else self.to_logvar
+            nn.init.zeros_(logvar_layer.weight)
+            nn.init.zeros_(logvar_layer.bias)
         if cfg.arch == "D":
             self.decoder: nn.Module = DCGANDecoder(c, 3, cfg.base_channels, cfg.latent_stride)
         else:
