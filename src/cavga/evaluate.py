@@ -105,7 +105,7 @@ def evaluate_run(
     )
     result = {
         "run": str(run_dir),
-        "model": f"CAVGA-{cfg.model.variant}" + ("*" if cfg.model.flat_latent else ""),
+        "model": cfg.model.label,
         "image_size": cfg.data.image_size,
         "metrics": _clean(cavga),
         "baseline_residual": _clean(baseline),

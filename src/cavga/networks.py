@@ -1,7 +1,8 @@
 """CAVGA's networks (Sec. 3 and 4, "Architecture details"); no training code lives here.
 
 * CAVGA-D: the DCGAN discriminator trunk [42] as encoder, the DCGAN generator as decoder.
-* CAVGA-R: the convolutional layers of ResNet-18 [19] as encoder, a residual generator [9] as decoder.
+* CAVGA-R: the convolutional layers of ResNet-18 [19] as encoder (or EfficientNet-Lite0, see
+  :mod:`cavga.backbones`), a residual generator [9] as decoder.
 * Both share the DCGAN discriminator and, for CAVGA-w, the binary classifier C on the flattened z.
 
 The encoder's last feature map ``features`` (B, K, h, w) parameterises the convolutional latent z:
@@ -18,17 +19,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .backbones import (  # noqa: F401 - ResNet18Encoder, load_backbone_weights stay importable from here
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ResNet18Encoder,
+    build_encoder,
+    load_backbone_weights,
+)
 from .config import ModelConfig
 from .errors import CavgaError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _dcgan_init(module: nn.Module) -> None:
@@ -101,77 +105,6 @@ class DCGANDecoder(nn.Module):
         return self.body(z)  # (B, 3, stride*h, stride*w)
 
 
-class ResNet18Encoder(nn.Module):
-    """The convolutional layers of ResNet-18 (conv1 ... layer4): ``features`` are (B, 512, S/32, S/32).
-
-    Inputs in [0, 1] are normalised with the ImageNet statistics inside the module, so the rest of
-    cavga never needs to know which encoder is in use.
-    """
-
-    stride = 32
-
-    def __init__(self, weights: str = "imagenet", allow_random_init: bool = False):
-        super().__init__()
-        from torchvision.models import resnet18
-
-        net = resnet18(weights=None)
-        self.loaded_weights = load_backbone_weights(net, weights, allow_random_init)
-        self.body = nn.Sequential(
-            net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
-        )
-        self.out_channels = 512
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-
-    def prepare(self, x: Tensor) -> Tensor:
-        return (x - self.mean) / self.std  # (B, 3, S, S) ImageNet-normalised
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(self.prepare(x))  # (B, 512, S/32, S/32)
-
-
-def load_backbone_weights(net: nn.Module, weights: str, allow_random_init: bool) -> str:
-    """Fill a torchvision ResNet-18 with ImageNet weights; return a word saying where they came from.
-
-    ``weights`` is "imagenet" (torchvision's cache, downloading if the network allows), a path to a
-    state dict, or "none".  Without weights the encoder stays random only if ``allow_random_init``:
-    a silently random "pretrained" encoder would be a wrong result that looks right.
-    """
-    if weights not in ("imagenet", "none"):
-        path = Path(weights)
-        if not path.is_file():
-            raise CavgaError(f"{path}: backbone weights file not found")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input problem
-            raise CavgaError(f"{path}: cannot read backbone weights ({type(e).__name__}: {e})") from None
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("fc.")]
-        if missing or unexpected:
-            raise CavgaError(f"{path}: not a ResNet-18 state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        return str(path)
-    if weights == "imagenet":
-        from torchvision.models import ResNet18_Weights
-
-        try:
-            state = ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
-            net.load_state_dict(state)
-            return "imagenet"
-        except Exception as e:  # noqa: BLE001 - no cache and no network
-            if not allow_random_init:
-                raise CavgaError(
-                    "ResNet-18 ImageNet weights are not in torchvision's cache and could not be downloaded "
-                    f"({type(e).__name__}); pass --backbone-weights PATH to a resnet18 state dict, or "
-                    "--allow-random-init to train the encoder from scratch"
-                ) from None
-    elif not allow_random_init:
-        raise CavgaError("backbone_weights is 'none': pass --allow-random-init to train ResNet-18 from scratch")
-    return "random"
-
-
 class ResidualUpBlock(nn.Module):
     """Residual generator block [9] as modified in Sec. 4: upsample, then a convolution whose output
     gets a skip connection from the upsampled input; stacked blocks interleave each convolution
@@ -189,7 +122,8 @@ class ResidualUpBlock(nn.Module):
 
 
 class ResidualDecoder(nn.Module):
-    """Residual generator decoder: five up-blocks from S/32 to S, then BN-ReLU-conv3x3-sigmoid."""
+    """Residual generator decoder: ``n_up`` up-blocks (log2 of the encoder stride: five from S/32, four
+    from S/16) to S, then BN-ReLU-conv3x3-sigmoid."""
 
     def __init__(self, latent_channels: int, out_channels: int = 3, width: int = 512, n_up: int = 5):
         super().__init__()
@@ -201,7 +135,7 @@ class ResidualDecoder(nn.Module):
         )
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.head(self.blocks(self.stem(z)))  # (B, 3, 32h, 32w)
+        return self.head(self.blocks(self.stem(z)))  # (B, 3, 2^n_up h, 2^n_up w)
 
 
 class Discriminator(nn.Module):
@@ -247,7 +181,10 @@ class CAVGA(nn.Module):
         if cfg.arch == "D":
             self.encoder: nn.Module = DCGANEncoder(3, cfg.base_channels, cfg.latent_stride)
         else:
-            self.encoder = ResNet18Encoder(cfg.backbone_weights, allow_random_init)
+            self.encoder = build_encoder(cfg.backbone, cfg.backbone_weights, allow_random_init, cfg.encoder_stride)
+            if cfg.freeze_encoder:
+                self.encoder.requires_grad_(False)
+                self.encoder.eval()
         stride = self.encoder.stride
         if image_size % stride or image_size < stride:
             raise CavgaError(f"image_size {image_size} must be a multiple of {stride} for CAVGA-{cfg.arch}")
@@ -265,10 +202,17 @@ class CAVGA(nn.Module):
             self.to_logvar = nn.Conv2d(k, c, 1)
             self.from_flat = nn.Identity()
             latent_numel = c * h * h
+        if getattr(self.encoder, "loaded_weights", "random") != "random":
+            # Pretrained features are not unit-scale (Lite0's stride-16 map has std ~5): a default-
+            # initialised log-variance head then starts at logvar up to ~15 and a KL of millions per
+            # image. Starting it at zero makes q(z|x) = N(mu, I) at the first step.
+            logvar_layer = self.to_logvar[-1] if cfg.flat_latent else self.to_logvar
+            nn.init.zeros_(logvar_layer.weight)
+            nn.init.zeros_(logvar_layer.bias)
         if cfg.arch == "D":
             self.decoder: nn.Module = DCGANDecoder(c, 3, cfg.base_channels, cfg.latent_stride)
         else:
-            self.decoder = ResidualDecoder(c, 3)
+            self.decoder = ResidualDecoder(c, 3, n_up=int(math.log2(stride)))
         # C: z cloned and flattened (z_fc shares z's values and parameters), then a 2-node layer (Sec. 3.2).
         self.classifier = nn.Linear(latent_numel, 2) if cfg.weakly_supervised else None
         # Running peak of the raw Grad-CAM on training images: the fixed scale that maps attention
@@ -289,6 +233,17 @@ class CAVGA(nn.Module):
         else:
             self.cam_scale.mul_(1 - self.cfg.attention_momentum).add_(self.cfg.attention_momentum * peak)
 
+    @property
+    def encoder_frozen(self) -> bool:
+        return self.cfg.arch == "R" and self.cfg.freeze_encoder
+
+    def train(self, mode: bool = True) -> CAVGA:
+        """As nn.Module.train, but a frozen encoder stays in eval mode (its batch-norm statistics fixed)."""
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()
+        return self
+
     def _split(self) -> int:
         """Index of the first encoder block after the attention layer (``model.attention_layer``
         counts blocks back from the encoder's last feature map, which z is computed from)."""
@@ -300,7 +255,11 @@ class CAVGA(nn.Module):
 
     def encode_features(self, x: Tensor) -> Tensor:
         """The feature map Grad-CAM is taken at (the encoder's output for attention_layer 0)."""
-        return self.encoder.body[: self._split()](self.encoder.prepare(x))  # (B, K, h', w')
+        if not self.encoder_frozen:
+            return self.encoder.body[: self._split()](self.encoder.prepare(x))  # (B, K, h', w')
+        with torch.no_grad():  # a frozen encoder needs no graph below the map Grad-CAM starts at
+            features = self.encoder.body[: self._split()](self.encoder.prepare(x))  # (B, K, h', w')
+        return features.requires_grad_(torch.is_grad_enabled())
 
     def latent(self, features: Tensor) -> Encoding:
         """The rest of the encoder after ``features``, then the latent heads and the sample z."""

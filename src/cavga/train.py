@@ -216,7 +216,8 @@ def _class_weight(records: list[D.Record], device: torch.device) -> Tensor | Non
 
 def _optimizers(model: CAVGA, disc: Discriminator, cfg: RunConfig):
     betas = (cfg.train.beta1, cfg.train.beta2)
-    opt_g = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, betas=betas)
+    # A frozen encoder's parameters (requires_grad False) are left out of G's optimiser.
+    opt_g = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr, betas=betas)
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.train.lr, betas=betas)
     return opt_g, opt_d
 
