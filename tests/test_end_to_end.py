@@ -86,7 +86,7 @@ def test_train_evaluate_predict(tiny_data, tmp_path, model, capsys):
 
     # inference settings change without retraining; nothing else does
     assert main(["evaluate", str(run), "--device", "cpu", "--no-progress", "--set", "infer.mask_threshold=1.0",
-                 "--set", "infer.normalizer_quantile=0.5"]) == 0  # fmt: skip
+                 "--set", "infer.mask_quantile=null", "--set", "infer.normalizer_quantile=0.5"]) == 0  # fmt: skip
     strict = json.loads((run / "metrics.json").read_text())
     assert strict["thresholds"]["mask"] == 1.0 and strict["thresholds"]["normalizer_quantile"] == 0.5
     if model == "Du":

@@ -30,7 +30,7 @@ def test_demo_settings_apply_only_without_a_config(tmp_path):
     assert cfg.model.latent_stride == 16 and cfg.loss.w_ae == 0.01 and cfg.infer.mask_quantile == 0.99
     assert cfg.data.root == str(tmp_path / "data") and cfg.data.category == "brick"
     own = demo_config(tmp_path, "Du", base=RunConfig())  # a user's --config: the paper's values stay
-    assert own.loss.w_ae == 0.01 and own.data.image_size == 256 and own.infer.mask_quantile is None
+    assert own.loss.w_ae == 0.01 and own.data.image_size == 256 and own.train.epochs == 100
     assert demo_config(tmp_path, "Du", epochs=3, image_size=32).train.epochs == 3
 
 
