@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .config import LAYOUTS, DataConfig
-from .errors import CavgaError
+from ..config import LAYOUTS, DataConfig
+from ..errors import CavgaError
 
 MVTEC_CATEGORIES: tuple[str, ...] = (
     "bottle",
