@@ -347,7 +347,7 @@ def test_low13_mask_rule_and_corrupt_training_image(tiny_data, tmp_path, capsys,
     a = np.zeros((8, 8), np.uint8)
     a[2:4, 2:4] = 1
     Image.fromarray(a).save(tmp_path / "m01.png")
-    monkeypatch.setattr("cavga.data._warned_01_mask", False)  # warned once per process
+    monkeypatch.setattr("cavga.data.images._warned_01_mask", False)  # warned once per process
     with pytest.warns(UserWarning, match="0 and 1"):
         assert load_mask(tmp_path / "m01.png", None).sum() == 4
     soft = np.tile(np.arange(0, 201, 25, dtype=np.uint16), (9, 1))  # 16-bit, soft, all far below 32768

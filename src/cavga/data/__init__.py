@@ -1,0 +1,50 @@
+"""Data sets on disk: listing them into train/test records, and loading images and masks as tensors.
+
+Three layouts (see docs/data.md for the trees):
+
+* ``mvtec``: MVTec AD, ``ROOT/<category>/{train,test,ground_truth}``; the split is the data set's own.
+* ``mtd``: Magnetic Tile Defect, ``ROOT/MT_<class>/Imgs/<name>.jpg`` + ``<name>.png`` masks; a seeded
+  split of the defect-free images (``MT_Free``) into train/test, every defective image in test.
+* ``folder``: a user's own data, ``ROOT/good`` + one folder per defect type, optional masks in
+  ``ROOT/ground_truth``; split like ``mtd`` (or the user's own ``ROOT/train`` + ``ROOT/test``).
+
+Listing never opens an image; corrupt files are reported when loaded. Every problem with the user's
+files is a one-line :class:`CavgaError` naming the file or folder.
+
+The package, one concern per module: ``records`` (Record, Split, constants), ``listing`` (folder
+listing shared by the layouts), ``layouts`` (the three layouts and ``load_split``), ``protocol``
+(CAVGA-w/-u splits, held-out normals), ``images`` (decoding images and masks), ``dataset`` (Sample,
+Batch, ImageDataset, make_loader). The names below are the public interface; import them from here.
+"""
+
+from .dataset import Batch, ImageDataset, Sample, collate, make_loader
+from .images import image_size_of, load_image, load_mask, mask_defect, verify_images
+from .layouts import folder_split, load_split, mtd_split, mvtec_split
+from .protocol import drop_weak_anomalies_from_test, hold_out_normals, move_anomalous_to_train
+from .records import GOOD, IMAGE_EXTENSIONS, MASK_FOLDERS, MVTEC_CATEGORIES, Record, Split
+
+__all__ = [
+    "GOOD",
+    "IMAGE_EXTENSIONS",
+    "MASK_FOLDERS",
+    "MVTEC_CATEGORIES",
+    "Batch",
+    "ImageDataset",
+    "Record",
+    "Sample",
+    "Split",
+    "collate",
+    "drop_weak_anomalies_from_test",
+    "folder_split",
+    "hold_out_normals",
+    "image_size_of",
+    "load_image",
+    "load_mask",
+    "load_split",
+    "make_loader",
+    "mask_defect",
+    "move_anomalous_to_train",
+    "mtd_split",
+    "mvtec_split",
+    "verify_images",
+]

@@ -1,0 +1,146 @@
+"""Loading images and masks: decoding any PIL mode to RGB floats, resizing, the mask rule, and
+checking that images decode. Every unreadable file is a one-line :class:`CavgaError` naming it."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import CavgaError
+from .records import Record
+
+
+def _reason(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _open(path: str | Path, what: str) -> Image.Image:
+    """Open and fully decode a file, turning every PIL failure into a one-line CavgaError."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy() if im.mode != "P" else im.convert("RGBA")
+    except FileNotFoundError:
+        raise CavgaError(f"{path}: {what} file not found") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise CavgaError(f"{path}: cannot read {what} ({_reason(e)})") from None
+
+
+def image_size_of(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image file, reading only its header."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except FileNotFoundError:
+        raise CavgaError(f"{path}: image file not found") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise CavgaError(f"{path}: cannot read image ({_reason(e)})") from None
+    return h, w
+
+
+def _to_float_rgb(im: Image.Image) -> np.ndarray:
+    """Any PIL mode as an (H, W, 3) float32 array in [0, 1]."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im).astype(np.float32)  # (H, W)
+        a = a / (65535.0 if a.max() > 255 or im.mode.startswith("I;16") else 255.0)
+        a = np.clip(a, 0.0, 1.0)
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if im.mode == "F":
+        a = np.asarray(im).astype(np.float32)  # (H, W)
+        a = a / 255.0 if a.max() > 1.0 else a
+        return np.repeat(np.clip(a, 0.0, 1.0)[:, :, None], 3, axis=2)
+    if im.mode != "RGB":
+        im = im.convert("RGB")  # L, LA, RGBA (alpha dropped), CMYK, YCbCr, 1
+    return np.asarray(im, dtype=np.float32) / 255.0  # (H, W, 3)
+
+
+def _resize_image(x: torch.Tensor, image_size: int | None) -> torch.Tensor:
+    if image_size is None or tuple(x.shape[1:]) == (image_size, image_size):
+        return x
+    y = F.interpolate(x[None], size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+    return y[0].clamp_(0.0, 1.0)  # (3, S, S)
+
+
+def _read_image(path: str | Path, image_size: int | None) -> tuple[torch.Tensor, tuple[int, int]]:
+    im = _open(path, "image")
+    h, w = im.height, im.width
+    x = torch.from_numpy(np.ascontiguousarray(_to_float_rgb(im).transpose(2, 0, 1)))  # (3, H, W)
+    return _resize_image(x, image_size), (h, w)
+
+
+def load_image(path: str | Path, image_size: int | None) -> torch.Tensor:
+    """(3, S, S) float32 RGB in [0, 1]; ``image_size=None`` keeps the image's own (3, H, W).
+
+    Grayscale, palette, RGBA (alpha dropped) and 16-bit images become 3-channel RGB; the resize is
+    bilinear with antialiasing and does not keep the aspect ratio.
+    """
+    return _read_image(path, image_size)[0]
+
+
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_warned_01_mask = False
+
+
+def mask_defect(a: np.ndarray, full_scale: float, path: str | Path = "mask") -> np.ndarray:
+    """The mask rule, in one place: which pixels of a mask's values ``a`` (H, W) are defect.
+
+    * a binary mask (values 0 and one other value): every non-zero pixel;
+    * a soft mask (more values): pixels above half of the type's range ``full_scale`` (255 for 8-bit,
+      65535 for 16-bit, 1.0 for float masks), never relative to the mask's own maximum.
+
+    A mask stored as 0/1 (rather than 0/255) is read correctly but warned about once, since viewers
+    show it as black and other tools read it as empty.
+    """
+    global _warned_01_mask
+    top = a.max() if a.size else 0
+    binary = bool(np.all((a == 0) | (a == top)))
+    if binary and top == 1 and full_scale > 1 and not _warned_01_mask:
+        _warned_01_mask = True
+        warnings.warn(
+            f"{path}: mask values are 0 and 1 (not 0 and {int(full_scale)}); read as defect where non-zero "
+            "(further such masks are not reported)",
+            stacklevel=3,
+        )
+    return a != 0 if binary else a > full_scale / 2
+
+
+def load_mask(
+    path: str | Path,
+    image_size: int | None,
+    expected_size: tuple[int, int] | None = None,
+    image_path: str | Path | None = None,
+) -> torch.Tensor:
+    """(1, S, S) float32 in {0, 1} by :func:`mask_defect`'s rule, then a nearest resize.
+
+    ``expected_size`` is the image's own (height, width); a mask of another size is an error naming
+    the mask (and ``image_path`` when given).
+    """
+    im = _open(path, "mask")
+    if expected_size is not None and (im.height, im.width) != tuple(expected_size):
+        eh, ew = expected_size
+        of = f"image {image_path}" if image_path is not None else "its image"
+        raise CavgaError(f"{path}: mask is {im.width}x{im.height} but {of} is {ew}x{eh}")
+    if im.mode == "1":
+        m = np.asarray(im, dtype=bool)
+    elif im.mode in _SIXTEEN_BIT:
+        m = mask_defect(np.asarray(im).astype(np.int64), 65535.0, path)
+    elif im.mode == "F":
+        m = mask_defect(np.asarray(im).astype(np.float64), 1.0, path)
+    else:
+        m = mask_defect(np.asarray(im.convert("L")), 255.0, path)  # (H, W)
+    t = torch.from_numpy(np.ascontiguousarray(m)).to(torch.float32)[None]  # (1, H, W)
+    if image_size is not None and tuple(t.shape[1:]) != (image_size, image_size):
+        t = F.interpolate(t[None], size=(image_size, image_size), mode="nearest-exact")[0]  # (1, S, S)
+    return t
+
+
+def verify_images(records: list[Record]) -> None:
+    """Open and fully decode every record's image once: a corrupt file is an error naming it, before
+    training starts (a shuffled loader with ``drop_last`` might otherwise never read it)."""
+    for r in records:
+        _open(r.image_path, "image")

@@ -1,0 +1,77 @@
+"""Protocol helpers on a split: CAVGA-w's weakly supervised training images, CAVGA-u's matching
+test set, and the normal images held out for validation."""
+
+from __future__ import annotations
+
+import random
+
+from ..errors import CavgaError
+from .records import Record, Split, _check_fraction, _counts
+
+
+def move_anomalous_to_train(split: Split, fraction: float, seed: int) -> Split:
+    """CAVGA-w: move a seeded ``fraction`` of the anomalous test images to train, with image labels only.
+
+    At least one image moves (``max(1, round(fraction * n))``), and at least one anomalous image stays
+    in test when there are two or more. Moved records get ``mask_path=None``.
+    """
+    _check_fraction("anomalous_fraction", fraction, low_open=False)
+    anomalous = [i for i, r in enumerate(split.test) if r.label == 1]
+    if not anomalous:
+        raise CavgaError(f"{split.info.get('root', 'data')}: no anomalous images to move into training (CAVGA-w)")
+    n = len(anomalous)
+    k = max(1, round(fraction * n))
+    if n >= 2:
+        k = min(k, n - 1)
+    picked = set(random.Random(seed).sample(anomalous, k))
+    moved = [split.test[i] for i in sorted(picked)]
+    train = split.train + [Record(r.image_path, None, 1, r.defect_type) for r in moved]
+    test = [r for i, r in enumerate(split.test) if i not in picked]
+    info = dict(split.info)
+    info["counts"] = _counts(train, test)
+    info["weak_supervision"] = {
+        "anomalous_fraction": fraction,
+        "seed": seed,
+        "n_moved": len(moved),
+        "moved": [r.image_path for r in moved],
+    }
+    return Split(train, test, info)
+
+
+def drop_weak_anomalies_from_test(split: Split, fraction: float, seed: int) -> Split:
+    """CAVGA-u's test set for the same ``fraction`` and ``seed``: without the anomalous images that
+    :func:`move_anomalous_to_train` gives CAVGA-w, so both variants are tested on the same images.
+    Training is unchanged; a split without anomalous test images is returned as it is."""
+    if not any(r.label == 1 for r in split.test):
+        return split
+    weak = move_anomalous_to_train(split, fraction, seed)
+    moved = weak.info["weak_supervision"]
+    info = dict(split.info)
+    info["counts"] = _counts(split.train, weak.test)
+    info["shared_test_set"] = {
+        "anomalous_fraction": fraction,
+        "seed": seed,
+        "n_removed": moved["n_moved"],
+        "removed": moved["moved"],  # the images CAVGA-w trains on with this fraction and seed
+    }
+    return Split(list(split.train), weak.test, info)
+
+
+def hold_out_normals(records: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
+    """Seeded split of the normal records into (kept, held_out); anomalous records stay in kept.
+
+    ``held_out`` gets ``round(fraction * n)`` normals, at least one when ``fraction > 0`` and there are
+    two or more, and never all of them. Both lists keep the input order.
+    """
+    _check_fraction("val_fraction", fraction, low_open=False)
+    normal_idx = [i for i, r in enumerate(records) if r.label == 0]
+    n = len(normal_idx)
+    k = round(fraction * n)
+    if fraction > 0 and n >= 2:
+        k = min(max(k, 1), n - 1)
+    elif n < 2:
+        k = 0
+    held = set(random.Random(seed).sample(normal_idx, k))
+    kept = [r for i, r in enumerate(records) if i not in held]
+    held_out = [r for i, r in enumerate(records) if i in held]
+    return kept, held_out
