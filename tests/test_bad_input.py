@@ -270,10 +270,10 @@ def test_medium8_values_only_torch_checked_fail_before_the_run(tiny_data, tmp_pa
     """Medium 8: out-of-range values are one-line errors before training, and leave no run folder."""
     if named == "mps" and torch.backends.mps.is_available():
         pytest.skip("this machine has MPS")
-    run = tmp_path / "run"
+    run = tmp_path / "new" / "run"  # nor any parent folder it had to create
     assert main([*_train_args(tiny_data, run), *extra]) == 2
     _one_line_error(capsys, named)
-    assert not run.exists()
+    assert not (tmp_path / "new").exists()
 
 
 # ----------------------------------------------------------------------------------------------- Low

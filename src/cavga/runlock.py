@@ -62,7 +62,7 @@ class RunLock:
         self.what = what
         self.create = create  # False: a missing folder is not created (and there is nothing to lock)
         self._fd: int | None = None
-        self._created = False
+        self._created: list[Path] = []
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -74,7 +74,8 @@ class RunLock:
     def acquire(self) -> None:
         if not self.create and not self.folder.is_dir():
             return
-        self._created = not self.folder.exists()
+        # the folders this lock creates, deepest first: removed again if the run leaves them empty
+        self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         self.folder.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -111,7 +112,10 @@ class RunLock:
         os.ftruncate(self._fd, 0)  # an empty lock file: nobody holds the folder
         if self._created and [p.name for p in self.folder.iterdir()] == [LOCK_FILE]:
             os.remove(self.path)
-            self.folder.rmdir()
+            for folder in self._created:
+                if any(folder.iterdir()):
+                    break
+                folder.rmdir()
         os.close(self._fd)  # closing releases the flock
         self._fd = None
 
