@@ -270,9 +270,19 @@ def test_medium8_values_only_torch_checked_fail_before_the_run(tiny_data, tmp_pa
     """Medium 8: out-of-range values are one-line errors before training, and leave no run folder."""
     if named == "mps" and torch.backends.mps.is_available():
         pytest.skip("this machine has MPS")
-    run = tmp_path / "new" / "run"  # nor any parent folder it had to create
+    run = tmp_path / "run"
     assert main([*_train_args(tiny_data, run), *extra]) == 2
     _one_line_error(capsys, named)
+    assert not run.exists()
+
+
+def test_medium8_a_run_that_fails_under_its_lock_leaves_no_folders(tiny_data, tmp_path, capsys):
+    """Medium 8: a start that fails after taking the lock removes every folder the lock created."""
+    run = tmp_path / "new" / "run"
+    args = _train_args(tiny_data, run)
+    args[args.index("--data") + 1] = str(tmp_path / "no-such-data")
+    assert main(args) == 2
+    _one_line_error(capsys, "no-such-data")
     assert not (tmp_path / "new").exists()
 
 
