@@ -90,3 +90,18 @@ def test_a_planted_defect_comes_out_high_in_the_anomaly_map(variant):
     assert defect > 0.7 and elsewhere < 0.3, (float(defect), float(elsewhere))
     if variant == "Du":  # (C's map of a plain image is flat, so per-image scaling lifts it to 1)
         assert defect > amap[0, 20:28, 20:28].mean() + 0.5  # higher than the same place without a defect
+
+
+def test_direct_attention_is_the_complement_and_its_mask_threshold_follows():
+    inverse = _known_predictor("Du")
+    x = torch.full((2, 3, 64, 64), 0.9)
+    x[1, :, 16:32, 16:32] = 0.0
+    quantiles = [float(v) for v in np.quantile(np.linspace(0.0, 0.5, 10_001), np.linspace(0.0, 1.0, 1001))]
+    norm = Normalizer.fit(np.array([0.1, 0.2]), 0.95, 1.0, quantiles)  # held-out 1 - A uniform on [0, 0.5]
+    cfg = inverse.cfg
+    cfg.infer.attention_direction, cfg.infer.mask_quantile = "direct", 0.99
+    direct = Predictor(inverse.model, cfg, norm, torch.device("cpu"))
+    a = direct.predict_batch(x).anomaly_map
+    assert torch.allclose(a, 1 - inverse.predict_batch(x).anomaly_map, atol=1e-6)  # A, not 1 - A
+    # held-out A is uniform on [0.5, 1]: 99% of it stays below 0.995
+    assert direct.mask_threshold == pytest.approx(0.995, abs=1e-6)

@@ -134,6 +134,9 @@ class InferConfig:
     # 1 - mask_quantile is the share of normal pixels a mask may flag. The paper's fixed 0.5 left
     # the masks empty in every validation run (docs/method.md); null restores it.
     mask_quantile: float | None = 0.99
+    # CAVGA-u's anomaly map: "inverse" = 1 - A (Sec. 3.1, the default), or "direct" = A, for a run
+    # whose `cavga validate` shows the attention rising on painted defects (docs/method.md).
+    attention_direction: str = "inverse"
     score_threshold: float = 0.5
     normalizer_quantile: float = 0.95  # quantile of held-out normal scores that maps to 0.5
     batch_size: int = 16
@@ -160,6 +163,10 @@ class RunConfig:
         if self.model.attention_score not in ATTENTION_SCORES:
             raise CavgaError(
                 f"model.attention_score: {self.model.attention_score!r} is not one of {', '.join(ATTENTION_SCORES)}"
+            )
+        if self.infer.attention_direction not in ("inverse", "direct"):
+            raise CavgaError(
+                f"infer.attention_direction: {self.infer.attention_direction!r} is not 'inverse' or 'direct'"
             )
         if not 0 <= self.model.attention_layer <= 3:
             raise CavgaError(f"model.attention_layer: {self.model.attention_layer} is outside 0..3")

@@ -109,8 +109,11 @@ class Normalizer:
         return dict(self.__dict__)
 
 
-def anomaly_evidence(model: CAVGA, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Forward pass in eval mode: (anomalous attention map (B, 1, h, w), reconstruction, C's p_anomalous or None)."""
+def anomaly_evidence(model: CAVGA, x: Tensor, direction: str = "inverse") -> tuple[Tensor, Tensor, Tensor]:
+    """Forward pass in eval mode: (anomalous attention map (B, 1, h, w), reconstruction, C's p_anomalous or None).
+
+    ``direction`` (CAVGA-u only): "inverse" is the paper's 1 - A; "direct" reports A itself, for
+    runs whose validation shows the attention rising on defects (``infer.attention_direction``)."""
     model.eval()
     with torch.enable_grad():
         features = model.encode_features(x).detach().requires_grad_(True)  # (B, K, h, w)
@@ -122,7 +125,7 @@ def anomaly_evidence(model: CAVGA, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         else:
             raw = unsupervised_cam_raw(enc, model.cfg.attention_score, create_graph=False)  # (B, 1, h, w)
             attention = normalise_cam(raw, model.attention_scale())
-            anomalous_map = 1 - attention  # 1 - A
+            anomalous_map = 1 - attention if direction == "inverse" else attention  # 1 - A (or A)
             p_anomalous = None
     with torch.no_grad():
         x_hat = model.decode(enc.mu.detach())  # (B, 3, S, S)
@@ -147,11 +150,15 @@ class Predictor:
         if not cfg.model.weakly_supervised and normalizer is None:
             raise CavgaError("this unsupervised model has no score normaliser (training did not finish)")
         self.mask_threshold = cfg.infer.mask_threshold
+        self._direct = cfg.infer.attention_direction == "direct" and not cfg.model.weakly_supervised
         if cfg.infer.mask_quantile is not None:
             if normalizer is None:
                 raise CavgaError("infer.mask_quantile needs held-out map statistics, which this run lacks")
-            # strictly above the quantile: ties at it (a map that is 0 on most normal pixels) stay unflagged
+            # strictly above the quantile: ties at it (a map that is 0 on most normal pixels) stay unflagged.
+            # The stored quantiles are of 1 - A (and A_ca for CAVGA-w); A's q-quantile is 1 - their (1 - q)-quantile.
             q = np.float32(normalizer.map_threshold(cfg.infer.mask_quantile))
+            if self._direct:
+                q = np.float32(1.0 - normalizer.map_threshold(1.0 - cfg.infer.mask_quantile))
             self.mask_threshold = float(np.nextafter(q, np.float32(np.inf)))
 
     @classmethod
@@ -178,7 +185,7 @@ class Predictor:
     def predict_batch(self, x: Tensor) -> BatchPrediction:
         x = x.to(self.device)
         size = self.cfg.data.image_size
-        amap, x_hat, p_anomalous = anomaly_evidence(self.model, x)
+        amap, x_hat, p_anomalous = anomaly_evidence(self.model, x, "direct" if self._direct else "inverse")
         amap = upsample(amap, size).squeeze(1).clamp(0, 1)  # (B, S, S)
         residual = (x - x_hat).abs().mean(dim=1)  # (B, S, S)
         recon_score = residual.flatten(1).mean(dim=1)  # (B,)
