@@ -95,6 +95,9 @@ def main() -> None:
         if i not in picks:
             continue
         cfg = demo_config(out, "Du", args.epochs, args.image_size, args.device, args.data_seed, base=RunConfig())
+        # this study's weights are per image (it predates loss.per_pixel_weights), and its masks
+        # are at the paper's fixed threshold (it predates the held-out quantile default)
+        cfg.loss.per_pixel_weights, cfg.infer.mask_quantile = False, None
         apply_overrides(cfg, overrides)
         run_dir = out / f"row{i}"
         t0 = time.perf_counter()
