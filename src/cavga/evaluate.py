@@ -92,17 +92,7 @@ def evaluate_run(
     if peak:
         for r in residual_maps:
             np.clip(r / peak, 0.0, 1.0, out=r)  # (H, W), in place: bottle's 900x900 maps add up
-    baseline = compute_metrics(
-        scores=recon.numpy(),
-        labels=labels,
-        pred_labels=(predictor.normalizer(recon) >= cfg.infer.score_threshold).long().numpy()
-        if predictor.normalizer
-        else np.zeros_like(labels),
-        anomaly_maps=residual_maps,
-        masks=masks,
-        pred_masks=[r >= 0.5 for r in residual_maps],
-        has_mask=has_mask,
-    )
+    baseline = residual_baseline(predictor, recon.numpy(), labels, residual_maps, masks, has_mask)
     result = {
         "run": str(run_dir),
         "model": cfg.model.label,
@@ -125,6 +115,24 @@ def evaluate_run(
     }
     atomic_write_json(run_dir / METRICS_FILE, result)
     return result
+
+
+def residual_baseline(predictor: Predictor, recon, labels, residual_maps, masks, has_mask=None) -> dict[str, Any]:
+    """The residual baseline's metrics: the scaled maps |x - x_hat| thresholded at 0.5, their raw
+    means ``recon`` (N,) as image scores and the run's own normaliser for the verdict."""
+    if predictor.normalizer:
+        verdict = (predictor.normalizer(torch.as_tensor(recon)) >= predictor.cfg.infer.score_threshold).long().numpy()
+    else:
+        verdict = np.zeros_like(labels)
+    return compute_metrics(
+        scores=recon,
+        labels=labels,
+        pred_labels=verdict,
+        anomaly_maps=residual_maps,
+        masks=masks,
+        pred_masks=[r >= 0.5 for r in residual_maps],
+        has_mask=has_mask,
+    )
 
 
 def _clean(metrics: dict[str, Any]) -> dict[str, Any]:

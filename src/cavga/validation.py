@@ -22,7 +22,7 @@ import torch
 from . import data as D
 from .demo_data import DEFECT_TYPES, paint_defect, texture
 from .errors import CavgaError
-from .evaluate import METRIC_KEYS, format_table
+from .evaluate import METRIC_KEYS, residual_baseline
 from .inference import Predictor
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, pixel_auroc
@@ -67,22 +67,21 @@ def validate_run(
         raise CavgaError(f"{run_dir}: the run held out no normal images to validate on (data.val_fraction is 0)")
     images = torch.stack([D.load_image(r.image_path, cfg.data.image_size) for r in held_out])  # (N, 3, S, S)
     x, masks, labels, kinds = paint_validation_set(images, seed, copies)
-    cols: dict[str, list] = {k: [] for k in ("score", "raw", "pred", "map", "pmask", "res")}
+    cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res")}
     for i in range(0, len(x), cfg.infer.batch_size):
         pred = predictor.predict_batch(x[i : i + cfg.infer.batch_size])
-        cols["score"].append(pred.score.numpy())
         cols["raw"].append(pred.raw_score.numpy())
         cols["pred"].append(pred.label.numpy())
         cols["map"].append(pred.anomaly_map.numpy())
         cols["pmask"].append(pred.mask.numpy())
         cols["res"].append(pred.residual_map.numpy())
     maps, res = np.concatenate(cols["map"]), np.concatenate(cols["res"])  # (M, S, S)
-    raw = np.concatenate(cols["raw"])
+    recon = res.reshape(len(res), -1).mean(axis=1)  # (M,) the residual's raw image score
     peak = predictor.normalizer.residual_peak if predictor.normalizer else float(res.max())
-    res = np.clip(res / max(peak, 1e-12), 0.0, 1.0)
+    res = np.clip(res / max(peak, 1e-12), 0.0, 1.0)  # scaled as evaluate scales it
+    raw = np.concatenate(cols["raw"])
     metrics = compute_metrics(raw, labels, np.concatenate(cols["pred"]), maps, masks, np.concatenate(cols["pmask"]))
-    recon = res.reshape(len(res), -1).mean(axis=1)  # (M,) the residual's own image score
-    baseline = compute_metrics(recon, labels, (recon >= 0.5).astype(int), res, masks, res >= 0.5)
+    baseline = residual_baseline(predictor, recon, labels, list(res), masks)
     kinds_arr = np.asarray(kinds)
     per_defect = {}
     for k in DEFECT_TYPES:
@@ -94,7 +93,7 @@ def validate_run(
             }
     result = {
         "run": str(run_dir),
-        "model": f"CAVGA-{cfg.model.variant}" + ("*" if cfg.model.flat_latent else ""),
+        "model": cfg.model.label,
         "protocol": f"held-out normals ({len(held_out)}) + {copies} painted copies each, seed {seed}",
         "image_size": cfg.data.image_size,
         "metrics": {k: metrics[k] for k in METRIC_KEYS},
@@ -103,8 +102,3 @@ def validate_run(
     }
     atomic_write_json(run_dir / VALIDATION_FILE, result)
     return result
-
-
-def validation_table(result: dict[str, Any]) -> str:
-    """The validation result as the same markdown table ``cavga evaluate`` prints."""
-    return format_table([result])
