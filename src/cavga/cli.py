@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a CAVGA variant on a data set")
     p.add_argument("--data", help="data set root folder")
     p.add_argument("--layout", choices=LAYOUTS, help="data set layout (default mvtec)")
-    p.add_argument("--category", help="MVTec AD category, e.g. bottle")
+    p.add_argument(
+        "--category", help="MVTec AD category, e.g. bottle; one-class layouts: the normal class (index or name)"
+    )
     p.add_argument("--model", choices=VARIANTS, help="variant: Du, Ru (unsupervised), Dw, Rw (weakly supervised)")
     p.add_argument("--out", required=True, help="run folder: config, split, checkpoint, metrics")
     p.add_argument(
@@ -212,7 +214,9 @@ def _print_result(result: dict) -> None:
 
     print(format_table([result]))
     undefined = result["metrics"].get("undefined")
-    if undefined:
+    if result.get("pixel_ground_truth") is False:
+        print("no pixel masks in this test set: pixel metrics absent (image AUROC and detection accuracy only)")
+    elif undefined:
         print(f"undefined on this test set: {', '.join(undefined)}")
 
 
@@ -246,7 +250,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise CavgaError(f"--resume: {run_dir} holds no run to resume ({why}); start one with --data")
         else:
             cfg = _run_config(args)
-            if cfg.data.root is None:
+            if cfg.data.root is None and cfg.data.layout != "digits":
                 raise CavgaError("--data is required (or run `cavga demo` for the embedded demo data)")
         ckpt = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
         print(f"trained: {ckpt}")

@@ -20,7 +20,7 @@ import yaml
 from .errors import CavgaError
 from .io_utils import atomic_write_text
 
-LAYOUTS = ("mvtec", "mtd", "folder")
+LAYOUTS = ("mvtec", "mtd", "folder", "mnist", "fashion-mnist", "cifar10", "digits")  # last four: one-class (Table 7)
 VARIANTS = ("Du", "Ru", "Dw", "Rw")
 BACKBONES = ("resnet18", "efficientnet_lite0")  # CAVGA-R encoders (cavga.backbones)
 BACKBONE_NAMES = {"resnet18": "ResNet-18", "efficientnet_lite0": "EfficientNet-Lite0"}
@@ -44,8 +44,8 @@ class DataConfig:
     """Where the images are and how they are split."""
 
     root: str | None = None  # data set root; None means the embedded demo data
-    layout: str = "mvtec"  # mvtec | mtd | folder
-    category: str | None = None  # MVTec AD category (sub-folder of root)
+    layout: str = "mvtec"  # mvtec | mtd | folder | mnist | fashion-mnist | cifar10 | digits
+    category: str | None = None  # MVTec AD category (sub-folder of root); one-class layouts: the normal class
     image_size: int = 256  # images and masks are resized to image_size x image_size
     seed: int = 0  # seeds every random split
     train_fraction: float = 0.8  # mtd/folder: fraction of the normal images used for training

@@ -192,7 +192,8 @@ def prepare_data(cfg: RunConfig) -> RunData:
     """
     split = D.load_split(cfg.data)
     protocol = D.move_anomalous_to_train if cfg.model.weakly_supervised else D.drop_weak_anomalies_from_test
-    split = protocol(split, cfg.data.anomalous_fraction, cfg.data.seed)
+    if cfg.model.weakly_supervised or split.info.get("protocol") != "one-class":  # one-class u: test on all
+        split = protocol(split, cfg.data.anomalous_fraction, cfg.data.seed)
     info = dict(split.info)
     train, val = D.hold_out_normals(split.train, cfg.data.val_fraction, cfg.data.seed)
     if not train:

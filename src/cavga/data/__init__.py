@@ -1,6 +1,6 @@
 """Data sets on disk: listing them into train/test records, and loading images and masks as tensors.
 
-Three layouts (see docs/data.md for the trees):
+Three layouts with pixel masks, and four one-class ones (``oneclass``; see docs/data.md for the trees):
 
 * ``mvtec``: MVTec AD, ``ROOT/<category>/{train,test,ground_truth}``; the split is the data set's own.
 * ``mtd``: Magnetic Tile Defect, ``ROOT/MT_<class>/Imgs/<name>.jpg`` + ``<name>.png`` masks; a seeded
@@ -13,13 +13,15 @@ files is a one-line :class:`CavgaError` naming the file or folder.
 
 The package, one concern per module: ``records`` (Record, Split, constants), ``listing`` (folder
 listing shared by the layouts), ``layouts`` (the three layouts and ``load_split``), ``protocol``
-(CAVGA-w/-u splits, held-out normals), ``images`` (decoding images and masks), ``dataset`` (Sample,
+(CAVGA-w/-u splits, held-out normals), ``oneclass`` (MNIST, Fashion-MNIST, CIFAR-10, digits: Table 7's
+protocol), ``arrays`` (images inside one array file, ``FILE#INDEX``), ``images`` (decoding images and masks), ``dataset`` (Sample,
 Batch, ImageDataset, make_loader). The names below are the public interface; import them from here.
 """
 
 from .dataset import Batch, ImageDataset, Sample, collate, make_loader
 from .images import image_size_of, load_image, load_mask, mask_defect, verify_images
 from .layouts import folder_split, load_split, mtd_split, mvtec_split
+from .oneclass import ONE_CLASS_LAYOUTS, one_class_split
 from .protocol import drop_weak_anomalies_from_test, hold_out_normals, move_anomalous_to_train
 from .records import GOOD, IMAGE_EXTENSIONS, MASK_FOLDERS, MVTEC_CATEGORIES, Record, Split
 
@@ -28,6 +30,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MASK_FOLDERS",
     "MVTEC_CATEGORIES",
+    "ONE_CLASS_LAYOUTS",
     "Batch",
     "ImageDataset",
     "Record",
@@ -46,5 +49,6 @@ __all__ = [
     "move_anomalous_to_train",
     "mtd_split",
     "mvtec_split",
+    "one_class_split",
     "verify_images",
 ]

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import CavgaError
+from .arrays import array_image_size, parse_ref, read_array_image
 from .records import Record
 
 
@@ -32,7 +33,9 @@ def _open(path: str | Path, what: str) -> Image.Image:
 
 
 def image_size_of(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image file, reading only its header."""
+    """(height, width) of an image file, reading only its header (or of an array image ``FILE#INDEX``)."""
+    if parse_ref(path) is not None:
+        return array_image_size(path)
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -67,6 +70,9 @@ def _resize_image(x: torch.Tensor, image_size: int | None) -> torch.Tensor:
 
 
 def _read_image(path: str | Path, image_size: int | None) -> tuple[torch.Tensor, tuple[int, int]]:
+    if parse_ref(path) is not None:  # an image inside an array file (cavga.data.arrays)
+        x = read_array_image(path)  # (3, H, W)
+        return _resize_image(x, image_size), (x.shape[1], x.shape[2])
     im = _open(path, "image")
     h, w = im.height, im.width
     x = torch.from_numpy(np.ascontiguousarray(_to_float_rgb(im).transpose(2, 0, 1)))  # (3, H, W)
@@ -143,4 +149,7 @@ def verify_images(records: list[Record]) -> None:
     """Open and fully decode every record's image once: a corrupt file is an error naming it, before
     training starts (a shuffled loader with ``drop_last`` might otherwise never read it)."""
     for r in records:
-        _open(r.image_path, "image")
+        if parse_ref(r.image_path) is not None:
+            array_image_size(r.image_path)  # the array loads and holds the index
+        else:
+            _open(r.image_path, "image")

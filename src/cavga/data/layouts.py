@@ -1,5 +1,5 @@
 """The three layouts (``mvtec``, ``mtd``, ``folder``) listed into a :class:`Split`, and
-:func:`load_split`, which picks one from the data config."""
+:func:`load_split`, which picks one from the data config (or a one-class layout, :mod:`.oneclass`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..config import LAYOUTS, DataConfig
 from ..errors import CavgaError
+from .oneclass import ONE_CLASS_LAYOUTS, one_class_split
 from .listing import _check_root, _fixed_split, _list_images, _mask_index, _subfolders
 from .records import GOOD, MASK_FOLDERS, Record, Split, _check_fraction, _info
 
@@ -124,7 +125,9 @@ def load_split(cfg: DataConfig) -> Split:
     """The split for ``cfg`` (layout, root, category, seed, train_fraction)."""
     if cfg.layout not in LAYOUTS:
         raise CavgaError(f"data.layout: unknown layout {cfg.layout!r} (choose from {', '.join(LAYOUTS)})")
-    if cfg.layout == "mvtec":
+    if cfg.layout in ONE_CLASS_LAYOUTS:
+        split = one_class_split(cfg.layout, cfg.root, cfg.category, cfg.train_fraction, cfg.seed)
+    elif cfg.layout == "mvtec":
         split = mvtec_split(cfg.root, cfg.category)
     elif cfg.layout == "mtd":
         split = mtd_split(cfg.root, cfg.train_fraction, cfg.seed)
