@@ -203,8 +203,9 @@ def test_labelled_strip_names_its_panels_and_keeps_the_pictures():
     amap, mask = np.zeros((40, 40), np.float32), np.zeros((40, 40), bool)
     plain = comparison_strip(image, image, amap, mask, mask)
     labelled = comparison_strip(image, image, amap, mask, mask, caption="score 0.700 -> anomalous")
-    band = (labelled.height - plain.height) // 2
-    assert band > 0 and labelled.width >= plain.width
-    inner = np.asarray(labelled)[band : band + plain.height, : plain.width]
-    assert np.array_equal(inner, np.asarray(plain))
-    assert (np.asarray(labelled)[:band] < 128).any()  # text in the header band
+    k = 4  # 42 px panel pitch (40 + gap 2), enlarged to at least 128 px
+    big = np.asarray(plain.resize((plain.width * k, plain.height * k), Image.Resampling.NEAREST))
+    band = (labelled.height - big.shape[0]) // 2
+    assert band > 0 and labelled.width >= big.shape[1]
+    assert np.array_equal(np.asarray(labelled)[band : band + big.shape[0], : big.shape[1]], big)
+    assert (np.asarray(labelled)[:band] < 128).any() and (np.asarray(labelled)[-band:] < 128).any()  # text

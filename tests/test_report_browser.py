@@ -57,6 +57,10 @@ def test_run_report_renders_loads_and_sorts(tmp_path_factory, model):
         assert [float(v) for v in _order(page, "error")] == errors_first
         assert errors == []
 
+        page.emulate_media(media="print")  # printing hides the buttons; the page makes a PDF
+        assert page.eval_on_selector(".controls", "e => getComputedStyle(e).display") == "none"
+        assert page.pdf(format="A4")[:4] == b"%PDF"
+
 
 def test_predict_gallery_renders_and_sorts(tmp_path_factory, tmp_path):
     from cavga.report.browser import open_page

@@ -155,18 +155,29 @@ def comparison_strip(
     return _labelled(strip, PANEL_NAMES[: len(panels)], w + gap, caption)
 
 
+LABEL_MIN_WIDTH = 128  # labelled strips enlarge smaller panels to this width, so their names fit
 PANEL_NAMES = ("input", "reconstruction", "anomaly map", "predicted mask", "true mask")
 
 
 def _labelled(strip: Image.Image, names: tuple[str, ...], pitch: int, caption: str) -> Image.Image:
-    """``strip`` on a white sheet with each panel's name above it and ``caption`` below."""
-    size = max(10, min(16, pitch // 8))
+    """``strip`` on a white sheet with each panel's name above it and ``caption`` below; panels
+    narrower than ``LABEL_MIN_WIDTH`` are first enlarged (nearest, by a whole factor) so names fit."""
+    k = -(-LABEL_MIN_WIDTH // pitch)  # ceil
+    if k > 1:
+        strip = strip.resize((strip.width * k, strip.height * k), Image.Resampling.NEAREST)
+        pitch *= k
+    size = max(10, min(16, pitch // 9))
     font = ImageFont.load_default(size=size)
     band = size + 6
-    out = Image.new("RGB", (max(strip.width, len(caption) * size * 6 // 10), strip.height + 2 * band), "white")
+    width = max(strip.width, int(draw_width(caption, font)) + 4)
+    out = Image.new("RGB", (width, strip.height + 2 * band), "white")
     out.paste(strip, (0, band))
     draw = ImageDraw.Draw(out)
     for i, name in enumerate(names):
         draw.text((i * pitch + 2, 2), name, fill="black", font=font)
     draw.text((2, strip.height + band + 2), caption, fill="black", font=font)
     return out
+
+
+def draw_width(text: str, font: ImageFont.ImageFont) -> float:
+    return ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text, font=font)

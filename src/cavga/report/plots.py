@@ -57,7 +57,7 @@ def roc_figure(fpr: Sequence[float], tpr: Sequence[float], auroc: float | None):
     fig, ax = plt.subplots(figsize=(3.6, 3.4))
     ax.plot([0, 1], [0, 1], color="#bbbbbb", lw=1, ls=":")
     label = f"AUROC {auroc:.3f}" if auroc is not None else None
-    ax.plot(fpr, tpr, color=ANOMALOUS, lw=1.8, label=label, drawstyle="steps-post")
+    ax.plot(fpr, tpr, color=ANOMALOUS, lw=1.8, label=label)
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="false positive rate (images)", ylabel="true positive rate")
     if label:
         ax.legend(loc="lower right", fontsize=8, frameon=False)
