@@ -75,3 +75,14 @@ def test_report_page_shows_every_image_and_is_not_read_back(run, test_folder, tm
     assert len(Imgs.srcs) == 3 * n and all((out / "report" / s).is_file() for s in Imgs.srcs)
     for r in rows:
         assert f'data-score="{r["score"]}"' in page and r["overlay"].removesuffix("_overlay.png") in page
+
+
+def test_files_from_several_folders_keep_their_folders(run, test_folder, tmp_path):
+    files = sorted(str(p) for p in test_folder.glob("*/000.png"))  # good/000.png, hole/000.png, ...
+    assert main(["predict", str(run), *files, "--out", str(tmp_path / "a"), "--device", "cpu"]) == 0
+    rows = json.loads((tmp_path / "a" / "predictions.json").read_text())["predictions"]
+    assert [r["overlay"] for r in rows] == [f"{p.split('/')[-2]}/000_overlay.png" for p in files]
+    one_folder = sorted(str(p) for p in (test_folder / "hole").glob("*.png"))
+    assert main(["predict", str(run), *one_folder, "--out", str(tmp_path / "b"), "--device", "cpu"]) == 0
+    rows = json.loads((tmp_path / "b" / "predictions.json").read_text())["predictions"]
+    assert [r["mask"] for r in rows] == [p.split("/")[-1].replace(".png", "_mask.png") for p in one_folder]

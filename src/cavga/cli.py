@@ -338,6 +338,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(
             f"written: {out / 'run' / 'metrics.json'}; overlays in {out / 'predictions'} and {out / 'run' / 'overlays'}"
         )
+        print(f"report: {out / 'run' / 'report' / 'index.html'} (open it in a browser)")
         return 0
     raise AssertionError(args.command)
 

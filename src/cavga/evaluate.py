@@ -126,9 +126,9 @@ def evaluate_run(
     atomic_write_json(run_dir / METRICS_FILE, result)
     _write_scores(run_dir, run_data, cols, result, predictor)
     if report:
-        from .report import write_run_report
+        from .report.run_report import build_run_report
 
-        write_run_report(run_dir)
+        build_run_report(run_dir)  # under this evaluation's lock
     return result
 
 

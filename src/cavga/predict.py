@@ -12,6 +12,7 @@ never overwrite an input or any file that is not an earlier output of ``predict`
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -50,7 +51,9 @@ def collect_images(inputs: list[str | Path], exclude: set[Path] | None = None) -
 
 def collect_named(inputs: list[str | Path], exclude: set[Path] | None = None) -> list[tuple[Path, str]]:
     """As :func:`collect_images`, each image with its output stem: its path below the folder given
-    (without the extension, e.g. ``good/000``), or its bare stem for an image given as a file."""
+    (without the extension, e.g. ``good/000``); images given as files keep their path below the
+    folder that holds them all (``test/good/000.png test/hole/000.png`` -> ``good/000``, ``hole/000``;
+    files of one folder keep their bare stems)."""
     exclude = exclude or set()
     found: list[tuple[Path, str]] = []
     for item in inputs:
@@ -69,11 +72,15 @@ def collect_named(inputs: list[str | Path], exclude: set[Path] | None = None) ->
                 continue
             if p.suffix.lower() not in D.IMAGE_EXTENSIONS:
                 raise CavgaError(f"{p}: not an image file (expected one of {', '.join(D.IMAGE_EXTENSIONS)})")
-            found.append((p, p.stem))
+            found.append((p, ""))  # named below, once all files are known
         else:
             raise CavgaError(f"{p}: no such file or folder")
     if not found:
         raise CavgaError(f"no images found in {', '.join(map(str, inputs))}")
+    files = [p.absolute() for p, stem in found if not stem]
+    if files:
+        top = Path(os.path.commonpath([f.parent for f in files]))
+        found = [(p, stem or p.absolute().relative_to(top).with_suffix("").as_posix()) for p, stem in found]
     return found
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from .. import __version__
 from ..errors import CavgaError
 from ..metrics import UndefinedMetricError, image_auroc
+from ..runlock import locked
 from . import plots
 from .gallery import write_panels
 from .render import render_page
@@ -120,8 +121,15 @@ def _split_rows(split: dict[str, Any], seed: Any) -> list[tuple[str, str]]:
     return rows if "seed" in split else [*rows, ("seed", str(seed))]
 
 
+@locked("report")
 def write_run_report(run_dir: str | Path) -> Path:
-    """Write ``RUN_DIR/report/index.html`` with its figures and thumbnails beside it; return its path."""
+    """Write ``RUN_DIR/report/index.html`` (holding the run's lock); return its path."""
+    return build_run_report(run_dir)
+
+
+def build_run_report(run_dir: str | Path) -> Path:
+    """Write ``RUN_DIR/report/index.html`` with its figures and thumbnails beside it; return its path.
+    The caller holds the run's lock (``evaluate`` does)."""
     run_dir = Path(run_dir)
     metrics, scores = _load_metrics(run_dir), load_scores(run_dir)
     out = run_dir / REPORT_DIR
