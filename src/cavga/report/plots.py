@@ -48,7 +48,7 @@ def score_histogram(
         ax.axvline(threshold, color=THRESHOLD, ls="--", lw=1.5, label=f"threshold {threshold:.4g}", gid="threshold")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("images")
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
     return fig
 
 
