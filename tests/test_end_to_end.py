@@ -162,6 +162,9 @@ def test_benchmark_writes_one_table_for_several_variants(tiny_data, tmp_path):
     assert [r["model"] for r in results] == ["CAVGA-Du", "CAVGA-Dw"]
     table = (out / "results.md").read_text()
     assert "CAVGA-Du" in table and "residual baseline" in table and "pixel_auroc" in table
+    page = (out / "report.html").read_text()  # the grid's page links each run's own report page
+    assert 'href="Du/report/index.html"' in page and 'href="Dw/report/index.html"' in page
+    assert (out / "Du" / "report" / "index.html").is_file() and (out / "Dw" / "report" / "index.html").is_file()
     assert main([*args[:-2], "--set", "data.anomalous_fraction=0.2", "--models", "Xx"]) == 2
 
 

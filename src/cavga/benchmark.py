@@ -3,7 +3,7 @@
 Each variant trains into ``OUT/<variant>`` (resuming if it was interrupted), is evaluated on its
 own test split, and the table (CAVGA rows beside the residual baseline measured in the same
 forward pass) is printed and written as ``OUT/results.json`` and ``OUT/results.md`` with the
-command line, wall times and split.
+command line, wall times and split, and shown on the page ``OUT/report.html``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from .config import RunConfig
 from .evaluate import evaluate_run, format_table
 from .io_utils import atomic_write_json, atomic_write_text
+from .report import write_benchmark_report
 from .runtime import CHECKPOINT
 from .train import train
 
@@ -44,7 +45,7 @@ def run_benchmark(
     return results
 
 
-def _write(out_dir: Path, results: list[dict[str, Any]]) -> None:
+def _write(out_dir: Path, results: list[dict[str, Any]], paper: dict[str, dict[str, float]] | None = None) -> None:
     env = {
         "command": " ".join(["cavga", *sys.argv[1:]]) if sys.argv and "cavga" in sys.argv[0] else None,
         "torch": torch.__version__,
@@ -65,3 +66,4 @@ def _write(out_dir: Path, results: list[dict[str, Any]]) -> None:
         per = ", ".join(f"{k} {v:.2f}" for k, v in r["per_defect_iou"].items())
         lines.append(f"| {r['model']} | {r['wall_seconds']['total']} | {s['n_train']} | {s['n_test']} | {per} |")
     atomic_write_text(out_dir / "results.md", "\n".join(lines) + "\n")
+    write_benchmark_report(out_dir, results, paper)

@@ -122,7 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--maps", choices=("png16", "npy"), default="png16", help="raw anomaly maps as 16-bit PNG (default) or .npy"
+    )
+    p.add_argument("--report", action="store_true", help="also write a gallery page OUT/report/index.html")
     _add_inference_options(p)
+
+    p = sub.add_parser("report", help="write RUN_DIR/report/index.html from an evaluated run (no model run)")
+    p.add_argument("run_dir")
 
     p = sub.add_parser("benchmark", help="train and evaluate several variants on one data set; one table")
     p.add_argument("--data", required=True, help="data set root folder")
@@ -279,9 +286,22 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"cavga: error: {message}", file=sys.stderr, flush=True)
 
         predict_to_folder(
-            args.run_dir, args.inputs, args.out, args.device, args.overrides, on_result=show, on_error=report
+            args.run_dir,
+            args.inputs,
+            args.out,
+            args.device,
+            args.overrides,
+            on_result=show,
+            on_error=report,
+            maps=args.maps,
+            report=args.report,
         )
-        print(f"written: {Path(args.out) / 'predictions.json'}")
+        print(f"written: {Path(args.out) / 'predictions.json'}" + (" and report/index.html" if args.report else ""))
+        return 0
+    if args.command == "report":
+        from .report import write_run_report
+
+        print(f"written: {write_run_report(args.run_dir)}")
         return 0
     if args.command == "benchmark":
         from .benchmark import run_benchmark
@@ -322,6 +342,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(
             f"written: {out / 'run' / 'metrics.json'}; overlays in {out / 'predictions'} and {out / 'run' / 'overlays'}"
         )
+        print(f"report: {out / 'run' / 'report' / 'index.html'} (open it in a browser)")
         return 0
     raise AssertionError(args.command)
 

@@ -42,7 +42,8 @@ def demo_config(
 
 def run_demo(out_dir: str | Path, cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     """Generate the demo set into ``cfg.data.root``, train into ``out_dir/run``, evaluate, and write
-    overlays for a few test images to ``out_dir/predictions``.  Running it again resumes or reuses."""
+    overlays for a few test images, with their gallery page, to ``out_dir/predictions``.  Running it
+    again resumes or reuses."""
     out_dir = Path(out_dir)
     generate_demo_dataset(cfg.data.root, seed=cfg.data.seed, category=cfg.data.category)
     run_dir = out_dir / "run"
@@ -50,5 +51,5 @@ def run_demo(out_dir: str | Path, cfg: RunConfig, progress: bool = True) -> dict
     result = evaluate_run(run_dir, device=cfg.train.device, progress=progress)
     test = RunData.load(run_dir).test
     picks = [r.image_path for r in test if r.label == 1][:6] + [r.image_path for r in test if r.label == 0][:2]
-    predict_to_folder(run_dir, picks, out_dir / "predictions", device=cfg.train.device)
+    predict_to_folder(run_dir, picks, out_dir / "predictions", device=cfg.train.device, report=True)
     return result

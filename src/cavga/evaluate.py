@@ -26,6 +26,7 @@ from .errors import CavgaError
 from .inference import Predictor, eval_loader, native_map
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, iou
+from .report.scores import MAPS_DIR, curves, raw_threshold, save_map16, write_scores
 from .runlock import locked
 from .train import RunData
 
@@ -35,9 +36,15 @@ METRIC_KEYS = ("image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro
 
 @locked("evaluate")
 def evaluate_run(
-    run_dir: str | Path, device: str = "auto", progress: bool = True, overlays: int = 8, infer: list[str] | None = None
+    run_dir: str | Path,
+    device: str = "auto",
+    progress: bool = True,
+    overlays: int = 8,
+    infer: list[str] | None = None,
+    report: bool = True,
 ) -> dict[str, Any]:
-    """Predict the run's test split, write ``metrics.json`` and a few overlays; return the result.
+    """Predict the run's test split, write ``metrics.json``, ``scores.json`` (and ``maps/``), a few
+    overlays and, with ``report``, the HTML page ``report/index.html``; return the result.
 
     ``infer``: ``infer.*`` overrides (thresholds, normaliser quantile) for this evaluation only."""
     run_dir = Path(run_dir)
@@ -49,7 +56,8 @@ def evaluate_run(
     peak = predictor.normalizer.residual_peak if predictor.normalizer else None
 
     cols: dict[str, list] = {
-        k: [] for k in ("score", "label", "pred", "map", "mask", "has_mask", "pmask", "raw", "res", "defect", "path")
+        k: []
+        for k in ("score", "label", "pred", "map", "mask", "has_mask", "pmask", "raw", "res", "defect", "path", "norm")
     }
     show = set(_overlay_picks(run_data.test, overlays))
     records = iter(run_data.test)
@@ -59,6 +67,7 @@ def evaluate_run(
         cols["score"].append(pred.raw_score)  # image AUROC ranks the raw score: no ties from clipping
         cols["label"].append(batch.label)
         cols["pred"].append(pred.label)  # the verdict: the normalised score against its threshold
+        cols["norm"].append(pred.score)
         for i in range(len(batch)):
             record = next(records)
             if record.image_path != batch.path[i]:
@@ -70,11 +79,12 @@ def evaluate_run(
             cols["mask"].append(gt)
             cols["has_mask"].append(real)
             cols["res"].append(native_map(residual[i], gt.shape))  # (H, W)
+            save_map16(pred.anomaly_map[i].numpy(), run_dir / MAPS_DIR / f"{len(cols['map']) - 1:04d}.png")
         cols["raw"].append(residual.flatten(1).mean(dim=1))
         cols["defect"] += batch.defect_type
         cols["path"] += batch.path
         if show & set(batch.path):
-            _save_overlays(run_dir / "overlays", batch, pred, show)
+            _save_overlays(run_dir / "overlays", batch, pred, show, cfg.infer.score_threshold)
 
     labels = torch.cat(cols["label"]).numpy()
     maps, masks, has_mask, pred_masks = cols["map"], cols["mask"], np.array(cols["has_mask"]), cols["pmask"]
@@ -118,7 +128,50 @@ def evaluate_run(
         else None,
     }
     atomic_write_json(run_dir / METRICS_FILE, result)
+    _write_scores(run_dir, run_data, cols, result, predictor)
+    if report:
+        from .report.run_report import build_run_report
+
+        build_run_report(run_dir)  # under this evaluation's lock
     return result
+
+
+def _write_scores(run_dir: Path, run_data: RunData, cols: dict[str, list], result: dict[str, Any], predictor) -> None:
+    """scores.json: what ``cavga report`` draws, so that it never runs the model again."""
+    labels, raw = torch.cat(cols["label"]).numpy(), torch.cat(cols["score"]).numpy()
+    norm, verdict = torch.cat(cols["norm"]).numpy(), torch.cat(cols["pred"]).numpy()
+    real = [bool(h) or int(y) == 0 for h, y in zip(cols["has_mask"], labels, strict=True)]
+    images = []
+    for i, r in enumerate(run_data.test):
+        p, g = cols["pmask"][i], cols["mask"][i]
+        images.append(
+            {
+                "index": i,
+                "path": r.image_path,
+                "mask_path": r.mask_path,
+                "label": int(labels[i]),
+                "defect": r.defect_type,
+                "raw_score": float(raw[i]),
+                "score": float(norm[i]),
+                "verdict": int(verdict[i]),
+                "iou": float((p & g).sum() / max((p | g).sum(), 1)) if r.label == 1 and real[i] else None,
+                "map": f"{MAPS_DIR}/{i:04d}.png",
+            }
+        )
+    keep = [i for i, ok in enumerate(real) if ok]
+    t = result["thresholds"]
+    weak = predictor.cfg.model.weakly_supervised  # its verdict thresholds C's probability, not a fitted score
+    write_scores(
+        run_dir,
+        {
+            "model": result["model"],
+            "score_kind": "probability" if weak else "reconstruction",
+            "thresholds": {**t, "raw_score": t["score"] if weak else raw_threshold(result["normalizer"], t["score"])},
+            "held_out_raw_scores": [] if weak or not predictor.normalizer else list(predictor.normalizer.scores),
+            "images": images,
+            **curves(raw, labels, [cols["map"][i] for i in keep], [cols["mask"][i] for i in keep]),
+        },
+    )
 
 
 def residual_baseline(predictor: Predictor, recon, labels, residual_maps, masks, has_mask=None) -> dict[str, Any]:
@@ -178,15 +231,23 @@ def _overlay_picks(records, n: int) -> list[str]:
     return picks + [r.image_path for r in records if r.label == 0][: n - len(picks)]
 
 
-def _save_overlays(folder: Path, batch, pred, show: set[str]) -> None:
+def _save_overlays(folder: Path, batch, pred, show: set[str], score_threshold: float) -> None:
     from .visualize import comparison_strip, save_png
 
     for i, path in enumerate(batch.path):
         if path not in show:
             continue
         gt = batch.mask[i, 0].numpy() > 0.5 if bool(batch.has_mask[i]) else None
+        verdict = "anomalous" if int(pred.label[i]) else "normal"
+        caption = f"{Path(path).parent.name}/{Path(path).name}: score {float(pred.score[i]):.3f} "
+        caption += f"(threshold {score_threshold:g}) -> {verdict}"
         strip = comparison_strip(
-            batch.image[i], pred.reconstruction[i], pred.anomaly_map[i].numpy(), pred.mask[i].numpy(), gt
+            batch.image[i],
+            pred.reconstruction[i],
+            pred.anomaly_map[i].numpy(),
+            pred.mask[i].numpy(),
+            gt,
+            caption=caption,
         )
         save_png(strip, folder / f"{batch.defect_type[i]}_{Path(path).stem}.png")
 

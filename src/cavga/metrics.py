@@ -27,6 +27,7 @@ __all__ = [
     "image_auroc",
     "iou",
     "pixel_auroc",
+    "pro_curve",
 ]
 
 # 8-connectivity, as in the official MVTec AD evaluation code (``structure = np.ones((3, 3))``).
@@ -214,16 +215,10 @@ def _regions(masks: list[np.ndarray]) -> tuple[np.ndarray, int]:
     return (out[0] if len(out) == 1 else np.concatenate(out)), total
 
 
-def aupro(anomaly_maps: Any, masks: Any, fpr_limit: float = 0.3) -> float:
-    """Normalised area under the per-region-overlap curve up to ``fpr_limit`` (Bergmann et al. 2021).
-
-    Ground-truth regions are the 8-connected components of each mask (the official MVTec AD code uses
-    ``np.ones((3, 3))`` as the structure). At a threshold t, pixels with score >= t are positive;
-    PRO(t) is the mean over all regions of the fraction of the region's pixels that are positive and
-    FPR(t) the fraction of all normal (mask 0) pixels that are positive. The curve, with a point at
-    every distinct score (ties grouped) and at (0, 0), is integrated with the trapezoid rule from
-    FPR 0 to ``fpr_limit`` (linearly interpolated there) and divided by ``fpr_limit``.
-    """
+def pro_curve(anomaly_maps: Any, masks: Any, fpr_limit: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """The per-region-overlap curve (FPR (T,), PRO (T,)) from FPR 0 up to ``fpr_limit``, as :func:`aupro`
+    integrates it: a point at every distinct score (ties grouped), (0, 0) first, and the last point
+    linearly interpolated at ``fpr_limit`` when the curve passes it."""
     maps, gts = _maps(anomaly_maps, "anomaly_maps"), _masks(masks, "masks")
     _same_shapes(maps, gts, "anomaly_maps", "masks")
     if not 0.0 < fpr_limit <= 1.0:
@@ -266,6 +261,20 @@ def aupro(anomaly_maps: Any, masks: Any, fpr_limit: float = 0.3) -> float:
         x0, x1, y0, y1 = fpr[end - 1], fpr[end], pro[end - 1], pro[end]
         x = np.append(x, fpr_limit)
         y = np.append(y, y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0))
+    return x, y
+
+
+def aupro(anomaly_maps: Any, masks: Any, fpr_limit: float = 0.3) -> float:
+    """Normalised area under the per-region-overlap curve up to ``fpr_limit`` (Bergmann et al. 2021).
+
+    Ground-truth regions are the 8-connected components of each mask (the official MVTec AD code uses
+    ``np.ones((3, 3))`` as the structure). At a threshold t, pixels with score >= t are positive;
+    PRO(t) is the mean over all regions of the fraction of the region's pixels that are positive and
+    FPR(t) the fraction of all normal (mask 0) pixels that are positive. The curve (:func:`pro_curve`),
+    with a point at every distinct score (ties grouped) and at (0, 0), is integrated with the trapezoid
+    rule from FPR 0 to ``fpr_limit`` (linearly interpolated there) and divided by ``fpr_limit``.
+    """
+    x, y = pro_curve(anomaly_maps, masks, fpr_limit)
     return float(np.trapezoid(y, x) / fpr_limit)
 
 

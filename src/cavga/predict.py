@@ -1,6 +1,9 @@
 """`cavga predict`: verdict, heatmap overlay and mask for a user's images.
 
-Each image's results are written as soon as it is scored, so memory stays flat in the number of
+Each image's overlay, mask and raw anomaly map (at the image's own size: a 16-bit PNG, value / 65535
+being the map in [0, 1], or float32 ``.npy`` with ``maps="npy"``) are written under a name that mirrors
+the image's place below the input folder (``good/000.png`` -> ``good/000_overlay.png``), as soon as it
+is scored, so memory stays flat in the number of
 images, and an unreadable image is reported and skipped rather than stopping the rest. Outputs
 never overwrite an input or any file that is not an earlier output of ``predict`` (those listed in
 ``OUT/predictions.json``), and earlier outputs are never read back as inputs.
@@ -9,6 +12,7 @@ never overwrite an input or any file that is not an earlier output of ``predict`
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -22,11 +26,18 @@ from . import data as D
 from .attention import upsample
 from .errors import CavgaError
 from .inference import Predictor
-from .io_utils import atomic_write_json, check_output_folder, remove_stale_temp_files
+from .io_utils import atomic_write, atomic_write_json, check_output_folder, remove_stale_temp_files
+from .report.scores import MAP_SCALE, save_map16
 from .runlock import LOCK_FILE, RunLock
 from .visualize import heatmap_overlay, mask_image, save_png
 
 PREDICTIONS_FILE = "predictions.json"
+REPORT_DIR = "report"  # predict --report: the gallery page and its thumbnails
+# How the raw anomaly map of each image is written, and how to read it back (stored in predictions.json).
+MAP_FORMATS = {
+    "png16": f"<name>_map.png: 16-bit grey PNG at the image's own size; anomaly map = value / {MAP_SCALE}",
+    "npy": "<name>_map.npy: float32 (H, W) array at the image's own size, the anomaly map in [0, 1]",
+}
 SAVE_EVERY_S = 10.0  # predictions.json is rewritten at most this often while a long job runs
 
 
@@ -35,8 +46,16 @@ def collect_images(inputs: list[str | Path], exclude: set[Path] | None = None) -
 
     Files in ``exclude`` (resolved paths: earlier outputs) are left out; other files in a folder
     that are not images are skipped with a warning naming them."""
+    return [p for p, _ in collect_named(inputs, exclude)]
+
+
+def collect_named(inputs: list[str | Path], exclude: set[Path] | None = None) -> list[tuple[Path, str]]:
+    """As :func:`collect_images`, each image with its output stem: its path below the folder given
+    (without the extension, e.g. ``good/000``); images given as files keep their path below the
+    folder that holds them all (``test/good/000.png test/hole/000.png`` -> ``good/000``, ``hole/000``;
+    files of one folder keep their bare stems)."""
     exclude = exclude or set()
-    found: list[Path] = []
+    found: list[tuple[Path, str]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
@@ -44,7 +63,7 @@ def collect_images(inputs: list[str | Path], exclude: set[Path] | None = None) -
                 if not q.is_file() or q.resolve() in exclude or q.name in (PREDICTIONS_FILE, LOCK_FILE):
                     continue
                 if q.suffix.lower() in D.IMAGE_EXTENSIONS:
-                    found.append(q)
+                    found.append((q, q.relative_to(p).with_suffix("").as_posix()))
                 elif not q.name.startswith("."):
                     warnings.warn(f"{q}: not an image file (by its extension); skipped", stacklevel=2)
         elif p.is_file():
@@ -53,11 +72,15 @@ def collect_images(inputs: list[str | Path], exclude: set[Path] | None = None) -
                 continue
             if p.suffix.lower() not in D.IMAGE_EXTENSIONS:
                 raise CavgaError(f"{p}: not an image file (expected one of {', '.join(D.IMAGE_EXTENSIONS)})")
-            found.append(p)
+            found.append((p, ""))  # named below, once all files are known
         else:
             raise CavgaError(f"{p}: no such file or folder")
     if not found:
         raise CavgaError(f"no images found in {', '.join(map(str, inputs))}")
+    files = [p.absolute() for p, stem in found if not stem]
+    if files:
+        top = Path(os.path.commonpath([f.parent for f in files]))
+        found = [(p, stem or p.absolute().relative_to(top).with_suffix("").as_posix()) for p, stem in found]
     return found
 
 
@@ -65,11 +88,15 @@ def earlier_outputs(out_dir: str | Path) -> set[Path]:
     """Resolved paths of the files an earlier ``predict`` into ``out_dir`` wrote (its predictions.json)."""
     out_dir = Path(out_dir)
     try:
-        rows = json.loads((out_dir / PREDICTIONS_FILE).read_text(encoding="utf-8")).get("predictions", [])
+        saved = json.loads((out_dir / PREDICTIONS_FILE).read_text(encoding="utf-8"))
+        rows = saved.get("predictions", [])
     except (OSError, ValueError, AttributeError):
         return set()
-    names = [r.get(k) for r in rows if isinstance(r, dict) for k in ("overlay", "mask")]
-    return {(out_dir / n).resolve() for n in names if isinstance(n, str)}
+    names = [r.get(k) for r in rows if isinstance(r, dict) for k in ("overlay", "mask", "map")]
+    found = {(out_dir / n).resolve() for n in names if isinstance(n, str)}
+    if saved.get("report"):  # the gallery page and its thumbnails
+        found |= {q.resolve() for q in (out_dir / REPORT_DIR).rglob("*") if q.is_file()}
+    return found
 
 
 def predict_to_folder(
@@ -80,22 +107,35 @@ def predict_to_folder(
     infer: list[str] | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     on_error: Callable[[str], None] | None = None,
+    maps: str = "png16",
+    report: bool = False,
 ) -> list[dict[str, Any]]:
-    """Write ``<name>_overlay.png``, ``<name>_mask.png`` per image and one ``predictions.json``.
+    """Write ``<name>_overlay.png``, ``<name>_mask.png``, ``<name>_map.png`` (16-bit; ``maps="npy"``:
+    ``<name>_map.npy``) per image and one ``predictions.json``; with ``report``, a gallery page
+    ``OUT/report/index.html``.
 
     ``on_result(row)`` is called after each image is written and ``on_error(message)`` for each image
     that cannot be read (default: a warning). If any failed, a CavgaError with their count is raised
     at the end, after everything else is written (predictions.json lists them under ``failed``)."""
+    if maps not in MAP_FORMATS:
+        raise CavgaError(f"--maps {maps}: choose one of {', '.join(MAP_FORMATS)}")
     out_dir = check_output_folder(out_dir)
     predictor = Predictor.from_run(run_dir, device, infer)
     with RunLock(out_dir, "predict"):
         remove_stale_temp_files(out_dir)  # left by a predict killed mid-write
         previous = earlier_outputs(out_dir)
-        paths = collect_images(inputs, exclude=previous)
-        return _predict(predictor, run_dir, paths, out_dir, previous, on_result, on_error)
+        named = collect_named(inputs, exclude=previous)
+        try:
+            return _predict(predictor, run_dir, dict(named), out_dir, previous, on_result, on_error, maps, report)
+        finally:
+            if report and (out_dir / PREDICTIONS_FILE).is_file():  # also when some images failed
+                from .report import write_predict_report
+
+                write_predict_report(out_dir)
 
 
-def _predict(predictor, run_dir, paths, out_dir, previous, on_result, on_error) -> list[dict[str, Any]]:
+def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, maps, report) -> list[dict[str, Any]]:
+    paths = list(stems)
     inputs = {p.resolve() for p in paths}
     rows: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
@@ -110,6 +150,8 @@ def _predict(predictor, run_dir, paths, out_dir, previous, on_result, on_error) 
                 "run": str(run_dir),
                 "score_threshold": predictor.cfg.infer.score_threshold,
                 "mask_threshold": predictor.mask_threshold,
+                "maps": MAP_FORMATS[maps],
+                "report": f"{REPORT_DIR}/index.html" if report else None,
                 "predictions": rows,
                 "failed": failed,
             },
@@ -140,9 +182,14 @@ def _predict(predictor, run_dir, paths, out_dir, previous, on_result, on_error) 
             h, w = image.shape[1:]
             amap = upsample(pred.anomaly_map[j][None, None], (h, w))[0, 0].clamp(0, 1).numpy()  # (H, W)
             mask = amap >= predictor.mask_threshold
-            name = _unique_name(p, used, out_dir, inputs, previous)
+            name = _unique_name(p, stems[p], used, out_dir, inputs, previous, maps)
             save_png(heatmap_overlay(image, amap, mask), out_dir / f"{name}_overlay.png")
             save_png(mask_image(mask), out_dir / f"{name}_mask.png")
+            map_file = f"{name}_map.{'npy' if maps == 'npy' else 'png'}"
+            if maps == "npy":
+                atomic_write(out_dir / map_file, lambda tmp, a=amap: _save_npy(tmp, a))
+            else:
+                save_map16(amap, out_dir / map_file)
             row = {
                 "path": str(p),
                 "score": round(float(pred.score[j]), 6),
@@ -151,6 +198,7 @@ def _predict(predictor, run_dir, paths, out_dir, previous, on_result, on_error) 
                 "anomalous_area": round(float(np.mean(mask)), 6),
                 "overlay": f"{name}_overlay.png",
                 "mask": f"{name}_mask.png",
+                "map": map_file,
             }
             rows.append(row)
             if on_result is not None:
@@ -168,20 +216,28 @@ def _predict(predictor, run_dir, paths, out_dir, previous, on_result, on_error) 
     return rows
 
 
-def _unique_name(path: Path, used: set[str], out_dir: Path, inputs: set[Path], previous: set[Path]) -> str:
-    """An output stem whose files collide with no other output, no input, and no file of the user's."""
+def _save_npy(path: str, a: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, a.astype(np.float32))
+
+
+def _unique_name(
+    path: Path, stem: str, used: set[str], out_dir: Path, inputs: set[Path], previous: set[Path], maps: str
+) -> str:
+    """An output stem (``stem``, or ``stem_1``...) whose files collide with no other output, no input,
+    and no file of the user's."""
 
     def free(name: str) -> bool:
-        for suffix in ("_overlay.png", "_mask.png"):
+        for suffix in ("_overlay.png", "_mask.png", "_map.npy" if maps == "npy" else "_map.png"):
             target = out_dir / f"{name}{suffix}"
             resolved = target.resolve()
             if resolved in inputs or (target.exists() and resolved not in previous):
                 return False
         return name not in used
 
-    name, k = path.stem, 1
+    name, k = stem, 1
     while not free(name):
-        name = f"{path.stem}_{k}"
+        name = f"{stem}_{k}"
         k += 1
     used.add(name)
     return name

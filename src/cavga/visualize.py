@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from .io_utils import atomic_write
@@ -128,11 +128,13 @@ def comparison_strip(
     pred_mask: Any,
     gt_mask: Any = None,
     gap: int = 2,
+    caption: str | None = None,
 ) -> Image.Image:
     """A horizontal RGB panel: input | reconstruction | heatmap overlay | predicted mask | ground truth.
 
     The ground-truth panel is left out when ``gt_mask`` is None. Panels have the input's size (others
-    are resized to it) and are separated by ``gap`` black pixels.
+    are resized to it) and are separated by ``gap`` black pixels. With a ``caption`` (e.g. the score
+    and verdict) each panel gets its name above it and the caption goes below the strip.
     """
     rgb = _rgb(image)  # (H, W, 3)
     h, w = rgb.shape[:2]
@@ -148,4 +150,34 @@ def comparison_strip(
     strip = Image.new("RGB", (len(panels) * w + (len(panels) - 1) * gap, h))
     for i, panel in enumerate(panels):
         strip.paste(panel, (i * (w + gap), 0))
-    return strip
+    if caption is None:
+        return strip
+    return _labelled(strip, PANEL_NAMES[: len(panels)], w + gap, caption)
+
+
+LABEL_MIN_WIDTH = 128  # labelled strips enlarge smaller panels to this width, so their names fit
+PANEL_NAMES = ("input", "reconstruction", "anomaly map", "predicted mask", "true mask")
+
+
+def _labelled(strip: Image.Image, names: tuple[str, ...], pitch: int, caption: str) -> Image.Image:
+    """``strip`` on a white sheet with each panel's name above it and ``caption`` below; panels
+    narrower than ``LABEL_MIN_WIDTH`` are first enlarged (nearest, by a whole factor) so names fit."""
+    k = -(-LABEL_MIN_WIDTH // pitch)  # ceil
+    if k > 1:
+        strip = strip.resize((strip.width * k, strip.height * k), Image.Resampling.NEAREST)
+        pitch *= k
+    size = max(10, min(16, pitch // 9))
+    font = ImageFont.load_default(size=size)
+    band = size + 6
+    width = max(strip.width, int(draw_width(caption, font)) + 4)
+    out = Image.new("RGB", (width, strip.height + 2 * band), "white")
+    out.paste(strip, (0, band))
+    draw = ImageDraw.Draw(out)
+    for i, name in enumerate(names):
+        draw.text((i * pitch + 2, 2), name, fill="black", font=font)
+    draw.text((2, strip.height + band + 2), caption, fill="black", font=font)
+    return out
+
+
+def draw_width(text: str, font: ImageFont.ImageFont) -> float:
+    return ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text, font=font)

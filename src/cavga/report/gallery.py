@@ -1,0 +1,62 @@
+"""Gallery thumbnails of one test image: input, heatmap overlay, predicted mask, true mask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .. import data as D
+from ..visualize import heatmap_overlay, mask_image, save_png
+
+THUMB = 224  # longest side of a gallery thumbnail, in pixels
+
+
+def thumb_size(h: int, w: int, longest: int = THUMB) -> tuple[int, int]:
+    """(H, W) scaled so that the longest side is at most ``longest`` (never enlarged)."""
+    s = min(1.0, longest / max(h, w))
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def _resized(x: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarray:
+    """A 2-D array resized to ``size`` = (H, W): nearest (masks) or bilinear (maps)."""
+    if x.shape == size:
+        return x
+    if nearest:
+        img = Image.fromarray(x.astype(np.uint8) * 255).resize(size[::-1], Image.Resampling.NEAREST)
+        return np.asarray(img) > 127
+    return np.asarray(Image.fromarray(x.astype(np.float32)).resize(size[::-1], Image.Resampling.BILINEAR))
+
+
+def write_panels(
+    image_path: str,
+    amap: np.ndarray,
+    mask_threshold: float,
+    mask_path: str | None,
+    label: int,
+    out_dir: Path,
+    stem: str,
+) -> dict[str, str | None]:
+    """Write ``<stem>_{input,overlay,pred,true}.png`` thumbnails into ``out_dir``; return their names
+    (``true`` is None for an anomalous image without a mask). ``amap`` (h, w) in [0, 1] is upsampled
+    bilinearly to the thumbnail and thresholded there, as evaluate thresholds it at the image's size."""
+    image = D.load_image(image_path, None)  # (3, H, W)
+    h, w = image.shape[1:]
+    size = thumb_size(h, w)
+    rgb = np.asarray(Image.fromarray(np.round(image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).resize(
+        size[::-1], Image.Resampling.BILINEAR))  # (h', w', 3) uint8  # fmt: skip
+    m = np.clip(_resized(amap, size, nearest=False), 0.0, 1.0)  # (h', w')
+    pred = m >= mask_threshold  # (h', w')
+    names: dict[str, str | None] = {k: f"{stem}_{k}.png" for k in ("input", "overlay", "pred", "true")}
+    save_png(Image.fromarray(rgb), out_dir / names["input"])
+    save_png(heatmap_overlay(rgb.astype(np.float32) / 255, m, pred), out_dir / names["overlay"])
+    save_png(mask_image(pred), out_dir / names["pred"])
+    if mask_path is not None:
+        gt = D.load_mask(mask_path, None, (h, w), image_path)[0].numpy() > 0.5  # (H, W)
+        save_png(mask_image(_resized(gt, size, nearest=True)), out_dir / names["true"])
+    elif label == 0:  # a normal image's true mask is empty
+        save_png(mask_image(np.zeros(size, dtype=bool)), out_dir / names["true"])
+    else:
+        names["true"] = None
+    return names

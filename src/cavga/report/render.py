@@ -1,0 +1,44 @@
+"""Pages from Jinja2 templates (``templates/``): autoescaped, self-contained, written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from ..io_utils import atomic_write_text
+
+_ENV = Environment(
+    loader=FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=select_autoescape(["html", "j2"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    """A number for a table cell: ``digits`` decimals, "n/a" for None."""
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _json(obj: Any) -> Markup:
+    """JSON safe inside <script type="application/json">: no "<" can close the element (JSON reads
+    the escape back as "<")."""
+    return Markup(json.dumps(obj, sort_keys=True).replace("<", "\\u003c"))
+
+
+_ENV.filters["fmt"] = _fmt
+_ENV.filters["tojson_safe"] = _json
+
+
+def render_page(template: str, path: str | Path, **context: Any) -> Path:
+    """Render ``templates/<template>`` with ``context`` into ``path``."""
+    return atomic_write_text(path, _ENV.get_template(template).render(**context))

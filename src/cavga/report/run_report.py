@@ -1,0 +1,238 @@
+"""`cavga report RUN_DIR`: one self-contained HTML page of an evaluated run (``RUN_DIR/report/index.html``).
+
+Everything comes from files ``evaluate`` wrote (metrics.json, scores.json, maps/) and the test images
+themselves; the model is never run again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import CavgaError
+from ..metrics import UndefinedMetricError, image_auroc
+from ..runlock import locked
+from . import plots
+from .gallery import write_panels
+from .render import render_page
+from .scores import load_map16, load_scores
+
+REPORT_DIR = "report"
+IMG_DIR = "img"
+GALLERY_LIMIT = 400  # test images shown in the gallery, worst first
+PANELS = (("input", "input"), ("overlay", "heatmap overlay"), ("pred", "predicted mask"), ("true", "true mask"))
+SORTS = (
+    ("error", "error (worst first)"),
+    ("score", "score (highest first)"),
+    ("defect", "defect type"),
+    ("name", "name"),
+)
+
+# The paper's definitions (Sec. 4, "Training and evaluation"), and MVTec AD's for the metrics it added.
+DEFINITIONS = {
+    "image_auroc": "Area under the ROC curve of the image scores against the image labels (detection). "
+    "It ranks the raw score, so no threshold is involved.",
+    "pixel_auroc": "Area under the ROC curve of all test pixels pooled (the paper's AuROC for localisation, after "
+    "Bergmann et al. [5]); each map is upsampled to its image's own size.",
+    "iou": "The paper's IoU: |P ∩ G| / |P ∪ G| between the predicted mask P (the anomaly map at the mask threshold) "
+    "and the ground truth G, per anomalous image, averaged over those images.",
+    "detection_accuracy": "The paper's detection measure: the mean of the accuracy on anomalous test images and the "
+    "accuracy on normal ones, using the verdicts (normalised score against the verdict threshold).",
+    "aupro": "Area under the per-region-overlap curve up to 30% pixel false-positive rate, divided by 0.3 "
+    "(MVTec AD, Bergmann et al. 2021): each connected defect region counts equally, whatever its size.",
+    "f1_max": "The best pixel F1 score over all thresholds of the anomaly map.",
+}
+NAMES = {
+    "image_auroc": "image AUROC",
+    "pixel_auroc": "pixel AUROC",
+    "iou": "IoU",
+    "detection_accuracy": "detection accuracy",
+    "aupro": "AUPRO (FPR ≤ 0.3)",
+    "f1_max": "pixel F1 max",
+}
+
+
+def _load_metrics(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "metrics.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CavgaError(f"{path}: missing; run `cavga evaluate {run_dir}` first") from None
+    except (OSError, ValueError) as e:
+        raise CavgaError(f"{path}: unreadable ({e})") from None
+
+
+def error_of(score: float, label: int, threshold: float) -> float:
+    """How far a score sits on the wrong side of the verdict threshold (negative: on the right side)."""
+    return threshold - score if label == 1 else score - threshold
+
+
+def _kind(label: int, verdict: int) -> tuple[str, str]:
+    kind = {(1, 1): "TP", (0, 0): "TN", (1, 0): "FN", (0, 1): "FP"}[(label, verdict)]
+    text = {"TP": "caught", "TN": "passed", "FN": "missed (FN)", "FP": "false alarm (FP)"}[kind]
+    return kind, text
+
+
+def _name(path: str) -> str:
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}"
+
+
+def _defect_rows(images: list[dict[str, Any]], per_defect_iou: dict[str, float]) -> list[dict[str, Any]]:
+    normal_scores = [im["raw_score"] for im in images if im["label"] == 0]
+    rows = []
+    for d in sorted({im["defect"] for im in images}, key=lambda d: (d != "good", d)):
+        sel = [im for im in images if im["defect"] == d]
+        auroc = None
+        if d != "good" and all(im["label"] == 1 for im in sel) and normal_scores:
+            s = [im["raw_score"] for im in sel]
+            try:
+                auroc = image_auroc(np.array(normal_scores + s), np.array([0] * len(normal_scores) + [1] * len(s)))
+            except UndefinedMetricError:
+                auroc = None
+        rows.append(
+            {
+                "defect": d,
+                "n": len(sel),
+                "flagged": float(np.mean([im["verdict"] for im in sel])),
+                "mean_score": float(np.mean([im["score"] for im in sel])),
+                "auroc": auroc,
+                "iou": per_defect_iou.get(d),
+            }
+        )
+    return rows
+
+
+def _short(v: Any) -> str:
+    """A split value for the table: long lists are counted, mappings listed one level deep."""
+    if isinstance(v, list):
+        return ", ".join(map(str, v)) if len(v) <= 8 else f"{len(v)} items"
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {_short(x)}" for k, x in v.items())
+    return str(v)
+
+
+def _split_rows(split: dict[str, Any], seed: Any) -> list[tuple[str, str]]:
+    rows = [(k, _short(v)) for k, v in split.items()]
+    return rows if "seed" in split else [*rows, ("seed", str(seed))]
+
+
+@locked("report")
+def write_run_report(run_dir: str | Path) -> Path:
+    """Write ``RUN_DIR/report/index.html`` (holding the run's lock); return its path."""
+    return build_run_report(run_dir)
+
+
+def build_run_report(run_dir: str | Path) -> Path:
+    """Write ``RUN_DIR/report/index.html`` with its figures and thumbnails beside it; return its path.
+    The caller holds the run's lock (``evaluate`` does)."""
+    run_dir = Path(run_dir)
+    metrics, scores = _load_metrics(run_dir), load_scores(run_dir)
+    out = run_dir / REPORT_DIR
+    if (out / IMG_DIR).is_dir():
+        shutil.rmtree(out / IMG_DIR)  # thumbnails of an earlier evaluation
+    thr = scores["thresholds"]
+    t_score, t_mask = float(thr["score"]), float(thr["mask"])
+    images = scores["images"]
+
+    # the worst misses and false alarms first; a large test set (the one-class protocol's 10000
+    # images) shows its GALLERY_LIMIT worst, the page says how many it left out
+    ranked = sorted(images, key=lambda im: -error_of(im["score"], im["label"], t_score))
+    gallery = []
+    for im in ranked[:GALLERY_LIMIT]:
+        amap = load_map16(run_dir / im["map"])
+        panels = write_panels(
+            im["path"], amap, t_mask, im["mask_path"], im["label"], out / IMG_DIR, f"{im['index']:04d}"
+        )
+        kind, kind_text = _kind(im["label"], im["verdict"])
+        gallery.append(
+            {
+                **im,
+                "name": _name(im["path"]),
+                "kind": kind,
+                "kind_text": kind_text,
+                "verdict": "anomalous" if im["verdict"] else "normal",
+                "error": round(error_of(im["score"], im["label"], t_score), 6),
+                "panels": {k: f"{IMG_DIR}/{v}" if v else None for k, v in panels.items()},
+            }
+        )
+
+    weak = scores["score_kind"] == "probability"
+    t_raw = thr.get("raw_score")
+    raw = {lab: [im["raw_score"] for im in images if im["label"] == lab] for lab in (0, 1)}
+    xlabel = "classifier probability of 'anomalous'" if weak else "raw score (mean reconstruction difference)"
+    fig = plots.score_histogram(raw[0], raw[1], scores["held_out_raw_scores"], t_raw, xlabel)
+    figures = {"histogram": "histogram.svg", "roc": None, "pro": None}
+    plots.write_svg(fig, out / figures["histogram"])
+    m = metrics["metrics"]
+    if scores.get("roc"):
+        plots.write_svg(
+            plots.roc_figure(scores["roc"]["fpr"], scores["roc"]["tpr"], m.get("image_auroc")), out / "roc.svg"
+        )
+        figures["roc"] = "roc.svg"
+    pro = scores.get("pro")
+    if pro:
+        plots.write_svg(plots.pro_figure(pro["fpr"], pro["pro"], pro["fpr_limit"], m.get("aupro")), out / "pro.svg")
+        figures["pro"] = "pro.svg"
+
+    if weak:
+        note = "The verdict thresholds the weakly supervised classifier's probability; no threshold is fitted."
+        definition = f"An image is anomalous when the classifier's probability is at least {t_score:g}."
+    else:
+        n = len(scores["held_out_raw_scores"])
+        q = thr.get("normalizer_quantile")
+        note = (
+            f"Test image scores (filled) and the {n} held-out normal images' scores (outline) the threshold was "
+            f"fitted on: normalised score {t_score:g} is drawn at raw score {t_raw:.4g}."
+        )
+        definition = (
+            f"Raw scores are normalised on {n} held-out normal images: s = clip((raw - lo) / (2 (hi - lo)), 0, 1), "
+            f"lo their lowest score, hi their {q} quantile; an image is anomalous when s ≥ {t_score:g}."
+        )
+    split = metrics.get("split") or {}
+    counts = _split_rows(split, metrics.get("seed"))
+    thresholds = [("verdict threshold (normalised score)", f"{t_score:g}")]
+    if not weak:
+        thresholds += [
+            ("verdict threshold (raw score)", f"{t_raw:.6g}"),
+            ("normaliser quantile", thr.get("normalizer_quantile")),
+        ]
+    thresholds += [("mask threshold (anomaly map)", f"{t_mask:.6g}"), ("mask quantile", thr.get("mask_quantile"))]
+
+    metric_rows = [
+        {"key": k, "name": NAMES[k], "definition": DEFINITIONS[k], "value": m.get(k),
+         "baseline": (metrics.get("baseline_residual") or {}).get(k)}
+        for k in NAMES
+    ]  # fmt: skip
+    return render_page(
+        "run.html.j2",
+        out / "index.html",
+        model=metrics.get("model", "cavga"),
+        dataset=split.get("category") or split.get("layout") or "its data set",
+        run=str(run_dir),
+        image_size=metrics.get("image_size"),
+        seed=metrics.get("seed"),
+        version=__version__,
+        metrics=metric_rows,
+        undefined=m.get("undefined") or [],
+        split=counts,
+        thresholds=thresholds,
+        threshold_raw=t_raw,
+        threshold_definition=definition,
+        histogram_note=note,
+        figures=figures,
+        pro_limit=pro["fpr_limit"] if pro else 0.3,
+        pro_limit_pct=round(100 * (pro["fpr_limit"] if pro else 0.3)),
+        defects=_defect_rows(images, metrics.get("per_defect_iou") or {}),
+        images=gallery,
+        n_wrong=sum(im["verdict"] != im["label"] for im in images),
+        n_images=len(images),
+        panels=PANELS,
+        sorts=SORTS,
+        data={"metrics": {k: m.get(k) for k in NAMES}, "thresholds": thr, "n_images": len(images)},
+    )

@@ -1,0 +1,40 @@
+"""A tiny trained and evaluated run (seconds on a CPU), shared by the report tests."""
+
+from pathlib import Path
+
+from cavga.cli import main
+from cavga.demo_data import generate_demo_dataset
+
+
+def make_data(root: Path) -> Path:
+    generate_demo_dataset(root, seed=0, n_train=12, n_test_good=4, n_test_defect=8, crop=48)
+    return root
+
+
+def make_evaluated_run(data: Path, out: Path, model: str = "Du") -> Path:
+    args = [
+        "train", "--data", str(data), "--layout", "mvtec", "--category", "brick", "--model", model,
+        "--out", str(out), "--epochs", "1", "--image-size", "32", "--batch-size", "4", "--device", "cpu",
+        "--no-progress", "--set", "model.base_channels=8", "--set", "model.latent_channels=8",
+        "--set", "data.anomalous_fraction=0.2", "--set", "data.val_fraction=0.3",
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert main(["evaluate", str(out), "--device", "cpu", "--no-progress"]) == 0
+    return out
+
+
+_CACHE: dict[str, Path] = {}
+
+
+def shared_run(tmp_path_factory, model: str = "Du") -> Path:
+    """One evaluated run per model for the whole session (test modules must not change it)."""
+    if model not in _CACHE:
+        data = _CACHE.get("data") or make_data(tmp_path_factory.mktemp("report-data"))
+        _CACHE["data"] = data
+        _CACHE[model] = make_evaluated_run(data, tmp_path_factory.mktemp("report-run") / model, model)
+    return _CACHE[model]
+
+
+def shared_data(tmp_path_factory) -> Path:
+    shared_run(tmp_path_factory)
+    return _CACHE["data"]
