@@ -305,7 +305,8 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
         raise CavgaError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     for section_name, values in raw.items():
         if section_name not in {f.name for f in fields(cfg)}:
-            raise CavgaError(f"{source}: unknown section {section_name!r} (known: {', '.join(f.name for f in fields(cfg))})")
+            known = ", ".join(f.name for f in fields(cfg))
+            raise CavgaError(f"{source}: unknown section {section_name!r} (known: {known})")
         section = getattr(cfg, section_name)
         types_ = _section_types(section)
         if values is None:

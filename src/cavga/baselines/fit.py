@@ -124,8 +124,8 @@ def _train_ae(model, cfg: RunConfig, run_dir: Path, run_data: RunData, device, f
 def _fit_patchcore(model: PatchCore, cfg: RunConfig, run_dir: Path, run_data: RunData, device, fp, progress) -> Path:
     t0 = time.perf_counter()
     normals = [r for r in run_data.train if r.label == 0]
-    loader = eval_loader(normals, cfg)
-    patches = torch.cat([model.patches(b.image.to(device)).cpu() for b in tqdm(loader, "features", disable=not progress)])
+    loader = tqdm(eval_loader(normals, cfg), "features", disable=not progress, leave=False)
+    patches = torch.cat([model.patches(b.image.to(device)).cpu() for b in loader])  # (N, 152)
     n = max(1, math.ceil(cfg.baseline.coreset_fraction * len(patches)))
     picked = greedy_coreset(patches.to(device), n, cfg.baseline.coreset_projection, cfg.train.seed)
     model.bank = patches[picked].to(device)  # (M, 152)
