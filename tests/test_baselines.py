@@ -208,3 +208,44 @@ def test_baseline_config_is_checked_and_does_not_change_cavga_fingerprints():
     changed = to_dict(from_dict({"model": {"variant": "AE-L2"}, "baseline": {"ae_latent_dim": 50}}))
     assert config_fingerprint(ae) != config_fingerprint(changed)
     assert from_dict({"model": {"variant": "PatchCore"}}).model.label == "PatchCore"
+
+
+def test_patch_features_are_3x3_means_of_the_stride_8_and_16_stages():
+    _lite0_or_skip()
+    import torch.nn.functional as F
+
+    model = PatchCore(64)
+    x = torch.rand(2, 3, 64, 64)
+    h, stages = model.features.encoder.prepare(x), []
+    for block in model.features.encoder.body:
+        h = block(h)
+        stages.append(h)
+    assert stages[3].shape[1:] == (40, 8, 8) and stages[5].shape[1:] == (112, 4, 4)  # strides 8 and 16
+    s8 = F.avg_pool2d(stages[3], 3, 1, 1, count_include_pad=False)
+    s16 = F.interpolate(F.avg_pool2d(stages[5], 3, 1, 1, count_include_pad=False), size=(8, 8), mode="bilinear")
+    assert torch.allclose(model.features(x), torch.cat([s8, s16], dim=1), atol=1e-5)
+
+
+def test_scores_are_the_map_mean_for_the_ae_and_the_distance_maximum_for_patchcore():
+    _lite0_or_skip()
+    from cavga.baselines.ae import l2_map
+    from cavga.baselines.scoring import build_baseline, evidence
+
+    cfg = RunConfig()
+    cfg.data.image_size, cfg.baseline.ae_input_size = 64, 64
+    x = torch.rand(2, 3, 64, 64)
+    cfg.model.variant = "AE-L2"
+    ae = build_baseline(cfg)
+    amap, raw, x_hat = evidence(ae, cfg, x)
+    with torch.no_grad():
+        by_hand = l2_map(x, ae(x).clamp(0, 1))  # (B, 64, 64)
+    assert torch.allclose(amap, by_hand, atol=1e-6) and torch.allclose(raw, by_hand.mean(dim=(1, 2)), atol=1e-6)
+    assert x_hat.shape == x.shape
+    cfg.model.variant = "PatchCore"
+    pc = build_baseline(cfg)
+    pc.bank = pc.patches(torch.rand(2, 3, 64, 64))
+    pc.map_scale.fill_(3.0)
+    amap, raw, x_hat = evidence(pc, cfg, x)
+    d = pc.distance_map(x)  # (B, 64, 64)
+    assert x_hat is None and torch.allclose(raw, d.flatten(1).amax(dim=1))
+    assert torch.allclose(amap, d / (d + 3.0)) and float(amap.max()) < 1
