@@ -13,6 +13,7 @@ from .config import (
     DEMO_SETTINGS,
     ENCODER_STRIDES,
     LAYOUTS,
+    MODELS,
     VARIANTS,
     RunConfig,
     apply_overrides,
@@ -87,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--category", help="MVTec AD category, e.g. bottle; one-class layouts: the normal class (index or name)"
     )
-    p.add_argument("--model", choices=VARIANTS, help="variant: Du, Ru (unsupervised), Dw, Rw (weakly supervised)")
+    p.add_argument(
+        "--model",
+        choices=MODELS,
+        help="variant: Du, Ru (unsupervised), Dw, Rw (weakly supervised); or a baseline: AE-L2, AE-SSIM, PatchCore "
+        "(docs/baselines.md)",
+    )
     p.add_argument("--out", required=True, help="run folder: config, split, checkpoint, metrics")
     p.add_argument(
         "--anomalous-fraction",
@@ -135,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="data set root folder")
     p.add_argument("--layout", choices=LAYOUTS, help="data set layout (default mvtec)")
     p.add_argument("--category", help="MVTec AD category")
-    p.add_argument("--models", default="Du,Ru,Dw,Rw", help="comma-separated variants (default Du,Ru,Dw,Rw)")
+    p.add_argument(
+        "--models", default="Du,Ru,Dw,Rw", help="comma-separated variants and baselines (default Du,Ru,Dw,Rw)"
+    )
     p.add_argument("--out", required=True, help="folder for one run per variant and results.json/md")
     p.add_argument(
         "--anomalous-fraction", type=float, help="CAVGA-w: fraction of anomalous images in training (u: not tested)"
@@ -308,10 +316,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .evaluate import format_table
 
         variants = [v.strip() for v in args.models.split(",") if v.strip()]
-        bad = [v for v in variants if v not in VARIANTS]
+        bad = [v for v in variants if v not in MODELS]
         if bad or not variants:
             raise CavgaError(
-                f"--models: unknown variant(s) {', '.join(bad) or '(none)'} (choose from {', '.join(VARIANTS)})"
+                f"--models: unknown variant(s) {', '.join(bad) or '(none)'} (choose from {', '.join(MODELS)})"
             )
         args.model = variants[0]
         results = run_benchmark(_run_config(args), variants, args.out, progress=not args.no_progress)

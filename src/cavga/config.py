@@ -22,6 +22,9 @@ from .io_utils import atomic_write_text
 
 LAYOUTS = ("mvtec", "mtd", "folder", "mnist", "fashion-mnist", "cifar10", "digits")  # last four: one-class (Table 7)
 VARIANTS = ("Du", "Ru", "Dw", "Rw")
+# The paper's localisation baselines [6] and a pretrained-feature reference (cavga.baselines, docs/baselines.md)
+BASELINES = ("AE-L2", "AE-SSIM", "PatchCore")
+MODELS = VARIANTS + BASELINES
 BACKBONES = ("resnet18", "efficientnet_lite0")  # CAVGA-R encoders (cavga.backbones)
 BACKBONE_NAMES = {"resnet18": "ResNet-18", "efficientnet_lite0": "EfficientNet-Lite0"}
 ENCODER_STRIDES = (16, 32)
@@ -58,7 +61,9 @@ class DataConfig:
 class ModelConfig:
     """Network architecture (Sec. 4, "Architecture details")."""
 
-    variant: str = "Du"  # Du | Ru | Dw | Rw: D = DCGAN, R = ResNet-18; u = unsupervised, w = weakly sup.
+    # Du | Ru | Dw | Rw: D = DCGAN, R = ResNet-18; u = unsupervised, w = weakly sup.; or a baseline
+    # (AE-L2 | AE-SSIM | PatchCore, set up by the ``baseline`` section)
+    variant: str = "Du"
     base_channels: int = 64  # DCGAN width (ndf = ngf)
     latent_channels: int = 256  # channels of the convolutional latent z
     latent_stride: int = 16  # CAVGA-D: image size / latent grid size (DCGAN's 4 stride-2 stages; 4, 8 or 16)
@@ -83,11 +88,17 @@ class ModelConfig:
 
     @property
     def weakly_supervised(self) -> bool:
-        return self.variant[1] == "w"
+        return self.variant in VARIANTS and self.variant[1] == "w"
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.variant in BASELINES
 
     @property
     def label(self) -> str:
         """The variant's name in tables, e.g. "CAVGA-Ru (EfficientNet-Lite0, frozen)"; "*" marks CAVGA-R*."""
+        if self.is_baseline:
+            return self.variant
         name = f"CAVGA-{self.variant}" + ("*" if self.flat_latent else "")
         if self.arch != "R":
             return name
@@ -146,19 +157,33 @@ class InferConfig:
 
 
 @dataclass
+class BaselineConfig:
+    """The baselines' own settings (cavga.baselines; docs/baselines.md). CAVGA runs ignore them."""
+
+    ae_input_size: int = 128  # AE-*: the autoencoder of [6] sees 128x128 images; maps are upsampled
+    ae_latent_dim: int = 100  # AE-*: size of the 1x1 bottleneck ([6]: d = 100)
+    ae_weight_decay: float = 1e-5  # AE-*: Adam weight decay ([6])
+    ssim_window: int = 11  # AE-SSIM: side of the Gaussian SSIM window ([6]: 11)
+    coreset_fraction: float = 0.1  # PatchCore: share of the training patches kept in the memory bank
+    coreset_projection: int = 128  # PatchCore: random-projection size for the k-center search (0: none)
+    blur_sigma: float = 4.0  # PatchCore: Gaussian blur of the upsampled map, in pixels
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
     def validate(self) -> RunConfig:
         """Check values that a typo would make silently wrong; return self."""
         if self.data.layout not in LAYOUTS:
             raise CavgaError(f"data.layout: unknown layout {self.data.layout!r} (choose from {', '.join(LAYOUTS)})")
-        if self.model.variant not in VARIANTS:
-            raise CavgaError(f"model.variant: unknown model {self.model.variant!r} (choose from {', '.join(VARIANTS)})")
+        if self.model.variant not in MODELS:
+            raise CavgaError(f"model.variant: unknown model {self.model.variant!r} (choose from {', '.join(MODELS)})")
         if self.model.attention_norm not in ("running", "image"):
             raise CavgaError(f"model.attention_norm: {self.model.attention_norm!r} is not 'running' or 'image'")
         from .attention import ATTENTION_SCORES
@@ -214,6 +239,16 @@ class RunConfig:
         _in_range("train.beta1", self.train.beta1, 0.0, 1.0, high_open=True)
         _in_range("train.beta2", self.train.beta2, 0.0, 1.0, high_open=True)
         _in_range("model.attention_momentum", self.model.attention_momentum, 0.0, 1.0, low_open=True)
+        b = self.baseline
+        if b.ae_input_size < 32 or b.ae_input_size & (b.ae_input_size - 1):
+            raise CavgaError(f"baseline.ae_input_size: {b.ae_input_size} is not a power of two >= 32")
+        if b.ae_latent_dim < 1 or b.coreset_projection < 0:
+            raise CavgaError("baseline.ae_latent_dim must be >= 1 and baseline.coreset_projection >= 0")
+        if b.ssim_window < 3 or b.ssim_window % 2 == 0:
+            raise CavgaError(f"baseline.ssim_window: {b.ssim_window} is not an odd number >= 3")
+        _in_range("baseline.coreset_fraction", b.coreset_fraction, 0.0, 1.0, low_open=True)
+        _in_range("baseline.ae_weight_decay", b.ae_weight_decay, 0.0, math.inf)
+        _in_range("baseline.blur_sigma", b.blur_sigma, 0.0, math.inf)
         return self
 
 
@@ -270,7 +305,8 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
         raise CavgaError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     for section_name, values in raw.items():
         if section_name not in {f.name for f in fields(cfg)}:
-            raise CavgaError(f"{source}: unknown section {section_name!r} (known: data, model, loss, train, infer)")
+            known = ", ".join(f.name for f in fields(cfg))
+            raise CavgaError(f"{source}: unknown section {section_name!r} (known: {known})")
         section = getattr(cfg, section_name)
         types_ = _section_types(section)
         if values is None:

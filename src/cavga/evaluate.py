@@ -112,7 +112,8 @@ def evaluate_run(
         # False: no anomalous test image has a pixel mask (e.g. the one-class layouts); pixel metrics are absent
         "pixel_ground_truth": pixel_truth,
         "metrics": _clean(cavga),
-        "baseline_residual": _clean(baseline),
+        # None where the model reconstructs nothing (PatchCore): there is no residual to measure
+        "baseline_residual": _clean(baseline) if predictor.has_reconstruction else None,
         "per_defect_iou": _per_defect_iou(pred_masks, masks, has_mask, labels, cols["defect"]),
         "split": run_data.info,
         "scoring": {"pixel": "each image's own size (maps upsampled bilinearly)", "image_auroc": "raw score"},
@@ -262,6 +263,6 @@ def format_table(results: list[dict[str, Any]], with_baseline: bool = True) -> s
 
     for r in results:
         lines.append(row(r["model"], r["metrics"]))
-        if with_baseline:
+        if with_baseline and r.get("baseline_residual"):
             lines.append(row("residual baseline", r["baseline_residual"]))
     return "\n".join(lines)

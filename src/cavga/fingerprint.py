@@ -25,6 +25,10 @@ def _digest(obj: Any) -> str:
 def config_fingerprint(config: dict[str, Any]) -> str:
     """Hash of a config dict (``config.to_dict``) without the settings a resume may change."""
     c = copy.deepcopy(config)
+    from .config import BASELINES
+
+    if c.get("model", {}).get("variant") not in BASELINES:
+        c.pop("baseline", None)  # CAVGA ignores it; runs from before the section existed keep their hash
     for section, keys in MUTABLE.items():
         if keys is None:
             c.pop(section, None)

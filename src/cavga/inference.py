@@ -150,7 +150,10 @@ class Predictor:
         if not cfg.model.weakly_supervised and normalizer is None:
             raise CavgaError("this unsupervised model has no score normaliser (training did not finish)")
         self.mask_threshold = cfg.infer.mask_threshold
-        self._direct = cfg.infer.attention_direction == "direct" and not cfg.model.weakly_supervised
+        self.has_reconstruction = True  # evaluate measures the residual baseline |x - x_hat| beside the model
+        self._direct = (
+            cfg.infer.attention_direction == "direct" and not cfg.model.weakly_supervised and not cfg.model.is_baseline
+        )
         if cfg.infer.mask_quantile is not None:
             if normalizer is None:
                 raise CavgaError("infer.mask_quantile needs held-out map statistics, which this run lacks")
@@ -176,6 +179,10 @@ class Predictor:
             not cfg.model.weakly_supervised and state.get("normalizer") is None
         ):
             raise CavgaError(f"{run_dir}: training stopped at epoch {state.get('epoch')}; finish it with --resume")
+        if cfg.model.is_baseline:  # AE-L2, AE-SSIM, PatchCore: same Prediction, their own maps and scores
+            from .baselines.scoring import BaselinePredictor
+
+            return BaselinePredictor.from_state(state, cfg, resolve_device(device))
         model, _ = build_networks(cfg.model, cfg.data.image_size, from_checkpoint=True)
         model.load_state_dict(state["model"])
         norm = state.get("normalizer")
@@ -235,22 +242,29 @@ def eval_loader(records: list[D.Record], cfg: RunConfig) -> torch.utils.data.Dat
 
 
 def fit_normalizer(
-    model: CAVGA, records: list[D.Record], cfg: RunConfig, device: torch.device
+    model: CAVGA | None, records: list[D.Record], cfg: RunConfig, device: torch.device, evidence=None
 ) -> dict[str, Any] | None:
     """Fit the score normaliser and the map quantiles on normal images the model did not train on
     (the held-out ones; the training normals only when ``data.val_fraction`` is 0). The quantiles
-    pool the held-out maps at each image's own resolution, where maps are scored and thresholded."""
+    pool the held-out maps at each image's own resolution, where maps are scored and thresholded.
+
+    ``evidence(x)`` replaces CAVGA's forward pass for a baseline: it returns the anomaly map
+    (B, S, S) in [0, 1], the raw image score (B,) and the reconstruction (B, 3, S, S) or None."""
     records = [r for r in records if r.label == 0]
     if not records:
         return None
     raws, peaks, maps = [], [], []
     for batch in eval_loader(records, cfg):
         x = batch.image.to(device)
-        amap, x_hat, _ = anomaly_evidence(model, x)
-        residual = (x - x_hat).abs().mean(dim=1)  # (B, S, S)
-        raws.append(residual.flatten(1).mean(dim=1).cpu())
+        if evidence is None:
+            amap, x_hat, _ = anomaly_evidence(model, x)
+            amap = upsample(amap, cfg.data.image_size).clamp(0, 1)[:, 0]  # (B, S, S)
+        else:
+            amap, raw, x_hat = evidence(x)  # (B, S, S), (B,), (B, 3, S, S) or None
+        residual = (x - (x if x_hat is None else x_hat)).abs().mean(dim=1)  # (B, S, S)
+        raws.append((residual.flatten(1).mean(dim=1) if evidence is None else raw).cpu())
         peaks.append(residual.flatten(1).amax(dim=1).cpu())
-        amap = upsample(amap, cfg.data.image_size).clamp(0, 1)[:, 0].cpu()  # (B, S, S)
+        amap = amap.cpu()
         maps += [native_map(m, D.image_size_of(p)).ravel() for m, p in zip(amap, batch.path, strict=True)]
     raw = torch.cat(raws).numpy()
     map_quantiles = np.quantile(np.concatenate(maps), np.linspace(0.0, 1.0, 1001))

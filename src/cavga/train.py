@@ -224,7 +224,7 @@ def _optimizers(model: CAVGA, disc: Discriminator, cfg: RunConfig):
 
 
 def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
-    """Train one CAVGA variant into ``run_dir``; return the checkpoint path.
+    """Train one CAVGA variant (or fit a baseline, :mod:`cavga.baselines`) into ``run_dir``; return the checkpoint path.
 
     ``run_dir`` receives config.yaml, split.json, history.jsonl and checkpoint.pt (rewritten
     atomically after every epoch).  With ``resume`` an interrupted run continues from its last
@@ -238,10 +238,17 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     resolve_device(cfg.train.device)  # a device this machine lacks fails now, not after the data is read
     with RunLock(run_dir, "train"):
         remove_stale_temp_files(run_dir)
+        if cfg.model.is_baseline:  # AE-L2, AE-SSIM, PatchCore: their own loop or fit, the same run folder
+            from .baselines.fit import train_baseline
+
+            return train_baseline(cfg, run_dir, resume, progress)
         return _train_locked(cfg, run_dir, resume, progress)
 
 
-def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
+def open_run(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[dict[str, Any] | None, RunData]:
+    """The checkpoint to resume from (None for a new run) and the run's data; shared by every model.
+
+    A new run's split is made and its training images are checked now, before anything is written."""
     ckpt_path = run_dir / CHECKPOINT
     state = None
     if ckpt_path.exists():
@@ -265,8 +272,22 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
         if not run_data.test:
             warnings.warn(
                 f"{cfg.data.root}: the split has no test images; `cavga evaluate` will have nothing to score",
-                stacklevel=3,
+                stacklevel=4,
             )
+    return state, run_data
+
+
+def start_run_folder(cfg: RunConfig, run_dir: Path, run_data: RunData) -> None:
+    """A new run's config.yaml and split.json, written once its data and networks are known to be good."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    atomic_write_json(run_dir / SPLIT_FILE, run_data.to_dict())
+    (run_dir / HISTORY_FILE).unlink(missing_ok=True)  # left by a start killed in its first epoch
+
+
+def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
+    ckpt_path = run_dir / CHECKPOINT
+    state, run_data = open_run(cfg, run_dir, resume)
 
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
@@ -274,10 +295,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
         cfg.model, cfg.data.image_size, cfg.train.allow_random_init, from_checkpoint=state is not None
     )
     if state is None:  # data and networks are good: only now does the run folder get written
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        atomic_write_json(run_dir / SPLIT_FILE, run_data.to_dict())
-        (run_dir / HISTORY_FILE).unlink(missing_ok=True)  # left by a start killed in its first epoch
+        start_run_folder(cfg, run_dir, run_data)
     fp = fingerprint(to_dict(cfg), run_data.to_dict())
     model.to(device)
     disc.to(device)
@@ -380,7 +398,7 @@ def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer,
 def _check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> None:
     """A resumed run may change its epoch count, device and inference settings, nothing else."""
     saved, now = state["config"], to_dict(cfg)
-    for section in ("data", "model", "loss"):
+    for section in ("data", "model", "loss") + (("baseline",) if cfg.model.is_baseline else ()):
         for key, value in now[section].items():
             if saved.get(section, {}).get(key) != value:
                 raise CavgaError(

@@ -97,7 +97,7 @@ def validate_run(
         "protocol": f"held-out normals ({len(held_out)}) + {copies} painted copies each, seed {seed}",
         "image_size": cfg.data.image_size,
         "metrics": {k: metrics[k] for k in METRIC_KEYS},
-        "baseline_residual": {k: baseline[k] for k in METRIC_KEYS},
+        "baseline_residual": {k: baseline[k] for k in METRIC_KEYS} if predictor.has_reconstruction else None,
         "per_defect": per_defect,
     }
     atomic_write_json(run_dir / VALIDATION_FILE, result)

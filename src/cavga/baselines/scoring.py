@@ -1,0 +1,95 @@
+"""Anomaly maps and image scores of the baselines, and the Predictor that serves them.
+
+``evidence(model, cfg, x)`` is the one place a baseline turns images into (map, raw score,
+reconstruction); the threshold fitting (:func:`cavga.inference.fit_normalizer`), evaluation and
+predict all go through it, via :class:`BaselinePredictor`, exactly as they go through CAVGA.
+
+Image scores: the AEs take the mean of their map (the per-image MSE for AE-L2, the mean SSIM
+residual for AE-SSIM), as CAVGA-u scores the mean reconstruction residual; PatchCore takes the
+maximum of its (blurred) distance map, as PatchCore does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import RunConfig
+from ..errors import CavgaError
+from ..inference import BatchPrediction, Normalizer, Predictor
+from .ae import ConvAutoencoder, ae_map
+from .patchcore import PatchCore
+
+Evidence = tuple[Tensor, Tensor, Tensor | None]  # map (B, S, S) in [0, 1], raw score (B,), x_hat (B, 3, S, S) or None
+
+
+def build_baseline(cfg: RunConfig, from_checkpoint: bool = False) -> torch.nn.Module:
+    """The untrained network (AE) or the empty PatchCore (its encoder pretrained unless ``from_checkpoint``)."""
+    b = cfg.baseline
+    if cfg.model.variant == "PatchCore":
+        if from_checkpoint:  # the checkpoint holds the encoder's weights
+            return PatchCore(cfg.data.image_size, b.blur_sigma, "none", allow_random_init=True)
+        return PatchCore(cfg.data.image_size, b.blur_sigma, cfg.model.backbone_weights, cfg.train.allow_random_init)
+    return ConvAutoencoder(b.ae_input_size, b.ae_latent_dim)
+
+
+def to_ae_size(x: Tensor, size: int) -> Tensor:
+    """Images (B, 3, S, S) resized to the AE's input size (area-averaged when shrinking)."""
+    if x.shape[-1] == size:
+        return x
+    mode = "area" if x.shape[-1] > size else "bilinear"
+    return F.interpolate(x, size=(size, size), mode=mode, **({} if mode == "area" else {"align_corners": False}))
+
+
+@torch.no_grad()
+def evidence(model: torch.nn.Module, cfg: RunConfig, x: Tensor) -> Evidence:
+    """A baseline's anomaly map at the run's image size, raw image score and reconstruction."""
+    model.eval()
+    size = cfg.data.image_size
+    if isinstance(model, PatchCore):
+        d = model.distance_map(x)  # (B, S, S) blurred 1-NN distances
+        return model.squash(d), d.flatten(1).amax(dim=1), None
+    small = to_ae_size(x, model.image_size)  # (B, 3, s, s)
+    x_hat = model(small).clamp(0, 1)  # (B, 3, s, s): the image range
+    amap = ae_map(cfg.model.variant, small, x_hat, cfg.baseline.ssim_window)  # (B, s, s)
+    raw = amap.flatten(1).mean(dim=1)  # (B,)
+    amap = F.interpolate(amap[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]  # (B, S, S)
+    recon = F.interpolate(x_hat, size=(size, size), mode="bilinear", align_corners=False)  # (B, 3, S, S)
+    return amap.clamp(0, 1), raw, recon
+
+
+class BaselinePredictor(Predictor):
+    """A :class:`~cavga.inference.Predictor` for a baseline: same thresholds, same Prediction."""
+
+    def __init__(self, model: torch.nn.Module, cfg: RunConfig, normalizer: Normalizer | None, device: torch.device):
+        super().__init__(model, cfg, normalizer, device)
+        self.has_reconstruction = not isinstance(model, PatchCore)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], cfg: RunConfig, device: torch.device) -> BaselinePredictor:
+        if state.get("normalizer") is None:
+            raise CavgaError(f"{cfg.model.variant}: this run has not finished fitting; finish it with --resume")
+        model = build_baseline(cfg, from_checkpoint=True)
+        if isinstance(model, PatchCore):
+            model.bank = torch.empty_like(state["model"]["bank"])  # (M, 152): the bank's saved size
+        model.load_state_dict(state["model"])
+        normalizer = Normalizer(**state["normalizer"]).with_quantile(cfg.infer.normalizer_quantile)
+        return cls(model, cfg, normalizer, device)
+
+    def predict_batch(self, x: Tensor) -> BatchPrediction:
+        x = x.to(self.device)
+        amap, raw, x_hat = evidence(self.model, self.cfg, x)  # (B, S, S), (B,), (B, 3, S, S) | None
+        recon = x if x_hat is None else x_hat
+        score = self.normalizer(raw)
+        return BatchPrediction(
+            score=score.cpu(),
+            label=(score >= self.cfg.infer.score_threshold).long().cpu(),
+            anomaly_map=amap.cpu(),
+            mask=(amap >= self.mask_threshold).cpu(),
+            raw_score=raw.cpu(),
+            reconstruction=recon.cpu(),
+            residual_map=(x - recon).abs().mean(dim=1).cpu(),  # (B, S, S); zero for PatchCore
+        )
