@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..config import LAYOUTS, DataConfig
 from ..errors import CavgaError
-from .oneclass import ONE_CLASS_LAYOUTS, one_class_split
 from .listing import _check_root, _fixed_split, _list_images, _mask_index, _subfolders
+from .oneclass import ONE_CLASS_LAYOUTS, one_class_split
 from .records import GOOD, MASK_FOLDERS, Record, Split, _check_fraction, _info
 
 
