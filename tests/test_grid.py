@@ -201,3 +201,13 @@ def test_paper_numbers_are_the_papers_rows():
     with pytest.raises(CavgaError):
         G.parse_grid({"data": {"layout": "mvtec"}, "paper": "x"}, "g")
     assert np.isclose(next(t for t in TABLES if t.table == "Table 3").value("bottle", "CAVGA-Du"), 0.30)
+
+
+def test_a_cell_trained_longer_than_the_grid_asks_is_refused(tmp_path):
+    spec = G.parse_grid({"data": {"layout": "digits"}, "categories": [0], "train": {"epochs": 2}}, "g")
+    cell = G.build_cells(spec, tmp_path)[0]
+    cell.dir.mkdir(parents=True)
+    (cell.dir / "checkpoint.pt").write_bytes(b"")
+    (cell.dir / "history.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3}\n')
+    with pytest.raises(CavgaError, match="trained for 3 epochs but the grid asks for 2"):
+        G.run_cell(cell, progress=False)

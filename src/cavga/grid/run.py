@@ -23,7 +23,7 @@ from ..evaluate import METRICS_FILE, evaluate_run
 from ..io_utils import atomic_write_json, check_output_folder
 from ..runlock import RunLock
 from ..runtime import CHECKPOINT
-from ..train import train
+from ..train import _completed_epochs, train
 from .spec import DatasetSpec, GridSpec, ModelSpec, set_values
 
 NOT_IDENTITY = {"train": ("device", "num_workers")}  # settings that do not change a cell's result
@@ -102,6 +102,12 @@ def run_cell(cell: Cell, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) and evaluate one cell; its metrics.json records the cell and its fingerprint."""
     t0 = time.perf_counter()
     resume = (cell.dir / CHECKPOINT).exists()
+    done = _completed_epochs(cell.dir)
+    if resume and done > cell.cfg.train.epochs:
+        raise CavgaError(
+            f"{cell.dir}: trained for {done} epochs but the grid asks for {cell.cfg.train.epochs}; "
+            "delete this cell's folder to retrain it"
+        )
     train(cell.cfg, cell.dir, resume=resume, progress=progress)
     t_train = time.perf_counter() - t0
     result = evaluate_run(cell.dir, device=cell.cfg.train.device, progress=progress)
