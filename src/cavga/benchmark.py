@@ -1,4 +1,5 @@
 """`cavga benchmark`: train and evaluate several variants on one data set, one table.
+(`cavga benchmark --grid FILE.yaml`, models x categories x seeds, is :mod:`cavga.grid`.)
 
 Each variant trains into ``OUT/<variant>`` (resuming if it was interrupted), is evaluated on its
 own test split, and the table (CAVGA rows beside the residual baseline measured in the same
@@ -45,8 +46,9 @@ def run_benchmark(
     return results
 
 
-def _write(out_dir: Path, results: list[dict[str, Any]], paper: dict[str, dict[str, float]] | None = None) -> None:
-    env = {
+def environment() -> dict[str, Any]:
+    """The command line and the software and hardware a benchmark ran on."""
+    return {
         "command": " ".join(["cavga", *sys.argv[1:]]) if sys.argv and "cavga" in sys.argv[0] else None,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -54,7 +56,10 @@ def _write(out_dir: Path, results: list[dict[str, Any]], paper: dict[str, dict[s
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-    atomic_write_json(out_dir / "results.json", {"environment": env, "results": results})
+
+
+def _write(out_dir: Path, results: list[dict[str, Any]], paper: dict[str, dict[str, float]] | None = None) -> None:
+    atomic_write_json(out_dir / "results.json", {"environment": environment(), "results": results})
     lines = [
         format_table(results),
         "",

@@ -137,14 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write RUN_DIR/report/index.html from an evaluated run (no model run)")
     p.add_argument("run_dir")
 
-    p = sub.add_parser("benchmark", help="train and evaluate several variants on one data set; one table")
-    p.add_argument("--data", required=True, help="data set root folder")
+    p = sub.add_parser(
+        "benchmark",
+        help="train and evaluate several variants on one data set, or a grid (--grid): one table",
+        description="Either --data (several --models on one data set) or --grid FILE.yaml (models x categories "
+        "x seeds, resumable; docs/benchmark.md). With --grid, run options (--epochs, --device, --set ...) "
+        "apply to every cell.",
+    )
+    p.add_argument("--grid", help="grid YAML: models x categories x seeds (docs/benchmark.md)")
+    p.add_argument("--data", help="data set root folder")
     p.add_argument("--layout", choices=LAYOUTS, help="data set layout (default mvtec)")
     p.add_argument("--category", help="MVTec AD category")
-    p.add_argument(
-        "--models", default="Du,Ru,Dw,Rw", help="comma-separated variants and baselines (default Du,Ru,Dw,Rw)"
-    )
-    p.add_argument("--out", required=True, help="folder for one run per variant and results.json/md")
+    p.add_argument("--models", help="comma-separated variants and baselines (default Du,Ru,Dw,Rw)")
+    p.add_argument("--out", required=True, help="folder for one run per variant (or grid cell) and results")
     p.add_argument(
         "--anomalous-fraction", type=float, help="CAVGA-w: fraction of anomalous images in training (u: not tested)"
     )
@@ -253,6 +258,25 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _grid(args: argparse.Namespace) -> int:
+    """`cavga benchmark --grid FILE.yaml --out OUT`."""
+    from .grid import load_grid, run_grid
+
+    for flag in ("config", "data", "layout", "category", "models", "seed"):
+        if getattr(args, flag) is not None:
+            raise CavgaError(f"--{flag} cannot be combined with --grid: the grid file sets it")
+    spec = load_grid(args.grid)
+
+    def show(cell, status: str) -> None:
+        if status != "finished":
+            what = "finished before, kept" if status == "done" else "training"
+            print(f"{cell.model.name} / {cell.row} / seed {cell.seed}: {what}", flush=True)
+
+    rows = run_grid(spec, args.out, _flag_values(args), args.overrides, not args.no_progress, show)
+    print(f"{len(rows)} cells; written: {Path(args.out) / 'results.md'}, results.csv and results.json")
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "train":
         from .train import train
@@ -311,11 +335,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(f"written: {write_run_report(args.run_dir)}")
         return 0
+    if args.command == "benchmark" and args.grid:
+        return _grid(args)
     if args.command == "benchmark":
         from .benchmark import run_benchmark
         from .evaluate import format_table
 
-        variants = [v.strip() for v in args.models.split(",") if v.strip()]
+        if args.data is None:
+            raise CavgaError("benchmark: give --data (and --models), or --grid FILE.yaml")
+        variants = [v.strip() for v in (args.models or "Du,Ru,Dw,Rw").split(",") if v.strip()]
         bad = [v for v in variants if v not in MODELS]
         if bad or not variants:
             raise CavgaError(

@@ -14,8 +14,9 @@ files is a one-line :class:`CavgaError` naming the file or folder.
 The package, one concern per module: ``records`` (Record, Split, constants), ``listing`` (folder
 listing shared by the layouts), ``layouts`` (the three layouts and ``load_split``), ``protocol``
 (CAVGA-w/-u splits, held-out normals), ``oneclass`` (MNIST, Fashion-MNIST, CIFAR-10, digits: Table 7's
-protocol), ``arrays`` (images inside one array file, ``FILE#INDEX``), ``images`` (decoding images and masks), ``dataset`` (Sample,
-Batch, ImageDataset, make_loader). The names below are the public interface; import them from here.
+protocol), ``arrays`` (images inside one array file, ``FILE#INDEX``), ``images`` (decoding images and
+masks), ``dataset`` (Sample, Batch, ImageDataset, make_loader). The names below are the public
+interface; import them from here.
 """
 
 from .dataset import Batch, ImageDataset, Sample, collate, make_loader

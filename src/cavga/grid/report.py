@@ -1,0 +1,163 @@
+"""A grid's results: every metric of every cell (results.csv, results.json) and results.md, tables
+laid out like the paper's (categories or classes as rows, methods as columns, a mean row), each of
+our numbers beside the paper's where the data set is the paper's (:mod:`cavga.paper_numbers`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..evaluate import METRIC_KEYS
+from ..io_utils import atomic_write_json, atomic_write_text
+from ..paper_numbers import PaperTable, tables_for
+from .spec import GridSpec, ModelSpec
+
+METRIC_NAMES = {
+    "iou": "IoU",
+    "pixel_auroc": "pixel AUROC",
+    "image_auroc": "image AUROC",
+    "detection_accuracy": "detection accuracy",
+    "aupro": "AUPRO",
+    "f1_max": "pixel F1-max",
+}
+CSV_METRICS = (*METRIC_KEYS, "image_f1_max")
+
+
+def cell_row(cell, result: dict[str, Any]) -> dict[str, Any]:
+    """One cell's record for results.json/csv: its key, every metric, the baseline's, wall time."""
+    metrics = {k: v for k, v in result.get("metrics", {}).items() if k != "undefined"}
+    base = {k: v for k, v in (result.get("baseline_residual") or {}).items() if k != "undefined"}
+    return {
+        **cell.key(),
+        "label": cell.model.label or cell.model.name,
+        "variant": cell.cfg.model.variant,
+        "run": str(cell.dir),
+        "metrics": metrics,
+        "baseline_residual": base,
+        "pixel_ground_truth": result.get("pixel_ground_truth"),
+        "wall_seconds": result.get("wall_seconds"),
+        "fingerprint": (result.get("grid_cell") or {}).get("fingerprint"),
+    }
+
+
+def _values(rows: list[dict[str, Any]], model: str, dataset: str, category: str, metric: str) -> dict[int, float]:
+    """seed -> value of ``metric`` for one (model, data set, category); undefined values left out."""
+    out = {}
+    for r in rows:
+        if (r["model"], r["dataset"], r["category"]) == (model, dataset, category):
+            v = r["metrics"].get(metric)
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                out[r["seed"]] = float(v)
+    return out
+
+
+def _fmt(values: list[float], decimals: int, paper: float | None) -> str:
+    if not values:
+        text = "–"
+    elif len(values) == 1:
+        text = f"{values[0]:.{decimals}f}"
+    else:
+        text = f"{np.mean(values):.{decimals}f} ± {np.std(values, ddof=1):.{decimals}f}"
+    return text if paper is None else f"{text} (paper {paper:.{decimals}f})"
+
+
+def _column(model: ModelSpec, table: PaperTable | None) -> str | None:
+    if table is None:
+        return None
+    return next((c for c in model.paper if c in table.columns), None)
+
+
+def markdown_table(
+    rows: list[dict[str, Any]], dataset: str, categories: list[str], models: list[ModelSpec], metric: str,
+    table: PaperTable | None = None, decimals: int = 3,
+) -> str:  # fmt: skip
+    """Categories as rows, ``models`` as columns, a mean row; "ours (paper x)" where ``table`` has x.
+
+    A cell is the mean ± sample std over seeds; the mean row averages the categories within each
+    seed first (seeds with every category), then over seeds."""
+    decimals = table.decimals if table is not None else decimals
+    head = ["category", *[m.label or m.name for m in models]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cat in categories:
+        cells = []
+        for m in models:
+            col = _column(m, table)
+            paper = table.value(cat, col) if table is not None and col is not None else None
+            cells.append(_fmt(list(_values(rows, m.name, dataset, cat, metric).values()), decimals, paper))
+        lines.append(f"| {cat} | " + " | ".join(cells) + " |")
+    same = table is None or len(categories) == table.mean_over
+    label = "mean" if same else f"mean (ours: {len(categories)}; paper: {table.mean_over})"
+    cells = []
+    for m in models:
+        per_cat = [_values(rows, m.name, dataset, c, metric) for c in categories]
+        seeds = set.intersection(*(set(v) for v in per_cat)) if per_cat else set()
+        means = [float(np.mean([v[s] for v in per_cat])) for s in sorted(seeds)]
+        col = _column(m, table)
+        cells.append(_fmt(means, decimals, table.value("mean", col) if table is not None and col else None))
+    lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_report(spec: GridSpec, rows: list[dict[str, Any]], n_cells: int | None = None) -> str:
+    """results.md: for each data set and metric, one table per paper table that has numbers for it
+    (columns: the models with a column there), and one of the remaining models."""
+    n_seeds = len(spec.seeds)
+    out = [f"# Benchmark: {spec.name}", ""]
+    done = f"{len(rows)} of {n_cells} cells" if n_cells is not None else f"{len(rows)} cells"
+    spread = "mean ± sample std over seeds" if n_seeds > 1 else "one seed"
+    out += [
+        f"Grid `{spec.source}`; {done} finished; seeds {', '.join(map(str, spec.seeds))} ({spread}). The paper's "
+        'numbers are from Venkataramanan et al., ECCV 2020 (cavga.paper_numbers), beside ours as "(paper x)".',
+        "",
+    ]
+    for ds in spec.datasets:
+        cats = [ds.row(c) for c in ds.categories]
+        for metric in ds.metrics:
+            name = METRIC_NAMES.get(metric, metric)
+            tables = tables_for(ds.paper, metric)
+            placed: set[str] = set()
+            for t in tables:
+                models = [m for m in spec.models if _column(m, t) is not None]
+                if not models:
+                    continue
+                models.sort(key=lambda m: t.columns.index(_column(m, t)))
+                placed |= {m.name for m in models}
+                out += [f"## {ds.name}: {name} — {t.table} ({t.caption})", ""]
+                out += [markdown_table(rows, ds.name, cats, models, metric, t), ""]
+            rest = [m for m in spec.models if m.name not in placed]
+            if rest:
+                why = " (no paper numbers)" if tables else ""
+                decimals = tables[0].decimals if tables else 3
+                out += [f"## {ds.name}: {name}{why}", ""]
+                out += [markdown_table(rows, ds.name, cats, rest, metric, decimals=decimals), ""]
+    return "\n".join(out)
+
+
+def results_csv(rows: list[dict[str, Any]]) -> str:
+    """One line per cell: its key, every metric, the residual baseline's, train wall seconds, folder."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["model", "dataset", "category", "seed", *CSV_METRICS,
+                *[f"baseline_residual.{k}" for k in CSV_METRICS], "train_seconds", "fingerprint", "run"])  # fmt: skip
+    for r in rows:
+        m, b = r["metrics"], r["baseline_residual"]
+        wall = (r.get("wall_seconds") or {}).get("train_this_call")
+        ours = ["" if m.get(k) is None else m[k] for k in CSV_METRICS]
+        base = ["" if b.get(k) is None else b[k] for k in CSV_METRICS]
+        key = [r["model"], r["dataset"], r["category"], r["seed"]]
+        w.writerow([*key, *ours, *base, "" if wall is None else wall, r.get("fingerprint") or "", r["run"]])
+    return buf.getvalue()
+
+
+def write_results(out: Path, spec: GridSpec, rows: list[dict[str, Any]], n_cells: int | None = None) -> None:
+    """OUT/results.json, results.csv and results.md, each written atomically."""
+    from ..benchmark import environment
+
+    atomic_write_json(out / "results.json", {"grid": spec.to_dict(), "environment": environment(), "cells": rows})
+    atomic_write_text(out / "results.csv", results_csv(rows))
+    atomic_write_text(out / "results.md", markdown_report(spec, rows, n_cells) + "\n")

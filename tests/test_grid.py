@@ -1,0 +1,213 @@
+"""`cavga benchmark --grid`: the grid file, resuming without recomputing, and the paper-style tables."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from cavga import grid as G
+from cavga.cli import main
+from cavga.config import VARIANTS
+from cavga.errors import CavgaError
+from cavga.grid import run as grid_run
+from cavga.paper_numbers import TABLES
+from oneclass_data import fake_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = Path("/work/shared/paper/cavga-eccv2020.txt")
+
+
+def _grid_file(tmp_path, data_root, **extra) -> Path:
+    grid = {
+        "name": "tiny",
+        "data": {"root": str(data_root), "layout": "mnist", "image_size": 32},
+        "model": {"base_channels": 8, "latent_channels": 8},
+        "train": {"epochs": 1, "batch_size": 4, "device": "cpu"},
+        "categories": [0, 1],
+        "seeds": [0],
+        "models": ["Du", {"name": "Du-noLae", "variant": "Du", "overrides": {"loss.w_ae": 0}}],
+        **extra,
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+class Spy:
+    """Counts calls of a function and can stop the grid at the n-th (KeyboardInterrupt, as Ctrl-C)."""
+
+    def __init__(self, fn, stop_at=None):
+        self.fn, self.stop_at, self.calls = fn, stop_at, []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        if self.stop_at is not None and len(self.calls) == self.stop_at:
+            raise KeyboardInterrupt
+        return self.fn(*args, **kwargs)
+
+
+def test_grid_resumes_without_recomputing_finished_cells(tmp_path, monkeypatch):
+    fake_mnist(tmp_path / "data", n_train=40, n_test=20)
+    grid = G.load_grid(_grid_file(tmp_path, tmp_path / "data"))
+    out = tmp_path / "out"
+    # first run: cell 3 trains, then is stopped before its evaluation (a checkpoint, no metrics)
+    train_spy, eval_spy = Spy(grid_run.train), Spy(grid_run.evaluate_run, stop_at=3)
+    monkeypatch.setattr(grid_run, "train", train_spy)
+    monkeypatch.setattr(grid_run, "evaluate_run", eval_spy)
+    with pytest.raises(KeyboardInterrupt):
+        G.run_grid(grid, out, progress=False)
+    assert len(train_spy.calls) == 3
+    done = json.loads((out / "results.json").read_text())["cells"]
+    assert [(c["model"], c["category"]) for c in done] == [("Du", "0"), ("Du-noLae", "0")]
+    third = out / "Du" / "1" / "seed0"
+    assert (third / "checkpoint.pt").exists() and not (third / "metrics.json").exists()
+
+    # second run: only cells 3 (resumed from its checkpoint) and 4 train; 1 and 2 are kept
+    train_spy, eval_spy = Spy(grid_run.train), Spy(grid_run.evaluate_run)
+    monkeypatch.setattr(grid_run, "train", train_spy)
+    monkeypatch.setattr(grid_run, "evaluate_run", eval_spy)
+    rows = G.run_grid(grid, out, progress=False)
+    assert [Path(a[1]) for a, _ in train_spy.calls] == [third, out / "Du-noLae" / "1" / "seed0"]
+    assert [k["resume"] for _, k in train_spy.calls] == [True, False]
+    assert len(eval_spy.calls) == 2 and len(rows) == 4
+    assert len((out / "results.csv").read_text().splitlines()) == 5  # header + 4 cells
+
+    # a third run recomputes nothing; a changed setting (inference) makes every cell stale
+    train_spy = Spy(grid_run.train)
+    monkeypatch.setattr(grid_run, "train", train_spy)
+    G.run_grid(grid, out, progress=False)
+    assert train_spy.calls == []
+    G.run_grid(grid, out, sets=["infer.score_threshold=0.4"], progress=False)
+    assert len(train_spy.calls) == 4 and all(k["resume"] for _, k in train_spy.calls)
+
+
+def _table(md: str, heading: str) -> dict[tuple[str, str], str]:
+    """The markdown table under ``heading`` as {(row, column): cell}."""
+    lines = md.split(heading, 1)[1].splitlines()
+    lines = lines[next(i for i, ln in enumerate(lines) if ln.startswith("|")) :]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    out = {}
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        out.update({(cells[0], h): c for h, c in zip(head[1:], cells[1:], strict=True)})
+    return out
+
+
+def _rows(dataset, values: dict) -> list[dict]:
+    """Hand-built cell rows: {(model, category, seed): {metric: value}}."""
+    return [{"model": m, "dataset": dataset, "category": c, "seed": s, "metrics": v} for (m, c, s), v in values.items()]
+
+
+def test_markdown_puts_each_paper_number_in_its_row_and_column():
+    spec = G.parse_grid({"data": {"layout": "mvtec"}, "categories": ["bottle", "hazelnut"], "seeds": [0, 1],
+                         "models": ["Du", "Ru", "AE-L2", "c1", {"name": "mine", "variant": "Du",
+                                                                   "overrides": {"loss.w_ae": 1}}],
+                         "metrics": ["iou", "detection_accuracy"]}, "hand")  # fmt: skip
+    vals = {}
+    for i, m in enumerate(["Du", "Ru", "AE-L2", "Ru-flat-noLae", "mine"]):
+        for j, c in enumerate(["bottle", "hazelnut"]):
+            for s in (0, 1):
+                vals[(m, c, s)] = {"iou": 0.1 * i + 0.01 * j + 0.002 * s, "detection_accuracy": 0.5 + 0.1 * j}
+    md = G.markdown_report(spec, _rows("mvtec", vals))
+    t3 = _table(md, "## mvtec: IoU — Table 3")
+    assert t3[("bottle", "CAVGA-Du")] == "0.00 ± 0.00 (paper 0.30)"
+    assert t3[("hazelnut", "CAVGA-Ru")] == "0.11 ± 0.00 (paper 0.51)"
+    assert t3[("bottle", "AE-L2")] == "0.20 ± 0.00 (paper 0.22)"
+    assert list(dict.fromkeys(c for _, c in t3)) == ["AE-L2", "CAVGA-Du", "CAVGA-Ru"]  # the paper's order
+    mean_row = "mean (ours: 2; paper: 15)"
+    # per seed: Ru's mean over the two categories is 0.105 + 0.002 s; over seeds 0.106 ± 0.0014
+    assert t3[(mean_row, "CAVGA-Ru")] == "0.11 ± 0.00 (paper 0.47)"
+    t8 = _table(md, "## mvtec: IoU — Table 8")
+    assert t8[("bottle", "CAVGA-R*u")] == "0.30 ± 0.00 (paper 0.24)"  # c1
+    assert t8[("bottle", "CAVGA-Ru")] == "0.10 ± 0.00 (paper 0.33)"  # Ru answers for c4 here
+    assert t8[("mean (ours: 2; paper: 15)", "CAVGA-R*u")].endswith("(paper 0.24)")
+    other = _table(md, "## mvtec: IoU (no paper numbers)")
+    assert other[("bottle", "mine")] == "0.40 ± 0.00"
+    t6 = _table(md, "## mvtec: detection accuracy — Table 6")
+    assert t6[("hazelnut", "CAVGA-Du")] == "0.60 ± 0.00 (paper 0.84)"
+    assert t6[("bottle", "AE-L2")] == "0.50 ± 0.00 (paper 0.80)"
+
+    one = G.parse_grid({"datasets": [{"name": "mnist", "data": {"layout": "mnist"}, "categories": [3, 9]},
+                                     {"name": "c10", "data": {"layout": "cifar10"}, "categories": ["cat"]}],
+                        "models": ["Du"]}, "hand")  # fmt: skip
+    rows = _rows("mnist", {("Du", "3", 0): {"image_auroc": 0.9}, ("Du", "9", 0): {"image_auroc": 0.8}})
+    rows += _rows("c10", {("Du", "cat", 0): {"image_auroc": 0.7}})
+    md = G.markdown_report(one, rows)
+    t7 = _table(md, "## mnist: image AUROC — Table 7")
+    assert t7[("3", "CAVGA-Du")] == "0.900 (paper 0.983)" and t7[("9", "CAVGA-Du")] == "0.800 (paper 0.991)"
+    assert t7[("mean (ours: 2; paper: 10)", "CAVGA-Du")] == "0.850 (paper 0.986)"
+    assert _table(md, "## c10: image AUROC — Table 7")[("cat", "CAVGA-Du")] == "0.700 (paper 0.747)"
+
+
+def test_grid_file_errors_are_one_line(tmp_path, capsys):
+    base = {"data": {"layout": "digits"}, "categories": [0], "models": ["Du"]}
+    for bad, words in (
+        ({**base, "epochs": 3}, "unknown key 'epochs'"),
+        ({**base, "data": {"layout": "digits", "colour": 1}}, "unknown key data.colour"),
+        ({"datasets": [{"data": {"layout": "digits", "colour": 1}}]}, "datasets[0]: unknown config key 'data.colour'"),
+        ({**base, "models": [{"name": "x", "variant": "Du", "lr": 1}]}, "models[0]: unknown key 'lr'"),
+        ({"datasets": [{"name": "a", "rows": [1]}]}, "datasets[0]: unknown key 'rows'"),
+        ({**base, "train": {"epoch": 3}}, "unknown key train.epoch"),
+        ({**base, "seeds": "0"}, "seeds must be a non-empty list"),
+        ({**base, "categories": [11]}, "is not a class of digits"),
+        ({**base, "models": ["Xu"]}, "model Xu: model.variant: unknown model 'Xu'"),
+    ):
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(bad))
+        assert main(["benchmark", "--grid", str(path), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(path) in err and words in err, (words, err)
+    assert not (tmp_path / "o" / "Xu").exists()
+    path.write_text(yaml.safe_dump(base))
+    assert main(["benchmark", "--grid", str(path), "--out", str(tmp_path / "o"), "--data", "x"]) == 2
+    assert "--data cannot be combined with --grid" in capsys.readouterr().err
+
+
+def test_ablation_models_are_table8_columns():
+    spec = G.parse_grid({"data": {"layout": "mvtec"}, "categories": ["bottle"], "models": ["table8", "c4", "Du"]}, "g")
+    assert [m.paper[-1] for m in spec.models] == ["c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "CAVGA-Du"]
+    cells = {c.model.paper[-1]: c.cfg for c in G.build_cells(spec, "out")}
+    want = {  # column: (variant, flattened z, w_ae > 0, w_cga > 0)
+        "c1": ("Ru", True, False, True), "c2": ("Ru", True, True, True), "c3": ("Ru", False, False, True),
+        "c4": ("Ru", False, True, True), "c5": ("Rw", True, True, False), "c6": ("Rw", True, True, True),
+        "c7": ("Rw", False, True, False), "c8": ("Rw", False, True, True),
+    }  # fmt: skip
+    for col, (variant, flat, ae, cga) in want.items():
+        c = cells[col]
+        assert (c.model.variant, c.model.flat_latent, c.loss.w_ae > 0, c.loss.w_cga > 0) == (variant, flat, ae, cga)
+    assert len(cells) == 9  # c4 is Ru: listed twice, trained once
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_grids_parse(path):
+    spec = G.load_grid(path)
+    cavga = G.GridSpec(**{**spec.__dict__, "models": tuple(m for m in spec.models if m.variant in VARIANTS)})
+    assert G.build_cells(cavga, "out")  # every CAVGA cell's configuration is valid
+    others = {m.variant for m in spec.models} - set(VARIANTS)
+    assert others <= {"AE-L2", "AE-SSIM", "PatchCore"}  # baselines, from their own branch
+
+
+@pytest.mark.skipif(not PAPER.is_file(), reason="the paper's text is not here")
+def test_paper_numbers_are_the_papers_rows():
+    text = " ".join(PAPER.read_text(encoding="utf-8").split())
+    for t in TABLES:
+        for row, values in t.rows.items():
+            line = " ".join("-" if v is None else f"{v:.{t.decimals}f}" for v in values)
+            assert line in text, (t.table, t.dataset, row, line)
+    with pytest.raises(CavgaError):
+        G.parse_grid({"data": {"layout": "mvtec"}, "paper": "x"}, "g")
+    assert np.isclose(next(t for t in TABLES if t.table == "Table 3").value("bottle", "CAVGA-Du"), 0.30)
+
+
+def test_a_cell_trained_longer_than_the_grid_asks_is_refused(tmp_path):
+    spec = G.parse_grid({"data": {"layout": "digits"}, "categories": [0], "train": {"epochs": 2}}, "g")
+    cell = G.build_cells(spec, tmp_path)[0]
+    cell.dir.mkdir(parents=True)
+    (cell.dir / "checkpoint.pt").write_bytes(b"")
+    (cell.dir / "history.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3}\n')
+    with pytest.raises(CavgaError, match="trained for 3 epochs but the grid asks for 2"):
+        G.run_cell(cell, progress=False)
