@@ -11,6 +11,7 @@ from cavga import grid as G
 from cavga.cli import main
 from cavga.config import VARIANTS
 from cavga.errors import CavgaError
+from cavga.grid import report as grid_report
 from cavga.grid import run as grid_run
 from cavga.paper_numbers import TABLES
 from oneclass_data import fake_mnist
@@ -211,3 +212,27 @@ def test_a_cell_trained_longer_than_the_grid_asks_is_refused(tmp_path):
     (cell.dir / "history.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3}\n')
     with pytest.raises(CavgaError, match="trained for 3 epochs but the grid asks for 2"):
         G.run_cell(cell, progress=False)
+
+
+def test_a_run_trained_outside_the_grid_with_the_cells_config_is_adopted(tmp_path):
+    fake_mnist(tmp_path / "data", n_train=20, n_test=10)
+    spec = G.load_grid(_grid_file(tmp_path, tmp_path / "data", models=["Du"], categories=[0]))
+    cell = G.build_cells(spec, tmp_path / "out")[0]
+    grid_run.train(cell.cfg, cell.dir, progress=False)  # as `cavga train` + `cavga evaluate` would
+    grid_run.evaluate_run(cell.dir, device="cpu", progress=False, report=False)
+    other = G.build_cells(spec, tmp_path / "out", sets=["train.epochs=2"])[0]
+    assert G.finished(other) is None  # the saved config is not this cell's
+    result = G.finished(cell)
+    assert result is not None and result["grid_cell"]["adopted"]
+    stamped = json.loads((cell.dir / "metrics.json").read_text())
+    assert stamped["grid_cell"]["fingerprint"] == grid_run.cell_fingerprint(cell.cfg)
+
+
+def test_grid_page_puts_the_papers_number_beside_each_cell():
+    spec = G.parse_grid({"data": {"layout": "mvtec"}, "categories": ["bottle"], "models": ["Du", "AE-L2"],
+                         "metrics": ["iou"]}, "hand")  # fmt: skip
+    rows = [{**r, "label": r["model"], "run": f"/runs/{r['model']}"} for r in
+            _rows("mvtec", {("Du", "bottle", 0): {"iou": 0.2}, ("AE-L2", "bottle", 0): {"iou": 0.1}})]  # fmt: skip
+    page, paper = grid_report._page_rows(spec, rows)
+    assert [p["model"] for p in page] == ["Du · mvtec bottle · seed 0", "AE-L2 · mvtec bottle · seed 0"]
+    assert paper == {"Du · mvtec bottle · seed 0": {"iou": 0.30}, "AE-L2 · mvtec bottle · seed 0": {"iou": 0.22}}

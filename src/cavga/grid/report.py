@@ -15,6 +15,7 @@ import numpy as np
 from ..evaluate import METRIC_KEYS
 from ..io_utils import atomic_write_json, atomic_write_text
 from ..paper_numbers import PaperTable, tables_for
+from ..report.benchmark_report import write_benchmark_report
 from .spec import GridSpec, ModelSpec
 
 METRIC_NAMES = {
@@ -161,3 +162,25 @@ def write_results(out: Path, spec: GridSpec, rows: list[dict[str, Any]], n_cells
     atomic_write_json(out / "results.json", {"grid": spec.to_dict(), "environment": environment(), "cells": rows})
     atomic_write_text(out / "results.csv", results_csv(rows))
     atomic_write_text(out / "results.md", markdown_report(spec, rows, n_cells) + "\n")
+    write_benchmark_report(out, *_page_rows(spec, rows))
+
+
+def _page_rows(spec: GridSpec, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """The grid's cells as rows of the benchmark page (one per cell, linking its run page) and the
+    paper's number for each cell and metric where the paper has one."""
+    models = {m.name: m for m in spec.models}
+    datasets = {d.name: d for d in spec.datasets}
+    page, paper = [], {}
+    for r in rows:
+        name = f"{r['label']} · {r['dataset']} {r['category']} · seed {r['seed']}"
+        page.append({"model": name, "run": r["run"], "metrics": r["metrics"], "wall_seconds": r.get("wall_seconds")})
+        ds, m = datasets.get(r["dataset"]), models.get(r["model"])
+        if ds is None or m is None:
+            continue
+        for metric in r["metrics"]:
+            for t in tables_for(ds.paper, metric):
+                col = _column(m, t)
+                v = t.value(r["category"], col) if col is not None else None
+                if v is not None:
+                    paper.setdefault(name, {}).setdefault(metric, v)
+    return page, paper

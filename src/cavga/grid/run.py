@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig, apply_overrides, from_dict, to_dict
+from ..config import RunConfig, apply_overrides, from_dict, load_config, to_dict
 from ..errors import CavgaError
 from ..evaluate import METRICS_FILE, evaluate_run
 from ..io_utils import atomic_write_json, check_output_folder
@@ -93,8 +93,24 @@ def finished(cell: Cell) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     grid = result.get("grid_cell") if isinstance(result, dict) else None
-    if not isinstance(grid, dict) or grid.get("fingerprint") != cell_fingerprint(cell.cfg):
+    if isinstance(grid, dict):
+        return result if grid.get("fingerprint") == cell_fingerprint(cell.cfg) else None
+    return _adopt(cell, result) if isinstance(result, dict) else None
+
+
+def _adopt(cell: Cell, result: dict[str, Any]) -> dict[str, Any] | None:
+    """A run trained and evaluated outside the grid (``cavga train`` + ``cavga evaluate`` into the
+    cell's folder) counts as finished when the configuration it saved is the cell's, every epoch
+    included; its metrics.json is then stamped with the cell's fingerprint."""
+    try:
+        saved = load_config(cell.dir / "config.yaml")
+    except (OSError, CavgaError):
         return None
+    fp = cell_fingerprint(cell.cfg)
+    if cell_fingerprint(saved) != fp or _completed_epochs(cell.dir) != cell.cfg.train.epochs:
+        return None
+    result["grid_cell"] = {**cell.key(), "fingerprint": fp, "resumed": False, "adopted": True}
+    atomic_write_json(cell.dir / METRICS_FILE, result)
     return result
 
 
