@@ -126,6 +126,13 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     allow_random_init: bool = False  # CAVGA-R: train the ResNet-18 encoder from scratch if no weights
+    # Speed (cavga.accel, docs/performance.md): bf16 autocast and channels_last act on CUDA only
+    # (opt-in); compile: torch.compile the decoder and discriminator; the decoded training images
+    # are cached in memory up to cache_mb megabytes (0: no cache).
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    cache_mb: int = 2048
 
 
 @dataclass
@@ -208,6 +215,8 @@ class RunConfig:
         ):
             if v < 1:
                 raise CavgaError(f"{name}: {v} must be >= 1")
+        if self.train.cache_mb < 0:
+            raise CavgaError(f"train.cache_mb: {self.train.cache_mb} must be >= 0")
         if self.train.num_workers < 0:
             raise CavgaError(f"train.num_workers: {self.train.num_workers} must be >= 0")
         _in_range("train.lr", self.train.lr, 0.0, math.inf, low_open=True)
