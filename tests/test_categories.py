@@ -69,3 +69,33 @@ def test_unknown_category_in_a_list_is_one_line_error(two_categories, tmp_path, 
 def test_is_many():
     assert categories.is_many("all") and categories.is_many("a,b")
     assert not categories.is_many("bottle") and not categories.is_many(None)
+
+
+def test_checkpoint_every_saves_every_nth_epoch_and_the_last(two_categories, tmp_path, monkeypatch):
+    import cavga.train as train_module
+
+    saved, real_save = [], train_module.save_checkpoint
+
+    def spy(state, path):
+        saved.append((state["epoch"], state["normalizer"] is not None))
+        return real_save(state, path)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", spy)
+    args = _args(two_categories, tmp_path / "run", "brick")
+    args[args.index("--epochs") + 1] = "3"
+    assert main([*args, "--set", "train.checkpoint_every=2"]) == 0
+    assert saved == [(2, False), (3, False), (3, True)]
+    assert len((tmp_path / "run" / "history.jsonl").read_text().splitlines()) == 3
+
+
+def test_truncated_checkpoint_fails_the_memory_mapped_read_back(tmp_path):
+    import torch
+
+    from cavga.runtime import _safe_load
+
+    path = tmp_path / "c.pt"
+    torch.save({"w": torch.arange(100_000.0)}, path)
+    assert torch.equal(_safe_load(path, mmap=True)["w"], torch.arange(100_000.0))
+    path.write_bytes(path.read_bytes()[:-5000])
+    with pytest.raises(Exception):  # noqa: B017 - any failure keeps the old checkpoint
+        _safe_load(path, mmap=True)

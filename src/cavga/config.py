@@ -133,6 +133,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     cache_mb: int = 2048
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
 
 
 @dataclass
@@ -208,6 +209,7 @@ class RunConfig:
         for name, v in (
             ("train.epochs", self.train.epochs),
             ("train.batch_size", self.train.batch_size),
+            ("train.checkpoint_every", self.train.checkpoint_every),
             ("infer.batch_size", self.infer.batch_size),
             ("model.base_channels", self.model.base_channels),
             ("model.latent_channels", self.model.latent_channels),

@@ -334,6 +334,8 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
         history.append(record)
         if progress:
             tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        if (epoch + 1) % cfg.train.checkpoint_every and epoch + 1 < cfg.train.epochs:
+            continue  # train.checkpoint_every: a resume restarts from the last saved epoch
         save_checkpoint(
             _state(cfg, model, disc, opt_g, opt_d, epoch + 1, history, backbone, normalizer=None, fp=fp), ckpt_path
         )
