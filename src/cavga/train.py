@@ -120,7 +120,7 @@ def train_step(
     labels: Tensor,
     cfg: RunConfig,
     class_weight: Tensor | None = None,
-) -> dict[str, float]:
+) -> dict[str, Tensor]:
     """One D update, then one encoder/decoder(/classifier) update, on a batch; the losses as 0-d
     tensors on the batch's device (no host sync here: the loop reads them once per log interval)."""
     enc = model.encode(x)
