@@ -158,3 +158,15 @@ def test_speed_script_writes_json_and_table(tmp_path, monkeypatch):
     cpu = result["devices"]["cpu"]
     assert cpu["peak_gflop_s"] == {"fp32": 10.0} and len(cpu["rows"]) == 1 and len(cpu["sweep"]) == 2
     assert "| Du | 32 | 2 |" in (tmp_path / "t.md").read_text()
+
+
+@pytest.mark.gpu
+def test_measure_one_on_cuda_uses_bf16_and_its_peak():
+    from cavga.speed.bench import machine_peaks
+
+    device = torch.device("cuda")
+    peaks = machine_peaks(device)
+    assert set(peaks) == {"fp32", "bf16"}
+    row = measure_one("Dw", 64, 4, device, SpeedOptions(warmup=1, steps=1), peaks)
+    assert row.train.peak_dtype == "bf16" and row.train.images_per_s > 0 and row.train.peak_memory_mb > 0
+    assert row.infer.peak_dtype == "fp32" and row.infer.images_per_s > 0
