@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data set root folder")
     p.add_argument("--layout", choices=LAYOUTS, help="data set layout (default mvtec)")
     p.add_argument(
-        "--category", help="MVTec AD category, e.g. bottle; one-class layouts: the normal class (index or name)"
+        "--category",
+        help="MVTec AD category, e.g. bottle; 'all' or a comma list trains one model per category into "
+        "OUT/<category>, skips finished ones and writes OUT/summary.md; one-class layouts: the normal class",
     )
     p.add_argument(
         "--model",
@@ -229,6 +231,29 @@ def _resume_config(args: argparse.Namespace, run_dir: Path) -> RunConfig:
     return cfg
 
 
+def _many_categories(args: argparse.Namespace) -> bool:
+    from .categories import is_many
+
+    return is_many(args.category)
+
+
+def _train_categories(args: argparse.Namespace) -> int:
+    from .categories import SUMMARY, format_summary, resolve_categories, train_categories
+
+    cfg = _run_config(args)
+    if cfg.data.layout != "mvtec":
+        raise CavgaError(f"--category {args.category}: several categories need --layout mvtec")
+    categories = resolve_categories(cfg.data.root, args.category)
+
+    def done(row: dict) -> None:
+        print(f"{row['category']}: {row['status']} ({row['seconds']} s)", flush=True)
+
+    rows = train_categories(cfg, categories, args.out, progress=not args.no_progress, on_done=done)
+    print(format_summary(rows))
+    print(f"written: {Path(args.out) / SUMMARY}.md and .json")
+    return 0
+
+
 def _print_result(result: dict) -> None:
     from .evaluate import format_table
 
@@ -282,6 +307,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .train import train
 
         run_dir = Path(args.out)
+        if _many_categories(args):
+            return _train_categories(args)
         if args.resume and (run_dir / "config.yaml").is_file():
             cfg = _resume_config(args, run_dir)
         elif args.resume and args.data is None:

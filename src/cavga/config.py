@@ -137,6 +137,14 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     allow_random_init: bool = False  # CAVGA-R: train the ResNet-18 encoder from scratch if no weights
+    # Speed (cavga.accel, docs/performance.md): bf16 autocast and channels_last act on CUDA only
+    # (opt-in); compile: torch.compile the decoder and discriminator; the decoded training images
+    # are cached in memory up to cache_mb megabytes (0: no cache).
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    cache_mb: int = 2048
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
 
 
 @dataclass
@@ -226,6 +234,7 @@ class RunConfig:
         for name, v in (
             ("train.epochs", self.train.epochs),
             ("train.batch_size", self.train.batch_size),
+            ("train.checkpoint_every", self.train.checkpoint_every),
             ("infer.batch_size", self.infer.batch_size),
             ("model.base_channels", self.model.base_channels),
             ("model.latent_channels", self.model.latent_channels),
@@ -233,6 +242,8 @@ class RunConfig:
         ):
             if v < 1:
                 raise CavgaError(f"{name}: {v} must be >= 1")
+        if self.train.cache_mb < 0:
+            raise CavgaError(f"train.cache_mb: {self.train.cache_mb} must be >= 0")
         if self.train.num_workers < 0:
             raise CavgaError(f"train.num_workers: {self.train.num_workers} must be >= 0")
         _in_range("train.lr", self.train.lr, 0.0, math.inf, low_open=True)

@@ -15,7 +15,21 @@ from typing import Any
 from .errors import CavgaError
 
 # Settings a resumed run may change (see train._check_resumable); they are not part of its identity.
-MUTABLE = {"train": ("epochs", "device", "num_workers", "allow_random_init"), "infer": None}
+# The speed settings (cavga.accel) are among them, so runs from before they existed keep their identity.
+MUTABLE = {
+    "train": (
+        "epochs",
+        "device",
+        "num_workers",
+        "allow_random_init",
+        "bf16",
+        "channels_last",
+        "compile",
+        "cache_mb",
+        "checkpoint_every",
+    ),
+    "infer": None,
+}
 
 
 def _digest(obj: Any) -> str:

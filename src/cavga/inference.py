@@ -127,7 +127,7 @@ def anomaly_evidence(model: CAVGA, x: Tensor, direction: str = "inverse") -> tup
             attention = normalise_cam(raw, model.attention_scale())
             anomalous_map = 1 - attention if direction == "inverse" else attention  # 1 - A (or A)
             p_anomalous = None
-    with torch.no_grad():
+    with torch.inference_mode():  # only the attention above needs gradients
         x_hat = model.decode(enc.mu.detach())  # (B, 3, S, S)
     return anomalous_map.detach(), x_hat, p_anomalous
 

@@ -24,7 +24,8 @@ def _per_image(values: Tensor, reduction: str) -> Tensor:
 
 def reconstruction_loss(x: Tensor, x_hat: Tensor, reduction: str = "sum") -> Tensor:
     """Eq. 1, L_R: binary cross-entropy of image and reconstruction, summed over pixels, mean over images."""
-    bce = F.binary_cross_entropy(x_hat.clamp(1e-6, 1 - 1e-6), x, reduction="none")  # (B, 3, S, S)
+    with torch.autocast(x.device.type, enabled=False):  # BCE is unsafe in bf16: always float32
+        bce = F.binary_cross_entropy(x_hat.float().clamp(1e-6, 1 - 1e-6), x.float(), reduction="none")  # (B, 3, S, S)
     return _per_image(bce, reduction)
 
 

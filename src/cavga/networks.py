@@ -218,20 +218,31 @@ class CAVGA(nn.Module):
         # Running peak of the raw Grad-CAM on training images: the fixed scale that maps attention
         # into [0, 1] (see cavga.attention); 0 until the first training step.
         self.register_buffer("cam_scale", torch.zeros(()))
+        self._scale_known_positive = False
 
     def attention_scale(self) -> Tensor | None:
-        """The scale Grad-CAM maps are divided by: the running peak, or None for per-image maxima."""
-        if self.cfg.attention_norm == "image" or float(self.cam_scale) <= 0:
+        """The scale Grad-CAM maps are divided by: the running peak, or None for per-image maxima.
+
+        Once the scale is known to be positive (it only grows from 0 by a running mean of peaks)
+        that is remembered, so a training step does not wait on the device to read it back."""
+        if self.cfg.attention_norm == "image":
             return None
+        if not self._scale_known_positive:
+            if float(self.cam_scale) <= 0:
+                return None
+            self._scale_known_positive = True
         return self.cam_scale
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._scale_known_positive = False  # a loaded scale is read afresh
+        super()._load_from_state_dict(*args, **kwargs)
 
     @torch.no_grad()
     def track_attention_peak(self, peak: Tensor) -> None:
-        """Fold a training batch's mean Grad-CAM peak into the running scale (momentum as batch norm)."""
-        if float(self.cam_scale) <= 0:
-            self.cam_scale.copy_(peak)
-        else:
-            self.cam_scale.mul_(1 - self.cfg.attention_momentum).add_(self.cfg.attention_momentum * peak)
+        """Fold a training batch's mean Grad-CAM peak into the running scale (momentum as batch norm);
+        the first batch's peak starts it. No host sync: both cases are computed on the device."""
+        m = self.cfg.attention_momentum
+        self.cam_scale.copy_(torch.where(self.cam_scale <= 0, peak, self.cam_scale * (1 - m) + m * peak))
 
     @property
     def encoder_frozen(self) -> bool:

@@ -41,11 +41,12 @@ def seed_everything(seed: int) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write atomically and read the file back before it replaces the previous checkpoint."""
+    """Write atomically and read the file back before it replaces the previous checkpoint (memory-
+    mapped: the archive and every record in it are checked without copying the tensors again)."""
 
     def write(tmp: str) -> None:
         torch.save(state, tmp)
-        _safe_load(tmp)  # a broken or unsafe file never replaces a good one
+        _safe_load(tmp, mmap=True)  # a broken or unsafe file never replaces a good one
 
     return atomic_write(path, write)
 
@@ -67,9 +68,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def _safe_load(path: str | Path) -> Any:
+def _safe_load(path: str | Path, mmap: bool = False) -> Any:
     """``torch.load`` restricted to tensors and plain containers: a crafted pickle cannot run code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def _reason(e: BaseException) -> str:

@@ -15,10 +15,8 @@ otherwise teach C to answer "normal" always.
 from __future__ import annotations
 
 import json
-import math
 import time
 import warnings
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import data as D
+from .accel import accel_for
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, save_config, to_dict
 from .errors import CavgaError
@@ -44,12 +43,14 @@ from .losses import (
     kl_loss,
     reconstruction_loss,
 )
+from .losslog import LossLog
 from .networks import CAVGA, Discriminator, Encoding, build_networks
 from .runlock import RunLock
 from .runtime import CHECKPOINT, load_checkpoint, resolve_device, save_checkpoint, seed_everything
 
 SPLIT_FILE = "split.json"
 HISTORY_FILE = "history.jsonl"
+LOG_EVERY = 10  # training steps between reads of the losses (each read waits for the device)
 
 
 def attention_weight_unit(cfg: RunConfig, x: Tensor) -> float:
@@ -119,8 +120,9 @@ def train_step(
     labels: Tensor,
     cfg: RunConfig,
     class_weight: Tensor | None = None,
-) -> dict[str, float]:
-    """One D update, then one encoder/decoder(/classifier) update, on a batch; the losses as floats."""
+) -> dict[str, Tensor]:
+    """One D update, then one encoder/decoder(/classifier) update, on a batch; the losses as 0-d
+    tensors on the batch's device (no host sync here: the loop reads them once per log interval)."""
     enc = model.encode(x)
     x_hat = model.decode(enc.z)  # (B, 3, S, S)
     normal = labels == 0
@@ -133,14 +135,22 @@ def train_step(
         d_loss.backward()
         opt_d.step()
 
-    # Encoder, decoder (and classifier): Eq. 4 or Eq. 6 against the updated discriminator.
-    total, terms = generator_loss(model, disc, x, labels, enc, x_hat, cfg, class_weight)
-    opt_g.zero_grad(set_to_none=True)
-    total.backward()
+    # Encoder, decoder (and classifier): Eq. 4 or Eq. 6 against the updated discriminator. D's own
+    # weight gradients from this loss would be discarded by the next D step: not computed at all.
+    d_params = [p for p in disc.parameters() if p.requires_grad]
+    for p in d_params:
+        p.requires_grad_(False)
+    try:
+        total, terms = generator_loss(model, disc, x, labels, enc, x_hat, cfg, class_weight)
+        opt_g.zero_grad(set_to_none=True)
+        total.backward()
+    finally:
+        for p in d_params:
+            p.requires_grad_(True)
     opt_g.step()
     if d_loss is not None:
         terms["disc"] = d_loss
-    return {k: float(v.detach()) for k, v in terms.items()}
+    return {k: v.detach() for k, v in terms.items()}
 
 
 @dataclass
@@ -297,8 +307,8 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
     if state is None:  # data and networks are good: only now does the run folder get written
         start_run_folder(cfg, run_dir, run_data)
     fp = fingerprint(to_dict(cfg), run_data.to_dict())
-    model.to(device)
-    disc.to(device)
+    accel = accel_for(cfg.train, device)
+    accel.prepare(model, disc)
     opt_g, opt_d = _optimizers(model, disc, cfg)
     start_epoch = 0
     history: list[dict[str, Any]] = []
@@ -316,30 +326,35 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
 
     class_weight = _class_weight(run_data.train, device) if cfg.model.weakly_supervised else None
     backbone = state["backbone_weights"] if state else getattr(model.encoder, "loaded_weights", "dcgan-init")
-    # decoded and resized once: no augmentation changes an image between epochs
-    train_set = D.ImageDataset(run_data.train, cfg.data.image_size, cache=cfg.train.num_workers == 0)
+    # decoded and resized once (up to train.cache_mb): no augmentation changes an image between epochs
+    train_set = D.ImageDataset(
+        run_data.train, cfg.data.image_size, cache=cfg.train.num_workers == 0, cache_limit_mb=cfg.train.cache_mb
+    )
+    accel.compile_modules(model, disc)
     for epoch in range(start_epoch, cfg.train.epochs):
         model.train()
         disc.train()
         seed = cfg.train.seed * 100_003 + epoch
-        loader = D.make_loader(train_set, cfg.data.image_size, cfg.train.batch_size, True, cfg.train.num_workers, seed)
-        sums: dict[str, float] = defaultdict(float)
-        n = 0
+        loader = D.make_loader(
+            train_set, cfg.data.image_size, cfg.train.batch_size, True, cfg.train.num_workers, seed, accel.pin_memory
+        )
+        log = LossLog(epoch + 1, ckpt_path)
         t0 = time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
-        for batch in bar:
-            x, labels = batch.image.to(device), batch.label.to(device)
-            losses = train_step(model, disc, opt_g, opt_d, x, labels, cfg, class_weight)
-            _check_finite(losses, epoch + 1, n + 1, ckpt_path)
-            for k, v in losses.items():
-                sums[k] += v
-            n += 1
-            bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if k in ("rec", "adv", "ae", "cga", "bce")})
+        for step, batch in enumerate(bar, 1):
+            x, labels = accel.input(batch.image), batch.label.to(device, non_blocking=accel.pin_memory)
+            with accel.autocast():
+                log.add(train_step(model, disc, opt_g, opt_d, x, labels, cfg, class_weight))
+            if step % LOG_EVERY == 0:  # one host sync per log interval, not per step
+                latest = log.read()
+                bar.set_postfix({k: f"{v:.3f}" for k, v in latest.items() if k in ("rec", "adv", "ae", "cga", "bce")})
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 2)}
-        record.update({k: v / max(n, 1) for k, v in sums.items()})
+        record.update(log.means())
         history.append(record)
         if progress:
             tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        if (epoch + 1) % cfg.train.checkpoint_every and epoch + 1 < cfg.train.epochs:
+            continue  # train.checkpoint_every: a resume restarts from the last saved epoch
         save_checkpoint(
             _state(cfg, model, disc, opt_g, opt_d, epoch + 1, history, backbone, normalizer=None, fp=fp), ckpt_path
         )
@@ -351,20 +366,6 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
         ckpt_path,
     )
     return ckpt_path
-
-
-def _check_finite(losses: dict[str, float], epoch: int, step: int, ckpt_path: Path) -> None:
-    """Stop the run at the first NaN or infinite loss, naming where; the checkpoint is not touched."""
-    bad = [k for k, v in losses.items() if not math.isfinite(v) and k != "total"] or [
-        k for k, v in losses.items() if not math.isfinite(v)
-    ]
-    if bad:
-        terms = ", ".join(f"{k}={losses[k]}" for k in bad)
-        kept = f"{ckpt_path} (epoch {epoch - 1}) is kept" if epoch > 1 else "no checkpoint was written"
-        raise CavgaError(
-            f"training diverged at epoch {epoch}, step {step}: loss {terms}; stopped, {kept} "
-            "(try a lower train.lr or loss weights)"
-        )
 
 
 def _completed_epochs(run_dir: Path) -> int:

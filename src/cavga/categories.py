@@ -1,0 +1,114 @@
+"""`cavga train --category all` (or ``a,b,c``): one model per MVTec category, in turn, one summary.
+
+Each category trains into ``OUT/<category>`` (resuming an interrupted run) and is evaluated on its
+own test split. A category whose run is finished (all epochs in its history, and a metrics.json
+written after its last checkpoint) is skipped, so the same command continues an interrupted
+sweep. After every category ``OUT/summary.json`` and ``OUT/summary.md`` are rewritten.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .data.listing import _check_root, _subfolders
+from .errors import CavgaError
+from .evaluate import METRIC_KEYS, METRICS_FILE, evaluate_run
+from .io_utils import atomic_write_json, atomic_write_text
+from .runtime import CHECKPOINT
+from .train import HISTORY_FILE, train
+
+SUMMARY = "summary"
+
+
+def is_many(category: str | None) -> bool:
+    """Whether ``--category`` asks for several categories ("all", or a comma list)."""
+    return category is not None and (category.strip() == "all" or "," in category)
+
+
+def resolve_categories(root: str | Path | None, spec: str) -> list[str]:
+    """The categories ``spec`` names under an MVTec ``root``: "all" (each sub-folder with a train/
+    folder) or a comma list, each of which must exist."""
+    path = _check_root(root)
+    found = [p.name for p in _subfolders(path) if (p / "train").is_dir()]
+    if spec.strip() == "all":
+        if not found:
+            raise CavgaError(f"{path}: no categories found (sub-folders with a train/ folder)")
+        return found
+    asked = [c.strip() for c in spec.split(",") if c.strip()]
+    missing = [c for c in asked if c not in found]
+    if missing or not asked:
+        listing = ", ".join(found) or "none"
+        raise CavgaError(f"{path}: category {', '.join(missing) or '(none)'} not found (categories found: {listing})")
+    return list(dict.fromkeys(asked))
+
+
+def is_finished(run_dir: str | Path, epochs: int) -> bool:
+    """A run with ``epochs`` epochs in its history whose metrics.json is newer than its checkpoint."""
+    run_dir = Path(run_dir)
+    ckpt, metrics, history = run_dir / CHECKPOINT, run_dir / METRICS_FILE, run_dir / HISTORY_FILE
+    if not (ckpt.is_file() and metrics.is_file() and history.is_file()):
+        return False
+    done = sum(1 for ln in history.read_text(encoding="utf-8").splitlines() if ln.strip())
+    return done >= epochs and metrics.stat().st_mtime >= ckpt.stat().st_mtime
+
+
+def train_categories(
+    base: RunConfig, categories: list[str], out_dir: str | Path, progress: bool = True, on_done=None
+) -> list[dict[str, Any]]:
+    """Train and evaluate ``base`` on each category into ``out_dir/<category>``; the summary rows."""
+    out_dir = Path(out_dir)
+    rows: list[dict[str, Any]] = []
+    for category in categories:
+        cfg = copy.deepcopy(base)
+        cfg.data.layout, cfg.data.category = "mvtec", category
+        run_dir = out_dir / category
+        t0 = time.perf_counter()
+        if is_finished(run_dir, cfg.train.epochs):
+            result, status = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8")), "skipped (finished)"
+        else:
+            train(cfg.validate(), run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=progress)
+            result, status = evaluate_run(run_dir, device=cfg.train.device, progress=progress), "trained"
+        rows.append(
+            {
+                "category": category,
+                "status": status,
+                "run": str(run_dir),
+                "model": result.get("model"),
+                "seconds": round(time.perf_counter() - t0, 1),
+                "metrics": result.get("metrics", {}),
+            }
+        )
+        write_summary(out_dir, rows)
+        if on_done:
+            on_done(rows[-1])
+    return rows
+
+
+def format_summary(rows: list[dict[str, Any]]) -> str:
+    """One markdown row per category, one column per metric, and their mean."""
+    lines = ["| category | status | " + " | ".join(METRIC_KEYS) + " |", "|---|---|" + "---|" * len(METRIC_KEYS)]
+
+    def cell(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    for r in rows:
+        lines.append(
+            f"| {r['category']} | {r['status']} | " + " | ".join(cell(r["metrics"].get(k)) for k in METRIC_KEYS) + " |"
+        )
+    if len(rows) > 1:
+        means = []
+        for k in METRIC_KEYS:
+            vals = [r["metrics"][k] for r in rows if r["metrics"].get(k) is not None]
+            means.append(sum(vals) / len(vals) if vals else None)
+        lines.append("| mean | | " + " | ".join(cell(v) for v in means) + " |")
+    return "\n".join(lines)
+
+
+def write_summary(out_dir: Path, rows: list[dict[str, Any]]) -> None:
+    atomic_write_json(out_dir / f"{SUMMARY}.json", {"categories": rows})
+    atomic_write_text(out_dir / f"{SUMMARY}.md", format_summary(rows) + "\n")

@@ -1,0 +1,17 @@
+"""The speed benchmark (issue 11): throughput and FLOPs against the machine's measured matmul peak."""
+
+from .bench import SpeedOptions, measure_one, run_speed
+from .flops import PARTS, count_flops, matmul_peak, step_flops_by_part
+from .report import format_report, write_report
+
+__all__ = [
+    "PARTS",
+    "SpeedOptions",
+    "count_flops",
+    "format_report",
+    "matmul_peak",
+    "measure_one",
+    "run_speed",
+    "step_flops_by_part",
+    "write_report",
+]

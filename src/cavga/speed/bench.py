@@ -1,0 +1,204 @@
+"""The speed benchmark: training and inference throughput, memory, FLOPs by part, and the fraction
+of the machine's own measured matmul peak each achieves (``run_speed``; benchmarks/speed.py)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from ..accel import Accel
+from ..config import RunConfig
+from ..networks import build_networks
+from .flops import count_flops, matmul_peak, step_flops_by_part
+from .measure import synthetic_predictor, time_calls, training_call
+
+
+@dataclass
+class SpeedOptions:
+    """What ``run_speed`` measures; the defaults are the issue's full grid."""
+
+    variants: tuple[str, ...] = ("Du", "Ru", "Dw", "Rw")
+    sizes: tuple[int, ...] = (128, 256)
+    batch: int = 16
+    devices: tuple[str, ...] = ("cpu", "cuda")  # devices this machine lacks are skipped
+    warmup: int = 2
+    steps: int = 5
+    threads: int = 2  # CPU threads (torch.set_num_threads)
+    bf16: bool = True  # CUDA: bf16 autocast in training
+    channels_last: bool = True  # CUDA: channels_last models and batches
+    compile: bool = False  # torch.compile the decoder and discriminator
+    sweep_sizes: tuple[int, ...] = (64, 128, 256)  # Du at ``batch``: cost against image size
+    sweep_batches: tuple[int, ...] = (4, 8, 16, 32)  # Du at 128 px: cost against batch size
+    seed: int = 0
+
+
+@dataclass
+class Measured:
+    """Training or inference at one setting."""
+
+    images_per_s: float
+    ms_per_image: float
+    peak_memory_mb: float | None
+    gflop_per_image: float
+    achieved_gflop_s: float
+    fraction_of_peak: float  # achieved / the matmul peak of the dtype the arithmetic runs in
+    peak_dtype: str
+
+
+@dataclass
+class SpeedRow:
+    variant: str
+    device: str
+    image_size: int
+    batch: int
+    train: Measured
+    infer: Measured | None
+    gflop_by_part: dict[str, float] = field(default_factory=dict)  # per image, training step
+
+
+def _config(variant: str, size: int, batch: int) -> RunConfig:
+    cfg = RunConfig()
+    cfg.model.variant = variant
+    cfg.model.backbone_weights = "none"  # random weights cost the same arithmetic as ImageNet ones
+    cfg.train.allow_random_init = True
+    cfg.data.image_size = size
+    cfg.train.batch_size = cfg.infer.batch_size = batch
+    return cfg.validate()
+
+
+def _batch(cfg: RunConfig, device: torch.device, accel: Accel, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    b, s = cfg.train.batch_size, cfg.data.image_size
+    x = accel.input(torch.rand(b, 3, s, s, generator=g))  # (B, 3, S, S)
+    labels = torch.zeros(b, dtype=torch.long)  # (B,)
+    if cfg.model.weakly_supervised:
+        labels[-1] = 1  # CAVGA-w trains its classifier on a few anomalous images
+    return x, labels.to(device)
+
+
+def _measured(timing, gflop: float, peaks: dict[str, float], dtype: str) -> Measured:
+    achieved = gflop * timing.images_per_s
+    return Measured(
+        images_per_s=round(timing.images_per_s, 3),
+        ms_per_image=round(1000 / timing.images_per_s, 2),
+        peak_memory_mb=None if timing.peak_memory_mb is None else round(timing.peak_memory_mb, 1),
+        gflop_per_image=round(gflop, 3),
+        achieved_gflop_s=round(achieved, 2),
+        fraction_of_peak=round(achieved / (peaks[dtype] / 1e9), 4),
+        peak_dtype=dtype,
+    )
+
+
+def measure_one(
+    variant: str,
+    size: int,
+    batch: int,
+    device: torch.device,
+    opts: SpeedOptions,
+    peaks: dict[str, float],
+    inference: bool = True,
+) -> SpeedRow:
+    """Training (and inference) speed of one variant at one image size and batch size on ``device``."""
+    cuda = device.type == "cuda"
+    accel = Accel(
+        device,
+        torch.bfloat16 if cuda and opts.bf16 else None,
+        channels_last=cuda and opts.channels_last,
+        compile=opts.compile,
+    )
+    cfg = _config(variant, size, batch)
+    torch.manual_seed(opts.seed)
+    model, disc = build_networks(cfg.model, size, allow_random_init=True)
+    accel.prepare(model, disc)
+    x, labels = _batch(cfg, device, accel, opts.seed)
+    with accel.autocast():
+        parts = step_flops_by_part(model, disc, cfg, x, labels)
+    step = training_call(model, disc, cfg, x, labels, accel.autocast)
+    accel.compile_modules(model, disc)
+    train_gflop = count_flops(step) / batch / 1e9
+    train_dtype = "bf16" if accel.autocast_dtype is not None else "fp32"
+    train = _measured(time_calls(step, batch, device, opts.warmup, opts.steps), train_gflop, peaks, train_dtype)
+    infer = None
+    if inference:
+        predictor = synthetic_predictor(model, cfg, device)
+        call = lambda: predictor.predict_batch(x)  # noqa: E731 - score, map and mask of a batch
+        infer_gflop = count_flops(call) / batch / 1e9
+        infer = _measured(time_calls(call, batch, device, opts.warmup, opts.steps), infer_gflop, peaks, "fp32")
+    return SpeedRow(variant, str(device), size, batch, train, infer, {k: round(v / 1e9, 3) for k, v in parts.items()})
+
+
+def machine_peaks(device: torch.device) -> dict[str, float]:
+    """Dense matmul FLOP/s on ``device``: fp32, and bf16 on CUDA."""
+    peaks = {"fp32": matmul_peak(device, torch.float32)}
+    if device.type == "cuda":
+        peaks["bf16"] = matmul_peak(device, torch.bfloat16)
+    return peaks
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def run_speed(opts: SpeedOptions, progress=print) -> dict[str, Any]:
+    """The whole benchmark as a JSON-ready dict: per device its peaks, the grid of rows and the sweeps."""
+    torch.set_num_threads(opts.threads)
+    out: dict[str, Any] = {"options": asdict(opts), "environment": environment(), "devices": {}}
+    for name in opts.devices:
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            continue
+        device = torch.device(name)
+        peaks = machine_peaks(device)
+        progress(f"{name}: matmul peak " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items()))
+        rows, sweep = [], []
+        for variant in opts.variants:
+            for size in opts.sizes:
+                row = measure_one(variant, size, opts.batch, device, opts, peaks)
+                rows.append(asdict(row))
+                progress(_line(row))
+        for size in opts.sweep_sizes:
+            row = measure_one("Du", size, opts.batch, device, opts, peaks, inference=False)
+            sweep.append(asdict(row))
+            progress("sweep " + _line(row))
+        for batch in opts.sweep_batches:
+            row = measure_one("Du", 128, batch, device, opts, peaks, inference=False)
+            sweep.append(asdict(row))
+            progress("sweep " + _line(row))
+        out["devices"][name] = {
+            "peak_gflop_s": {k: round(v / 1e9, 2) for k, v in peaks.items()},
+            "rows": rows,
+            "sweep": sweep,
+        }
+        peaks_after = machine_peaks(device)  # the machine is shared: did its limit move during the run?
+        out["devices"][name]["peak_gflop_s_after"] = {k: round(v / 1e9, 2) for k, v in peaks_after.items()}
+    return out
+
+
+def _line(row: SpeedRow) -> str:
+    t = row.train
+    s = f"{row.variant} {row.image_size}px b{row.batch}: train {t.images_per_s:.1f} img/s ({t.fraction_of_peak:.0%})"
+    if row.infer:
+        s += f", infer {row.infer.images_per_s:.1f} img/s ({row.infer.fraction_of_peak:.0%})"
+    return s

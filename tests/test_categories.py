@@ -1,0 +1,101 @@
+"""`cavga train --category all|a,b`: one run per category, finished ones skipped, one summary."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import cavga.categories as categories
+from cavga.cli import main
+from cavga.demo_data import generate_demo_dataset
+
+
+@pytest.fixture(scope="module")
+def two_categories(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mvtec")
+    for cat in ("brick", "grass"):
+        generate_demo_dataset(root, seed=0, n_train=8, n_test_good=2, n_test_defect=2, crop=32, category=cat)
+    return root
+
+
+def _args(root, out, category="all"):
+    return [
+        "train", "--data", str(root), "--category", category, "--model", "Du", "--out", str(out),
+        "--epochs", "1", "--image-size", "32", "--batch-size", "4", "--device", "cpu", "--no-progress",
+        "--set", "model.base_channels=8", "--set", "model.latent_channels=8",
+    ]  # fmt: skip
+
+
+def test_all_categories_train_then_skip_when_finished(two_categories, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "sweep"
+    real_train, trained = categories.train, []
+
+    def spy(cfg, run_dir, **kwargs):
+        trained.append(cfg.data.category)
+        return real_train(cfg, run_dir, **kwargs)
+
+    monkeypatch.setattr(categories, "train", spy)
+    assert main(_args(two_categories, out)) == 0
+    assert trained == ["brick", "grass"]
+    summary = json.loads((out / "summary.json").read_text())["categories"]
+    assert [(r["category"], r["status"]) for r in summary] == [("brick", "trained"), ("grass", "trained")]
+    for cat in ("brick", "grass"):
+        metrics = json.loads((out / cat / "metrics.json").read_text())
+        assert metrics["split"]["category"] == cat
+        assert next(r for r in summary if r["category"] == cat)["metrics"] == metrics["metrics"]
+    table = (out / "summary.md").read_text()
+    assert "| brick | trained |" in table and "| mean |" in table
+
+    trained.clear()
+    assert main(_args(two_categories, out)) == 0  # everything finished: nothing trains again
+    assert trained == []
+    summary = json.loads((out / "summary.json").read_text())["categories"]
+    assert {r["status"] for r in summary} == {"skipped (finished)"}
+
+    (out / "grass" / "metrics.json").unlink()  # grass not evaluated: it is taken up again
+    assert main(_args(two_categories, out, "grass,brick")) == 0
+    assert trained == ["grass"]
+    assert "grass: trained" in capsys.readouterr().out
+
+
+def test_unknown_category_in_a_list_is_one_line_error(two_categories, tmp_path, capsys):
+    assert main(_args(two_categories, tmp_path / "x", "brick,carpet")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "carpet" in err and "not found" in err and "brick, grass" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_is_many():
+    assert categories.is_many("all") and categories.is_many("a,b")
+    assert not categories.is_many("bottle") and not categories.is_many(None)
+
+
+def test_checkpoint_every_saves_every_nth_epoch_and_the_last(two_categories, tmp_path, monkeypatch):
+    import cavga.train as train_module
+
+    saved, real_save = [], train_module.save_checkpoint
+
+    def spy(state, path):
+        saved.append((state["epoch"], state["normalizer"] is not None))
+        return real_save(state, path)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", spy)
+    args = _args(two_categories, tmp_path / "run", "brick")
+    args[args.index("--epochs") + 1] = "3"
+    assert main([*args, "--set", "train.checkpoint_every=2"]) == 0
+    assert saved == [(2, False), (3, False), (3, True)]
+    assert len((tmp_path / "run" / "history.jsonl").read_text().splitlines()) == 3
+
+
+def test_truncated_checkpoint_fails_the_memory_mapped_read_back(tmp_path):
+    import torch
+
+    from cavga.runtime import _safe_load
+
+    path = tmp_path / "c.pt"
+    torch.save({"w": torch.arange(100_000.0)}, path)
+    assert torch.equal(_safe_load(path, mmap=True)["w"], torch.arange(100_000.0))
+    path.write_bytes(path.read_bytes()[:-5000])
+    with pytest.raises(Exception):  # noqa: B017 - any failure keeps the old checkpoint
+        _safe_load(path, mmap=True)

@@ -1,0 +1,172 @@
+"""The speed benchmark's counting and the hot-path changes that must not change results."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from cavga.accel import accel_for
+from cavga.config import ModelConfig, RunConfig
+from cavga.data.dataset import ImageDataset
+from cavga.data.records import Record
+from cavga.errors import CavgaError
+from cavga.losses import adversarial_d_loss
+from cavga.losslog import LossLog
+from cavga.networks import build_networks
+from cavga.speed import SpeedOptions, count_flops, measure_one, step_flops_by_part
+from cavga.train import _optimizers, generator_loss, train_step
+
+
+def _tiny(variant: str = "Du", seed: int = 0):
+    torch.manual_seed(seed)
+    cfg = RunConfig()
+    cfg.model = ModelConfig(variant=variant, base_channels=8, latent_channels=8)
+    cfg.data.image_size = 32
+    model, disc = build_networks(cfg.model, 32, allow_random_init=True)
+    x = torch.rand(4, 3, 32, 32)  # (B, 3, S, S)
+    labels = torch.tensor([0, 0, 0, 1]) if cfg.model.weakly_supervised else torch.zeros(4, dtype=torch.long)
+    return cfg, model, disc, x, labels
+
+
+def test_conv_and_linear_flops_match_the_hand_formula():
+    conv = nn.Conv2d(3, 5, kernel_size=3, stride=2, padding=1)
+    x = torch.rand(2, 3, 16, 16)  # (B, C, H, W) -> output (2, 5, 8, 8)
+    assert count_flops(lambda: conv(x)) == 2 * 2 * 5 * 8 * 8 * 3 * 3 * 3
+    lin = nn.Linear(7, 4)
+    assert count_flops(lambda: lin(torch.rand(6, 7))) == 2 * 6 * 7 * 4
+    # backward of a conv whose input needs no gradient: the weight gradient only, as much as the forward
+    fwd = 2 * 2 * 5 * 8 * 8 * 3 * 3 * 3
+    assert count_flops(lambda: conv(x).sum().backward()) == 2 * fwd
+
+
+@pytest.mark.parametrize("variant", ["Du", "Dw"])
+def test_parts_account_for_every_counted_flop_of_the_step(variant):
+    """encoder + decoder + discriminator + Grad-CAM = the whole step as train_step runs it (so a
+    step that computed D's weight gradients in G's step, which the parts leave out, fails here)."""
+    cfg, model, disc, x, labels = _tiny(variant)
+    model.track_attention_peak(torch.tensor(1.0))  # the running scale, as after a first step
+    parts = step_flops_by_part(model, disc, cfg, x, labels)
+    opt_g, opt_d = _optimizers(model, disc, cfg)
+    cw = torch.tensor([0.6, 2.0]) if variant == "Dw" else None
+    total = count_flops(lambda: train_step(model, disc, opt_g, opt_d, x, labels, cfg, cw)) / 4
+    assert all(v > 0 for v in parts.values()), parts
+    assert sum(parts.values()) == pytest.approx(total, rel=1e-9)
+
+
+def _reference_step(model, disc, opt_g, opt_d, x, labels, cfg):
+    """train_step before this change: D's parameters keep requires_grad in G's step."""
+    enc = model.encode(x)
+    x_hat = model.decode(enc.z)
+    d_loss = adversarial_d_loss(disc(x), disc(x_hat.detach()))
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    total, terms = generator_loss(model, disc, x, labels, enc, x_hat, cfg)
+    opt_g.zero_grad(set_to_none=True)
+    total.backward()
+    opt_g.step()
+    terms["disc"] = d_loss
+    return {k: float(v.detach()) for k, v in terms.items()}
+
+
+def test_skipping_d_weight_gradients_in_g_step_changes_nothing():
+    cfg, model, disc, x, labels = _tiny("Du", seed=3)
+    model2, disc2 = copy.deepcopy(model), copy.deepcopy(disc)
+    opts, opts2 = _optimizers(model, disc, cfg), _optimizers(model2, disc2, cfg)
+    for _ in range(2):
+        torch.manual_seed(7)
+        new = train_step(model, disc, *opts, x, labels, cfg)
+        torch.manual_seed(7)
+        old = _reference_step(model2, disc2, *opts2, x, labels, cfg)
+        assert {k: float(v) for k, v in new.items()} == old
+    for (name, p), q in zip(list(model.named_parameters()) + list(disc.named_parameters()),
+                            list(model2.parameters()) + list(disc2.parameters()), strict=True):  # fmt: skip
+        assert torch.equal(p, q), name
+    assert all(p.requires_grad for p in disc.parameters())  # D is trainable again after G's step
+
+
+def test_loss_log_sums_as_per_step_floats_did_and_names_the_bad_step(tmp_path):
+    steps = [{"rec": torch.tensor(1.5), "adv": torch.tensor(0.25)}, {"rec": torch.tensor(2.5), "adv": 0.75}]
+    log = LossLog(3, tmp_path / "checkpoint.pt")
+    for s in steps:
+        log.add(s)
+    assert log.read() == {"rec": 2.5, "adv": 0.75}
+    log.add({"rec": torch.tensor(0.5), "adv": torch.tensor(0.5)})
+    assert log.means() == {"rec": 1.5, "adv": 0.5}
+    log.add({"rec": torch.tensor(float("nan")), "adv": torch.tensor(0.0)})
+    with pytest.raises(CavgaError, match="epoch 3, step 4: loss rec=nan"):
+        log.read()
+
+
+def test_bf16_autocast_step_runs_with_float32_losses():
+    """The CUDA path (bf16 autocast, channels_last), forced on the CPU: the step runs, losses finite."""
+    cfg, model, disc, x, labels = _tiny("Dw")
+    cfg.train.bf16 = cfg.train.channels_last = True
+    accel = accel_for(cfg.train, torch.device("cpu"), force=True)
+    assert accel.autocast_dtype == torch.bfloat16 and accel.channels_last
+    assert accel_for(cfg.train, torch.device("cpu")).autocast_dtype is None  # off on a CPU unless forced
+    accel.prepare(model, disc)
+    opt_g, opt_d = _optimizers(model, disc, cfg)
+    with accel.autocast():
+        losses = train_step(model, disc, opt_g, opt_d, accel.input(x), labels, cfg, torch.tensor([0.6, 2.0]))
+    assert losses["rec"].dtype == torch.float32
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_image_cache_stops_at_its_memory_bound(tmp_path):
+    from PIL import Image
+
+    records = []
+    for i in range(5):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(path)
+        records.append(Record(str(path), None, 0, "good"))
+    per_sample_mb = 16 * 32 * 32 / 2**20  # image and mask, float32, at 32 px
+    ds = ImageDataset(records, 32, cache=True, cache_limit_mb=2.5 * per_sample_mb)
+    first = [ds[i].image for i in range(5)]
+    assert ds.cached == 2
+    assert all(torch.equal(ds[i].image, first[i]) for i in range(5))  # cached or not, the same pixels
+    assert ImageDataset(records, 32, cache=True).cached == 0 and len(ImageDataset(records, 32)) == 5
+
+
+def test_measure_one_returns_every_field():
+    opts = SpeedOptions(warmup=0, steps=1, threads=1)
+    row = measure_one("Du", 32, 2, torch.device("cpu"), opts, {"fp32": 1e10})
+    for m in (row.train, row.infer):
+        assert m.images_per_s > 0 and m.gflop_per_image > 0 and m.peak_dtype == "fp32"
+        assert m.fraction_of_peak == pytest.approx(m.achieved_gflop_s / 10, rel=1e-2)
+    assert set(row.gflop_by_part) == {"encoder", "decoder", "discriminator", "gradcam"}
+    assert row.train.gflop_per_image > row.infer.gflop_per_image
+
+
+def test_speed_script_writes_json_and_table(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("speed_script", Path(__file__).parents[1] / "benchmarks/speed.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr("cavga.speed.bench.matmul_peak", lambda device, dtype: 1e10)
+    args = ["--variants", "Du", "--sizes", "32", "--batch", "2", "--warmup", "0", "--steps", "1", "--threads", "1"]
+    args += ["--sweep-sizes", "32", "--sweep-batches", "2", "--out", str(tmp_path), "--name", "t", "--devices", "cpu"]
+    assert script.main(args) == 0
+    result = json.loads((tmp_path / "t.json").read_text())
+    cpu = result["devices"]["cpu"]
+    assert cpu["peak_gflop_s"] == {"fp32": 10.0} and len(cpu["rows"]) == 1 and len(cpu["sweep"]) == 2
+    assert "| Du | 32 | 2 |" in (tmp_path / "t.md").read_text()
+
+
+@pytest.mark.gpu
+def test_measure_one_on_cuda_uses_bf16_and_its_peak():
+    from cavga.speed.bench import machine_peaks
+
+    device = torch.device("cuda")
+    peaks = machine_peaks(device)
+    assert set(peaks) == {"fp32", "bf16"}
+    row = measure_one("Dw", 64, 4, device, SpeedOptions(warmup=1, steps=1), peaks)
+    assert row.train.peak_dtype == "bf16" and row.train.images_per_s > 0 and row.train.peak_memory_mb > 0
+    assert row.infer.peak_dtype == "fp32" and row.infer.images_per_s > 0
