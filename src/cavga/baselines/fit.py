@@ -24,8 +24,9 @@ from ..config import RunConfig, to_dict
 from ..errors import CavgaError
 from ..fingerprint import fingerprint
 from ..inference import eval_loader, fit_normalizer
+from ..losslog import check_finite
 from ..runtime import CHECKPOINT, resolve_device, save_checkpoint, seed_everything
-from ..train import RunData, _check_finite, _write_history, open_run, start_run_folder
+from ..train import RunData, _write_history, open_run, start_run_folder
 from .ae import ae_loss, require_kornia
 from .patchcore import PatchCore, greedy_coreset
 from .scoring import build_baseline, evidence, to_ae_size
@@ -110,7 +111,7 @@ def _train_ae(model, cfg: RunConfig, run_dir: Path, run_data: RunData, device, f
             loss.backward()
             opt.step()
             value = float(loss.detach())
-            _check_finite({"loss": value}, epoch + 1, n + 1, ckpt_path)
+            check_finite({"loss": value}, epoch + 1, n + 1, ckpt_path)
             total, n = total + value, n + 1
             bar.set_postfix(loss=f"{value:.4f}")
         history.append({"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 2), "loss": total / max(n, 1)})
