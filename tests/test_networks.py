@@ -29,7 +29,7 @@ def test_shapes_finite_and_every_parameter_gets_a_gradient(variant, flat, grid):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     labels = torch.tensor([0, 0, 0, 1])
     losses = train_step(model, disc, opt_g, opt_d, x, labels, cfg, torch.tensor([0.6, 2.0]))
-    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert all(torch.isfinite(torch.as_tensor(v)) for v in losses.values())
     for name, p in list(model.named_parameters()) + list(disc.named_parameters()):
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, f"no gradient reached {name}"
