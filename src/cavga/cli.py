@@ -117,10 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inference_options(p)
 
     p = sub.add_parser("predict", help="score images with a trained run; writes overlays, masks, predictions.json")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="run folder, or a model file written by `cavga export` (.pt, .onnx)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--out", required=True, help="output folder")
     _add_inference_options(p)
+
+    p = sub.add_parser("export", help="export a trained run's inference path to TorchScript or ONNX")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="model file: .pt (TorchScript) or .onnx")
+    p.add_argument("--format", choices=("torchscript", "onnx"), help="default: from the --out extension")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="infer.KEY=VALUE", help="fixed in the file"
+    )
 
     p = sub.add_parser("benchmark", help="train and evaluate several variants on one data set; one table")
     p.add_argument("--data", required=True, help="data set root folder")
@@ -278,6 +286,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             args.run_dir, args.inputs, args.out, args.device, args.overrides, on_result=show, on_error=report
         )
         print(f"written: {Path(args.out) / 'predictions.json'}")
+        return 0
+    if args.command == "export":
+        from .export import export_run
+
+        print(f"written: {export_run(args.run_dir, args.out, args.format, args.overrides)}")
         return 0
     if args.command == "benchmark":
         from .benchmark import run_benchmark

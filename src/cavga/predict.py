@@ -87,12 +87,24 @@ def predict_to_folder(
     that cannot be read (default: a warning). If any failed, a CavgaError with their count is raised
     at the end, after everything else is written (predictions.json lists them under ``failed``)."""
     out_dir = check_output_folder(out_dir)
-    predictor = Predictor.from_run(run_dir, device, infer)
+    predictor = load_predictor(run_dir, device, infer)
     with RunLock(out_dir, "predict"):
         remove_stale_temp_files(out_dir)  # left by a predict killed mid-write
         previous = earlier_outputs(out_dir)
         paths = collect_images(inputs, exclude=previous)
         return _predict(predictor, run_dir, paths, out_dir, previous, on_result, on_error)
+
+
+def load_predictor(model: str | Path, device: str = "auto", infer: list[str] | None = None):
+    """A run folder's Predictor, or an ExportedPredictor for a file written by ``cavga export``
+    (.pt TorchScript, .onnx), whose settings were fixed when it was exported."""
+    from .export import ExportedPredictor, is_exported_model
+
+    if not is_exported_model(model):
+        return Predictor.from_run(model, device, infer)
+    if infer:
+        raise CavgaError(f"{model}: an exported model's inference settings are fixed; pass --set to `cavga export`")
+    return ExportedPredictor(model)
 
 
 def _predict(predictor, run_dir, paths, out_dir, previous, on_result, on_error) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import data as D
+from . import distributed as dist
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, save_config, to_dict
 from .errors import CavgaError
@@ -85,12 +86,14 @@ def generator_loss(
         terms["adv"] = adversarial_g_loss(disc(x_hat[normal])) if w.w_adv > 0 else zero
     else:
         terms["rec"] = terms["kl"] = terms["adv"] = zero
+        if dist.world_size() > 1:  # DDP needs a gradient, zero here, for the decoder and logvar head on every rank
+            terms["rec"] = 0.0 * (x_hat.sum() + enc.logvar.sum())
     total = w.w_r * (terms["rec"] + w.w_kl * terms["kl"]) + w.w_adv * terms["adv"]
     unit = attention_weight_unit(cfg, x)
 
     if not cfg.model.weakly_supervised:
         cam = unsupervised_cam_raw(enc, cfg.model.attention_score)  # (B, 1, h, w)
-        model.track_attention_peak(cam_peak(cam, normal))
+        model.track_attention_peak(dist.all_reduce_mean(cam_peak(cam, normal)))  # one scale on every rank
         if w.w_ae > 0:
             terms["ae"] = attention_expansion_loss(normalise_cam(cam, model.attention_scale()))
             total = total + unit * w.w_ae * terms["ae"]
@@ -99,7 +102,7 @@ def generator_loss(
         terms["bce"] = classifier_loss(logits, labels, class_weight)
         total = total + unit * w.w_c * terms["bce"]
         cam_normal = grad_cam_raw(enc.features, logits[:, 0])  # (B, 1, h, w)
-        model.track_attention_peak(cam_peak(cam_normal, normal))
+        model.track_attention_peak(dist.all_reduce_mean(cam_peak(cam_normal, normal)))
         if w.w_cga > 0:
             scale = model.attention_scale()
             a_normal = normalise_cam(cam_normal, scale)  # A_cn
@@ -120,21 +123,27 @@ def train_step(
     cfg: RunConfig,
     class_weight: Tensor | None = None,
 ) -> dict[str, float]:
-    """One D update, then one encoder/decoder(/classifier) update, on a batch; the losses as floats."""
-    enc = model.encode(x)
-    x_hat = model.decode(enc.z)  # (B, 3, S, S)
+    """One D update, then one encoder/decoder(/classifier) update, on a batch; the losses as floats.
+
+    ``model`` and ``disc`` may be DDP-wrapped (:mod:`cavga.distributed`): their ``backward`` then
+    averages the gradients over the ranks."""
+    enc, x_hat = model(x)  # encode, then decode z: (B, 3, S, S); through DDP's forward when wrapped
     normal = labels == 0
     d_loss = None
 
     # Discriminator: real normal images against their reconstructions (Eq. 2).
     if cfg.loss.w_adv > 0 and normal.any():
         d_loss = adversarial_d_loss(disc(x[normal]), disc(x_hat[normal].detach()))
+    elif cfg.loss.w_adv > 0 and dist.world_size() > 1:  # no normal image on this rank: a zero gradient for the all-reduce
+        d_loss = 0.0 * disc(x_hat.detach()).sum()
+    if d_loss is not None:
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
 
     # Encoder, decoder (and classifier): Eq. 4 or Eq. 6 against the updated discriminator.
-    total, terms = generator_loss(model, disc, x, labels, enc, x_hat, cfg, class_weight)
+    # D's forward here bypasses DDP: its gradients from this step are discarded, so they need no all-reduce.
+    total, terms = generator_loss(dist.unwrap(model), dist.unwrap(disc), x, labels, enc, x_hat, cfg, class_weight)
     opt_g.zero_grad(set_to_none=True)
     total.backward()
     opt_g.step()
@@ -230,17 +239,26 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     complete epoch with the configuration and split it was started with.  The folder is locked
     for the whole run (:mod:`cavga.runlock`); a non-finite loss stops the run, and the last
     checkpoint, of the last complete epoch, stays as it was.
+
+    Under torchrun (``WORLD_SIZE`` > 1) every process trains a DDP replica on its shard of each
+    batch; rank 0 alone locks and writes the run folder, the others wait for it (docs/performance.md).
     """
     run_dir = Path(run_dir)
     check_output_folder(run_dir)
     cfg.validate()
-    resolve_device(cfg.train.device)  # a device this machine lacks fails now, not after the data is read
-    with RunLock(run_dir, "train"):
-        remove_stale_temp_files(run_dir)
-        return _train_locked(cfg, run_dir, resume, progress)
+    # a device this machine lacks fails now, not after the data is read
+    ctx = dist.init(resolve_device(cfg.train.device))
+    try:
+        if not ctx.is_main:
+            return _train_locked(cfg, run_dir, resume, progress, ctx)
+        with RunLock(run_dir, "train"):
+            remove_stale_temp_files(run_dir)
+            return _train_locked(cfg, run_dir, resume, progress, ctx)
+    finally:
+        dist.close(ctx)
 
 
-def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
+def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, ctx: dist.Context) -> Path:
     ckpt_path = run_dir / CHECKPOINT
     state = None
     if ckpt_path.exists():
@@ -251,7 +269,8 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
         run_data = RunData.load(run_dir)
         if state.get("fingerprint") and split_fingerprint(run_data.to_dict()) != state["fingerprint"].get("split"):
             raise CavgaError(f"{run_dir / SPLIT_FILE}: not the split {ckpt_path} was trained on; cannot resume")
-        save_config(cfg, run_dir / "config.yaml")
+        if ctx.is_main:
+            save_config(cfg, run_dir / "config.yaml")
     else:
         done = _completed_epochs(run_dir)
         if resume and done:
@@ -267,12 +286,12 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
                 stacklevel=3,
             )
 
-    device = resolve_device(cfg.train.device)
+    device = ctx.device
     seed_everything(cfg.train.seed)
     model, disc = build_networks(
         cfg.model, cfg.data.image_size, cfg.train.allow_random_init, from_checkpoint=state is not None
     )
-    if state is None:  # data and networks are good: only now does the run folder get written
+    if state is None and ctx.is_main:  # data and networks are good: only now does the run folder get written
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         atomic_write_json(run_dir / SPLIT_FILE, run_data.to_dict())
@@ -290,10 +309,14 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
         opt_d.load_state_dict(state["opt_d"])
         start_epoch = state["epoch"]
         history = state.get("history", [])
-        _write_history(run_dir, history)  # the checkpoint's history is the record of what was trained
+        if ctx.is_main:
+            _write_history(run_dir, history)  # the checkpoint's history is the record of what was trained
         torch.set_rng_state(state["rng"])
         if start_epoch >= cfg.train.epochs and state.get("normalizer") is not None:
             return ckpt_path
+    if ctx.rank > 0:  # each rank its own reparameterisation noise (rank 0 keeps the single-process stream)
+        torch.manual_seed(cfg.train.seed + 1_000_003 * ctx.rank + start_epoch)
+    ddp_model, ddp_disc = dist.wrap(model, ctx), dist.wrap(disc, ctx)
 
     class_weight = _class_weight(run_data.train, device) if cfg.model.weakly_supervised else None
     backbone = state["backbone_weights"] if state else getattr(model.encoder, "loaded_weights", "dcgan-init")
@@ -303,14 +326,20 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
         model.train()
         disc.train()
         seed = cfg.train.seed * 100_003 + epoch
-        loader = D.make_loader(train_set, cfg.data.image_size, cfg.train.batch_size, True, cfg.train.num_workers, seed)
+        if ctx.enabled:  # this rank's shard of each global batch
+            loader = dist.shard_loader(train_set, cfg.train.batch_size, cfg.train.num_workers, seed, epoch, ctx)
+        else:
+            loader = D.make_loader(
+                train_set, cfg.data.image_size, cfg.train.batch_size, True, cfg.train.num_workers, seed
+            )
         sums: dict[str, float] = defaultdict(float)
         n = 0
         t0 = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
+        show = progress and ctx.is_main
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not show, leave=False)
         for batch in bar:
             x, labels = batch.image.to(device), batch.label.to(device)
-            losses = train_step(model, disc, opt_g, opt_d, x, labels, cfg, class_weight)
+            losses = train_step(ddp_model, ddp_disc, opt_g, opt_d, x, labels, cfg, class_weight)
             _check_finite(losses, epoch + 1, n + 1, ckpt_path)
             for k, v in losses.items():
                 sums[k] += v
@@ -319,6 +348,8 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 2)}
         record.update({k: v / max(n, 1) for k, v in sums.items()})
         history.append(record)
+        if not ctx.is_main:  # rank 0 logs and checkpoints (its shard's losses) for every rank
+            continue
         if progress:
             tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         save_checkpoint(
@@ -326,11 +357,13 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
         )
         _write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
 
-    normalizer = fit_normalizer(model, run_data.val or run_data.train, cfg, device)  # held-out normals
-    save_checkpoint(
-        _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer, fp=fp),
-        ckpt_path,
-    )
+    if ctx.is_main:
+        normalizer = fit_normalizer(model, run_data.val or run_data.train, cfg, device)  # held-out normals
+        save_checkpoint(
+            _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer, fp=fp),
+            ckpt_path,
+        )
+    dist.barrier()  # the other ranks return once the run folder is complete
     return ckpt_path
 
 
