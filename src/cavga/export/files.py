@@ -31,9 +31,12 @@ OUTPUTS = ("score", "anomaly_map", "mask", "raw_score")
 
 @contextmanager
 def _quiet_jit():
-    """TorchScript still works in this torch; its deprecation notices are not the user's to act on."""
+    """TorchScript (and the TorchScript-based ONNX exporter, which needs no onnxscript) still work in
+    this torch; their deprecation notices are not the user's to act on."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\..*deprecated")
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", message=r"The feature will be removed")
         yield
 
 
@@ -89,7 +92,7 @@ def _write_onnx(graph: InferenceGraph, example: Tensor, path: str, meta: str, op
         import onnx
     except ImportError:
         raise CavgaError("ONNX export needs the onnx package: pip install 'cavga[export]'") from None
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_jit():
         torch.onnx.export(
             graph,
             (example,),
