@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import faulthandler
 import os
 import socket
 
@@ -39,10 +40,11 @@ def _one_step(model, disc, x, cfg):
     train_step(model, disc, opt_g, opt_d, x, torch.zeros(len(x), dtype=torch.long), cfg)
 
 
-def _worker(rank: int, port: int, root: str, out: str) -> None:
+def _worker(rank: int, ports: tuple[int, int], root: str, out: str) -> None:
+    faulthandler.dump_traceback_later(150, exit=True)  # a hung collective fails the test, not CI's clock
     torch.set_num_threads(1)
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD)
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(ports[0]), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD)
     )
     import cavga.train as T
 
@@ -63,7 +65,9 @@ def _worker(rank: int, port: int, root: str, out: str) -> None:
     }
     dist.close(ctx)
 
-    # 2. A whole (tiny) run through cavga.train.train, which joins the group from the environment.
+    # 2. A whole (tiny) run through cavga.train.train, which joins a group from the environment
+    # (on a fresh port: re-using the first group's port races with its store's shutdown).
+    os.environ["MASTER_PORT"] = str(ports[1])
     seen: dict = {"steps": 0}
     original = T.train_step
 
@@ -81,12 +85,17 @@ def _worker(rank: int, port: int, root: str, out: str) -> None:
         {"step": step, "params": state, "steps": seen["steps"], "wrapped": seen["wrapped"]},
         os.path.join(out, f"rank{rank}.pt"),
     )
+    faulthandler.cancel_dump_traceback_later()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
+def _free_ports(n: int) -> tuple[int, ...]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    ports = tuple(s.getsockname()[1] for s in socks)
+    for s in socks:
+        s.close()
+    return ports
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +103,7 @@ def ddp_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     generate_demo_dataset(root, seed=0, n_train=12, n_test_good=2, n_test_defect=2, crop=32)
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(_free_port(), str(root), str(out)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(_free_ports(2), str(root), str(out)), nprocs=WORLD, join=True)
     return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
