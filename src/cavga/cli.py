@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -257,7 +258,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             if cfg.data.root is None:
                 raise CavgaError("--data is required (or run `cavga demo` for the embedded demo data)")
         ckpt = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
-        print(f"trained: {ckpt}")
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+            print(f"trained: {ckpt}")
         return 0
     if args.command == "evaluate":
         from .evaluate import evaluate_run

@@ -134,7 +134,7 @@ def train_step(
     # Discriminator: real normal images against their reconstructions (Eq. 2).
     if cfg.loss.w_adv > 0 and normal.any():
         d_loss = adversarial_d_loss(disc(x[normal]), disc(x_hat[normal].detach()))
-    elif cfg.loss.w_adv > 0 and dist.world_size() > 1:  # no normal image on this rank: a zero gradient for the all-reduce
+    elif cfg.loss.w_adv > 0 and dist.world_size() > 1:  # no normal image on this rank: zero gradients to all-reduce
         d_loss = 0.0 * disc(x_hat.detach()).sum()
     if d_loss is not None:
         opt_d.zero_grad(set_to_none=True)

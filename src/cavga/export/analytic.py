@@ -37,7 +37,9 @@ class AnalyticGradCAM(nn.Module):
         head = model.to_mu[1] if self.flat else model.to_mu
         w = head.weight.detach()
         # the linear map mu = J F: conv (C, K) or flat (d, K, h, w)
-        self.register_buffer("jac", w.reshape(w.shape[0], model.encoder.out_channels, -1) if self.flat else w[:, :, 0, 0])
+        self.register_buffer(
+            "jac", w.reshape(w.shape[0], model.encoder.out_channels, -1) if self.flat else w[:, :, 0, 0]
+        )
         if score == "logit1":
             self.register_buffer("g_logit", model.classifier.weight.detach()[1])  # (numel(mu),)
 

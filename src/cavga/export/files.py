@@ -152,7 +152,9 @@ def _load_torchscript(path: Path):
         with _quiet_jit():
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise CavgaError(f"{path}: not a TorchScript model ({type(e).__name__}); export one with `cavga export`") from None
+        raise CavgaError(
+            f"{path}: not a TorchScript model ({type(e).__name__}); export one with `cavga export`"
+        ) from None
     meta = _parse_meta(extra[f"{META_KEY}.json"], path)
     module.eval()
 
