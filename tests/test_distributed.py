@@ -63,6 +63,18 @@ def _worker(rank: int, ports: tuple[int, int], root: str, out: str) -> None:
         "ddp": {**model.state_dict(), **{f"d.{k}": v for k, v in disc.state_dict().items()}},
         "ref": {**ref_model.state_dict(), **{f"d.{k}": v for k, v in ref_disc.state_dict().items()}},
     }
+    # 1b. CAVGA-w where rank 1's shard holds anomalous images only: it still joins both all-reduces
+    # (with zero gradients from its side), so nothing hangs and the ranks stay identical.
+    from cavga.train import _optimizers, train_step
+
+    cfg_w = _tiny_cfg(root)
+    cfg_w.model = ModelConfig(variant="Dw", base_channels=8, latent_channels=8)
+    torch.manual_seed(0)
+    model_w, disc_w = build_networks(cfg_w.model, 32, allow_random_init=True)
+    opt_g, opt_d = _optimizers(model_w, disc_w, cfg_w)
+    labels = torch.full((2,), rank, dtype=torch.long)  # rank 0: normal, rank 1: anomalous
+    train_step(dist.wrap(model_w, ctx), dist.wrap(disc_w, ctx), opt_g, opt_d, half, labels, cfg_w)
+    step["w"] = {k: v.detach().clone() for k, v in [*model_w.named_parameters(), *disc_w.named_parameters()]}
     dist.close(ctx)
 
     # 2. A whole (tiny) run through cavga.train.train, which joins a group from the environment
@@ -128,6 +140,16 @@ def _init_params():
     torch.manual_seed(0)
     model, disc = build_networks(ModelConfig(variant="Du", base_channels=8, latent_channels=8), 32, True)
     return model.state_dict(), disc.state_dict()
+
+
+def test_a_rank_without_normal_images_still_steps_in_lockstep(ddp_run):
+    _, ranks = ddp_run
+    a, b = ranks[0]["step"]["w"], ranks[1]["step"]["w"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    torch.manual_seed(0)
+    init, _ = build_networks(ModelConfig(variant="Dw", base_channels=8, latent_channels=8), 32, True)
+    assert not torch.equal(a["decoder.body.0.weight"], init.state_dict()["decoder.body.0.weight"])
 
 
 def test_both_ranks_step_and_stay_identical(ddp_run):

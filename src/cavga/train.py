@@ -134,8 +134,10 @@ def train_step(
     # Discriminator: real normal images against their reconstructions (Eq. 2).
     if cfg.loss.w_adv > 0 and normal.any():
         d_loss = adversarial_d_loss(disc(x[normal]), disc(x_hat[normal].detach()))
-    elif cfg.loss.w_adv > 0 and dist.world_size() > 1:  # no normal image on this rank: zero gradients to all-reduce
-        d_loss = 0.0 * disc(x_hat.detach()).sum()
+    elif cfg.loss.w_adv > 0 and dist.world_size() > 1:
+        # no normal image on this rank: zero gradients to all-reduce, and as many D forwards as the
+        # other ranks make (each DDP forward broadcasts D's batch-norm buffers, a collective)
+        d_loss = 0.0 * (disc(x).sum() + disc(x_hat.detach()).sum())
     if d_loss is not None:
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
