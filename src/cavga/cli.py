@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inference_options(p)
 
     p = sub.add_parser("predict", help="score images with a trained run; writes overlays, masks, predictions.json")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="run folder, or a model file written by `cavga export` (.pt, .onnx)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
@@ -135,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--report", action="store_true", help="also write a gallery page OUT/report/index.html")
     _add_inference_options(p)
+
+    p = sub.add_parser("export", help="export a trained run's inference path to TorchScript or ONNX")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="model file: .pt (TorchScript) or .onnx")
+    p.add_argument("--format", choices=("torchscript", "onnx"), help="default: from the --out extension")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="infer.KEY=VALUE", help="fixed in the file"
+    )
 
     p = sub.add_parser("report", help="write RUN_DIR/report/index.html from an evaluated run (no model run)")
     p.add_argument("run_dir")
@@ -319,7 +328,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             if cfg.data.root is None and cfg.data.layout != "digits":
                 raise CavgaError("--data is required (or run `cavga demo` for the embedded demo data)")
         ckpt = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
-        print(f"trained: {ckpt}")
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+            print(f"trained: {ckpt}")
         return 0
     if args.command == "evaluate":
         from .evaluate import evaluate_run
@@ -364,6 +374,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "benchmark" and args.grid:
         return _grid(args)
+    if args.command == "export":
+        from .export import export_run
+
+        print(f"written: {export_run(args.run_dir, args.out, args.format, args.overrides)}")
+        return 0
     if args.command == "benchmark":
         from .benchmark import run_benchmark
         from .evaluate import format_table

@@ -120,7 +120,7 @@ def predict_to_folder(
     if maps not in MAP_FORMATS:
         raise CavgaError(f"--maps {maps}: choose one of {', '.join(MAP_FORMATS)}")
     out_dir = check_output_folder(out_dir)
-    predictor = Predictor.from_run(run_dir, device, infer)
+    predictor = load_predictor(run_dir, device, infer)
     with RunLock(out_dir, "predict"):
         remove_stale_temp_files(out_dir)  # left by a predict killed mid-write
         previous = earlier_outputs(out_dir)
@@ -132,6 +132,18 @@ def predict_to_folder(
                 from .report import write_predict_report
 
                 write_predict_report(out_dir)
+
+
+def load_predictor(model: str | Path, device: str = "auto", infer: list[str] | None = None):
+    """A run folder's Predictor, or an ExportedPredictor for a file written by ``cavga export``
+    (.pt TorchScript, .onnx), whose settings were fixed when it was exported."""
+    from .export import ExportedPredictor, is_exported_model
+
+    if not is_exported_model(model):
+        return Predictor.from_run(model, device, infer)
+    if infer:
+        raise CavgaError(f"{model}: an exported model's inference settings are fixed; pass --set to `cavga export`")
+    return ExportedPredictor(model)
 
 
 def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, maps, report) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import data as D
+from . import distributed as dist
 from .accel import accel_for
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, save_config, to_dict
@@ -86,12 +87,14 @@ def generator_loss(
         terms["adv"] = adversarial_g_loss(disc(x_hat[normal])) if w.w_adv > 0 else zero
     else:
         terms["rec"] = terms["kl"] = terms["adv"] = zero
+        if dist.world_size() > 1:  # DDP needs a gradient, zero here, for the decoder and logvar head on every rank
+            terms["rec"] = 0.0 * (x_hat.sum() + enc.logvar.sum())
     total = w.w_r * (terms["rec"] + w.w_kl * terms["kl"]) + w.w_adv * terms["adv"]
     unit = attention_weight_unit(cfg, x)
 
     if not cfg.model.weakly_supervised:
         cam = unsupervised_cam_raw(enc, cfg.model.attention_score)  # (B, 1, h, w)
-        model.track_attention_peak(cam_peak(cam, normal))
+        model.track_attention_peak(dist.all_reduce_mean(cam_peak(cam, normal)))  # one scale on every rank
         if w.w_ae > 0:
             terms["ae"] = attention_expansion_loss(normalise_cam(cam, model.attention_scale()))
             total = total + unit * w.w_ae * terms["ae"]
@@ -100,7 +103,7 @@ def generator_loss(
         terms["bce"] = classifier_loss(logits, labels, class_weight)
         total = total + unit * w.w_c * terms["bce"]
         cam_normal = grad_cam_raw(enc.features, logits[:, 0])  # (B, 1, h, w)
-        model.track_attention_peak(cam_peak(cam_normal, normal))
+        model.track_attention_peak(dist.all_reduce_mean(cam_peak(cam_normal, normal)))
         if w.w_cga > 0:
             scale = model.attention_scale()
             a_normal = normalise_cam(cam_normal, scale)  # A_cn
@@ -122,26 +125,35 @@ def train_step(
     class_weight: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """One D update, then one encoder/decoder(/classifier) update, on a batch; the losses as 0-d
-    tensors on the batch's device (no host sync here: the loop reads them once per log interval)."""
-    enc = model.encode(x)
-    x_hat = model.decode(enc.z)  # (B, 3, S, S)
+    tensors on the batch's device (no host sync here: the loop reads them once per log interval).
+
+    ``model`` and ``disc`` may be DDP-wrapped (:mod:`cavga.distributed`): their ``backward`` then
+    averages the gradients over the ranks."""
+    enc, x_hat = model(x)  # encode, then decode z: (B, 3, S, S); through DDP's forward when wrapped
     normal = labels == 0
     d_loss = None
 
     # Discriminator: real normal images against their reconstructions (Eq. 2).
     if cfg.loss.w_adv > 0 and normal.any():
         d_loss = adversarial_d_loss(disc(x[normal]), disc(x_hat[normal].detach()))
+    elif cfg.loss.w_adv > 0 and dist.world_size() > 1:
+        # no normal image on this rank: zero gradients to all-reduce, and as many D forwards as the
+        # other ranks make (each DDP forward broadcasts D's batch-norm buffers, a collective)
+        d_loss = 0.0 * (disc(x).sum() + disc(x_hat.detach()).sum())
+    if d_loss is not None:
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
 
     # Encoder, decoder (and classifier): Eq. 4 or Eq. 6 against the updated discriminator. D's own
-    # weight gradients from this loss would be discarded by the next D step: not computed at all.
+    # weight gradients from this loss would be discarded by the next D step: not computed at all,
+    # and D's forward bypasses DDP (nothing of it to all-reduce).
+    model_, disc = dist.unwrap(model), dist.unwrap(disc)
     d_params = [p for p in disc.parameters() if p.requires_grad]
     for p in d_params:
         p.requires_grad_(False)
     try:
-        total, terms = generator_loss(model, disc, x, labels, enc, x_hat, cfg, class_weight)
+        total, terms = generator_loss(model_, disc, x, labels, enc, x_hat, cfg, class_weight)
         opt_g.zero_grad(set_to_none=True)
         total.backward()
     finally:
@@ -241,21 +253,32 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     complete epoch with the configuration and split it was started with.  The folder is locked
     for the whole run (:mod:`cavga.runlock`); a non-finite loss stops the run, and the last
     checkpoint, of the last complete epoch, stays as it was.
+
+    Under torchrun (``WORLD_SIZE`` > 1) every process trains a DDP replica on its shard of each
+    batch; rank 0 alone locks and writes the run folder, the others wait for it (docs/performance.md).
     """
     run_dir = Path(run_dir)
     check_output_folder(run_dir)
     cfg.validate()
-    resolve_device(cfg.train.device)  # a device this machine lacks fails now, not after the data is read
-    with RunLock(run_dir, "train"):
-        remove_stale_temp_files(run_dir)
-        if cfg.model.is_baseline:  # AE-L2, AE-SSIM, PatchCore: their own loop or fit, the same run folder
-            from .baselines.fit import train_baseline
+    if cfg.model.is_baseline:  # AE-L2, AE-SSIM, PatchCore: their own loop or fit, the same run folder
+        from .baselines.fit import train_baseline
 
+        resolve_device(cfg.train.device)  # a device this machine lacks fails now, not after the data is read
+        with RunLock(run_dir, "train"):
+            remove_stale_temp_files(run_dir)
             return train_baseline(cfg, run_dir, resume, progress)
-        return _train_locked(cfg, run_dir, resume, progress)
+    ctx = dist.init(resolve_device(cfg.train.device))  # one process, or this rank of a torchrun group
+    try:
+        if not ctx.is_main:
+            return _train_locked(cfg, run_dir, resume, progress, ctx)
+        with RunLock(run_dir, "train"):
+            remove_stale_temp_files(run_dir)
+            return _train_locked(cfg, run_dir, resume, progress, ctx)
+    finally:
+        dist.close(ctx)
 
 
-def open_run(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[dict[str, Any] | None, RunData]:
+def open_run(cfg: RunConfig, run_dir: Path, resume: bool, write: bool = True) -> tuple[dict[str, Any] | None, RunData]:
     """The checkpoint to resume from (None for a new run) and the run's data; shared by every model.
 
     A new run's split is made and its training images are checked now, before anything is written."""
@@ -269,7 +292,8 @@ def open_run(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[dict[str, Any
         run_data = RunData.load(run_dir)
         if state.get("fingerprint") and split_fingerprint(run_data.to_dict()) != state["fingerprint"].get("split"):
             raise CavgaError(f"{run_dir / SPLIT_FILE}: not the split {ckpt_path} was trained on; cannot resume")
-        save_config(cfg, run_dir / "config.yaml")
+        if write:  # rank 0 of a distributed run, or the only process
+            save_config(cfg, run_dir / "config.yaml")
     else:
         done = _completed_epochs(run_dir)
         if resume and done:
@@ -295,16 +319,16 @@ def start_run_folder(cfg: RunConfig, run_dir: Path, run_data: RunData) -> None:
     (run_dir / HISTORY_FILE).unlink(missing_ok=True)  # left by a start killed in its first epoch
 
 
-def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
+def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, ctx: dist.Context) -> Path:
     ckpt_path = run_dir / CHECKPOINT
-    state, run_data = open_run(cfg, run_dir, resume)
+    state, run_data = open_run(cfg, run_dir, resume, write=ctx.is_main)
 
-    device = resolve_device(cfg.train.device)
+    device = ctx.device
     seed_everything(cfg.train.seed)
     model, disc = build_networks(
         cfg.model, cfg.data.image_size, cfg.train.allow_random_init, from_checkpoint=state is not None
     )
-    if state is None:  # data and networks are good: only now does the run folder get written
+    if state is None and ctx.is_main:  # data and networks are good: only now does the run folder get written
         start_run_folder(cfg, run_dir, run_data)
     fp = fingerprint(to_dict(cfg), run_data.to_dict())
     accel = accel_for(cfg.train, device)
@@ -319,10 +343,13 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
         opt_d.load_state_dict(state["opt_d"])
         start_epoch = state["epoch"]
         history = state.get("history", [])
-        _write_history(run_dir, history)  # the checkpoint's history is the record of what was trained
+        if ctx.is_main:
+            _write_history(run_dir, history)  # the checkpoint's history is the record of what was trained
         torch.set_rng_state(state["rng"])
         if start_epoch >= cfg.train.epochs and state.get("normalizer") is not None:
             return ckpt_path
+    if ctx.rank > 0:  # each rank its own reparameterisation noise (rank 0 keeps the single-process stream)
+        torch.manual_seed(cfg.train.seed + 1_000_003 * ctx.rank + start_epoch)
 
     class_weight = _class_weight(run_data.train, device) if cfg.model.weakly_supervised else None
     backbone = state["backbone_weights"] if state else getattr(model.encoder, "loaded_weights", "dcgan-init")
@@ -331,26 +358,39 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
         run_data.train, cfg.data.image_size, cache=cfg.train.num_workers == 0, cache_limit_mb=cfg.train.cache_mb
     )
     accel.compile_modules(model, disc)
+    ddp_model, ddp_disc = dist.wrap(model, ctx), dist.wrap(disc, ctx)
     for epoch in range(start_epoch, cfg.train.epochs):
         model.train()
         disc.train()
         seed = cfg.train.seed * 100_003 + epoch
-        loader = D.make_loader(
-            train_set, cfg.data.image_size, cfg.train.batch_size, True, cfg.train.num_workers, seed, accel.pin_memory
-        )
+        if ctx.enabled:  # this rank's shard of each global batch
+            loader = dist.shard_loader(train_set, cfg.train.batch_size, cfg.train.num_workers, seed, epoch, ctx)
+        else:
+            loader = D.make_loader(
+                train_set,
+                cfg.data.image_size,
+                cfg.train.batch_size,
+                True,
+                cfg.train.num_workers,
+                seed,
+                accel.pin_memory,
+            )
         log = LossLog(epoch + 1, ckpt_path)
         t0 = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
+        show = progress and ctx.is_main
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not show, leave=False)
         for step, batch in enumerate(bar, 1):
             x, labels = accel.input(batch.image), batch.label.to(device, non_blocking=accel.pin_memory)
             with accel.autocast():
-                log.add(train_step(model, disc, opt_g, opt_d, x, labels, cfg, class_weight))
+                log.add(train_step(ddp_model, ddp_disc, opt_g, opt_d, x, labels, cfg, class_weight))
             if step % LOG_EVERY == 0:  # one host sync per log interval, not per step
                 latest = log.read()
                 bar.set_postfix({k: f"{v:.3f}" for k, v in latest.items() if k in ("rec", "adv", "ae", "cga", "bce")})
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 2)}
         record.update(log.means())
         history.append(record)
+        if not ctx.is_main:  # rank 0 logs and checkpoints (its shard's losses) for every rank
+            continue
         if progress:
             tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         if (epoch + 1) % cfg.train.checkpoint_every and epoch + 1 < cfg.train.epochs:
@@ -360,11 +400,13 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -
         )
         _write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
 
-    normalizer = fit_normalizer(model, run_data.val or run_data.train, cfg, device)  # held-out normals
-    save_checkpoint(
-        _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer, fp=fp),
-        ckpt_path,
-    )
+    if ctx.is_main:
+        normalizer = fit_normalizer(model, run_data.val or run_data.train, cfg, device)  # held-out normals
+        save_checkpoint(
+            _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer, fp=fp),
+            ckpt_path,
+        )
+    dist.barrier()  # the other ranks return once the run folder is complete
     return ckpt_path
 
 

@@ -1,0 +1,63 @@
+"""The whole inference path of a trained run as one forward-only module, ready to trace or export.
+
+``InferenceGraph(image) -> (score, anomaly_map, mask, raw_score)`` for images (B, 3, S, S) in [0, 1]
+(the run's resize already done): the encoder (with its own ImageNet normalisation for CAVGA-R), the
+latent mean, the closed-form Grad-CAM (:mod:`.analytic`), its running-scale normalisation, 1 - A
+(or A) for CAVGA-u and A_ca for CAVGA-w, bilinear upsampling to S, the mask threshold, and the image
+score: CAVGA-u's normalised reconstruction difference, CAVGA-w's anomalous probability.
+It computes what :meth:`cavga.inference.Predictor.predict_batch` does, with no autograd.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..attention import EPS
+from ..inference import Predictor
+from .analytic import AnalyticGradCAM, score_kind
+
+
+class InferenceGraph(nn.Module):
+    """A Predictor's model, normaliser and thresholds, frozen into one module (eval mode)."""
+
+    def __init__(self, predictor: Predictor):
+        super().__init__()
+        model = predictor.model.eval()
+        cfg = predictor.cfg
+        self.model = model
+        self.cam = AnalyticGradCAM(model, score_kind(model))
+        self.size = cfg.data.image_size
+        self.weakly = cfg.model.weakly_supervised
+        self.inverse = not self.weakly and cfg.infer.attention_direction != "direct"
+        scale = model.attention_scale()
+        self.per_image = scale is None  # "image" normalisation, or no running peak recorded
+        self.register_buffer("scale", torch.tensor(0.0 if scale is None else float(scale)))
+        norm = predictor.normalizer
+        self.lo = float(norm.lo) if norm is not None else 0.0
+        self.span = max(norm.hi - norm.lo, 1e-12) if norm is not None else 1.0
+        self.mask_threshold = float(predictor.mask_threshold)
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        m = self.model
+        features = m.encode_features(image)  # (B, K, h, w)
+        mu = m.to_mu(m.encoder.body[m._split() :](features))  # (B, C, h, w) or (B, d)
+        cam = self.cam(features, mu)  # (B, 1, h, w)
+        if self.per_image:
+            attention = cam / (cam.amax(dim=(2, 3), keepdim=True) + EPS)
+        else:
+            attention = (cam / (self.scale + EPS)).clamp(0.0, 1.0)  # (B, 1, h, w)
+        if self.weakly:
+            logits = m.classifier(mu.flatten(1))  # (B, 2)
+            raw = torch.softmax(logits, dim=1)[:, 1]  # (B,)
+            score = raw
+            amap = attention  # A_ca
+        else:
+            x_hat = m.decode(mu)  # (B, 3, S, S)
+            raw = (image - x_hat).abs().mean(dim=1).flatten(1).mean(dim=1)  # (B,)
+            score = ((raw - self.lo) / (2 * self.span)).clamp(0.0, 1.0)
+            amap = 1 - attention if self.inverse else attention
+        amap = F.interpolate(amap, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        amap = amap.squeeze(1).clamp(0.0, 1.0)  # (B, S, S)
+        return score, amap, amap >= self.mask_threshold, raw

@@ -1,0 +1,197 @@
+"""DDP training on two Gloo processes (torch.multiprocessing.spawn, torchrun's environment variables)."""
+
+from __future__ import annotations
+
+import copy
+import faulthandler
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from cavga import distributed as dist
+from cavga.config import ModelConfig, RunConfig
+from cavga.demo_data import generate_demo_dataset
+from cavga.errors import CavgaError
+from cavga.networks import build_networks
+
+WORLD = 2
+
+
+def _tiny_cfg(root) -> RunConfig:
+    cfg = RunConfig()
+    cfg.data.root, cfg.data.category, cfg.data.image_size = str(root), "brick", 32
+    cfg.model = ModelConfig(variant="Du", base_channels=8, latent_channels=8)
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.device = 1, 4, "cpu"
+    return cfg
+
+
+def _one_step(model, disc, x, cfg):
+    """One train_step with plain SGD, in eval mode (z = mu, batch norm on its running statistics), so
+    that each image's loss is independent of the others and half-batch gradients average exactly."""
+    from cavga.train import train_step
+
+    model.eval()
+    disc.eval()
+    opt_g = torch.optim.SGD([p for p in dist.unwrap(model).parameters()], lr=0.5)
+    opt_d = torch.optim.SGD(dist.unwrap(disc).parameters(), lr=0.5)
+    train_step(model, disc, opt_g, opt_d, x, torch.zeros(len(x), dtype=torch.long), cfg)
+
+
+def _worker(rank: int, ports: tuple[int, int], root: str, out: str) -> None:
+    faulthandler.dump_traceback_later(150, exit=True)  # a hung collective fails the test, not CI's clock
+    torch.set_num_threads(1)
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(ports[0]), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD)
+    )
+    import cavga.train as T
+
+    cfg = _tiny_cfg(root)
+    cfg.loss.w_ae = 1.0  # a large attention term: the Grad-CAM double backward matters in the gradient
+    # 1. One DDP step on this rank's half of a batch against one single-process step on the whole batch.
+    ctx = dist.init(torch.device("cpu"))
+    torch.manual_seed(0)
+    model, disc = build_networks(cfg.model, 32, allow_random_init=True)
+    x = torch.rand(4, 3, 32, 32)  # (B, 3, S, S) the same batch on every rank
+    ref_model, ref_disc = copy.deepcopy(model), copy.deepcopy(disc)
+    _one_step(ref_model, ref_disc, x, cfg)  # the single-process reference (its peak all-reduce is symmetric)
+    half = x[rank * 2 : rank * 2 + 2]  # (B / 2, 3, S, S)
+    _one_step(dist.wrap(model, ctx), dist.wrap(disc, ctx), half, cfg)
+    step = {
+        "ddp": {**model.state_dict(), **{f"d.{k}": v for k, v in disc.state_dict().items()}},
+        "ref": {**ref_model.state_dict(), **{f"d.{k}": v for k, v in ref_disc.state_dict().items()}},
+    }
+    # 1b. CAVGA-w where rank 1's shard holds anomalous images only: it still joins both all-reduces
+    # (with zero gradients from its side), so nothing hangs and the ranks stay identical.
+    from cavga.train import _optimizers, train_step
+
+    cfg_w = _tiny_cfg(root)
+    cfg_w.model = ModelConfig(variant="Dw", base_channels=8, latent_channels=8)
+    torch.manual_seed(0)
+    model_w, disc_w = build_networks(cfg_w.model, 32, allow_random_init=True)
+    opt_g, opt_d = _optimizers(model_w, disc_w, cfg_w)
+    labels = torch.full((2,), rank, dtype=torch.long)  # rank 0: normal, rank 1: anomalous
+    train_step(dist.wrap(model_w, ctx), dist.wrap(disc_w, ctx), opt_g, opt_d, half, labels, cfg_w)
+    step["w"] = {k: v.detach().clone() for k, v in [*model_w.named_parameters(), *disc_w.named_parameters()]}
+    dist.close(ctx)
+
+    # 2. A whole (tiny) run through cavga.train.train, which joins a group from the environment
+    # (on a fresh port: re-using the first group's port races with its store's shutdown).
+    os.environ["MASTER_PORT"] = str(ports[1])
+    seen: dict = {"steps": 0}
+    original = T.train_step
+
+    def spy(model, disc, *args, **kwargs):
+        seen["steps"] += 1
+        seen["model"], seen["disc"] = dist.unwrap(model), dist.unwrap(disc)
+        seen["wrapped"] = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+        return original(model, disc, *args, **kwargs)
+
+    T.train_step = spy
+    run_dir = os.path.join(out, f"run{rank}")  # each rank its own --out: rank 1 must write nothing there
+    T.train(cfg, run_dir, progress=False)
+    state = {**seen["model"].state_dict(), **{f"d.{k}": v for k, v in seen["disc"].state_dict().items()}}
+    torch.save(
+        {"step": step, "params": state, "steps": seen["steps"], "wrapped": seen["wrapped"]},
+        os.path.join(out, f"rank{rank}.pt"),
+    )
+    faulthandler.cancel_dump_traceback_later()
+
+
+def _free_ports(n: int) -> tuple[int, ...]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = tuple(s.getsockname()[1] for s in socks)
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate_demo_dataset(root, seed=0, n_train=12, n_test_good=2, n_test_defect=2, crop=32)
+    out = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(_free_ports(2), str(root), str(out)), nprocs=WORLD, join=True)
+    return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+def test_a_ddp_step_on_half_batches_equals_one_step_on_the_whole_batch(ddp_run):
+    _, ranks = ddp_run
+    init_model, init_disc = _init_params()
+    init = {**init_model, **{f"d.{k}": v for k, v in init_disc.items()}}
+    for r in ranks:
+        ddp, ref = r["step"]["ddp"], r["step"]["ref"]
+        for k, p0 in init.items():
+            if not p0.is_floating_point() or "running" in k:
+                continue
+            step_ddp, step_ref = ddp[k] - p0, ref[k] - p0  # -lr * gradient (SGD)
+            err = float((step_ddp - step_ref).abs().max())
+            assert err <= 1e-4 * float(step_ref.abs().max()) + 1e-9, (k, err)
+    # and the step moved the encoder, the latent head, the decoder and D (else the equality would be empty)
+    for k in ("encoder.body.1.0.weight", "to_mu.weight", "decoder.body.0.weight", "d.head.weight"):
+        assert not torch.equal(ranks[0]["step"]["ddp"][k], init[k]), k
+
+
+def _init_params():
+    torch.manual_seed(0)
+    model, disc = build_networks(ModelConfig(variant="Du", base_channels=8, latent_channels=8), 32, True)
+    return model.state_dict(), disc.state_dict()
+
+
+def test_a_rank_without_normal_images_still_steps_in_lockstep(ddp_run):
+    _, ranks = ddp_run
+    a, b = ranks[0]["step"]["w"], ranks[1]["step"]["w"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    torch.manual_seed(0)
+    init, _ = build_networks(ModelConfig(variant="Dw", base_channels=8, latent_channels=8), 32, True)
+    assert not torch.equal(a["decoder.body.0.weight"], init.state_dict()["decoder.body.0.weight"])
+
+
+def test_both_ranks_step_and_stay_identical(ddp_run):
+    _, ranks = ddp_run
+    assert all(r["wrapped"] for r in ranks)
+    # 10 training images (12 less the held-out normal), global batch 4 -> 2 per rank: 2 steps each
+    assert [r["steps"] for r in ranks] == [2, 2]
+    a, b = ranks[0]["params"], ranks[1]["params"]
+    assert a.keys() == b.keys()
+    # Parameters and the attention scale (averaged over ranks) are identical. Batch-norm running
+    # statistics are rank 0's at each forward (DDP broadcasts them) and drift by the last step's
+    # local update; only rank 0's are saved.
+    for k in a:
+        if "running_" not in k and "num_batches" not in k:
+            assert torch.equal(a[k], b[k]), k
+    assert float(a["cam_scale"]) > 0
+
+
+def test_rank_0_alone_writes_the_run_folder(ddp_run):
+    out, ranks = ddp_run
+    run0 = out / "run0"
+    for name in ("config.yaml", "split.json", "history.jsonl", "checkpoint.pt"):
+        assert (run0 / name).is_file(), name
+    assert not (out / "run1").exists()
+    state = torch.load(run0 / "checkpoint.pt", weights_only=True)
+    assert state["normalizer"] is not None and state["epoch"] == 1
+    for k, v in state["model"].items():
+        assert torch.equal(v, ranks[0]["params"][k]), k
+
+
+def test_the_global_batch_must_split_evenly():
+    ctx = dist.Context(rank=0, world_size=3)
+    with pytest.raises(CavgaError, match="not divisible by the 3 processes"):
+        dist.shard_loader(list(range(12)), 4, 0, 0, 0, ctx)
+
+
+def test_shards_are_disjoint_and_reshuffle_by_epoch():
+    data = list(range(10))
+
+    def order(rank: int, epoch: int) -> list[int]:
+        return list(dist.shard_loader(data, 4, 0, 7, epoch, dist.Context(rank=rank, world_size=2)).sampler)
+
+    a, b = order(0, 3), order(1, 3)
+    assert not set(a) & set(b) and len(a) == len(b) == 5
+    assert order(0, 3) == a and order(0, 4) != a  # deterministic, and set_epoch reshuffles

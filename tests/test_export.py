@@ -1,0 +1,147 @@
+"""`cavga export`: the closed-form Grad-CAM against autograd, and exported files against the checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cavga.attention import grad_cam_raw, unsupervised_cam_raw
+from cavga.cli import main
+from cavga.config import ModelConfig
+from cavga.data import load_image
+from cavga.demo_data import generate_demo_dataset
+from cavga.errors import CavgaError
+from cavga.export import AnalyticGradCAM, ExportedPredictor, export_run
+from cavga.export.analytic import score_kind
+from cavga.inference import Predictor
+from cavga.networks import build_networks
+from cavga.train import RunData
+
+pytest.importorskip("onnxruntime")
+
+
+def _model(seed: int = 0, **kw):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(base_channels=8, latent_channels=6, backbone_weights="none", **kw)
+    model, _ = build_networks(cfg, 64, allow_random_init=True)
+    return model.eval()
+
+
+def _autograd_cam(model, x):
+    features = model.encode_features(x).detach().requires_grad_(True)  # (B, K, h, w)
+    enc = model.latent(features)
+    if model.cfg.weakly_supervised:
+        return features, enc.mu, grad_cam_raw(features, model.classify(enc.mu)[:, 1], create_graph=False)
+    return features, enc.mu, unsupervised_cam_raw(enc, model.cfg.attention_score, create_graph=False)
+
+
+CASES = [
+    dict(variant="Du", attention_score="mu_sum"),
+    dict(variant="Du", attention_score="z_sum"),
+    dict(variant="Du", attention_score="mu_energy"),
+    dict(variant="Du", attention_score="per_channel"),
+    dict(variant="Dw"),
+    dict(variant="Ru", attention_score="mu_energy", encoder_stride=16),
+    dict(variant="Ru", attention_score="mu_sum", flat_latent=True, flat_latent_dim=5),
+    dict(variant="Ru", attention_score="mu_energy", flat_latent=True, flat_latent_dim=5),
+    dict(variant="Ru", attention_score="per_channel", flat_latent=True, flat_latent_dim=5),
+    dict(variant="Rw", flat_latent=True, flat_latent_dim=5, seed=1),  # seed 0: A_ca is 0 everywhere
+]
+
+
+@pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(str(v) for v in kw.values()))
+def test_analytic_grad_cam_equals_autograd(kw):
+    model = _model(**kw)
+    x = torch.rand(3, 3, 64, 64)  # (B, 3, S, S)
+    features, mu, ref = _autograd_cam(model, x)
+    with torch.no_grad():
+        got = AnalyticGradCAM(model, score_kind(model))(features.detach(), mu.detach())  # (B, 1, h, w)
+    assert got.shape == ref.shape and float(ref.detach().amax()) > 0
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_below_the_last_map_refuses_to_export_in_one_line():
+    model = _model(variant="Du", attention_layer=1)
+    with pytest.raises(CavgaError, match=r"attention_layer 1: .*closed form") as e:
+        AnalyticGradCAM(model, "mu_sum")
+    assert "\n" not in str(e.value)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate_demo_dataset(root, seed=0, n_train=12, n_test_good=3, n_test_defect=5, crop=48)
+    out = {}
+    for name, model, extra in (
+        ("Du", "Du", []),
+        ("Du-energy", "Du", ["--set", "model.attention_score=mu_energy"]),  # an image-dependent closed form
+        ("Dw", "Dw", []),
+    ):
+        run = tmp_path_factory.mktemp(f"run_{name}")
+        args = [
+            "train", "--data", str(root), "--layout", "mvtec", "--category", "brick", "--model", model,
+            "--out", str(run), "--epochs", "1", "--image-size", "32", "--batch-size", "4", "--device", "cpu",
+            "--no-progress", "--set", "model.base_channels=8", "--set", "model.latent_channels=8",
+            "--set", "data.anomalous_fraction=0.4", "--set", "data.val_fraction=0.4",  # 4-5 held-out normals
+        ]  # fmt: skip
+        assert main(args + extra) == 0
+        out[name] = run
+    return out
+
+
+@pytest.mark.parametrize("model", ["Du", "Du-energy", "Dw"])
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_exported_model_matches_the_checkpoint(runs, tmp_path, model, fmt):
+    run = runs[model]
+    path = export_run(run, tmp_path / ("m.pt" if fmt == "torchscript" else "m.onnx"), fmt)
+    exported, eager = ExportedPredictor(path), Predictor.from_run(run, "cpu")
+    assert exported.meta["image_size"] == 32 and exported.meta["variant"] == f"CAVGA-{model[:2]}"
+    assert exported.mask_threshold == eager.mask_threshold
+    if model != "Dw":
+        assert exported.meta["normalizer"]["hi"] == eager.normalizer.hi
+    split = RunData.load(run)
+    # the test images, and the held-out normals the normaliser was fitted on (scores inside (0, 1))
+    x = torch.stack([load_image(r.image_path, 32) for r in split.test + split.val])  # (B, 3, S, S)
+    got, ref = exported.predict_batch(x), eager.predict_batch(x)
+    assert ((ref.score > 0.01) & (ref.score < 0.99)).any()  # some scores unclamped: the normaliser counts
+    torch.testing.assert_close(got.score, ref.score, atol=1e-4, rtol=0)
+    torch.testing.assert_close(got.raw_score, ref.raw_score, atol=1e-4, rtol=0)
+    torch.testing.assert_close(got.anomaly_map, ref.anomaly_map, atol=1e-4, rtol=0)
+    if model != "Du":  # (mu_sum's A can still be 0 everywhere after one epoch on 10 images)
+        assert float(ref.anomaly_map.std()) > 0  # a map with structure, not a constant
+    assert torch.equal(got.label, ref.label)
+    # masks agree wherever the map is clear of the threshold (within 1e-4 of it, float noise may flip a pixel)
+    clear = (ref.anomaly_map - eager.mask_threshold).abs() > 1e-4
+    assert torch.equal(got.mask[clear], ref.mask[clear])
+
+
+def test_predict_runs_on_an_exported_model_as_on_the_run(runs, tmp_path):
+    run = runs["Du"]
+    images = [r.image_path for r in RunData.load(run).test][:4]
+    model = tmp_path / "model.onnx"
+    assert main(["export", str(run), "--out", str(model)]) == 0  # the format from the extension
+    assert main(["predict", str(run), *images, "--out", str(tmp_path / "a"), "--device", "cpu"]) == 0
+    assert main(["predict", str(model), *images, "--out", str(tmp_path / "b"), "--device", "cpu"]) == 0
+    a = json.loads((tmp_path / "a" / "predictions.json").read_text())
+    b = json.loads((tmp_path / "b" / "predictions.json").read_text())
+    assert a["mask_threshold"] == b["mask_threshold"] and len(a["predictions"]) == len(b["predictions"]) == 4
+    for ra, rb in zip(a["predictions"], b["predictions"], strict=True):
+        assert ra.keys() == rb.keys()
+        assert ra["verdict"] == rb["verdict"] and ra["overlay"] == rb["overlay"]
+        assert ra["score"] == pytest.approx(rb["score"], abs=1e-4)
+        assert ra["anomalous_area"] == pytest.approx(rb["anomalous_area"], abs=1e-3)
+
+
+def test_exported_models_refuse_changed_settings_and_foreign_files(runs, tmp_path, capsys):
+    model = export_run(runs["Dw"], tmp_path / "m.pt")
+    img = RunData.load(runs["Dw"]).test[0].image_path
+    assert main(["predict", str(model), img, "--out", str(tmp_path / "o"), "--set", "infer.mask_threshold=0.3"]) == 2
+    assert "settings are fixed" in capsys.readouterr().err
+    plain = tmp_path / "plain.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Identity()), str(plain))
+    with pytest.raises(CavgaError, match="no cavga metadata"):
+        ExportedPredictor(plain)
+    with pytest.raises(CavgaError, match="cannot tell the format"):
+        export_run(runs["Dw"], tmp_path / "m.bin")
