@@ -21,7 +21,8 @@ import torch
 from cavga.evaluate import evaluate_run
 from cavga.grid import build_cells, load_grid
 from cavga.networks import build_networks
-from cavga.train import _optimizers, prepare_data, train, train_step
+from cavga.runfolder import prepare_data
+from cavga.train import _optimizers, train, train_step
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cavga import runfolder
 from cavga import train as train_module
 from cavga.cli import main
 from cavga.config import DataConfig, RunConfig
@@ -246,7 +247,7 @@ def test_medium7_uncreatable_output_path_fails_before_any_work(trained, tiny_dat
     """Medium 7: `--out some_file/sub` for train and predict is a one-line error before any work."""
     blocker = tmp_path / "some_file"
     blocker.write_text("x")
-    monkeypatch.setattr(train_module, "prepare_data", lambda cfg: pytest.fail("read the data first"))
+    monkeypatch.setattr(runfolder, "prepare_data", lambda cfg: pytest.fail("read the data first"))
     assert main(_train_args(tiny_data, blocker / "sub")) == 2
     _one_line_error(capsys, "some_file", "is a file")
     images = tiny_data / "brick" / "test" / "hole"

@@ -14,7 +14,8 @@ from cavga.demo_data import generate_demo_dataset, paint_defect, texture
 from cavga.errors import CavgaError
 from cavga.fingerprint import config_fingerprint
 from cavga.inference import Predictor
-from cavga.train import RunData, train
+from cavga.runfolder import RunData
+from cavga.train import train
 
 kornia = pytest.importorskip("kornia")
 

@@ -11,7 +11,7 @@ from cavga.cli import main
 from cavga.demo_data import generate_demo_dataset
 from cavga.evaluate import METRIC_KEYS
 from cavga.inference import Predictor
-from cavga.train import RunData
+from cavga.runfolder import RunData
 
 pytest.importorskip("kornia")
 

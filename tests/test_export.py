@@ -17,7 +17,7 @@ from cavga.export import AnalyticGradCAM, ExportedPredictor, export_run
 from cavga.export.analytic import score_kind
 from cavga.inference import Predictor
 from cavga.networks import build_networks
-from cavga.train import RunData
+from cavga.runfolder import RunData
 
 pytest.importorskip("onnxruntime")
 

@@ -12,7 +12,7 @@ from cavga.config import DataConfig
 from cavga.data import load_image, load_split, one_class_split
 from cavga.data.arrays import load_array
 from cavga.errors import CavgaError
-from cavga.train import RunData
+from cavga.runfolder import RunData
 from oneclass_data import fake_mnist
 
 

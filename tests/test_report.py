@@ -17,7 +17,7 @@ from cavga.report import write_benchmark_report, write_run_report
 from cavga.report.plots import score_histogram
 from cavga.report.run_report import error_of
 from cavga.report.scores import load_map16, save_map16, thin
-from cavga.train import RunData
+from cavga.runfolder import RunData
 from cavga.visualize import comparison_strip
 
 

@@ -10,7 +10,8 @@ from PIL import Image
 from cavga.config import ModelConfig, RunConfig
 from cavga.losses import adversarial_d_loss
 from cavga.networks import build_networks
-from cavga.train import _optimizers, prepare_data, train_step
+from cavga.runfolder import prepare_data
+from cavga.train import _optimizers, train_step
 
 
 def _tiny(seed: int = 0):

@@ -9,7 +9,8 @@ import torch
 from cavga.config import RunConfig
 from cavga.demo_data import DEFECT_TYPES, generate_demo_dataset
 from cavga.errors import CavgaError
-from cavga.train import RunData, train
+from cavga.runfolder import RunData
+from cavga.train import train
 from cavga.validation import VALIDATION_FILE, paint_validation_set, validate_run
 
 

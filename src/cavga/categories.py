@@ -19,8 +19,9 @@ from .data.listing import _check_root, _subfolders
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, METRICS_FILE, evaluate_run
 from .io_utils import atomic_write_json, atomic_write_text
+from .runfolder import HISTORY_FILE
 from .runtime import CHECKPOINT
-from .train import HISTORY_FILE, train
+from .train import train
 
 SUMMARY = "summary"
 

@@ -9,8 +9,9 @@ from .config import DEMO_SETTINGS, RunConfig, apply_overrides
 from .demo_data import generate_demo_dataset
 from .evaluate import evaluate_run
 from .predict import predict_to_folder
+from .runfolder import RunData
 from .runtime import CHECKPOINT
-from .train import RunData, train
+from .train import train
 
 DEMO_CATEGORY = "brick"
 

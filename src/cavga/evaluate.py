@@ -27,8 +27,8 @@ from .inference import Predictor, eval_loader, native_map
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, iou
 from .report.scores import MAPS_DIR, curves, raw_threshold, save_map16, write_scores
+from .runfolder import RunData
 from .runlock import locked
-from .train import RunData
 
 METRICS_FILE = "metrics.json"
 METRIC_KEYS = ("image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro", "f1_max")

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import CavgaError
 
-# Settings a resumed run may change (see train._check_resumable); they are not part of its identity.
+# Settings a resumed run may change (see runfolder.check_resumable); they are not part of its identity.
 # The speed settings (cavga.accel) are among them, so runs from before they existed keep their identity.
 MUTABLE = {
     "train": (
@@ -66,7 +66,7 @@ def check_run_folder(run_dir: str | Path, state: dict[str, Any]) -> None:
 
     Checkpoints written before fingerprints existed are not checked."""
     from .config import load_config, to_dict
-    from .train import SPLIT_FILE, RunData
+    from .runfolder import SPLIT_FILE, RunData
 
     saved = state.get("fingerprint")
     if not isinstance(saved, dict):

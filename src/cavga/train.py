@@ -14,10 +14,7 @@ otherwise teach C to answer "normal" always.
 
 from __future__ import annotations
 
-import json
 import time
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +27,11 @@ from . import data as D
 from . import distributed as dist
 from .accel import accel_for
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
-from .config import RunConfig, save_config, to_dict
+from .config import RunConfig, to_dict
 from .errors import CavgaError
-from .fingerprint import fingerprint, split_fingerprint
+from .fingerprint import fingerprint
 from .inference import fit_normalizer
-from .io_utils import atomic_write_json, atomic_write_text, check_output_folder, remove_stale_temp_files
+from .io_utils import check_output_folder, remove_stale_temp_files
 from .losses import (
     adversarial_d_loss,
     adversarial_g_loss,
@@ -46,11 +43,10 @@ from .losses import (
 )
 from .losslog import LossLog
 from .networks import CAVGA, Discriminator, Encoding, build_networks
+from .runfolder import open_run, start_run_folder, write_history
 from .runlock import RunLock
-from .runtime import CHECKPOINT, load_checkpoint, resolve_device, save_checkpoint, seed_everything
+from .runtime import CHECKPOINT, resolve_device, save_checkpoint, seed_everything
 
-SPLIT_FILE = "split.json"
-HISTORY_FILE = "history.jsonl"
 LOG_EVERY = 10  # training steps between reads of the losses (each read waits for the device)
 
 
@@ -165,71 +161,6 @@ def train_step(
     return {k: v.detach() for k, v in terms.items()}
 
 
-@dataclass
-class RunData:
-    """The records a run trains, calibrates and tests on; saved as split.json beside the run."""
-
-    train: list[D.Record]
-    val: list[D.Record]
-    test: list[D.Record]
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "info": self.info,
-            "train": [r.to_dict() for r in self.train],
-            "val": [r.to_dict() for r in self.val],
-            "test": [r.to_dict() for r in self.test],
-        }
-
-    @staticmethod
-    def from_dict(d: dict[str, Any]) -> RunData:
-        recs = {k: [D.Record.from_dict(r) for r in d[k]] for k in ("train", "val", "test")}
-        return RunData(recs["train"], recs["val"], recs["test"], d.get("info", {}))
-
-    @staticmethod
-    def load(run_dir: str | Path) -> RunData:
-        path = Path(run_dir) / SPLIT_FILE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CavgaError(f"{path}: missing; is {run_dir} a cavga run folder?") from None
-        except (OSError, ValueError) as e:
-            raise CavgaError(f"{path}: unreadable split file ({e})") from None
-        if not isinstance(raw, dict) or not all(isinstance(raw.get(k), list) for k in ("train", "val", "test")):
-            raise CavgaError(f"{path}: not a cavga split file (expected a mapping with train, val and test lists)")
-        try:
-            return RunData.from_dict(raw)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise CavgaError(f"{path}: malformed record in split file ({type(e).__name__}: {e})") from None
-
-
-def prepare_data(cfg: RunConfig) -> RunData:
-    """Load the split for ``cfg.data`` and apply the variant's protocol (anomalous fraction, hold-out).
-
-    Both variants are tested on the same images (the paper's Table 2): the seeded
-    ``anomalous_fraction`` of anomalous test images that CAVGA-w trains on leaves the test set of
-    CAVGA-u too (u does not train on them). Both hold out ``val_fraction`` of the normal training
-    images, which fit the score normaliser and the mask quantile and are never trained on.
-    """
-    split = D.load_split(cfg.data)
-    protocol = D.move_anomalous_to_train if cfg.model.weakly_supervised else D.drop_weak_anomalies_from_test
-    if cfg.model.weakly_supervised or split.info.get("protocol") != "one-class":  # one-class u: test on all
-        split = protocol(split, cfg.data.anomalous_fraction, cfg.data.seed)
-    info = dict(split.info)
-    train, val = D.hold_out_normals(split.train, cfg.data.val_fraction, cfg.data.seed)
-    if not train:
-        raise CavgaError(f"{cfg.data.root}: no training images after the split")
-    info.update(
-        n_train=len(train),
-        n_train_anomalous=sum(r.label for r in train),
-        n_val=len(val),
-        n_test=len(split.test),
-        n_test_anomalous=sum(r.label for r in split.test),
-    )
-    return RunData(train, val, split.test, info)
-
-
 def _class_weight(records: list[D.Record], device: torch.device) -> Tensor | None:
     counts = np.bincount([r.label for r in records], minlength=2).astype(np.float64)
     if counts.min() == 0:
@@ -278,47 +209,6 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         dist.close(ctx)
 
 
-def open_run(cfg: RunConfig, run_dir: Path, resume: bool, write: bool = True) -> tuple[dict[str, Any] | None, RunData]:
-    """The checkpoint to resume from (None for a new run) and the run's data; shared by every model.
-
-    A new run's split is made and its training images are checked now, before anything is written."""
-    ckpt_path = run_dir / CHECKPOINT
-    state = None
-    if ckpt_path.exists():
-        if not resume:
-            raise CavgaError(f"{run_dir}: already holds a trained run; pass --resume to continue it or use a new --out")
-        state = load_checkpoint(ckpt_path)
-        _check_resumable(state, cfg, run_dir)
-        run_data = RunData.load(run_dir)
-        if state.get("fingerprint") and split_fingerprint(run_data.to_dict()) != state["fingerprint"].get("split"):
-            raise CavgaError(f"{run_dir / SPLIT_FILE}: not the split {ckpt_path} was trained on; cannot resume")
-        if write:  # rank 0 of a distributed run, or the only process
-            save_config(cfg, run_dir / "config.yaml")
-    else:
-        done = _completed_epochs(run_dir)
-        if resume and done:
-            raise CavgaError(
-                f"{ckpt_path}: missing, but {run_dir / HISTORY_FILE} records {done} completed epoch(s); "
-                "restore the checkpoint or start again in a new --out"
-            )
-        run_data = prepare_data(cfg)
-        D.verify_images(run_data.train + run_data.val)  # a corrupt image stops the run now, not never
-        if not run_data.test:
-            warnings.warn(
-                f"{cfg.data.root}: the split has no test images; `cavga evaluate` will have nothing to score",
-                stacklevel=4,
-            )
-    return state, run_data
-
-
-def start_run_folder(cfg: RunConfig, run_dir: Path, run_data: RunData) -> None:
-    """A new run's config.yaml and split.json, written once its data and networks are known to be good."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    atomic_write_json(run_dir / SPLIT_FILE, run_data.to_dict())
-    (run_dir / HISTORY_FILE).unlink(missing_ok=True)  # left by a start killed in its first epoch
-
-
 def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, ctx: dist.Context) -> Path:
     ckpt_path = run_dir / CHECKPOINT
     state, run_data = open_run(cfg, run_dir, resume, write=ctx.is_main)
@@ -344,7 +234,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
         start_epoch = state["epoch"]
         history = state.get("history", [])
         if ctx.is_main:
-            _write_history(run_dir, history)  # the checkpoint's history is the record of what was trained
+            write_history(run_dir, history)  # the checkpoint's history is the record of what was trained
         torch.set_rng_state(state["rng"])
         if start_epoch >= cfg.train.epochs and state.get("normalizer") is not None:
             return ckpt_path
@@ -398,7 +288,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
         save_checkpoint(
             _state(cfg, model, disc, opt_g, opt_d, epoch + 1, history, backbone, normalizer=None, fp=fp), ckpt_path
         )
-        _write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
+        write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
 
     if ctx.is_main:
         normalizer = fit_normalizer(model, run_data.val or run_data.train, cfg, device)  # held-out normals
@@ -408,14 +298,6 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
         )
     dist.barrier()  # the other ranks return once the run folder is complete
     return ckpt_path
-
-
-def _completed_epochs(run_dir: Path) -> int:
-    path = run_dir / HISTORY_FILE
-    try:
-        return sum(1 for ln in path.read_text().splitlines() if ln.strip())
-    except OSError:
-        return 0
 
 
 def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer, fp=None) -> dict[str, Any]:
@@ -436,25 +318,3 @@ def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer,
         "normalizer": normalizer,
         "fingerprint": fp,  # config and split hashes: evaluate and predict check the folder against them
     }
-
-
-def _check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> None:
-    """A resumed run may change its epoch count, device and inference settings, nothing else."""
-    saved, now = state["config"], to_dict(cfg)
-    for section in ("data", "model", "loss") + (("baseline",) if cfg.model.is_baseline else ()):
-        for key, value in now[section].items():
-            if saved.get(section, {}).get(key) != value:
-                raise CavgaError(
-                    f"{run_dir}: cannot resume with {section}.{key}={value!r}; the run was started with "
-                    f"{saved.get(section, {}).get(key)!r}"
-                )
-    for key in ("batch_size", "lr", "beta1", "beta2", "seed"):
-        if saved.get("train", {}).get(key) != now["train"][key]:
-            raise CavgaError(
-                f"{run_dir}: cannot resume with train.{key}={now['train'][key]!r} "
-                f"(run has {saved.get('train', {}).get(key)!r})"
-            )
-
-
-def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    atomic_write_text(run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in history))

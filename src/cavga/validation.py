@@ -26,7 +26,7 @@ from .evaluate import METRIC_KEYS, residual_baseline
 from .inference import Predictor
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, pixel_auroc
-from .train import RunData
+from .runfolder import RunData
 
 VALIDATION_FILE = "validation.json"
 FOREIGN_TEXTURE = "gravel"  # the source of the "patch" defect's foreign texture

@@ -25,8 +25,8 @@ from ..errors import CavgaError
 from ..fingerprint import fingerprint
 from ..inference import eval_loader, fit_normalizer
 from ..losslog import check_finite
+from ..runfolder import RunData, open_run, start_run_folder, write_history
 from ..runtime import CHECKPOINT, resolve_device, save_checkpoint, seed_everything
-from ..train import RunData, _write_history, open_run, start_run_folder
 from .ae import ae_loss, require_kornia
 from .patchcore import PatchCore, greedy_coreset
 from .scoring import build_baseline, evidence, to_ae_size
@@ -76,7 +76,7 @@ def _finish(model, cfg, run_dir: Path, run_data: RunData, device, opt, history, 
     )
     ckpt = run_dir / CHECKPOINT
     save_checkpoint(_state(cfg, model, opt, cfg.train.epochs, history, normalizer, fp, weights), ckpt)
-    _write_history(run_dir, history)
+    write_history(run_dir, history)
     return ckpt
 
 
@@ -93,7 +93,7 @@ def _train_ae(model, cfg: RunConfig, run_dir: Path, run_data: RunData, device, f
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start_epoch, history = state["epoch"], state.get("history", [])
-        _write_history(run_dir, history)
+        write_history(run_dir, history)
         torch.set_rng_state(state["rng"])
         if start_epoch >= cfg.train.epochs and state.get("normalizer") is not None:
             return ckpt_path
@@ -118,7 +118,7 @@ def _train_ae(model, cfg: RunConfig, run_dir: Path, run_data: RunData, device, f
         if progress:
             tqdm.write(f"epoch={epoch + 1} loss={total / max(n, 1):.4g}")
         save_checkpoint(_state(cfg, model, opt, epoch + 1, history, None, fp, "none"), ckpt_path)
-        _write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
+        write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
     return _finish(model, cfg, run_dir, run_data, device, opt, history, fp, "none")
 
 

@@ -21,9 +21,10 @@ from ..config import RunConfig, apply_overrides, from_dict, load_config, to_dict
 from ..errors import CavgaError
 from ..evaluate import METRICS_FILE, evaluate_run
 from ..io_utils import atomic_write_json, check_output_folder
+from ..runfolder import completed_epochs
 from ..runlock import RunLock
 from ..runtime import CHECKPOINT
-from ..train import _completed_epochs, train
+from ..train import train
 from .spec import DatasetSpec, GridSpec, ModelSpec, set_values
 
 NOT_IDENTITY = {"train": ("device", "num_workers")}  # settings that do not change a cell's result
@@ -107,7 +108,7 @@ def _adopt(cell: Cell, result: dict[str, Any]) -> dict[str, Any] | None:
     except (OSError, CavgaError):
         return None
     fp = cell_fingerprint(cell.cfg)
-    if cell_fingerprint(saved) != fp or _completed_epochs(cell.dir) != cell.cfg.train.epochs:
+    if cell_fingerprint(saved) != fp or completed_epochs(cell.dir) != cell.cfg.train.epochs:
         return None
     result["grid_cell"] = {**cell.key(), "fingerprint": fp, "resumed": False, "adopted": True}
     atomic_write_json(cell.dir / METRICS_FILE, result)
@@ -118,7 +119,7 @@ def run_cell(cell: Cell, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) and evaluate one cell; its metrics.json records the cell and its fingerprint."""
     t0 = time.perf_counter()
     resume = (cell.dir / CHECKPOINT).exists()
-    done = _completed_epochs(cell.dir)
+    done = completed_epochs(cell.dir)
     if resume and done > cell.cfg.train.epochs:
         raise CavgaError(
             f"{cell.dir}: trained for {done} epochs but the grid asks for {cell.cfg.train.epochs}; "

@@ -1,0 +1,157 @@
+"""A run folder's data and bookkeeping, shared by CAVGA's training loop and the baselines': the split
+(train / held-out normals / test) saved as split.json, opening a run to start or resume it, the
+resume checks, and history.jsonl."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import data as D
+from .config import RunConfig, save_config, to_dict
+from .errors import CavgaError
+from .fingerprint import split_fingerprint
+from .io_utils import atomic_write_json, atomic_write_text
+from .runtime import CHECKPOINT, load_checkpoint
+
+SPLIT_FILE = "split.json"
+HISTORY_FILE = "history.jsonl"
+
+
+@dataclass
+class RunData:
+    """The records a run trains, calibrates and tests on; saved as split.json beside the run."""
+
+    train: list[D.Record]
+    val: list[D.Record]
+    test: list[D.Record]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "info": self.info,
+            "train": [r.to_dict() for r in self.train],
+            "val": [r.to_dict() for r in self.val],
+            "test": [r.to_dict() for r in self.test],
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> RunData:
+        recs = {k: [D.Record.from_dict(r) for r in d[k]] for k in ("train", "val", "test")}
+        return RunData(recs["train"], recs["val"], recs["test"], d.get("info", {}))
+
+    @staticmethod
+    def load(run_dir: str | Path) -> RunData:
+        path = Path(run_dir) / SPLIT_FILE
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CavgaError(f"{path}: missing; is {run_dir} a cavga run folder?") from None
+        except (OSError, ValueError) as e:
+            raise CavgaError(f"{path}: unreadable split file ({e})") from None
+        if not isinstance(raw, dict) or not all(isinstance(raw.get(k), list) for k in ("train", "val", "test")):
+            raise CavgaError(f"{path}: not a cavga split file (expected a mapping with train, val and test lists)")
+        try:
+            return RunData.from_dict(raw)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CavgaError(f"{path}: malformed record in split file ({type(e).__name__}: {e})") from None
+
+
+def prepare_data(cfg: RunConfig) -> RunData:
+    """Load the split for ``cfg.data`` and apply the variant's protocol (anomalous fraction, hold-out).
+
+    Both variants are tested on the same images (the paper's Table 2): the seeded
+    ``anomalous_fraction`` of anomalous test images that CAVGA-w trains on leaves the test set of
+    CAVGA-u too (u does not train on them). Both hold out ``val_fraction`` of the normal training
+    images, which fit the score normaliser and the mask quantile and are never trained on.
+    """
+    split = D.load_split(cfg.data)
+    protocol = D.move_anomalous_to_train if cfg.model.weakly_supervised else D.drop_weak_anomalies_from_test
+    if cfg.model.weakly_supervised or split.info.get("protocol") != "one-class":  # one-class u: test on all
+        split = protocol(split, cfg.data.anomalous_fraction, cfg.data.seed)
+    info = dict(split.info)
+    train, val = D.hold_out_normals(split.train, cfg.data.val_fraction, cfg.data.seed)
+    if not train:
+        raise CavgaError(f"{cfg.data.root}: no training images after the split")
+    info.update(
+        n_train=len(train),
+        n_train_anomalous=sum(r.label for r in train),
+        n_val=len(val),
+        n_test=len(split.test),
+        n_test_anomalous=sum(r.label for r in split.test),
+    )
+    return RunData(train, val, split.test, info)
+
+
+def open_run(cfg: RunConfig, run_dir: Path, resume: bool, write: bool = True) -> tuple[dict[str, Any] | None, RunData]:
+    """The checkpoint to resume from (None for a new run) and the run's data; shared by every model.
+
+    A new run's split is made and its training images are checked now, before anything is written."""
+    ckpt_path = run_dir / CHECKPOINT
+    state = None
+    if ckpt_path.exists():
+        if not resume:
+            raise CavgaError(f"{run_dir}: already holds a trained run; pass --resume to continue it or use a new --out")
+        state = load_checkpoint(ckpt_path)
+        check_resumable(state, cfg, run_dir)
+        run_data = RunData.load(run_dir)
+        if state.get("fingerprint") and split_fingerprint(run_data.to_dict()) != state["fingerprint"].get("split"):
+            raise CavgaError(f"{run_dir / SPLIT_FILE}: not the split {ckpt_path} was trained on; cannot resume")
+        if write:  # rank 0 of a distributed run, or the only process
+            save_config(cfg, run_dir / "config.yaml")
+    else:
+        done = completed_epochs(run_dir)
+        if resume and done:
+            raise CavgaError(
+                f"{ckpt_path}: missing, but {run_dir / HISTORY_FILE} records {done} completed epoch(s); "
+                "restore the checkpoint or start again in a new --out"
+            )
+        run_data = prepare_data(cfg)
+        D.verify_images(run_data.train + run_data.val)  # a corrupt image stops the run now, not never
+        if not run_data.test:
+            warnings.warn(
+                f"{cfg.data.root}: the split has no test images; `cavga evaluate` will have nothing to score",
+                stacklevel=4,
+            )
+    return state, run_data
+
+
+def start_run_folder(cfg: RunConfig, run_dir: Path, run_data: RunData) -> None:
+    """A new run's config.yaml and split.json, written once its data and networks are known to be good."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    atomic_write_json(run_dir / SPLIT_FILE, run_data.to_dict())
+    (run_dir / HISTORY_FILE).unlink(missing_ok=True)  # left by a start killed in its first epoch
+
+
+def completed_epochs(run_dir: Path) -> int:
+    path = run_dir / HISTORY_FILE
+    try:
+        return sum(1 for ln in path.read_text().splitlines() if ln.strip())
+    except OSError:
+        return 0
+
+
+def check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> None:
+    """A resumed run may change its epoch count, device and inference settings, nothing else."""
+    saved, now = state["config"], to_dict(cfg)
+    for section in ("data", "model", "loss") + (("baseline",) if cfg.model.is_baseline else ()):
+        for key, value in now[section].items():
+            if saved.get(section, {}).get(key) != value:
+                raise CavgaError(
+                    f"{run_dir}: cannot resume with {section}.{key}={value!r}; the run was started with "
+                    f"{saved.get(section, {}).get(key)!r}"
+                )
+    for key in ("batch_size", "lr", "beta1", "beta2", "seed"):
+        if saved.get("train", {}).get(key) != now["train"][key]:
+            raise CavgaError(
+                f"{run_dir}: cannot resume with train.{key}={now['train'][key]!r} "
+                f"(run has {saved.get('train', {}).get(key)!r})"
+            )
+
+
+def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    atomic_write_text(run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in history))
