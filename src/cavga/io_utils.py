@@ -79,3 +79,15 @@ def check_output_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CavgaError(f"{flag} {path}: cannot write in {parent} (permission denied)")
     return path
+
+
+def read_json(path: str | Path, missing: str, what: str) -> Any:
+    """A JSON file's content; a missing file is a one-line CavgaError ending in ``missing`` (what to
+    do), an unreadable one names ``what`` it should have been."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CavgaError(f"{path}: missing; {missing}") from None
+    except (OSError, ValueError) as e:
+        raise CavgaError(f"{path}: unreadable {what} ({e})") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,10 @@ def check_finite(losses: dict[str, float], epoch: int, step: int, ckpt_path: Pat
             f"training diverged at epoch {epoch}, step {step}: loss {terms}; stopped, {kept} "
             "(try a lower train.lr or loss weights)"
         )
+
+
+def check_finite_parameters(named: Iterable[tuple[str, torch.Tensor]], epoch: int) -> None:
+    """Refuse to checkpoint a model with a NaN or infinite parameter, naming it."""
+    for name, p in named:
+        if not torch.isfinite(p).all():
+            raise CavgaError(f"training diverged before epoch {epoch} ended: parameter {name} is not finite; stopped")

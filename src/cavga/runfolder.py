@@ -14,7 +14,7 @@ from . import data as D
 from .config import RunConfig, save_config, to_dict
 from .errors import CavgaError
 from .fingerprint import split_fingerprint
-from .io_utils import atomic_write_json, atomic_write_text
+from .io_utils import atomic_write_json, atomic_write_text, read_json
 from .runtime import CHECKPOINT, load_checkpoint
 
 SPLIT_FILE = "split.json"
@@ -46,12 +46,7 @@ class RunData:
     @staticmethod
     def load(run_dir: str | Path) -> RunData:
         path = Path(run_dir) / SPLIT_FILE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CavgaError(f"{path}: missing; is {run_dir} a cavga run folder?") from None
-        except (OSError, ValueError) as e:
-            raise CavgaError(f"{path}: unreadable split file ({e})") from None
+        raw = read_json(path, f"is {run_dir} a cavga run folder?", "split file")
         if not isinstance(raw, dict) or not all(isinstance(raw.get(k), list) for k in ("train", "val", "test")):
             raise CavgaError(f"{path}: not a cavga split file (expected a mapping with train, val and test lists)")
         try:

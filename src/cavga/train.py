@@ -28,7 +28,6 @@ from . import distributed as dist
 from .accel import accel_for
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, to_dict
-from .errors import CavgaError
 from .fingerprint import fingerprint
 from .inference import fit_normalizer
 from .io_utils import check_output_folder, remove_stale_temp_files
@@ -41,7 +40,7 @@ from .losses import (
     kl_loss,
     reconstruction_loss,
 )
-from .losslog import LossLog
+from .losslog import LossLog, check_finite_parameters
 from .networks import CAVGA, Discriminator, Encoding, build_networks
 from .runfolder import open_run, start_run_folder, write_history
 from .runlock import RunLock
@@ -301,9 +300,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
 
 
 def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer, fp=None) -> dict[str, Any]:
-    for name, p in list(model.named_parameters()) + list(disc.named_parameters()):
-        if not torch.isfinite(p).all():
-            raise CavgaError(f"training diverged before epoch {epoch} ended: parameter {name} is not finite; stopped")
+    check_finite_parameters(list(model.named_parameters()) + list(disc.named_parameters()), epoch)
     return {
         "format": 1,
         "config": to_dict(cfg),

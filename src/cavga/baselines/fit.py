@@ -21,10 +21,9 @@ from tqdm.auto import tqdm
 
 from .. import data as D
 from ..config import RunConfig, to_dict
-from ..errors import CavgaError
 from ..fingerprint import fingerprint
 from ..inference import eval_loader, fit_normalizer
-from ..losslog import check_finite
+from ..losslog import check_finite, check_finite_parameters
 from ..runfolder import RunData, open_run, start_run_folder, write_history
 from ..runtime import CHECKPOINT, resolve_device, save_checkpoint, seed_everything
 from .ae import ae_loss, require_kornia
@@ -52,9 +51,7 @@ def train_baseline(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) 
 
 
 def _state(cfg, model, opt, epoch, history, normalizer, fp, weights: str) -> dict[str, Any]:
-    for name, p in model.named_parameters():
-        if not torch.isfinite(p).all():
-            raise CavgaError(f"training diverged before epoch {epoch} ended: parameter {name} is not finite; stopped")
+    check_finite_parameters(model.named_parameters(), epoch)
     return {
         "format": 1,
         "config": to_dict(cfg),

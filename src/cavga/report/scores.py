@@ -8,7 +8,6 @@ model's resolution as a 16-bit PNG (value / 65535 is the map in [0, 1]).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from PIL import Image
 from sklearn.metrics import roc_curve
 
 from ..errors import CavgaError
-from ..io_utils import atomic_write, atomic_write_json
+from ..io_utils import atomic_write, atomic_write_json, read_json
 from ..metrics import UndefinedMetricError, pro_curve
 
 SCORES_FILE = "scores.json"
@@ -84,12 +83,7 @@ def write_scores(run_dir: str | Path, payload: dict[str, Any]) -> Path:
 def load_scores(run_dir: str | Path) -> dict[str, Any]:
     """``RUN_DIR/scores.json``; a missing or broken file is a one-line CavgaError."""
     path = Path(run_dir) / SCORES_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CavgaError(f"{path}: missing; run `cavga evaluate {run_dir}` first") from None
-    except (OSError, ValueError) as e:
-        raise CavgaError(f"{path}: unreadable ({e})") from None
+    data = read_json(path, f"run `cavga evaluate {run_dir}` first", "scores file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise CavgaError(f"{path}: not a cavga scores file (expected a mapping with an images list)")
     return data
