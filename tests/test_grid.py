@@ -1,6 +1,7 @@
 """`cavga benchmark --grid`: the grid file, resuming without recomputing, and the paper-style tables."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +223,10 @@ def test_a_run_trained_outside_the_grid_with_the_cells_config_is_adopted(tmp_pat
     grid_run.evaluate_run(cell.dir, device="cpu", progress=False, report=False)
     other = G.build_cells(spec, tmp_path / "out", sets=["train.epochs=2"])[0]
     assert G.finished(other) is None  # the saved config is not this cell's
+    metrics = cell.dir / "metrics.json"
+    os.utime(metrics, (1, 1))  # evaluated before its last training: not adopted
+    assert G.finished(cell) is None
+    os.utime(metrics)
     result = G.finished(cell)
     assert result is not None and result["grid_cell"]["adopted"]
     stamped = json.loads((cell.dir / "metrics.json").read_text())

@@ -101,14 +101,16 @@ def finished(cell: Cell) -> dict[str, Any] | None:
 
 def _adopt(cell: Cell, result: dict[str, Any]) -> dict[str, Any] | None:
     """A run trained and evaluated outside the grid (``cavga train`` + ``cavga evaluate`` into the
-    cell's folder) counts as finished when the configuration it saved is the cell's, every epoch
-    included; its metrics.json is then stamped with the cell's fingerprint."""
+    cell's folder) counts as finished when the configuration it saved is the cell's, epochs
+    included, and its metrics.json is newer than its checkpoint (evaluated after its last
+    training); its metrics.json is then stamped with the cell's fingerprint."""
     try:
         saved = load_config(cell.dir / "config.yaml")
+        evaluated_after = (cell.dir / METRICS_FILE).stat().st_mtime >= (cell.dir / CHECKPOINT).stat().st_mtime
     except (OSError, CavgaError):
         return None
     fp = cell_fingerprint(cell.cfg)
-    if cell_fingerprint(saved) != fp or completed_epochs(cell.dir) != cell.cfg.train.epochs:
+    if cell_fingerprint(saved) != fp or not evaluated_after:
         return None
     result["grid_cell"] = {**cell.key(), "fingerprint": fp, "resumed": False, "adopted": True}
     atomic_write_json(cell.dir / METRICS_FILE, result)
