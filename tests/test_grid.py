@@ -10,7 +10,7 @@ import yaml
 
 from cavga import grid as G
 from cavga.cli import main
-from cavga.config import VARIANTS
+from cavga.config import MODELS
 from cavga.errors import CavgaError
 from cavga.grid import report as grid_report
 from cavga.grid import run as grid_run
@@ -187,10 +187,8 @@ def test_ablation_models_are_table8_columns():
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_grids_parse(path):
     spec = G.load_grid(path)
-    cavga = G.GridSpec(**{**spec.__dict__, "models": tuple(m for m in spec.models if m.variant in VARIANTS)})
-    assert G.build_cells(cavga, "out")  # every CAVGA cell's configuration is valid
-    others = {m.variant for m in spec.models} - set(VARIANTS)
-    assert others <= {"AE-L2", "AE-SSIM", "PatchCore"}  # baselines, from their own branch
+    assert G.build_cells(spec, "out")  # every cell's configuration is valid (build_cells validates each)
+    assert {m.variant for m in spec.models} <= set(MODELS)
 
 
 @pytest.mark.skipif(not PAPER.is_file(), reason="the paper's text is not here")
