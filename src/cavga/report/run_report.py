@@ -6,7 +6,6 @@ themselves; the model is never run again.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import CavgaError
+from ..io_utils import read_json
 from ..metrics import UndefinedMetricError, image_auroc
 from ..runlock import locked
 from . import plots
@@ -58,13 +57,7 @@ NAMES = {
 
 
 def _load_metrics(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "metrics.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CavgaError(f"{path}: missing; run `cavga evaluate {run_dir}` first") from None
-    except (OSError, ValueError) as e:
-        raise CavgaError(f"{path}: unreadable ({e})") from None
+    return read_json(run_dir / "metrics.json", f"run `cavga evaluate {run_dir}` first", "metrics file")
 
 
 def error_of(score: float, label: int, threshold: float) -> float:
