@@ -93,3 +93,20 @@ def test_train_step_on_cuda():
     x, labels = torch.rand(4, 3, 64, 64, device="cuda"), torch.tensor([0, 0, 0, 1], device="cuda")
     losses = train_step(model, disc, opt_g, opt_d, x, labels, cfg, torch.tensor([0.6, 2.0], device="cuda"))
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+
+
+def test_disc_channels_sets_only_the_discriminators_width():
+    base = ModelConfig(variant="Du", base_channels=16, latent_channels=8)
+    model, disc = build_networks(base, 64)
+    model_half, disc_half = build_networks(
+        ModelConfig(variant="Du", base_channels=16, latent_channels=8, disc_channels=8), 64
+    )
+    assert disc.body[0][0].out_channels == 16 and disc_half.body[0][0].out_channels == 8
+    widths = [m.out_channels for m in disc_half.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [8, 16, 32, 64, 1]  # four stride-2 blocks, 64 -> 4 px, then the 4x4 logit
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in model_half.parameters())
+    assert disc_half(torch.rand(2, 3, 64, 64)).shape == (2,)
+    cfg = RunConfig()
+    cfg.model.disc_channels = 0
+    with pytest.raises(CavgaError, match="model.disc_channels"):
+        cfg.validate()

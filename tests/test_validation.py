@@ -5,13 +5,18 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from cavga.config import RunConfig
+from cavga.config import ModelConfig, RunConfig
 from cavga.demo_data import DEFECT_TYPES, generate_demo_dataset
 from cavga.errors import CavgaError
+from cavga.inference import Predictor
+from cavga.networks import CAVGA
 from cavga.runfolder import RunData
+from cavga.runtime import CHECKPOINT, load_checkpoint
 from cavga.train import train
-from cavga.validation import VALIDATION_FILE, paint_validation_set, validate_run
+from cavga.validation import VALIDATION_FILE, choose_attention_direction, paint_validation_set, validate_run
 
 
 def test_painting_changes_only_the_masked_pixels_and_keeps_clean_copies():
@@ -70,3 +75,50 @@ def test_validate_run_without_held_out_images_is_an_error(tiny_data, tmp_path):
     run = _tiny_run(tiny_data, tmp_path / "run", 0.0)
     with pytest.raises(CavgaError, match="held out no normal images"):
         validate_run(run, device="cpu")
+
+
+class _Deviation(nn.Module):
+    """An encoder of one block whose every channel is each 8x8 cell's distance from the plain
+    surface's grey 0.9 (``rises``) or its complement, so A rises or falls on painted defects."""
+
+    stride = 8
+
+    def __init__(self, channels: int, rises: bool):
+        super().__init__()
+        self.out_channels, self.rises = channels, rises
+        self.body = nn.Sequential(nn.Identity())
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        v = F.avg_pool2d((x - 0.9).abs().mean(dim=1, keepdim=True), 8)  # (B, 1, S/8, S/8)
+        return (v if self.rises else 1 - v).expand(-1, self.out_channels, -1, -1).contiguous()
+
+
+def _model_whose_attention(rises: bool) -> CAVGA:
+    torch.manual_seed(0)
+    model = CAVGA(ModelConfig(variant="Du", base_channels=8, latent_channels=4), 64, allow_random_init=True)
+    model.encoder = _Deviation(model.encoder.out_channels, rises)
+    with torch.no_grad():
+        for m in model.to_mu.modules():
+            if getattr(m, "weight", None) is not None:
+                m.weight.fill_(0.05)  # positive read-out: A follows the features
+                m.bias.zero_()
+    return model
+
+
+@pytest.mark.parametrize(("rises", "expected"), [(False, "inverse"), (True, "direct")])
+def test_auto_direction_keeps_one_minus_a_unless_the_attention_rises_on_painted_defects(rises, expected):
+    images = torch.full((4, 3, 64, 64), 0.9)  # (N, 3, S, S) held-out normals: a plain surface
+    chosen = choose_attention_direction(_model_whose_attention(rises), images, 4, torch.device("cpu"))
+    assert chosen["attention_direction"] == expected
+    assert chosen["validation_pixel_auroc"] > 0.8  # the chosen map ranks the painted pixels first
+
+
+def test_training_resolves_auto_and_an_explicit_direction_overrides_it(tiny_data, tmp_path):
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
+    stored = load_checkpoint(run / CHECKPOINT)["attention_direction"]
+    assert stored["attention_direction"] in ("inverse", "direct") and 0.5 <= stored["validation_pixel_auroc"] <= 1
+    assert Predictor.from_run(run, "cpu").cfg.infer.attention_direction == stored["attention_direction"]
+    flipped = "direct" if stored["attention_direction"] == "inverse" else "inverse"
+    override = Predictor.from_run(run, "cpu", [f"infer.attention_direction={flipped}"])
+    assert override.cfg.infer.attention_direction == flipped
+    assert validate_run(run, device="cpu", copies=1)["attention_direction"] == stored["attention_direction"]

@@ -24,10 +24,10 @@ from .config import (
 from .errors import CavgaError
 
 
-def _add_common_run_options(p: argparse.ArgumentParser) -> None:
+def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, image_size: object = 256) -> None:
     p.add_argument("--config", help="YAML file with sections data/model/loss/train/infer")
-    p.add_argument("--epochs", type=int, help="training epochs (default 100)")
-    p.add_argument("--image-size", type=int, help="square input size, a power of two (default 256)")
+    p.add_argument("--epochs", type=int, help=f"training epochs (default {epochs})")
+    p.add_argument("--image-size", type=int, help=f"square input size, a power of two (default {image_size})")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--seed", type=int, help="seeds the data split and the training (default 0)")
     p.add_argument("--batch-size", type=int, help="training batch size (default 16)")
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--model", choices=VARIANTS, default="Du")
-    _add_common_run_options(p)
+    _add_common_run_options(p, DEMO_SETTINGS["train.epochs"], DEMO_SETTINGS["data.image_size"])
     return parser
 
 

@@ -33,6 +33,8 @@ ENCODER_STRIDES = (16, 32)
 # 128 px, and 30 epochs keep training to a few minutes on 2 CPU cores. The values were chosen on
 # validation data (cavga validate, benchmarks/validation_study.py), never on the demo's own test
 # split (seed 0); see docs/method.md and docs/results.md.
+ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
+
 DEMO_SETTINGS: dict[str, object] = {
     "data.image_size": 128,
     "train.epochs": 30,
@@ -65,6 +67,9 @@ class ModelConfig:
     # (AE-L2 | AE-SSIM | PatchCore, set up by the ``baseline`` section)
     variant: str = "Du"
     base_channels: int = 64  # DCGAN width (ndf = ngf)
+    # the discriminator's first-layer width (ndf); null: base_channels, as DCGAN. Half of it cuts
+    # D's FLOPs (58% of a CAVGA-D step at 128 px) by four; the demo uses 32 (docs/performance.md)
+    disc_channels: int | None = None
     latent_channels: int = 256  # channels of the convolutional latent z
     latent_stride: int = 16  # CAVGA-D: image size / latent grid size (DCGAN's 4 stride-2 stages; 4, 8 or 16)
     flat_latent: bool = False  # ablation CAVGA-R*: flattened z through a fully connected layer
@@ -156,9 +161,10 @@ class InferConfig:
     # 1 - mask_quantile is the share of normal pixels a mask may flag. The paper's fixed 0.5 left
     # the masks empty in every validation run (docs/method.md); null restores it.
     mask_quantile: float | None = 0.99
-    # CAVGA-u's anomaly map: "inverse" = 1 - A (Sec. 3.1, the default), or "direct" = A, for a run
-    # whose `cavga validate` shows the attention rising on painted defects (docs/method.md).
-    attention_direction: str = "inverse"
+    # CAVGA-u's anomaly map: "inverse" = 1 - A (Sec. 3.1), "direct" = A, or "auto": training ends by
+    # painting defects on the held-out normals and keeps 1 - A unless it scores below chance there,
+    # i.e. unless the attention rises on defects (docs/method.md, "Direction of the unsupervised map").
+    attention_direction: str = "auto"
     score_threshold: float = 0.5
     normalizer_quantile: float = 0.95  # quantile of held-out normal scores that maps to 0.5
     batch_size: int = 16
@@ -200,9 +206,10 @@ class RunConfig:
             raise CavgaError(
                 f"model.attention_score: {self.model.attention_score!r} is not one of {', '.join(ATTENTION_SCORES)}"
             )
-        if self.infer.attention_direction not in ("inverse", "direct"):
+        if self.infer.attention_direction not in ATTENTION_DIRECTIONS:
             raise CavgaError(
-                f"infer.attention_direction: {self.infer.attention_direction!r} is not 'inverse' or 'direct'"
+                f"infer.attention_direction: {self.infer.attention_direction!r} is not one of "
+                + ", ".join(ATTENTION_DIRECTIONS)
             )
         if not 0 <= self.model.attention_layer <= 3:
             raise CavgaError(f"model.attention_layer: {self.model.attention_layer} is outside 0..3")
@@ -239,6 +246,7 @@ class RunConfig:
             ("model.base_channels", self.model.base_channels),
             ("model.latent_channels", self.model.latent_channels),
             ("model.flat_latent_dim", self.model.flat_latent_dim),
+            ("model.disc_channels", 1 if self.model.disc_channels is None else self.model.disc_channels),
         ):
             if v < 1:
                 raise CavgaError(f"{name}: {v} must be >= 1")

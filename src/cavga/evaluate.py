@@ -124,6 +124,10 @@ def evaluate_run(
             "score": cfg.infer.score_threshold,
             "normalizer_quantile": cfg.infer.normalizer_quantile,
         },
+        # CAVGA-u: the map reported, "inverse" (1 - A) or "direct" (A), as resolved from "auto" at training's end
+        "attention_direction": None
+        if cfg.model.weakly_supervised or cfg.model.is_baseline
+        else cfg.infer.attention_direction,
         "normalizer": {k: v for k, v in predictor.normalizer.to_dict().items() if k not in ("scores", "map_quantiles")}
         if predictor.normalizer
         else None,

@@ -143,6 +143,7 @@ class Predictor:
     """A trained model ready to answer: ``predict_batch`` for tensors, ``predict_paths`` for files."""
 
     def __init__(self, model: CAVGA, cfg: RunConfig, normalizer: Normalizer | None, device: torch.device):
+        """``cfg.infer.attention_direction`` "auto" counts as "inverse" here; ``from_run`` resolves it."""
         self.model = model.to(device).eval()
         self.cfg = cfg
         self.normalizer = normalizer
@@ -174,6 +175,9 @@ class Predictor:
                 raise CavgaError("only infer.* settings can change after training (e.g. infer.mask_threshold=0.4)")
             apply_overrides(cfg, infer)
         cfg.validate()
+        if cfg.infer.attention_direction == "auto":  # as decided at the end of training (older runs: 1 - A)
+            chosen = state.get("attention_direction") or {}
+            cfg.infer.attention_direction = chosen.get("attention_direction", "inverse")
         check_run_folder(run_dir, state)  # config.yaml and split.json belong to this checkpoint
         if state.get("epoch", 0) < cfg.train.epochs or (
             not cfg.model.weakly_supervised and state.get("normalizer") is None

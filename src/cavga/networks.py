@@ -305,4 +305,6 @@ def build_networks(
     if from_checkpoint:
         cfg = dataclasses.replace(cfg, backbone_weights="none")
         allow_random_init = True
-    return CAVGA(cfg, image_size, allow_random_init), Discriminator(image_size, 3, cfg.base_channels)
+    return CAVGA(cfg, image_size, allow_random_init), Discriminator(
+        image_size, 3, cfg.disc_channels or cfg.base_channels
+    )

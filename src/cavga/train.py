@@ -42,9 +42,10 @@ from .losses import (
 )
 from .losslog import LossLog, check_finite_parameters
 from .networks import CAVGA, Discriminator, Encoding, build_networks
-from .runfolder import open_run, start_run_folder, write_history
+from .runfolder import RunData, open_run, start_run_folder, write_history
 from .runlock import RunLock
 from .runtime import CHECKPOINT, resolve_device, save_checkpoint, seed_everything
+from .validation import choose_attention_direction, held_out_images
 
 LOG_EVERY = 10  # training steps between reads of the losses (each read waits for the device)
 
@@ -291,12 +292,21 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
 
     if ctx.is_main:
         normalizer = fit_normalizer(model, run_data.val or run_data.train, cfg, device)  # held-out normals
-        save_checkpoint(
-            _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer, fp=fp),
-            ckpt_path,
-        )
+        state = _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer, fp=fp)
+        state["attention_direction"] = _direction(model, run_data, cfg, device)
+        save_checkpoint(state, ckpt_path)
     dist.barrier()  # the other ranks return once the run folder is complete
     return ckpt_path
+
+
+def _direction(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any] | None:
+    """``infer.attention_direction: auto`` resolved on painted held-out normals (CAVGA-u only)."""
+    if cfg.infer.attention_direction != "auto" or cfg.model.weakly_supervised:
+        return None
+    if not any(r.label == 0 for r in run_data.val):  # data.val_fraction 0: nothing to decide on
+        return {"attention_direction": "inverse", "validation_pixel_auroc": None, "protocol": "no held-out normals"}
+    images = held_out_images(run_data.val, cfg.data.image_size)  # (N, 3, S, S)
+    return choose_attention_direction(model, images, cfg.infer.batch_size, device)
 
 
 def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer, fp=None) -> dict[str, Any]:

@@ -20,12 +20,14 @@ import numpy as np
 import torch
 
 from . import data as D
+from .attention import upsample
 from .demo_data import DEFECT_TYPES, paint_defect, texture
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, residual_baseline
-from .inference import Predictor
+from .inference import Predictor, anomaly_evidence
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, pixel_auroc
+from .networks import CAVGA
 from .runfolder import RunData
 
 VALIDATION_FILE = "validation.json"
@@ -55,6 +57,33 @@ def paint_validation_set(
     return torch.cat(out), np.concatenate(masks), labels, kinds
 
 
+def held_out_images(records: list[D.Record], size: int) -> torch.Tensor:
+    """The normal images among ``records`` (a run's held-out split), (N, 3, S, S) in [0, 1]."""
+    return torch.stack([D.load_image(r.image_path, size) for r in records if r.label == 0])
+
+
+def choose_attention_direction(
+    model: CAVGA, images: torch.Tensor, batch_size: int, device: torch.device, seed: int = 0, copies: int = 2
+) -> dict[str, Any]:
+    """``infer.attention_direction: auto``: the direction of CAVGA-u's map, decided on painted defects.
+
+    ``images`` are held-out normals (N, 3, S, S). The paper's 1 - A is kept unless its pixel AUROC
+    on the painted set is below 0.5, i.e. unless the attention *rises* on defects; then A is used.
+    Since the upsampling is linear and the clamp symmetric, A's AUROC is 1 minus that of 1 - A."""
+    x, masks, _, _ = paint_validation_set(images, seed, copies)
+    maps = []
+    for i in range(0, len(x), batch_size):
+        amap, _, _ = anomaly_evidence(model, x[i : i + batch_size].to(device), "inverse")  # (B, 1, h, w)
+        maps.append(upsample(amap, x.shape[-1]).squeeze(1).clamp(0, 1).cpu().numpy())  # (B, S, S)
+    auroc = pixel_auroc(np.concatenate(maps), masks)
+    direction = "inverse" if auroc >= 0.5 else "direct"
+    return {
+        "attention_direction": direction,
+        "validation_pixel_auroc": round(auroc if direction == "inverse" else 1.0 - auroc, 4),
+        "protocol": f"{len(images)} held-out normals + {copies} painted copies each, seed {seed}",
+    }
+
+
 def validate_run(
     run_dir: str | Path, device: str = "auto", seed: int = 0, copies: int = 2, infer: list[str] | None = None
 ) -> dict[str, Any]:
@@ -65,7 +94,7 @@ def validate_run(
     held_out = [r for r in RunData.load(run_dir).val if r.label == 0]
     if not held_out:
         raise CavgaError(f"{run_dir}: the run held out no normal images to validate on (data.val_fraction is 0)")
-    images = torch.stack([D.load_image(r.image_path, cfg.data.image_size) for r in held_out])  # (N, 3, S, S)
+    images = held_out_images(held_out, cfg.data.image_size)  # (N, 3, S, S)
     x, masks, labels, kinds = paint_validation_set(images, seed, copies)
     cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res")}
     for i in range(0, len(x), cfg.infer.batch_size):
@@ -96,6 +125,9 @@ def validate_run(
         "model": cfg.model.label,
         "protocol": f"held-out normals ({len(held_out)}) + {copies} painted copies each, seed {seed}",
         "image_size": cfg.data.image_size,
+        "attention_direction": (
+            None if cfg.model.weakly_supervised or cfg.model.is_baseline else cfg.infer.attention_direction
+        ),
         "metrics": {k: metrics[k] for k in METRIC_KEYS},
         "baseline_residual": {k: baseline[k] for k in METRIC_KEYS} if predictor.has_reconstruction else None,
         "per_defect": per_defect,
