@@ -167,7 +167,7 @@ def test_frozen_encoder_does_not_move_in_a_train_step(variant, backbone, layer):
     x, labels = torch.rand(4, 3, 64, 64), torch.tensor([0, 0, 0, 1])
     for _ in range(2):
         losses = train_step(model, disc, opt_g, opt_d, x, labels, cfg, torch.tensor([0.6, 2.0]))
-    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert all(torch.isfinite(torch.as_tensor(v)) for v in losses.values())
     for k, v in model.encoder.state_dict().items():  # weights and BN running statistics alike
         assert torch.equal(v, enc_before[k]), k
     assert any(not torch.equal(v, rest_before[k]) for k, v in model.decoder.state_dict().items())

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from cavga.config import ModelConfig, RunConfig
+from cavga.config import ModelConfig, RunConfig, to_dict
 from cavga.errors import CavgaError
+from cavga.fingerprint import config_fingerprint
 from cavga.networks import CAVGA, ResNet18Encoder, build_networks
 from cavga.train import _optimizers, train_step
 
@@ -110,3 +111,8 @@ def test_disc_channels_sets_only_the_discriminators_width():
     cfg.model.disc_channels = 0
     with pytest.raises(CavgaError, match="model.disc_channels"):
         cfg.validate()
+    new = to_dict(RunConfig())
+    old = {**new, "model": {k: v for k, v in new["model"].items() if k != "disc_channels"}}  # saved before the key
+    assert config_fingerprint(new) == config_fingerprint(old)  # older runs keep their identity
+    cfg.model.disc_channels = 32
+    assert config_fingerprint(to_dict(cfg)) != config_fingerprint(new)

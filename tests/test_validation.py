@@ -16,7 +16,13 @@ from cavga.networks import CAVGA
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint
 from cavga.train import train
-from cavga.validation import VALIDATION_FILE, choose_attention_direction, paint_validation_set, validate_run
+from cavga.validation import (
+    MASK_QUANTILES,
+    VALIDATION_FILE,
+    choose_attention_direction,
+    paint_validation_set,
+    validate_run,
+)
 
 
 def test_painting_changes_only_the_masked_pixels_and_keeps_clean_copies():
@@ -69,6 +75,9 @@ def test_validate_run_scores_held_out_images_only(tiny_data, tmp_path):
     for m in (result["metrics"], result["baseline_residual"]):
         assert set(m) >= {"pixel_auroc", "aupro", "image_auroc", "iou"}
     assert set(result["per_defect"]) <= set(DEFECT_TYPES)
+    sweep = result["mask_quantile_iou"]
+    assert list(sweep) == [str(q) for q in MASK_QUANTILES] and all(0 <= v <= 1 for v in sweep.values())
+    assert sweep["0.99"] == pytest.approx(result["metrics"]["iou"], abs=1e-4)  # the run's own mask_quantile
 
 
 def test_validate_run_without_held_out_images_is_an_error(tiny_data, tmp_path):

@@ -343,6 +343,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         result = validate_run(args.run_dir, args.device, args.paint_seed, args.copies, infer=args.overrides)
         _print_result(result)
+        if result["attention_direction"]:
+            print(f"anomaly map: {'1 - A' if result['attention_direction'] == 'inverse' else 'A'}")
+        if result["mask_quantile_iou"]:
+            print(
+                "IoU by infer.mask_quantile: " + ", ".join(f"{q}: {v}" for q, v in result["mask_quantile_iou"].items())
+            )
         print(f"protocol: {result['protocol']}; written: {Path(args.run_dir) / VALIDATION_FILE}")
         return 0
     if args.command == "predict":

@@ -30,6 +30,9 @@ MUTABLE = {
     ),
     "infer": None,
 }
+# Keys added after runs were made, with the value that means "as before": at that value they stay
+# out of the hash, so older runs keep their identity (and a new run at that value matches them).
+ADDED = {"model": {"disc_channels": None}}
 
 
 def _digest(obj: Any) -> str:
@@ -49,6 +52,10 @@ def config_fingerprint(config: dict[str, Any]) -> str:
         else:
             for k in keys:
                 c.get(section, {}).pop(k, None)
+    for section, keys in ADDED.items():
+        for k, neutral in keys.items():
+            if k in c.get(section, {}) and c[section][k] == neutral:
+                del c[section][k]
     return _digest(c)
 
 

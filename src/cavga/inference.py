@@ -156,14 +156,18 @@ class Predictor:
             cfg.infer.attention_direction == "direct" and not cfg.model.weakly_supervised and not cfg.model.is_baseline
         )
         if cfg.infer.mask_quantile is not None:
-            if normalizer is None:
-                raise CavgaError("infer.mask_quantile needs held-out map statistics, which this run lacks")
-            # strictly above the quantile: ties at it (a map that is 0 on most normal pixels) stay unflagged.
-            # The stored quantiles are of 1 - A (and A_ca for CAVGA-w); A's q-quantile is 1 - their (1 - q)-quantile.
-            q = np.float32(normalizer.map_threshold(cfg.infer.mask_quantile))
-            if self._direct:
-                q = np.float32(1.0 - normalizer.map_threshold(1.0 - cfg.infer.mask_quantile))
-            self.mask_threshold = float(np.nextafter(q, np.float32(np.inf)))
+            self.mask_threshold = self.threshold_at_quantile(cfg.infer.mask_quantile)
+
+    def threshold_at_quantile(self, quantile: float) -> float:
+        """The mask threshold that flags about 1 - ``quantile`` of the held-out normal pixels."""
+        if self.normalizer is None:
+            raise CavgaError("infer.mask_quantile needs held-out map statistics, which this run lacks")
+        # strictly above the quantile: ties at it (a map that is 0 on most normal pixels) stay unflagged.
+        # The stored quantiles are of 1 - A (and A_ca for CAVGA-w); A's q-quantile is 1 - their (1 - q)-quantile.
+        q = np.float32(self.normalizer.map_threshold(quantile))
+        if self._direct:
+            q = np.float32(1.0 - self.normalizer.map_threshold(1.0 - quantile))
+        return float(np.nextafter(q, np.float32(np.inf)))
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "auto", infer: list[str] | None = None) -> Predictor:

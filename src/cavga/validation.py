@@ -26,11 +26,13 @@ from .errors import CavgaError
 from .evaluate import METRIC_KEYS, residual_baseline
 from .inference import Predictor, anomaly_evidence
 from .io_utils import atomic_write_json
-from .metrics import compute_metrics, pixel_auroc
+from .metrics import compute_metrics, iou, pixel_auroc
 from .networks import CAVGA
 from .runfolder import RunData
 
 VALIDATION_FILE = "validation.json"
+# infer.mask_quantile values whose validation IoU `cavga validate` reports (the default is 0.99)
+MASK_QUANTILES = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 FOREIGN_TEXTURE = "gravel"  # the source of the "patch" defect's foreign texture
 
 
@@ -131,6 +133,15 @@ def validate_run(
         "metrics": {k: metrics[k] for k in METRIC_KEYS},
         "baseline_residual": {k: baseline[k] for k in METRIC_KEYS} if predictor.has_reconstruction else None,
         "per_defect": per_defect,
+        "mask_quantile_iou": _mask_quantile_iou(predictor, maps, masks, labels),
     }
     atomic_write_json(run_dir / VALIDATION_FILE, result)
     return result
+
+
+def _mask_quantile_iou(predictor: Predictor, maps: np.ndarray, masks: np.ndarray, labels: np.ndarray) -> dict | None:
+    """Validation IoU for each of MASK_QUANTILES: how much of the map a mask should keep, chosen on
+    painted defects. The threshold-free metrics above do not depend on it; only the masks do."""
+    if predictor.normalizer is None or not predictor.normalizer.map_quantiles:
+        return None
+    return {str(q): round(iou(maps >= predictor.threshold_at_quantile(q), masks, labels), 4) for q in MASK_QUANTILES}
