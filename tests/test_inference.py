@@ -30,8 +30,10 @@ def test_demo_settings_apply_only_without_a_config(tmp_path):
     assert cfg.model.latent_stride == 16 and cfg.infer.mask_quantile == 0.99
     assert cfg.loss.w_ae * 3 * 128 * 128 == pytest.approx(4000, rel=1e-3)  # per pixel term
     assert cfg.data.root == str(tmp_path / "data") and cfg.data.category == "brick"
+    assert cfg.model.disc_channels == 32 and cfg.train.epochs == 20  # the faster demo (docs/performance.md)
     own = demo_config(tmp_path, "Du", base=RunConfig())  # a user's --config: the paper's values stay
     assert own.loss.w_ae == 0.01 and own.data.image_size == 256 and own.train.epochs == 100
+    assert own.model.disc_channels is None
     assert demo_config(tmp_path, "Du", epochs=3, image_size=32).train.epochs == 3
 
 
@@ -68,6 +70,7 @@ def _known_predictor(variant: str) -> Predictor:
     cfg = RunConfig()
     cfg.model = ModelConfig(variant=variant, base_channels=8, latent_channels=4)
     cfg.data.image_size, cfg.infer.mask_quantile = 64, None  # the map's direction, not the mask, is tested
+    cfg.infer.classifier_verdict = "probability"  # no held-out probabilities here
     model = CAVGA(cfg.model, 64, allow_random_init=True)
     model.encoder = _CellBrightness(model.encoder.out_channels, dark=variant == "Dw")
     with torch.no_grad():
@@ -106,3 +109,24 @@ def test_direct_attention_is_the_complement_and_its_mask_threshold_follows():
     assert torch.allclose(a, 1 - inverse.predict_batch(x).anomaly_map, atol=1e-6)  # A, not 1 - A
     # held-out A is uniform on [0.5, 1]: 99% of it stays below 0.995
     assert direct.mask_threshold == pytest.approx(0.995, abs=1e-6)
+
+
+def test_classifier_verdict_is_calibrated_on_held_out_probabilities():
+    raw = _known_predictor("Dw")
+    held_out = [0.02, 0.04, 0.06, 0.08, 0.10]  # C's probabilities on held-out normals: all far below 0.5
+    norm = Normalizer.fit(np.array([0.1, 0.2]), 0.95, 1.0, [])
+    norm.classifier_scores = held_out
+    cfg = raw.cfg
+    x = torch.full((2, 3, 64, 64), 0.9)
+    x[1, :, 16:32, 16:32] = 0.0
+    p = raw.predict_batch(x).raw_score  # (B,)
+    cfg.infer.classifier_verdict = "calibrated"
+    calibrated = Predictor(raw.model, cfg, norm, torch.device("cpu")).predict_batch(x)
+    lo, hi = 0.02, float(np.quantile(held_out, 0.95))  # by hand: 0.02 + 0.95 * 0.08 = 0.096
+    assert hi == pytest.approx(0.096)
+    expected = ((p - lo) / (2 * (hi - lo))).clamp(0, 1)
+    assert torch.allclose(calibrated.score, expected, atol=1e-6) and torch.equal(calibrated.raw_score, p)
+    assert torch.equal(calibrated.label, (expected >= 0.5).long())
+    cfg.infer.classifier_verdict = "probability"  # the paper's literal verdict: C's own 0.5
+    literal = Predictor(raw.model, cfg, norm, torch.device("cpu")).predict_batch(x)
+    assert torch.equal(literal.score, p) and torch.equal(literal.label, (p >= 0.5).long())

@@ -209,3 +209,18 @@ def test_labelled_strip_names_its_panels_and_keeps_the_pictures():
     assert band > 0 and labelled.width >= big.shape[1]
     assert np.array_equal(np.asarray(labelled)[band : band + big.shape[0], : big.shape[1]], big)
     assert (np.asarray(labelled)[:band] < 128).any() and (np.asarray(labelled)[-band:] < 128).any()  # text
+
+
+def test_a_weakly_supervised_run_stores_its_calibration_and_draws_it(tmp_path_factory):
+    run = shared_run(tmp_path_factory, "Dw")
+    n_val = sum(r.label == 0 for r in RunData.load(run).val)
+    stored = torch.load(run / "checkpoint.pt", weights_only=True)["normalizer"]["classifier_scores"]
+    assert len(stored) == n_val > 0 and all(0 <= v <= 1 for v in stored)
+    scores = json.loads((run / "scores.json").read_text())
+    cal = json.loads((run / "metrics.json").read_text())["classifier_calibration"]
+    assert scores["calibrated"] and scores["held_out_raw_scores"] == pytest.approx(stored)
+    assert cal["hi"] == pytest.approx(float(np.quantile(stored, 0.95)))
+    # the raw-probability threshold drawn is where the calibrated score reaches 0.5
+    assert scores["thresholds"]["raw_score"] == pytest.approx(cal["lo"] + (cal["hi"] - cal["lo"]), abs=1e-9)
+    for im in scores["images"]:
+        assert im["verdict"] == int(im["raw_score"] >= scores["thresholds"]["raw_score"] - 1e-9)

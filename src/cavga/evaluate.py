@@ -128,9 +128,9 @@ def evaluate_run(
         "attention_direction": None
         if cfg.model.weakly_supervised or cfg.model.is_baseline
         else cfg.infer.attention_direction,
-        "normalizer": {k: v for k, v in predictor.normalizer.to_dict().items() if k not in ("scores", "map_quantiles")}
-        if predictor.normalizer
-        else None,
+        "normalizer": _summary(predictor.normalizer),
+        # CAVGA-w's calibrated verdict (infer.classifier_verdict): its fit on held-out C probabilities
+        "classifier_calibration": _summary(predictor.score_normalizer) if cfg.model.weakly_supervised else None,
     }
     atomic_write_json(run_dir / METRICS_FILE, result)
     _write_scores(run_dir, run_data, cols, result, predictor)
@@ -165,14 +165,19 @@ def _write_scores(run_dir: Path, run_data: RunData, cols: dict[str, list], resul
         )
     keep = [i for i, ok in enumerate(real) if ok]
     t = result["thresholds"]
-    weak = predictor.cfg.model.weakly_supervised  # its verdict thresholds C's probability, not a fitted score
+    weak = predictor.cfg.model.weakly_supervised  # its raw score is C's probability
+    fitted = predictor.score_normalizer  # None: C's probability as is (infer.classifier_verdict=probability)
     write_scores(
         run_dir,
         {
             "model": result["model"],
             "score_kind": "probability" if weak else "reconstruction",
-            "thresholds": {**t, "raw_score": t["score"] if weak else raw_threshold(result["normalizer"], t["score"])},
-            "held_out_raw_scores": [] if weak or not predictor.normalizer else list(predictor.normalizer.scores),
+            "calibrated": fitted is not None,  # the verdict threshold was fitted on held-out normal images
+            "thresholds": {
+                **t,
+                "raw_score": raw_threshold(fitted.to_dict(), t["score"]) if fitted is not None else t["score"],
+            },
+            "held_out_raw_scores": [] if fitted is None else list(fitted.scores),
             "images": images,
             **curves(raw, labels, [cols["map"][i] for i in keep], [cols["mask"][i] for i in keep]),
         },
@@ -195,6 +200,13 @@ def residual_baseline(predictor: Predictor, recon, labels, residual_maps, masks,
         pred_masks=[r >= 0.5 for r in residual_maps],
         has_mask=has_mask,
     )
+
+
+def _summary(normalizer) -> dict[str, Any] | None:
+    """A normaliser without its stored score lists."""
+    if normalizer is None:
+        return None
+    return {k: v for k, v in normalizer.to_dict().items() if k not in ("scores", "map_quantiles", "classifier_scores")}
 
 
 def _clean(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -63,8 +63,10 @@ def metadata(predictor: Predictor) -> dict[str, Any]:
         "outputs": list(OUTPUTS),
         "score_threshold": cfg.infer.score_threshold,
         "mask_threshold": predictor.mask_threshold,
-        "normalizer": None if predictor.normalizer is None else {
-            "lo": predictor.normalizer.lo, "hi": predictor.normalizer.hi, "quantile": predictor.normalizer.quantile
+        "normalizer": None if predictor.score_normalizer is None else {
+            "lo": predictor.score_normalizer.lo,
+            "hi": predictor.score_normalizer.hi,
+            "quantile": predictor.score_normalizer.quantile,
         },
         "config": to_dict(cfg),
     }  # fmt: skip

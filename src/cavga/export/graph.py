@@ -34,7 +34,9 @@ class InferenceGraph(nn.Module):
         scale = model.attention_scale()
         self.per_image = scale is None  # "image" normalisation, or no running peak recorded
         self.register_buffer("scale", torch.tensor(0.0 if scale is None else float(scale)))
-        norm = predictor.normalizer
+        # the score's normaliser: the reconstruction score's (u), the calibrated probability's (w), or none
+        norm = predictor.score_normalizer
+        self.calibrated = norm is not None
         self.lo = float(norm.lo) if norm is not None else 0.0
         self.span = max(norm.hi - norm.lo, 1e-12) if norm is not None else 1.0
         self.mask_threshold = float(predictor.mask_threshold)
@@ -51,7 +53,7 @@ class InferenceGraph(nn.Module):
         if self.weakly:
             logits = m.classifier(mu.flatten(1))  # (B, 2)
             raw = torch.softmax(logits, dim=1)[:, 1]  # (B,)
-            score = raw
+            score = ((raw - self.lo) / (2 * self.span)).clamp(0.0, 1.0) if self.calibrated else raw
             amap = attention  # A_ca
         else:
             x_hat = m.decode(mu)  # (B, 3, S, S)

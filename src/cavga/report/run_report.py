@@ -173,7 +173,7 @@ def build_run_report(run_dir: str | Path) -> Path:
         plots.write_svg(plots.pro_figure(pro["fpr"], pro["pro"], pro["fpr_limit"], m.get("aupro")), out / "pro.svg")
         figures["pro"] = "pro.svg"
 
-    if weak:
+    if weak and not scores.get("calibrated"):
         note = "The verdict thresholds the weakly supervised classifier's probability; no threshold is fitted."
         definition = f"An image is anomalous when the classifier's probability is at least {t_score:g}."
     else:
@@ -190,7 +190,7 @@ def build_run_report(run_dir: str | Path) -> Path:
     split = metrics.get("split") or {}
     counts = _split_rows(split, metrics.get("seed"))
     thresholds = [("verdict threshold (normalised score)", f"{t_score:g}")]
-    if not weak:
+    if not weak or scores.get("calibrated"):
         thresholds += [
             ("verdict threshold (raw score)", f"{t_raw:.6g}"),
             ("normaliser quantile", thr.get("normalizer_quantile")),
