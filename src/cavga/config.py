@@ -32,16 +32,17 @@ ENCODER_STRIDES = (16, 32)
 ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
 
 # The demo's settings on top of the defaults (used when no --config is given): the crops are
-# 128 px; 20 epochs and a half-width discriminator keep it to about 5 minutes on 2 CPU cores. The
+# 128 px; 20 epochs and a quarter-width discriminator keep it to about 5 minutes on 2 CPU cores. The
 # values were chosen on validation data (cavga validate, benchmarks/validation_study.py), never on
 # the demo's own test split (seed 0); see docs/method.md, docs/performance.md and docs/results.md.
 DEMO_SETTINGS: dict[str, object] = {
     "data.image_size": 128,
-    # 20 epochs with D at width 32: 7.5 GFLOP per image-step instead of 13.2, 38% of the former
-    # 30-epoch arithmetic. On the validation set: pixel AUROC 0.923 against 0.951, detection
-    # accuracy 0.800 against 0.575 (docs/results.md, "The demo, faster").
+    # 20 epochs with D at width 16: 6.1 GFLOP per image-step instead of 13.2, 31% of the former
+    # 30-epoch arithmetic; checkpoints every 5 epochs. On the demo's validation set: pixel AUROC
+    # 0.930 against 0.951, detection accuracy 0.712 against 0.575 (docs/results.md, "The demo, faster").
     "train.epochs": 20,
-    "model.disc_channels": 32,
+    "model.disc_channels": 16,
+    "train.checkpoint_every": 5,
     # L_ae at 4000 per image (x 3*128*128 pixel terms), the weight chosen on the demo's validation
     # sets (seeds 1, 2: pixel AUROC 0.935-0.946); the per-pixel default 0.01 gave 0.830 there.
     "loss.w_ae": round(4000 / (3 * 128 * 128), 4),
@@ -72,7 +73,7 @@ class ModelConfig:
     variant: str = "Du"
     base_channels: int = 64  # DCGAN width (ndf = ngf)
     # the discriminator's first-layer width (ndf); null: base_channels, as DCGAN. Half of it cuts
-    # D's FLOPs (58% of a CAVGA-D step at 128 px) by four; the demo uses 32 (docs/performance.md)
+    # D's FLOPs (58% of a CAVGA-D step at 128 px) by four; the demo uses 16 (docs/performance.md)
     disc_channels: int | None = None
     latent_channels: int = 256  # channels of the convolutional latent z
     latent_stride: int = 16  # CAVGA-D: image size / latent grid size (DCGAN's 4 stride-2 stages; 4, 8 or 16)
