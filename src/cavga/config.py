@@ -39,7 +39,8 @@ DEMO_SETTINGS: dict[str, object] = {
     "data.image_size": 128,
     # 20 epochs with D at width 16: 6.1 GFLOP per image-step instead of 13.2, 31% of the former
     # 30-epoch arithmetic; checkpoints every 5 epochs. On the demo's validation set: pixel AUROC
-    # 0.930 against 0.951, detection accuracy 0.712 against 0.575 (docs/results.md, "The demo, faster").
+    # 0.930 against 0.951, detection accuracy 0.712 against 0.575 (docs/performance.md, "cavga demo
+    # against the 5-minute target").
     "train.epochs": 20,
     "model.disc_channels": 16,
     "train.checkpoint_every": 5,
