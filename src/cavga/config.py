@@ -32,7 +32,7 @@ ENCODER_STRIDES = (16, 32)
 ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
 
 # The demo's settings on top of the defaults (used when no --config is given): the crops are
-# 128 px; 20 epochs and a quarter-width discriminator keep it to about 5 minutes on 2 CPU cores. The
+# 128 px; 20 epochs and a quarter-width discriminator keep it to about 6 minutes on 2 CPU cores. The
 # values were chosen on validation data (cavga validate, benchmarks/validation_study.py), never on
 # the demo's own test split (seed 0); see docs/method.md, docs/performance.md and docs/results.md.
 DEMO_SETTINGS: dict[str, object] = {
