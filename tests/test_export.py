@@ -99,15 +99,18 @@ def test_exported_model_matches_the_checkpoint(runs, tmp_path, model, fmt):
     exported, eager = ExportedPredictor(path), Predictor.from_run(run, "cpu")
     assert exported.meta["image_size"] == 32 and exported.meta["variant"] == f"CAVGA-{model[:2]}"
     assert exported.mask_threshold == eager.mask_threshold
-    if model != "Dw":
-        assert exported.meta["normalizer"]["hi"] == eager.normalizer.hi
+    norm = eager.score_normalizer  # CAVGA-u's normaliser, CAVGA-w's calibration of C's probability
+    assert exported.meta["normalizer"]["hi"] == norm.hi
     split = RunData.load(run)
     # the test images, and the held-out normals the normaliser was fitted on (scores inside (0, 1))
     x = torch.stack([load_image(r.image_path, 32) for r in split.test + split.val])  # (B, 3, S, S)
     got, ref = exported.predict_batch(x), eager.predict_batch(x)
     assert ((ref.score > 0.01) & (ref.score < 0.99)).any()  # some scores unclamped: the normaliser counts
-    torch.testing.assert_close(got.score, ref.score, atol=1e-4, rtol=0)
     torch.testing.assert_close(got.raw_score, ref.raw_score, atol=1e-4, rtol=0)
+    # the normaliser stretches raw differences by 1 / (2 (hi - lo)): after one epoch CAVGA-w's held-out
+    # probabilities can lie within a few thousandths of each other
+    stretch = max(1.0, 1.0 / (2 * max(norm.hi - norm.lo, 1e-12)))
+    torch.testing.assert_close(got.score, ref.score, atol=1e-4 * stretch, rtol=0)
     torch.testing.assert_close(got.anomaly_map, ref.anomaly_map, atol=1e-4, rtol=0)
     if model != "Du":  # (mu_sum's A can still be 0 everywhere after one epoch on 10 images)
         assert float(ref.anomaly_map.std()) > 0  # a map with structure, not a constant
