@@ -30,7 +30,7 @@ def test_demo_settings_apply_only_without_a_config(tmp_path):
     assert cfg.model.latent_stride == 16 and cfg.infer.mask_quantile == 0.99
     assert cfg.loss.w_ae * 3 * 128 * 128 == pytest.approx(4000, rel=1e-3)  # per pixel term
     assert cfg.data.root == str(tmp_path / "data") and cfg.data.category == "brick"
-    assert cfg.model.disc_channels == 16 and cfg.train.epochs == 20  # the faster demo (docs/performance.md)
+    assert cfg.model.disc_channels == 16 and cfg.train.epochs == 15  # the faster demo (docs/performance.md)
     own = demo_config(tmp_path, "Du", base=RunConfig())  # a user's --config: the paper's values stay
     assert own.loss.w_ae == 0.01 and own.data.image_size == 256 and own.train.epochs == 100
     assert own.model.disc_channels is None
