@@ -106,6 +106,11 @@ class ModelConfig:
         return self.variant in BASELINES
 
     @property
+    def has_attention_direction(self) -> bool:
+        """CAVGA-u: its map is 1 - A or A (``infer.attention_direction``); CAVGA-w's is A_ca."""
+        return self.variant in VARIANTS and not self.weakly_supervised
+
+    @property
     def label(self) -> str:
         """The variant's name in tables, e.g. "CAVGA-Ru (EfficientNet-Lite0, frozen)"; "*" marks CAVGA-R*."""
         if self.is_baseline:

@@ -125,9 +125,7 @@ def evaluate_run(
             "normalizer_quantile": cfg.infer.normalizer_quantile,
         },
         # CAVGA-u: the map reported, "inverse" (1 - A) or "direct" (A), as resolved from "auto" at training's end
-        "attention_direction": None
-        if cfg.model.weakly_supervised or cfg.model.is_baseline
-        else cfg.infer.attention_direction,
+        "attention_direction": cfg.infer.attention_direction if cfg.model.has_attention_direction else None,
         "normalizer": _summary(predictor.normalizer),
         # CAVGA-w's calibrated verdict (infer.classifier_verdict): its fit on held-out C probabilities
         "classifier_calibration": _summary(predictor.score_normalizer) if cfg.model.weakly_supervised else None,

@@ -163,9 +163,7 @@ class Predictor:
             raise CavgaError("this unsupervised model has no score normaliser (training did not finish)")
         self.mask_threshold = cfg.infer.mask_threshold
         self.has_reconstruction = True  # evaluate measures the residual baseline |x - x_hat| beside the model
-        self._direct = (
-            cfg.infer.attention_direction == "direct" and not cfg.model.weakly_supervised and not cfg.model.is_baseline
-        )
+        self._direct = cfg.model.has_attention_direction and cfg.infer.attention_direction == "direct"
         if cfg.infer.mask_quantile is not None:
             self.mask_threshold = self.threshold_at_quantile(cfg.infer.mask_quantile)
         # CAVGA-w's probability -> score, as CAVGA-u's reconstruction score (None: the probability itself)
@@ -232,12 +230,9 @@ class Predictor:
         amap = upsample(amap, size).squeeze(1).clamp(0, 1)  # (B, S, S)
         residual = (x - x_hat).abs().mean(dim=1)  # (B, S, S)
         recon_score = residual.flatten(1).mean(dim=1)  # (B,)
-        if p_anomalous is None:
-            raw = recon_score
-            score = self.normalizer(raw)
-        else:
-            raw = p_anomalous
-            score = raw if self.score_normalizer is None else self.score_normalizer(raw)
+        raw = recon_score if p_anomalous is None else p_anomalous  # (B,)
+        norm = self.score_normalizer  # never None for CAVGA-u (checked above)
+        score = raw if norm is None else norm(raw)
         label = (score >= self.cfg.infer.score_threshold).long()
         return BatchPrediction(
             score=score.cpu(),

@@ -301,7 +301,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
 
 def _direction(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any] | None:
     """``infer.attention_direction: auto`` resolved on painted held-out normals (CAVGA-u only)."""
-    if cfg.infer.attention_direction != "auto" or cfg.model.weakly_supervised:
+    if cfg.infer.attention_direction != "auto" or not cfg.model.has_attention_direction:
         return None
     if not any(r.label == 0 for r in run_data.val):  # data.val_fraction 0: nothing to decide on
         return {"attention_direction": "inverse", "validation_pixel_auroc": None, "protocol": "no held-out normals"}

@@ -127,9 +127,7 @@ def validate_run(
         "model": cfg.model.label,
         "protocol": f"held-out normals ({len(held_out)}) + {copies} painted copies each, seed {seed}",
         "image_size": cfg.data.image_size,
-        "attention_direction": (
-            None if cfg.model.weakly_supervised or cfg.model.is_baseline else cfg.infer.attention_direction
-        ),
+        "attention_direction": cfg.infer.attention_direction if cfg.model.has_attention_direction else None,
         "metrics": {k: metrics[k] for k in METRIC_KEYS},
         "baseline_residual": {k: baseline[k] for k in METRIC_KEYS} if predictor.has_reconstruction else None,
         "per_defect": per_defect,

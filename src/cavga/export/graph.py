@@ -30,7 +30,7 @@ class InferenceGraph(nn.Module):
         self.cam = AnalyticGradCAM(model, score_kind(model))
         self.size = cfg.data.image_size
         self.weakly = cfg.model.weakly_supervised
-        self.inverse = not self.weakly and cfg.infer.attention_direction != "direct"
+        self.inverse = cfg.model.has_attention_direction and cfg.infer.attention_direction != "direct"
         scale = model.attention_scale()
         self.per_image = scale is None  # "image" normalisation, or no running peak recorded
         self.register_buffer("scale", torch.tensor(0.0 if scale is None else float(scale)))
@@ -53,13 +53,12 @@ class InferenceGraph(nn.Module):
         if self.weakly:
             logits = m.classifier(mu.flatten(1))  # (B, 2)
             raw = torch.softmax(logits, dim=1)[:, 1]  # (B,)
-            score = ((raw - self.lo) / (2 * self.span)).clamp(0.0, 1.0) if self.calibrated else raw
             amap = attention  # A_ca
         else:
             x_hat = m.decode(mu)  # (B, 3, S, S)
             raw = (image - x_hat).abs().mean(dim=1).flatten(1).mean(dim=1)  # (B,)
-            score = ((raw - self.lo) / (2 * self.span)).clamp(0.0, 1.0)
             amap = 1 - attention if self.inverse else attention
+        score = ((raw - self.lo) / (2 * self.span)).clamp(0.0, 1.0) if self.calibrated else raw
         amap = F.interpolate(amap, size=(self.size, self.size), mode="bilinear", align_corners=False)
         amap = amap.squeeze(1).clamp(0.0, 1.0)  # (B, S, S)
         return score, amap, amap >= self.mask_threshold, raw
