@@ -231,13 +231,17 @@ def test_medium6_one_broken_image_does_not_stop_predict(trained, tiny_data, tmp_
     # results are written as it goes (one batch at a time), not after every image has been scored
     import cavga.data
 
-    real_load, calls = cavga.data.load_image, []
+    calls = []
 
-    def load_image(path, image_size):
-        calls.append((Path(path).name, image_size, len(list((tmp_path / "out2").glob("*_overlay.png")))))
-        return real_load(path, image_size)
+    def recording(real):
+        def load(path, image_size, *args):
+            calls.append((Path(path).name, image_size, len(list((tmp_path / "out2").glob("*_overlay.png")))))
+            return real(path, image_size, *args)
 
-    monkeypatch.setattr(cavga.data, "load_image", load_image)
+        return load
+
+    for name in ("load_image", "read_image"):
+        monkeypatch.setattr(cavga.data, name, recording(getattr(cavga.data, name)))
     (images / "broken.png").unlink()
     predict_to_folder(run, [images], tmp_path / "out2", "cpu", ["infer.batch_size=1"])
     assert calls == [("a.png", 32, 0), ("a.png", None, 0), ("b.png", 32, 1), ("b.png", None, 1)]

@@ -15,6 +15,7 @@ from .config import (
     ENCODER_STRIDES,
     LAYOUTS,
     MODELS,
+    RESIZE_MODES,
     VARIANTS,
     RunConfig,
     apply_overrides,
@@ -28,6 +29,12 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
     p.add_argument("--config", help="YAML file with sections data/model/loss/train/infer")
     p.add_argument("--epochs", type=int, help=f"training epochs (default {epochs})")
     p.add_argument("--image-size", type=int, help=f"square input size, a power of two (default {image_size})")
+    p.add_argument(
+        "--resize",
+        choices=RESIZE_MODES,
+        help="stretch each image to the square, or keep its aspect ratio and pad (ignored by losses and metrics)"
+        " (default stretch)",
+    )
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--seed", type=int, help="seeds the data split and the training (default 0)")
     p.add_argument("--batch-size", type=int, help="training batch size (default 16)")
@@ -185,6 +192,7 @@ _FLAGS = (
     ("--layout", "data.layout", "layout"),
     ("--category", "data.category", "category"),
     ("--image-size", "data.image_size", "image_size"),
+    ("--resize", "data.resize", "resize"),
     ("--seed", "data.seed", "seed"),
     ("--anomalous-fraction", "data.anomalous_fraction", "anomalous_fraction"),
     ("--model", "model.variant", "model"),

@@ -30,6 +30,7 @@ BACKBONE_NAMES = {"resnet18": "ResNet-18", "efficientnet_lite0": "EfficientNet-L
 ENCODER_STRIDES = (16, 32)
 
 ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
+RESIZE_MODES = ("stretch", "pad")  # data.resize (cavga.data.geometry)
 
 # The demo's settings on top of the defaults (used when no --config is given): the crops are
 # 128 px; 15 epochs and a quarter-width discriminator keep it under 5 minutes on 2 CPU cores. The
@@ -58,6 +59,9 @@ class DataConfig:
     layout: str = "mvtec"  # mvtec | mtd | folder | mnist | fashion-mnist | cifar10 | digits
     category: str | None = None  # MVTec AD category (sub-folder of root); one-class layouts: the normal class
     image_size: int = 256  # images and masks are resized to image_size x image_size
+    # stretch: fill the square whatever the aspect ratio (the paper's square crops); pad: keep the
+    # aspect ratio, centre, pad, and ignore the padding in losses and metrics (cavga.data.geometry)
+    resize: str = "stretch"
     seed: int = 0  # seeds every random split
     train_fraction: float = 0.8  # mtd/folder: fraction of the normal images used for training
     # CAVGA-w: fraction of anomalous test images moved into training; CAVGA-u's test set drops the same ones
@@ -244,6 +248,10 @@ class RunConfig:
             raise CavgaError(f"model.freeze_encoder: {self.model.freeze_encoder!r} is not true or false")
         if self.model.latent_stride not in (4, 8, 16):
             raise CavgaError(f"model.latent_stride: {self.model.latent_stride} is not 4, 8 or 16")
+        if self.data.resize not in RESIZE_MODES:
+            raise CavgaError(f"data.resize: {self.data.resize!r} is not one of {', '.join(RESIZE_MODES)}")
+        if self.data.resize == "pad" and self.model.is_baseline:
+            raise CavgaError(f"data.resize: pad is for the CAVGA variants; {self.model.variant} takes stretched inputs")
         size = self.data.image_size
         if size < 32 or size & (size - 1):
             raise CavgaError(f"data.image_size: {size} is not a power of two >= 32")

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import data as D
 from .data import Record, image_size_of, load_mask
 from .errors import CavgaError
-from .inference import Predictor, eval_loader, native_map
+from .inference import Predictor, content_mean, eval_loader, native_map
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, iou
 from .report.scores import MAPS_DIR, curves, raw_threshold, save_map16, write_scores
@@ -62,7 +63,7 @@ def evaluate_run(
     show = set(_overlay_picks(run_data.test, overlays))
     records = iter(run_data.test)
     for batch in tqdm(eval_loader(run_data.test, cfg), desc="evaluate", disable=not progress):
-        pred = predictor.predict_batch(batch.image)
+        pred = predictor.predict_batch(batch.image, batch.valid)
         residual = pred.residual_map  # (B, S, S)
         cols["score"].append(pred.raw_score)  # image AUROC ranks the raw score: no ties from clipping
         cols["label"].append(batch.label)
@@ -73,14 +74,15 @@ def evaluate_run(
             if record.image_path != batch.path[i]:
                 raise RuntimeError(f"evaluation order broke: {record.image_path} vs {batch.path[i]}")
             gt, real = native_mask(record)  # (H, W) bool at the image's own size
-            amap = native_map(pred.anomaly_map[i], gt.shape)  # (H, W)
+            amap = native_map(pred.anomaly_map[i], gt.shape, cfg.data.resize)  # (H, W)
             cols["map"].append(amap)
             cols["pmask"].append(amap >= predictor.mask_threshold)
             cols["mask"].append(gt)
             cols["has_mask"].append(real)
-            cols["res"].append(native_map(residual[i], gt.shape))  # (H, W)
-            save_map16(pred.anomaly_map[i].numpy(), run_dir / MAPS_DIR / f"{len(cols['map']) - 1:04d}.png")
-        cols["raw"].append(residual.flatten(1).mean(dim=1))
+            cols["res"].append(native_map(residual[i], gt.shape, cfg.data.resize))  # (H, W)
+            content = D.crop(pred.anomaly_map[i], D.content_box(gt.shape, cfg.data.image_size, cfg.data.resize))
+            save_map16(content.numpy(), run_dir / MAPS_DIR / f"{len(cols['map']) - 1:04d}.png")  # (h, w)
+        cols["raw"].append(content_mean(residual, batch.valid))  # the residual's raw image score
         cols["defect"] += batch.defect_type
         cols["path"] += batch.path
         if show & set(batch.path):

@@ -143,11 +143,26 @@ def anomaly_evidence(model: CAVGA, x: Tensor, direction: str = "inverse") -> tup
     return anomalous_map.detach(), x_hat, p_anomalous
 
 
-def native_map(m: Tensor, size: tuple[int, int]) -> np.ndarray:
-    """A map at the model's resolution (S, S) resized bilinearly to an image's own (H, W), float32."""
-    if tuple(m.shape) == tuple(size):
-        return m.float().numpy()
-    return upsample(m[None, None].float(), size)[0, 0].clamp(0, 1).numpy()  # (H, W)
+def native_map(m: Tensor, size: tuple[int, int], resize: str = "stretch") -> np.ndarray:
+    """A map at the model's resolution (S, S) back at an image's own (H, W), float32: its content
+    box (all of it unless ``data.resize`` is pad) resized bilinearly."""
+    return D.from_canvas(m, size, resize).clamp(0, 1).numpy()  # (H, W)
+
+
+def reconstruction_score(x: Tensor, x_hat: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The residual map |x - x_hat| averaged over colour (B, S, S), and CAVGA-u's raw image score,
+    its mean over the image's content (B,). ``valid`` (B, 1, S, S) marks content (``data.resize:
+    pad``); the padding then counts as perfectly reconstructed and is left out of the mean."""
+    residual = (x - x_hat).abs() if valid is None else (x - x_hat).abs() * valid  # (B, 3, S, S)
+    residual = residual.mean(dim=1)  # (B, S, S)
+    return residual, content_mean(residual, valid)
+
+
+def content_mean(m: Tensor, valid: Tensor | None = None) -> Tensor:
+    """(B,): the mean of maps ``m`` (B, S, S) over each image's content (``valid`` (B, 1, S, S), or all)."""
+    if valid is None:
+        return m.flatten(1).mean(dim=1)
+    return m.flatten(1).sum(dim=1) / valid.to(m.device).flatten(1).sum(dim=1).clamp_min(1.0)
 
 
 class Predictor:
@@ -223,13 +238,16 @@ class Predictor:
         normalizer = Normalizer(**norm).with_quantile(cfg.infer.normalizer_quantile) if norm else None
         return cls(model, cfg, normalizer, resolve_device(device))
 
-    def predict_batch(self, x: Tensor) -> BatchPrediction:
+    def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> BatchPrediction:
+        """Predict a batch (B, 3, S, S) as loaded; ``valid`` (B, 1, S, S) marks content when
+        ``data.resize`` is pad (a Batch's ``valid``), so the score ignores the padding."""
         x = x.to(self.device)
+        valid = None if valid is None else valid.to(self.device)
         size = self.cfg.data.image_size
         amap, x_hat, p_anomalous = anomaly_evidence(self.model, x, "direct" if self._direct else "inverse")
         amap = upsample(amap, size).squeeze(1).clamp(0, 1)  # (B, S, S)
-        residual = (x - x_hat).abs().mean(dim=1)  # (B, S, S)
-        recon_score = residual.flatten(1).mean(dim=1)  # (B,)
+        x_hat = D.paste_padding(x_hat, x, valid)  # (B, 3, S, S)
+        residual, recon_score = reconstruction_score(x, x_hat, valid)  # (B, S, S), (B,)
         raw = recon_score if p_anomalous is None else p_anomalous  # (B,)
         norm = self.score_normalizer  # never None for CAVGA-u (checked above)
         score = raw if norm is None else norm(raw)
@@ -246,15 +264,14 @@ class Predictor:
 
     def predict_paths(self, paths: list[str | Path]) -> list[Prediction]:
         """Predict image files; maps and masks come back at each image's own size."""
-        size = self.cfg.data.image_size
         out: list[Prediction] = []
         bs = self.cfg.infer.batch_size
         for i in range(0, len(paths), bs):
             chunk = [str(p) for p in paths[i : i + bs]]
-            images = torch.stack([D.load_image(p, size) for p in chunk])  # (B, 3, S, S)
-            pred = self.predict_batch(images)
+            images, valid, sizes = self.load_inputs(chunk)  # (B, 3, S, S), (B, 1, S, S) or None
+            pred = self.predict_batch(images, valid)
             for j, p in enumerate(chunk):
-                amap = native_map(pred.anomaly_map[j], D.image_size_of(p))  # (H, W)
+                amap = native_map(pred.anomaly_map[j], sizes[j], self.cfg.data.resize)  # (H, W)
                 out.append(
                     Prediction(
                         path=p,
@@ -267,10 +284,21 @@ class Predictor:
                 )
         return out
 
+    def load_inputs(self, paths: list[str]) -> tuple[Tensor, Tensor | None, list[tuple[int, int]]]:
+        """Image files as the model's input (B, 3, S, S), their content maps (B, 1, S, S) when
+        ``data.resize`` is pad (else None), and each image's own (H, W)."""
+        size, resize = self.cfg.data.image_size, self.cfg.data.resize
+        loaded = [D.read_image(p, size, resize) for p in paths]
+        sizes = [hw for _, hw in loaded]
+        valid = torch.stack([D.valid_mask(hw, size, resize) for hw in sizes]) if resize == "pad" else None
+        return torch.stack([x for x, _ in loaded]), valid, sizes
+
 
 def eval_loader(records: list[D.Record], cfg: RunConfig) -> torch.utils.data.DataLoader:
     """Batches of ``records`` in order, at the run's image size and inference batch size."""
-    return D.make_loader(records, cfg.data.image_size, cfg.infer.batch_size, False, cfg.train.num_workers)
+    return D.make_loader(
+        records, cfg.data.image_size, cfg.infer.batch_size, False, cfg.train.num_workers, resize=cfg.data.resize
+    )
 
 
 def fit_normalizer(
@@ -288,17 +316,20 @@ def fit_normalizer(
     raws, peaks, maps, probs = [], [], [], []
     for batch in eval_loader(records, cfg):
         x = batch.image.to(device)
+        valid = None if batch.valid is None else batch.valid.to(device)  # (B, 1, S, S)
         if evidence is None:
             amap, x_hat, p_anomalous = anomaly_evidence(model, x)
             probs += [] if p_anomalous is None else p_anomalous.cpu().tolist()
             amap = upsample(amap, cfg.data.image_size).clamp(0, 1)[:, 0]  # (B, S, S)
         else:
             amap, raw, x_hat = evidence(x)  # (B, S, S), (B,), (B, 3, S, S) or None
-        residual = (x - (x if x_hat is None else x_hat)).abs().mean(dim=1)  # (B, S, S)
-        raws.append((residual.flatten(1).mean(dim=1) if evidence is None else raw).cpu())
+        residual, recon = reconstruction_score(x, x if x_hat is None else x_hat, valid)  # (B, S, S), (B,)
+        raws.append((recon if evidence is None else raw).cpu())
         peaks.append(residual.flatten(1).amax(dim=1).cpu())
         amap = amap.cpu()
-        maps += [native_map(m, D.image_size_of(p)).ravel() for m, p in zip(amap, batch.path, strict=True)]
+        maps += [
+            native_map(m, D.image_size_of(p), cfg.data.resize).ravel() for m, p in zip(amap, batch.path, strict=True)
+        ]
     raw = torch.cat(raws).numpy()
     map_quantiles = np.quantile(np.concatenate(maps), np.linspace(0.0, 1.0, 1001))
     norm = Normalizer.fit(

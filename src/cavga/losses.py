@@ -47,9 +47,17 @@ def adversarial_g_loss(d_fake: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
 
 
-def attention_expansion_loss(attention: Tensor) -> Tensor:
-    """Eq. 3, L_ae: mean over images of mean_ij (1 - A_ij)."""
-    return (1 - attention).mean()
+def _cell_mean(values: Tensor, weight: Tensor | None) -> Tensor:
+    """(B,): the mean over each image's map cells, weighted by ``weight`` (B, 1, h, w), the share of
+    each cell that holds image content (``data.resize: pad``); None: every cell counts fully."""
+    if weight is None:
+        return values.flatten(1).mean(dim=1)
+    return (values * weight).flatten(1).sum(dim=1) / weight.flatten(1).sum(dim=1).clamp_min(1e-6)
+
+
+def attention_expansion_loss(attention: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Eq. 3, L_ae: mean over images of mean_ij (1 - A_ij) (over the content cells, given ``weight``)."""
+    return _cell_mean(1 - attention, weight).mean()
 
 
 def classifier_loss(logits: Tensor, labels: Tensor, weight: Tensor | None = None) -> Tensor:
@@ -59,9 +67,9 @@ def classifier_loss(logits: Tensor, labels: Tensor, weight: Tensor | None = None
 
 
 def complementary_guided_attention_loss(
-    a_normal: Tensor, a_anomalous: Tensor, logits: Tensor, labels: Tensor
+    a_normal: Tensor, a_anomalous: Tensor, logits: Tensor, labels: Tensor, weight: Tensor | None = None
 ) -> Tensor:
     """Eq. 5, L_cga: mean over images of 1(p = y = normal) * mean_ij (1 - A_cn + A_ca)."""
     correct_normal = (logits.argmax(dim=1) == 0) & (labels == 0)  # (B,)
-    per_image = (1 - a_normal + a_anomalous).flatten(1).mean(dim=1)  # (B,)
+    per_image = _cell_mean(1 - a_normal + a_anomalous, weight)  # (B,)
     return (per_image * correct_normal.to(per_image.dtype)).mean()

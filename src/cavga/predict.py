@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 from . import data as D
-from .attention import upsample
 from .errors import CavgaError
-from .inference import Predictor
+from .inference import Predictor, native_map
 from .io_utils import atomic_write, atomic_write_json, check_output_folder, remove_stale_temp_files
 from .report.scores import MAP_SCALE, save_map16
 from .runlock import LOCK_FILE, RunLock
@@ -152,7 +151,7 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
     rows: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     used: set[str] = set()
-    size, bs = predictor.cfg.data.image_size, predictor.cfg.infer.batch_size
+    size, bs, resize = predictor.cfg.data.image_size, predictor.cfg.infer.batch_size, predictor.cfg.data.resize
     last_save = time.monotonic()
 
     def save() -> None:
@@ -175,24 +174,25 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
 
     for i in range(0, len(paths), bs):
         chunk: list[Path] = []
-        images = []
+        images, valid = [], []
         for p in paths[i : i + bs]:
             try:
-                images.append(D.load_image(p, size))  # (3, S, S)
+                x, hw = D.read_image(p, size, resize)  # (3, S, S), the image's own (H, W)
+                images.append(x)
+                valid.append(D.valid_mask(hw, size, resize))  # (1, S, S)
                 chunk.append(p)
             except CavgaError as e:
                 fail(p, e)
         if not chunk:
             continue
-        pred = predictor.predict_batch(torch.stack(images))
+        pred = predictor.predict_batch(torch.stack(images), torch.stack(valid) if resize == "pad" else None)
         for j, p in enumerate(chunk):
             try:
                 image = D.load_image(p, None)  # (3, H, W) at the image's own size
             except CavgaError as e:  # changed or vanished since it was read a moment ago
                 fail(p, e)
                 continue
-            h, w = image.shape[1:]
-            amap = upsample(pred.anomaly_map[j][None, None], (h, w))[0, 0].clamp(0, 1).numpy()  # (H, W)
+            amap = native_map(pred.anomaly_map[j], tuple(image.shape[1:]), resize)  # (H, W)
             mask = amap >= predictor.mask_threshold
             name = _unique_name(p, stems[p], used, out_dir, inputs, previous, maps)
             save_png(heatmap_overlay(image, amap, mask), out_dir / f"{name}_overlay.png")

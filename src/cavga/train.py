@@ -71,8 +71,12 @@ def generator_loss(
     x_hat: Tensor,
     cfg: RunConfig,
     class_weight: Tensor | None = None,
+    valid: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Eq. 4 (CAVGA-u) or Eq. 6 (CAVGA-w) for a batch already encoded and decoded; the total and its terms."""
+    """Eq. 4 (CAVGA-u) or Eq. 6 (CAVGA-w) for a batch already encoded and decoded; the total and its terms.
+
+    ``valid`` (B, 1, S, S) marks image content (``data.resize: pad``): L_ae and L_cga then average
+    over the attention cells by their share of content (``x_hat`` already carries the input's padding)."""
     w = cfg.loss
     normal = labels == 0  # (B,)
     zero = x.new_zeros(())
@@ -92,7 +96,8 @@ def generator_loss(
         cam = unsupervised_cam_raw(enc, cfg.model.attention_score)  # (B, 1, h, w)
         model.track_attention_peak(dist.all_reduce_mean(cam_peak(cam, normal)))  # one scale on every rank
         if w.w_ae > 0:
-            terms["ae"] = attention_expansion_loss(normalise_cam(cam, model.attention_scale()))
+            cells = None if valid is None else D.cell_weights(valid, cam.shape[-2:])  # (B, 1, h, w)
+            terms["ae"] = attention_expansion_loss(normalise_cam(cam, model.attention_scale()), cells)
             total = total + unit * w.w_ae * terms["ae"]
     else:
         logits = model.classify(enc.z)  # (B, 2)
@@ -104,7 +109,8 @@ def generator_loss(
             scale = model.attention_scale()
             a_normal = normalise_cam(cam_normal, scale)  # A_cn
             a_anomalous = normalise_cam(grad_cam_raw(enc.features, logits[:, 1]), scale)  # A_ca
-            terms["cga"] = complementary_guided_attention_loss(a_normal, a_anomalous, logits, labels)
+            cells = None if valid is None else D.cell_weights(valid, cam_normal.shape[-2:])  # (B, 1, h, w)
+            terms["cga"] = complementary_guided_attention_loss(a_normal, a_anomalous, logits, labels, cells)
             total = total + unit * w.w_cga * terms["cga"]
     terms["total"] = total
     return total, terms
@@ -119,13 +125,18 @@ def train_step(
     labels: Tensor,
     cfg: RunConfig,
     class_weight: Tensor | None = None,
+    valid: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """One D update, then one encoder/decoder(/classifier) update, on a batch; the losses as 0-d
     tensors on the batch's device (no host sync here: the loop reads them once per log interval).
 
+    ``valid`` (B, 1, S, S), 1 on content and 0 on padding (``data.resize: pad``): the input's
+    padding is pasted into the reconstruction, so neither L_R nor D sees what the decoder draws there.
+
     ``model`` and ``disc`` may be DDP-wrapped (:mod:`cavga.distributed`): their ``backward`` then
     averages the gradients over the ranks."""
     enc, x_hat = model(x)  # encode, then decode z: (B, 3, S, S); through DDP's forward when wrapped
+    x_hat = D.paste_padding(x_hat, x, valid)  # (B, 3, S, S): the padding is the input's
     normal = labels == 0
     d_loss = None
 
@@ -149,7 +160,7 @@ def train_step(
     for p in d_params:
         p.requires_grad_(False)
     try:
-        total, terms = generator_loss(model_, disc, x, labels, enc, x_hat, cfg, class_weight)
+        total, terms = generator_loss(model_, disc, x, labels, enc, x_hat, cfg, class_weight, valid)
         opt_g.zero_grad(set_to_none=True)
         total.backward()
     finally:
@@ -245,7 +256,11 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
     backbone = state["backbone_weights"] if state else getattr(model.encoder, "loaded_weights", "dcgan-init")
     # decoded and resized once (up to train.cache_mb): no augmentation changes an image between epochs
     train_set = D.ImageDataset(
-        run_data.train, cfg.data.image_size, cache=cfg.train.num_workers == 0, cache_limit_mb=cfg.train.cache_mb
+        run_data.train,
+        cfg.data.image_size,
+        cache=cfg.train.num_workers == 0,
+        cache_limit_mb=cfg.train.cache_mb,
+        resize=cfg.data.resize,
     )
     accel.compile_modules(model, disc)
     ddp_model, ddp_disc = dist.wrap(model, ctx), dist.wrap(disc, ctx)
@@ -271,8 +286,9 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not show, leave=False)
         for step, batch in enumerate(bar, 1):
             x, labels = accel.input(batch.image), batch.label.to(device, non_blocking=accel.pin_memory)
+            valid = None if batch.valid is None else accel.input(batch.valid)  # (B, 1, S, S): padding
             with accel.autocast():
-                log.add(train_step(ddp_model, ddp_disc, opt_g, opt_d, x, labels, cfg, class_weight))
+                log.add(train_step(ddp_model, ddp_disc, opt_g, opt_d, x, labels, cfg, class_weight, valid))
             if step % LOG_EVERY == 0:  # one host sync per log interval, not per step
                 latest = log.read()
                 bar.set_postfix({k: f"{v:.3f}" for k, v in latest.items() if k in ("rec", "adv", "ae", "cga", "bce")})
@@ -305,8 +321,8 @@ def _direction(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.de
         return None
     if not any(r.label == 0 for r in run_data.val):  # data.val_fraction 0: nothing to decide on
         return {"attention_direction": "inverse", "validation_pixel_auroc": None, "protocol": "no held-out normals"}
-    images = held_out_images(run_data.val, cfg.data.image_size)  # (N, 3, S, S)
-    return choose_attention_direction(model, images, cfg.infer.batch_size, device)
+    images, boxes = held_out_images(run_data.val, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
+    return choose_attention_direction(model, images, cfg.infer.batch_size, device, boxes=boxes)
 
 
 def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer, fp=None) -> dict[str, Any]:

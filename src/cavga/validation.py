@@ -37,12 +37,13 @@ FOREIGN_TEXTURE = "gravel"  # the source of the "patch" defect's foreign texture
 
 
 def paint_validation_set(
-    images: torch.Tensor, seed: int = 0, copies: int = 2
+    images: torch.Tensor, seed: int = 0, copies: int = 2, boxes: list[D.geometry.Box] | None = None
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[str]]:
     """Clean ``images`` (N, 3, S, S) in [0, 1] plus ``copies`` painted versions of each.
 
-    Returns (images (M, 3, S, S), masks (M, S, S) bool, labels (M,), defect types), M = N * (1 + copies);
-    defect types cycle through DEFECT_TYPES."""
+    ``boxes`` (one per image, ``data.resize: pad``) keep each defect on the image's content: it is
+    painted in the largest centred square of the box. Returns (images (M, 3, S, S), masks (M, S, S)
+    bool, labels (M,), defect types), M = N * (1 + copies); defect types cycle through DEFECT_TYPES."""
     rng = np.random.default_rng(seed)
     other = texture(FOREIGN_TEXTURE)
     n, _, s, _ = images.shape
@@ -50,34 +51,63 @@ def paint_validation_set(
     for c in range(copies):
         for i in range(n):
             kind = DEFECT_TYPES[(c * n + i) % len(DEFECT_TYPES)]
+            top, left, h, w = boxes[i] if boxes else (0, 0, s, s)
+            q = min(h, w)  # the painters take a square
+            top, left = top + (h - q) // 2, left + (w - q) // 2
             img = images[i].permute(1, 2, 0).numpy() * 255.0  # (S, S, 3)
             img = np.ascontiguousarray(img, dtype=np.float32)
-            masks.append(paint_defect(kind, img, rng, other)[None])  # (1, S, S)
+            square = np.ascontiguousarray(img[top : top + q, left : left + q])  # (q, q, 3)
+            mask = np.zeros((1, s, s), dtype=bool)
+            mask[0, top : top + q, left : left + q] = paint_defect(kind, square, rng, other)
+            img[top : top + q, left : left + q] = square
+            masks.append(mask)  # (1, S, S)
             out.append(torch.from_numpy(np.clip(img, 0, 255) / 255.0).permute(2, 0, 1)[None].float())
             kinds.append(kind)
     labels = np.array([0] * n + [1] * (n * copies))
     return torch.cat(out), np.concatenate(masks), labels, kinds
 
 
-def held_out_images(records: list[D.Record], size: int) -> torch.Tensor:
-    """The normal images among ``records`` (a run's held-out split), (N, 3, S, S) in [0, 1]."""
-    return torch.stack([D.load_image(r.image_path, size) for r in records if r.label == 0])
+def held_out_images(
+    records: list[D.Record], size: int, resize: str = "stretch"
+) -> tuple[torch.Tensor, list[D.geometry.Box]]:
+    """The normal images among ``records`` (a run's held-out split), (N, 3, S, S) in [0, 1], placed
+    by ``resize``, and each one's content box in the square."""
+    loaded = [D.read_image(r.image_path, size, resize) for r in records if r.label == 0]
+    return torch.stack([x for x, _ in loaded]), [D.content_box(hw, size, resize) for _, hw in loaded]
+
+
+def _all_boxes(boxes: list[D.geometry.Box] | None, n: int, copies: int, s: int) -> list[D.geometry.Box]:
+    """The content box of each of :func:`paint_validation_set`'s M = n * (1 + copies) images."""
+    return (list(boxes) if boxes else [(0, 0, s, s)] * n) * (1 + copies)
+
+
+def _content(maps: np.ndarray, boxes: list[D.geometry.Box]) -> list[np.ndarray]:
+    """Each (S, S) map cropped to its image's content box: the padding is never scored."""
+    return [D.crop(m, b) for m, b in zip(maps, boxes, strict=True)]
 
 
 def choose_attention_direction(
-    model: CAVGA, images: torch.Tensor, batch_size: int, device: torch.device, seed: int = 0, copies: int = 2
+    model: CAVGA,
+    images: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    seed: int = 0,
+    copies: int = 2,
+    boxes: list[D.geometry.Box] | None = None,
 ) -> dict[str, Any]:
     """``infer.attention_direction: auto``: the direction of CAVGA-u's map, decided on painted defects.
 
-    ``images`` are held-out normals (N, 3, S, S). The paper's 1 - A is kept unless its pixel AUROC
-    on the painted set is below 0.5, i.e. unless the attention *rises* on defects; then A is used.
-    Since the upsampling is linear and the clamp symmetric, A's AUROC is 1 minus that of 1 - A."""
-    x, masks, _, _ = paint_validation_set(images, seed, copies)
+    ``images`` are held-out normals (N, 3, S, S) (with their content ``boxes`` when padded). The
+    paper's 1 - A is kept unless its pixel AUROC on the painted set is below 0.5, i.e. unless the
+    attention *rises* on defects; then A is used. Since the upsampling is linear and the clamp
+    symmetric, A's AUROC is 1 minus that of 1 - A."""
+    x, masks, _, _ = paint_validation_set(images, seed, copies, boxes)
     maps = []
     for i in range(0, len(x), batch_size):
         amap, _, _ = anomaly_evidence(model, x[i : i + batch_size].to(device), "inverse")  # (B, 1, h, w)
         maps.append(upsample(amap, x.shape[-1]).squeeze(1).clamp(0, 1).cpu().numpy())  # (B, S, S)
-    auroc = pixel_auroc(np.concatenate(maps), masks)
+    boxes = _all_boxes(boxes, len(images), copies, x.shape[-1])
+    auroc = pixel_auroc(_content(np.concatenate(maps), boxes), _content(masks, boxes))
     direction = "inverse" if auroc >= 0.5 else "direct"
     return {
         "attention_direction": direction,
@@ -96,31 +126,37 @@ def validate_run(
     held_out = [r for r in RunData.load(run_dir).val if r.label == 0]
     if not held_out:
         raise CavgaError(f"{run_dir}: the run held out no normal images to validate on (data.val_fraction is 0)")
-    images = held_out_images(held_out, cfg.data.image_size)  # (N, 3, S, S)
-    x, masks, labels, kinds = paint_validation_set(images, seed, copies)
+    s = cfg.data.image_size
+    images, boxes = held_out_images(held_out, s, cfg.data.resize)  # (N, 3, S, S), N boxes
+    x, masks, labels, kinds = paint_validation_set(images, seed, copies, boxes)
+    boxes = _all_boxes(boxes, len(images), copies, s)  # M boxes
+    valid = torch.stack([D.geometry.box_mask(b, s) for b in boxes]) if cfg.data.resize == "pad" else None
     cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res")}
     for i in range(0, len(x), cfg.infer.batch_size):
-        pred = predictor.predict_batch(x[i : i + cfg.infer.batch_size])
+        pred = predictor.predict_batch(
+            x[i : i + cfg.infer.batch_size], None if valid is None else valid[i : i + cfg.infer.batch_size]
+        )
         cols["raw"].append(pred.raw_score.numpy())
         cols["pred"].append(pred.label.numpy())
         cols["map"].append(pred.anomaly_map.numpy())
         cols["pmask"].append(pred.mask.numpy())
         cols["res"].append(pred.residual_map.numpy())
-    maps, res = np.concatenate(cols["map"]), np.concatenate(cols["res"])  # (M, S, S)
-    recon = res.reshape(len(res), -1).mean(axis=1)  # (M,) the residual's raw image score
-    peak = predictor.normalizer.residual_peak if predictor.normalizer else float(res.max())
-    res = np.clip(res / max(peak, 1e-12), 0.0, 1.0)  # scaled as evaluate scales it
+    maps, masks = _content(np.concatenate(cols["map"]), boxes), _content(masks, boxes)  # M x (h_i, w_i)
+    pred_masks, res = _content(np.concatenate(cols["pmask"]), boxes), _content(np.concatenate(cols["res"]), boxes)
+    recon = np.array([r.mean() for r in res])  # (M,) the residual's raw image score
+    peak = predictor.normalizer.residual_peak if predictor.normalizer else max(float(r.max()) for r in res)
+    res = [np.clip(r / max(peak, 1e-12), 0.0, 1.0) for r in res]  # scaled as evaluate scales it
     raw = np.concatenate(cols["raw"])
-    metrics = compute_metrics(raw, labels, np.concatenate(cols["pred"]), maps, masks, np.concatenate(cols["pmask"]))
-    baseline = residual_baseline(predictor, recon, labels, list(res), masks)
+    metrics = compute_metrics(raw, labels, np.concatenate(cols["pred"]), maps, masks, pred_masks)
+    baseline = residual_baseline(predictor, recon, labels, res, masks)
     kinds_arr = np.asarray(kinds)
     per_defect = {}
     for k in DEFECT_TYPES:
-        sel = (kinds_arr == k) | (labels == 0)  # this defect type against the clean images
+        sel = np.flatnonzero((kinds_arr == k) | (labels == 0))  # this defect type against the clean images
         if (kinds_arr == k).any():
             per_defect[k] = {
-                "pixel_auroc": round(pixel_auroc(maps[sel], masks[sel]), 4),
-                "residual_pixel_auroc": round(pixel_auroc(res[sel], masks[sel]), 4),
+                "pixel_auroc": round(pixel_auroc([maps[j] for j in sel], [masks[j] for j in sel]), 4),
+                "residual_pixel_auroc": round(pixel_auroc([res[j] for j in sel], [masks[j] for j in sel]), 4),
             }
     result = {
         "run": str(run_dir),
@@ -137,9 +173,12 @@ def validate_run(
     return result
 
 
-def _mask_quantile_iou(predictor: Predictor, maps: np.ndarray, masks: np.ndarray, labels: np.ndarray) -> dict | None:
+def _mask_quantile_iou(predictor: Predictor, maps: list, masks: list, labels: np.ndarray) -> dict | None:
     """Validation IoU for each of MASK_QUANTILES: how much of the map a mask should keep, chosen on
     painted defects. The threshold-free metrics above do not depend on it; only the masks do."""
     if predictor.normalizer is None or not predictor.normalizer.map_quantiles:
         return None
-    return {str(q): round(iou(maps >= predictor.threshold_at_quantile(q), masks, labels), 4) for q in MASK_QUANTILES}
+    return {
+        str(q): round(iou([m >= predictor.threshold_at_quantile(q) for m in maps], masks, labels), 4)
+        for q in MASK_QUANTILES
+    }

@@ -79,7 +79,8 @@ class BaselinePredictor(Predictor):
         normalizer = Normalizer(**state["normalizer"]).with_quantile(cfg.infer.normalizer_quantile)
         return cls(model, cfg, normalizer, device)
 
-    def predict_batch(self, x: Tensor) -> BatchPrediction:
+    def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> BatchPrediction:
+        """As :meth:`Predictor.predict_batch`; baselines take square inputs only (``valid`` is None)."""
         x = x.to(self.device)
         amap, raw, x_hat = evidence(self.model, self.cfg, x)  # (B, S, S), (B,), (B, 3, S, S) | None
         recon = x if x_hat is None else x_hat

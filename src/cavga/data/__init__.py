@@ -15,12 +15,14 @@ The package, one concern per module: ``records`` (Record, Split, constants), ``l
 listing shared by the layouts), ``layouts`` (the three layouts and ``load_split``), ``protocol``
 (CAVGA-w/-u splits, held-out normals), ``oneclass`` (MNIST, Fashion-MNIST, CIFAR-10, digits: Table 7's
 protocol), ``arrays`` (images inside one array file, ``FILE#INDEX``), ``images`` (decoding images and
-masks), ``dataset`` (Sample, Batch, ImageDataset, make_loader). The names below are the public
-interface; import them from here.
+masks), ``geometry`` (where an image sits in the square input: stretched or padded), ``dataset``
+(Sample, Batch, ImageDataset, make_loader). The names below are the public interface; import them
+from here.
 """
 
 from .dataset import Batch, ImageDataset, Sample, collate, make_loader
-from .images import image_size_of, load_image, load_mask, mask_defect, verify_images
+from .geometry import cell_weights, content_box, crop, from_canvas, paste_padding, to_canvas, valid_mask
+from .images import image_size_of, load_image, load_mask, mask_defect, read_image, verify_images
 from .layouts import folder_split, load_split, mtd_split, mvtec_split
 from .oneclass import ONE_CLASS_LAYOUTS, one_class_split
 from .protocol import drop_weak_anomalies_from_test, hold_out_normals, move_anomalous_to_train
@@ -37,9 +39,13 @@ __all__ = [
     "Record",
     "Sample",
     "Split",
+    "cell_weights",
     "collate",
+    "content_box",
+    "crop",
     "drop_weak_anomalies_from_test",
     "folder_split",
+    "from_canvas",
     "hold_out_normals",
     "image_size_of",
     "load_image",
@@ -51,5 +57,9 @@ __all__ = [
     "mtd_split",
     "mvtec_split",
     "one_class_split",
+    "paste_padding",
+    "read_image",
+    "to_canvas",
+    "valid_mask",
     "verify_images",
 ]

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import CavgaError
-from .images import _read_image, load_mask
+from .geometry import check_resize, content_box, valid_mask
+from .images import load_mask, read_image
 from .records import Record
 
 
@@ -21,6 +22,7 @@ class Sample:
     label: int
     defect_type: str
     path: str
+    valid: torch.Tensor | None = None  # (1, S, S): 1 on content, 0 on padding (data.resize: pad); None: all content
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Batch:
     label: torch.Tensor  # (B,) long
     defect_type: list[str]
     path: list[str]
+    valid: torch.Tensor | None = None  # (B, 1, S, S) 1 on content, 0 on padding; None: no padding anywhere
 
     def __len__(self) -> int:
         return len(self.path)
@@ -46,6 +49,7 @@ class Batch:
             self.label.pin_memory(),
             self.defect_type,
             self.path,
+            None if self.valid is None else self.valid.pin_memory(),
         )
 
     def to(self, device: torch.device | str) -> Batch:
@@ -57,6 +61,7 @@ class Batch:
             self.label.to(device),
             self.defect_type,
             self.path,
+            None if self.valid is None else self.valid.to(device),
         )
 
 
@@ -69,11 +74,16 @@ def collate(samples: list[Sample]) -> Batch:
     mask = torch.stack([s.mask if s.mask is not None else zeros for s in samples])  # (B, 1, S, S)
     has_mask = torch.tensor([s.mask is not None for s in samples], dtype=torch.bool)  # (B,)
     label = torch.tensor([s.label for s in samples], dtype=torch.long)  # (B,)
-    return Batch(image, mask, has_mask, label, [s.defect_type for s in samples], [s.path for s in samples])
+    valid = None
+    if any(s.valid is not None for s in samples):
+        ones = torch.ones_like(zeros)
+        valid = torch.stack([s.valid if s.valid is not None else ones for s in samples])  # (B, 1, S, S)
+    return Batch(image, mask, has_mask, label, [s.defect_type for s in samples], [s.path for s in samples], valid)
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """Records loaded as Samples at ``image_size`` x ``image_size``.
+    """Records loaded as Samples at ``image_size`` x ``image_size``, placed by ``resize``
+    (:mod:`cavga.data.geometry`; with ``pad`` each Sample carries its ``valid`` map).
 
     With ``cache`` each sample is decoded and resized once and kept (in the process that loads it:
     use it with ``num_workers=0`` or persistent workers); at 128 px that is 0.26 MB an image (image
@@ -81,14 +91,21 @@ class ImageDataset(torch.utils.data.Dataset):
     from disk each time instead of being kept."""
 
     def __init__(
-        self, records: list[Record], image_size: int, cache: bool = False, cache_limit_mb: float | None = None
+        self,
+        records: list[Record],
+        image_size: int,
+        cache: bool = False,
+        cache_limit_mb: float | None = None,
+        resize: str = "stretch",
     ):
         if image_size < 1:
             raise CavgaError(f"data.image_size: {image_size} must be >= 1")
         self.records = list(records)
         self.image_size = int(image_size)
+        self.resize = check_resize(resize)
         self._cache: dict[int, Sample] | None = {} if cache else None
-        per_sample = 4 * 4 * self.image_size**2  # bytes: 3 image channels and 1 mask channel, float32
+        channels = 5 if resize == "pad" else 4  # image, mask (and the valid map), float32
+        per_sample = 4 * channels * self.image_size**2  # bytes
         limit = math.inf if cache_limit_mb is None else cache_limit_mb * 2**20
         self._cache_capacity = int(min(len(self.records), limit // per_sample))
 
@@ -112,14 +129,16 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def _load(self, i: int) -> Sample:
         r = self.records[i]
-        image, (h, w) = _read_image(r.image_path, self.image_size)  # (3, S, S)
+        s = self.image_size
+        image, (h, w) = read_image(r.image_path, s, self.resize)  # (3, S, S)
         if r.label == 0:
-            mask = torch.zeros((1, self.image_size, self.image_size), dtype=torch.float32)  # (1, S, S)
+            mask = torch.zeros((1, s, s), dtype=torch.float32)  # (1, S, S)
         elif r.mask_path is None:
             mask = None
         else:
-            mask = load_mask(r.mask_path, self.image_size, (h, w), r.image_path)  # (1, S, S)
-        return Sample(image, mask, r.label, r.defect_type, r.image_path)
+            mask = load_mask(r.mask_path, s, (h, w), r.image_path, self.resize)  # (1, S, S)
+        valid = None if content_box((h, w), s, self.resize) == (0, 0, s, s) else valid_mask((h, w), s, self.resize)
+        return Sample(image, mask, r.label, r.defect_type, r.image_path, valid)
 
 
 def make_loader(
@@ -130,11 +149,12 @@ def make_loader(
     num_workers: int = 0,
     seed: int = 0,
     pin_memory: bool = False,
+    resize: str = "stretch",
 ) -> torch.utils.data.DataLoader:
     """Batches of ``records`` (or of a ready ImageDataset, e.g. a cached one); shuffled training
     batches drop the last incomplete one and are ordered by ``seed`` alone, so an epoch replays
     identically after a resume."""
-    dataset = records if isinstance(records, ImageDataset) else ImageDataset(records, image_size)
+    dataset = records if isinstance(records, ImageDataset) else ImageDataset(records, image_size, resize=resize)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,

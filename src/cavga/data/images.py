@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import CavgaError
 from .arrays import array_image_size, parse_ref, read_array_image
+from .geometry import to_canvas
 from .records import Record
 
 
@@ -62,30 +62,26 @@ def _to_float_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im, dtype=np.float32) / 255.0  # (H, W, 3)
 
 
-def _resize_image(x: torch.Tensor, image_size: int | None) -> torch.Tensor:
-    if image_size is None or tuple(x.shape[1:]) == (image_size, image_size):
-        return x
-    y = F.interpolate(x[None], size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
-    return y[0].clamp_(0.0, 1.0)  # (3, S, S)
-
-
-def _read_image(path: str | Path, image_size: int | None) -> tuple[torch.Tensor, tuple[int, int]]:
+def read_image(
+    path: str | Path, image_size: int | None, resize: str = "stretch"
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """:func:`load_image` and the image's own (height, width), from one decode."""
     if parse_ref(path) is not None:  # an image inside an array file (cavga.data.arrays)
         x = read_array_image(path)  # (3, H, W)
-        return _resize_image(x, image_size), (x.shape[1], x.shape[2])
-    im = _open(path, "image")
-    h, w = im.height, im.width
-    x = torch.from_numpy(np.ascontiguousarray(_to_float_rgb(im).transpose(2, 0, 1)))  # (3, H, W)
-    return _resize_image(x, image_size), (h, w)
+    else:
+        x = torch.from_numpy(np.ascontiguousarray(_to_float_rgb(_open(path, "image")).transpose(2, 0, 1)))  # (3, H, W)
+    size = (x.shape[1], x.shape[2])
+    return (x if image_size is None else to_canvas(x, image_size, resize)), size
 
 
-def load_image(path: str | Path, image_size: int | None) -> torch.Tensor:
+def load_image(path: str | Path, image_size: int | None, resize: str = "stretch") -> torch.Tensor:
     """(3, S, S) float32 RGB in [0, 1]; ``image_size=None`` keeps the image's own (3, H, W).
 
     Grayscale, palette, RGBA (alpha dropped) and 16-bit images become 3-channel RGB; the resize is
-    bilinear with antialiasing and does not keep the aspect ratio.
+    bilinear with antialiasing, and ``resize`` says whether the aspect ratio is kept
+    (:mod:`cavga.data.geometry`).
     """
-    return _read_image(path, image_size)[0]
+    return read_image(path, image_size, resize)[0]
 
 
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -120,8 +116,10 @@ def load_mask(
     image_size: int | None,
     expected_size: tuple[int, int] | None = None,
     image_path: str | Path | None = None,
+    resize: str = "stretch",
 ) -> torch.Tensor:
-    """(1, S, S) float32 in {0, 1} by :func:`mask_defect`'s rule, then a nearest resize.
+    """(1, S, S) float32 in {0, 1} by :func:`mask_defect`'s rule, then a nearest resize placed as
+    its image is (``resize``).
 
     ``expected_size`` is the image's own (height, width); a mask of another size is an error naming
     the mask (and ``image_path`` when given).
@@ -140,9 +138,7 @@ def load_mask(
     else:
         m = mask_defect(np.asarray(im.convert("L")), 255.0, path)  # (H, W)
     t = torch.from_numpy(np.ascontiguousarray(m)).to(torch.float32)[None]  # (1, H, W)
-    if image_size is not None and tuple(t.shape[1:]) != (image_size, image_size):
-        t = F.interpolate(t[None], size=(image_size, image_size), mode="nearest-exact")[0]  # (1, S, S)
-    return t
+    return t if image_size is None else to_canvas(t, image_size, resize, "nearest-exact")  # (1, S, S)
 
 
 def verify_images(records: list[Record]) -> None:

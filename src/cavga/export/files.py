@@ -78,6 +78,8 @@ def export_run(
     """Export a finished run's inference path to ``out`` (TorchScript or ONNX); return the path."""
     fmt = export_format(out, fmt)
     predictor = Predictor.from_run(run_dir, "cpu", infer)
+    if predictor.cfg.data.resize != "stretch":  # the graph takes square inputs and scores all of them
+        raise CavgaError(f"{run_dir}: data.resize is pad; export takes stretch-resized runs only")
     graph = InferenceGraph(predictor).eval()
     meta = json.dumps(metadata(predictor))
     size = predictor.cfg.data.image_size
@@ -137,7 +139,8 @@ class ExportedPredictor:
         self.cfg: RunConfig = from_dict(meta["config"], f"{path} (metadata)")
         self.mask_threshold = float(meta["mask_threshold"])
 
-    def predict_batch(self, x: Tensor) -> ExportedBatch:
+    def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> ExportedBatch:
+        """As :meth:`Predictor.predict_batch`; exported runs are stretch-resized (``valid`` is None)."""
         score, amap, mask, raw = self._run(x.float().contiguous())
         return ExportedBatch(score, (score >= self.cfg.infer.score_threshold).long(), amap, mask, raw)
 

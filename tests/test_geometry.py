@@ -1,0 +1,170 @@
+"""data.resize: pad keeps the aspect ratio, and the padding never reaches a loss, a score or a metric."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from cavga import data as D
+from cavga.cli import main
+from cavga.config import ModelConfig, RunConfig
+from cavga.inference import Predictor
+from cavga.losses import attention_expansion_loss, complementary_guided_attention_loss, reconstruction_loss
+from cavga.networks import build_networks
+from cavga.runfolder import RunData
+from cavga.train import train_step
+from cavga.validation import paint_validation_set
+
+
+def test_content_box_keeps_the_aspect_ratio_and_centres_it():
+    assert D.content_box((20, 40), 32, "pad") == (8, 0, 16, 32)
+    assert D.content_box((60, 15), 32, "pad") == (0, 12, 32, 8)
+    assert D.content_box((20, 40), 32, "stretch") == (0, 0, 32, 32)
+    assert D.content_box((50, 50), 32, "pad") == (0, 0, 32, 32)
+
+
+def test_to_canvas_pads_with_black_around_the_resized_image():
+    x = torch.rand(3, 20, 40)
+    c = D.to_canvas(x, 32, "pad")  # (3, 32, 32), content rows 8..23
+    assert c.shape == (3, 32, 32)
+    assert torch.all(c[:, :8] == D.geometry.PAD_VALUE) and torch.all(c[:, 24:] == D.geometry.PAD_VALUE)
+    ref = F.interpolate(x[None], size=(16, 32), mode="bilinear", align_corners=False, antialias=True)[0]
+    assert torch.allclose(c[:, 8:24], ref.clamp(0, 1))
+    stretched = D.to_canvas(x, 32, "stretch")
+    assert torch.allclose(stretched, F.interpolate(x[None], (32, 32), mode="bilinear", antialias=True)[0].clamp(0, 1))
+
+
+def test_from_canvas_returns_a_map_to_the_image_where_it_came_from():
+    m = torch.zeros(32, 32)
+    m[8:24, 24:32] = 1.0  # the right quarter of a 20 x 40 image's content (rows 8..23)
+    native = D.from_canvas(m, (20, 40), "pad")  # (20, 40)
+    assert native.shape == (20, 40)
+    assert native[:, 32:].min() > 0.9 and native[:, :28].max() < 0.1
+    # with stretch the padding rows would be read as image: the same map lands elsewhere
+    assert D.from_canvas(m, (20, 40), "stretch")[:3].max() < 0.1
+
+
+def test_a_mask_lands_where_its_image_content_does(tmp_path):
+    img = np.full((20, 40), 200, np.uint8)
+    img[2:6, 30:36] = 0  # a dark defect near the top right
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(np.where(img == 0, 255, 0).astype(np.uint8)).save(tmp_path / "a_mask.png")
+    x = D.load_image(tmp_path / "a.png", 32, "pad")  # (3, 32, 32)
+    mask = D.load_mask(tmp_path / "a_mask.png", 32, (20, 40), resize="pad")[0]  # (32, 32)
+    assert mask.sum() > 0
+    assert x[0][mask > 0].mean() < 0.15 < 0.7 < x[0][8:24][mask[8:24] == 0].mean()  # on the dark pixels
+    assert torch.all(mask[:8] == 0) and torch.all(mask[24:] == 0)  # never in the padding
+
+
+def test_padding_is_pasted_from_the_input():
+    x, x_hat = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    valid = D.geometry.box_mask((1, 0, 2, 4), 4)[None]  # (1, 1, 4, 4)
+    out = D.paste_padding(x_hat, x, valid)
+    assert torch.all(out[:, :, 1:3] == 1) and torch.all(out[:, :, [0, 3]] == 0)
+    assert D.paste_padding(x_hat, x, None) is x_hat
+
+
+def test_attention_losses_average_over_content_cells_only():
+    a = torch.zeros(1, 1, 2, 2)
+    a[..., 0, :] = 1.0  # full attention on the content row, none on the padding row
+    weight = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    assert attention_expansion_loss(a, weight).item() == pytest.approx(0.0)
+    assert attention_expansion_loss(a).item() == pytest.approx(0.5)  # the padding counted: 0.5
+    half = torch.tensor([[[[1.0, 1.0], [0.5, 0.5]]]])  # cells half covered count half
+    assert attention_expansion_loss(a, half).item() == pytest.approx((0 + 0 + 0.5 + 0.5) / 3)
+    logits, labels = torch.tensor([[2.0, -2.0]]), torch.tensor([0])
+    a_ca = torch.zeros(1, 1, 2, 2)
+    a_ca[..., 1, :] = 1.0  # anomalous attention only on the padding
+    assert complementary_guided_attention_loss(a, a_ca, logits, labels, weight).item() == pytest.approx(0.0)
+    assert complementary_guided_attention_loss(a, a_ca, logits, labels).item() == pytest.approx(1.0)
+
+
+def test_painted_validation_defects_stay_on_the_content():
+    images = torch.full((2, 3, 32, 32), 0.5)
+    boxes = [(8, 0, 16, 32), (0, 12, 32, 8)]
+    for b, img in zip(boxes, images, strict=True):
+        img.mul_(D.geometry.box_mask(b, 32))  # black padding, as loaded
+    x, masks, labels, _ = paint_validation_set(images, seed=0, copies=2, boxes=boxes)
+    for j in range(2, 6):
+        box = boxes[j % 2]
+        inside = D.geometry.box_mask(box, 32)[0].bool().numpy()
+        assert masks[j].any() and not masks[j][~inside].any()
+        assert torch.equal(x[j][:, ~torch.from_numpy(inside)], images[j % 2][:, ~torch.from_numpy(inside)])
+
+
+def _write_tiles(root: Path, rng: np.random.Generator) -> None:
+    """An MTD-layout set of 24 x 48 tiles: smooth gray normals, and dark-spot defects with masks."""
+    for i in range(14):
+        tile = (150 + rng.normal(0, 6, (24, 48))).clip(0, 255).astype(np.uint8)
+        (root / "MT_Free" / "Imgs").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(tile).save(root / "MT_Free" / "Imgs" / f"f{i}.jpg", quality=95)
+    for i in range(4):
+        tile = (150 + rng.normal(0, 6, (24, 48))).clip(0, 255).astype(np.uint8)
+        mask = np.zeros((24, 48), np.uint8)
+        r, c = 6 + 2 * i, 10 + 6 * i
+        tile[r : r + 6, c : c + 8], mask[r : r + 6, c : c + 8] = 20, 255
+        (root / "MT_Blowhole" / "Imgs").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(tile).save(root / "MT_Blowhole" / "Imgs" / f"b{i}.jpg", quality=95)
+        Image.fromarray(mask).save(root / "MT_Blowhole" / "Imgs" / f"b{i}.png")
+
+
+@pytest.fixture(scope="module")
+def padded_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiles")
+    _write_tiles(root, np.random.default_rng(0))
+    out = tmp_path_factory.mktemp("run") / "pad"
+    args = [
+        "train", "--data", str(root), "--layout", "mtd", "--model", "Du", "--out", str(out),
+        "--epochs", "1", "--image-size", "32", "--batch-size", "4", "--device", "cpu", "--no-progress",
+        "--set", "model.base_channels=8", "--set", "model.latent_channels=8", "--set", "data.resize=pad",
+        "--set", "data.val_fraction=0.3",
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert main(["evaluate", str(out), "--device", "cpu", "--no-progress"]) == 0
+    return out
+
+
+def test_a_padded_run_scores_maps_at_each_tiles_own_shape(padded_run):
+    metrics = json.loads((padded_run / "metrics.json").read_text())
+    assert 0.0 <= metrics["metrics"]["pixel_auroc"] <= 1.0
+    scores = json.loads((padded_run / "scores.json").read_text())
+    for row in scores["images"][:3]:
+        assert Image.open(padded_run / row["map"]).size == (32, 16)  # the content box of a 24 x 48 tile
+    assert main(["validate", str(padded_run), "--device", "cpu"]) == 0
+
+
+def test_a_padded_runs_score_is_the_residual_mean_over_the_content(padded_run):
+    predictor = Predictor.from_run(padded_run, "cpu")
+    tile = RunData.load(padded_run).test[0].image_path  # a 24 x 48 tile
+    x, valid, sizes = predictor.load_inputs([str(tile)])
+    assert sizes == [(24, 48)] and valid is not None and valid.sum() == 16 * 32
+    pred = predictor.predict_batch(x, valid)
+    assert torch.all(pred.reconstruction[0][:, :8] == x[0][:, :8])  # the padding is the input's
+    residual = (x - pred.reconstruction).abs().mean(dim=1)[0, 8:24]  # (16, 32): the content rows
+    assert pred.raw_score[0].item() == pytest.approx(residual.mean().item(), rel=1e-5)
+    [p] = predictor.predict_paths([tile])
+    assert p.anomaly_map.shape == (24, 48)
+
+
+def test_train_step_scores_the_reconstruction_with_the_inputs_padding():
+    """L_R in a padded batch is that of the reconstruction with the input's padding pasted in."""
+    torch.manual_seed(0)
+    cfg = RunConfig()
+    cfg.model = ModelConfig(variant="Du", base_channels=8, latent_channels=8)
+    cfg.data.image_size = 32
+    model, disc = build_networks(cfg.model, 32, allow_random_init=True)
+    valid = torch.stack([D.valid_mask((20, 40), 32, "pad")] * 4)  # (4, 1, 32, 32)
+    x = torch.rand(4, 3, 32, 32) * valid  # black padding, as loaded
+    frozen_g = torch.optim.SGD(model.parameters(), lr=0.0)
+    frozen_d = torch.optim.SGD(disc.parameters(), lr=0.0)
+    torch.manual_seed(1)
+    terms = train_step(model, disc, frozen_g, frozen_d, x, torch.zeros(4, dtype=torch.long), cfg, valid=valid)
+    torch.manual_seed(1)
+    _, x_hat = model(x)  # the same reparameterisation noise; no weight moved
+    expected = reconstruction_loss(x, D.paste_padding(x_hat, x, valid))
+    assert terms["rec"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert terms["rec"].item() != pytest.approx(reconstruction_loss(x, x_hat).item(), rel=1e-3)
