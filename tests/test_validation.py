@@ -78,6 +78,12 @@ def test_validate_run_scores_held_out_images_only(tiny_data, tmp_path):
     sweep = result["mask_quantile_iou"]
     assert list(sweep) == [str(q) for q in MASK_QUANTILES] and all(0 <= v <= 1 for v in sweep.values())
     assert sweep["0.99"] == pytest.approx(result["metrics"]["iou"], abs=1e-4)  # the run's own mask_quantile
+    by_score = result["image_auroc_by_score"]  # the run's own image score is the reconstruction's
+    assert by_score["paper"] == pytest.approx(result["metrics"]["image_auroc"], abs=1e-4)
+    assert by_score["paper"] == pytest.approx(result["baseline_residual"]["image_auroc"], abs=1e-4)
+    as_map = validate_run(run, device="cpu", copies=1, infer=["infer.image_score=map"])
+    assert as_map["image_auroc_by_score"]["map"] == pytest.approx(as_map["metrics"]["image_auroc"], abs=1e-4)
+    assert as_map["image_auroc_by_score"]["paper"] == pytest.approx(by_score["paper"], abs=1e-4)
 
 
 def test_validate_run_without_held_out_images_is_an_error(tiny_data, tmp_path):

@@ -31,6 +31,7 @@ ENCODER_STRIDES = (16, 32)
 
 ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
 RESIZE_MODES = ("stretch", "pad")  # data.resize (cavga.data.geometry)
+IMAGE_SCORES = ("paper", "map")  # infer.image_score
 
 # The demo's settings on top of the defaults (used when no --config is given): the crops are
 # 128 px; 15 epochs and a quarter-width discriminator keep it under 5 minutes on 2 CPU cores. The
@@ -185,6 +186,11 @@ class InferConfig:
     # score, 0.5 at the normalizer_quantile of held-out normal images' probabilities (a few anomalous
     # training images leave C's 0.5 far off; docs/method.md); "probability" thresholds it as is.
     classifier_verdict: str = "calibrated"
+    # The image score: "paper" is CAVGA-u's reconstruction difference and CAVGA-w's C (Secs. 3.1,
+    # 3.2); "map" is the anomaly map's peak over the image, normalised on the held-out normals'
+    # peaks like the reconstruction score (what pretrained-feature methods score by; choose it with
+    # cavga validate, docs/method.md).
+    image_score: str = "paper"
     normalizer_quantile: float = 0.95  # quantile of held-out normal scores that maps to 0.5
     batch_size: int = 16
 
@@ -234,6 +240,10 @@ class RunConfig:
             raise CavgaError(
                 f"infer.classifier_verdict: {self.infer.classifier_verdict!r} is not 'calibrated' or 'probability'"
             )
+        if self.infer.image_score not in IMAGE_SCORES:
+            raise CavgaError(f"infer.image_score: {self.infer.image_score!r} is not one of {', '.join(IMAGE_SCORES)}")
+        if self.infer.image_score == "map" and self.model.is_baseline:
+            raise CavgaError(f"infer.image_score: map is for the CAVGA variants, not {self.model.variant}")
         if not 0 <= self.model.attention_layer <= 3:
             raise CavgaError(f"model.attention_layer: {self.model.attention_layer} is outside 0..3")
         if self.loss.reduction not in ("sum", "mean"):

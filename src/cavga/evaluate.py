@@ -128,6 +128,7 @@ def evaluate_run(
         },
         # CAVGA-u: the map reported, "inverse" (1 - A) or "direct" (A), as resolved from "auto" at training's end
         "attention_direction": cfg.infer.attention_direction if cfg.model.has_attention_direction else None,
+        "image_score": cfg.infer.image_score,
         "normalizer": _summary(predictor.normalizer),
         # CAVGA-w's calibrated verdict (infer.classifier_verdict): its fit on held-out C probabilities
         "classifier_calibration": _summary(predictor.score_normalizer) if cfg.model.weakly_supervised else None,
@@ -202,11 +203,14 @@ def residual_baseline(predictor: Predictor, recon, labels, residual_maps, masks,
     )
 
 
+LISTS = ("scores", "map_quantiles", "classifier_scores", "map_max", "map_min")  # per-image values, not summaries
+
+
 def _summary(normalizer) -> dict[str, Any] | None:
     """A normaliser without its stored score lists."""
     if normalizer is None:
         return None
-    return {k: v for k, v in normalizer.to_dict().items() if k not in ("scores", "map_quantiles", "classifier_scores")}
+    return {k: v for k, v in normalizer.to_dict().items() if k not in LISTS}
 
 
 def _clean(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from .config import RunConfig, apply_overrides, from_dict
 from .errors import CavgaError
 from .fingerprint import check_run_folder
 from .networks import CAVGA, build_networks
+from .runfolder import RunData
 from .runtime import CHECKPOINT, load_checkpoint, resolve_device
 
 
@@ -84,6 +85,10 @@ class Normalizer:
     map_quantiles: list[float] = field(default_factory=list)
     # CAVGA-w: C's anomalous probability on the same held-out normals (infer.classifier_verdict)
     classifier_scores: list[float] = field(default_factory=list)
+    # The stored map (1 - A, or A_ca) on the same held-out normals: each image's highest and lowest
+    # value over its content, to normalise infer.image_score "map" (A's peak is 1 - the lowest)
+    map_max: list[float] = field(default_factory=list)
+    map_min: list[float] = field(default_factory=list)
 
     @staticmethod
     def fit(scores: np.ndarray, quantile: float, residual_peak: float, map_quantiles: list[float]) -> Normalizer:
@@ -102,7 +107,7 @@ class Normalizer:
         if quantile == self.quantile or not self.scores:
             return self
         refit = Normalizer.fit(np.asarray(self.scores), quantile, self.residual_peak, self.map_quantiles)
-        refit.classifier_scores = self.classifier_scores
+        refit.classifier_scores, refit.map_max, refit.map_min = self.classifier_scores, self.map_max, self.map_min
         return refit
 
     def map_threshold(self, quantile: float) -> float:
@@ -158,6 +163,16 @@ def reconstruction_score(x: Tensor, x_hat: Tensor, valid: Tensor | None = None) 
     return residual, content_mean(residual, valid)
 
 
+def map_peak(amap: Tensor, valid: Tensor | None = None, lowest: bool = False) -> Tensor:
+    """(B,): each map's (B, S, S) highest value (``lowest``: lowest) over its content (``valid``)."""
+    if valid is None:
+        return amap.flatten(1).amin(dim=1) if lowest else amap.flatten(1).amax(dim=1)
+    inside = valid[:, 0].to(amap.device) > 0  # (B, S, S)
+    fill = torch.full_like(amap, float("inf") if lowest else float("-inf"))
+    m = torch.where(inside, amap, fill).flatten(1)
+    return m.amin(dim=1) if lowest else m.amax(dim=1)
+
+
 def content_mean(m: Tensor, valid: Tensor | None = None) -> Tensor:
     """(B,): the mean of maps ``m`` (B, S, S) over each image's content (``valid`` (B, 1, S, S), or all)."""
     if valid is None:
@@ -193,10 +208,20 @@ class Predictor:
             else:
                 held_out = np.asarray(normalizer.classifier_scores)
                 self.classifier_normalizer = Normalizer.fit(held_out, normalizer.quantile, 0.0, [])
+        # infer.image_score "map": the map's peak, normalised on the held-out normals' peaks
+        self.map_normalizer = None
+        if cfg.infer.image_score == "map":
+            if normalizer is None or not normalizer.map_max:
+                raise CavgaError("infer.image_score=map needs the held-out map peaks, which this run lacks")
+            peaks = 1.0 - np.asarray(normalizer.map_min) if self._direct else np.asarray(normalizer.map_max)
+            self.map_normalizer = Normalizer.fit(peaks, normalizer.quantile, 0.0, [])
 
     @property
     def score_normalizer(self) -> Normalizer | None:
-        """What maps the raw score to [0, 1]: CAVGA-u's normaliser, CAVGA-w's calibration, or None."""
+        """What maps the raw score to [0, 1]: the map peaks' normaliser (``infer.image_score: map``),
+        CAVGA-u's reconstruction normaliser, CAVGA-w's calibration, or None."""
+        if self.map_normalizer is not None:
+            return self.map_normalizer
         return self.classifier_normalizer if self.cfg.model.weakly_supervised else self.normalizer
 
     def threshold_at_quantile(self, quantile: float) -> float:
@@ -236,7 +261,13 @@ class Predictor:
         model.load_state_dict(state["model"])
         norm = state.get("normalizer")
         normalizer = Normalizer(**norm).with_quantile(cfg.infer.normalizer_quantile) if norm else None
-        return cls(model, cfg, normalizer, resolve_device(device))
+        device = resolve_device(device)
+        if cfg.infer.image_score == "map" and normalizer is not None and not normalizer.map_max:
+            # a run trained before infer.image_score: its held-out normals' map peaks, computed now
+            run_data = RunData.load(run_dir)
+            refit = fit_normalizer(model.to(device), run_data.val or run_data.train, cfg, device)
+            normalizer.map_max, normalizer.map_min = refit["map_max"], refit["map_min"]
+        return cls(model, cfg, normalizer, device)
 
     def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> BatchPrediction:
         """Predict a batch (B, 3, S, S) as loaded; ``valid`` (B, 1, S, S) marks content when
@@ -249,6 +280,8 @@ class Predictor:
         x_hat = D.paste_padding(x_hat, x, valid)  # (B, 3, S, S)
         residual, recon_score = reconstruction_score(x, x_hat, valid)  # (B, S, S), (B,)
         raw = recon_score if p_anomalous is None else p_anomalous  # (B,)
+        if self.map_normalizer is not None:  # infer.image_score: map
+            raw = map_peak(amap, valid)  # (B,)
         norm = self.score_normalizer  # never None for CAVGA-u (checked above)
         score = raw if norm is None else norm(raw)
         label = (score >= self.cfg.infer.score_threshold).long()
@@ -313,7 +346,7 @@ def fit_normalizer(
     records = [r for r in records if r.label == 0]
     if not records:
         return None
-    raws, peaks, maps, probs = [], [], [], []
+    raws, peaks, maps, probs, map_max, map_min = [], [], [], [], [], []
     for batch in eval_loader(records, cfg):
         x = batch.image.to(device)
         valid = None if batch.valid is None else batch.valid.to(device)  # (B, 1, S, S)
@@ -325,6 +358,8 @@ def fit_normalizer(
             amap, raw, x_hat = evidence(x)  # (B, S, S), (B,), (B, 3, S, S) or None
         residual, recon = reconstruction_score(x, x if x_hat is None else x_hat, valid)  # (B, S, S), (B,)
         raws.append((recon if evidence is None else raw).cpu())
+        map_max += map_peak(amap, valid).cpu().tolist()
+        map_min += map_peak(amap, valid, lowest=True).cpu().tolist()
         peaks.append(residual.flatten(1).amax(dim=1).cpu())
         amap = amap.cpu()
         maps += [
@@ -336,4 +371,5 @@ def fit_normalizer(
         raw, cfg.infer.normalizer_quantile, float(torch.cat(peaks).max()), [float(v) for v in map_quantiles]
     )
     norm.classifier_scores = [float(p) for p in probs]
+    norm.map_max, norm.map_min = map_max, map_min
     return norm.to_dict()

@@ -26,7 +26,7 @@ from .errors import CavgaError
 from .evaluate import METRIC_KEYS, residual_baseline
 from .inference import Predictor, anomaly_evidence
 from .io_utils import atomic_write_json
-from .metrics import compute_metrics, iou, pixel_auroc
+from .metrics import compute_metrics, image_auroc, iou, pixel_auroc
 from .networks import CAVGA
 from .runfolder import RunData
 
@@ -164,13 +164,26 @@ def validate_run(
         "protocol": f"held-out normals ({len(held_out)}) + {copies} painted copies each, seed {seed}",
         "image_size": cfg.data.image_size,
         "attention_direction": cfg.infer.attention_direction if cfg.model.has_attention_direction else None,
+        "image_score": cfg.infer.image_score,
         "metrics": {k: metrics[k] for k in METRIC_KEYS},
         "baseline_residual": {k: baseline[k] for k in METRIC_KEYS} if predictor.has_reconstruction else None,
         "per_defect": per_defect,
         "mask_quantile_iou": _mask_quantile_iou(predictor, maps, masks, labels),
+        "image_auroc_by_score": _image_auroc_by_score(cfg, raw, recon, maps, labels),
     }
     atomic_write_json(run_dir / VALIDATION_FILE, result)
     return result
+
+
+def _image_auroc_by_score(cfg, raw: np.ndarray, recon: np.ndarray, maps: list, labels: np.ndarray) -> dict:
+    """Validation image AUROC of each ``infer.image_score``, to choose it by: "paper" (CAVGA-u's
+    reconstruction score; CAVGA-w's C, known only when it is the run's setting) and "map" (the peak)."""
+    paper = raw if cfg.infer.image_score == "paper" else (None if cfg.model.weakly_supervised else recon)
+    peaks = np.array([m.max() for m in maps])
+    return {
+        "paper": None if paper is None else round(image_auroc(paper, labels), 4),
+        "map": round(image_auroc(peaks, labels), 4),
+    }
 
 
 def _mask_quantile_iou(predictor: Predictor, maps: list, masks: list, labels: np.ndarray) -> dict | None:

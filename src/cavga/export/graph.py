@@ -4,7 +4,8 @@
 (the run's resize already done): the encoder (with its own ImageNet normalisation for CAVGA-R), the
 latent mean, the closed-form Grad-CAM (:mod:`.analytic`), its running-scale normalisation, 1 - A
 (or A) for CAVGA-u and A_ca for CAVGA-w, bilinear upsampling to S, the mask threshold, and the image
-score: CAVGA-u's normalised reconstruction difference, CAVGA-w's anomalous probability.
+score: CAVGA-u's normalised reconstruction difference, CAVGA-w's anomalous probability, or the
+map's peak (``infer.image_score: map``).
 It computes what :meth:`cavga.inference.Predictor.predict_batch` does, with no autograd.
 """
 
@@ -40,6 +41,7 @@ class InferenceGraph(nn.Module):
         self.lo = float(norm.lo) if norm is not None else 0.0
         self.span = max(norm.hi - norm.lo, 1e-12) if norm is not None else 1.0
         self.mask_threshold = float(predictor.mask_threshold)
+        self.map_score = cfg.infer.image_score == "map"
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         m = self.model
@@ -58,7 +60,9 @@ class InferenceGraph(nn.Module):
             x_hat = m.decode(mu)  # (B, 3, S, S)
             raw = (image - x_hat).abs().mean(dim=1).flatten(1).mean(dim=1)  # (B,)
             amap = 1 - attention if self.inverse else attention
-        score = ((raw - self.lo) / (2 * self.span)).clamp(0.0, 1.0) if self.calibrated else raw
         amap = F.interpolate(amap, size=(self.size, self.size), mode="bilinear", align_corners=False)
         amap = amap.squeeze(1).clamp(0.0, 1.0)  # (B, S, S)
+        if self.map_score:
+            raw = amap.flatten(1).amax(dim=1)  # (B,)
+        score = ((raw - self.lo) / (2 * self.span)).clamp(0.0, 1.0) if self.calibrated else raw
         return score, amap, amap >= self.mask_threshold, raw
