@@ -211,8 +211,13 @@ def test_labelled_strip_names_its_panels_and_keeps_the_pictures():
     assert (np.asarray(labelled)[:band] < 128).any() and (np.asarray(labelled)[-band:] < 128).any()  # text
 
 
-def test_a_weakly_supervised_run_stores_its_calibration_and_draws_it(tmp_path_factory):
-    run = shared_run(tmp_path_factory, "Dw")
+def test_a_weakly_supervised_run_stores_its_calibration_and_draws_it(tmp_path_factory, tmp_path):
+    import shutil
+
+    run = tmp_path / "Dw"
+    shutil.copytree(shared_run(tmp_path_factory, "Dw"), run)
+    # the verdict by C's calibrated probability (training's "auto" may have chosen the map's peak)
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress", "--set", "infer.image_score=paper"]) == 0
     n_val = sum(r.label == 0 for r in RunData.load(run).val)
     stored = torch.load(run / "checkpoint.pt", weights_only=True)["normalizer"]["classifier_scores"]
     assert len(stored) == n_val > 0 and all(0 <= v <= 1 for v in stored)
@@ -224,3 +229,21 @@ def test_a_weakly_supervised_run_stores_its_calibration_and_draws_it(tmp_path_fa
     assert scores["thresholds"]["raw_score"] == pytest.approx(cal["lo"] + (cal["hi"] - cal["lo"]), abs=1e-9)
     for im in scores["images"]:
         assert im["verdict"] == int(im["raw_score"] >= scores["thresholds"]["raw_score"] - 1e-9)
+
+
+def test_a_run_scored_by_the_maps_peak_says_so_and_stores_that_normaliser(tmp_path_factory, tmp_path):
+    import shutil
+
+    run = tmp_path / "Du"
+    shutil.copytree(shared_run(tmp_path_factory, "Du"), run)
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress", "--set", "infer.image_score=map"]) == 0
+    scores = json.loads((run / "scores.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert scores["score_kind"] == "map_peak" and metrics["image_score"] == "map"
+    peaks = Predictor.from_run(run, "cpu", ["infer.image_score=map"]).map_normalizer.scores
+    assert scores["held_out_raw_scores"] == pytest.approx(peaks)
+    assert metrics["score_normalizer"]["hi"] == pytest.approx(float(np.quantile(peaks, 0.95)))
+    for im in scores["images"]:  # (the map saturates at 1 after one epoch: ties at the threshold are skipped)
+        if abs(im["raw_score"] - scores["thresholds"]["raw_score"]) > 1e-6:
+            assert im["verdict"] == int(im["raw_score"] > scores["thresholds"]["raw_score"])
+    assert "peak of the anomaly map" in (run / "report" / "histogram.svg").read_text()

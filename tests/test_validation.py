@@ -19,7 +19,7 @@ from cavga.train import train
 from cavga.validation import (
     MASK_QUANTILES,
     VALIDATION_FILE,
-    choose_attention_direction,
+    decide_on_painted,
     paint_validation_set,
     validate_run,
 )
@@ -123,7 +123,8 @@ def _model_whose_attention(rises: bool) -> CAVGA:
 @pytest.mark.parametrize(("rises", "expected"), [(False, "inverse"), (True, "direct")])
 def test_auto_direction_keeps_one_minus_a_unless_the_attention_rises_on_painted_defects(rises, expected):
     images = torch.full((4, 3, 64, 64), 0.9)  # (N, 3, S, S) held-out normals: a plain surface
-    chosen = choose_attention_direction(_model_whose_attention(rises), images, 4, torch.device("cpu"))
+    model = _model_whose_attention(rises)  # its decoder does not fit the one-block encoder: no image score
+    chosen = decide_on_painted(model, images, 4, torch.device("cpu"), image_score="paper")["attention_direction"]
     assert chosen["attention_direction"] == expected
     assert chosen["validation_pixel_auroc"] > 0.8  # the chosen map ranks the painted pixels first
 
@@ -137,3 +138,15 @@ def test_training_resolves_auto_and_an_explicit_direction_overrides_it(tiny_data
     override = Predictor.from_run(run, "cpu", [f"infer.attention_direction={flipped}"])
     assert override.cfg.infer.attention_direction == flipped
     assert validate_run(run, device="cpu", copies=1)["attention_direction"] == stored["attention_direction"]
+
+
+def test_training_chooses_the_image_score_that_validates_better(tiny_data, tmp_path):
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
+    stored = load_checkpoint(run / CHECKPOINT)["image_score"]
+    by_score = stored["validation_image_auroc"]
+    assert stored["image_score"] == ("map" if by_score["map"] > by_score["paper"] else "paper")
+    assert Predictor.from_run(run, "cpu").cfg.infer.image_score == stored["image_score"]
+    # cavga validate scores the same painted set (same seed and copies) with both scores
+    again = validate_run(run, device="cpu")["image_auroc_by_score"]
+    assert again == pytest.approx(by_score, abs=1e-4)
+    assert Predictor.from_run(run, "cpu", ["infer.image_score=paper"]).map_normalizer is None

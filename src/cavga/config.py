@@ -31,7 +31,7 @@ ENCODER_STRIDES = (16, 32)
 
 ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
 RESIZE_MODES = ("stretch", "pad")  # data.resize (cavga.data.geometry)
-IMAGE_SCORES = ("paper", "map")  # infer.image_score
+IMAGE_SCORES = ("auto", "paper", "map")  # infer.image_score
 
 # The demo's settings on top of the defaults (used when no --config is given): the crops are
 # 128 px; 15 epochs and a quarter-width discriminator keep it under 5 minutes on 2 CPU cores. The
@@ -188,9 +188,10 @@ class InferConfig:
     classifier_verdict: str = "calibrated"
     # The image score: "paper" is CAVGA-u's reconstruction difference and CAVGA-w's C (Secs. 3.1,
     # 3.2); "map" is the anomaly map's peak over the image, normalised on the held-out normals'
-    # peaks like the reconstruction score (what pretrained-feature methods score by; choose it with
-    # cavga validate, docs/method.md).
-    image_score: str = "paper"
+    # peaks like the reconstruction score (what pretrained-feature methods score by); "auto":
+    # training ends by scoring both on painted defects on the held-out normals and keeps the
+    # paper's unless the peak ranks better there (docs/method.md, "The image score").
+    image_score: str = "auto"
     normalizer_quantile: float = 0.95  # quantile of held-out normal scores that maps to 0.5
     batch_size: int = 16
 

@@ -131,7 +131,9 @@ def evaluate_run(
         "image_score": cfg.infer.image_score,
         "normalizer": _summary(predictor.normalizer),
         # CAVGA-w's calibrated verdict (infer.classifier_verdict): its fit on held-out C probabilities
-        "classifier_calibration": _summary(predictor.score_normalizer) if cfg.model.weakly_supervised else None,
+        "classifier_calibration": _summary(predictor.classifier_normalizer) if cfg.model.weakly_supervised else None,
+        # what normalised the image score the verdict thresholds (any of the above, or the map peaks')
+        "score_normalizer": _summary(predictor.score_normalizer),
     }
     atomic_write_json(run_dir / METRICS_FILE, result)
     _write_scores(run_dir, run_data, cols, result, predictor)
@@ -166,13 +168,12 @@ def _write_scores(run_dir: Path, run_data: RunData, cols: dict[str, list], resul
         )
     keep = [i for i, ok in enumerate(real) if ok]
     t = result["thresholds"]
-    weak = predictor.cfg.model.weakly_supervised  # its raw score is C's probability
     fitted = predictor.score_normalizer  # None: C's probability as is (infer.classifier_verdict=probability)
     write_scores(
         run_dir,
         {
             "model": result["model"],
-            "score_kind": "probability" if weak else "reconstruction",
+            "score_kind": score_kind(predictor.cfg),
             "calibrated": fitted is not None,  # the verdict threshold was fitted on held-out normal images
             "thresholds": {
                 **t,
@@ -204,6 +205,14 @@ def residual_baseline(predictor: Predictor, recon, labels, residual_maps, masks,
 
 
 LISTS = ("scores", "map_quantiles", "classifier_scores", "map_max", "map_min")  # per-image values, not summaries
+
+
+def score_kind(cfg) -> str:
+    """What an image's raw score is: "map_peak" (infer.image_score: map), C's "probability" (CAVGA-w)
+    or the "reconstruction" difference (CAVGA-u)."""
+    if cfg.infer.image_score == "map":
+        return "map_peak"
+    return "probability" if cfg.model.weakly_supervised else "reconstruction"
 
 
 def _summary(normalizer) -> dict[str, Any] | None:

@@ -184,7 +184,8 @@ class Predictor:
     """A trained model ready to answer: ``predict_batch`` for tensors, ``predict_paths`` for files."""
 
     def __init__(self, model: CAVGA, cfg: RunConfig, normalizer: Normalizer | None, device: torch.device):
-        """``cfg.infer.attention_direction`` "auto" counts as "inverse" here; ``from_run`` resolves it."""
+        """``cfg.infer.attention_direction`` "auto" counts as "inverse" here, and ``image_score``
+        "auto" as "paper"; ``from_run`` resolves both."""
         self.model = model.to(device).eval()
         self.cfg = cfg
         self.normalizer = normalizer
@@ -248,6 +249,8 @@ class Predictor:
         if cfg.infer.attention_direction == "auto":  # as decided at the end of training (older runs: 1 - A)
             chosen = state.get("attention_direction") or {}
             cfg.infer.attention_direction = chosen.get("attention_direction", "inverse")
+        if cfg.infer.image_score == "auto":  # as decided at the end of training (older runs: the paper's)
+            cfg.infer.image_score = (state.get("image_score") or {}).get("image_score", "paper")
         check_run_folder(run_dir, state)  # config.yaml and split.json belong to this checkpoint
         if state.get("epoch", 0) < cfg.train.epochs or (
             not cfg.model.weakly_supervised and state.get("normalizer") is None

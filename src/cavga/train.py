@@ -45,7 +45,7 @@ from .networks import CAVGA, Discriminator, Encoding, build_networks
 from .runfolder import RunData, open_run, start_run_folder, write_history
 from .runlock import RunLock
 from .runtime import CHECKPOINT, resolve_device, save_checkpoint, seed_everything
-from .validation import choose_attention_direction, held_out_images
+from .validation import decide_on_painted, held_out_images
 
 LOG_EVERY = 10  # training steps between reads of the losses (each read waits for the device)
 
@@ -309,20 +309,30 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
     if ctx.is_main:
         normalizer = fit_normalizer(model, run_data.val or run_data.train, cfg, device)  # held-out normals
         state = _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer, fp=fp)
-        state["attention_direction"] = _direction(model, run_data, cfg, device)
+        state.update(_decide_auto_settings(model, run_data, cfg, device))
         save_checkpoint(state, ckpt_path)
     dist.barrier()  # the other ranks return once the run folder is complete
     return ckpt_path
 
 
-def _direction(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any] | None:
-    """``infer.attention_direction: auto`` resolved on painted held-out normals (CAVGA-u only)."""
-    if cfg.infer.attention_direction != "auto" or not cfg.model.has_attention_direction:
-        return None
+def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
+    """``infer.attention_direction`` and ``infer.image_score`` at ``auto``, resolved on painted
+    held-out normals (:func:`cavga.validation.decide_on_painted`), for the checkpoint."""
+    direction = cfg.infer.attention_direction if cfg.model.has_attention_direction else "fixed"
+    image_score = cfg.infer.image_score
+    if "auto" not in (direction, image_score):
+        return {}
     if not any(r.label == 0 for r in run_data.val):  # data.val_fraction 0: nothing to decide on
-        return {"attention_direction": "inverse", "validation_pixel_auroc": None, "protocol": "no held-out normals"}
+        why = {"protocol": "no held-out normals"}
+        chosen = {"attention_direction": "inverse", "validation_pixel_auroc": None, **why}
+        return {
+            "attention_direction": chosen if direction == "auto" else None,
+            "image_score": {"image_score": "paper", "validation_image_auroc": None, **why}
+            if image_score == "auto"
+            else None,
+        }
     images, boxes = held_out_images(run_data.val, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
-    return choose_attention_direction(model, images, cfg.infer.batch_size, device, boxes=boxes)
+    return decide_on_painted(model, images, cfg.infer.batch_size, device, direction, image_score, boxes)
 
 
 def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer, fp=None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from .attention import upsample
 from .demo_data import DEFECT_TYPES, paint_defect, texture
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, residual_baseline
-from .inference import Predictor, anomaly_evidence
+from .inference import Predictor, anomaly_evidence, reconstruction_score
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, image_auroc, iou, pixel_auroc
 from .networks import CAVGA
@@ -86,34 +86,65 @@ def _content(maps: np.ndarray, boxes: list[D.geometry.Box]) -> list[np.ndarray]:
     return [D.crop(m, b) for m, b in zip(maps, boxes, strict=True)]
 
 
-def choose_attention_direction(
+def decide_on_painted(
     model: CAVGA,
     images: torch.Tensor,
     batch_size: int,
     device: torch.device,
+    direction: str = "auto",
+    image_score: str = "auto",
+    boxes: list[D.geometry.Box] | None = None,
     seed: int = 0,
     copies: int = 2,
-    boxes: list[D.geometry.Box] | None = None,
-) -> dict[str, Any]:
-    """``infer.attention_direction: auto``: the direction of CAVGA-u's map, decided on painted defects.
+) -> dict[str, dict[str, Any] | None]:
+    """The ``auto`` inference settings of a trained model, decided on painted defects on held-out
+    normals ``images`` (N, 3, S, S) (with their content ``boxes`` when padded); None where a setting
+    was not ``auto`` (or does not apply).
 
-    ``images`` are held-out normals (N, 3, S, S) (with their content ``boxes`` when padded). The
-    paper's 1 - A is kept unless its pixel AUROC on the painted set is below 0.5, i.e. unless the
-    attention *rises* on defects; then A is used. Since the upsampling is linear and the clamp
-    symmetric, A's AUROC is 1 minus that of 1 - A."""
-    x, masks, _, _ = paint_validation_set(images, seed, copies, boxes)
-    maps = []
+    * ``infer.attention_direction`` (CAVGA-u): the paper's 1 - A is kept unless its pixel AUROC on
+      the painted set is below 0.5, i.e. unless the attention *rises* on defects; then A is used.
+      Since the upsampling is linear and the clamp symmetric, A's AUROC is 1 minus that of 1 - A.
+    * ``infer.image_score``: the paper's score (CAVGA-u's reconstruction difference, CAVGA-w's C) is
+      kept unless the chosen map's peak ranks the painted images above the clean ones better
+      (image AUROC); then "map"."""
+    x, masks, labels, _ = paint_validation_set(images, seed, copies, boxes)
+    s = x.shape[-1]
+    boxes = _all_boxes(boxes, len(images), copies, s)
+    padded = any(b != (0, 0, s, s) for b in boxes)
+    valid = torch.stack([D.geometry.box_mask(b, s) for b in boxes]) if padded else None  # (M, 1, S, S)
+    maps, paper = [], []
     for i in range(0, len(x), batch_size):
-        amap, _, _ = anomaly_evidence(model, x[i : i + batch_size].to(device), "inverse")  # (B, 1, h, w)
-        maps.append(upsample(amap, x.shape[-1]).squeeze(1).clamp(0, 1).cpu().numpy())  # (B, S, S)
-    boxes = _all_boxes(boxes, len(images), copies, x.shape[-1])
-    auroc = pixel_auroc(_content(np.concatenate(maps), boxes), _content(masks, boxes))
-    direction = "inverse" if auroc >= 0.5 else "direct"
-    return {
-        "attention_direction": direction,
-        "validation_pixel_auroc": round(auroc if direction == "inverse" else 1.0 - auroc, 4),
-        "protocol": f"{len(images)} held-out normals + {copies} painted copies each, seed {seed}",
-    }
+        xb = x[i : i + batch_size].to(device)  # (B, 3, S, S)
+        vb = None if valid is None else valid[i : i + batch_size].to(device)  # (B, 1, S, S)
+        amap, x_hat, p_anomalous = anomaly_evidence(model, xb, "inverse")  # (B, 1, h, w)
+        maps.append(upsample(amap, s).squeeze(1).clamp(0, 1).cpu().numpy())  # (B, S, S)
+        if image_score == "auto":  # the paper's score: C's probability (w), the reconstruction score (u)
+            pasted = D.paste_padding(x_hat, xb, vb)  # (B, 3, S, S)
+            score = p_anomalous if p_anomalous is not None else reconstruction_score(xb, pasted, vb)[1]  # (B,)
+            paper.append(score.cpu().numpy())
+    maps, masks = _content(np.concatenate(maps), boxes), _content(masks, boxes)
+    protocol = f"{len(images)} held-out normals + {copies} painted copies each, seed {seed}"
+    out: dict[str, dict[str, Any] | None] = {"attention_direction": None, "image_score": None}
+    if direction == "auto" and model.cfg.has_attention_direction:
+        auroc = pixel_auroc(maps, masks)
+        chosen = "inverse" if auroc >= 0.5 else "direct"
+        out["attention_direction"] = {
+            "attention_direction": chosen,
+            "validation_pixel_auroc": round(auroc if chosen == "inverse" else 1.0 - auroc, 4),
+            "protocol": protocol,
+        }
+        maps = maps if chosen == "inverse" else [1.0 - m for m in maps]
+    if image_score == "auto":
+        by_score = {
+            "paper": round(image_auroc(np.concatenate(paper), labels), 4),
+            "map": round(image_auroc(np.array([m.max() for m in maps]), labels), 4),
+        }
+        out["image_score"] = {
+            "image_score": "map" if by_score["map"] > by_score["paper"] else "paper",
+            "validation_image_auroc": by_score,
+            "protocol": protocol,
+        }
+    return out
 
 
 def validate_run(

@@ -158,7 +158,10 @@ def build_run_report(run_dir: str | Path) -> Path:
     weak = scores["score_kind"] == "probability"
     t_raw = thr.get("raw_score")
     raw = {lab: [im["raw_score"] for im in images if im["label"] == lab] for lab in (0, 1)}
-    xlabel = "classifier probability of 'anomalous'" if weak else "raw score (mean reconstruction difference)"
+    xlabel = {
+        "probability": "classifier probability of 'anomalous'",
+        "map_peak": "raw score (peak of the anomaly map)",
+    }.get(scores["score_kind"], "raw score (mean reconstruction difference)")
     fig = plots.score_histogram(raw[0], raw[1], scores["held_out_raw_scores"], t_raw, xlabel)
     figures = {"histogram": "histogram.svg", "roc": None, "pro": None}
     plots.write_svg(fig, out / figures["histogram"])
