@@ -32,6 +32,7 @@ ENCODER_STRIDES = (16, 32)
 ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
 RESIZE_MODES = ("stretch", "pad")  # data.resize (cavga.data.geometry)
 IMAGE_SCORES = ("auto", "paper", "map")  # infer.image_score
+WEAK_MAPS = ("auto", "anomalous", "normal")  # infer.weak_map
 
 # The demo's settings on top of the defaults (used when no --config is given): the crops are
 # 128 px; 15 epochs and a quarter-width discriminator keep it under 5 minutes on 2 CPU cores. The
@@ -192,6 +193,11 @@ class InferConfig:
     # training ends by scoring both on painted defects on the held-out normals and keeps the
     # paper's unless the peak ranks better there (docs/method.md, "The image score").
     image_score: str = "auto"
+    # CAVGA-w's anomaly map: "anomalous" is A_ca, the anomalous class's attention (Sec. 3.2);
+    # "normal" is 1 - A_cn, the complement of the normal class's attention that L_cga expands over
+    # normal images (as L_ae does A for CAVGA-u); "auto": training ends by scoring both on painted
+    # defects on the held-out normals and keeps A_ca unless 1 - A_cn localises them better.
+    weak_map: str = "auto"
     normalizer_quantile: float = 0.95  # quantile of held-out normal scores that maps to 0.5
     batch_size: int = 16
 
@@ -243,6 +249,8 @@ class RunConfig:
             )
         if self.infer.image_score not in IMAGE_SCORES:
             raise CavgaError(f"infer.image_score: {self.infer.image_score!r} is not one of {', '.join(IMAGE_SCORES)}")
+        if self.infer.weak_map not in WEAK_MAPS:
+            raise CavgaError(f"infer.weak_map: {self.infer.weak_map!r} is not one of {', '.join(WEAK_MAPS)}")
         if self.infer.image_score == "map" and self.model.is_baseline:
             raise CavgaError(f"infer.image_score: map is for the CAVGA variants, not {self.model.variant}")
         if not 0 <= self.model.attention_layer <= 3:

@@ -44,6 +44,10 @@ from .networks import CAVGA, build_networks
 from .runfolder import RunData
 from .runtime import CHECKPOINT, load_checkpoint, resolve_device
 
+# The inference settings training may leave at "auto" (decided on painted held-out defects at its
+# end, cavga.validation.decide_on_painted) and what "auto" means for runs trained before each existed
+AUTO_SETTINGS = {"attention_direction": "inverse", "image_score": "paper", "weak_map": "anomalous"}
+
 
 @dataclass
 class Prediction:
@@ -89,6 +93,7 @@ class Normalizer:
     # value over its content, to normalise infer.image_score "map" (A's peak is 1 - the lowest)
     map_max: list[float] = field(default_factory=list)
     map_min: list[float] = field(default_factory=list)
+    weak_map: str = "anomalous"  # CAVGA-w: the map the map statistics above are of (infer.weak_map)
 
     @staticmethod
     def fit(scores: np.ndarray, quantile: float, residual_peak: float, map_quantiles: list[float]) -> Normalizer:
@@ -108,6 +113,7 @@ class Normalizer:
             return self
         refit = Normalizer.fit(np.asarray(self.scores), quantile, self.residual_peak, self.map_quantiles)
         refit.classifier_scores, refit.map_max, refit.map_min = self.classifier_scores, self.map_max, self.map_min
+        refit.weak_map = self.weak_map
         return refit
 
     def map_threshold(self, quantile: float) -> float:
@@ -125,18 +131,25 @@ class Normalizer:
         return dict(self.__dict__)
 
 
-def anomaly_evidence(model: CAVGA, x: Tensor, direction: str = "inverse") -> tuple[Tensor, Tensor, Tensor]:
+def anomaly_evidence(
+    model: CAVGA, x: Tensor, direction: str = "inverse", weak_map: str = "anomalous"
+) -> tuple[Tensor, Tensor, Tensor]:
     """Forward pass in eval mode: (anomalous attention map (B, 1, h, w), reconstruction, C's p_anomalous or None).
 
     ``direction`` (CAVGA-u only): "inverse" is the paper's 1 - A; "direct" reports A itself, for
-    runs whose validation shows the attention rising on defects (``infer.attention_direction``)."""
+    runs whose validation shows the attention rising on defects (``infer.attention_direction``).
+    ``weak_map`` (CAVGA-w only): "anomalous" is the paper's A_ca; "normal" is 1 - A_cn
+    (``infer.weak_map``)."""
     model.eval()
     with torch.enable_grad():
         features = model.encode_features(x).detach().requires_grad_(True)  # (B, K, h, w)
         enc = model.latent(features)
         if model.cfg.weakly_supervised:
             logits = model.classify(enc.mu)  # (B, 2)
-            anomalous_map = grad_cam(features, logits[:, 1], model.attention_scale(), create_graph=False)  # A_ca
+            if weak_map == "normal":  # 1 - A_cn
+                anomalous_map = 1 - grad_cam(features, logits[:, 0], model.attention_scale(), create_graph=False)
+            else:  # A_ca
+                anomalous_map = grad_cam(features, logits[:, 1], model.attention_scale(), create_graph=False)
             p_anomalous = torch.softmax(logits.detach(), dim=1)[:, 1]  # (B,)
         else:
             raw = unsupervised_cam_raw(enc, model.cfg.attention_score, create_graph=False)  # (B, 1, h, w)
@@ -161,6 +174,11 @@ def reconstruction_score(x: Tensor, x_hat: Tensor, valid: Tensor | None = None) 
     residual = (x - x_hat).abs() if valid is None else (x - x_hat).abs() * valid  # (B, 3, S, S)
     residual = residual.mean(dim=1)  # (B, S, S)
     return residual, content_mean(residual, valid)
+
+
+def resolved_weak_map(cfg: RunConfig) -> str:
+    """CAVGA-w's map as ``infer.weak_map`` says; "auto" not yet decided counts as the paper's A_ca."""
+    return "anomalous" if cfg.infer.weak_map == "auto" else cfg.infer.weak_map
 
 
 def map_peak(amap: Tensor, valid: Tensor | None = None, lowest: bool = False) -> Tensor:
@@ -195,6 +213,7 @@ class Predictor:
         self.mask_threshold = cfg.infer.mask_threshold
         self.has_reconstruction = True  # evaluate measures the residual baseline |x - x_hat| beside the model
         self._direct = cfg.model.has_attention_direction and cfg.infer.attention_direction == "direct"
+        self._weak_map = resolved_weak_map(cfg)
         if cfg.infer.mask_quantile is not None:
             self.mask_threshold = self.threshold_at_quantile(cfg.infer.mask_quantile)
         # CAVGA-w's probability -> score, as CAVGA-u's reconstruction score (None: the probability itself)
@@ -246,11 +265,9 @@ class Predictor:
                 raise CavgaError("only infer.* settings can change after training (e.g. infer.mask_threshold=0.4)")
             apply_overrides(cfg, infer)
         cfg.validate()
-        if cfg.infer.attention_direction == "auto":  # as decided at the end of training (older runs: 1 - A)
-            chosen = state.get("attention_direction") or {}
-            cfg.infer.attention_direction = chosen.get("attention_direction", "inverse")
-        if cfg.infer.image_score == "auto":  # as decided at the end of training (older runs: the paper's)
-            cfg.infer.image_score = (state.get("image_score") or {}).get("image_score", "paper")
+        for key, paper in AUTO_SETTINGS.items():  # "auto": as decided at the end of training (older runs: the paper's)
+            if getattr(cfg.infer, key) == "auto":
+                setattr(cfg.infer, key, (state.get(key) or {}).get(key, paper))
         check_run_folder(run_dir, state)  # config.yaml and split.json belong to this checkpoint
         if state.get("epoch", 0) < cfg.train.epochs or (
             not cfg.model.weakly_supervised and state.get("normalizer") is None
@@ -265,11 +282,15 @@ class Predictor:
         norm = state.get("normalizer")
         normalizer = Normalizer(**norm).with_quantile(cfg.infer.normalizer_quantile) if norm else None
         device = resolve_device(device)
-        if cfg.infer.image_score == "map" and normalizer is not None and not normalizer.map_max:
-            # a run trained before infer.image_score: its held-out normals' map peaks, computed now
+        stale = normalizer is not None and (
+            (cfg.infer.image_score == "map" and not normalizer.map_max)  # trained before infer.image_score
+            or (cfg.model.weakly_supervised and normalizer.weak_map != cfg.infer.weak_map)  # the other map
+        )
+        if stale:  # the map statistics of the map in use, from the same held-out normals, computed now
             run_data = RunData.load(run_dir)
             refit = fit_normalizer(model.to(device), run_data.val or run_data.train, cfg, device)
-            normalizer.map_max, normalizer.map_min = refit["map_max"], refit["map_min"]
+            for key in ("map_quantiles", "map_max", "map_min", "weak_map"):
+                setattr(normalizer, key, refit[key])
         return cls(model, cfg, normalizer, device)
 
     def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> BatchPrediction:
@@ -278,7 +299,8 @@ class Predictor:
         x = x.to(self.device)
         valid = None if valid is None else valid.to(self.device)
         size = self.cfg.data.image_size
-        amap, x_hat, p_anomalous = anomaly_evidence(self.model, x, "direct" if self._direct else "inverse")
+        direction = "direct" if self._direct else "inverse"
+        amap, x_hat, p_anomalous = anomaly_evidence(self.model, x, direction, self._weak_map)
         amap = upsample(amap, size).squeeze(1).clamp(0, 1)  # (B, S, S)
         x_hat = D.paste_padding(x_hat, x, valid)  # (B, 3, S, S)
         residual, recon_score = reconstruction_score(x, x_hat, valid)  # (B, S, S), (B,)
@@ -354,7 +376,7 @@ def fit_normalizer(
         x = batch.image.to(device)
         valid = None if batch.valid is None else batch.valid.to(device)  # (B, 1, S, S)
         if evidence is None:
-            amap, x_hat, p_anomalous = anomaly_evidence(model, x)
+            amap, x_hat, p_anomalous = anomaly_evidence(model, x, weak_map=resolved_weak_map(cfg))
             probs += [] if p_anomalous is None else p_anomalous.cpu().tolist()
             amap = upsample(amap, cfg.data.image_size).clamp(0, 1)[:, 0]  # (B, S, S)
         else:
@@ -374,5 +396,5 @@ def fit_normalizer(
         raw, cfg.infer.normalizer_quantile, float(torch.cat(peaks).max()), [float(v) for v in map_quantiles]
     )
     norm.classifier_scores = [float(p) for p in probs]
-    norm.map_max, norm.map_min = map_max, map_min
+    norm.map_max, norm.map_min, norm.weak_map = map_max, map_min, resolved_weak_map(cfg)
     return norm.to_dict()

@@ -14,6 +14,7 @@ otherwise teach C to answer "normal" always.
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from .accel import accel_for
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, to_dict
 from .fingerprint import fingerprint
-from .inference import fit_normalizer
+from .inference import AUTO_SETTINGS, fit_normalizer
 from .io_utils import check_output_folder, remove_stale_temp_files
 from .losses import (
     adversarial_d_loss,
@@ -307,32 +308,33 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
         write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
 
     if ctx.is_main:
-        normalizer = fit_normalizer(model, run_data.val or run_data.train, cfg, device)  # held-out normals
+        decided = _decide_auto_settings(model, run_data, cfg, device)
+        fit_cfg = copy.deepcopy(cfg)  # the map statistics are of the map in use: CAVGA-w's chosen one
+        fit_cfg.infer.weak_map = (decided.get("weak_map") or {}).get("weak_map", cfg.infer.weak_map)
+        normalizer = fit_normalizer(model, run_data.val or run_data.train, fit_cfg, device)  # held-out normals
         state = _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer, fp=fp)
-        state.update(_decide_auto_settings(model, run_data, cfg, device))
+        state.update(decided)
         save_checkpoint(state, ckpt_path)
     dist.barrier()  # the other ranks return once the run folder is complete
     return ckpt_path
 
 
 def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
-    """``infer.attention_direction`` and ``infer.image_score`` at ``auto``, resolved on painted
-    held-out normals (:func:`cavga.validation.decide_on_painted`), for the checkpoint."""
+    """The inference settings left at ``auto`` (``AUTO_SETTINGS``), resolved on painted held-out
+    normals (:func:`cavga.validation.decide_on_painted`), for the checkpoint."""
     direction = cfg.infer.attention_direction if cfg.model.has_attention_direction else "fixed"
+    weak_map = cfg.infer.weak_map if cfg.model.weakly_supervised else "fixed"
     image_score = cfg.infer.image_score
-    if "auto" not in (direction, image_score):
+    if "auto" not in (direction, image_score, weak_map):
         return {}
     if not any(r.label == 0 for r in run_data.val):  # data.val_fraction 0: nothing to decide on
-        why = {"protocol": "no held-out normals"}
-        chosen = {"attention_direction": "inverse", "validation_pixel_auroc": None, **why}
+        asked = {"attention_direction": direction, "image_score": image_score, "weak_map": weak_map}
         return {
-            "attention_direction": chosen if direction == "auto" else None,
-            "image_score": {"image_score": "paper", "validation_image_auroc": None, **why}
-            if image_score == "auto"
-            else None,
+            key: {key: paper, "protocol": "no held-out normals"} if asked[key] == "auto" else None
+            for key, paper in AUTO_SETTINGS.items()
         }
     images, boxes = held_out_images(run_data.val, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
-    return decide_on_painted(model, images, cfg.infer.batch_size, device, direction, image_score, boxes)
+    return decide_on_painted(model, images, cfg.infer.batch_size, device, direction, image_score, weak_map, boxes)
 
 
 def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer, fp=None) -> dict[str, Any]:

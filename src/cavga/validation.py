@@ -93,6 +93,7 @@ def decide_on_painted(
     device: torch.device,
     direction: str = "auto",
     image_score: str = "auto",
+    weak_map: str = "auto",
     boxes: list[D.geometry.Box] | None = None,
     seed: int = 0,
     copies: int = 2,
@@ -104,6 +105,8 @@ def decide_on_painted(
     * ``infer.attention_direction`` (CAVGA-u): the paper's 1 - A is kept unless its pixel AUROC on
       the painted set is below 0.5, i.e. unless the attention *rises* on defects; then A is used.
       Since the upsampling is linear and the clamp symmetric, A's AUROC is 1 minus that of 1 - A.
+    * ``infer.weak_map`` (CAVGA-w): the paper's A_ca is kept unless 1 - A_cn has the higher pixel
+      AUROC on the painted set; then "normal".
     * ``infer.image_score``: the paper's score (CAVGA-u's reconstruction difference, CAVGA-w's C) is
       kept unless the chosen map's peak ranks the painted images above the clean ones better
       (image AUROC); then "map"."""
@@ -112,19 +115,31 @@ def decide_on_painted(
     boxes = _all_boxes(boxes, len(images), copies, s)
     padded = any(b != (0, 0, s, s) for b in boxes)
     valid = torch.stack([D.geometry.box_mask(b, s) for b in boxes]) if padded else None  # (M, 1, S, S)
-    maps, paper = [], []
+    weakly = model.cfg.weakly_supervised
+    both_weak = weakly and weak_map == "auto"  # score A_ca and 1 - A_cn
+    maps, normal_maps, paper = [], [], []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device)  # (B, 3, S, S)
         vb = None if valid is None else valid[i : i + batch_size].to(device)  # (B, 1, S, S)
-        amap, x_hat, p_anomalous = anomaly_evidence(model, xb, "inverse")  # (B, 1, h, w)
+        first = "normal" if weak_map == "normal" else "anomalous"
+        amap, x_hat, p_anomalous = anomaly_evidence(model, xb, "inverse", first)  # (B, 1, h, w)
         maps.append(upsample(amap, s).squeeze(1).clamp(0, 1).cpu().numpy())  # (B, S, S)
+        if both_weak:
+            amap = anomaly_evidence(model, xb, weak_map="normal")[0]  # (B, 1, h, w) 1 - A_cn
+            normal_maps.append(upsample(amap, s).squeeze(1).clamp(0, 1).cpu().numpy())  # (B, S, S)
         if image_score == "auto":  # the paper's score: C's probability (w), the reconstruction score (u)
             pasted = D.paste_padding(x_hat, xb, vb)  # (B, 3, S, S)
             score = p_anomalous if p_anomalous is not None else reconstruction_score(xb, pasted, vb)[1]  # (B,)
             paper.append(score.cpu().numpy())
     maps, masks = _content(np.concatenate(maps), boxes), _content(masks, boxes)
     protocol = f"{len(images)} held-out normals + {copies} painted copies each, seed {seed}"
-    out: dict[str, dict[str, Any] | None] = {"attention_direction": None, "image_score": None}
+    out: dict[str, dict[str, Any] | None] = {"attention_direction": None, "image_score": None, "weak_map": None}
+    if both_weak:
+        normal_maps = _content(np.concatenate(normal_maps), boxes)
+        by_map = {"anomalous": round(pixel_auroc(maps, masks), 4), "normal": round(pixel_auroc(normal_maps, masks), 4)}
+        chosen = "normal" if by_map["normal"] > by_map["anomalous"] else "anomalous"
+        out["weak_map"] = {"weak_map": chosen, "validation_pixel_auroc": by_map, "protocol": protocol}
+        maps = normal_maps if chosen == "normal" else maps
     if direction == "auto" and model.cfg.has_attention_direction:
         auroc = pixel_auroc(maps, masks)
         chosen = "inverse" if auroc >= 0.5 else "direct"

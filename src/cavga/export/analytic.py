@@ -10,7 +10,7 @@ and g is known in closed form for every score cavga uses:
 
     mu_sum, z_sum (z = mu at inference)   g = 1
     mu_energy (|mu|^2 / 2)                g = mu
-    CAVGA-w, logit of class y             g = C's weight row y, reshaped like mu
+    CAVGA-w, logit of class y             g = C's weight row y, reshaped like mu (A_ca: y = 1, A_cn: 0)
     per_channel                           one Grad-CAM per latent channel c with g = e_c, averaged after ReLU
 
 So the attention is a forward-only graph (matmuls and a ReLU) that TorchScript tracing and ONNX
@@ -33,15 +33,15 @@ class AnalyticGradCAM(nn.Module):
         super().__init__()
         check_exportable(model)
         self.flat = model.cfg.flat_latent
-        self.score = score  # "mu_sum" | "mu_energy" | "per_channel" | "logit1"
+        self.score = score  # "mu_sum" | "mu_energy" | "per_channel" | "logit0" | "logit1"
         head = model.to_mu[1] if self.flat else model.to_mu
         w = head.weight.detach()
         # the linear map mu = J F: conv (C, K) or flat (d, K, h, w)
         self.register_buffer(
             "jac", w.reshape(w.shape[0], model.encoder.out_channels, -1) if self.flat else w[:, :, 0, 0]
         )
-        if score == "logit1":
-            self.register_buffer("g_logit", model.classifier.weight.detach()[1])  # (numel(mu),)
+        if score in ("logit0", "logit1"):  # C's weight row for the class: A_cn or A_ca
+            self.register_buffer("g_logit", model.classifier.weight.detach()[int(score[-1])])  # (numel(mu),)
 
     def _alpha(self, g: Tensor) -> Tensor:
         """alpha (B or 1, K) = mean_ij (J^T g) for g (B or 1, *mu shape)."""
@@ -61,7 +61,7 @@ class AnalyticGradCAM(nn.Module):
             g = torch.ones_like(mu[:1])  # (1, *mu shape)
         elif self.score == "mu_energy":
             g = mu  # (B, *mu shape)
-        else:  # logit1
+        else:  # logit0, logit1
             g = self.g_logit.reshape(mu[:1].shape)  # (1, *mu shape)
         alpha = self._alpha(g)  # (B or 1, K)
         return torch.relu((alpha[:, :, None, None] * features).sum(dim=1, keepdim=True))  # (B, 1, h, w)
@@ -76,9 +76,10 @@ def check_exportable(model: CAVGA) -> None:
         )
 
 
-def score_kind(model: CAVGA) -> str:
-    """Which closed form this model's attention uses (z_sum is mu_sum: z = mu at inference)."""
+def score_kind(model: CAVGA, weak_map: str = "anomalous") -> str:
+    """Which closed form this model's attention uses (z_sum is mu_sum: z = mu at inference; CAVGA-w:
+    the logit of the class whose attention ``weak_map`` uses)."""
     if model.cfg.weakly_supervised:
-        return "logit1"
+        return "logit0" if weak_map == "normal" else "logit1"
     kind = model.cfg.attention_score
     return "mu_sum" if kind == "z_sum" else kind

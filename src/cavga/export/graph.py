@@ -3,7 +3,7 @@
 ``InferenceGraph(image) -> (score, anomaly_map, mask, raw_score)`` for images (B, 3, S, S) in [0, 1]
 (the run's resize already done): the encoder (with its own ImageNet normalisation for CAVGA-R), the
 latent mean, the closed-form Grad-CAM (:mod:`.analytic`), its running-scale normalisation, 1 - A
-(or A) for CAVGA-u and A_ca for CAVGA-w, bilinear upsampling to S, the mask threshold, and the image
+(or A) for CAVGA-u and A_ca (or 1 - A_cn) for CAVGA-w, bilinear upsampling to S, the mask threshold, and the image
 score: CAVGA-u's normalised reconstruction difference, CAVGA-w's anomalous probability, or the
 map's peak (``infer.image_score: map``).
 It computes what :meth:`cavga.inference.Predictor.predict_batch` does, with no autograd.
@@ -28,7 +28,8 @@ class InferenceGraph(nn.Module):
         model = predictor.model.eval()
         cfg = predictor.cfg
         self.model = model
-        self.cam = AnalyticGradCAM(model, score_kind(model))
+        self.normal_map = cfg.model.weakly_supervised and cfg.infer.weak_map == "normal"  # 1 - A_cn
+        self.cam = AnalyticGradCAM(model, score_kind(model, cfg.infer.weak_map))
         self.size = cfg.data.image_size
         self.weakly = cfg.model.weakly_supervised
         self.inverse = cfg.model.has_attention_direction and cfg.infer.attention_direction != "direct"
@@ -55,7 +56,7 @@ class InferenceGraph(nn.Module):
         if self.weakly:
             logits = m.classifier(mu.flatten(1))  # (B, 2)
             raw = torch.softmax(logits, dim=1)[:, 1]  # (B,)
-            amap = attention  # A_ca
+            amap = 1 - attention if self.normal_map else attention  # 1 - A_cn, or A_ca
         else:
             x_hat = m.decode(mu)  # (B, 3, S, S)
             raw = (image - x_hat).abs().mean(dim=1).flatten(1).mean(dim=1)  # (B,)

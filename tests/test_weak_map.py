@@ -1,0 +1,77 @@
+"""infer.weak_map: CAVGA-w's map is A_ca (the paper's) or 1 - A_cn, decided on painted held-out defects."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from _tiny_run import shared_run
+from cavga.config import RunConfig
+from cavga.data import load_image
+from cavga.export import ExportedPredictor, export_run
+from cavga.inference import Predictor, anomaly_evidence, fit_normalizer
+from cavga.runfolder import RunData
+from cavga.runtime import CHECKPOINT, load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return shared_run(tmp_path_factory, "Dw")
+
+
+def _x(run, records):
+    return torch.stack([load_image(r.image_path, 32) for r in records])  # (B, 3, S, S)
+
+
+def _reference_cam(model, x, cls: int) -> torch.Tensor:
+    """Grad-CAM of C's logit ``cls`` by hand: alpha_k = mean_ij dy/dF_kij, ReLU(sum_k alpha_k F_k), scaled."""
+    features = model.encode_features(x).detach().requires_grad_(True)  # (B, K, h, w)
+    logits = model.classify(model.latent(features).mu)  # (B, 2)
+    (grads,) = torch.autograd.grad(logits[:, cls].sum(), features)  # each image's own gradient
+    cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * features).sum(dim=1, keepdim=True))
+    return (cam / (model.attention_scale() + 1e-8)).clamp(0, 1).detach()  # (B, 1, h, w)
+
+
+def test_each_weak_map_is_its_classes_grad_cam(run):
+    model = Predictor.from_run(run, "cpu").model
+    x = _x(run, RunData.load(run).test)
+    a_ca = anomaly_evidence(model, x, weak_map="anomalous")[0]
+    normal = anomaly_evidence(model, x, weak_map="normal")[0]
+    torch.testing.assert_close(a_ca, _reference_cam(model, x, 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(normal, 1 - _reference_cam(model, x, 0), atol=1e-5, rtol=0)
+    assert not torch.allclose(a_ca, normal)
+
+
+def test_training_keeps_the_map_that_validates_better_and_fits_its_statistics(run):
+    state = load_checkpoint(run / CHECKPOINT)
+    chosen = state["weak_map"]
+    by_map = chosen["validation_pixel_auroc"]
+    assert chosen["weak_map"] == ("normal" if by_map["normal"] > by_map["anomalous"] else "anomalous")
+    assert state["normalizer"]["weak_map"] == chosen["weak_map"]  # mask quantiles and peaks of that map
+    assert Predictor.from_run(run, "cpu").cfg.infer.weak_map == chosen["weak_map"]
+
+
+@pytest.mark.parametrize("weak_map", ["anomalous", "normal"])
+def test_a_weak_map_setting_gets_that_maps_statistics(run, weak_map):
+    predictor = Predictor.from_run(run, "cpu", [f"infer.weak_map={weak_map}"])
+    assert predictor.normalizer.weak_map == weak_map
+    cfg: RunConfig = predictor.cfg
+    held = [r for r in RunData.load(run).val if r.label == 0]
+    fresh = fit_normalizer(predictor.model, held, cfg, torch.device("cpu"))
+    np.testing.assert_allclose(predictor.normalizer.map_quantiles, fresh["map_quantiles"], atol=1e-6)
+    maps = predictor.predict_batch(_x(run, held)).anomaly_map
+    np.testing.assert_allclose(predictor.normalizer.map_max, maps.flatten(1).amax(dim=1).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("weak_map", ["anomalous", "normal"])
+def test_the_exported_graph_draws_the_same_weak_map(run, tmp_path, weak_map):
+    infer = [f"infer.weak_map={weak_map}"]
+    local = tmp_path / "run"
+    shutil.copytree(run, local)
+    exported = ExportedPredictor(export_run(local, tmp_path / "m.pt", "torchscript", infer))
+    eager = Predictor.from_run(local, "cpu", infer)
+    x = _x(local, RunData.load(local).test)
+    got, ref = exported.predict_batch(x), eager.predict_batch(x)
+    torch.testing.assert_close(got.anomaly_map, ref.anomaly_map, atol=1e-4, rtol=0)
+    torch.testing.assert_close(got.raw_score, ref.raw_score, atol=1e-4, rtol=0)
