@@ -38,3 +38,19 @@ def shared_run(tmp_path_factory, model: str = "Du") -> Path:
 def shared_data(tmp_path_factory) -> Path:
     shared_run(tmp_path_factory)
     return _CACHE["data"]
+
+
+def exported_and_eager(run: Path, tmp_path: Path, infer: list[str]):
+    """The run's test images predicted by its TorchScript export and by the run itself, with ``infer``."""
+    import torch
+
+    from cavga.data import load_image
+    from cavga.export import ExportedPredictor, export_run
+    from cavga.inference import Predictor
+    from cavga.runfolder import RunData
+
+    exported = ExportedPredictor(export_run(run, tmp_path / "m.pt", "torchscript", infer))
+    eager = Predictor.from_run(run, "cpu", infer)
+    size = eager.cfg.data.image_size
+    x = torch.stack([load_image(r.image_path, size) for r in RunData.load(run).test])  # (B, 3, S, S)
+    return exported.predict_batch(x), eager.predict_batch(x)

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from _tiny_run import shared_run
+from _tiny_run import exported_and_eager, shared_run
 from cavga.data import load_image
 from cavga.errors import CavgaError
-from cavga.export import ExportedPredictor, export_run
 from cavga.inference import Normalizer, Predictor, fit_normalizer
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -63,11 +62,7 @@ def test_a_run_without_stored_peaks_gets_them_from_its_held_out_normals(run, tmp
 
 
 def test_the_exported_graph_scores_by_the_peak_too(run, tmp_path):
-    infer = ["infer.image_score=map"]
-    exported = ExportedPredictor(export_run(run, tmp_path / "m.pt", "torchscript", infer))
-    eager = Predictor.from_run(run, "cpu", infer)
-    x = _images(run, RunData.load(run).test)
-    got, ref = exported.predict_batch(x), eager.predict_batch(x)
+    got, ref = exported_and_eager(run, tmp_path, ["infer.image_score=map"])
     torch.testing.assert_close(got.raw_score, ref.raw_score, atol=1e-4, rtol=0)
     torch.testing.assert_close(got.score, ref.score, atol=1e-4, rtol=0)
 

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from _tiny_run import shared_run
+from _tiny_run import exported_and_eager, shared_run
 from cavga.config import RunConfig
 from cavga.data import load_image
-from cavga.export import ExportedPredictor, export_run
 from cavga.inference import Predictor, anomaly_evidence, fit_normalizer
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint
@@ -66,12 +65,8 @@ def test_a_weak_map_setting_gets_that_maps_statistics(run, weak_map):
 
 @pytest.mark.parametrize("weak_map", ["anomalous", "normal"])
 def test_the_exported_graph_draws_the_same_weak_map(run, tmp_path, weak_map):
-    infer = [f"infer.weak_map={weak_map}"]
     local = tmp_path / "run"
     shutil.copytree(run, local)
-    exported = ExportedPredictor(export_run(local, tmp_path / "m.pt", "torchscript", infer))
-    eager = Predictor.from_run(local, "cpu", infer)
-    x = _x(local, RunData.load(local).test)
-    got, ref = exported.predict_batch(x), eager.predict_batch(x)
+    got, ref = exported_and_eager(local, tmp_path, [f"infer.weak_map={weak_map}"])
     torch.testing.assert_close(got.anomaly_map, ref.anomaly_map, atol=1e-4, rtol=0)
     torch.testing.assert_close(got.raw_score, ref.raw_score, atol=1e-4, rtol=0)
