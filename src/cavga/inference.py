@@ -202,8 +202,9 @@ class Predictor:
     """A trained model ready to answer: ``predict_batch`` for tensors, ``predict_paths`` for files."""
 
     def __init__(self, model: CAVGA, cfg: RunConfig, normalizer: Normalizer | None, device: torch.device):
-        """``cfg.infer.attention_direction`` "auto" counts as "inverse" here, and ``image_score``
-        "auto" as "paper"; ``from_run`` resolves both."""
+        """Settings still at "auto" count as the paper's here (``AUTO_SETTINGS``: 1 - A, the paper's
+        image score, A_ca); ``from_run`` resolves them as training decided. ``normalizer``'s map
+        statistics must be of the map in use (``from_run`` refits them when they are not)."""
         self.model = model.to(device).eval()
         self.cfg = cfg
         self.normalizer = normalizer
