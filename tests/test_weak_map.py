@@ -12,6 +12,7 @@ from cavga.data import load_image
 from cavga.inference import Predictor, anomaly_evidence, fit_normalizer
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint
+from cavga.validation import validate_run
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +43,15 @@ def test_each_weak_map_is_its_classes_grad_cam(run):
     assert not torch.allclose(a_ca, normal)
 
 
-def test_training_keeps_the_map_that_validates_better_and_fits_its_statistics(run):
+def test_training_keeps_the_map_that_validates_better_and_fits_its_statistics(run, tmp_path):
     state = load_checkpoint(run / CHECKPOINT)
     chosen = state["weak_map"]
     by_map = chosen["validation_pixel_auroc"]
     assert chosen["weak_map"] == ("normal" if by_map["normal"] > by_map["anomalous"] else "anomalous")
     assert state["normalizer"]["weak_map"] == chosen["weak_map"]  # mask quantiles and peaks of that map
     assert Predictor.from_run(run, "cpu").cfg.infer.weak_map == chosen["weak_map"]
+    shutil.copytree(run, tmp_path / "run")  # validate writes into the run folder: not the shared one
+    assert validate_run(tmp_path / "run", device="cpu")["weak_map"] == chosen["weak_map"]  # reported as used
 
 
 @pytest.mark.parametrize("weak_map", ["anomalous", "normal"])

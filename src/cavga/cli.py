@@ -353,6 +353,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print_result(result)
         if result["attention_direction"]:
             print(f"anomaly map: {'1 - A' if result['attention_direction'] == 'inverse' else 'A'}")
+        if result["weak_map"]:
+            print(f"anomaly map: {'1 - A_cn' if result['weak_map'] == 'normal' else 'A_ca'}")
         scores = result["image_auroc_by_score"]
         print("image AUROC by infer.image_score: " + ", ".join(f"{k}: {v}" for k, v in scores.items() if v is not None))
         if result["mask_quantile_iou"]:

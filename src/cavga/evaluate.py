@@ -129,6 +129,7 @@ def evaluate_run(
         # CAVGA-u: the map reported, "inverse" (1 - A) or "direct" (A), as resolved from "auto" at training's end
         "attention_direction": cfg.infer.attention_direction if cfg.model.has_attention_direction else None,
         "image_score": cfg.infer.image_score,
+        "weak_map": cfg.infer.weak_map if cfg.model.weakly_supervised else None,  # CAVGA-w: A_ca or 1 - A_cn
         "normalizer": _summary(predictor.normalizer),
         # CAVGA-w's calibrated verdict (infer.classifier_verdict): its fit on held-out C probabilities
         "classifier_calibration": _summary(predictor.classifier_normalizer) if cfg.model.weakly_supervised else None,

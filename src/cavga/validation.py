@@ -211,6 +211,7 @@ def validate_run(
         "image_size": cfg.data.image_size,
         "attention_direction": cfg.infer.attention_direction if cfg.model.has_attention_direction else None,
         "image_score": cfg.infer.image_score,
+        "weak_map": cfg.infer.weak_map if cfg.model.weakly_supervised else None,  # CAVGA-w: A_ca or 1 - A_cn
         "metrics": {k: metrics[k] for k in METRIC_KEYS},
         "baseline_residual": {k: baseline[k] for k in METRIC_KEYS} if predictor.has_reconstruction else None,
         "per_defect": per_defect,
