@@ -76,9 +76,15 @@ def held_out_images(
     return torch.stack([x for x, _ in loaded]), [D.content_box(hw, size, resize) for _, hw in loaded]
 
 
-def _all_boxes(boxes: list[D.geometry.Box] | None, n: int, copies: int, s: int) -> list[D.geometry.Box]:
-    """The content box of each of :func:`paint_validation_set`'s M = n * (1 + copies) images."""
-    return (list(boxes) if boxes else [(0, 0, s, s)] * n) * (1 + copies)
+def _painted(images: torch.Tensor, boxes: list[D.geometry.Box] | None, seed: int, copies: int):
+    """:func:`paint_validation_set`, plus the content box of each of its M = N * (1 + copies) images
+    and, where any of them is padded, their content maps (M, 1, S, S) (else None)."""
+    x, masks, labels, kinds = paint_validation_set(images, seed, copies, boxes)
+    s = x.shape[-1]
+    boxes = (list(boxes) if boxes else [(0, 0, s, s)] * len(images)) * (1 + copies)
+    padded = any(b != (0, 0, s, s) for b in boxes)
+    valid = torch.stack([D.geometry.box_mask(b, s) for b in boxes]) if padded else None  # (M, 1, S, S)
+    return x, masks, labels, kinds, boxes, valid
 
 
 def _content(maps: np.ndarray, boxes: list[D.geometry.Box]) -> list[np.ndarray]:
@@ -110,26 +116,21 @@ def decide_on_painted(
     * ``infer.image_score``: the paper's score (CAVGA-u's reconstruction difference, CAVGA-w's C) is
       kept unless the chosen map's peak ranks the painted images above the clean ones better
       (image AUROC); then "map"."""
-    x, masks, labels, _ = paint_validation_set(images, seed, copies, boxes)
+    x, masks, labels, _, boxes, valid = _painted(images, boxes, seed, copies)
     s = x.shape[-1]
-    boxes = _all_boxes(boxes, len(images), copies, s)
-    padded = any(b != (0, 0, s, s) for b in boxes)
-    valid = torch.stack([D.geometry.box_mask(b, s) for b in boxes]) if padded else None  # (M, 1, S, S)
-    weakly = model.cfg.weakly_supervised
-    both_weak = weakly and weak_map == "auto"  # score A_ca and 1 - A_cn
+    both_weak = model.cfg.weakly_supervised and weak_map == "auto"  # score A_ca and 1 - A_cn
+    first = "normal" if weak_map == "normal" else "anomalous"
     maps, normal_maps, paper = [], [], []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device)  # (B, 3, S, S)
         vb = None if valid is None else valid[i : i + batch_size].to(device)  # (B, 1, S, S)
-        first = "normal" if weak_map == "normal" else "anomalous"
         amap, x_hat, p_anomalous = anomaly_evidence(model, xb, "inverse", first)  # (B, 1, h, w)
         maps.append(upsample(amap, s).squeeze(1).clamp(0, 1).cpu().numpy())  # (B, S, S)
         if both_weak:
             amap = anomaly_evidence(model, xb, weak_map="normal")[0]  # (B, 1, h, w) 1 - A_cn
             normal_maps.append(upsample(amap, s).squeeze(1).clamp(0, 1).cpu().numpy())  # (B, S, S)
         if image_score == "auto":  # the paper's score: C's probability (w), the reconstruction score (u)
-            pasted = D.paste_padding(x_hat, xb, vb)  # (B, 3, S, S)
-            score = p_anomalous if p_anomalous is not None else reconstruction_score(xb, pasted, vb)[1]  # (B,)
+            score = p_anomalous if p_anomalous is not None else reconstruction_score(xb, x_hat, vb)[1]  # (B,)
             paper.append(score.cpu().numpy())
     maps, masks = _content(np.concatenate(maps), boxes), _content(masks, boxes)
     protocol = f"{len(images)} held-out normals + {copies} painted copies each, seed {seed}"
@@ -172,11 +173,8 @@ def validate_run(
     held_out = [r for r in RunData.load(run_dir).val if r.label == 0]
     if not held_out:
         raise CavgaError(f"{run_dir}: the run held out no normal images to validate on (data.val_fraction is 0)")
-    s = cfg.data.image_size
-    images, boxes = held_out_images(held_out, s, cfg.data.resize)  # (N, 3, S, S), N boxes
-    x, masks, labels, kinds = paint_validation_set(images, seed, copies, boxes)
-    boxes = _all_boxes(boxes, len(images), copies, s)  # M boxes
-    valid = torch.stack([D.geometry.box_mask(b, s) for b in boxes]) if cfg.data.resize == "pad" else None
+    images, boxes = held_out_images(held_out, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S), N boxes
+    x, masks, labels, kinds, boxes, valid = _painted(images, boxes, seed, copies)  # M images, M boxes
     cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res")}
     for i in range(0, len(x), cfg.infer.batch_size):
         pred = predictor.predict_batch(
