@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cavga import inference
 from cavga.config import DEMO_SETTINGS, ModelConfig, RunConfig
 from cavga.demo import demo_config
 from cavga.errors import CavgaError
@@ -130,3 +131,25 @@ def test_classifier_verdict_is_calibrated_on_held_out_probabilities():
     cfg.infer.classifier_verdict = "probability"  # the paper's literal verdict: C's own 0.5
     literal = Predictor(raw.model, cfg, norm, torch.device("cpu")).predict_batch(x)
     assert torch.equal(literal.score, p) and torch.equal(literal.label, (p >= 0.5).long())
+
+
+@pytest.mark.parametrize("variant", ["Du", "Dw"])
+def test_the_channels_last_layout_changes_no_result(variant, monkeypatch):
+    """Prediction lays the batch out channels_last for speed: the same maps, scores and
+    reconstructions as the plain NCHW layout, up to float rounding."""
+    torch.manual_seed(0)
+    cfg = RunConfig()
+    cfg.model = ModelConfig(variant=variant, base_channels=8, latent_channels=4)
+    cfg.data.image_size, cfg.infer.mask_quantile = 32, None
+    cfg.infer.classifier_verdict = "probability"
+    model = CAVGA(cfg.model, 32, allow_random_init=True)
+    predictor = Predictor(model, cfg, Normalizer.fit(np.array([0.1, 0.2]), 0.95, 1.0, []), torch.device("cpu"))
+    x = torch.rand(3, 3, 32, 32)  # (B, 3, S, S)
+    assert inference.MEMORY_FORMAT == torch.channels_last
+    fast = predictor.predict_batch(x)
+    monkeypatch.setattr(inference, "MEMORY_FORMAT", torch.contiguous_format)
+    plain = predictor.predict_batch(x)
+    for name in ("anomaly_map", "score", "reconstruction", "residual_map"):
+        torch.testing.assert_close(getattr(fast, name), getattr(plain, name), atol=1e-5, rtol=1e-5)
+    assert fast.anomaly_map.std() > 0  # a map with content, not a constant that would match anyway
+    assert all(p.is_contiguous() for p in model.parameters())  # the model itself is left as it was
