@@ -239,3 +239,30 @@ def test_grid_page_puts_the_papers_number_beside_each_cell():
     page, paper = grid_report._page_rows(spec, rows)
     assert [p["model"] for p in page] == ["Du · mvtec bottle · seed 0", "AE-L2 · mvtec bottle · seed 0"]
     assert paper == {"Du · mvtec bottle · seed 0": {"iou": 0.30}, "AE-L2 · mvtec bottle · seed 0": {"iou": 0.22}}
+
+
+def test_grid_runs_cells_in_parallel_workers_and_keeps_its_order(tmp_path, monkeypatch):
+    """--jobs 2: every cell trained and evaluated in a spawned worker, rows in the grid's order,
+    fingerprints stamped, so a serial rerun recomputes nothing."""
+    fake_mnist(tmp_path / "data", n_train=40, n_test=20)
+    path = _grid_file(tmp_path, tmp_path / "data")
+    out = tmp_path / "out"
+    seen: list[tuple[str, str]] = []
+    grid = G.load_grid(path)
+    rows = G.run_grid(grid, out, progress=False, on_cell=lambda c, s: seen.append((c.dir.name, s)), jobs=2)
+    assert [(r["model"], r["category"]) for r in rows] == [
+        ("Du", "0"),
+        ("Du-noLae", "0"),
+        ("Du", "1"),
+        ("Du-noLae", "1"),
+    ]
+    assert [s for _, s in seen].count("queued") == 4 and [s for _, s in seen].count("finished") == 4
+    done = json.loads((out / "results.json").read_text())["cells"]
+    assert [(c["model"], c["category"]) for c in done] == [(r["model"], r["category"]) for r in rows]
+    for cell in G.build_cells(grid, out):
+        assert G.finished(cell) is not None, cell.dir  # metrics.json with the cell's fingerprint
+    train_spy = Spy(grid_run.train)
+    monkeypatch.setattr(grid_run, "train", train_spy)
+    assert len(G.run_grid(grid, out, progress=False)) == 4 and train_spy.calls == []
+    with pytest.raises(CavgaError, match="--jobs 0"):
+        G.run_grid(grid, out, progress=False, jobs=0)

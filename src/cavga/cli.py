@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
         "apply to every cell.",
     )
     p.add_argument("--grid", help="grid YAML: models x categories x seeds (docs/benchmark.md)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="--grid: cells run at once, each in its own process with a share of the threads",
+    )
     p.add_argument("--data", help="data set root folder")
     p.add_argument("--layout", choices=LAYOUTS, help="data set layout (default mvtec)")
     p.add_argument("--category", help="MVTec AD category")
@@ -310,11 +316,10 @@ def _grid(args: argparse.Namespace) -> int:
     spec = load_grid(args.grid)
 
     def show(cell, status: str) -> None:
-        if status != "finished":
-            what = "finished before, kept" if status == "done" else "training"
-            print(f"{cell.model.name} / {cell.row} / seed {cell.seed}: {what}", flush=True)
+        what = {"done": "finished before, kept", "run": "training", "queued": "queued", "finished": "finished"}
+        print(f"{cell.model.name} / {cell.row} / seed {cell.seed}: {what[status]}", flush=True)
 
-    rows = run_grid(spec, args.out, _flag_values(args), args.overrides, not args.no_progress, show)
+    rows = run_grid(spec, args.out, _flag_values(args), args.overrides, not args.no_progress, show, args.jobs)
     print(f"{len(rows)} cells; written: {Path(args.out) / 'results.md'}, results.csv and results.json")
     return 0
 
@@ -403,6 +408,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         if args.data is None:
             raise CavgaError("benchmark: give --data (and --models), or --grid FILE.yaml")
+        if args.jobs != 1:
+            raise CavgaError("--jobs runs the cells of a --grid at once; without --grid, variants run one by one")
         variants = [v.strip() for v in (args.models or "Du,Ru,Dw,Rw").split(",") if v.strip()]
         bad = [v for v in variants if v not in MODELS]
         if bad or not variants:

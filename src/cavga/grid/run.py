@@ -11,11 +11,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..config import RunConfig, apply_overrides, from_dict, load_config, to_dict
 from ..errors import CavgaError
@@ -146,30 +150,67 @@ def run_grid(
     sets: list[str] | None = None,
     progress: bool = True,
     on_cell: Callable[[Cell, str], None] | None = None,
+    jobs: int = 1,
 ) -> list[dict[str, Any]]:
     """Run every cell not yet finished, writing OUT/results.{csv,json,md} after each; return the rows.
 
-    ``on_cell(cell, status)`` is told "done" (skipped, finished before), "run" (about to start) and
-    "finished" for each cell."""
+    ``jobs`` > 1 runs that many cells at once, each in its own process with an equal share of this
+    process's threads (progress bars off); results come back as cells finish, and the rows stay in
+    the grid's order. ``on_cell(cell, status)`` is told "done" (skipped, finished before), "run"
+    (about to start; "queued" when handed to a worker) and "finished" for each cell."""
     from .report import cell_row, write_results
 
     out = Path(out)
     check_output_folder(out)
+    if jobs < 1:
+        raise CavgaError(f"--jobs {jobs}: give 1 or more cells to run at once")
     cells = build_cells(spec, out, overrides, sets)
     out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
+    notify = on_cell or _quiet
+    results: dict[int, dict[str, Any]] = {}
+
+    def record(i: int, result: dict[str, Any]) -> None:
+        results[i] = result
+        write_results(out, spec, [cell_row(cells[k], results[k]) for k in sorted(results)], len(cells))
+
     with RunLock(out, "benchmark"):
-        for cell in cells:
+        todo = []
+        for i, cell in enumerate(cells):
             result = finished(cell)
-            if result is not None:
-                (on_cell or _quiet)(cell, "done")
+            if result is None:
+                todo.append(i)
             else:
-                (on_cell or _quiet)(cell, "run")
-                result = run_cell(cell, progress)
-                (on_cell or _quiet)(cell, "finished")
-            rows.append(cell_row(cell, result))
-            write_results(out, spec, rows, len(cells))
-    return rows
+                notify(cell, "done")
+                record(i, result)
+        if jobs == 1 or len(todo) < 2:
+            for i in todo:
+                notify(cells[i], "run")
+                record(i, run_cell(cells[i], progress))
+                notify(cells[i], "finished")
+        else:
+            _run_in_workers(cells, todo, jobs, notify, record)
+    return [cell_row(cells[k], results[k]) for k in sorted(results)]
+
+
+def _run_in_workers(cells: list[Cell], todo: list[int], jobs: int, notify, record) -> None:
+    """Cells ``todo`` in ``jobs`` worker processes (spawned: no state shared with this one). A failed
+    cell stops the queue: cells not yet started are dropped, the running ones finish (or stop with
+    Ctrl-C, which reaches every worker, at their last complete epoch), then the error is raised."""
+    threads = max(1, torch.get_num_threads() // jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+        futures = {}
+        for i in todo:
+            notify(cells[i], "queued")
+            futures[pool.submit(run_cell, cells[i], False)] = i
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                record(i, future.result())
+                notify(cells[i], "finished")
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _quiet(cell: Cell, status: str) -> None:
