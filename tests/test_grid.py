@@ -266,3 +266,15 @@ def test_grid_runs_cells_in_parallel_workers_and_keeps_its_order(tmp_path, monke
     assert len(G.run_grid(grid, out, progress=False)) == 4 and train_spy.calls == []
     with pytest.raises(CavgaError, match="--jobs 0"):
         G.run_grid(grid, out, progress=False, jobs=0)
+    args = [
+        "benchmark",
+        "--data",
+        str(tmp_path / "data"),
+        "--layout",
+        "mnist",
+        "--out",
+        str(tmp_path / "b"),
+        "--jobs",
+        "2",
+    ]
+    assert main(args) == 2  # --jobs is for a grid's cells
