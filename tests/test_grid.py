@@ -76,11 +76,13 @@ def test_grid_resumes_without_recomputing_finished_cells(tmp_path, monkeypatch):
     assert len(eval_spy.calls) == 2 and len(rows) == 4
     assert len((out / "results.csv").read_text().splitlines()) == 5  # header + 4 cells
 
-    # a third run recomputes nothing; a changed setting (inference) makes every cell stale
-    train_spy = Spy(grid_run.train)
+    # a third run recomputes nothing and tables the four kept cells once; a changed setting
+    # (inference) makes every cell stale
+    train_spy, write_spy = Spy(grid_run.train), Spy(grid_report.write_results)
     monkeypatch.setattr(grid_run, "train", train_spy)
+    monkeypatch.setattr(grid_report, "write_results", write_spy)
     G.run_grid(grid, out, progress=False)
-    assert train_spy.calls == []
+    assert train_spy.calls == [] and len(write_spy.calls) == 1
     G.run_grid(grid, out, sets=["infer.score_threshold=0.4"], progress=False)
     assert len(train_spy.calls) == 4 and all(k["resume"] for _, k in train_spy.calls)
 

@@ -169,9 +169,12 @@ def run_grid(
     notify = on_cell or _quiet
     results: dict[int, dict[str, Any]] = {}
 
+    def write() -> None:
+        write_results(out, spec, [cell_row(cells[k], results[k]) for k in sorted(results)], len(cells))
+
     def record(i: int, result: dict[str, Any]) -> None:
         results[i] = result
-        write_results(out, spec, [cell_row(cells[k], results[k]) for k in sorted(results)], len(cells))
+        write()
 
     with RunLock(out, "benchmark"):
         todo = []
@@ -181,7 +184,9 @@ def run_grid(
                 todo.append(i)
             else:
                 notify(cell, "done")
-                record(i, result)
+                results[i] = result
+        if results:  # the cells finished before, tabled once
+            write()
         if jobs == 1 or len(todo) < 2:
             for i in todo:
                 notify(cells[i], "run")
