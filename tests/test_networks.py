@@ -4,7 +4,7 @@ import torch
 from cavga.config import ModelConfig, RunConfig, to_dict
 from cavga.errors import CavgaError
 from cavga.fingerprint import config_fingerprint
-from cavga.networks import CAVGA, ResNet18Encoder, build_networks
+from cavga.networks import CAVGA, ResidualUpBlock, ResNet18Encoder, build_networks
 from cavga.train import _optimizers, train_step
 
 
@@ -116,3 +116,38 @@ def test_disc_channels_sets_only_the_discriminators_width():
     assert config_fingerprint(new) == config_fingerprint(old)  # older runs keep their identity
     cfg.model.disc_channels = 32
     assert config_fingerprint(to_dict(cfg)) != config_fingerprint(new)
+
+
+@pytest.mark.parametrize("cin,cout", [(32, 16), (16, 16)])  # a 1x1 skip, and the identity
+def test_residual_block_is_the_papers_block_on_the_upsampled_input(cin, cout):
+    """conv(relu(bn(up(x)))) + skip(up(x)) (Sec. 4), computed on a quarter of the pixels: the same
+    output in training and eval mode, and the same gradients for every parameter and the input."""
+    torch.manual_seed(0)
+    block = ResidualUpBlock(cin, cout)
+    with torch.no_grad():  # batch norm with a non-trivial affine and running statistics
+        block.bn.weight.uniform_(0.5, 1.5)
+        block.bn.bias.uniform_(-0.5, 0.5)
+        block.bn.running_mean.uniform_(-0.3, 0.3)
+        block.bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(4, cin, 5, 6)  # (B, cin, h, w)
+
+    def reference(x):
+        up = torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")  # (B, cin, 2h, 2w)
+        training = block.bn.training
+        bn = torch.nn.functional.batch_norm(
+            up, block.bn.running_mean.clone(), block.bn.running_var.clone(), block.bn.weight, block.bn.bias, training
+        )
+        return block.conv(torch.relu(bn)) + block.skip(up)
+
+    for train in (False, True):
+        block.train(train)
+        xs = [x.clone().requires_grad_(True) for _ in range(2)]
+        ours, ref = block(xs[0]), reference(xs[1])
+        assert ours.shape == (4, cout, 10, 12)
+        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+        g = torch.randn_like(ref)
+        grads = [
+            torch.autograd.grad(out, [xi, *block.parameters()], g) for out, xi in zip((ours, ref), xs, strict=True)
+        ]
+        for a, b in zip(*grads, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

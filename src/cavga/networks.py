@@ -108,7 +108,14 @@ class DCGANDecoder(nn.Module):
 class ResidualUpBlock(nn.Module):
     """Residual generator block [9] as modified in Sec. 4: upsample, then a convolution whose output
     gets a skip connection from the upsampled input; stacked blocks interleave each convolution
-    between two upsampling layers."""
+    between two upsampling layers.
+
+    Computed as conv(up(relu(bn(x)))) + up(skip(x)), which is conv(relu(bn(up(x)))) + skip(up(x)):
+    nearest upsampling copies each pixel into a 2x2 square, so it commutes with every per-pixel map
+    (batch norm, ReLU, the 1x1 skip), and in training the copies leave the batch mean and biased
+    variance as they were. Only the 3x3 convolution needs the upsampled tensor; the rest runs on a
+    quarter of the pixels (docs/performance.md). The running variance's unbiased correction counts
+    the pixels before upsampling (n / (n - 1) with a quarter of the n)."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
@@ -117,8 +124,9 @@ class ResidualUpBlock(nn.Module):
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        up = F.interpolate(x, scale_factor=2.0, mode="nearest")  # (B, cin, 2h, 2w)
-        return self.conv(F.relu(self.bn(up))) + self.skip(up)  # (B, cout, 2h, 2w)
+        h = F.interpolate(F.relu(self.bn(x)), scale_factor=2.0, mode="nearest")  # (B, cin, 2h, 2w)
+        skip = F.interpolate(self.skip(x), scale_factor=2.0, mode="nearest")  # (B, cout, 2h, 2w)
+        return self.conv(h) + skip  # (B, cout, 2h, 2w)
 
 
 class ResidualDecoder(nn.Module):

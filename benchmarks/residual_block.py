@@ -1,0 +1,116 @@
+"""CAVGA-R's residual decoder block in the paper's order (upsample, then batch norm, ReLU and the 1x1
+skip on the upsampled tensor) against cavga's (the per-pixel maps before the upsampling: the same
+function, ``ResidualUpBlock``'s docstring), for the training step and the predictor.
+
+The two orders are timed alternately in one process on the same model, so drift in the machine's
+speed falls on both: the median of ``--repeats`` calls each.  Prints a table and writes JSON.
+
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/residual_block.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from cavga.accel import Accel
+from cavga.networks import ResidualUpBlock, build_networks
+from cavga.speed.bench import _batch, _config, environment
+from cavga.speed.flops import matmul_peak
+from cavga.speed.measure import synthetic_predictor, training_call
+
+FASTER = ResidualUpBlock.forward
+
+
+def paper_order(self: ResidualUpBlock, x: torch.Tensor) -> torch.Tensor:
+    """The block as Sec. 4 draws it: every map on the upsampled tensor."""
+    up = F.interpolate(x, scale_factor=2.0, mode="nearest")  # (B, cin, 2h, 2w)
+    return self.conv(F.relu(self.bn(up))) + self.skip(up)  # (B, cout, 2h, 2w)
+
+
+ORDERS = {"paper_order": paper_order, "cavga": FASTER}
+
+
+def _alternate(call, repeats: int) -> dict[str, float]:
+    """Median seconds of ``call`` under each block order, the orders taking turns."""
+    seconds: dict[str, list[float]] = {name: [] for name in ORDERS}
+    for r in range(repeats + 1):  # the first round warms up
+        for name, forward in ORDERS.items():
+            ResidualUpBlock.forward = forward
+            t0 = time.perf_counter()
+            call()
+            if r:
+                seconds[name].append(time.perf_counter() - t0)
+    ResidualUpBlock.forward = FASTER
+    return {name: statistics.median(s) for name, s in seconds.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", default="Ru,Rw")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="benchmarks/results/speed/residual_block.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message="this CAVGA-w run stored no held-out")  # synthetic normaliser
+    cpu = torch.device("cpu")
+    rows = []
+    peak_before = matmul_peak(cpu, torch.float32) / 1e9
+    for variant in args.variants.split(","):
+        cfg = _config(variant, args.size, args.batch)
+        torch.manual_seed(0)
+        model, disc = build_networks(cfg.model, args.size, allow_random_init=True)
+        x, labels = _batch(cfg, cpu, Accel(cpu, None), 0)  # (B, 3, S, S), (B,)
+        train = _alternate(training_call(model, disc, cfg, x, labels, nullcontext), args.repeats)
+        predictor = synthetic_predictor(model, cfg, cpu)
+        infer = _alternate(lambda p=predictor, xb=x: p.predict_batch(xb), args.repeats)
+        rows.append(
+            {
+                "variant": variant,
+                "train_ms_per_step": {k: round(1000 * v, 1) for k, v in train.items()},
+                "train_speedup": round(train["paper_order"] / train["cavga"], 3),
+                "predict_images_per_s": {k: round(args.batch / v, 2) for k, v in infer.items()},
+                "predict_speedup": round(infer["paper_order"] / infer["cavga"], 3),
+            }
+        )
+    peak_after = matmul_peak(cpu, torch.float32) / 1e9
+    print(
+        f"fp32 matmul peak {peak_before:.1f} GFLOP/s before, {peak_after:.1f} after; "
+        f"{args.size} px, batch {args.batch}, {args.threads} threads\n"
+    )
+    print("| model | train ms/step: paper order -> cavga | speed-up | predict img/s: paper order -> cavga | speed-up |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        t, p = r["train_ms_per_step"], r["predict_images_per_s"]
+        print(
+            f"| {r['variant']} | {t['paper_order']} -> {t['cavga']} | x{r['train_speedup']} "
+            f"| {p['paper_order']} -> {p['cavga']} | x{r['predict_speedup']} |"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "size": args.size,
+        "batch": args.batch,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "matmul_peak_fp32_gflop_s": [round(peak_before, 2), round(peak_after, 2)],
+        "environment": environment(),
+        "rows": rows,
+    }
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\nwritten: {out}")
+
+
+if __name__ == "__main__":
+    main()
