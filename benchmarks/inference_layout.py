@@ -10,19 +10,18 @@ ones), the median of ``--repeats`` calls each.  Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 import warnings
-from pathlib import Path
 
 import torch
 
 import cavga.inference as inference
 from cavga.networks import build_networks
-from cavga.speed.bench import _config, environment
+from cavga.speed.bench import _config
 from cavga.speed.flops import matmul_peak
 from cavga.speed.measure import synthetic_predictor
+from cavga.speed.report import write_comparison
 
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
@@ -76,19 +75,7 @@ def main() -> None:
         print(
             f"| {r['variant']} | {r['contiguous_images_per_s']} | {r['channels_last_images_per_s']} | x{r['speedup']} |"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result = {
-        "size": args.size,
-        "batch": args.batch,
-        "threads": args.threads,
-        "repeats": args.repeats,
-        "matmul_peak_fp32_gflop_s": [round(peak_before, 2), round(peak_after, 2)],
-        "environment": environment(),
-        "rows": rows,
-    }
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nwritten: {out}")
+    write_comparison(args.out, args, (peak_before, peak_after), rows)
 
 
 if __name__ == "__main__":

@@ -11,21 +11,20 @@ speed falls on both: the median of ``--repeats`` calls each.  Prints a table and
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 import warnings
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from cavga.accel import Accel
 from cavga.networks import ResidualUpBlock, build_networks
-from cavga.speed.bench import _batch, _config, environment
+from cavga.speed.bench import _batch, _config
 from cavga.speed.flops import matmul_peak
 from cavga.speed.measure import synthetic_predictor, training_call
+from cavga.speed.report import write_comparison
 
 FASTER = ResidualUpBlock.forward
 
@@ -97,19 +96,7 @@ def main() -> None:
             f"| {r['variant']} | {t['paper_order']} -> {t['cavga']} | x{r['train_speedup']} "
             f"| {p['paper_order']} -> {p['cavga']} | x{r['predict_speedup']} |"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result = {
-        "size": args.size,
-        "batch": args.batch,
-        "threads": args.threads,
-        "repeats": args.repeats,
-        "matmul_peak_fp32_gflop_s": [round(peak_before, 2), round(peak_after, 2)],
-        "environment": environment(),
-        "rows": rows,
-    }
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nwritten: {out}")
+    write_comparison(args.out, args, (peak_before, peak_after), rows)
 
 
 if __name__ == "__main__":
