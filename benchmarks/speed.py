@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep-sizes", default=",".join(map(str, d.sweep_sizes)), help="Du image sizes to sweep")
     p.add_argument("--sweep-batches", default=",".join(map(str, d.sweep_batches)), help="Du batch sizes to sweep")
     p.add_argument("--no-sweep", action="store_true", help="skip the size and batch sweeps")
+    p.add_argument(
+        "--no-probe", action="store_true", help="fractions of the start's peak, not of the rate probed between steps"
+    )
     p.add_argument("--name", default=time.strftime("speed-%Y%m%d-%H%M%S"), help="output file name (no suffix)")
     p.add_argument("--out", default="benchmarks/results/speed", help="output folder")
     a = p.parse_args(argv)
@@ -55,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         compile=a.compile,
         sweep_sizes=() if a.no_sweep else _ints(a.sweep_sizes),
         sweep_batches=() if a.no_sweep else _ints(a.sweep_batches),
+        probe_peak=not a.no_probe,
     )
     result = run_speed(opts, progress=lambda s: print(s, flush=True))
     result["command"] = " ".join(["python", "benchmarks/speed.py", *(argv if argv is not None else sys.argv[1:])])

@@ -3,12 +3,13 @@ the machine's fp32 matmul peak, and the time outside convolutions.
 
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/step_layers.py --variants Du,Ru --name NAME
 
+Convolutions only (not the transposed ones of CAVGA-D's decoder, which count with the rest).
 One profiled run of ``--steps`` steps (after two warm-ups) per variant, the same step as
 benchmarks/speed.py (random encoder weights: the same arithmetic as ImageNet ones). A convolution's
 FLOPs come from its shapes (2 x N x C_out x H_out x W_out x C_in/groups x k_h x k_w forward; its
 backward counted as twice that, input and weight gradient, which overstates the first layer's: it
-has no input gradient). The total is printed beside torch's flop counter for the same step, so a
-wrong count shows. The peak is measured before and after. Writes
+has no input gradient). The total is printed beside torch's flop counter for the same step (which
+also counts the transposed convolutions and the linear layers). The peak is measured before and after. Writes
 benchmarks/results/speed/step_layers-NAME.json and prints one table per variant.
 """
 
@@ -59,7 +60,10 @@ def _conv_rows(events) -> tuple[list[dict], float, float]:
         forward_flop = 2 * x[0] * w[0] * h * wo * w[1] * w[2] * w[3]
         rows[key][f"{kind}_ms"] += ms
         rows[key]["gflop"] += e.count * forward_flop * (1 if kind == "forward" else 2) / 1e9
-    table = [{"input": list(k[0]), "weight": list(k[1]), **v} for k, v in rows.items()]
+    # a row without a forward is a transposed convolution's backward (its forward is another op,
+    # counted with the rest): its time stays in the step, outside this table
+    table = [{"input": list(k[0]), "weight": list(k[1]), **v} for k, v in rows.items() if v["forward_ms"] > 0]
+    other_ms += sum(v["backward_ms"] for v in rows.values() if v["forward_ms"] == 0)
     return table, other_ms, total_ms
 
 

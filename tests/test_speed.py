@@ -134,13 +134,31 @@ def test_image_cache_stops_at_its_memory_bound(tmp_path):
 
 
 def test_measure_one_returns_every_field():
-    opts = SpeedOptions(warmup=0, steps=1, threads=1)
+    opts = SpeedOptions(warmup=0, steps=1, threads=1, probe_peak=False)  # fractions of the peak given
     row = measure_one("Du", 32, 2, torch.device("cpu"), opts, {"fp32": 1e10})
     for m in (row.train, row.infer):
         assert m.images_per_s > 0 and m.gflop_per_image > 0 and m.peak_dtype == "fp32"
         assert m.fraction_of_peak == pytest.approx(m.achieved_gflop_s / 10, rel=1e-2)
     assert set(row.gflop_by_part) == {"encoder", "decoder", "discriminator", "gradcam"}
     assert row.train.gflop_per_image > row.infer.gflop_per_image
+
+
+def test_each_fraction_is_of_the_matmul_rate_probed_between_its_steps(monkeypatch):
+    """The machine's limit drifts: a row's fraction is of the matmul rate measured between its timed
+    steps (their median), not of the peak at the start of the run."""
+    from cavga.speed import run_speed
+
+    monkeypatch.setattr("cavga.speed.bench.matmul_peak", lambda device, dtype: 1e10)  # the run's start and end
+    rates = iter([2e10, 4e10, 5e10] + [8e10, 1e11, 9e10])  # probed before each training, then inference, step
+    monkeypatch.setattr("cavga.speed.flops.MatmulProbe.__call__", lambda self: next(rates))
+    opts = SpeedOptions(variants=("Du",), sizes=(32,), batch=2, devices=("cpu",), warmup=0, steps=3, threads=1)
+    opts.sweep_sizes, opts.sweep_batches = (), ()
+    cpu = run_speed(opts, progress=lambda line: None)["devices"]["cpu"]
+    assert cpu["peak_gflop_s"] == {"fp32": 10.0} and cpu["peak_gflop_s_after"] == {"fp32": 10.0}
+    train, infer = cpu["rows"][0]["train"], cpu["rows"][0]["infer"]
+    for m, median in ((train, 40.0), (infer, 90.0)):
+        assert m["peak_gflop_s"] == median
+        assert m["fraction_of_peak"] == pytest.approx(m["achieved_gflop_s"] / median, rel=1e-2)
 
 
 def test_speed_script_writes_json_and_table(tmp_path, monkeypatch):

@@ -182,8 +182,8 @@ def _class_weight(records: list[D.Record], device: torch.device) -> Tensor | Non
 
 def _optimizers(model: CAVGA, disc: Discriminator, cfg: RunConfig):
     # fused: one kernel per parameter instead of about six passes over it (Adam's update, the same
-    # arithmetic). On 2 CPU cores it takes a 21 M-parameter update from about 0.2 s to 0.03 s
-    # (benchmarks/adam_fused.py). A frozen encoder's parameters (requires_grad False) are left out of G's.
+    # arithmetic). On 2 CPU cores an update of CAVGA-R's 21 M parameters took 97 ms looped, 26 ms
+    # fused (benchmarks/adam_fused.py). A frozen encoder's parameters (requires_grad False) are left out of G's.
     kw = {"lr": cfg.train.lr, "betas": (cfg.train.beta1, cfg.train.beta2), "fused": True}
     opt_g = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], **kw)
     opt_d = torch.optim.Adam(disc.parameters(), **kw)

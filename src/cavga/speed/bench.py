@@ -13,7 +13,7 @@ import torch
 from ..accel import Accel
 from ..config import RunConfig
 from ..networks import build_networks
-from .flops import count_flops, matmul_peak, step_flops_by_part
+from .flops import MatmulProbe, count_flops, matmul_peak, step_flops_by_part
 from .measure import synthetic_predictor, time_calls, training_call
 
 
@@ -34,6 +34,12 @@ class SpeedOptions:
     sweep_sizes: tuple[int, ...] = (64, 128, 256)  # Du at ``batch``: cost against image size
     sweep_batches: tuple[int, ...] = (4, 8, 16, 32)  # Du at 128 px: cost against batch size
     seed: int = 0
+    # each fraction of the matmul rate measured between that setting's timed steps (median), not
+    # only the peak at the start of the run (still recorded): the machine's limit drifts
+    probe_peak: bool = True
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -47,6 +53,7 @@ class Measured:
     achieved_gflop_s: float
     fraction_of_peak: float  # achieved / the matmul peak of the dtype the arithmetic runs in
     peak_dtype: str
+    peak_gflop_s: float | None = None  # that peak: the matmul rate measured between the timed steps (median)
 
 
 @dataclass
@@ -81,15 +88,20 @@ def _batch(cfg: RunConfig, device: torch.device, accel: Accel, seed: int) -> tup
 
 
 def _measured(timing, gflop: float, peaks: dict[str, float], dtype: str) -> Measured:
+    """The fraction is of the matmul rate probed between the timed steps where there is one (a shared
+    machine's limit drifts, on the development machine by a third within one run: a rate measured
+    minutes away makes a fraction read high or low by that much), else of ``peaks[dtype]``."""
     achieved = gflop * timing.images_per_s
+    peak = timing.probe_median or peaks[dtype]
     return Measured(
         images_per_s=round(timing.images_per_s, 3),
         ms_per_image=round(1000 / timing.images_per_s, 2),
         peak_memory_mb=None if timing.peak_memory_mb is None else round(timing.peak_memory_mb, 1),
         gflop_per_image=round(gflop, 3),
         achieved_gflop_s=round(achieved, 2),
-        fraction_of_peak=round(achieved / (peaks[dtype] / 1e9), 4),
+        fraction_of_peak=round(achieved / (peak / 1e9), 4),
         peak_dtype=dtype,
+        peak_gflop_s=round(peak / 1e9, 2),
     )
 
 
@@ -121,13 +133,16 @@ def measure_one(
     accel.compile_modules(model, disc)
     train_gflop = count_flops(step) / batch / 1e9
     train_dtype = "bf16" if accel.autocast_dtype is not None else "fp32"
-    train = _measured(time_calls(step, batch, device, opts.warmup, opts.steps), train_gflop, peaks, train_dtype)
+    probes = {k: MatmulProbe(device, DTYPES[k]) for k in {train_dtype, "fp32"}} if opts.probe_peak else {}
+    timing = time_calls(step, batch, device, opts.warmup, opts.steps, probes.get(train_dtype))
+    train = _measured(timing, train_gflop, peaks, train_dtype)
     infer = None
     if inference:
         predictor = synthetic_predictor(model, cfg, device)
         call = lambda: predictor.predict_batch(x)  # noqa: E731 - score, map and mask of a batch
         infer_gflop = count_flops(call) / batch / 1e9
-        infer = _measured(time_calls(call, batch, device, opts.warmup, opts.steps), infer_gflop, peaks, "fp32")
+        timing = time_calls(call, batch, device, opts.warmup, opts.steps, probes.get("fp32"))
+        infer = _measured(timing, infer_gflop, peaks, "fp32")
     return SpeedRow(variant, str(device), size, batch, train, infer, {k: round(v / 1e9, 3) for k, v in parts.items()})
 
 

@@ -63,20 +63,31 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class MatmulProbe:
+    """The machine's dense matmul rate right now, FLOP/s: the best of ``repeats`` (n, n) @ (n, n)
+    products per call, on operands and output allocated (and warmed up) once."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype, n: int | None = None, repeats: int = 3):
+        self.device, self.repeats = device, repeats
+        self.n = n or (8192 if device.type == "cuda" else 2048)
+        self.a = torch.randn(self.n, self.n, device=device).to(dtype)  # (n, n)
+        self.b = torch.randn(self.n, self.n, device=device).to(dtype)  # (n, n)
+        self.c = torch.mm(self.a, self.b)  # (n, n) warm-up: kernels chosen, memory touched; reused as out
+
+    def __call__(self) -> float:
+        best = float("inf")
+        for _ in range(self.repeats):
+            _sync(self.device)
+            t0 = time.perf_counter()
+            torch.mm(self.a, self.b, out=self.c)  # allocates nothing: a timed call's peak memory is its own
+            _sync(self.device)
+            best = min(best, time.perf_counter() - t0)
+        return 2.0 * self.n**3 / best
+
+
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, repeats: int = 5) -> float:
     """The machine's dense matmul rate, FLOP/s: the best of ``repeats`` (n, n) @ (n, n) products."""
-    n = n or (8192 if device.type == "cuda" else 2048)
-    a = torch.randn(n, n, device=device).to(dtype)  # (n, n)
-    b = torch.randn(n, n, device=device).to(dtype)  # (n, n)
-    torch.mm(a, b)  # warm-up: kernels chosen, memory touched
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n**3 / best
+    return MatmulProbe(device, dtype, n, repeats)()
 
 
 def _freeze(module: torch.nn.Module) -> list[torch.nn.Parameter]:

@@ -28,6 +28,7 @@ class Timing:
     seconds_per_step: float  # the median over the timed steps
     steps: int
     peak_memory_mb: float | None  # CUDA: max allocated; CPU: rise of the peak resident set (VmHWM)
+    probe_median: float | None = None  # the median of ``probe``'s values, one taken before each timed step
 
 
 def _sync(device: torch.device) -> None:
@@ -86,20 +87,31 @@ class PeakMemory:
             self.mb = max(peak - self.start, 0) / 1024 if peak is not None else None
 
 
-def time_calls(fn: Callable[[], object], batch: int, device: torch.device, warmup: int, steps: int) -> Timing:
-    """``fn`` called ``warmup`` times untimed, then ``steps`` times timed one by one (device synced)."""
+def time_calls(
+    fn: Callable[[], object],
+    batch: int,
+    device: torch.device,
+    warmup: int,
+    steps: int,
+    probe: Callable[[], float] | None = None,
+) -> Timing:
+    """``fn`` called ``warmup`` times untimed, then ``steps`` times timed one by one (device synced);
+    ``probe`` (untimed) before each timed call, e.g. the matmul rate, so that it sees the machine
+    as the calls do."""
     with PeakMemory(device) as mem:
         for _ in range(warmup):
             fn()
-        times = []
+        times, probed = [], []
         for _ in range(steps):
+            if probe is not None:
+                probed.append(probe())
             _sync(device)
             t0 = time.perf_counter()
             fn()
             _sync(device)
             times.append(time.perf_counter() - t0)
     median = float(np.median(times))
-    return Timing(batch / median, median, steps, mem.mb)
+    return Timing(batch / median, median, steps, mem.mb, float(np.median(probed)) if probed else None)
 
 
 def training_call(

@@ -13,6 +13,12 @@ def _mem(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.0f}"
 
 
+def _fraction(m: dict[str, Any]) -> str:
+    """ "77% of 103 fp32": the fraction and the peak (GFLOP/s) it is of."""
+    peak = m.get("peak_gflop_s")
+    return f"{100 * m['fraction_of_peak']:.0f}%" + ("" if peak is None else f" of {peak:.0f}") + f" ({m['peak_dtype']})"
+
+
 def format_report(result: dict[str, Any]) -> str:
     """Markdown: per device, the peak, the grid (training, inference), FLOPs by part, the sweeps."""
     env = result["environment"]
@@ -22,7 +28,13 @@ def format_report(result: dict[str, Any]) -> str:
     for name, dev in result["devices"].items():
         peak = ", ".join(f"{k} {v} GFLOP/s" for k, v in dev["peak_gflop_s"].items())
         after = ", ".join(f"{k} {v}" for k, v in dev.get("peak_gflop_s_after", {}).items())
-        lines += ["", f"### {name}: measured matmul peak {peak} (after the run: {after})", ""]
+        lines += [
+            "",
+            f"### {name}: measured matmul peak {peak} (after the run: {after})",
+            "",
+            "Each fraction is of the matmul rate measured between that row's timed steps (median; beside it).",
+            "",
+        ]
         lines += [
             "| model | px | batch | train img/s | train ms/img | train GFLOP/img | train % of peak | train peak MB "
             "| infer img/s | infer GFLOP/img | infer % of peak | infer peak MB |",
@@ -33,9 +45,9 @@ def format_report(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['variant']} | {r['image_size']} | {r['batch']} | {t['images_per_s']:.2f} "
                 f"| {t['ms_per_image']:.0f} "
-                f"| {t['gflop_per_image']:.2f} | {100 * t['fraction_of_peak']:.0f}% ({t['peak_dtype']}) "
+                f"| {t['gflop_per_image']:.2f} | {_fraction(t)} "
                 f"| {_mem(t['peak_memory_mb'])} | {i['images_per_s']:.1f} | {i['gflop_per_image']:.2f} "
-                f"| {100 * i['fraction_of_peak']:.0f}% | {_mem(i['peak_memory_mb'])} |"
+                f"| {_fraction(i)} | {_mem(i['peak_memory_mb'])} |"
             )
         lines += ["", "Training step GFLOP per image by part:", ""]
         lines += ["| model | px | " + " | ".join(PARTS) + " | counted step |", "|---|---|" + "---|" * (len(PARTS) + 1)]
@@ -53,7 +65,7 @@ def format_report(result: dict[str, Any]) -> str:
                 t = r["train"]
                 lines.append(
                     f"| {r['image_size']} | {r['batch']} | {t['gflop_per_image']:.2f} | {t['ms_per_image']:.0f} "
-                    f"| {100 * t['fraction_of_peak']:.0f}% | {_mem(t['peak_memory_mb'])} |"
+                    f"| {_fraction(t)} | {_mem(t['peak_memory_mb'])} |"
                 )
     return "\n".join(lines)
 
