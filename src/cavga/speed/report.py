@@ -28,11 +28,16 @@ def format_report(result: dict[str, Any]) -> str:
     for name, dev in result["devices"].items():
         peak = ", ".join(f"{k} {v} GFLOP/s" for k, v in dev["peak_gflop_s"].items())
         after = ", ".join(f"{k} {v}" for k, v in dev.get("peak_gflop_s_after", {}).items())
+        where = (
+            "the median matmul rate measured between that row's timed steps"
+            if result.get("options", {}).get("probe_peak")
+            else "the peak measured at the start"
+        )
         lines += [
             "",
             f"### {name}: measured matmul peak {peak} (after the run: {after})",
             "",
-            "Each fraction is of the matmul rate measured between that row's timed steps (median; beside it).",
+            f"Each fraction is of {where} (beside it).",
             "",
         ]
         lines += [
