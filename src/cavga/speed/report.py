@@ -14,7 +14,7 @@ def _mem(v: float | None) -> str:
 
 
 def _fraction(m: dict[str, Any]) -> str:
-    """ "77% of 103 fp32": the fraction and the peak (GFLOP/s) it is of."""
+    """The fraction and the peak (GFLOP/s) it is of, as "77% of 103 (fp32)"."""
     peak = m.get("peak_gflop_s")
     return f"{100 * m['fraction_of_peak']:.0f}%" + ("" if peak is None else f" of {peak:.0f}") + f" ({m['peak_dtype']})"
 
