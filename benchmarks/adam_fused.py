@@ -10,29 +10,18 @@ step of each, which allocates Adam's moments, is left out.  Prints a table and w
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
 import torch
 
 from cavga.networks import build_networks
+from cavga.speed import ab
 from cavga.speed.bench import _config
 from cavga.speed.flops import matmul_peak
-from cavga.speed.report import write_comparison
 
 KINDS = {"loop": {"foreach": False}, "fused": {"fused": True}}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variants", default="Du,Ru")
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=16, help="recorded only: an update does not depend on it")
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="benchmarks/results/speed/adam_fused.json")
-    args = ap.parse_args()
+    args = ab.parser(__doc__.splitlines()[0], "Du,Ru", 7, "benchmarks/results/speed/adam_fused.json").parse_args()
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
     rows = []
@@ -44,14 +33,9 @@ def main() -> None:
         for p in params:
             p.grad = torch.randn_like(p)
         opts = {name: torch.optim.Adam(params, lr=1e-4, **kw) for name, kw in KINDS.items()}
-        seconds: dict[str, list[float]] = {name: [] for name in KINDS}
-        for r in range(args.repeats + 1):
-            for name, opt in opts.items():
-                t0 = time.perf_counter()
-                opt.step()
-                if r:
-                    seconds[name].append(time.perf_counter() - t0)
-        ms = {name: 1000 * statistics.median(s) for name, s in seconds.items()}
+        for opt in opts.values():
+            opt.step()  # allocates Adam's moments: left out of the timing
+        ms = {name: 1000 * t for name, t in ab.alternate({k: o.step for k, o in opts.items()}, args.repeats).items()}
         rows.append(
             {
                 "variant": variant,
@@ -67,7 +51,7 @@ def main() -> None:
     for r in rows:
         m = r["ms_per_update"]
         print(f"| {r['variant']} | {r['parameters_m']} | {m['loop']} -> {m['fused']} | x{r['speedup']} |")
-    write_comparison(args.out, args, (peak_before, peak_after), rows)
+    ab.write_comparison(args.out, args, (peak_before, peak_after), rows)
 
 
 if __name__ == "__main__":

@@ -9,32 +9,32 @@ ones), the median of ``--repeats`` calls each.  Prints a table and writes JSON.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
 import warnings
 
 import torch
 
 import cavga.inference as inference
 from cavga.networks import build_networks
+from cavga.speed import ab
 from cavga.speed.bench import _config
 from cavga.speed.flops import matmul_peak
 from cavga.speed.measure import synthetic_predictor
-from cavga.speed.report import write_comparison
 
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
+def _with_layout(fmt: torch.memory_format, call):
+    def run():
+        inference.MEMORY_FORMAT = fmt
+        return call()
+
+    return run
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variants", default="Du,Ru,Dw,Rw")
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="benchmarks/results/speed/inference_layout.json")
-    args = ap.parse_args()
+    args = ab.parser(
+        __doc__.splitlines()[0], "Du,Ru,Dw,Rw", 7, "benchmarks/results/speed/inference_layout.json"
+    ).parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="this CAVGA-w run stored no held-out")  # synthetic normaliser
     cpu = torch.device("cpu")
@@ -46,16 +46,10 @@ def main() -> None:
         model, _ = build_networks(cfg.model, args.size, allow_random_init=True)
         predictor = synthetic_predictor(model, cfg, cpu)
         x = torch.rand(args.batch, 3, args.size, args.size)  # (B, 3, S, S)
-        seconds: dict[str, list[float]] = {name: [] for name in LAYOUTS}
-        for r in range(args.repeats + 1):  # the first round warms up
-            for name, fmt in LAYOUTS.items():
-                inference.MEMORY_FORMAT = fmt
-                t0 = time.perf_counter()
-                predictor.predict_batch(x)
-                if r:
-                    seconds[name].append(time.perf_counter() - t0)
+        predict = lambda p=predictor, xb=x: p.predict_batch(xb)  # noqa: E731
+        seconds = ab.alternate({name: _with_layout(fmt, predict) for name, fmt in LAYOUTS.items()}, args.repeats)
         inference.MEMORY_FORMAT = torch.channels_last
-        ips = {name: args.batch / statistics.median(s) for name, s in seconds.items()}
+        ips = {name: args.batch / s for name, s in seconds.items()}
         rows.append(
             {
                 "variant": variant,
@@ -75,7 +69,7 @@ def main() -> None:
         print(
             f"| {r['variant']} | {r['contiguous_images_per_s']} | {r['channels_last_images_per_s']} | x{r['speedup']} |"
         )
-    write_comparison(args.out, args, (peak_before, peak_after), rows)
+    ab.write_comparison(args.out, args, (peak_before, peak_after), rows)
 
 
 if __name__ == "__main__":

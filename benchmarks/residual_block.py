@@ -10,9 +10,6 @@ speed falls on both: the median of ``--repeats`` calls each.  Prints a table and
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
 import warnings
 from contextlib import nullcontext
 
@@ -21,10 +18,10 @@ import torch.nn.functional as F
 
 from cavga.accel import Accel
 from cavga.networks import ResidualUpBlock, build_networks
+from cavga.speed import ab
 from cavga.speed.bench import _batch, _config
 from cavga.speed.flops import matmul_peak
 from cavga.speed.measure import synthetic_predictor, training_call
-from cavga.speed.report import write_comparison
 
 FASTER = ResidualUpBlock.forward
 
@@ -40,27 +37,22 @@ ORDERS = {"paper_order": paper_order, "cavga": FASTER}
 
 def _alternate(call, repeats: int) -> dict[str, float]:
     """Median seconds of ``call`` under each block order, the orders taking turns."""
-    seconds: dict[str, list[float]] = {name: [] for name in ORDERS}
-    for r in range(repeats + 1):  # the first round warms up
-        for name, forward in ORDERS.items():
+
+    def under(forward):
+        def run():
             ResidualUpBlock.forward = forward
-            t0 = time.perf_counter()
-            call()
-            if r:
-                seconds[name].append(time.perf_counter() - t0)
-    ResidualUpBlock.forward = FASTER
-    return {name: statistics.median(s) for name, s in seconds.items()}
+            return call()
+
+        return run
+
+    try:
+        return ab.alternate({name: under(forward) for name, forward in ORDERS.items()}, repeats)
+    finally:
+        ResidualUpBlock.forward = FASTER
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variants", default="Ru,Rw")
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="benchmarks/results/speed/residual_block.json")
-    args = ap.parse_args()
+    args = ab.parser(__doc__.splitlines()[0], "Ru,Rw", 5, "benchmarks/results/speed/residual_block.json").parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="this CAVGA-w run stored no held-out")  # synthetic normaliser
     cpu = torch.device("cpu")
@@ -96,7 +88,7 @@ def main() -> None:
             f"| {r['variant']} | {t['paper_order']} -> {t['cavga']} | x{r['train_speedup']} "
             f"| {p['paper_order']} -> {p['cavga']} | x{r['predict_speedup']} |"
         )
-    write_comparison(args.out, args, (peak_before, peak_after), rows)
+    ab.write_comparison(args.out, args, (peak_before, peak_after), rows)
 
 
 if __name__ == "__main__":

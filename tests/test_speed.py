@@ -188,3 +188,21 @@ def test_measure_one_on_cuda_uses_bf16_and_its_peak():
     row = measure_one("Dw", 64, 4, device, SpeedOptions(warmup=1, steps=1), peaks)
     assert row.train.peak_dtype == "bf16" and row.train.images_per_s > 0 and row.train.peak_memory_mb > 0
     assert row.infer.peak_dtype == "fp32" and row.infer.images_per_s > 0
+
+
+def test_ab_alternate_times_each_call_in_turns_after_one_warm_up_round(monkeypatch):
+    from cavga.speed import ab
+
+    clock, order = [0.0], []
+
+    def call(name, cost):
+        def run():
+            order.append(name)
+            clock[0] += cost if len(order) > 2 else 100.0  # the warm-up round is slow and not counted
+
+        return run
+
+    monkeypatch.setattr(ab.time, "perf_counter", lambda: clock[0])
+    medians = ab.alternate({"a": call("a", 1.0), "b": call("b", 3.0)}, repeats=4)
+    assert medians == {"a": 1.0, "b": 3.0}
+    assert order == ["a", "b", "b", "a", "a", "b", "b", "a", "a", "b"]  # one round each way in turn

@@ -83,23 +83,3 @@ def write_report(result: dict[str, Any], path: str | Path) -> Path:
 
     atomic_write_text(path.with_suffix(".md"), format_report(result) + "\n")
     return path
-
-
-def write_comparison(path: str | Path, args: Any, peaks: tuple[float, float], rows: list[dict[str, Any]]) -> Path:
-    """An A/B timing script's JSON (benchmarks/*_layout.py, residual_block.py): its settings
-    (``args``: size, batch, threads, repeats), the fp32 matmul peak before and after, the machine
-    and ``rows``; prints where it went."""
-    from .bench import environment
-
-    result = {
-        "size": args.size,
-        "batch": args.batch,
-        "threads": args.threads,
-        "repeats": args.repeats,
-        "matmul_peak_fp32_gflop_s": [round(p, 2) for p in peaks],
-        "environment": environment(),
-        "rows": rows,
-    }
-    path = atomic_write_json(path, result)
-    print(f"\nwritten: {path}")
-    return path

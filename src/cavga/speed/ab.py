@@ -1,0 +1,60 @@
+"""A/B timing for the benchmark scripts that compare two ways of doing one thing
+(benchmarks/inference_layout.py, residual_block.py, adam_fused.py): their shared command line,
+the two ways timed in turns in one process (so drift in the machine's speed falls on both), and
+their JSON."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..io_utils import atomic_write_json
+
+
+def parser(description: str, variants: str, repeats: int, out: str) -> argparse.ArgumentParser:
+    """--variants, --size, --batch, --repeats, --threads, --out, with a script's defaults."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--variants", default=variants)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=repeats)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=out)
+    return ap
+
+
+def alternate(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each call over ``repeats`` rounds, the calls taking turns (the order
+    reversed every other round); one untimed round first, to warm up."""
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    for r in range(repeats + 1):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            calls[name]()
+            if r:
+                seconds[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(s) for name, s in seconds.items()}
+
+
+def write_comparison(path: str | Path, args: Any, peaks: tuple[float, float], rows: list[dict[str, Any]]) -> Path:
+    """The script's JSON: its settings (``args`` from :func:`parser`), the fp32 matmul peak before
+    and after, the machine and ``rows``; prints where it went."""
+    from .bench import environment
+
+    result = {
+        "size": args.size,
+        "batch": args.batch,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "matmul_peak_fp32_gflop_s": [round(p, 2) for p in peaks],
+        "environment": environment(),
+        "rows": rows,
+    }
+    path = atomic_write_json(path, result)
+    print(f"\nwritten: {path}")
+    return path
