@@ -15,17 +15,14 @@ import torch
 from cavga.networks import build_networks
 from cavga.speed import ab
 from cavga.speed.bench import _config
-from cavga.speed.flops import matmul_peak
 
 KINDS = {"loop": {"foreach": False}, "fused": {"fused": True}}
 
 
 def main() -> None:
     args = ab.parser(__doc__.splitlines()[0], "Du,Ru", 7, "benchmarks/results/speed/adam_fused.json").parse_args()
-    torch.set_num_threads(args.threads)
-    cpu = torch.device("cpu")
+    peak_before = ab.start(args)
     rows = []
-    peak_before = matmul_peak(cpu, torch.float32) / 1e9
     for variant in args.variants.split(","):
         torch.manual_seed(0)
         model, disc = build_networks(_config(variant, args.size, args.batch).model, args.size, allow_random_init=True)
@@ -44,14 +41,11 @@ def main() -> None:
                 "speedup": round(ms["loop"] / ms["fused"], 2),
             }
         )
-    peak_after = matmul_peak(cpu, torch.float32) / 1e9
-    print(f"fp32 matmul peak {peak_before:.1f} GFLOP/s before, {peak_after:.1f} after; {args.threads} threads\n")
-    print("| model | parameters (M) | Adam update ms: loop -> fused | speed-up |")
-    print("|---|---|---|---|")
+    table = ["| model | parameters (M) | Adam update ms: loop -> fused | speed-up |", "|---|---|---|---|"]
     for r in rows:
         m = r["ms_per_update"]
-        print(f"| {r['variant']} | {r['parameters_m']} | {m['loop']} -> {m['fused']} | x{r['speedup']} |")
-    ab.write_comparison(args.out, args, (peak_before, peak_after), rows)
+        table.append(f"| {r['variant']} | {r['parameters_m']} | {m['loop']} -> {m['fused']} | x{r['speedup']} |")
+    ab.finish(args, peak_before, rows, table)
 
 
 if __name__ == "__main__":

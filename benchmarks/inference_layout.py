@@ -9,15 +9,12 @@ ones), the median of ``--repeats`` calls each.  Prints a table and writes JSON.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 import cavga.inference as inference
 from cavga.networks import build_networks
 from cavga.speed import ab
 from cavga.speed.bench import _config
-from cavga.speed.flops import matmul_peak
 from cavga.speed.measure import synthetic_predictor
 
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -35,11 +32,9 @@ def main() -> None:
     args = ab.parser(
         __doc__.splitlines()[0], "Du,Ru,Dw,Rw", 7, "benchmarks/results/speed/inference_layout.json"
     ).parse_args()
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore", message="this CAVGA-w run stored no held-out")  # synthetic normaliser
+    peak_before = ab.start(args)
     cpu = torch.device("cpu")
     rows = []
-    peak_before = matmul_peak(cpu, torch.float32) / 1e9
     for variant in args.variants.split(","):
         cfg = _config(variant, args.size, args.batch)
         torch.manual_seed(0)
@@ -58,18 +53,12 @@ def main() -> None:
                 "speedup": round(ips["channels_last"] / ips["contiguous"], 3),
             }
         )
-    peak_after = matmul_peak(cpu, torch.float32) / 1e9
-    print(
-        f"fp32 matmul peak {peak_before:.1f} GFLOP/s before, {peak_after:.1f} after; "
-        f"{args.size} px, batch {args.batch}, {args.threads} threads\n"
-    )
-    print("| model | contiguous img/s | channels_last img/s | speed-up |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['variant']} | {r['contiguous_images_per_s']} | {r['channels_last_images_per_s']} | x{r['speedup']} |"
-        )
-    ab.write_comparison(args.out, args, (peak_before, peak_after), rows)
+    table = ["| model | contiguous img/s | channels_last img/s | speed-up |", "|---|---|---|---|"]
+    table += [
+        f"| {r['variant']} | {r['contiguous_images_per_s']} | {r['channels_last_images_per_s']} | x{r['speedup']} |"
+        for r in rows
+    ]
+    ab.finish(args, peak_before, rows, table)
 
 
 if __name__ == "__main__":

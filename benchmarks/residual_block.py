@@ -10,7 +10,6 @@ speed falls on both: the median of ``--repeats`` calls each.  Prints a table and
 
 from __future__ import annotations
 
-import warnings
 from contextlib import nullcontext
 
 import torch
@@ -20,7 +19,6 @@ from cavga.accel import Accel
 from cavga.networks import ResidualUpBlock, build_networks
 from cavga.speed import ab
 from cavga.speed.bench import _batch, _config
-from cavga.speed.flops import matmul_peak
 from cavga.speed.measure import synthetic_predictor, training_call
 
 FASTER = ResidualUpBlock.forward
@@ -53,11 +51,9 @@ def _alternate(call, repeats: int) -> dict[str, float]:
 
 def main() -> None:
     args = ab.parser(__doc__.splitlines()[0], "Ru,Rw", 5, "benchmarks/results/speed/residual_block.json").parse_args()
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore", message="this CAVGA-w run stored no held-out")  # synthetic normaliser
+    peak_before = ab.start(args)
     cpu = torch.device("cpu")
     rows = []
-    peak_before = matmul_peak(cpu, torch.float32) / 1e9
     for variant in args.variants.split(","):
         cfg = _config(variant, args.size, args.batch)
         torch.manual_seed(0)
@@ -75,20 +71,17 @@ def main() -> None:
                 "predict_speedup": round(infer["paper_order"] / infer["cavga"], 3),
             }
         )
-    peak_after = matmul_peak(cpu, torch.float32) / 1e9
-    print(
-        f"fp32 matmul peak {peak_before:.1f} GFLOP/s before, {peak_after:.1f} after; "
-        f"{args.size} px, batch {args.batch}, {args.threads} threads\n"
-    )
-    print("| model | train ms/step: paper order -> cavga | speed-up | predict img/s: paper order -> cavga | speed-up |")
-    print("|---|---|---|---|---|")
+    table = [
+        "| model | train ms/step: paper order -> cavga | speed-up | predict img/s: paper order -> cavga | speed-up |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         t, p = r["train_ms_per_step"], r["predict_images_per_s"]
-        print(
+        table.append(
             f"| {r['variant']} | {t['paper_order']} -> {t['cavga']} | x{r['train_speedup']} "
             f"| {p['paper_order']} -> {p['cavga']} | x{r['predict_speedup']} |"
         )
-    ab.write_comparison(args.out, args, (peak_before, peak_after), rows)
+    ab.finish(args, peak_before, rows, table)
 
 
 if __name__ == "__main__":

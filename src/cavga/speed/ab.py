@@ -8,11 +8,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..io_utils import atomic_write_json
+from .flops import matmul_peak
 
 
 def parser(description: str, variants: str, repeats: int, out: str) -> argparse.ArgumentParser:
@@ -39,6 +43,26 @@ def alternate(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str,
             if r:
                 seconds[name].append(time.perf_counter() - t0)
     return {name: statistics.median(s) for name, s in seconds.items()}
+
+
+def start(args: Any) -> float:
+    """Threads as ``args`` asks, the synthetic normaliser's warning silenced; the fp32 matmul peak
+    (GFLOP/s) before the timings."""
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message="this CAVGA-w run stored no held-out")  # synthetic normaliser
+    return matmul_peak(torch.device("cpu"), torch.float32) / 1e9
+
+
+def finish(args: Any, peak_before: float, rows: list[dict[str, Any]], table: list[str]) -> Path:
+    """The fp32 matmul peak after the timings, then the settings and the peaks, the Markdown
+    ``table`` lines, and the JSON (:func:`write_comparison`)."""
+    peak_after = matmul_peak(torch.device("cpu"), torch.float32) / 1e9
+    print(
+        f"fp32 matmul peak {peak_before:.1f} GFLOP/s before, {peak_after:.1f} after; "
+        f"{args.size} px, batch {args.batch}, {args.threads} threads\n"
+    )
+    print("\n".join(table))
+    return write_comparison(args.out, args, (peak_before, peak_after), rows)
 
 
 def write_comparison(path: str | Path, args: Any, peaks: tuple[float, float], rows: list[dict[str, Any]]) -> Path:
