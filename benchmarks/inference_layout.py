@@ -20,12 +20,8 @@ from cavga.speed.measure import synthetic_predictor
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
-def _with_layout(fmt: torch.memory_format, call):
-    def run():
-        inference.MEMORY_FORMAT = fmt
-        return call()
-
-    return run
+def _set_layout(fmt: torch.memory_format) -> None:
+    inference.MEMORY_FORMAT = fmt
 
 
 def main() -> None:
@@ -42,8 +38,7 @@ def main() -> None:
         predictor = synthetic_predictor(model, cfg, cpu)
         x = torch.rand(args.batch, 3, args.size, args.size)  # (B, 3, S, S)
         predict = lambda p=predictor, xb=x: p.predict_batch(xb)  # noqa: E731
-        seconds = ab.alternate({name: _with_layout(fmt, predict) for name, fmt in LAYOUTS.items()}, args.repeats)
-        inference.MEMORY_FORMAT = torch.channels_last
+        seconds = ab.alternate_settings(_set_layout, LAYOUTS, predict, args.repeats, restore=torch.channels_last)
         ips = {name: args.batch / s for name, s in seconds.items()}
         rows.append(
             {

@@ -33,20 +33,13 @@ def paper_order(self: ResidualUpBlock, x: torch.Tensor) -> torch.Tensor:
 ORDERS = {"paper_order": paper_order, "cavga": FASTER}
 
 
+def _set_forward(forward) -> None:
+    ResidualUpBlock.forward = forward
+
+
 def _alternate(call, repeats: int) -> dict[str, float]:
     """Median seconds of ``call`` under each block order, the orders taking turns."""
-
-    def under(forward):
-        def run():
-            ResidualUpBlock.forward = forward
-            return call()
-
-        return run
-
-    try:
-        return ab.alternate({name: under(forward) for name, forward in ORDERS.items()}, repeats)
-    finally:
-        ResidualUpBlock.forward = FASTER
+    return ab.alternate_settings(_set_forward, ORDERS, call, repeats, restore=FASTER)
 
 
 def main() -> None:

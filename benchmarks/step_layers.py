@@ -16,7 +16,6 @@ benchmarks/results/speed/step_layers-NAME.json and prints one table per variant.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 from collections import defaultdict
 from contextlib import nullcontext
@@ -26,6 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from cavga.accel import Accel
+from cavga.io_utils import atomic_write_json
 from cavga.networks import build_networks
 from cavga.speed.bench import _batch, _config
 from cavga.speed.flops import count_flops, matmul_peak
@@ -141,7 +141,7 @@ def main() -> None:
         "peak_gflop_s": {"start": round(peak_start, 1), "end": round(peak_end, 1)},
         "variants": results,
     }
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    atomic_write_json(out, doc)
     print(f"\nwrote {out}")
 
 

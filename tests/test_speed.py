@@ -206,3 +206,13 @@ def test_ab_alternate_times_each_call_in_turns_after_one_warm_up_round(monkeypat
     medians = ab.alternate({"a": call("a", 1.0), "b": call("b", 3.0)}, repeats=4)
     assert medians == {"a": 1.0, "b": 3.0}
     assert order == ["a", "b", "b", "a", "a", "b", "b", "a", "a", "b"]  # one round each way in turn
+
+
+def test_ab_alternate_settings_applies_each_before_its_call_and_restores():
+    from cavga.speed import ab
+
+    state, seen = {"v": "library"}, []
+    ab.alternate_settings(
+        lambda v: state.update(v=v), {"a": "A", "b": "B"}, lambda: seen.append(state["v"]), 2, restore="library"
+    )
+    assert seen == ["A", "B", "B", "A", "A", "B"] and state["v"] == "library"

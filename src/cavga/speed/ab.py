@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..io_utils import atomic_write_json
+from .bench import environment
 from .flops import matmul_peak
 
 
@@ -45,6 +46,25 @@ def alternate(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str,
     return {name: statistics.median(s) for name, s in seconds.items()}
 
 
+def alternate_settings(
+    apply: Callable[[Any], object], settings: dict[str, Any], call: Callable[[], object], repeats: int, restore: Any
+) -> dict[str, float]:
+    """:func:`alternate` of one ``call`` under each of ``settings`` (``apply(value)`` just before
+    each call: a module global, a method); ``apply(restore)`` when done, whatever happens."""
+
+    def under(value: Any) -> Callable[[], object]:
+        def run() -> object:
+            apply(value)
+            return call()
+
+        return run
+
+    try:
+        return alternate({name: under(value) for name, value in settings.items()}, repeats)
+    finally:
+        apply(restore)
+
+
 def start(args: Any) -> float:
     """Threads as ``args`` asks, the synthetic normaliser's warning silenced; the fp32 matmul peak
     (GFLOP/s) before the timings."""
@@ -68,8 +88,6 @@ def finish(args: Any, peak_before: float, rows: list[dict[str, Any]], table: lis
 def write_comparison(path: str | Path, args: Any, peaks: tuple[float, float], rows: list[dict[str, Any]]) -> Path:
     """The script's JSON: its settings (``args`` from :func:`parser`), the fp32 matmul peak before
     and after, the machine and ``rows``; prints where it went."""
-    from .bench import environment
-
     result = {
         "size": args.size,
         "batch": args.batch,

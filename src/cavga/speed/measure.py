@@ -18,6 +18,7 @@ from ..config import RunConfig
 from ..inference import Normalizer, Predictor
 from ..networks import CAVGA, Discriminator
 from ..train import _optimizers, train_step
+from .flops import _sync
 
 
 @dataclass
@@ -29,11 +30,6 @@ class Timing:
     steps: int
     peak_memory_mb: float | None  # CUDA: max allocated; CPU: rise of the peak resident set (VmHWM)
     probe_median: float | None = None  # the median of ``probe``'s values, one taken before each timed step
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _rss_kb(field: str) -> int | None:
