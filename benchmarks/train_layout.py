@@ -1,57 +1,58 @@
 """Training-step time with contiguous NCHW against channels_last models and batches, on this CPU.
 
-The median of three steps after one warm-up, per variant and layout (random encoder weights: the
-same arithmetic as ImageNet ones).  The measurement behind keeping CPU training contiguous
-(cavga.accel; docs/performance.md).
+One model per layout, built from the same seed (random encoder weights: the same arithmetic as
+ImageNet ones), their full training steps timed alternately in one process so that drift in the
+machine's speed falls on both: the median of ``--repeats`` steps each.  The measurement behind
+``train.channels_last`` (cavga.accel; docs/performance.md).  Prints a table and writes JSON.
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/train_layout.py --variants Du,Rw
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/train_layout.py
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
 from contextlib import nullcontext
 
 import torch
 
 from cavga.accel import Accel
 from cavga.networks import build_networks
+from cavga.speed import ab
 from cavga.speed.bench import _batch, _config
 from cavga.speed.measure import training_call
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variants", default="Du,Rw")
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+def _step(variant: str, args, channels_last: bool):
+    """A training-step call for ``variant`` in one layout."""
     cpu = torch.device("cpu")
+    cfg = _config(variant, args.size, args.batch)
+    torch.manual_seed(0)
+    model, disc = build_networks(cfg.model, args.size, allow_random_init=True)
+    accel = Accel(cpu, None, channels_last=channels_last)
+    accel.prepare(model, disc)
+    x, labels = _batch(cfg, cpu, accel, 0)  # (B, 3, S, S), (B,)
+    return training_call(model, disc, cfg, x, labels, nullcontext)
+
+
+def main() -> None:
+    out = "benchmarks/results/speed/train_layout.json"
+    args = ab.parser(__doc__.splitlines()[0], "Du,Ru,Dw,Rw", 5, out).parse_args()
+    peak_before = ab.start(args)
+    rows = []
     for variant in args.variants.split(","):
-        ms = {}
-        for channels_last in (False, True):
-            cfg = _config(variant, args.size, args.batch)
-            torch.manual_seed(0)
-            model, disc = build_networks(cfg.model, args.size, allow_random_init=True)
-            accel = Accel(cpu, None, channels_last=channels_last)
-            accel.prepare(model, disc)
-            x, labels = _batch(cfg, cpu, accel, 0)
-            step = training_call(model, disc, cfg, x, labels, nullcontext)
-            step()
-            times = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                step()
-                times.append(time.perf_counter() - t0)
-            ms["channels_last" if channels_last else "contiguous"] = 1000 * statistics.median(times)
-        print(
-            f"{variant}: train step (batch {args.batch}) contiguous {ms['contiguous']:.0f} ms, "
-            f"channels_last {ms['channels_last']:.0f} ms"
+        calls = {name: _step(variant, args, name == "channels_last") for name in ("contiguous", "channels_last")}
+        seconds = ab.alternate(calls, args.repeats)
+        rows.append(
+            {
+                "variant": variant,
+                "train_ms_per_step": {k: round(1000 * v, 1) for k, v in seconds.items()},
+                "speedup": round(seconds["contiguous"] / seconds["channels_last"], 3),
+            }
         )
+    table = ["| model | train ms/step: contiguous -> channels_last | speed-up |", "|---|---|---|"]
+    for r in rows:
+        t = r["train_ms_per_step"]
+        table.append(f"| {r['variant']} | {t['contiguous']} -> {t['channels_last']} | x{r['speedup']} |")
+    ab.finish(args, peak_before, rows, table)
 
 
 if __name__ == "__main__":
