@@ -54,6 +54,9 @@ def test_overrides_from_strings_and_flags():
     assert cfg.infer.mask_quantile == 0.99
     apply_overrides(cfg, ["infer.mask_quantile=null"])  # a typed null unsets an optional value
     assert cfg.infer.mask_quantile is None
+    apply_overrides(cfg, ["infer.mask_quantile=auto"])  # float | str: the word where it is not a number
+    assert cfg.infer.mask_quantile == "auto" and RunConfig().infer.mask_quantile == "auto"
+    assert from_dict({"infer": {"mask_quantile": "0.995"}}).infer.mask_quantile == 0.995
     with pytest.raises(CavgaError, match="not a valid float"):
         apply_overrides(cfg, ["infer.mask_threshold=null"])
 
@@ -67,6 +70,7 @@ def test_overrides_from_strings_and_flags():
         ("data.anomalous_fraction", 1.5),
         ("infer.mask_threshold", 0.0),
         ("infer.mask_quantile", 1.5),
+        ("infer.mask_quantile", "often"),
         ("loss.w_ae", -1.0),
         ("loss.reduction", "max"),
         ("model.latent_stride", 32),

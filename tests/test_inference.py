@@ -28,7 +28,7 @@ def test_map_threshold_interpolates_the_held_out_quantiles():
 def test_demo_settings_apply_only_without_a_config(tmp_path):
     cfg = demo_config(tmp_path, "Du")
     assert cfg.data.image_size == DEMO_SETTINGS["data.image_size"] == 128
-    assert cfg.model.latent_stride == 16 and cfg.infer.mask_quantile == 0.99
+    assert cfg.model.latent_stride == 16 and cfg.infer.mask_quantile == "auto"
     assert cfg.loss.w_ae * 3 * 128 * 128 == pytest.approx(4000, rel=1e-3)  # per pixel term
     assert cfg.data.root == str(tmp_path / "data") and cfg.data.category == "brick"
     assert cfg.model.disc_channels == 16 and cfg.train.epochs == 15  # the faster demo (docs/performance.md)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cavga import validation
 from cavga.config import ModelConfig, RunConfig
 from cavga.demo_data import DEFECT_TYPES, generate_demo_dataset
 from cavga.errors import CavgaError
@@ -77,7 +78,8 @@ def test_validate_run_scores_held_out_images_only(tiny_data, tmp_path):
     assert set(result["per_defect"]) <= set(DEFECT_TYPES)
     sweep = result["mask_quantile_iou"]
     assert list(sweep) == [str(q) for q in MASK_QUANTILES] and all(0 <= v <= 1 for v in sweep.values())
-    assert sweep["0.99"] == pytest.approx(result["metrics"]["iou"], abs=1e-4)  # the run's own mask_quantile
+    in_use = load_checkpoint(run / CHECKPOINT)["mask_quantile"]["mask_quantile"]  # decided by training ("auto")
+    assert result["mask_quantile"] == in_use and sweep[str(in_use)] == pytest.approx(result["metrics"]["iou"], abs=1e-4)
     by_score = result["image_auroc_by_score"]  # the run's own image score is the reconstruction's
     assert by_score["paper"] == pytest.approx(result["metrics"]["image_auroc"], abs=1e-4)
     assert by_score["paper"] == pytest.approx(result["baseline_residual"]["image_auroc"], abs=1e-4)
@@ -138,6 +140,34 @@ def test_training_resolves_auto_and_an_explicit_direction_overrides_it(tiny_data
     override = Predictor.from_run(run, "cpu", [f"infer.attention_direction={flipped}"])
     assert override.cfg.infer.attention_direction == flipped
     assert validate_run(run, device="cpu", copies=1)["attention_direction"] == stored["attention_direction"]
+
+
+def test_training_chooses_the_mask_quantile_whose_masks_overlap_painted_defects_best(tiny_data, tmp_path):
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
+    stored = load_checkpoint(run / CHECKPOINT)["mask_quantile"]
+    by_q = stored["validation_iou"]
+    assert list(by_q) == [str(q) for q in MASK_QUANTILES]
+    assert by_q[str(stored["mask_quantile"])] == max(by_q.values())
+    predictor = Predictor.from_run(run, "cpu")
+    assert predictor.cfg.infer.mask_quantile == stored["mask_quantile"]
+    assert predictor.mask_threshold == predictor.threshold_at_quantile(stored["mask_quantile"])
+    # cavga validate scores the same painted set (same seed and copies): the same sweep
+    assert validate_run(run, device="cpu")["mask_quantile_iou"] == pytest.approx(by_q, abs=1e-4)
+    fixed = Predictor.from_run(run, "cpu", ["infer.mask_quantile=0.9"])
+    assert fixed.cfg.infer.mask_quantile == 0.9 and fixed.mask_threshold == fixed.threshold_at_quantile(0.9)
+
+
+def test_the_mask_quantile_with_the_best_painted_iou_wins_and_ties_go_nearest_099(tiny_data, tmp_path, monkeypatch):
+    """A tiny run's masks barely meet the painted defects (IoU 0 at every quantile), so the choice
+    itself is checked on a made-up sweep: the highest IoU, and of tied ones the nearest to 0.99."""
+    predictor = Predictor.from_run(_tiny_run(tiny_data, tmp_path / "run", 0.2), "cpu")
+    sweep = {"0.9": 0.1, "0.95": 0.3, "0.98": 0.3, "0.99": 0.2, "0.995": 0.3, "0.999": 0.0}
+    monkeypatch.setattr(validation, "_mask_quantile_iou", lambda *a: sweep)
+    images = torch.rand(2, 3, 32, 32)  # (N, 3, S, S)
+    decided = validation.decide_mask_quantile(predictor, images)
+    assert decided["mask_quantile"] == 0.995 and decided["validation_iou"] == sweep
+    sweep.update({"0.9": 0.5})
+    assert validation.decide_mask_quantile(predictor, images)["mask_quantile"] == 0.9
 
 
 def test_training_chooses_the_image_score_that_validates_better(tiny_data, tmp_path):

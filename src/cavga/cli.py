@@ -363,9 +363,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         scores = result["image_auroc_by_score"]
         print("image AUROC by infer.image_score: " + ", ".join(f"{k}: {v}" for k, v in scores.items() if v is not None))
         if result["mask_quantile_iou"]:
-            print(
-                "IoU by infer.mask_quantile: " + ", ".join(f"{q}: {v}" for q, v in result["mask_quantile_iou"].items())
-            )
+            sweep = ", ".join(f"{q}: {v}" for q, v in result["mask_quantile_iou"].items())
+            print(f"IoU by infer.mask_quantile (in use: {result['mask_quantile']}): {sweep}")
         print(f"protocol: {result['protocol']}; written: {Path(args.run_dir) / VALIDATION_FILE}")
         return 0
     if args.command == "predict":

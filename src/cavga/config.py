@@ -176,8 +176,10 @@ class InferConfig:
     mask_threshold: float = 0.5  # the paper's fixed threshold, used when mask_quantile is null
     # The mask threshold is this quantile of the anomalous map over held-out normal pixels:
     # 1 - mask_quantile is the share of normal pixels a mask may flag. The paper's fixed 0.5 left
-    # the masks empty in every validation run (docs/method.md); null restores it.
-    mask_quantile: float | None = 0.99
+    # the masks empty in every validation run (docs/method.md); null restores it. "auto": training
+    # ends by taking the quantile of MASK_QUANTILES whose masks best overlap painted defects on the
+    # held-out normals (IoU; docs/method.md, "The mask threshold"); 0.99 where nothing decided it.
+    mask_quantile: float | str | None = "auto"
     # CAVGA-u's anomaly map: "inverse" = 1 - A (Sec. 3.1), "direct" = A, or "auto": training ends by
     # painting defects on the held-out normals and keeps 1 - A unless it scores below chance there,
     # i.e. unless the attention rises on defects (docs/method.md, "Direction of the unsupervised map").
@@ -277,9 +279,12 @@ class RunConfig:
         _in_range("data.train_fraction", self.data.train_fraction, 0.0, 1.0, low_open=True)
         _in_range("data.anomalous_fraction", self.data.anomalous_fraction, 0.0, 1.0)
         _in_range("data.val_fraction", self.data.val_fraction, 0.0, 1.0)
+        if isinstance(self.infer.mask_quantile, str) and self.infer.mask_quantile != "auto":
+            q = self.infer.mask_quantile
+            raise CavgaError(f"infer.mask_quantile: {q!r} is not a number in (0, 1], auto or null")
         for name in ("mask_threshold", "mask_quantile", "score_threshold", "normalizer_quantile"):
             v = getattr(self.infer, name)
-            if v is not None:
+            if v is not None and not isinstance(v, str):
                 _in_range(f"infer.{name}", v, 0.0, 1.0, low_open=True)
         for f in fields(self.loss):
             if f.name.startswith("w_"):
@@ -337,7 +342,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             return None
-        hint = args[0]
+        for alternative in args[:-1]:  # float | str: a number if it reads as one, else the word
+            try:
+                return _coerce(value, alternative, where)
+            except CavgaError:
+                pass
+        hint = args[-1]
     try:
         if hint is bool:
             if isinstance(value, bool):

@@ -46,7 +46,13 @@ from .runtime import CHECKPOINT, load_checkpoint, resolve_device
 
 # The inference settings training may leave at "auto" (decided on painted held-out defects at its
 # end, cavga.validation.decide_on_painted) and what "auto" means for runs trained before each existed
-AUTO_SETTINGS = {"attention_direction": "inverse", "image_score": "paper", "weak_map": "anomalous"}
+# (mask_quantile: the default before "auto" existed)
+AUTO_SETTINGS = {
+    "attention_direction": "inverse",
+    "image_score": "paper",
+    "weak_map": "anomalous",
+    "mask_quantile": 0.99,
+}
 
 
 @dataclass
@@ -215,7 +221,7 @@ class Predictor:
 
     def __init__(self, model: CAVGA, cfg: RunConfig, normalizer: Normalizer | None, device: torch.device):
         """Settings still at "auto" count as the paper's here (``AUTO_SETTINGS``: 1 - A, the paper's
-        image score, A_ca); ``from_run`` resolves them as training decided. ``normalizer``'s map
+        image score, A_ca, the 0.99 mask quantile); ``from_run`` resolves them as training decided. ``normalizer``'s map
         statistics must be of the map in use (``from_run`` refits them when they are not)."""
         self.model = model.to(device).eval()
         self.cfg = cfg
@@ -227,8 +233,10 @@ class Predictor:
         self.has_reconstruction = True  # evaluate measures the residual baseline |x - x_hat| beside the model
         self._direct = cfg.model.has_attention_direction and cfg.infer.attention_direction == "direct"
         self._weak_map = resolved_weak_map(cfg)
-        if cfg.infer.mask_quantile is not None:
-            self.mask_threshold = self.threshold_at_quantile(cfg.infer.mask_quantile)
+        quantile = cfg.infer.mask_quantile
+        if quantile is not None:
+            quantile = AUTO_SETTINGS["mask_quantile"] if quantile == "auto" else quantile
+            self.mask_threshold = self.threshold_at_quantile(quantile)
         # CAVGA-w's probability -> score, as CAVGA-u's reconstruction score (None: the probability itself)
         self.classifier_normalizer = None
         if cfg.model.weakly_supervised and cfg.infer.classifier_verdict == "calibrated":

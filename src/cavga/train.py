@@ -30,7 +30,7 @@ from .accel import accel_for
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, to_dict
 from .fingerprint import fingerprint
-from .inference import AUTO_SETTINGS, fit_normalizer
+from .inference import AUTO_SETTINGS, Normalizer, Predictor, fit_normalizer
 from .io_utils import check_output_folder, remove_stale_temp_files
 from .losses import (
     adversarial_d_loss,
@@ -46,7 +46,7 @@ from .networks import CAVGA, Discriminator, Encoding, build_networks
 from .runfolder import RunData, open_run, start_run_folder, write_history
 from .runlock import RunLock
 from .runtime import CHECKPOINT, resolve_device, save_checkpoint, seed_everything
-from .validation import decide_on_painted, held_out_images
+from .validation import decide_mask_quantile, decide_on_painted, held_out_images
 
 LOG_EVERY = 10  # training steps between reads of the losses (each read waits for the device)
 
@@ -316,14 +316,17 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
         normalizer = fit_normalizer(model, run_data.val or run_data.train, fit_cfg, device)  # held-out normals
         state = _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer, fp=fp)
         state.update(decided)
+        if cfg.infer.mask_quantile == "auto":  # needs the map statistics just fitted
+            state["mask_quantile"] = _decide_mask_quantile(model, run_data, fit_cfg, decided, normalizer, device)
         save_checkpoint(state, ckpt_path)
     dist.barrier()  # the other ranks return once the run folder is complete
     return ckpt_path
 
 
 def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
-    """The inference settings left at ``auto`` (``AUTO_SETTINGS``), resolved on painted held-out
-    normals (:func:`cavga.validation.decide_on_painted`), for the checkpoint."""
+    """The map and score settings left at ``auto`` (``AUTO_SETTINGS`` but the mask quantile, which
+    needs the map statistics: :func:`_decide_mask_quantile`), resolved on painted held-out normals
+    (:func:`cavga.validation.decide_on_painted`), for the checkpoint."""
     direction = cfg.infer.attention_direction if cfg.model.has_attention_direction else "fixed"
     weak_map = cfg.infer.weak_map if cfg.model.weakly_supervised else "fixed"
     image_score = cfg.infer.image_score
@@ -332,11 +335,29 @@ def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, devic
     if not any(r.label == 0 for r in run_data.val):  # data.val_fraction 0: nothing to decide on
         asked = {"attention_direction": direction, "image_score": image_score, "weak_map": weak_map}
         return {
-            key: {key: paper, "protocol": "no held-out normals"} if asked[key] == "auto" else None
-            for key, paper in AUTO_SETTINGS.items()
+            key: {key: AUTO_SETTINGS[key], "protocol": "no held-out normals"} if value == "auto" else None
+            for key, value in asked.items()
         }
     images, boxes = held_out_images(run_data.val, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
     return decide_on_painted(model, images, cfg.infer.batch_size, device, direction, image_score, weak_map, boxes)
+
+
+def _decide_mask_quantile(
+    model: CAVGA, run_data: RunData, cfg: RunConfig, decided: dict[str, Any], normalizer: dict, device: torch.device
+) -> dict[str, Any]:
+    """``infer.mask_quantile: auto`` resolved on the same painted held-out normals, with the other
+    settings as ``decided`` (:func:`cavga.validation.decide_mask_quantile`)."""
+    held_out = [r for r in run_data.val if r.label == 0]
+    if not held_out:
+        return {"mask_quantile": AUTO_SETTINGS["mask_quantile"], "protocol": "no held-out normals"}
+    resolved = copy.deepcopy(cfg)
+    for key, paper in AUTO_SETTINGS.items():
+        if getattr(resolved.infer, key) == "auto" and key != "mask_quantile":
+            setattr(resolved.infer, key, (decided.get(key) or {}).get(key, paper))
+    held_out_stats = Normalizer(**normalizer).with_quantile(cfg.infer.normalizer_quantile)
+    predictor = Predictor(model, resolved, held_out_stats, device)
+    images, boxes = held_out_images(held_out, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
+    return decide_mask_quantile(predictor, images, boxes)
 
 
 def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer, fp=None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from .networks import CAVGA
 from .runfolder import RunData
 
 VALIDATION_FILE = "validation.json"
-# infer.mask_quantile values whose validation IoU `cavga validate` reports (the default is 0.99)
+# infer.mask_quantile values whose validation IoU `cavga validate` reports, and "auto" chooses from
 MASK_QUANTILES = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 FOREIGN_TEXTURE = "gravel"  # the source of the "patch" defect's foreign texture
 
@@ -133,7 +133,7 @@ def decide_on_painted(
             score = p_anomalous if p_anomalous is not None else reconstruction_score(xb, x_hat, vb)[1]  # (B,)
             paper.append(score.cpu().numpy())
     maps, masks = _content(np.concatenate(maps), boxes), _content(masks, boxes)
-    protocol = f"{len(images)} held-out normals + {copies} painted copies each, seed {seed}"
+    protocol = _protocol(len(images), copies, seed)
     out: dict[str, dict[str, Any] | None] = {"attention_direction": None, "image_score": None, "weak_map": None}
     if both_weak:
         normal_maps = _content(np.concatenate(normal_maps), boxes)
@@ -174,24 +174,14 @@ def validate_run(
     if not held_out:
         raise CavgaError(f"{run_dir}: the run held out no normal images to validate on (data.val_fraction is 0)")
     images, boxes = held_out_images(held_out, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S), N boxes
-    x, masks, labels, kinds, boxes, valid = _painted(images, boxes, seed, copies)  # M images, M boxes
-    cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res")}
-    for i in range(0, len(x), cfg.infer.batch_size):
-        pred = predictor.predict_batch(
-            x[i : i + cfg.infer.batch_size], None if valid is None else valid[i : i + cfg.infer.batch_size]
-        )
-        cols["raw"].append(pred.raw_score.numpy())
-        cols["pred"].append(pred.label.numpy())
-        cols["map"].append(pred.anomaly_map.numpy())
-        cols["pmask"].append(pred.mask.numpy())
-        cols["res"].append(pred.residual_map.numpy())
-    maps, masks = _content(np.concatenate(cols["map"]), boxes), _content(masks, boxes)  # M x (h_i, w_i)
-    pred_masks, res = _content(np.concatenate(cols["pmask"]), boxes), _content(np.concatenate(cols["res"]), boxes)
+    cols, masks, labels, kinds, boxes = _predict_painted(predictor, images, boxes, seed, copies)  # M images
+    maps, masks = _content(cols["map"], boxes), _content(masks, boxes)  # M x (h_i, w_i)
+    pred_masks, res = _content(cols["pmask"], boxes), _content(cols["res"], boxes)
     recon = np.array([r.mean() for r in res])  # (M,) the residual's raw image score
     peak = predictor.normalizer.residual_peak if predictor.normalizer else max(float(r.max()) for r in res)
     res = [np.clip(r / max(peak, 1e-12), 0.0, 1.0) for r in res]  # scaled as evaluate scales it
-    raw = np.concatenate(cols["raw"])
-    metrics = compute_metrics(raw, labels, np.concatenate(cols["pred"]), maps, masks, pred_masks)
+    raw = cols["raw"]
+    metrics = compute_metrics(raw, labels, cols["pred"], maps, masks, pred_masks)
     baseline = residual_baseline(predictor, recon, labels, res, masks)
     kinds_arr = np.asarray(kinds)
     per_defect = {}
@@ -213,11 +203,54 @@ def validate_run(
         "metrics": {k: metrics[k] for k in METRIC_KEYS},
         "baseline_residual": {k: baseline[k] for k in METRIC_KEYS} if predictor.has_reconstruction else None,
         "per_defect": per_defect,
+        "mask_quantile": cfg.infer.mask_quantile,  # in use: as decided by training when "auto"
         "mask_quantile_iou": _mask_quantile_iou(predictor, maps, masks, labels),
         "image_auroc_by_score": _image_auroc_by_score(cfg, raw, recon, maps, labels),
     }
     atomic_write_json(run_dir / VALIDATION_FILE, result)
     return result
+
+
+def _predict_painted(
+    predictor: Predictor, images: torch.Tensor, boxes: list[D.geometry.Box] | None, seed: int, copies: int
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str], list[D.geometry.Box]]:
+    """``predictor``'s answers for the held-out ``images`` (N, 3, S, S), clean and painted: the
+    columns raw score, verdict, map, mask and residual map (M images each), then the painted
+    set's masks (M, S, S), labels (M,), defect kinds and content boxes."""
+    x, masks, labels, kinds, boxes, valid = _painted(images, boxes, seed, copies)  # M images, M boxes
+    cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res")}
+    b = predictor.cfg.infer.batch_size
+    for i in range(0, len(x), b):
+        pred = predictor.predict_batch(x[i : i + b], None if valid is None else valid[i : i + b])
+        cols["raw"].append(pred.raw_score.numpy())
+        cols["pred"].append(pred.label.numpy())
+        cols["map"].append(pred.anomaly_map.numpy())
+        cols["pmask"].append(pred.mask.numpy())
+        cols["res"].append(pred.residual_map.numpy())
+    return {k: np.concatenate(v) for k, v in cols.items()}, masks, labels, kinds, boxes
+
+
+def decide_mask_quantile(
+    predictor: Predictor,
+    images: torch.Tensor,
+    boxes: list[D.geometry.Box] | None = None,
+    seed: int = 0,
+    copies: int = 2,
+) -> dict[str, Any]:
+    """``infer.mask_quantile: auto``: the quantile of MASK_QUANTILES whose masks overlap the painted
+    defects on the held-out normals ``images`` best (mean IoU, as ``cavga validate`` prints it for
+    each; ties go to the quantile nearest the former default 0.99). ``predictor`` holds the run's
+    other settings as decided and its held-out map statistics."""
+    cols, masks, labels, _, boxes = _predict_painted(predictor, images, boxes, seed, copies)
+    by_q = _mask_quantile_iou(predictor, _content(cols["map"], boxes), _content(masks, boxes), labels)
+    if by_q is None:  # no held-out map statistics to threshold by
+        return {"mask_quantile": 0.99, "protocol": "no held-out map statistics"}
+    chosen = max(MASK_QUANTILES, key=lambda q: (by_q[str(q)], -abs(q - 0.99)))
+    return {"mask_quantile": chosen, "validation_iou": by_q, "protocol": _protocol(len(images), copies, seed)}
+
+
+def _protocol(n: int, copies: int, seed: int) -> str:
+    return f"{n} held-out normals + {copies} painted copies each, seed {seed}"
 
 
 def _image_auroc_by_score(cfg, raw: np.ndarray, recon: np.ndarray, maps: list, labels: np.ndarray) -> dict:
