@@ -221,8 +221,9 @@ class Predictor:
 
     def __init__(self, model: CAVGA, cfg: RunConfig, normalizer: Normalizer | None, device: torch.device):
         """Settings still at "auto" count as the paper's here (``AUTO_SETTINGS``: 1 - A, the paper's
-        image score, A_ca, the 0.99 mask quantile); ``from_run`` resolves them as training decided. ``normalizer``'s map
-        statistics must be of the map in use (``from_run`` refits them when they are not)."""
+        image score, A_ca, the 0.99 mask quantile); ``from_run`` resolves them as training decided.
+        ``normalizer``'s map statistics must be of the map in use (``from_run`` refits them when
+        they are not)."""
         self.model = model.to(device).eval()
         self.cfg = cfg
         self.normalizer = normalizer

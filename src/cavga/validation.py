@@ -24,7 +24,7 @@ from .attention import upsample
 from .demo_data import DEFECT_TYPES, paint_defect, texture
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, residual_baseline
-from .inference import Predictor, anomaly_evidence, reconstruction_score
+from .inference import AUTO_SETTINGS, Predictor, anomaly_evidence, reconstruction_score
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, image_auroc, iou, pixel_auroc
 from .networks import CAVGA
@@ -244,7 +244,7 @@ def decide_mask_quantile(
     cols, masks, labels, _, boxes = _predict_painted(predictor, images, boxes, seed, copies)
     by_q = _mask_quantile_iou(predictor, _content(cols["map"], boxes), _content(masks, boxes), labels)
     if by_q is None:  # no held-out map statistics to threshold by
-        return {"mask_quantile": 0.99, "protocol": "no held-out map statistics"}
+        return {"mask_quantile": AUTO_SETTINGS["mask_quantile"], "protocol": "no held-out map statistics"}
     chosen = max(MASK_QUANTILES, key=lambda q: (by_q[str(q)], -abs(q - 0.99)))
     return {"mask_quantile": chosen, "validation_iou": by_q, "protocol": _protocol(len(images), copies, seed)}
 
