@@ -49,7 +49,7 @@ def test_lite0_has_efficientnet_pytorch_key_names_and_shapes(lite0_file):
     assert not any("_se_" in k for k in state)
 
 
-@pytest.mark.parametrize(("stride", "channels", "n_blocks"), [(16, 112, 11), (32, 320, 16)])
+@pytest.mark.parametrize(("stride", "channels", "n_blocks"), [(8, 40, 5), (16, 112, 11), (32, 320, 16)])
 def test_lite0_encoder_loads_a_state_dict_file_key_for_key(lite0_file, stride, channels, n_blocks):
     path, state = lite0_file
     enc = EfficientNetLite0Encoder(str(path), stride=stride)
@@ -120,10 +120,16 @@ def test_same_padding_matches_tensorflow_output_sizes():
         assert conv(torch.zeros(1, 1, size, size)).shape[-1] == -(-size // 2)  # ceil(size / 2)
 
 
-def test_resnet18_stride_16_stops_after_layer3():
-    enc = ResNet18Encoder("none", allow_random_init=True, stride=16)
-    assert (enc.stride, enc.out_channels) == (16, 256)
-    assert enc(torch.rand(1, 3, 64, 64)).shape == (1, 256, 4, 4)
+@pytest.mark.parametrize(("stride", "channels", "last"), [(8, 128, "layer2"), (16, 256, "layer3"), (32, 512, "layer4")])
+def test_resnet18_stride_picks_the_last_layer(stride, channels, last):
+    enc = ResNet18Encoder("none", allow_random_init=True, stride=stride)
+    assert (enc.stride, enc.out_channels) == (stride, channels)
+    assert enc(torch.rand(1, 3, 64, 64)).shape == (1, channels, 64 // stride, 64 // stride)
+    from torchvision.models import resnet18
+
+    expected = getattr(resnet18(weights=None), last)  # the body ends with torchvision's ``last``
+    shapes = lambda m: [(k, v.shape) for k, v in m.state_dict().items()]  # noqa: E731
+    assert shapes(enc.body[-1]) == shapes(expected) and len(enc.body) == 4 + int(last[-1])
     with pytest.raises(CavgaError, match="model.backbone"):
         build_encoder("vgg16", "none", True, 32)
 
@@ -136,12 +142,19 @@ def _small(variant="Ru", **kw) -> RunConfig:
 
 
 @pytest.mark.parametrize(
-    ("backbone", "stride"), [("resnet18", 16), ("efficientnet_lite0", 16), ("efficientnet_lite0", 32)]
+    ("backbone", "stride"),
+    [
+        ("resnet18", 8),
+        ("resnet18", 16),
+        ("efficientnet_lite0", 8),
+        ("efficientnet_lite0", 16),
+        ("efficientnet_lite0", 32),
+    ],
 )
 def test_cavga_r_decoder_follows_the_encoder_stride(backbone, stride):
     cfg = _small(backbone=backbone, encoder_stride=stride)
     model, _ = build_networks(cfg.model, 64, allow_random_init=True)
-    assert len(model.decoder.blocks) == {16: 4, 32: 5}[stride]  # log2(stride) up-blocks
+    assert len(model.decoder.blocks) == {8: 3, 16: 4, 32: 5}[stride]  # log2(stride) up-blocks
     enc, x_hat = model(torch.rand(2, 3, 64, 64))
     assert enc.features.shape[-1] == 64 // stride and enc.mu.shape == (2, 8, 64 // stride, 64 // stride)
     assert model.decode(enc.z).shape == (2, 3, 64, 64) and x_hat.shape == (2, 3, 64, 64)
@@ -201,7 +214,7 @@ def test_checkpointed_lite0_model_rebuilds_without_weights():
     ("overrides", "message"),
     [
         ({"model.backbone": "vgg16"}, "model.backbone: unknown backbone 'vgg16'"),
-        ({"model.encoder_stride": 8}, "model.encoder_stride: 8 is not 16 or 32"),
+        ({"model.encoder_stride": 4}, "model.encoder_stride: 4 is not one of 8, 16, 32"),
     ],
 )
 def test_config_rejects_bad_backbone_values(overrides, message):

@@ -102,22 +102,21 @@ def load_backbone_weights(net: nn.Module, weights: str, allow_random_init: bool)
 
 class ResNet18Encoder(nn.Module):
     """The convolutional layers of ResNet-18: conv1 ... layer4, features (B, 512, S/32, S/32), or up to
-    layer3 with ``stride`` 16, features (B, 256, S/16, S/16).  ImageNet normalisation happens inside."""
+    layer3 with ``stride`` 16, features (B, 256, S/16, S/16), or up to layer2 with 8, (B, 128, S/8,
+    S/8).  ImageNet normalisation happens inside."""
 
     def __init__(self, weights: str = "imagenet", allow_random_init: bool = False, stride: int = 32):
         super().__init__()
         from torchvision.models import resnet18
 
-        if stride not in ENCODER_STRIDES:
-            raise CavgaError(f"ResNet-18 encoder: stride {stride} is not 16 or 32")
+        _check_stride("ResNet-18", stride)
         net = resnet18(weights=None)
         self.loaded_weights = load_backbone_weights(net, weights, allow_random_init)
-        layers = [net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3]
-        if stride == 32:
-            layers.append(net.layer4)
-        self.body = nn.Sequential(*layers)
+        layers = [net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4]
+        n_layers = {8: 2, 16: 3, 32: 4}[stride]  # layer1 ... layer<n>
+        self.body = nn.Sequential(*layers[: 4 + n_layers])
         self.stride = stride
-        self.out_channels = 512 if stride == 32 else 256
+        self.out_channels = {8: 128, 16: 256, 32: 512}[stride]
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -253,18 +252,18 @@ def load_lite0_weights(net: EfficientNetLite0, weights: str, allow_random_init: 
 
 class EfficientNetLite0Encoder(nn.Module):
     """EfficientNet-Lite0 stem and stages: features (B, 112, S/16, S/16) at ``stride`` 16 (end of the
-    112-channel stage) or (B, 320, S/32, S/32) at 32.  Inputs in [0, 1] become (x - 0.5) / 0.5 inside.
+    112-channel stage), (B, 320, S/32, S/32) at 32, or (B, 40, S/8, S/8) at 8 (the 40-channel
+    stage).  Inputs in [0, 1] become (x - 0.5) / 0.5 inside.
 
-    ``body`` is [stem, stage 1, ..., stage 5 or 7], each stage a Sequential of its blocks, so that
+    ``body`` is [stem, stage 1, ..., stage 3, 5 or 7], each stage a Sequential of its blocks, so that
     ``model.attention_layer`` counts stages back from the last one, as it counts ResNet's layers."""
 
     def __init__(self, weights: str = "imagenet", allow_random_init: bool = False, stride: int = 32):
         super().__init__()
-        if stride not in ENCODER_STRIDES:
-            raise CavgaError(f"EfficientNet-Lite0 encoder: stride {stride} is not 16 or 32")
+        _check_stride("EfficientNet-Lite0", stride)
         net = EfficientNetLite0()
         self.loaded_weights = load_lite0_weights(net, weights, allow_random_init)
-        n_stages = 5 if stride == 16 else 7
+        n_stages = {8: 3, 16: 5, 32: 7}[stride]
         starts = [0, *net.stage_ends]
         stages = [nn.Sequential(*net._blocks[starts[i] : starts[i + 1]]) for i in range(n_stages)]
         self.body = nn.Sequential(nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6()), *stages)
@@ -277,6 +276,11 @@ class EfficientNetLite0Encoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(self.prepare(x))  # (B, out_channels, S/stride, S/stride)
+
+
+def _check_stride(name: str, stride: int) -> None:
+    if stride not in ENCODER_STRIDES:
+        raise CavgaError(f"{name} encoder: stride {stride} is not one of {', '.join(map(str, ENCODER_STRIDES))}")
 
 
 def build_encoder(backbone: str, weights: str, allow_random_init: bool, stride: int) -> nn.Module:

@@ -52,7 +52,10 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
         help="CAVGA-R: keep the pretrained encoder fixed (no gradient, batch-norm statistics frozen)",
     )
     p.add_argument(
-        "--encoder-stride", type=int, choices=ENCODER_STRIDES, help="CAVGA-R: image size / feature grid (default 32)"
+        "--encoder-stride",
+        type=int,
+        choices=ENCODER_STRIDES,
+        help="CAVGA-R: image size / feature grid (default 32; 16, 8: earlier stages)",
     )
     p.add_argument(
         "--allow-random-init",

