@@ -10,16 +10,12 @@ speed falls on both: the median of ``--repeats`` calls each.  Prints a table and
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 import torch.nn.functional as F
 
-from cavga.accel import Accel
-from cavga.networks import ResidualUpBlock, build_networks
+from cavga.networks import ResidualUpBlock
 from cavga.speed import ab
-from cavga.speed.bench import _batch, _config
-from cavga.speed.measure import synthetic_predictor, training_call
+from cavga.speed.measure import synthetic_predictor
 
 FASTER = ResidualUpBlock.forward
 
@@ -45,15 +41,11 @@ def _alternate(call, repeats: int) -> dict[str, float]:
 def main() -> None:
     args = ab.parser(__doc__.splitlines()[0], "Ru,Rw", 5, "benchmarks/results/speed/residual_block.json").parse_args()
     peak_before = ab.start(args)
-    cpu = torch.device("cpu")
     rows = []
     for variant in args.variants.split(","):
-        cfg = _config(variant, args.size, args.batch)
-        torch.manual_seed(0)
-        model, disc = build_networks(cfg.model, args.size, allow_random_init=True)
-        x, labels = _batch(cfg, cpu, Accel(cpu, None), 0)  # (B, 3, S, S), (B,)
-        train = _alternate(training_call(model, disc, cfg, x, labels, nullcontext), args.repeats)
-        predictor = synthetic_predictor(model, cfg, cpu)
+        cfg, model, x, step = ab.training_setup(variant, args)
+        train = _alternate(step, args.repeats)
+        predictor = synthetic_predictor(model, cfg, torch.device("cpu"))
         infer = _alternate(lambda p=predictor, xb=x: p.predict_batch(xb), args.repeats)
         rows.append(
             {

@@ -10,27 +10,7 @@ machine's speed falls on both: the median of ``--repeats`` steps each.  The meas
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
-import torch
-
-from cavga.accel import Accel
-from cavga.networks import build_networks
 from cavga.speed import ab
-from cavga.speed.bench import _batch, _config
-from cavga.speed.measure import training_call
-
-
-def _step(variant: str, args, channels_last: bool):
-    """A training-step call for ``variant`` in one layout."""
-    cpu = torch.device("cpu")
-    cfg = _config(variant, args.size, args.batch)
-    torch.manual_seed(0)
-    model, disc = build_networks(cfg.model, args.size, allow_random_init=True)
-    accel = Accel(cpu, None, channels_last=channels_last)
-    accel.prepare(model, disc)
-    x, labels = _batch(cfg, cpu, accel, 0)  # (B, 3, S, S), (B,)
-    return training_call(model, disc, cfg, x, labels, nullcontext)
 
 
 def main() -> None:
@@ -39,7 +19,8 @@ def main() -> None:
     peak_before = ab.start(args)
     rows = []
     for variant in args.variants.split(","):
-        calls = {name: _step(variant, args, name == "channels_last") for name in ("contiguous", "channels_last")}
+        layouts = {"contiguous": False, "channels_last": True}
+        calls = {name: ab.training_setup(variant, args, last)[3] for name, last in layouts.items()}
         seconds = ab.alternate(calls, args.repeats)
         rows.append(
             {

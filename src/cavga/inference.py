@@ -55,6 +55,15 @@ AUTO_SETTINGS = {
 }
 
 
+def resolve_auto_settings(cfg: RunConfig, decisions: dict[str, Any]) -> None:
+    """Set each inference setting still at "auto" in ``cfg`` as ``decisions`` (a checkpoint, or
+    training's own decisions: ``{key: {key: value, ...}}``) hold it, else to its ``AUTO_SETTINGS``
+    value."""
+    for key, fallback in AUTO_SETTINGS.items():
+        if getattr(cfg.infer, key) == "auto":
+            setattr(cfg.infer, key, (decisions.get(key) or {}).get(key, fallback))
+
+
 @dataclass
 class Prediction:
     """The answer for one image."""
@@ -287,9 +296,7 @@ class Predictor:
                 raise CavgaError("only infer.* settings can change after training (e.g. infer.mask_threshold=0.4)")
             apply_overrides(cfg, infer)
         cfg.validate()
-        for key, paper in AUTO_SETTINGS.items():  # "auto": as decided at the end of training (older runs: the paper's)
-            if getattr(cfg.infer, key) == "auto":
-                setattr(cfg.infer, key, (state.get(key) or {}).get(key, paper))
+        resolve_auto_settings(cfg, state)  # as decided at the end of training (older runs: the paper's)
         check_run_folder(run_dir, state)  # config.yaml and split.json belong to this checkpoint
         if state.get("epoch", 0) < cfg.train.epochs or (
             not cfg.model.weakly_supervised and state.get("normalizer") is None

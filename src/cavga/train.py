@@ -30,7 +30,7 @@ from .accel import accel_for
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, to_dict
 from .fingerprint import fingerprint
-from .inference import AUTO_SETTINGS, Normalizer, Predictor, fit_normalizer
+from .inference import AUTO_SETTINGS, Normalizer, Predictor, fit_normalizer, resolve_auto_settings
 from .io_utils import check_output_folder, remove_stale_temp_files
 from .losses import (
     adversarial_d_loss,
@@ -311,13 +311,13 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
 
     if ctx.is_main:
         decided = _decide_auto_settings(model, run_data, cfg, device)
-        fit_cfg = copy.deepcopy(cfg)  # the map statistics are of the map in use: CAVGA-w's chosen one
-        fit_cfg.infer.weak_map = (decided.get("weak_map") or {}).get("weak_map", cfg.infer.weak_map)
-        normalizer = fit_normalizer(model, run_data.val or run_data.train, fit_cfg, device)  # held-out normals
+        resolved = copy.deepcopy(cfg)  # the map statistics are of the map in use: CAVGA-w's chosen one
+        resolve_auto_settings(resolved, decided)
+        normalizer = fit_normalizer(model, run_data.val or run_data.train, resolved, device)  # held-out normals
         state = _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer, fp=fp)
         state.update(decided)
         if cfg.infer.mask_quantile == "auto":  # needs the map statistics just fitted
-            state["mask_quantile"] = _decide_mask_quantile(model, run_data, fit_cfg, decided, normalizer, device)
+            state["mask_quantile"] = _decide_mask_quantile(model, run_data, resolved, normalizer, device)
         save_checkpoint(state, ckpt_path)
     dist.barrier()  # the other ranks return once the run folder is complete
     return ckpt_path
@@ -343,20 +343,16 @@ def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, devic
 
 
 def _decide_mask_quantile(
-    model: CAVGA, run_data: RunData, cfg: RunConfig, decided: dict[str, Any], normalizer: dict, device: torch.device
+    model: CAVGA, run_data: RunData, resolved: RunConfig, normalizer: dict, device: torch.device
 ) -> dict[str, Any]:
-    """``infer.mask_quantile: auto`` resolved on the same painted held-out normals, with the other
-    settings as ``decided`` (:func:`cavga.validation.decide_mask_quantile`)."""
+    """``infer.mask_quantile: auto`` decided on the same painted held-out normals, with the other
+    settings ``resolved`` as training decided them (:func:`cavga.validation.decide_mask_quantile`)."""
     held_out = [r for r in run_data.val if r.label == 0]
     if not held_out:
         return {"mask_quantile": AUTO_SETTINGS["mask_quantile"], "protocol": "no held-out normals"}
-    resolved = copy.deepcopy(cfg)
-    for key, paper in AUTO_SETTINGS.items():
-        if getattr(resolved.infer, key) == "auto" and key != "mask_quantile":
-            setattr(resolved.infer, key, (decided.get(key) or {}).get(key, paper))
-    held_out_stats = Normalizer(**normalizer).with_quantile(cfg.infer.normalizer_quantile)
+    held_out_stats = Normalizer(**normalizer).with_quantile(resolved.infer.normalizer_quantile)
     predictor = Predictor(model, resolved, held_out_stats, device)
-    images, boxes = held_out_images(held_out, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
+    images, boxes = held_out_images(held_out, resolved.data.image_size, resolved.data.resize)  # (N, 3, S, S)
     return decide_mask_quantile(predictor, images, boxes)
 
 

@@ -1,7 +1,7 @@
 """A/B timing for the benchmark scripts that compare two ways of doing one thing
-(benchmarks/inference_layout.py, residual_block.py, adam_fused.py): their shared command line,
-the two ways timed in turns in one process (so drift in the machine's speed falls on both), and
-their JSON."""
+(benchmarks/inference_layout.py, train_layout.py, residual_block.py, adam_fused.py): their shared
+command line and set-up, the two ways timed in turns in one process (so drift in the machine's
+speed falls on both), and their JSON."""
 
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ from typing import Any
 
 import torch
 
+from ..accel import Accel
+from ..config import RunConfig
 from ..io_utils import atomic_write_json
-from .bench import environment
+from ..networks import CAVGA, build_networks
+from .bench import _batch, _config, environment
 from .flops import matmul_peak
+from .measure import training_call
 
 
 def parser(description: str, variants: str, repeats: int, out: str) -> argparse.ArgumentParser:
@@ -30,6 +34,22 @@ def parser(description: str, variants: str, repeats: int, out: str) -> argparse.
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=out)
     return ap
+
+
+def training_setup(
+    variant: str, args: Any, channels_last: bool = False
+) -> tuple[RunConfig, CAVGA, torch.Tensor, Callable[[], object]]:
+    """A variant at ``args``' size and batch on the CPU, built from seed 0 (random encoder weights:
+    the same arithmetic as ImageNet ones), in either layout: its config, model, synthetic batch
+    (B, 3, S, S) and a full training-step call."""
+    cpu = torch.device("cpu")
+    cfg = _config(variant, args.size, args.batch)
+    torch.manual_seed(0)
+    model, disc = build_networks(cfg.model, args.size, allow_random_init=True)
+    accel = Accel(cpu, None, channels_last=channels_last)
+    accel.prepare(model, disc)
+    x, labels = _batch(cfg, cpu, accel, 0)  # (B, 3, S, S), (B,)
+    return cfg, model, x, training_call(model, disc, cfg, x, labels)
 
 
 def alternate(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
