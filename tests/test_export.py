@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 
+from _tiny_run import exported_and_eager
 from cavga.attention import grad_cam_raw, unsupervised_cam_raw
 from cavga.cli import main
 from cavga.config import ModelConfig
@@ -18,6 +20,7 @@ from cavga.export.analytic import score_kind
 from cavga.inference import Predictor
 from cavga.networks import build_networks
 from cavga.runfolder import RunData
+from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 
 pytest.importorskip("onnxruntime")
 
@@ -118,6 +121,19 @@ def test_exported_model_matches_the_checkpoint(runs, tmp_path, model, fmt):
     # masks agree wherever the map is clear of the threshold (within 1e-4 of it, float noise may flip a pixel)
     clear = (ref.anomaly_map - eager.mask_threshold).abs() > 1e-4
     assert torch.equal(got.mask[clear], ref.mask[clear])
+
+
+def test_the_exported_graph_reads_the_direct_map_unclamped_too(runs, tmp_path):
+    a = exported_and_eager(runs["Du-energy"], tmp_path, ["infer.attention_direction=direct"])[1].anomaly_map
+    low = tmp_path / "low"  # the run with its running peak at the median of the test maps: half of A lies above it
+    shutil.copytree(runs["Du-energy"], low)
+    state = load_checkpoint(low / CHECKPOINT)
+    state["model"]["cam_scale"] *= float((a / (1 - a)).median())  # A = s / (1 + s): s = A / (1 - A)
+    save_checkpoint(state, low / CHECKPOINT)
+    got, ref = exported_and_eager(low, tmp_path, ["infer.attention_direction=direct"])
+    above = ref.anomaly_map[ref.anomaly_map > 0.5]  # s > 1
+    assert above.unique().numel() > 100  # all apart, where the clamp would tie them at 1
+    torch.testing.assert_close(got.anomaly_map, ref.anomaly_map, atol=1e-4, rtol=0)
 
 
 def test_predict_runs_on_an_exported_model_as_on_the_run(runs, tmp_path):

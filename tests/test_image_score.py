@@ -41,6 +41,7 @@ def test_direct_maps_are_normalised_on_the_peaks_of_a(run):
     held = [r for r in RunData.load(run).val if r.label == 0]
     raw = direct.predict_batch(_images(run, held)).raw_score.numpy()  # the peaks of A on the held-out normals
     assert direct.map_normalizer.lo == pytest.approx(float(raw.min()), abs=1e-5)
+    assert direct.normalizer.direction == "direct"  # the run stored 1 - A's statistics; A's were fitted
 
 
 def test_a_run_without_stored_peaks_gets_them_from_its_held_out_normals(run, tmp_path):

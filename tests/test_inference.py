@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cavga import inference
+from cavga.attention import unsupervised_cam_raw
 from cavga.config import DEMO_SETTINGS, ModelConfig, RunConfig
 from cavga.demo import demo_config
 from cavga.errors import CavgaError
@@ -97,19 +98,32 @@ def test_a_planted_defect_comes_out_high_in_the_anomaly_map(variant):
         assert defect > amap[0, 20:28, 20:28].mean() + 0.5  # higher than the same place without a defect
 
 
-def test_direct_attention_is_the_complement_and_its_mask_threshold_follows():
+def test_the_direct_map_keeps_the_values_above_the_normal_peak_apart():
+    model = _known_predictor("Du").model
+    x = torch.full((1, 3, 64, 64), 0.9)  # (B, 3, S, S): bright cells...
+    x[0, :, 16:32, 16:32] = 0.6  # ...one dimmer cell, still above the scale set below...
+    x[0, :, 48:, 48:] = 0.0  # ...and a dark one
+    with torch.enable_grad():
+        features = model.encode_features(x).requires_grad_(True)  # (1, K, 4, 4)
+        raw = unsupervised_cam_raw(model.latent(features), "mu_sum", create_graph=False)  # (1, 1, 4, 4)
+    model.cam_scale.fill_(float(raw.detach().max()) / 2)  # the bright cells at s = 2, the dimmer one at s = 4/3
+    s = raw / model.cam_scale  # (1, 1, 4, 4)
+    direct = inference.anomaly_evidence(model, x, "direct")[0]  # (1, 1, 4, 4)
+    torch.testing.assert_close(direct, s / (1 + s))
+    assert direct[0, 0, 0, 0] == pytest.approx(2 / 3, abs=1e-5) and direct[0, 0, 1, 1] == pytest.approx(4 / 7, abs=1e-5)
+    assert direct[0, 0, 3, 3] == 0  # nothing drives the attention in the dark cell
+    inverse = inference.anomaly_evidence(model, x, "inverse")[0]  # 1 - A with A clamped at the scale
+    assert inverse[0, 0, 0, 0] == inverse[0, 0, 1, 1] == 0 and inverse[0, 0, 3, 3] == 1
+
+
+def test_the_direct_maps_mask_threshold_comes_from_its_own_held_out_statistics():
     inverse = _known_predictor("Du")
-    x = torch.full((2, 3, 64, 64), 0.9)
-    x[1, :, 16:32, 16:32] = 0.0
-    quantiles = [float(v) for v in np.quantile(np.linspace(0.0, 0.5, 10_001), np.linspace(0.0, 1.0, 1001))]
-    norm = Normalizer.fit(np.array([0.1, 0.2]), 0.95, 1.0, quantiles)  # held-out 1 - A uniform on [0, 0.5]
+    quantiles = [float(v) for v in np.quantile(np.linspace(0.5, 1.0, 10_001), np.linspace(0.0, 1.0, 1001))]
+    norm = Normalizer.fit(np.array([0.1, 0.2]), 0.95, 1.0, quantiles)  # held-out A uniform on [0.5, 1]
+    norm.direction = "direct"
     cfg = inverse.cfg
     cfg.infer.attention_direction, cfg.infer.mask_quantile = "direct", 0.99
-    direct = Predictor(inverse.model, cfg, norm, torch.device("cpu"))
-    a = direct.predict_batch(x).anomaly_map
-    assert torch.allclose(a, 1 - inverse.predict_batch(x).anomaly_map, atol=1e-6)  # A, not 1 - A
-    # held-out A is uniform on [0.5, 1]: 99% of it stays below 0.995
-    assert direct.mask_threshold == pytest.approx(0.995, abs=1e-6)
+    assert Predictor(inverse.model, cfg, norm, torch.device("cpu")).mask_threshold == pytest.approx(0.995, abs=1e-6)
 
 
 def test_classifier_verdict_is_calibrated_on_held_out_probabilities():

@@ -123,12 +123,14 @@ def _model_whose_attention(rises: bool) -> CAVGA:
 
 
 @pytest.mark.parametrize(("rises", "expected"), [(False, "inverse"), (True, "direct")])
-def test_auto_direction_keeps_one_minus_a_unless_the_attention_rises_on_painted_defects(rises, expected):
+def test_auto_direction_keeps_one_minus_a_unless_a_ranks_the_painted_defects_higher(rises, expected):
     images = torch.full((4, 3, 64, 64), 0.9)  # (N, 3, S, S) held-out normals: a plain surface
     model = _model_whose_attention(rises)  # its decoder does not fit the one-block encoder: no image score
     chosen = decide_on_painted(model, images, 4, torch.device("cpu"), image_score="paper")["attention_direction"]
     assert chosen["attention_direction"] == expected
     assert chosen["validation_pixel_auroc"] > 0.8  # the chosen map ranks the painted pixels first
+    by_direction = chosen["validation_pixel_auroc_by_direction"]
+    assert by_direction[expected] == chosen["validation_pixel_auroc"] == max(by_direction.values())
 
 
 def test_training_resolves_auto_and_an_explicit_direction_overrides_it(tiny_data, tmp_path):

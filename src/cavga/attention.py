@@ -24,6 +24,8 @@ constant instead: the running mean, over training batches, of the per-image peak
 latent less than normal ones do falls below it, whatever the rest of the image does.  For CAVGA-w
 both class maps use the normal-class map's running peak, so A_cn and A_ca share one unit and
 L_cga cannot shrink A_ca by shrinking its own scale.  ``"image"`` restores per-image maxima.
+Where CAVGA-u's map is read the direct way (A itself, the attention rising on defects), the values
+above the normal peak are the anomalies, so inference reads them unclamped (:func:`unsaturated_cam`).
 
 Where? ``features`` is the encoder's last feature map, the map z's mean and variance are computed
 from ("the feature representation of the latent variable", Sec. 3.1); it has z's spatial grid.
@@ -51,6 +53,19 @@ def normalise_cam(cam: Tensor, scale: Tensor | float | None = None) -> Tensor:
     if scale is None:
         return cam / (cam.amax(dim=(2, 3), keepdim=True) + EPS)  # (B, 1, h, w)
     return (cam / (scale + EPS)).clamp(0.0, 1.0)  # (B, 1, h, w)
+
+
+def unsaturated_cam(cam: Tensor, scale: Tensor | float | None = None) -> Tensor:
+    """A raw Grad-CAM in [0, 1) without the clamp: s / (1 + s), s = cam / ``scale``; per-image peaks without one.
+
+    For a map read the direct way (CAVGA-u's A where the attention rises on defects), the values
+    above the normal peak are the anomalies, and the clamp of :func:`normalise_cam` flattens them
+    all to 1: ties exactly where a ranking or a mask threshold needs order. s / (1 + s) is strictly
+    increasing, puts the running normal peak (s = 1) at 0.5 and keeps every value apart."""
+    if scale is None:
+        return normalise_cam(cam, None)  # (B, 1, h, w): nothing lies above an image's own peak
+    s = cam / (scale + EPS)  # (B, 1, h, w)
+    return s / (1.0 + s)
 
 
 def grad_cam(features: Tensor, score: Tensor, scale: Tensor | float | None = None, create_graph: bool = True) -> Tensor:

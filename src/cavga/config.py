@@ -180,9 +180,10 @@ class InferConfig:
     # ends by taking the quantile of MASK_QUANTILES whose masks best overlap painted defects on the
     # held-out normals (IoU; docs/method.md, "The mask threshold"); 0.99 where nothing decided it.
     mask_quantile: float | str | None = "auto"
-    # CAVGA-u's anomaly map: "inverse" = 1 - A (Sec. 3.1), "direct" = A, or "auto": training ends by
-    # painting defects on the held-out normals and keeps 1 - A unless it scores below chance there,
-    # i.e. unless the attention rises on defects (docs/method.md, "Direction of the unsupervised map").
+    # CAVGA-u's anomaly map: "inverse" = 1 - A (Sec. 3.1), "direct" = A (unclamped above the normal
+    # peak), or "auto": training ends by painting defects on the held-out normals and keeps 1 - A
+    # unless A ranks them higher there, i.e. unless the attention rises on defects (docs/method.md,
+    # "Direction of the unsupervised map").
     attention_direction: str = "auto"
     score_threshold: float = 0.5
     # CAVGA-w's verdict: "calibrated" scores C's anomalous probability like CAVGA-u's reconstruction

@@ -1,7 +1,8 @@
 """Inference (Sec. 3.1 and 3.2): image score and verdict, anomalous attention map, mask.
 
 * CAVGA-u: the anomalous attention map is 1 - A (A: Grad-CAM of sum(mu) in the running scale,
-  see :mod:`cavga.attention`), upsampled to the image; the image score is the mean absolute
+  see :mod:`cavga.attention`; or A itself, unclamped, where validation finds the attention rising
+  on defects: ``infer.attention_direction``), upsampled to the image; the image score is the mean absolute
   difference between the image and its reconstruction [48], normalised to [0, 1] (below).
 * CAVGA-w: the classifier C gives the verdict and the score (its anomalous probability, calibrated
   on held-out normals as below unless ``classifier_verdict`` is "probability"); the anomalous
@@ -36,7 +37,7 @@ import torch
 from torch import Tensor
 
 from . import data as D
-from .attention import grad_cam, normalise_cam, unsupervised_cam_raw, upsample
+from .attention import grad_cam, normalise_cam, unsaturated_cam, unsupervised_cam_raw, upsample
 from .config import RunConfig, apply_overrides, from_dict
 from .errors import CavgaError
 from .fingerprint import check_run_folder
@@ -104,11 +105,14 @@ class Normalizer:
     map_quantiles: list[float] = field(default_factory=list)
     # CAVGA-w: C's anomalous probability on the same held-out normals (infer.classifier_verdict)
     classifier_scores: list[float] = field(default_factory=list)
-    # The stored map (1 - A, or A_ca) on the same held-out normals: each image's highest and lowest
-    # value over its content, to normalise infer.image_score "map" (A's peak is 1 - the lowest)
+    # The map in use (1 - A or A, A_ca or 1 - A_cn) on the same held-out normals: each image's
+    # highest and lowest value over its content; the highest normalise infer.image_score "map"
     map_max: list[float] = field(default_factory=list)
     map_min: list[float] = field(default_factory=list)
     weak_map: str = "anomalous"  # CAVGA-w: the map the map statistics above are of (infer.weak_map)
+    # CAVGA-u: the map the map statistics are of (infer.attention_direction; before the direct map
+    # had its own statistics, they were always of 1 - A, hence the default)
+    direction: str = "inverse"
 
     @staticmethod
     def fit(scores: np.ndarray, quantile: float, residual_peak: float, map_quantiles: list[float]) -> Normalizer:
@@ -128,7 +132,7 @@ class Normalizer:
             return self
         refit = Normalizer.fit(np.asarray(self.scores), quantile, self.residual_peak, self.map_quantiles)
         refit.classifier_scores, refit.map_max, refit.map_min = self.classifier_scores, self.map_max, self.map_min
-        refit.weak_map = self.weak_map
+        refit.weak_map, refit.direction = self.weak_map, self.direction
         return refit
 
     def map_threshold(self, quantile: float) -> float:
@@ -156,7 +160,8 @@ def anomaly_evidence(
     """Forward pass in eval mode: (anomalous attention map (B, 1, h, w), reconstruction, C's p_anomalous or None).
 
     ``direction`` (CAVGA-u only): "inverse" is the paper's 1 - A; "direct" reports A itself, for
-    runs whose validation shows the attention rising on defects (``infer.attention_direction``).
+    runs whose validation shows the attention rising on defects (``infer.attention_direction``),
+    unclamped above the running peak (:func:`cavga.attention.unsaturated_cam`): there lie the defects.
     ``weak_map`` (CAVGA-w only): "anomalous" is the paper's A_ca; "normal" is 1 - A_cn
     (``infer.weak_map``).
 
@@ -180,8 +185,10 @@ def anomaly_evidence(
             p_anomalous = torch.softmax(logits.detach(), dim=1)[:, 1]  # (B,)
         else:
             raw = unsupervised_cam_raw(enc, model.cfg.attention_score, create_graph=False)  # (B, 1, h, w)
-            attention = normalise_cam(raw, model.attention_scale())
-            anomalous_map = 1 - attention if direction == "inverse" else attention  # 1 - A (or A)
+            if direction == "inverse":  # 1 - A
+                anomalous_map = 1 - normalise_cam(raw, model.attention_scale())
+            else:  # A, every value above the normal peak kept apart
+                anomalous_map = unsaturated_cam(raw, model.attention_scale())
             p_anomalous = None
     with torch.inference_mode():  # only the attention above needs gradients
         x_hat = model.decode(enc.mu.detach())  # (B, 3, S, S)
@@ -206,6 +213,12 @@ def reconstruction_score(x: Tensor, x_hat: Tensor, valid: Tensor | None = None) 
 def resolved_weak_map(cfg: RunConfig) -> str:
     """CAVGA-w's map as ``infer.weak_map`` says; "auto" not yet decided counts as the paper's A_ca."""
     return "anomalous" if cfg.infer.weak_map == "auto" else cfg.infer.weak_map
+
+
+def resolved_direction(cfg: RunConfig) -> str:
+    """CAVGA-u's map as ``infer.attention_direction`` says ("auto" not yet decided counts as the
+    paper's 1 - A); "inverse" for the models it does not apply to."""
+    return "direct" if cfg.model.has_attention_direction and cfg.infer.attention_direction == "direct" else "inverse"
 
 
 def map_peak(amap: Tensor, valid: Tensor | None = None, lowest: bool = False) -> Tensor:
@@ -241,7 +254,7 @@ class Predictor:
             raise CavgaError("this unsupervised model has no score normaliser (training did not finish)")
         self.mask_threshold = cfg.infer.mask_threshold
         self.has_reconstruction = True  # evaluate measures the residual baseline |x - x_hat| beside the model
-        self._direct = cfg.model.has_attention_direction and cfg.infer.attention_direction == "direct"
+        self._direction = resolved_direction(cfg)
         self._weak_map = resolved_weak_map(cfg)
         quantile = cfg.infer.mask_quantile
         if quantile is not None:
@@ -264,8 +277,7 @@ class Predictor:
         if cfg.infer.image_score == "map":
             if normalizer is None or not normalizer.map_max:
                 raise CavgaError("infer.image_score=map needs the held-out map peaks, which this run lacks")
-            peaks = 1.0 - np.asarray(normalizer.map_min) if self._direct else np.asarray(normalizer.map_max)
-            self.map_normalizer = Normalizer.fit(peaks, normalizer.quantile, 0.0, [])
+            self.map_normalizer = Normalizer.fit(np.asarray(normalizer.map_max), normalizer.quantile, 0.0, [])
 
     @property
     def score_normalizer(self) -> Normalizer | None:
@@ -280,10 +292,8 @@ class Predictor:
         if self.normalizer is None:
             raise CavgaError("infer.mask_quantile needs held-out map statistics, which this run lacks")
         # strictly above the quantile: ties at it (a map that is 0 on most normal pixels) stay unflagged.
-        # The stored quantiles are of 1 - A (and A_ca for CAVGA-w); A's q-quantile is 1 - their (1 - q)-quantile.
+        # The stored quantiles are of the map in use (from_run refits them when they are not).
         q = np.float32(self.normalizer.map_threshold(quantile))
-        if self._direct:
-            q = np.float32(1.0 - self.normalizer.map_threshold(1.0 - quantile))
         return float(np.nextafter(q, np.float32(np.inf)))
 
     @classmethod
@@ -314,11 +324,12 @@ class Predictor:
         stale = normalizer is not None and (
             (cfg.infer.image_score == "map" and not normalizer.map_max)  # trained before infer.image_score
             or (cfg.model.weakly_supervised and normalizer.weak_map != cfg.infer.weak_map)  # the other map
+            or normalizer.direction != resolved_direction(cfg)  # A, or statistics from before A had its own
         )
         if stale:  # the map statistics of the map in use, from the same held-out normals, computed now
             run_data = RunData.load(run_dir)
             refit = fit_normalizer(model.to(device), run_data.val or run_data.train, cfg, device)
-            for key in ("map_quantiles", "map_max", "map_min", "weak_map"):
+            for key in ("map_quantiles", "map_max", "map_min", "weak_map", "direction"):
                 setattr(normalizer, key, refit[key])
         return cls(model, cfg, normalizer, device)
 
@@ -328,8 +339,7 @@ class Predictor:
         x = x.to(self.device)
         valid = None if valid is None else valid.to(self.device)
         size = self.cfg.data.image_size
-        direction = "direct" if self._direct else "inverse"
-        amap, x_hat, p_anomalous = anomaly_evidence(self.model, x, direction, self._weak_map)
+        amap, x_hat, p_anomalous = anomaly_evidence(self.model, x, self._direction, self._weak_map)
         amap = upsample(amap, size).squeeze(1).clamp(0, 1)  # (B, S, S)
         x_hat = D.paste_padding(x_hat, x, valid)  # (B, 3, S, S)
         residual, recon_score = reconstruction_score(x, x_hat, valid)  # (B, S, S), (B,)
@@ -405,7 +415,7 @@ def fit_normalizer(
         x = batch.image.to(device)
         valid = None if batch.valid is None else batch.valid.to(device)  # (B, 1, S, S)
         if evidence is None:
-            amap, x_hat, p_anomalous = anomaly_evidence(model, x, weak_map=resolved_weak_map(cfg))
+            amap, x_hat, p_anomalous = anomaly_evidence(model, x, resolved_direction(cfg), resolved_weak_map(cfg))
             probs += [] if p_anomalous is None else p_anomalous.cpu().tolist()
             amap = upsample(amap, cfg.data.image_size).clamp(0, 1)[:, 0]  # (B, S, S)
         else:
@@ -426,4 +436,5 @@ def fit_normalizer(
     )
     norm.classifier_scores = [float(p) for p in probs]
     norm.map_max, norm.map_min, norm.weak_map = map_max, map_min, resolved_weak_map(cfg)
+    norm.direction = resolved_direction(cfg)
     return norm.to_dict()

@@ -310,17 +310,24 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
         write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
 
     if ctx.is_main:
-        decided = _decide_auto_settings(model, run_data, cfg, device)
-        resolved = copy.deepcopy(cfg)  # the map statistics are of the map in use: CAVGA-w's chosen one
-        resolve_auto_settings(resolved, decided)
-        normalizer = fit_normalizer(model, run_data.val or run_data.train, resolved, device)  # held-out normals
-        state = _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer, fp=fp)
-        state.update(decided)
-        if cfg.infer.mask_quantile == "auto":  # needs the map statistics just fitted
-            state["mask_quantile"] = _decide_mask_quantile(model, run_data, resolved, normalizer, device)
+        state = _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer=None, fp=fp)
+        state.update(finish_decisions(model, run_data, cfg, device))
         save_checkpoint(state, ckpt_path)
     dist.barrier()  # the other ranks return once the run folder is complete
     return ckpt_path
+
+
+def finish_decisions(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
+    """What training's end adds to the checkpoint: the ``auto`` inference settings decided on
+    painted held-out normals, then the score normaliser and map statistics of the map so chosen,
+    then (``infer.mask_quantile: auto``) the mask quantile, which needs those statistics."""
+    decided = _decide_auto_settings(model, run_data, cfg, device)
+    resolved = copy.deepcopy(cfg)  # the map statistics are of the map in use (1 - A or A, A_ca or 1 - A_cn)
+    resolve_auto_settings(resolved, decided)
+    decided["normalizer"] = fit_normalizer(model, run_data.val or run_data.train, resolved, device)  # held-out
+    if cfg.infer.mask_quantile == "auto":
+        decided["mask_quantile"] = _decide_mask_quantile(model, run_data, resolved, decided["normalizer"], device)
+    return decided
 
 
 def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any]:

@@ -87,6 +87,11 @@ def _painted(images: torch.Tensor, boxes: list[D.geometry.Box] | None, seed: int
     return x, masks, labels, kinds, boxes, valid
 
 
+def _at_size(amap: torch.Tensor, size: int) -> np.ndarray:
+    """Maps (B, 1, h, w) upsampled to the model's resolution, (B, S, S) in [0, 1]."""
+    return upsample(amap, size).squeeze(1).clamp(0, 1).cpu().numpy()
+
+
 def _content(maps: np.ndarray, boxes: list[D.geometry.Box]) -> list[np.ndarray]:
     """Each (S, S) map cropped to its image's content box: the padding is never scored."""
     return [D.crop(m, b) for m, b in zip(maps, boxes, strict=True)]
@@ -108,9 +113,9 @@ def decide_on_painted(
     normals ``images`` (N, 3, S, S) (with their content ``boxes`` when padded); None where a setting
     was not ``auto`` (or does not apply).
 
-    * ``infer.attention_direction`` (CAVGA-u): the paper's 1 - A is kept unless its pixel AUROC on
-      the painted set is below 0.5, i.e. unless the attention *rises* on defects; then A is used.
-      Since the upsampling is linear and the clamp symmetric, A's AUROC is 1 minus that of 1 - A.
+    * ``infer.attention_direction`` (CAVGA-u): the paper's 1 - A is kept unless A (unclamped above
+      the normal peak) has the higher pixel AUROC on the painted set, i.e. unless the attention
+      *rises* on defects; then A is used.
     * ``infer.weak_map`` (CAVGA-w): the paper's A_ca is kept unless 1 - A_cn has the higher pixel
       AUROC on the painted set; then "normal".
     * ``infer.image_score``: the paper's score (CAVGA-u's reconstruction difference, CAVGA-w's C) is
@@ -125,10 +130,9 @@ def decide_on_painted(
         xb = x[i : i + batch_size].to(device)  # (B, 3, S, S)
         vb = None if valid is None else valid[i : i + batch_size].to(device)  # (B, 1, S, S)
         amap, x_hat, p_anomalous = anomaly_evidence(model, xb, "inverse", first)  # (B, 1, h, w)
-        maps.append(upsample(amap, s).squeeze(1).clamp(0, 1).cpu().numpy())  # (B, S, S)
+        maps.append(_at_size(amap, s))  # (B, S, S)
         if both_weak:
-            amap = anomaly_evidence(model, xb, weak_map="normal")[0]  # (B, 1, h, w) 1 - A_cn
-            normal_maps.append(upsample(amap, s).squeeze(1).clamp(0, 1).cpu().numpy())  # (B, S, S)
+            normal_maps.append(_at_size(anomaly_evidence(model, xb, weak_map="normal")[0], s))  # 1 - A_cn
         if image_score == "auto":  # the paper's score: C's probability (w), the reconstruction score (u)
             score = p_anomalous if p_anomalous is not None else reconstruction_score(xb, x_hat, vb)[1]  # (B,)
             paper.append(score.cpu().numpy())
@@ -141,15 +145,22 @@ def decide_on_painted(
         chosen = "normal" if by_map["normal"] > by_map["anomalous"] else "anomalous"
         out["weak_map"] = {"weak_map": chosen, "validation_pixel_auroc": by_map, "protocol": protocol}
         maps = normal_maps if chosen == "normal" else maps
-    if direction == "auto" and model.cfg.has_attention_direction:
-        auroc = pixel_auroc(maps, masks)
-        chosen = "inverse" if auroc >= 0.5 else "direct"
-        out["attention_direction"] = {
-            "attention_direction": chosen,
-            "validation_pixel_auroc": round(auroc if chosen == "inverse" else 1.0 - auroc, 4),
-            "protocol": protocol,
-        }
-        maps = maps if chosen == "inverse" else [1.0 - m for m in maps]
+    if model.cfg.has_attention_direction and direction in ("auto", "direct"):
+        direct = [  # A's own map, unclamped above the normal peak (anomaly_evidence)
+            _at_size(anomaly_evidence(model, x[i : i + batch_size].to(device), "direct")[0], s)  # (B, S, S)
+            for i in range(0, len(x), batch_size)
+        ]
+        direct = _content(np.concatenate(direct), boxes)
+        if direction == "auto":
+            by_map = {"inverse": round(pixel_auroc(maps, masks), 4), "direct": round(pixel_auroc(direct, masks), 4)}
+            direction = "direct" if by_map["direct"] > by_map["inverse"] else "inverse"
+            out["attention_direction"] = {
+                "attention_direction": direction,
+                "validation_pixel_auroc": by_map[direction],
+                "validation_pixel_auroc_by_direction": by_map,
+                "protocol": protocol,
+            }
+        maps = direct if direction == "direct" else maps
     if image_score == "auto":
         by_score = {
             "paper": round(image_auroc(np.concatenate(paper), labels), 4),
