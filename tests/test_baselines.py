@@ -16,6 +16,7 @@ from cavga.fingerprint import config_fingerprint
 from cavga.inference import Predictor
 from cavga.runfolder import RunData
 from cavga.train import train
+from cavga.validation import MASK_QUANTILES
 
 kornia = pytest.importorskip("kornia")
 
@@ -177,8 +178,13 @@ def test_baseline_trains_and_maps_at_the_image_size(tiny_data, tmp_path, model):
     assert state["epoch"] == 2 and state["normalizer"]["n_images"] >= 1
     if model != "PatchCore":
         assert [r["epoch"] for r in state["history"]] == [1, 2]
+    decided = state["mask_quantile"]  # infer.mask_quantile: auto, decided on painted held-out normals as for CAVGA
+    assert set(decided["validation_iou"]) == {str(q) for q in MASK_QUANTILES}
+    predictor = Predictor.from_run(run, "cpu")
+    assert predictor.cfg.infer.mask_quantile == decided["mask_quantile"]
+    assert predictor.mask_threshold == predictor.threshold_at_quantile(decided["mask_quantile"])
     test = RunData.load(run).test
-    preds = Predictor.from_run(run, "cpu").predict_paths([r.image_path for r in test[:2]])
+    preds = predictor.predict_paths([r.image_path for r in test[:2]])
     for p in preds:
         assert p.anomaly_map.shape == (48, 48) and p.mask.shape == (48, 48)
         assert 0 <= p.anomaly_map.min() and p.anomaly_map.max() <= 1 and 0 <= p.score <= 1

@@ -100,8 +100,8 @@ class Normalizer:
     n_images: int
     residual_peak: float  # the held-out images' highest residual pixel: scales the baseline map
     scores: list[float] = field(default_factory=list)  # the held-out raw scores, to refit ``hi``
-    # Quantiles 0, 0.001, ..., 1 of the anomalous map over the held-out images' pixels: the
-    # thresholds ``infer.mask_quantile`` picks from.
+    # Quantiles 0, 0.0001, ..., 1 (MAP_QUANTILE_LEVELS; 0, 0.001, ... in runs from before) of the
+    # anomalous map over the held-out images' pixels: the thresholds ``infer.mask_quantile`` picks from.
     map_quantiles: list[float] = field(default_factory=list)
     # CAVGA-w: C's anomalous probability on the same held-out normals (infer.classifier_verdict)
     classifier_scores: list[float] = field(default_factory=list)
@@ -149,6 +149,10 @@ class Normalizer:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+
+# How many evenly spaced quantiles of the held-out map are stored: steps of 0.0001, so that
+# infer.mask_quantile 0.9999 is a stored quantile, not an interpolation towards the maximum.
+MAP_QUANTILE_LEVELS = 10001
 
 # The layout anomaly_evidence runs the network in (benchmarks/inference_layout.py compares the two).
 MEMORY_FORMAT = torch.channels_last
@@ -430,7 +434,7 @@ def fit_normalizer(
             native_map(m, D.image_size_of(p), cfg.data.resize).ravel() for m, p in zip(amap, batch.path, strict=True)
         ]
     raw = torch.cat(raws).numpy()
-    map_quantiles = np.quantile(np.concatenate(maps), np.linspace(0.0, 1.0, 1001))
+    map_quantiles = np.quantile(np.concatenate(maps), np.linspace(0.0, 1.0, MAP_QUANTILE_LEVELS))
     norm = Normalizer.fit(
         raw, cfg.infer.normalizer_quantile, float(torch.cat(peaks).max()), [float(v) for v in map_quantiles]
     )

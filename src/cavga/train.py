@@ -46,7 +46,7 @@ from .networks import CAVGA, Discriminator, Encoding, build_networks
 from .runfolder import RunData, open_run, start_run_folder, write_history
 from .runlock import RunLock
 from .runtime import CHECKPOINT, resolve_device, save_checkpoint, seed_everything
-from .validation import decide_mask_quantile, decide_on_painted, held_out_images
+from .validation import decide_held_out_mask_quantile, decide_on_painted, held_out_images
 
 LOG_EVERY = 10  # training steps between reads of the losses (each read waits for the device)
 
@@ -354,13 +354,8 @@ def _decide_mask_quantile(
 ) -> dict[str, Any]:
     """``infer.mask_quantile: auto`` decided on the same painted held-out normals, with the other
     settings ``resolved`` as training decided them (:func:`cavga.validation.decide_mask_quantile`)."""
-    held_out = [r for r in run_data.val if r.label == 0]
-    if not held_out:
-        return {"mask_quantile": AUTO_SETTINGS["mask_quantile"], "protocol": "no held-out normals"}
     held_out_stats = Normalizer(**normalizer).with_quantile(resolved.infer.normalizer_quantile)
-    predictor = Predictor(model, resolved, held_out_stats, device)
-    images, boxes = held_out_images(held_out, resolved.data.image_size, resolved.data.resize)  # (N, 3, S, S)
-    return decide_mask_quantile(predictor, images, boxes)
+    return decide_held_out_mask_quantile(Predictor(model, resolved, held_out_stats, device), run_data.val)
 
 
 def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer, fp=None) -> dict[str, Any]:

@@ -22,13 +22,14 @@ from tqdm.auto import tqdm
 from .. import data as D
 from ..config import RunConfig, to_dict
 from ..fingerprint import fingerprint
-from ..inference import eval_loader, fit_normalizer
+from ..inference import Normalizer, eval_loader, fit_normalizer
 from ..losslog import check_finite, check_finite_parameters
 from ..runfolder import RunData, open_run, start_run_folder, write_history
 from ..runtime import CHECKPOINT, resolve_device, save_checkpoint, seed_everything
+from ..validation import decide_held_out_mask_quantile
 from .ae import ae_loss, require_kornia
 from .patchcore import PatchCore, greedy_coreset
-from .scoring import build_baseline, evidence, to_ae_size
+from .scoring import BaselinePredictor, build_baseline, evidence, to_ae_size
 
 
 def train_baseline(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
@@ -71,8 +72,13 @@ def _finish(model, cfg, run_dir: Path, run_data: RunData, device, opt, history, 
     normalizer = fit_normalizer(
         None, run_data.val or run_data.train, cfg, device, evidence=lambda x: evidence(model, cfg, x)
     )
+    state = _state(cfg, model, opt, cfg.train.epochs, history, normalizer, fp, weights)
+    if cfg.infer.mask_quantile == "auto" and normalizer is not None:  # as CAVGA's training decides it
+        held_out_stats = Normalizer(**normalizer).with_quantile(cfg.infer.normalizer_quantile)
+        predictor = BaselinePredictor(model, cfg, held_out_stats, device)
+        state["mask_quantile"] = decide_held_out_mask_quantile(predictor, run_data.val)
     ckpt = run_dir / CHECKPOINT
-    save_checkpoint(_state(cfg, model, opt, cfg.train.epochs, history, normalizer, fp, weights), ckpt)
+    save_checkpoint(state, ckpt)
     write_history(run_dir, history)
     return ckpt
 
