@@ -123,14 +123,18 @@ def test_exported_model_matches_the_checkpoint(runs, tmp_path, model, fmt):
     assert torch.equal(got.mask[clear], ref.mask[clear])
 
 
-def test_the_exported_graph_reads_the_direct_map_unclamped_too(runs, tmp_path):
-    a = exported_and_eager(runs["Du-energy"], tmp_path, ["infer.attention_direction=direct"])[1].anomaly_map
+@pytest.mark.parametrize(
+    ("model", "setting"), [("Du-energy", "attention_direction=direct"), ("Dw", "weak_map=anomalous")]
+)
+def test_the_exported_graph_reads_a_and_a_ca_unclamped_too(runs, tmp_path, model, setting):
+    infer = [f"infer.{setting}"]
+    a = exported_and_eager(runs[model], tmp_path, infer)[1].anomaly_map  # (B, S, S) = s / (1 + s)
     low = tmp_path / "low"  # the run with its running peak at the median of the test maps: half of A lies above it
-    shutil.copytree(runs["Du-energy"], low)
+    shutil.copytree(runs[model], low)
     state = load_checkpoint(low / CHECKPOINT)
-    state["model"]["cam_scale"] *= float((a / (1 - a)).median())  # A = s / (1 + s): s = A / (1 - A)
+    state["model"]["cam_scale"] *= float((a / (1 - a)).median())  # s = A / (1 - A)
     save_checkpoint(state, low / CHECKPOINT)
-    got, ref = exported_and_eager(low, tmp_path, ["infer.attention_direction=direct"])
+    got, ref = exported_and_eager(low, tmp_path, infer)
     above = ref.anomaly_map[ref.anomaly_map > 0.5]  # s > 1
     assert above.unique().numel() > 100  # all apart, where the clamp would tie them at 1
     torch.testing.assert_close(got.anomaly_map, ref.anomaly_map, atol=1e-4, rtol=0)

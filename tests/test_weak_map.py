@@ -25,12 +25,14 @@ def _x(run, records):
 
 
 def _reference_cam(model, x, cls: int) -> torch.Tensor:
-    """Grad-CAM of C's logit ``cls`` by hand: alpha_k = mean_ij dy/dF_kij, ReLU(sum_k alpha_k F_k), scaled."""
+    """Grad-CAM of C's logit ``cls`` by hand: alpha_k = mean_ij dy/dF_kij, ReLU(sum_k alpha_k F_k), scaled:
+    clamped to [0, 1] for A_cn, s / (1 + s) for A_ca (unclamped above the normal peak)."""
     features = model.encode_features(x).detach().requires_grad_(True)  # (B, K, h, w)
     logits = model.classify(model.latent(features).mu)  # (B, 2)
     (grads,) = torch.autograd.grad(logits[:, cls].sum(), features)  # each image's own gradient
     cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * features).sum(dim=1, keepdim=True))
-    return (cam / (model.attention_scale() + 1e-8)).clamp(0, 1).detach()  # (B, 1, h, w)
+    s = (cam / (model.attention_scale() + 1e-8)).detach()  # (B, 1, h, w)
+    return s / (1 + s) if cls == 1 else s.clamp(0, 1)
 
 
 def test_each_weak_map_is_its_classes_grad_cam(run):

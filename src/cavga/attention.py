@@ -24,8 +24,9 @@ constant instead: the running mean, over training batches, of the per-image peak
 latent less than normal ones do falls below it, whatever the rest of the image does.  For CAVGA-w
 both class maps use the normal-class map's running peak, so A_cn and A_ca share one unit and
 L_cga cannot shrink A_ca by shrinking its own scale.  ``"image"`` restores per-image maxima.
-Where CAVGA-u's map is read the direct way (A itself, the attention rising on defects), the values
-above the normal peak are the anomalies, so inference reads them unclamped (:func:`unsaturated_cam`).
+Where a map is read the direct way (CAVGA-u's A where the attention rises on defects, CAVGA-w's
+A_ca), the values above the normal peak are the anomalies, so inference reads them unclamped
+(:func:`unsaturated_cam`).
 
 Where? ``features`` is the encoder's last feature map, the map z's mean and variance are computed
 from ("the feature representation of the latent variable", Sec. 3.1); it has z's spatial grid.

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from . import data as D
-from .attention import grad_cam, normalise_cam, unsaturated_cam, unsupervised_cam_raw, upsample
+from .attention import grad_cam, grad_cam_raw, normalise_cam, unsaturated_cam, unsupervised_cam_raw, upsample
 from .config import RunConfig, apply_overrides, from_dict
 from .errors import CavgaError
 from .fingerprint import check_run_folder
@@ -166,8 +166,8 @@ def anomaly_evidence(
     ``direction`` (CAVGA-u only): "inverse" is the paper's 1 - A; "direct" reports A itself, for
     runs whose validation shows the attention rising on defects (``infer.attention_direction``),
     unclamped above the running peak (:func:`cavga.attention.unsaturated_cam`): there lie the defects.
-    ``weak_map`` (CAVGA-w only): "anomalous" is the paper's A_ca; "normal" is 1 - A_cn
-    (``infer.weak_map``).
+    ``weak_map`` (CAVGA-w only): "anomalous" is the paper's A_ca, unclamped like the direct A;
+    "normal" is 1 - A_cn (``infer.weak_map``).
 
     The batch is laid out channels_last (``MEMORY_FORMAT``): on a CPU prediction then runs 20-40%
     faster (docs/performance.md), the same arithmetic in another order. Every map and score a run stores
@@ -184,8 +184,9 @@ def anomaly_evidence(
             logits = model.classify(enc.mu)  # (B, 2)
             if weak_map == "normal":  # 1 - A_cn
                 anomalous_map = 1 - grad_cam(features, logits[:, 0], model.attention_scale(), create_graph=False)
-            else:  # A_ca
-                anomalous_map = grad_cam(features, logits[:, 1], model.attention_scale(), create_graph=False)
+            else:  # A_ca, every value above the normal peak kept apart (as CAVGA-u's direct A)
+                raw = grad_cam_raw(features, logits[:, 1], create_graph=False)  # (B, 1, h, w)
+                anomalous_map = unsaturated_cam(raw, model.attention_scale())
             p_anomalous = torch.softmax(logits.detach(), dim=1)[:, 1]  # (B,)
         else:
             raw = unsupervised_cam_raw(enc, model.cfg.attention_score, create_graph=False)  # (B, 1, h, w)

@@ -3,7 +3,7 @@
 ``InferenceGraph(image) -> (score, anomaly_map, mask, raw_score)`` for images (B, 3, S, S) in [0, 1]
 (the run's resize already done): the encoder (with its own ImageNet normalisation for CAVGA-R), the
 latent mean, the closed-form Grad-CAM (:mod:`.analytic`), its running-scale normalisation, 1 - A
-(or A, unclamped) for CAVGA-u and A_ca (or 1 - A_cn) for CAVGA-w, bilinear upsampling to S, the
+(or A, unclamped) for CAVGA-u and A_ca (unclamped; or 1 - A_cn) for CAVGA-w, bilinear upsampling to S, the
 mask threshold, and the image score: CAVGA-u's normalised reconstruction difference, CAVGA-w's
 anomalous probability, or the map's peak (``infer.image_score: map``).
 It computes what :meth:`cavga.inference.Predictor.predict_batch` does, with no autograd.
@@ -51,9 +51,9 @@ class InferenceGraph(nn.Module):
         cam = self.cam(features, mu)  # (B, 1, h, w)
         if self.per_image:
             attention = cam / (cam.amax(dim=(2, 3), keepdim=True) + EPS)
-        elif self.weakly or self.inverse:
+        elif self.normal_map or (self.inverse and not self.weakly):  # 1 - A_cn, 1 - A: A clamped
             attention = (cam / (self.scale + EPS)).clamp(0.0, 1.0)  # (B, 1, h, w)
-        else:  # CAVGA-u's direct map: s / (1 + s), unclamped above the normal peak (unsaturated_cam)
+        else:  # A and A_ca: s / (1 + s), unclamped above the normal peak (unsaturated_cam)
             s = cam / (self.scale + EPS)  # (B, 1, h, w)
             attention = s / (1.0 + s)
         if self.weakly:
