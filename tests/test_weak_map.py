@@ -9,9 +9,9 @@ import torch
 from _tiny_run import exported_and_eager, shared_run
 from cavga.config import RunConfig
 from cavga.data import load_image
-from cavga.inference import Predictor, anomaly_evidence, fit_normalizer
+from cavga.inference import MAP_VERSION, Predictor, anomaly_evidence, fit_normalizer
 from cavga.runfolder import RunData
-from cavga.runtime import CHECKPOINT, load_checkpoint
+from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 from cavga.validation import validate_run
 
 
@@ -75,3 +75,18 @@ def test_the_exported_graph_draws_the_same_weak_map(run, tmp_path, weak_map):
     got, ref = exported_and_eager(local, tmp_path, [f"infer.weak_map={weak_map}"])
     torch.testing.assert_close(got.anomaly_map, ref.anomaly_map, atol=1e-4, rtol=0)
     torch.testing.assert_close(got.raw_score, ref.raw_score, atol=1e-4, rtol=0)
+
+
+def test_statistics_of_the_clamped_a_ca_are_refitted(run, tmp_path):
+    predictor = Predictor.from_run(run, "cpu", ["infer.weak_map=anomalous"])  # A_ca's statistics, of this cavga
+    old = tmp_path / "old"  # as written before A_ca was read unclamped: same map, no map_version
+    shutil.copytree(run, old)
+    state = load_checkpoint(old / CHECKPOINT)
+    state["normalizer"].update(weak_map="anomalous", map_quantiles=[0.0] * 1001)  # stale values
+    del state["normalizer"]["map_version"]
+    save_checkpoint(state, old / CHECKPOINT)
+    refitted = Predictor.from_run(old, "cpu", ["infer.weak_map=anomalous"]).normalizer
+    assert refitted.map_version == MAP_VERSION
+    np.testing.assert_allclose(refitted.map_quantiles, predictor.normalizer.map_quantiles, atol=1e-6)
+    inverse = Predictor.from_run(old, "cpu", ["infer.weak_map=normal"]).normalizer  # 1 - A_cn did not change
+    assert inverse.weak_map == "normal"

@@ -113,6 +113,8 @@ class Normalizer:
     # CAVGA-u: the map the map statistics are of (infer.attention_direction; before the direct map
     # had its own statistics, they were always of 1 - A, hence the default)
     direction: str = "inverse"
+    # MAP_VERSION of the maps the statistics were fitted on (runs from before it was recorded: 1)
+    map_version: int = 1
 
     @staticmethod
     def fit(scores: np.ndarray, quantile: float, residual_peak: float, map_quantiles: list[float]) -> Normalizer:
@@ -132,7 +134,7 @@ class Normalizer:
             return self
         refit = Normalizer.fit(np.asarray(self.scores), quantile, self.residual_peak, self.map_quantiles)
         refit.classifier_scores, refit.map_max, refit.map_min = self.classifier_scores, self.map_max, self.map_min
-        refit.weak_map, refit.direction = self.weak_map, self.direction
+        refit.weak_map, refit.direction, refit.map_version = self.weak_map, self.direction, self.map_version
         return refit
 
     def map_threshold(self, quantile: float) -> float:
@@ -149,6 +151,10 @@ class Normalizer:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+
+# The maps' version: 2 since A (CAVGA-u, direct) and A_ca (CAVGA-w) are read unclamped above the
+# normal peak (cavga.attention.unsaturated_cam). Statistics of an older version of such a map are refitted.
+MAP_VERSION = 2
 
 # How many evenly spaced quantiles of the held-out map are stored: steps of 0.0001, so that
 # infer.mask_quantile 0.9999 is a stored quantile, not an interpolation towards the maximum.
@@ -224,6 +230,14 @@ def resolved_direction(cfg: RunConfig) -> str:
     """CAVGA-u's map as ``infer.attention_direction`` says ("auto" not yet decided counts as the
     paper's 1 - A); "inverse" for the models it does not apply to."""
     return "direct" if cfg.model.has_attention_direction and cfg.infer.attention_direction == "direct" else "inverse"
+
+
+def reads_direct(cfg: RunConfig) -> bool:
+    """Whether the map in use is a Grad-CAM read the direct way (CAVGA-u's A, CAVGA-w's A_ca), its
+    values above the normal peak unclamped, rather than the complement of one (1 - A, 1 - A_cn)."""
+    if cfg.model.weakly_supervised:
+        return resolved_weak_map(cfg) == "anomalous"
+    return resolved_direction(cfg) == "direct"
 
 
 def map_peak(amap: Tensor, valid: Tensor | None = None, lowest: bool = False) -> Tensor:
@@ -330,11 +344,12 @@ class Predictor:
             (cfg.infer.image_score == "map" and not normalizer.map_max)  # trained before infer.image_score
             or (cfg.model.weakly_supervised and normalizer.weak_map != cfg.infer.weak_map)  # the other map
             or normalizer.direction != resolved_direction(cfg)  # A, or statistics from before A had its own
+            or (normalizer.map_version < MAP_VERSION and reads_direct(cfg))  # A or A_ca, clamped then
         )
         if stale:  # the map statistics of the map in use, from the same held-out normals, computed now
             run_data = RunData.load(run_dir)
             refit = fit_normalizer(model.to(device), run_data.val or run_data.train, cfg, device)
-            for key in ("map_quantiles", "map_max", "map_min", "weak_map", "direction"):
+            for key in ("map_quantiles", "map_max", "map_min", "weak_map", "direction", "map_version"):
                 setattr(normalizer, key, refit[key])
         return cls(model, cfg, normalizer, device)
 
@@ -441,5 +456,5 @@ def fit_normalizer(
     )
     norm.classifier_scores = [float(p) for p in probs]
     norm.map_max, norm.map_min, norm.weak_map = map_max, map_min, resolved_weak_map(cfg)
-    norm.direction = resolved_direction(cfg)
+    norm.direction, norm.map_version = resolved_direction(cfg), MAP_VERSION
     return norm.to_dict()
