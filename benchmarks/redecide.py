@@ -22,13 +22,13 @@ from cavga.runtime import CHECKPOINT, load_checkpoint, resolve_device, save_chec
 from cavga.train import finish_decisions
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("out", type=Path, help="the copy to write (must not exist)")
     ap.add_argument("--set", action="append", default=[], help="infer.* settings to decide with (e.g. auto)")
     ap.add_argument("--device", default="auto")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if any(not s.startswith("infer.") for s in args.set):
         ap.error("only infer.* settings can change after training")
     shutil.copytree(args.run, args.out)  # refuses an existing folder: nothing is overwritten
@@ -49,7 +49,8 @@ def main() -> None:
     for key in ("attention_direction", "image_score", "weak_map", "mask_quantile"):
         if decided.get(key):
             print(key, decided[key])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

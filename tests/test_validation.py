@@ -1,6 +1,7 @@
 """The validation protocol: painted defects on held-out normal images, never test images."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from cavga import validation
 from cavga.config import ModelConfig, RunConfig
 from cavga.demo_data import DEFECT_TYPES, generate_demo_dataset
 from cavga.errors import CavgaError
-from cavga.inference import Predictor
+from cavga.inference import MAP_VERSION, Predictor
 from cavga.networks import CAVGA
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint
@@ -182,3 +183,22 @@ def test_training_chooses_the_image_score_that_validates_better(tiny_data, tmp_p
     again = validate_run(run, device="cpu")["image_auroc_by_score"]
     assert again == pytest.approx(by_score, abs=1e-4)
     assert Predictor.from_run(run, "cpu", ["infer.image_score=paper"]).map_normalizer is None
+
+
+def test_redecide_reruns_trainings_end_in_a_copy(tiny_data, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("redecide", Path(__file__).parents[1] / "benchmarks/redecide.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
+    before = (run / CHECKPOINT).read_bytes()
+    out = tmp_path / "direct"
+    assert script.main([str(run), str(out), "--set", "infer.attention_direction=direct", "--device", "cpu"]) == 0
+    assert (run / CHECKPOINT).read_bytes() == before  # the run itself is untouched
+    state = load_checkpoint(out / CHECKPOINT)
+    assert state["config"]["infer"]["attention_direction"] == "direct"
+    assert state["normalizer"]["direction"] == "direct" and state["normalizer"]["map_version"] == MAP_VERSION
+    assert Predictor.from_run(out, "cpu").normalizer.map_quantiles == state["normalizer"]["map_quantiles"]
+    with pytest.raises(FileExistsError):  # never over an existing folder
+        script.main([str(run), str(out), "--device", "cpu"])
