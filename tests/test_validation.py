@@ -164,7 +164,8 @@ def test_the_mask_quantile_with_the_best_painted_iou_wins_and_ties_go_nearest_09
     """A tiny run's masks barely meet the painted defects (IoU 0 at every quantile), so the choice
     itself is checked on a made-up sweep: the highest IoU, and of tied ones the nearest to 0.99."""
     predictor = Predictor.from_run(_tiny_run(tiny_data, tmp_path / "run", 0.2), "cpu")
-    sweep = {"0.9": 0.1, "0.95": 0.3, "0.98": 0.3, "0.99": 0.2, "0.995": 0.3, "0.999": 0.0}
+    sweep = {"0.9": 0.1, "0.95": 0.3, "0.98": 0.3, "0.99": 0.2, "0.995": 0.3, "0.999": 0.0, "0.9995": 0.0}
+    sweep["0.9999"] = 0.1
     monkeypatch.setattr(validation, "_mask_quantile_iou", lambda *a: sweep)
     images = torch.rand(2, 3, 32, 32)  # (N, 3, S, S)
     decided = validation.decide_mask_quantile(predictor, images)
