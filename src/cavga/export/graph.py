@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attention import EPS
-from ..inference import Predictor
+from ..attention import normalise_cam, unsaturated_cam
+from ..inference import Predictor, reads_direct
 from .analytic import AnalyticGradCAM, score_kind
 
 
@@ -33,6 +33,7 @@ class InferenceGraph(nn.Module):
         self.size = cfg.data.image_size
         self.weakly = cfg.model.weakly_supervised
         self.inverse = cfg.model.has_attention_direction and cfg.infer.attention_direction != "direct"
+        self.direct = reads_direct(cfg)  # the map is A or A_ca itself, not a complement
         scale = model.attention_scale()
         self.per_image = scale is None  # "image" normalisation, or no running peak recorded
         self.register_buffer("scale", torch.tensor(0.0 if scale is None else float(scale)))
@@ -49,13 +50,9 @@ class InferenceGraph(nn.Module):
         features = m.encode_features(image)  # (B, K, h, w)
         mu = m.to_mu(m.encoder.body[m._split() :](features))  # (B, C, h, w) or (B, d)
         cam = self.cam(features, mu)  # (B, 1, h, w)
-        if self.per_image:
-            attention = cam / (cam.amax(dim=(2, 3), keepdim=True) + EPS)
-        elif self.normal_map or (self.inverse and not self.weakly):  # 1 - A_cn, 1 - A: A clamped
-            attention = (cam / (self.scale + EPS)).clamp(0.0, 1.0)  # (B, 1, h, w)
-        else:  # A and A_ca: s / (1 + s), unclamped above the normal peak (unsaturated_cam)
-            s = cam / (self.scale + EPS)  # (B, 1, h, w)
-            attention = s / (1.0 + s)
+        scale = None if self.per_image else self.scale
+        # (B, 1, h, w): A and A_ca unclamped above the normal peak, A_cn and A (for 1 - A) clamped
+        attention = unsaturated_cam(cam, scale) if self.direct else normalise_cam(cam, scale)
         if self.weakly:
             logits = m.classifier(mu.flatten(1))  # (B, 2)
             raw = torch.softmax(logits, dim=1)[:, 1]  # (B,)
