@@ -354,7 +354,7 @@ def _decide_mask_quantile(
 ) -> dict[str, Any]:
     """``infer.mask_quantile: auto`` decided on the same painted held-out normals, with the other
     settings ``resolved`` as training decided them (:func:`cavga.validation.decide_mask_quantile`)."""
-    held_out_stats = Normalizer(**normalizer).with_quantile(resolved.infer.normalizer_quantile)
+    held_out_stats = Normalizer(**normalizer)  # fitted just now at resolved.infer.normalizer_quantile
     return decide_held_out_mask_quantile(Predictor(model, resolved, held_out_stats, device), run_data.val)
 
 

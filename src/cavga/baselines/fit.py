@@ -74,7 +74,7 @@ def _finish(model, cfg, run_dir: Path, run_data: RunData, device, opt, history, 
     )
     state = _state(cfg, model, opt, cfg.train.epochs, history, normalizer, fp, weights)
     if cfg.infer.mask_quantile == "auto" and normalizer is not None:  # as CAVGA's training decides it
-        held_out_stats = Normalizer(**normalizer).with_quantile(cfg.infer.normalizer_quantile)
+        held_out_stats = Normalizer(**normalizer)  # fitted just now at cfg.infer.normalizer_quantile
         predictor = BaselinePredictor(model, cfg, held_out_stats, device)
         state["mask_quantile"] = decide_held_out_mask_quantile(predictor, run_data.val)
     ckpt = run_dir / CHECKPOINT
