@@ -1,6 +1,7 @@
 """Re-run the end of training on a finished run, in a copy: the ``auto`` inference settings decided
 on painted held-out normals, the held-out statistics of the map so chosen and the mask quantile
-(``cavga.train.finish_decisions``), with the code of today. No weight changes, no test image.
+(``cavga.train.finish_decisions``; for AE-L2, AE-SSIM and PatchCore runs the statistics and the mask
+quantile, ``cavga.baselines.fit.finish_baseline_decisions``), with the code of today. No weight changes, no test image.
 
 Runs trained before a change to those decisions (such as the direct map's unclamped values) get
 the decisions a new training would make, so that their test split can be scored like a new run's:
@@ -15,6 +16,8 @@ import argparse
 import shutil
 from pathlib import Path
 
+from cavga.baselines.fit import finish_baseline_decisions
+from cavga.baselines.scoring import load_baseline
 from cavga.config import apply_overrides, from_dict, save_config, to_dict
 from cavga.networks import build_networks
 from cavga.runfolder import RunData
@@ -39,9 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     apply_overrides(cfg, args.set)
     cfg.validate()
     device = resolve_device(args.device)
-    model, _ = build_networks(cfg.model, cfg.data.image_size, from_checkpoint=True)
-    model.load_state_dict(state["model"])
-    decided = finish_decisions(model.to(device), RunData.load(args.out), cfg, device)
+    run_data = RunData.load(args.out)
+    if cfg.model.is_baseline:  # AE-L2, AE-SSIM, PatchCore: their fitting's end
+        decided = finish_baseline_decisions(load_baseline(state, cfg).to(device), cfg, run_data, device)
+    else:
+        model, _ = build_networks(cfg.model, cfg.data.image_size, from_checkpoint=True)
+        model.load_state_dict(state["model"])
+        decided = finish_decisions(model.to(device), run_data, cfg, device)
     state["config"] = to_dict(cfg)
     state.update(decided)
     save_checkpoint(state, args.out / CHECKPOINT)

@@ -1,6 +1,7 @@
 """AE-L2, AE-SSIM and the PatchCore-like reference: formulas, coreset, and the run machinery."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from cavga.errors import CavgaError
 from cavga.fingerprint import config_fingerprint
 from cavga.inference import Predictor
 from cavga.runfolder import RunData
+from cavga.runtime import CHECKPOINT
 from cavga.train import train
 from cavga.validation import MASK_QUANTILES
 
@@ -256,3 +258,26 @@ def test_scores_are_the_map_mean_for_the_ae_and_the_distance_maximum_for_patchco
     d = pc.distance_map(x)  # (B, 64, 64)
     assert x_hat is None and torch.allclose(raw, d.flatten(1).amax(dim=1))
     assert torch.allclose(amap, d / (d + 3.0)) and float(amap.max()) < 1
+
+
+def test_redecide_gives_a_baseline_run_the_mask_quantile_its_fitting_would_decide(tiny_data, tmp_path):
+    """benchmarks/redecide.py on an AE run fitted at a fixed quantile: in a copy, the mask quantile
+    decided on painted held-out normals, the held-out statistics refitted, the run untouched."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("redecide", Path(__file__).parents[1] / "benchmarks/redecide.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cfg = _cfg(tiny_data, "AE-L2", epochs=1)
+    cfg.infer.mask_quantile = 0.99
+    run, out = tmp_path / "run", tmp_path / "auto"
+    fitted = torch.load(train(cfg, run, progress=False), weights_only=True)
+    assert "mask_quantile" not in fitted
+    assert script.main([str(run), str(out), "--set", "infer.mask_quantile=auto", "--device", "cpu"]) == 0
+    assert "mask_quantile" not in torch.load(run / CHECKPOINT, weights_only=True)  # the run is untouched
+    state = torch.load(out / CHECKPOINT, weights_only=True)
+    assert state["config"]["infer"]["mask_quantile"] == "auto"
+    assert set(state["mask_quantile"]["validation_iou"]) == {str(q) for q in MASK_QUANTILES}
+    assert state["normalizer"]["map_quantiles"] == fitted["normalizer"]["map_quantiles"]  # same weights
+    predictor = Predictor.from_run(out, "cpu")
+    assert predictor.mask_threshold == predictor.threshold_at_quantile(state["mask_quantile"]["mask_quantile"])

@@ -67,16 +67,26 @@ def _state(cfg, model, opt, epoch, history, normalizer, fp, weights: str) -> dic
     }
 
 
-def _finish(model, cfg, run_dir: Path, run_data: RunData, device, opt, history, fp, weights: str) -> Path:
-    """Fit the normaliser and mask quantiles on the held-out normals; write the final checkpoint."""
+def finish_baseline_decisions(model, cfg: RunConfig, run_data: RunData, device) -> dict[str, Any]:
+    """What fitting's end adds to the checkpoint (as :func:`cavga.train.finish_decisions` for CAVGA):
+    the score normaliser and map statistics of the held-out normals, then (``infer.mask_quantile:
+    auto``) the mask quantile decided on painted copies of them."""
     normalizer = fit_normalizer(
         None, run_data.val or run_data.train, cfg, device, evidence=lambda x: evidence(model, cfg, x)
     )
-    state = _state(cfg, model, opt, cfg.train.epochs, history, normalizer, fp, weights)
+    decided: dict[str, Any] = {"normalizer": normalizer}
     if cfg.infer.mask_quantile == "auto" and normalizer is not None:  # as CAVGA's training decides it
         held_out_stats = Normalizer(**normalizer)  # fitted just now at cfg.infer.normalizer_quantile
         predictor = BaselinePredictor(model, cfg, held_out_stats, device)
-        state["mask_quantile"] = decide_held_out_mask_quantile(predictor, run_data.val)
+        decided["mask_quantile"] = decide_held_out_mask_quantile(predictor, run_data.val)
+    return decided
+
+
+def _finish(model, cfg, run_dir: Path, run_data: RunData, device, opt, history, fp, weights: str) -> Path:
+    """Fit the normaliser and mask quantiles on the held-out normals; write the final checkpoint."""
+    decided = finish_baseline_decisions(model, cfg, run_data, device)
+    state = _state(cfg, model, opt, cfg.train.epochs, history, decided.pop("normalizer"), fp, weights)
+    state.update(decided)
     ckpt = run_dir / CHECKPOINT
     save_checkpoint(state, ckpt)
     write_history(run_dir, history)

@@ -36,6 +36,15 @@ def build_baseline(cfg: RunConfig, from_checkpoint: bool = False) -> torch.nn.Mo
     return ConvAutoencoder(b.ae_input_size, b.ae_latent_dim)
 
 
+def load_baseline(state: dict[str, Any], cfg: RunConfig) -> torch.nn.Module:
+    """The trained (AE) or fitted (PatchCore) baseline of a checkpoint's ``state``."""
+    model = build_baseline(cfg, from_checkpoint=True)
+    if isinstance(model, PatchCore):
+        model.bank = torch.empty_like(state["model"]["bank"])  # (M, 152): the bank's saved size
+    model.load_state_dict(state["model"])
+    return model
+
+
 def to_ae_size(x: Tensor, size: int) -> Tensor:
     """Images (B, 3, S, S) resized to the AE's input size (area-averaged when shrinking)."""
     if x.shape[-1] == size:
@@ -72,10 +81,7 @@ class BaselinePredictor(Predictor):
     def from_state(cls, state: dict[str, Any], cfg: RunConfig, device: torch.device) -> BaselinePredictor:
         if state.get("normalizer") is None:
             raise CavgaError(f"{cfg.model.variant}: this run has not finished fitting; finish it with --resume")
-        model = build_baseline(cfg, from_checkpoint=True)
-        if isinstance(model, PatchCore):
-            model.bank = torch.empty_like(state["model"]["bank"])  # (M, 152): the bank's saved size
-        model.load_state_dict(state["model"])
+        model = load_baseline(state, cfg)
         normalizer = Normalizer(**state["normalizer"]).with_quantile(cfg.infer.normalizer_quantile)
         return cls(model, cfg, normalizer, device)
 
