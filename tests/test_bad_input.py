@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from cavga import runfolder
@@ -28,7 +29,7 @@ from cavga.errors import CavgaError
 from cavga.io_utils import atomic_write_text
 from cavga.predict import predict_to_folder
 from cavga.runlock import LOCK_FILE, RunLock
-from cavga.runtime import load_checkpoint, save_checkpoint
+from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 from cavga.visualize import heatmap_overlay, save_png
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -194,6 +195,21 @@ def test_medium4_resume_refuses_conflicting_flags(trained, tmp_path, capsys):
         _one_line_error(capsys, flag, "conflicts")
     same = ["train", "--out", str(run), "--resume", "--no-progress", "--device", "cpu", "--image-size", "32"]
     assert main(same) == 0  # agreeing flags and the ones a resume may change are fine
+
+
+def test_a_run_saved_before_a_config_key_existed_resumes(trained, tmp_path, capsys):
+    """A run whose checkpoint and config.yaml predate a configuration key (here data.resize) resumes:
+    the missing key takes its default, it is not read as a conflicting change."""
+    run = _copy_run(trained, tmp_path)
+    state = load_checkpoint(run / CHECKPOINT)
+    del state["config"]["data"]["resize"]
+    save_checkpoint(state, run / CHECKPOINT)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["data"]["resize"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    argv = ["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress", "--device", "cpu"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert load_checkpoint(run / CHECKPOINT)["epoch"] == 2
 
 
 def test_medium5_empty_test_split_is_said_at_training_and_by_evaluate(tiny_data, tmp_path, capsys):

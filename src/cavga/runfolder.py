@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import data as D
-from .config import RunConfig, save_config, to_dict
+from .config import RunConfig, from_dict, save_config, to_dict
 from .errors import CavgaError
 from .fingerprint import split_fingerprint
 from .io_utils import atomic_write_json, atomic_write_text, read_json
@@ -131,8 +131,12 @@ def completed_epochs(run_dir: Path) -> int:
 
 
 def check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> None:
-    """A resumed run may change its epoch count, device and inference settings, nothing else."""
-    saved, now = state["config"], to_dict(cfg)
+    """A resumed run may change its epoch count, device and inference settings, nothing else.
+
+    The checkpoint's settings are read as a configuration file is, so that a key added to the
+    configuration after the run was started takes its default (the behaviour of that time)
+    rather than reading as a change."""
+    saved, now = to_dict(from_dict(state["config"], str(run_dir / CHECKPOINT))), to_dict(cfg)
     for section in ("data", "model", "loss") + (("baseline",) if cfg.model.is_baseline else ()):
         for key, value in now[section].items():
             if saved.get(section, {}).get(key) != value:
