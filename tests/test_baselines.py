@@ -1,13 +1,13 @@
 """AE-L2, AE-SSIM and the PatchCore-like reference: formulas, coreset, and the run machinery."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.ndimage
 import torch
 
+from _scripts import benchmark_script
 from cavga.baselines.ae import ConvAutoencoder, ae_loss, l2_map, ssim_residual_map
 from cavga.baselines.patchcore import PatchCore, gaussian_blur, greedy_coreset, nearest_distance
 from cavga.config import RunConfig, from_dict, to_dict
@@ -263,11 +263,7 @@ def test_scores_are_the_map_mean_for_the_ae_and_the_distance_maximum_for_patchco
 def test_redecide_gives_a_baseline_run_the_mask_quantile_its_fitting_would_decide(tiny_data, tmp_path):
     """benchmarks/redecide.py on an AE run fitted at a fixed quantile: in a copy, the mask quantile
     decided on painted held-out normals, the held-out statistics refitted, the run untouched."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("redecide", Path(__file__).parents[1] / "benchmarks/redecide.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = benchmark_script("redecide")
     cfg = _cfg(tiny_data, "AE-L2", epochs=1)
     cfg.infer.mask_quantile = 0.99
     run, out = tmp_path / "run", tmp_path / "auto"

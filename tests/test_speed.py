@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from _scripts import benchmark_script
 from cavga.accel import accel_for
 from cavga.config import ModelConfig, RunConfig
 from cavga.data.dataset import ImageDataset
@@ -162,12 +162,9 @@ def test_each_fraction_is_of_the_matmul_rate_probed_between_its_steps(monkeypatc
 
 
 def test_speed_script_writes_json_and_table(tmp_path, monkeypatch):
-    import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location("speed_script", Path(__file__).parents[1] / "benchmarks/speed.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = benchmark_script("speed")
     monkeypatch.setattr("cavga.speed.bench.matmul_peak", lambda device, dtype: 1e10)
     args = ["--variants", "Du", "--sizes", "32", "--batch", "2", "--warmup", "0", "--steps", "1", "--threads", "1"]
     args += ["--sweep-sizes", "32", "--sweep-batches", "2", "--out", str(tmp_path), "--name", "t", "--devices", "cpu"]

@@ -1,7 +1,6 @@
 """The validation protocol: painted defects on held-out normal images, never test images."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _scripts import benchmark_script
 from cavga import validation
 from cavga.config import ModelConfig, RunConfig
 from cavga.demo_data import DEFECT_TYPES, generate_demo_dataset
@@ -187,11 +187,7 @@ def test_training_chooses_the_image_score_that_validates_better(tiny_data, tmp_p
 
 
 def test_redecide_reruns_trainings_end_in_a_copy(tiny_data, tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("redecide", Path(__file__).parents[1] / "benchmarks/redecide.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = benchmark_script("redecide")
     run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
     before = (run / CHECKPOINT).read_bytes()
     out = tmp_path / "direct"

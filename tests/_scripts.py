@@ -1,0 +1,15 @@
+"""Load a script of ``benchmarks/`` as a module, to call its ``main(argv)`` in a test."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """``benchmarks/<name>.py``, imported under the module name ``<name>``."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
