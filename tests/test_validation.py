@@ -199,3 +199,13 @@ def test_redecide_reruns_trainings_end_in_a_copy(tiny_data, tmp_path):
     assert Predictor.from_run(out, "cpu").normalizer.map_quantiles == state["normalizer"]["map_quantiles"]
     with pytest.raises(FileExistsError):  # never over an existing folder
         script.main([str(run), str(out), "--device", "cpu"])
+
+
+def test_vae_score_probe_scores_the_painted_set_as_validate_does(tiny_data, tmp_path):
+    """benchmarks/vae_score_probe.py: its l1 column is validate's reconstruction score ("paper"),
+    on the same painted held-out set."""
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
+    probe = benchmark_script("vae_score_probe").probe(run)
+    assert set(probe) == {"l1", "bce", "kl", "elbo"} and all(0 <= v <= 1 for v in probe.values())
+    by_score = validate_run(run, device="cpu", infer=["infer.image_score=paper"])["image_auroc_by_score"]
+    assert probe["l1"] == pytest.approx(by_score["paper"], abs=1e-4)
