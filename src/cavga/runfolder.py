@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import data as D
-from .config import RunConfig, from_dict, save_config, to_dict
+from .config import RunConfig, save_config, to_dict
 from .errors import CavgaError
 from .fingerprint import split_fingerprint
 from .io_utils import atomic_write_json, atomic_write_text, read_json
@@ -133,16 +133,16 @@ def completed_epochs(run_dir: Path) -> int:
 def check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> None:
     """A resumed run may change its epoch count, device and inference settings, nothing else.
 
-    The checkpoint's settings are read as a configuration file is, so that a key added to the
-    configuration after the run was started takes its default (the behaviour of that time)
-    rather than reading as a change."""
-    saved, now = to_dict(from_dict(state["config"], str(run_dir / CHECKPOINT))), to_dict(cfg)
+    A key the checkpoint lacks (added to the configuration after the run was started) counts
+    as its default, the behaviour of that time, as when a configuration file is read; it is not
+    a change."""
+    saved, now, default = state["config"], to_dict(cfg), to_dict(RunConfig())
     for section in ("data", "model", "loss") + (("baseline",) if cfg.model.is_baseline else ()):
         for key, value in now[section].items():
-            if saved.get(section, {}).get(key) != value:
+            started = saved.get(section, {}).get(key, default[section][key])
+            if started != value:
                 raise CavgaError(
-                    f"{run_dir}: cannot resume with {section}.{key}={value!r}; the run was started with "
-                    f"{saved.get(section, {}).get(key)!r}"
+                    f"{run_dir}: cannot resume with {section}.{key}={value!r}; the run was started with {started!r}"
                 )
     for key in ("batch_size", "lr", "beta1", "beta2", "seed"):
         if saved.get("train", {}).get(key) != now["train"][key]:
