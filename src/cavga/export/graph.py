@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention import normalise_cam, unsaturated_cam
-from ..inference import Predictor, reads_direct
+from ..inference import Predictor, map_peak, reads_direct, reconstruction_score
 from .analytic import AnalyticGradCAM, score_kind
 
 
@@ -28,12 +28,10 @@ class InferenceGraph(nn.Module):
         model = predictor.model.eval()
         cfg = predictor.cfg
         self.model = model
-        self.normal_map = cfg.model.weakly_supervised and cfg.infer.weak_map == "normal"  # 1 - A_cn
         self.cam = AnalyticGradCAM(model, score_kind(model, cfg.infer.weak_map))
         self.size = cfg.data.image_size
         self.weakly = cfg.model.weakly_supervised
-        self.inverse = cfg.model.has_attention_direction and cfg.infer.attention_direction != "direct"
-        self.direct = reads_direct(cfg)  # the map is A or A_ca itself, not a complement
+        self.direct = reads_direct(cfg)  # the map is A or A_ca itself, not its complement 1 - A or 1 - A_cn
         scale = model.attention_scale()
         self.per_image = scale is None  # "image" normalisation, or no running peak recorded
         self.register_buffer("scale", torch.tensor(0.0 if scale is None else float(scale)))
@@ -51,19 +49,17 @@ class InferenceGraph(nn.Module):
         mu = m.to_mu(m.encoder.body[m._split() :](features))  # (B, C, h, w) or (B, d)
         cam = self.cam(features, mu)  # (B, 1, h, w)
         scale = None if self.per_image else self.scale
-        # (B, 1, h, w): A and A_ca unclamped above the normal peak, A_cn and A (for 1 - A) clamped
-        attention = unsaturated_cam(cam, scale) if self.direct else normalise_cam(cam, scale)
+        # (B, 1, h, w): A or A_ca unclamped above the normal peak, or 1 - A or 1 - A_cn (clamped A, A_cn)
+        amap = unsaturated_cam(cam, scale) if self.direct else 1 - normalise_cam(cam, scale)
         if self.weakly:
             logits = m.classifier(mu.flatten(1))  # (B, 2)
             raw = torch.softmax(logits, dim=1)[:, 1]  # (B,)
-            amap = 1 - attention if self.normal_map else attention  # 1 - A_cn, or A_ca
         else:
             x_hat = m.decode(mu)  # (B, 3, S, S)
-            raw = (image - x_hat).abs().mean(dim=1).flatten(1).mean(dim=1)  # (B,)
-            amap = 1 - attention if self.inverse else attention
+            raw = reconstruction_score(image, x_hat)[1]  # (B,)
         amap = F.interpolate(amap, size=(self.size, self.size), mode="bilinear", align_corners=False)
         amap = amap.squeeze(1).clamp(0.0, 1.0)  # (B, S, S)
         if self.map_score:
-            raw = amap.flatten(1).amax(dim=1)  # (B,)
+            raw = map_peak(amap)  # (B,)
         score = ((raw - self.lo) / (2 * self.span)).clamp(0.0, 1.0) if self.calibrated else raw
         return score, amap, amap >= self.mask_threshold, raw
