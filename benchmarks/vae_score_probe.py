@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from cavga.inference import Predictor
+from cavga.inference import Predictor, reconstruction_score
+from cavga.losses import kl_terms, reconstruction_terms
 from cavga.metrics import image_auroc
 from cavga.runfolder import RunData
 from cavga.validation import held_out_images, paint_validation_set
@@ -42,11 +42,9 @@ def probe(run: Path, batch: int = 64) -> dict[str, float]:
         xb = x[i : i + batch]  # (B, 3, S, S)
         enc = model.latent(model.encode_features(xb))
         x_hat = model.decode(enc.mu)  # (B, 3, S, S)
-        cols["l1"].append((xb - x_hat).abs().flatten(1).mean(1))  # (B,)
-        bce = F.binary_cross_entropy(x_hat.clamp(1e-6, 1 - 1e-6), xb, reduction="none")  # (B, 3, S, S)
-        cols["bce"].append(bce.flatten(1).sum(1))
-        kl = -0.5 * (1 + enc.logvar - enc.mu**2 - enc.logvar.exp())  # (B, C, h, w)
-        cols["kl"].append(kl.flatten(1).sum(1))
+        cols["l1"].append(reconstruction_score(xb, x_hat)[1])  # (B,)
+        cols["bce"].append(reconstruction_terms(xb, x_hat).flatten(1).sum(1))  # (B,)
+        cols["kl"].append(kl_terms(enc.mu, enc.logvar).flatten(1).sum(1))  # (B,)
     scores = {k: torch.cat(v).numpy() for k, v in cols.items()}
     scores["elbo"] = scores["bce"] + scores["kl"]
     return {k: round(float(image_auroc(v, np.asarray(labels))), 4) for k, v in scores.items()}

@@ -22,17 +22,25 @@ def _per_image(values: Tensor, reduction: str) -> Tensor:
     return (flat.sum(dim=1) if reduction == "sum" else flat.mean(dim=1)).mean()
 
 
+def reconstruction_terms(x: Tensor, x_hat: Tensor) -> Tensor:
+    """Eq. 1, L_R's per-pixel terms: binary cross-entropy of image and reconstruction (B, 3, S, S), float32."""
+    with torch.autocast(x.device.type, enabled=False):  # BCE is unsafe in bf16: always float32
+        return F.binary_cross_entropy(x_hat.float().clamp(1e-6, 1 - 1e-6), x.float(), reduction="none")
+
+
 def reconstruction_loss(x: Tensor, x_hat: Tensor, reduction: str = "sum") -> Tensor:
     """Eq. 1, L_R: binary cross-entropy of image and reconstruction, summed over pixels, mean over images."""
-    with torch.autocast(x.device.type, enabled=False):  # BCE is unsafe in bf16: always float32
-        bce = F.binary_cross_entropy(x_hat.float().clamp(1e-6, 1 - 1e-6), x.float(), reduction="none")  # (B, 3, S, S)
-    return _per_image(bce, reduction)
+    return _per_image(reconstruction_terms(x, x_hat), reduction)
+
+
+def kl_terms(mu: Tensor, logvar: Tensor) -> Tensor:
+    """Eq. 1, KL(q(z|x) || N(0, I))'s per-element terms, the shape of ``mu``."""
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
 
 
 def kl_loss(mu: Tensor, logvar: Tensor, reduction: str = "sum") -> Tensor:
     """Eq. 1, KL(q(z|x) || N(0, I)), summed over the latent's elements, mean over images."""
-    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # same shape as mu
-    return _per_image(kl, reduction)
+    return _per_image(kl_terms(mu, logvar), reduction)
 
 
 def adversarial_d_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
