@@ -40,8 +40,8 @@ def shared_data(tmp_path_factory) -> Path:
     return _CACHE["data"]
 
 
-def exported_and_eager(run: Path, tmp_path: Path, infer: list[str]):
-    """The run's test images predicted by its TorchScript export and by the run itself, with ``infer``."""
+def exported_and_eager(run: Path, tmp_path: Path, infer: list[str], fmt: str = "torchscript"):
+    """The run's test images predicted by its export (``fmt``) and by the run itself, with ``infer``."""
     import torch
 
     from cavga.data import load_image
@@ -49,7 +49,7 @@ def exported_and_eager(run: Path, tmp_path: Path, infer: list[str]):
     from cavga.inference import Predictor
     from cavga.runfolder import RunData
 
-    exported = ExportedPredictor(export_run(run, tmp_path / "m.pt", "torchscript", infer))
+    exported = ExportedPredictor(export_run(run, tmp_path / f"m.{'pt' if fmt == 'torchscript' else fmt}", fmt, infer))
     eager = Predictor.from_run(run, "cpu", infer)
     size = eager.cfg.data.image_size
     x = torch.stack([load_image(r.image_path, size) for r in RunData.load(run).test])  # (B, 3, S, S)

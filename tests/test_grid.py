@@ -85,6 +85,11 @@ def test_grid_resumes_without_recomputing_finished_cells(tmp_path, monkeypatch):
     assert train_spy.calls == [] and len(write_spy.calls) == 1
     G.run_grid(grid, out, sets=["infer.score_threshold=0.4"], progress=False)
     assert len(train_spy.calls) == 4 and all(k["resume"] for _, k in train_spy.calls)
+    # ... and is evaluated again with it, without retraining (an inference setting needs none)
+    for cell in G.build_cells(grid, out):
+        metrics = json.loads((cell.dir / "metrics.json").read_text())
+        assert metrics["thresholds"]["score"] == 0.4 and metrics["split"]  # evaluated anew, at 0.4
+        assert len((cell.dir / "history.jsonl").read_text().splitlines()) == 1  # still its one epoch
 
 
 def _table(md: str, heading: str) -> dict[tuple[str, str], str]:

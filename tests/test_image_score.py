@@ -1,13 +1,15 @@
-"""infer.image_score: map scores an image by its anomaly map's peak, normalised on held-out normals."""
+"""infer.image_score: map scores an image by its anomaly map's peak, bce by Eq. 1's reconstruction
+term, each normalised on held-out normals' own values."""
 
 import numpy as np
 import pytest
 import torch
 
 from _tiny_run import exported_and_eager, shared_run
+from cavga.config import RunConfig
 from cavga.data import load_image
 from cavga.errors import CavgaError
-from cavga.inference import Normalizer, Predictor, fit_normalizer
+from cavga.inference import Normalizer, Predictor, bce_score, fit_normalizer
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 
@@ -33,39 +35,94 @@ def test_the_map_score_is_the_maps_peak_normalised_on_held_out_peaks(run):
     lo, hi = held.min(), np.quantile(held, peak.cfg.infer.normalizer_quantile)  # by hand
     expected = np.clip((q.raw_score.numpy() - lo) / (2 * max(hi - lo, 1e-12)), 0, 1)
     np.testing.assert_allclose(q.score.numpy(), expected, atol=1e-5)
-    assert peak.score_normalizer is peak.map_normalizer and paper.map_normalizer is None
+    assert peak.score_normalizer is peak.image_score_normalizer and paper.image_score_normalizer is None
 
 
 def test_direct_maps_are_normalised_on_the_peaks_of_a(run):
     direct = Predictor.from_run(run, "cpu", ["infer.image_score=map", "infer.attention_direction=direct"])
     held = [r for r in RunData.load(run).val if r.label == 0]
     raw = direct.predict_batch(_images(run, held)).raw_score.numpy()  # the peaks of A on the held-out normals
-    assert direct.map_normalizer.lo == pytest.approx(float(raw.min()), abs=1e-5)
+    assert direct.image_score_normalizer.lo == pytest.approx(float(raw.min()), abs=1e-5)
     assert direct.normalizer.direction == "direct"  # the run stored 1 - A's statistics; A's were fitted
 
 
-def test_a_run_without_stored_peaks_gets_them_from_its_held_out_normals(run, tmp_path):
+def _bce_by_hand(x, x_hat):
+    """(B,): -[x log x_hat + (1 - x) log(1 - x_hat)], x_hat clamped to [1e-6, 1 - 1e-6], averaged per image."""
+    xh = x_hat.double().clamp(1e-6, 1 - 1e-6)
+    x = x.double()
+    return (-(x * xh.log() + (1 - x) * (1 - xh).log())).flatten(1).mean(dim=1)
+
+
+@pytest.mark.parametrize(
+    "keys, score, message",
+    [(("map_max", "map_min"), "map", "held-out map peaks"), (("bce_scores",), "bce", "held-out reconstruction BCEs")],
+)
+def test_a_run_without_stored_held_out_values_gets_them_from_its_held_out_normals(run, tmp_path, keys, score, message):
     import shutil
 
     old = tmp_path / "old"
     shutil.copytree(run, old)
     state = load_checkpoint(old / CHECKPOINT)
-    stored = (state["normalizer"]["map_max"], state["normalizer"]["map_min"])
-    del state["normalizer"]["map_max"], state["normalizer"]["map_min"]  # as cavga wrote it before
+    stored = [state["normalizer"].pop(k) for k in keys]  # as cavga wrote it before
+    assert all(len(v) == len(stored[0]) > 0 for v in stored)
     save_checkpoint(state, old / CHECKPOINT)
-    predictor = Predictor.from_run(old, "cpu", ["infer.image_score=map"])
-    np.testing.assert_allclose(predictor.normalizer.map_max, stored[0], atol=1e-6)
-    np.testing.assert_allclose(predictor.normalizer.map_min, stored[1], atol=1e-6)
-    with pytest.raises(CavgaError, match="held-out map peaks"):
+    predictor = Predictor.from_run(old, "cpu", [f"infer.image_score={score}"])
+    for k, v in zip(keys, stored, strict=True):
+        np.testing.assert_allclose(getattr(predictor.normalizer, k), v, atol=1e-6)
+    with pytest.raises(CavgaError, match=message):
         Predictor(
             predictor.model, predictor.cfg, Normalizer(0.0, 1.0, 0.95, 1, 1.0, [0.0], [0.0, 1.0]), torch.device("cpu")
         )
 
 
-def test_the_exported_graph_scores_by_the_peak_too(run, tmp_path):
-    got, ref = exported_and_eager(run, tmp_path, ["infer.image_score=map"])
+def test_the_bce_score_is_eq1s_reconstruction_term_normalised_on_held_out_bces(run):
+    paper = Predictor.from_run(run, "cpu", ["infer.image_score=paper"])
+    bce = Predictor.from_run(run, "cpu", ["infer.image_score=bce"])
+    split = RunData.load(run)
+    x = _images(run, split.test)
+    p, q = paper.predict_batch(x), bce.predict_batch(x)
+    assert torch.equal(p.anomaly_map, q.anomaly_map) and torch.equal(p.mask, q.mask)  # only the score changes
+    expected_raw = _bce_by_hand(x, q.reconstruction)
+    np.testing.assert_allclose(q.raw_score.numpy(), expected_raw.numpy(), rtol=1e-5)
+    held = _images(run, [r for r in split.val if r.label == 0])
+    held_raw = _bce_by_hand(held, bce.predict_batch(held).reconstruction).numpy()
+    np.testing.assert_allclose(bce.normalizer.bce_scores, held_raw, rtol=1e-5)
+    # normalised by hand (on the stored values just checked: the held-out BCEs span little, so
+    # float32 rounding of the raw values would dominate a comparison against the float64 ones)
+    stored = np.asarray(bce.normalizer.bce_scores)
+    lo, hi = stored.min(), np.quantile(stored, bce.cfg.infer.normalizer_quantile)
+    expected = np.clip((q.raw_score.numpy() - lo) / (2 * max(hi - lo, 1e-12)), 0, 1)
+    np.testing.assert_allclose(q.score.numpy(), expected, atol=1e-5)
+    assert bce.score_normalizer is bce.image_score_normalizer and paper.image_score_normalizer is None
+
+
+def test_the_bce_score_of_a_padded_image_is_its_contents_mean():
+    x = torch.full((2, 3, 4, 4), 0.5)
+    x_hat = torch.full((2, 3, 4, 4), 0.5)
+    x_hat[:, :, :, 2:] = 0.999  # badly reconstructed padding (columns 2-3)
+    valid = torch.zeros(2, 1, 4, 4)
+    valid[:, :, :, :2] = 1.0
+    expected = -np.log(0.5)  # BCE of 0.5 against 0.5 on the content
+    np.testing.assert_allclose(bce_score(x, x_hat, valid).numpy(), [expected, expected], rtol=1e-6)
+    assert (bce_score(x, x_hat) > expected + 0.1).all()  # the padding, counted, would raise it
+
+
+def test_baselines_have_no_bce_score():
+    cfg = RunConfig()
+    cfg.model.variant, cfg.infer.image_score = "AE-L2", "bce"
+    with pytest.raises(CavgaError, match="bce is for the CAVGA variants"):
+        cfg.validate()
+
+
+@pytest.mark.parametrize("score, fmt", [("map", "torchscript"), ("bce", "torchscript"), ("bce", "onnx")])
+def test_the_exported_graph_scores_by_the_peak_and_the_bce_too(run, tmp_path, score, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    got, ref = exported_and_eager(run, tmp_path, [f"infer.image_score={score}"], fmt)
     torch.testing.assert_close(got.raw_score, ref.raw_score, atol=1e-4, rtol=0)
-    torch.testing.assert_close(got.score, ref.score, atol=1e-4, rtol=0)
+    norm = Predictor.from_run(run, "cpu", [f"infer.image_score={score}"]).score_normalizer
+    stretch = max(1.0, 1.0 / (2 * max(norm.hi - norm.lo, 1e-12)))  # the normaliser magnifies raw differences
+    torch.testing.assert_close(got.score, ref.score, atol=1e-4 * stretch, rtol=0)
 
 
 def test_fit_normalizer_stores_each_held_out_images_peak_and_floor(run):

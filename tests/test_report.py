@@ -240,7 +240,7 @@ def test_a_run_scored_by_the_maps_peak_says_so_and_stores_that_normaliser(tmp_pa
     scores = json.loads((run / "scores.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
     assert scores["score_kind"] == "map_peak" and metrics["image_score"] == "map"
-    peaks = Predictor.from_run(run, "cpu", ["infer.image_score=map"]).map_normalizer.scores
+    peaks = Predictor.from_run(run, "cpu", ["infer.image_score=map"]).image_score_normalizer.scores
     assert scores["held_out_raw_scores"] == pytest.approx(peaks)
     assert metrics["score_normalizer"]["hi"] == pytest.approx(float(np.quantile(peaks, 0.95)))
     for im in scores["images"]:  # (the map saturates at 1 after one epoch: ties at the threshold are skipped)

@@ -87,6 +87,9 @@ def test_validate_run_scores_held_out_images_only(tiny_data, tmp_path):
     as_map = validate_run(run, device="cpu", copies=1, infer=["infer.image_score=map"])
     assert as_map["image_auroc_by_score"]["map"] == pytest.approx(as_map["metrics"]["image_auroc"], abs=1e-4)
     assert as_map["image_auroc_by_score"]["paper"] == pytest.approx(by_score["paper"], abs=1e-4)
+    as_bce = validate_run(run, device="cpu", copies=1, infer=["infer.image_score=bce"])
+    assert as_bce["image_auroc_by_score"]["bce"] == pytest.approx(as_bce["metrics"]["image_auroc"], abs=1e-4)
+    assert as_bce["image_auroc_by_score"]["bce"] == pytest.approx(by_score["bce"], abs=1e-4)
 
 
 def test_validate_run_without_held_out_images_is_an_error(tiny_data, tmp_path):
@@ -180,10 +183,13 @@ def test_training_chooses_the_image_score_that_validates_better(tiny_data, tmp_p
     by_score = stored["validation_image_auroc"]
     assert stored["image_score"] == ("map" if by_score["map"] > by_score["paper"] else "paper")
     assert Predictor.from_run(run, "cpu").cfg.infer.image_score == stored["image_score"]
-    # cavga validate scores the same painted set (same seed and copies) with both scores
+    # cavga validate scores the same painted set (same seed and copies) with both scores (and the BCE,
+    # which "auto" does not choose between)
     again = validate_run(run, device="cpu")["image_auroc_by_score"]
-    assert again == pytest.approx(by_score, abs=1e-4)
-    assert Predictor.from_run(run, "cpu", ["infer.image_score=paper"]).map_normalizer is None
+    assert set(again) == {"paper", "map", "bce"} and {k: again[k] for k in by_score} == pytest.approx(
+        by_score, abs=1e-4
+    )
+    assert Predictor.from_run(run, "cpu", ["infer.image_score=paper"]).image_score_normalizer is None
 
 
 def test_redecide_reruns_trainings_end_in_a_copy(tiny_data, tmp_path):
@@ -209,3 +215,4 @@ def test_vae_score_probe_scores_the_painted_set_as_validate_does(tiny_data, tmp_
     assert set(probe) == {"l1", "bce", "kl", "elbo"} and all(0 <= v <= 1 for v in probe.values())
     by_score = validate_run(run, device="cpu", infer=["infer.image_score=paper"])["image_auroc_by_score"]
     assert probe["l1"] == pytest.approx(by_score["paper"], abs=1e-4)
+    assert probe["bce"] == pytest.approx(by_score["bce"], abs=1e-4)  # summed there, averaged here: same order

@@ -31,7 +31,7 @@ ENCODER_STRIDES = (8, 16, 32)
 
 ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
 RESIZE_MODES = ("stretch", "pad")  # data.resize (cavga.data.geometry)
-IMAGE_SCORES = ("auto", "paper", "map")  # infer.image_score
+IMAGE_SCORES = ("auto", "paper", "map", "bce")  # infer.image_score
 WEAK_MAPS = ("auto", "anomalous", "normal")  # infer.weak_map
 
 # The demo's settings on top of the defaults (used when no --config is given): the crops are
@@ -192,9 +192,11 @@ class InferConfig:
     classifier_verdict: str = "calibrated"
     # The image score: "paper" is CAVGA-u's reconstruction difference and CAVGA-w's C (Secs. 3.1,
     # 3.2); "map" is the anomaly map's peak over the image, normalised on the held-out normals'
-    # peaks like the reconstruction score (what pretrained-feature methods score by); "auto":
-    # training ends by scoring both on painted defects on the held-out normals and keeps the
-    # paper's unless the peak ranks better there (docs/method.md, "The image score").
+    # peaks like the reconstruction score (what pretrained-feature methods score by); "bce" is Eq.
+    # 1's reconstruction term (per-pixel BCE of x_hat against x, averaged), normalised on the
+    # held-out normals' BCEs; "auto": training ends by scoring "paper" and "map" on painted defects
+    # on the held-out normals and keeps the paper's unless the peak ranks better there ("bce" is
+    # chosen by hand: docs/method.md, "The image score").
     image_score: str = "auto"
     # CAVGA-w's anomaly map: "anomalous" is A_ca, the anomalous class's attention (Sec. 3.2);
     # "normal" is 1 - A_cn, the complement of the normal class's attention that L_cga expands over
@@ -254,8 +256,10 @@ class RunConfig:
             raise CavgaError(f"infer.image_score: {self.infer.image_score!r} is not one of {', '.join(IMAGE_SCORES)}")
         if self.infer.weak_map not in WEAK_MAPS:
             raise CavgaError(f"infer.weak_map: {self.infer.weak_map!r} is not one of {', '.join(WEAK_MAPS)}")
-        if self.infer.image_score == "map" and self.model.is_baseline:
-            raise CavgaError(f"infer.image_score: map is for the CAVGA variants, not {self.model.variant}")
+        if self.infer.image_score in ("map", "bce") and self.model.is_baseline:
+            raise CavgaError(
+                f"infer.image_score: {self.infer.image_score} is for the CAVGA variants, not {self.model.variant}"
+            )
         if not 0 <= self.model.attention_layer <= 3:
             raise CavgaError(f"model.attention_layer: {self.model.attention_layer} is outside 0..3")
         if self.loss.reduction not in ("sum", "mean"):

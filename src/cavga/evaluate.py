@@ -205,14 +205,15 @@ def residual_baseline(predictor: Predictor, recon, labels, residual_maps, masks,
     )
 
 
-LISTS = ("scores", "map_quantiles", "classifier_scores", "map_max", "map_min")  # per-image values, not summaries
+# per-image values, not summaries
+LISTS = ("scores", "map_quantiles", "classifier_scores", "map_max", "map_min", "bce_scores")
 
 
 def score_kind(cfg) -> str:
-    """What an image's raw score is: "map_peak" (infer.image_score: map), C's "probability" (CAVGA-w)
-    or the "reconstruction" difference (CAVGA-u)."""
-    if cfg.infer.image_score == "map":
-        return "map_peak"
+    """What an image's raw score is: "map_peak" (infer.image_score: map), "reconstruction_bce"
+    (bce), C's "probability" (CAVGA-w) or the "reconstruction" difference (CAVGA-u)."""
+    if cfg.infer.image_score in ("map", "bce"):
+        return {"map": "map_peak", "bce": "reconstruction_bce"}[cfg.infer.image_score]
     return "probability" if cfg.model.weakly_supervised else "reconstruction"
 
 

@@ -41,6 +41,7 @@ from .attention import grad_cam, grad_cam_raw, normalise_cam, unsaturated_cam, u
 from .config import RunConfig, apply_overrides, from_dict
 from .errors import CavgaError
 from .fingerprint import check_run_folder
+from .losses import reconstruction_terms
 from .networks import CAVGA, build_networks
 from .runfolder import RunData
 from .runtime import CHECKPOINT, load_checkpoint, resolve_device
@@ -105,6 +106,8 @@ class Normalizer:
     map_quantiles: list[float] = field(default_factory=list)
     # CAVGA-w: C's anomalous probability on the same held-out normals (infer.classifier_verdict)
     classifier_scores: list[float] = field(default_factory=list)
+    # Each held-out image's reconstruction BCE (bce_score): normalises infer.image_score "bce"
+    bce_scores: list[float] = field(default_factory=list)
     # The map in use (1 - A or A, A_ca or 1 - A_cn) on the same held-out normals: each image's
     # highest and lowest value over its content; the highest normalise infer.image_score "map"
     map_max: list[float] = field(default_factory=list)
@@ -134,6 +137,7 @@ class Normalizer:
             return self
         refit = Normalizer.fit(np.asarray(self.scores), quantile, self.residual_peak, self.map_quantiles)
         refit.classifier_scores, refit.map_max, refit.map_min = self.classifier_scores, self.map_max, self.map_min
+        refit.bce_scores = self.bce_scores
         refit.weak_map, refit.direction, refit.map_version = self.weak_map, self.direction, self.map_version
         return refit
 
@@ -221,6 +225,21 @@ def reconstruction_score(x: Tensor, x_hat: Tensor, valid: Tensor | None = None) 
     return residual, content_mean(residual, valid)
 
 
+def bce_score(x: Tensor, x_hat: Tensor, valid: Tensor | None = None) -> Tensor:
+    """CAVGA-u's raw image score under ``infer.image_score: bce`` (B,): Eq. 1's reconstruction term,
+    the binary cross-entropy of x_hat against x, averaged over colour and the image's content
+    (``valid``). On a fixed-size image it ranks as the summed L_R does; the mean keeps padded images
+    of different content areas comparable."""
+    terms = reconstruction_terms(x, x_hat).mean(dim=1)  # (B, S, S)
+    terms = terms if valid is None else terms * valid[:, 0]
+    return content_mean(terms, valid)
+
+
+# The image scores (infer.image_score) normalised on their own held-out values rather than on the
+# reconstruction difference's: the Normalizer field holding them, and what they are, for messages.
+OWN_HELD_OUT = {"map": ("map_max", "map peaks"), "bce": ("bce_scores", "reconstruction BCEs")}
+
+
 def resolved_weak_map(cfg: RunConfig) -> str:
     """CAVGA-w's map as ``infer.weak_map`` says; "auto" not yet decided counts as the paper's A_ca."""
     return "anomalous" if cfg.infer.weak_map == "auto" else cfg.infer.weak_map
@@ -291,19 +310,24 @@ class Predictor:
             else:
                 held_out = np.asarray(normalizer.classifier_scores)
                 self.classifier_normalizer = Normalizer.fit(held_out, normalizer.quantile, 0.0, [])
-        # infer.image_score "map": the map's peak, normalised on the held-out normals' peaks
-        self.map_normalizer = None
-        if cfg.infer.image_score == "map":
-            if normalizer is None or not normalizer.map_max:
-                raise CavgaError("infer.image_score=map needs the held-out map peaks, which this run lacks")
-            self.map_normalizer = Normalizer.fit(np.asarray(normalizer.map_max), normalizer.quantile, 0.0, [])
+        # infer.image_score "map" / "bce": the map's peak / the reconstruction BCE, normalised on the
+        # held-out normals' own values of it
+        self.image_score_normalizer = None
+        if cfg.infer.image_score in OWN_HELD_OUT:
+            key, what = OWN_HELD_OUT[cfg.infer.image_score]
+            held = getattr(normalizer, key) if normalizer is not None else None
+            if not held:
+                raise CavgaError(
+                    f"infer.image_score={cfg.infer.image_score} needs the held-out {what}, which this run lacks"
+                )
+            self.image_score_normalizer = Normalizer.fit(np.asarray(held), normalizer.quantile, 0.0, [])
 
     @property
     def score_normalizer(self) -> Normalizer | None:
-        """What maps the raw score to [0, 1]: the map peaks' normaliser (``infer.image_score: map``),
-        CAVGA-u's reconstruction normaliser, CAVGA-w's calibration, or None."""
-        if self.map_normalizer is not None:
-            return self.map_normalizer
+        """What maps the raw score to [0, 1]: the map peaks' or BCEs' normaliser (``infer.image_score:
+        map`` or ``bce``), CAVGA-u's reconstruction normaliser, CAVGA-w's calibration, or None."""
+        if self.image_score_normalizer is not None:
+            return self.image_score_normalizer
         return self.classifier_normalizer if self.cfg.model.weakly_supervised else self.normalizer
 
     def threshold_at_quantile(self, quantile: float) -> float:
@@ -341,7 +365,8 @@ class Predictor:
         normalizer = Normalizer(**norm).with_quantile(cfg.infer.normalizer_quantile) if norm else None
         device = resolve_device(device)
         stale = normalizer is not None and (
-            (cfg.infer.image_score == "map" and not normalizer.map_max)  # trained before infer.image_score
+            # trained before infer.image_score map or bce
+            (cfg.infer.image_score in OWN_HELD_OUT and not getattr(normalizer, OWN_HELD_OUT[cfg.infer.image_score][0]))
             or (cfg.model.weakly_supervised and normalizer.weak_map != cfg.infer.weak_map)  # the other map
             or normalizer.direction != resolved_direction(cfg)  # A, or statistics from before A had its own
             or (normalizer.map_version < MAP_VERSION and reads_direct(cfg))  # A or A_ca, clamped then
@@ -349,7 +374,7 @@ class Predictor:
         if stale:  # the map statistics of the map in use, from the same held-out normals, computed now
             run_data = RunData.load(run_dir)
             refit = fit_normalizer(model.to(device), run_data.val or run_data.train, cfg, device)
-            for key in ("map_quantiles", "map_max", "map_min", "weak_map", "direction", "map_version"):
+            for key in ("map_quantiles", "map_max", "map_min", "bce_scores", "weak_map", "direction", "map_version"):
                 setattr(normalizer, key, refit[key])
         return cls(model, cfg, normalizer, device)
 
@@ -364,8 +389,10 @@ class Predictor:
         x_hat = D.paste_padding(x_hat, x, valid)  # (B, 3, S, S)
         residual, recon_score = reconstruction_score(x, x_hat, valid)  # (B, S, S), (B,)
         raw = recon_score if p_anomalous is None else p_anomalous  # (B,)
-        if self.map_normalizer is not None:  # infer.image_score: map
+        if self.cfg.infer.image_score == "map":
             raw = map_peak(amap, valid)  # (B,)
+        elif self.cfg.infer.image_score == "bce":
+            raw = bce_score(x, x_hat, valid)  # (B,)
         norm = self.score_normalizer  # never None for CAVGA-u (checked above)
         score = raw if norm is None else norm(raw)
         label = (score >= self.cfg.infer.score_threshold).long()
@@ -430,7 +457,7 @@ def fit_normalizer(
     records = [r for r in records if r.label == 0]
     if not records:
         return None
-    raws, peaks, maps, probs, map_max, map_min = [], [], [], [], [], []
+    raws, peaks, maps, probs, map_max, map_min, bces = [], [], [], [], [], [], []
     for batch in eval_loader(records, cfg):
         x = batch.image.to(device)
         valid = None if batch.valid is None else batch.valid.to(device)  # (B, 1, S, S)
@@ -442,6 +469,7 @@ def fit_normalizer(
             amap, raw, x_hat = evidence(x)  # (B, S, S), (B,), (B, 3, S, S) or None
         residual, recon = reconstruction_score(x, x if x_hat is None else x_hat, valid)  # (B, S, S), (B,)
         raws.append((recon if evidence is None else raw).cpu())
+        bces += [] if evidence is not None else bce_score(x, x_hat, valid).cpu().tolist()
         map_max += map_peak(amap, valid).cpu().tolist()
         map_min += map_peak(amap, valid, lowest=True).cpu().tolist()
         peaks.append(residual.flatten(1).amax(dim=1).cpu())
@@ -454,7 +482,7 @@ def fit_normalizer(
     norm = Normalizer.fit(
         raw, cfg.infer.normalizer_quantile, float(torch.cat(peaks).max()), [float(v) for v in map_quantiles]
     )
-    norm.classifier_scores = [float(p) for p in probs]
+    norm.classifier_scores, norm.bce_scores = [float(p) for p in probs], bces
     norm.map_max, norm.map_min, norm.weak_map = map_max, map_min, resolved_weak_map(cfg)
     norm.direction, norm.map_version = resolved_direction(cfg), MAP_VERSION
     return norm.to_dict()

@@ -24,7 +24,7 @@ from .attention import upsample
 from .demo_data import DEFECT_TYPES, paint_defect, texture
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, residual_baseline
-from .inference import AUTO_SETTINGS, Predictor, anomaly_evidence, reconstruction_score
+from .inference import AUTO_SETTINGS, Predictor, anomaly_evidence, bce_score, reconstruction_score
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, image_auroc, iou, pixel_auroc
 from .networks import CAVGA
@@ -217,7 +217,7 @@ def validate_run(
         "per_defect": per_defect,
         "mask_quantile": cfg.infer.mask_quantile,  # in use: as decided by training when "auto"
         "mask_quantile_iou": _mask_quantile_iou(predictor, maps, masks, labels),
-        "image_auroc_by_score": _image_auroc_by_score(cfg, raw, recon, maps, labels),
+        "image_auroc_by_score": _image_auroc_by_score(cfg, raw, recon, cols["bce"], maps, labels),
     }
     atomic_write_json(run_dir / VALIDATION_FILE, result)
     return result
@@ -227,13 +227,15 @@ def _predict_painted(
     predictor: Predictor, images: torch.Tensor, boxes: list[D.geometry.Box] | None, seed: int, copies: int
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str], list[D.geometry.Box]]:
     """``predictor``'s answers for the held-out ``images`` (N, 3, S, S), clean and painted: the
-    columns raw score, verdict, map, mask and residual map (M images each), then the painted
-    set's masks (M, S, S), labels (M,), defect kinds and content boxes."""
+    columns raw score, verdict, map, mask, residual map and reconstruction BCE (M images each), then
+    the painted set's masks (M, S, S), labels (M,), defect kinds and content boxes."""
     x, masks, labels, kinds, boxes, valid = _painted(images, boxes, seed, copies)  # M images, M boxes
-    cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res")}
+    cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res", "bce")}
     b = predictor.cfg.infer.batch_size
     for i in range(0, len(x), b):
-        pred = predictor.predict_batch(x[i : i + b], None if valid is None else valid[i : i + b])
+        vb = None if valid is None else valid[i : i + b]  # (b, 1, S, S)
+        pred = predictor.predict_batch(x[i : i + b], vb)
+        cols["bce"].append(bce_score(x[i : i + b], pred.reconstruction, vb).numpy())
         cols["raw"].append(pred.raw_score.numpy())
         cols["pred"].append(pred.label.numpy())
         cols["map"].append(pred.anomaly_map.numpy())
@@ -276,14 +278,18 @@ def _protocol(n: int, copies: int, seed: int) -> str:
     return f"{n} held-out normals + {copies} painted copies each, seed {seed}"
 
 
-def _image_auroc_by_score(cfg, raw: np.ndarray, recon: np.ndarray, maps: list, labels: np.ndarray) -> dict:
+def _image_auroc_by_score(
+    cfg, raw: np.ndarray, recon: np.ndarray, bce: np.ndarray, maps: list, labels: np.ndarray
+) -> dict:
     """Validation image AUROC of each ``infer.image_score``, to choose it by: "paper" (CAVGA-u's
-    reconstruction score; CAVGA-w's C, known only when it is the run's setting) and "map" (the peak)."""
+    reconstruction score; CAVGA-w's C, known only when it is the run's setting), "map" (the peak)
+    and, for the CAVGA variants, "bce" (the reconstruction BCE)."""
     paper = raw if cfg.infer.image_score == "paper" else (None if cfg.model.weakly_supervised else recon)
     peaks = np.array([m.max() for m in maps])
     return {
         "paper": None if paper is None else round(image_auroc(paper, labels), 4),
         "map": round(image_auroc(peaks, labels), 4),
+        "bce": None if cfg.model.is_baseline else round(image_auroc(bce, labels), 4),
     }
 
 

@@ -5,7 +5,7 @@
 latent mean, the closed-form Grad-CAM (:mod:`.analytic`), its running-scale normalisation, 1 - A
 (or A, unclamped) for CAVGA-u and A_ca (unclamped; or 1 - A_cn) for CAVGA-w, bilinear upsampling to S, the
 mask threshold, and the image score: CAVGA-u's normalised reconstruction difference, CAVGA-w's
-anomalous probability, or the map's peak (``infer.image_score: map``).
+anomalous probability, the map's peak (``infer.image_score: map``) or the reconstruction BCE (``bce``).
 It computes what :meth:`cavga.inference.Predictor.predict_batch` does, with no autograd.
 """
 
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention import normalise_cam, unsaturated_cam
-from ..inference import Predictor, map_peak, reads_direct, reconstruction_score
+from ..inference import Predictor, bce_score, map_peak, reads_direct, reconstruction_score
 from .analytic import AnalyticGradCAM, score_kind
 
 
@@ -41,7 +41,7 @@ class InferenceGraph(nn.Module):
         self.lo = float(norm.lo) if norm is not None else 0.0
         self.span = max(norm.hi - norm.lo, 1e-12) if norm is not None else 1.0
         self.mask_threshold = float(predictor.mask_threshold)
-        self.map_score = cfg.infer.image_score == "map"
+        self.image_score = cfg.infer.image_score  # "paper", "map" or "bce" (resolved by from_run)
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         m = self.model
@@ -51,15 +51,15 @@ class InferenceGraph(nn.Module):
         scale = None if self.per_image else self.scale
         # (B, 1, h, w): A or A_ca unclamped above the normal peak, or 1 - A or 1 - A_cn (clamped A, A_cn)
         amap = unsaturated_cam(cam, scale) if self.direct else 1 - normalise_cam(cam, scale)
-        if self.weakly:
-            logits = m.classifier(mu.flatten(1))  # (B, 2)
-            raw = torch.softmax(logits, dim=1)[:, 1]  # (B,)
-        else:
-            x_hat = m.decode(mu)  # (B, 3, S, S)
-            raw = reconstruction_score(image, x_hat)[1]  # (B,)
         amap = F.interpolate(amap, size=(self.size, self.size), mode="bilinear", align_corners=False)
         amap = amap.squeeze(1).clamp(0.0, 1.0)  # (B, S, S)
-        if self.map_score:
+        if self.image_score == "map":
             raw = map_peak(amap)  # (B,)
+        elif self.image_score == "bce":
+            raw = bce_score(image, m.decode(mu))  # (B,)
+        elif self.weakly:
+            raw = torch.softmax(m.classifier(mu.flatten(1)), dim=1)[:, 1]  # (B,) C's p_anomalous
+        else:
+            raw = reconstruction_score(image, m.decode(mu))[1]  # (B,)
         score = ((raw - self.lo) / (2 * self.span)).clamp(0.0, 1.0) if self.calibrated else raw
         return score, amap, amap >= self.mask_threshold, raw

@@ -3,7 +3,8 @@
 A cell is finished when its ``metrics.json`` carries the cell's fingerprint (a hash of its whole
 configuration, epochs and inference settings included; device and workers left out): a rerun skips
 it. A cell with a checkpoint but no matching metrics continues its training (``train(resume=True)``)
-and is evaluated again. The result tables are rewritten after every cell.
+and is evaluated again with the cell's inference settings: a rerun that changes only those
+re-evaluates the finished checkpoints, training nothing. The result tables are rewritten after every cell.
 """
 
 from __future__ import annotations
@@ -131,9 +132,12 @@ def run_cell(cell: Cell, progress: bool = True) -> dict[str, Any]:
             f"{cell.dir}: trained for {done} epochs but the grid asks for {cell.cfg.train.epochs}; "
             "delete this cell's folder to retrain it"
         )
-    train(cell.cfg, cell.dir, resume=resume, progress=progress)
+    train(cell.cfg, cell.dir, resume=resume, progress=progress)  # a finished run returns at once
     t_train = time.perf_counter() - t0
-    result = evaluate_run(cell.dir, device=cell.cfg.train.device, progress=progress)
+    # the cell's inference settings, which may differ from those the checkpoint was trained with
+    # (a grid rerun with --set infer.X re-evaluates its finished cells without retraining them)
+    infer = [f"infer.{k}={json.dumps(v)}" for k, v in to_dict(cell.cfg)["infer"].items()]
+    result = evaluate_run(cell.dir, device=cell.cfg.train.device, progress=progress, infer=infer)
     result["wall_seconds"] = {
         "train_this_call": round(t_train, 1),
         "total_this_call": round(time.perf_counter() - t0, 1),
