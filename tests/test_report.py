@@ -231,19 +231,25 @@ def test_a_weakly_supervised_run_stores_its_calibration_and_draws_it(tmp_path_fa
         assert im["verdict"] == int(im["raw_score"] >= scores["thresholds"]["raw_score"] - 1e-9)
 
 
-def test_a_run_scored_by_the_maps_peak_says_so_and_stores_that_normaliser(tmp_path_factory, tmp_path):
+@pytest.mark.parametrize(
+    "score, kind, label",
+    [("map", "map_peak", "peak of the anomaly map"), ("bce", "reconstruction_bce", "mean reconstruction BCE")],
+)
+def test_a_run_scored_by_the_maps_peak_or_the_bce_says_so_and_stores_that_normaliser(
+    tmp_path_factory, tmp_path, score, kind, label
+):
     import shutil
 
     run = tmp_path / "Du"
     shutil.copytree(shared_run(tmp_path_factory, "Du"), run)
-    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress", "--set", "infer.image_score=map"]) == 0
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress", "--set", f"infer.image_score={score}"]) == 0
     scores = json.loads((run / "scores.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
-    assert scores["score_kind"] == "map_peak" and metrics["image_score"] == "map"
-    peaks = Predictor.from_run(run, "cpu", ["infer.image_score=map"]).image_score_normalizer.scores
+    assert scores["score_kind"] == kind and metrics["image_score"] == score
+    peaks = Predictor.from_run(run, "cpu", [f"infer.image_score={score}"]).image_score_normalizer.scores
     assert scores["held_out_raw_scores"] == pytest.approx(peaks)
     assert metrics["score_normalizer"]["hi"] == pytest.approx(float(np.quantile(peaks, 0.95)))
     for im in scores["images"]:  # (the map saturates at 1 after one epoch: ties at the threshold are skipped)
         if abs(im["raw_score"] - scores["thresholds"]["raw_score"]) > 1e-6:
             assert im["verdict"] == int(im["raw_score"] > scores["thresholds"]["raw_score"])
-    assert "peak of the anomaly map" in (run / "report" / "histogram.svg").read_text()
+    assert label in (run / "report" / "histogram.svg").read_text()

@@ -161,6 +161,7 @@ def build_run_report(run_dir: str | Path) -> Path:
     xlabel = {
         "probability": "classifier probability of 'anomalous'",
         "map_peak": "raw score (peak of the anomaly map)",
+        "reconstruction_bce": "raw score (mean reconstruction BCE, Eq. 1)",
     }.get(scores["score_kind"], "raw score (mean reconstruction difference)")
     fig = plots.score_histogram(raw[0], raw[1], scores["held_out_raw_scores"], t_raw, xlabel)
     figures = {"histogram": "histogram.svg", "roc": None, "pro": None}
