@@ -26,7 +26,9 @@ def reconstruction_terms(x: Tensor, x_hat: Tensor) -> Tensor:
     """Eq. 1, L_R's per-pixel terms: binary cross-entropy of image and reconstruction (B, 3, S, S), float32."""
     with torch.autocast(x.device.type, enabled=False):  # BCE is unsafe in bf16: always float32
         x_hat, x = x_hat.float().clamp(1e-6, 1 - 1e-6), x.float()
-        if torch.onnx.is_in_onnx_export():  # ONNX has no BCE operator: the formula torch's kernel computes
+        # Exported graphs (cavga export): the formula torch's kernel computes, written out. ONNX has
+        # no BCE operator, and tracing the kernel records a Python-side shape check (a TracerWarning).
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             return -(x * x_hat.log() + (1 - x) * torch.log1p(-x_hat))
         return F.binary_cross_entropy(x_hat, x, reduction="none")
 
