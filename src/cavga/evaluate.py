@@ -212,9 +212,8 @@ LISTS = ("scores", "map_quantiles", "classifier_scores", "map_max", "map_min", "
 def score_kind(cfg) -> str:
     """What an image's raw score is: "map_peak" (infer.image_score: map), "reconstruction_bce"
     (bce), C's "probability" (CAVGA-w) or the "reconstruction" difference (CAVGA-u)."""
-    if cfg.infer.image_score in ("map", "bce"):
-        return {"map": "map_peak", "bce": "reconstruction_bce"}[cfg.infer.image_score]
-    return "probability" if cfg.model.weakly_supervised else "reconstruction"
+    own = {"map": "map_peak", "bce": "reconstruction_bce"}.get(cfg.infer.image_score)
+    return own or ("probability" if cfg.model.weakly_supervised else "reconstruction")
 
 
 def _summary(normalizer) -> dict[str, Any] | None:
