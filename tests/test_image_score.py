@@ -24,7 +24,7 @@ def _images(run, records):
 
 
 def test_the_map_score_is_the_maps_peak_normalised_on_held_out_peaks(run):
-    paper = Predictor.from_run(run, "cpu")
+    paper = Predictor.from_run(run, "cpu", ["infer.image_score=paper"])
     peak = Predictor.from_run(run, "cpu", ["infer.image_score=map"])
     split = RunData.load(run)
     x = _images(run, split.test)
@@ -47,10 +47,12 @@ def test_direct_maps_are_normalised_on_the_peaks_of_a(run):
 
 
 def _bce_by_hand(x, x_hat):
-    """(B,): -[x log x_hat + (1 - x) log(1 - x_hat)], x_hat clamped to [1e-6, 1 - 1e-6], averaged per image."""
+    """(B,): x log(x / x_hat) + (1 - x) log((1 - x) / (1 - x_hat)), the Bernoulli KL divergence (x_hat
+    clamped to [1e-6, 1 - 1e-6], 0 log 0 = 0), averaged per image."""
     xh = x_hat.double().clamp(1e-6, 1 - 1e-6)
     x = x.double()
-    return (-(x * xh.log() + (1 - x) * (1 - xh).log())).flatten(1).mean(dim=1)
+    kl = torch.xlogy(x, x) - x * xh.log() + torch.xlogy(1 - x, 1 - x) - (1 - x) * (1 - xh).log()
+    return kl.flatten(1).mean(dim=1)
 
 
 @pytest.mark.parametrize(
@@ -75,7 +77,7 @@ def test_a_run_without_stored_held_out_values_gets_them_from_its_held_out_normal
         )
 
 
-def test_the_bce_score_is_eq1s_reconstruction_term_normalised_on_held_out_bces(run):
+def test_the_bce_score_is_eq1s_term_above_its_floor_normalised_on_held_out_bces(run):
     paper = Predictor.from_run(run, "cpu", ["infer.image_score=paper"])
     bce = Predictor.from_run(run, "cpu", ["infer.image_score=bce"])
     split = RunData.load(run)
@@ -96,14 +98,22 @@ def test_the_bce_score_is_eq1s_reconstruction_term_normalised_on_held_out_bces(r
     assert bce.score_normalizer is bce.image_score_normalizer and paper.image_score_normalizer is None
 
 
+def test_the_bce_score_is_zero_for_a_perfect_reconstruction_however_grey():
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    x[1] = 0.5  # the greyest image: the largest BCE floor, log 2 a pixel
+    np.testing.assert_allclose(bce_score(x, x.clone()).numpy(), [0.0, 0.0], atol=1e-6)
+    x_hat = 0.8 * x + 0.1
+    np.testing.assert_allclose(bce_score(x, x_hat).numpy(), _bce_by_hand(x, x_hat).numpy(), rtol=1e-4)
+
+
 def test_the_bce_score_of_a_padded_image_is_its_contents_mean():
     x = torch.full((2, 3, 4, 4), 0.5)
-    x_hat = torch.full((2, 3, 4, 4), 0.5)
+    x_hat = torch.full((2, 3, 4, 4), 0.6)
     x_hat[:, :, :, 2:] = 0.999  # badly reconstructed padding (columns 2-3)
     valid = torch.zeros(2, 1, 4, 4)
     valid[:, :, :, :2] = 1.0
-    expected = -np.log(0.5)  # BCE of 0.5 against 0.5 on the content
-    np.testing.assert_allclose(bce_score(x, x_hat, valid).numpy(), [expected, expected], rtol=1e-6)
+    expected = 0.5 * np.log(0.5 / 0.6) + 0.5 * np.log(0.5 / 0.4)  # Bernoulli KL on the content
+    np.testing.assert_allclose(bce_score(x, x_hat, valid).numpy(), [expected, expected], rtol=1e-5)
     assert (bce_score(x, x_hat) > expected + 0.1).all()  # the padding, counted, would raise it
 
 

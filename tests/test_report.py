@@ -94,7 +94,7 @@ def test_threshold_is_drawn_at_the_stored_value(run):
     _, page = _page(run)
     metrics = json.loads((run / "metrics.json").read_text())
     scores = json.loads((run / "scores.json").read_text())
-    n = metrics["normalizer"]
+    n = metrics["score_normalizer"]  # the run's image score's (auto: decided at training's end)
     by_hand = n["lo"] + 2 * (n["hi"] - n["lo"]) * metrics["thresholds"]["score"]  # inverse of the normaliser
     drawn = float(page.find("figure", id="histogram")[0]["data-threshold"])
     assert drawn == pytest.approx(by_hand, rel=1e-12) and scores["thresholds"]["raw_score"] == drawn
@@ -103,7 +103,7 @@ def test_threshold_is_drawn_at_the_stored_value(run):
             assert im["verdict"] == int(im["raw_score"] >= drawn)
     assert 'id="threshold"' in (run / "report" / "histogram.svg").read_text()
     # the held-out normal scores it was fitted on are the normaliser's
-    held = Predictor.from_run(run, "cpu").normalizer.scores
+    held = Predictor.from_run(run, "cpu").score_normalizer.scores
     assert scores["held_out_raw_scores"] == held and min(held) == pytest.approx(n["lo"])
 
 

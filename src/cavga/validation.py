@@ -120,13 +120,13 @@ def decide_on_painted(
     * ``infer.weak_map`` (CAVGA-w): the paper's A_ca is kept unless 1 - A_cn has the higher pixel
       AUROC on the painted set; then "normal".
     * ``infer.image_score``: the paper's score (CAVGA-u's reconstruction difference, CAVGA-w's C) is
-      kept unless the chosen map's peak ranks the painted images above the clean ones better
-      (image AUROC); then "map"."""
+      kept unless the chosen map's peak ("map") or the reconstruction BCE above its floor ("bce")
+      ranks the painted images above the clean ones better (image AUROC); then the better of those."""
     x, masks, labels, _, boxes, valid = _painted(images, boxes, seed, copies)
     s = x.shape[-1]
     both_weak = model.cfg.weakly_supervised and weak_map == "auto"  # score A_ca and 1 - A_cn
     first = "normal" if weak_map == "normal" else "anomalous"
-    maps, normal_maps, paper = [], [], []
+    maps, normal_maps, paper, bce = [], [], [], []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device)  # (B, 3, S, S)
         vb = None if valid is None else valid[i : i + batch_size].to(device)  # (B, 1, S, S)
@@ -137,6 +137,7 @@ def decide_on_painted(
         if image_score == "auto":  # the paper's score: C's probability (w), the reconstruction score (u)
             score = p_anomalous if p_anomalous is not None else reconstruction_score(xb, x_hat, vb)[1]  # (B,)
             paper.append(score.cpu().numpy())
+            bce.append(bce_score(xb, x_hat, vb).cpu().numpy())  # (B,)
     maps, masks = _content(np.concatenate(maps), boxes), _content(masks, boxes)
     protocol = _protocol(len(images), copies, seed)
     out: dict[str, dict[str, Any] | None] = {"attention_direction": None, "image_score": None, "weak_map": None}
@@ -166,9 +167,10 @@ def decide_on_painted(
         by_score = {
             "paper": round(image_auroc(np.concatenate(paper), labels), 4),
             "map": round(image_auroc(np.array([m.max() for m in maps]), labels), 4),
+            "bce": round(image_auroc(np.concatenate(bce), labels), 4),
         }
         out["image_score"] = {
-            "image_score": "map" if by_score["map"] > by_score["paper"] else "paper",
+            "image_score": max(by_score, key=by_score.get),  # the first of the best: ties keep the paper's
             "validation_image_auroc": by_score,
             "protocol": protocol,
         }
