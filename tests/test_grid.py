@@ -152,6 +152,21 @@ def test_markdown_puts_each_paper_number_in_its_row_and_column():
     assert _table(md, "## c10: image AUROC — Table 7")[("cat", "CAVGA-Du")] == "0.700 (paper 0.747)"
 
 
+def test_seeds_on_the_command_line_replace_the_grid_files(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump({"data": {"layout": "digits"}, "categories": [0], "models": ["Du"], "seeds": [0]}))
+    asked = []
+    monkeypatch.setattr(G, "run_grid", lambda spec, out, *a, **k: asked.append(spec) or [])
+    assert main(["benchmark", "--grid", str(path), "--out", str(tmp_path / "o"), "--seeds", "3,1"]) == 0
+    assert asked[0].seeds == (3, 1)
+    assert [c.seed for c in G.build_cells(asked[0], tmp_path / "o")] == [3, 1]
+    for bad, words in ((["--seeds", "1,x"], "expected comma-separated integers"), (["--seeds", "1,1"], "repeated")):
+        assert main(["benchmark", "--grid", str(path), "--out", str(tmp_path / "o"), *bad]) == 2
+        assert words in capsys.readouterr().err
+    assert main(["benchmark", "--layout", "digits", "--out", str(tmp_path / "b"), "--seeds", "1"]) == 2
+    assert "--seeds is for --grid" in capsys.readouterr().err
+
+
 def test_grid_file_errors_are_one_line(tmp_path, capsys):
     base = {"data": {"layout": "digits"}, "categories": [0], "models": ["Du"]}
     for bad, words in (

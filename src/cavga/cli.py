@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import warnings
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="--grid: cells run at once, each in its own process with a share of the threads",
     )
+    p.add_argument("--seeds", help="--grid: comma-separated seeds instead of the grid file's (e.g. 0,1,2)")
     p.add_argument("--data", help="data set root folder")
     p.add_argument("--layout", choices=LAYOUTS, help="data set layout (default mvtec)")
     p.add_argument("--category", help="MVTec AD category")
@@ -317,6 +319,8 @@ def _grid(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None:
             raise CavgaError(f"--{flag} cannot be combined with --grid: the grid file sets it")
     spec = load_grid(args.grid)
+    if args.seeds is not None:
+        spec = dataclasses.replace(spec, seeds=_seed_list(args.seeds))
 
     def show(cell, status: str) -> None:
         what = {"done": "finished before, kept", "run": "training", "queued": "queued", "finished": "finished"}
@@ -325,6 +329,17 @@ def _grid(args: argparse.Namespace) -> int:
     rows = run_grid(spec, args.out, _flag_values(args), args.overrides, not args.no_progress, show, args.jobs)
     print(f"{len(rows)} cells; written: {Path(args.out) / 'results.md'}, results.csv and results.json")
     return 0
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    """``--seeds 0,1,2`` as a tuple of distinct integers."""
+    try:
+        seeds = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise CavgaError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if len(set(seeds)) != len(seeds):
+        raise CavgaError(f"--seeds {text!r}: a seed is repeated")
+    return seeds
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -407,6 +422,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "benchmark":
         from .benchmark import run_benchmark
         from .evaluate import format_table
+
+        if args.seeds is not None:
+            raise CavgaError("--seeds is for --grid; without it, --seed seeds the one run per variant")
 
         if args.data is None:
             raise CavgaError("benchmark: give --data (and --models), or --grid FILE.yaml")

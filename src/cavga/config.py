@@ -193,10 +193,10 @@ class InferConfig:
     # The image score: "paper" is CAVGA-u's reconstruction difference and CAVGA-w's C (Secs. 3.1,
     # 3.2); "map" is the anomaly map's peak over the image, normalised on the held-out normals'
     # peaks like the reconstruction score (what pretrained-feature methods score by); "bce" is Eq.
-    # 1's reconstruction term (per-pixel BCE of x_hat against x, averaged), normalised on the
-    # held-out normals' BCEs; "auto": training ends by scoring "paper" and "map" on painted defects
-    # on the held-out normals and keeps the paper's unless the peak ranks better there ("bce" is
-    # chosen by hand: docs/method.md, "The image score").
+    # 1's reconstruction term above its floor, BCE(x, x_hat) - BCE(x, x), normalised on the
+    # held-out normals' values; "auto": training ends by scoring the three on painted defects on
+    # the held-out normals and keeps the paper's unless another ranks better there
+    # (docs/method.md, "The image score").
     image_score: str = "auto"
     # CAVGA-w's anomaly map: "anomalous" is A_ca, the anomalous class's attention (Sec. 3.2);
     # "normal" is 1 - A_cn, the complement of the normal class's attention that L_cga expands over
