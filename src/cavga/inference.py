@@ -3,7 +3,8 @@
 * CAVGA-u: the anomalous attention map is 1 - A (A: Grad-CAM of sum(mu) in the running scale,
   see :mod:`cavga.attention`; or A itself, unclamped, where validation finds the attention rising
   on defects: ``infer.attention_direction``), upsampled to the image; the image score is the mean absolute
-  difference between the image and its reconstruction [48], normalised to [0, 1] (below).
+  difference between the image and its reconstruction [48], normalised to [0, 1] (below), or, as
+  ``infer.image_score`` says, the map's peak or the reconstruction BCE above its floor (:func:`bce_score`).
 * CAVGA-w: the classifier C gives the verdict and the score (its anomalous probability, calibrated
   on held-out normals as below unless ``classifier_verdict`` is "probability"); the anomalous
   attention map is A_ca, the Grad-CAM of C's anomalous logit, upsampled.
