@@ -23,19 +23,30 @@ def _images(run, records):
     return torch.stack([load_image(r.image_path, 32) for r in records])  # (B, 3, S, S)
 
 
-def test_the_map_score_is_the_maps_peak_normalised_on_held_out_peaks(run):
+def _against_paper(run, score):
+    """The run's predictor with image score ``score``, its test split, images and predictions,
+    checked against the paper's score: the map and mask stay, only the score and its normaliser change."""
     paper = Predictor.from_run(run, "cpu", ["infer.image_score=paper"])
-    peak = Predictor.from_run(run, "cpu", ["infer.image_score=map"])
+    other = Predictor.from_run(run, "cpu", [f"infer.image_score={score}"])
     split = RunData.load(run)
     x = _images(run, split.test)
-    p, q = paper.predict_batch(x), peak.predict_batch(x)
-    assert torch.equal(p.anomaly_map, q.anomaly_map)  # the map does not change, only the score
+    p, q = paper.predict_batch(x), other.predict_batch(x)
+    assert torch.equal(p.anomaly_map, q.anomaly_map) and torch.equal(p.mask, q.mask)
+    assert other.score_normalizer is other.image_score_normalizer and paper.image_score_normalizer is None
+    return other, split, x, q
+
+
+def _normalised_by_hand(raw, held, quantile):
+    lo, hi = held.min(), np.quantile(held, quantile)
+    return np.clip((raw - lo) / (2 * max(hi - lo, 1e-12)), 0, 1)
+
+
+def test_the_map_score_is_the_maps_peak_normalised_on_held_out_peaks(run):
+    peak, split, _, q = _against_paper(run, "map")
     torch.testing.assert_close(q.raw_score, q.anomaly_map.flatten(1).amax(dim=1))
     held = peak.predict_batch(_images(run, [r for r in split.val if r.label == 0])).raw_score.numpy()
-    lo, hi = held.min(), np.quantile(held, peak.cfg.infer.normalizer_quantile)  # by hand
-    expected = np.clip((q.raw_score.numpy() - lo) / (2 * max(hi - lo, 1e-12)), 0, 1)
+    expected = _normalised_by_hand(q.raw_score.numpy(), held, peak.cfg.infer.normalizer_quantile)
     np.testing.assert_allclose(q.score.numpy(), expected, atol=1e-5)
-    assert peak.score_normalizer is peak.image_score_normalizer and paper.image_score_normalizer is None
 
 
 def test_direct_maps_are_normalised_on_the_peaks_of_a(run):
@@ -78,24 +89,16 @@ def test_a_run_without_stored_held_out_values_gets_them_from_its_held_out_normal
 
 
 def test_the_bce_score_is_eq1s_term_above_its_floor_normalised_on_held_out_bces(run):
-    paper = Predictor.from_run(run, "cpu", ["infer.image_score=paper"])
-    bce = Predictor.from_run(run, "cpu", ["infer.image_score=bce"])
-    split = RunData.load(run)
-    x = _images(run, split.test)
-    p, q = paper.predict_batch(x), bce.predict_batch(x)
-    assert torch.equal(p.anomaly_map, q.anomaly_map) and torch.equal(p.mask, q.mask)  # only the score changes
-    expected_raw = _bce_by_hand(x, q.reconstruction)
-    np.testing.assert_allclose(q.raw_score.numpy(), expected_raw.numpy(), rtol=1e-5)
+    bce, split, x, q = _against_paper(run, "bce")
+    np.testing.assert_allclose(q.raw_score.numpy(), _bce_by_hand(x, q.reconstruction).numpy(), rtol=1e-5)
     held = _images(run, [r for r in split.val if r.label == 0])
     held_raw = _bce_by_hand(held, bce.predict_batch(held).reconstruction).numpy()
     np.testing.assert_allclose(bce.normalizer.bce_scores, held_raw, rtol=1e-5)
-    # normalised by hand (on the stored values just checked: the held-out BCEs span little, so
+    # normalised by hand on the stored values just checked (the held-out BCEs span little, so the
     # float32 rounding of the raw values would dominate a comparison against the float64 ones)
     stored = np.asarray(bce.normalizer.bce_scores)
-    lo, hi = stored.min(), np.quantile(stored, bce.cfg.infer.normalizer_quantile)
-    expected = np.clip((q.raw_score.numpy() - lo) / (2 * max(hi - lo, 1e-12)), 0, 1)
+    expected = _normalised_by_hand(q.raw_score.numpy(), stored, bce.cfg.infer.normalizer_quantile)
     np.testing.assert_allclose(q.score.numpy(), expected, atol=1e-5)
-    assert bce.score_normalizer is bce.image_score_normalizer and paper.image_score_normalizer is None
 
 
 def test_the_bce_score_is_zero_for_a_perfect_reconstruction_however_grey():

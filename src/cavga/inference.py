@@ -235,7 +235,7 @@ def bce_score(x: Tensor, x_hat: Tensor, valid: Tensor | None = None) -> Tensor:
     large for grey pixels and zero for black or white ones, so it scores how grey an image is as
     well as how badly it is rebuilt. Measured on MNIST (docs/results.md): the raw BCE ranked painted
     greys on the held-out normals well and other digits badly (test AUROC mean 0.801 against the
-    mean |x - x_hat|'s 0.903); above its floor it is 0.950. The mean, not the paper's sum, keeps
+    mean |x - x_hat|'s 0.903 on the same ten runs; above its floor, 0.950). The mean, not the paper's sum, keeps
     padded images of different content areas comparable; at one size the two rank alike."""
     terms = (reconstruction_terms(x, x_hat) - reconstruction_terms(x, x)).mean(dim=1)  # (B, S, S), >= 0
     terms = terms if valid is None else terms * valid[:, 0]
