@@ -45,11 +45,11 @@ def exported_and_eager(run: Path, tmp_path: Path, infer: list[str], fmt: str = "
     import torch
 
     from cavga.data import load_image
-    from cavga.export import ExportedPredictor, export_run
+    from cavga.export import FORMATS, ExportedPredictor, export_run
     from cavga.inference import Predictor
     from cavga.runfolder import RunData
 
-    exported = ExportedPredictor(export_run(run, tmp_path / f"m.{'pt' if fmt == 'torchscript' else fmt}", fmt, infer))
+    exported = ExportedPredictor(export_run(run, tmp_path / f"m{FORMATS[fmt]}", fmt, infer))
     eager = Predictor.from_run(run, "cpu", infer)
     size = eager.cfg.data.image_size
     x = torch.stack([load_image(r.image_path, size) for r in RunData.load(run).test])  # (B, 3, S, S)

@@ -15,7 +15,7 @@ from cavga.config import ModelConfig
 from cavga.data import load_image
 from cavga.demo_data import generate_demo_dataset
 from cavga.errors import CavgaError
-from cavga.export import AnalyticGradCAM, ExportedPredictor, export_run
+from cavga.export import FORMATS, AnalyticGradCAM, ExportedPredictor, export_run
 from cavga.export.analytic import score_kind
 from cavga.inference import Predictor
 from cavga.networks import build_networks
@@ -98,7 +98,7 @@ def runs(tmp_path_factory):
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_exported_model_matches_the_checkpoint(runs, tmp_path, model, fmt):
     run = runs[model]
-    path = export_run(run, tmp_path / ("m.pt" if fmt == "torchscript" else "m.onnx"), fmt)
+    path = export_run(run, tmp_path / f"m{FORMATS[fmt]}", fmt)
     exported, eager = ExportedPredictor(path), Predictor.from_run(run, "cpu")
     assert exported.meta["image_size"] == 32 and exported.meta["variant"] == f"CAVGA-{model[:2]}"
     assert exported.mask_threshold == eager.mask_threshold
