@@ -176,6 +176,7 @@ def test_speed_script_writes_json_and_table(tmp_path, monkeypatch):
 
 
 @pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_measure_one_on_cuda_uses_bf16_and_its_peak():
     from cavga.speed.bench import machine_peaks
 
@@ -213,3 +214,10 @@ def test_ab_alternate_settings_applies_each_before_its_call_and_restores():
         lambda v: state.update(v=v), {"a": "A", "b": "B"}, lambda: seen.append(state["v"]), 2, restore="library"
     )
     assert seen == ["A", "B", "B", "A", "A", "B"] and state["v"] == "library"
+
+
+def test_report_keeps_three_significant_digits_of_milliseconds():
+    from cavga.speed.report import _ms
+
+    # a GPU's 1.55 ms per image must not print as "2" (nor a CPU's 161.3 ms as "161.3")
+    assert (_ms(161.27), _ms(1.554), _ms(0.3081)) == ("161", "1.55", "0.308")

@@ -13,6 +13,11 @@ def _mem(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.0f}"
 
 
+def _ms(v: float) -> str:
+    """Three significant digits: 161 ms on a CPU, 1.55 ms on a GPU."""
+    return f"{v:.3g}"
+
+
 def _fraction(m: dict[str, Any]) -> str:
     """The fraction and the peak (GFLOP/s) it is of, as "77% of 103 (fp32)"."""
     peak = m.get("peak_gflop_s")
@@ -49,7 +54,7 @@ def format_report(result: dict[str, Any]) -> str:
             t, i = r["train"], r["infer"]
             lines.append(
                 f"| {r['variant']} | {r['image_size']} | {r['batch']} | {t['images_per_s']:.2f} "
-                f"| {t['ms_per_image']:.0f} "
+                f"| {_ms(t['ms_per_image'])} "
                 f"| {t['gflop_per_image']:.2f} | {_fraction(t)} "
                 f"| {_mem(t['peak_memory_mb'])} | {i['images_per_s']:.1f} | {i['gflop_per_image']:.2f} "
                 f"| {_fraction(i)} | {_mem(i['peak_memory_mb'])} |"
@@ -69,7 +74,7 @@ def format_report(result: dict[str, Any]) -> str:
             for r in dev["sweep"]:
                 t = r["train"]
                 lines.append(
-                    f"| {r['image_size']} | {r['batch']} | {t['gflop_per_image']:.2f} | {t['ms_per_image']:.0f} "
+                    f"| {r['image_size']} | {r['batch']} | {t['gflop_per_image']:.2f} | {_ms(t['ms_per_image'])} "
                     f"| {_fraction(t)} | {_mem(t['peak_memory_mb'])} |"
                 )
     return "\n".join(lines)
