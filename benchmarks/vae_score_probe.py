@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cavga.inference import Predictor, bce_score, reconstruction_score
+from cavga.image_scores import bce_score, reconstruction_score
+from cavga.inference import Predictor
 from cavga.losses import kl_terms, reconstruction_terms
 from cavga.metrics import image_auroc
 from cavga.runfolder import RunData

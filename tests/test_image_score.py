@@ -9,7 +9,8 @@ from _tiny_run import exported_and_eager, shared_run
 from cavga.config import RunConfig
 from cavga.data import load_image
 from cavga.errors import CavgaError
-from cavga.inference import Normalizer, Predictor, bce_score, fit_normalizer
+from cavga.image_scores import Normalizer, bce_score
+from cavga.inference import Predictor, fit_normalizer
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 

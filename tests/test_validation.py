@@ -13,7 +13,8 @@ from cavga import validation
 from cavga.config import ModelConfig, RunConfig
 from cavga.demo_data import DEFECT_TYPES, generate_demo_dataset
 from cavga.errors import CavgaError
-from cavga.inference import MAP_VERSION, Predictor
+from cavga.image_scores import MAP_VERSION
+from cavga.inference import Predictor
 from cavga.networks import CAVGA
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint

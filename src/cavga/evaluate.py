@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from . import data as D
 from .data import Record, image_size_of, load_mask
 from .errors import CavgaError
-from .inference import Predictor, content_mean, eval_loader, native_map
+from .image_scores import content_mean, native_map
+from .inference import Predictor, eval_loader
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, iou
 from .report.scores import MAPS_DIR, curves, raw_threshold, save_map16, write_scores

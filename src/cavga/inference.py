@@ -13,23 +13,14 @@
   Those pixels are counted at each held-out image's own resolution, as maps are scored and
   returned (:func:`native_map`): the map is upsampled to the image, never the mask shrunk.
 
-Normalising the unsupervised score.  The paper normalises s_a to [0, 1] and thresholds at 0.5
-without saying how.  Using test images for this would leak their labels, so the normaliser is
-fitted on normal images held out from training (``data.val_fraction``, for CAVGA-u and -w alike):
-``s = clip((s_a - lo) / (2 * (hi - lo)), 0, 1)`` with ``lo`` the lowest held-out score and ``hi``
-their ``normalizer_quantile`` (0.95) quantile.  Score 0.5 is then "as bad as the worst 5% of unseen
-normal images", a false-alarm budget a user can read and change without retraining.
-
-CAVGA-w's probability is calibrated the same way, on the same held-out normals: trained with a
-handful of anomalous images (one, at 2% of bottle's), C's probabilities rank images well but sit
-far from 0.5 (bottle, CAVGA-Rw: image AUROC 0.894 with detection accuracy 0.597 at p >= 0.5), so
-its own 0.5 is no false-alarm budget at all.
+The image scores, their normaliser and the map statistics held out for thresholds are in
+:mod:`cavga.image_scores`.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +33,16 @@ from .attention import grad_cam, grad_cam_raw, normalise_cam, unsaturated_cam, u
 from .config import RunConfig, apply_overrides, from_dict
 from .errors import CavgaError
 from .fingerprint import check_run_folder
-from .losses import reconstruction_terms
+from .image_scores import (
+    MAP_QUANTILE_LEVELS,
+    MAP_VERSION,
+    OWN_HELD_OUT,
+    Normalizer,
+    bce_score,
+    map_peak,
+    native_map,
+    reconstruction_score,
+)
 from .networks import CAVGA, build_networks
 from .runfolder import RunData
 from .runtime import CHECKPOINT, load_checkpoint, resolve_device
@@ -92,79 +92,6 @@ class BatchPrediction:
     residual_map: Tensor  # (B, S, S) mean |x - x_hat| over channels: the reconstruction baseline
 
 
-@dataclass
-class Normalizer:
-    """Maps raw reconstruction scores to [0, 1]: ``lo`` -> 0, ``hi`` -> 0.5 (see module doc)."""
-
-    lo: float
-    hi: float
-    quantile: float
-    n_images: int
-    residual_peak: float  # the held-out images' highest residual pixel: scales the baseline map
-    scores: list[float] = field(default_factory=list)  # the held-out raw scores, to refit ``hi``
-    # Quantiles 0, 0.0001, ..., 1 (MAP_QUANTILE_LEVELS; 0, 0.001, ... in runs from before) of the
-    # anomalous map over the held-out images' pixels: the thresholds ``infer.mask_quantile`` picks from.
-    map_quantiles: list[float] = field(default_factory=list)
-    # CAVGA-w: C's anomalous probability on the same held-out normals (infer.classifier_verdict)
-    classifier_scores: list[float] = field(default_factory=list)
-    # Each held-out image's reconstruction BCE (bce_score): normalises infer.image_score "bce"
-    bce_scores: list[float] = field(default_factory=list)
-    # The map in use (1 - A or A, A_ca or 1 - A_cn) on the same held-out normals: each image's
-    # highest and lowest value over its content; the highest normalise infer.image_score "map"
-    map_max: list[float] = field(default_factory=list)
-    map_min: list[float] = field(default_factory=list)
-    weak_map: str = "anomalous"  # CAVGA-w: the map the map statistics above are of (infer.weak_map)
-    # CAVGA-u: the map the map statistics are of (infer.attention_direction; before the direct map
-    # had its own statistics, they were always of 1 - A, hence the default)
-    direction: str = "inverse"
-    # MAP_VERSION of the maps the statistics were fitted on (runs from before it was recorded: 1)
-    map_version: int = 1
-
-    @staticmethod
-    def fit(scores: np.ndarray, quantile: float, residual_peak: float, map_quantiles: list[float]) -> Normalizer:
-        return Normalizer(
-            lo=float(scores.min()),
-            hi=float(np.quantile(scores, quantile)),
-            quantile=quantile,
-            n_images=len(scores),
-            residual_peak=residual_peak,
-            scores=[float(v) for v in scores],
-            map_quantiles=map_quantiles,
-        )
-
-    def with_quantile(self, quantile: float) -> Normalizer:
-        """The same held-out scores with another false-alarm quantile (no retraining needed)."""
-        if quantile == self.quantile or not self.scores:
-            return self
-        refit = Normalizer.fit(np.asarray(self.scores), quantile, self.residual_peak, self.map_quantiles)
-        refit.classifier_scores, refit.map_max, refit.map_min = self.classifier_scores, self.map_max, self.map_min
-        refit.bce_scores = self.bce_scores
-        refit.weak_map, refit.direction, refit.map_version = self.weak_map, self.direction, self.map_version
-        return refit
-
-    def map_threshold(self, quantile: float) -> float:
-        """The anomalous-map value that a ``quantile`` share of held-out normal pixels stay below."""
-        if not self.map_quantiles:
-            raise CavgaError("this run has no held-out map statistics (trained by an older cavga); retrain it")
-        grid = np.linspace(0.0, 1.0, len(self.map_quantiles))
-        return float(np.interp(quantile, grid, self.map_quantiles))
-
-    def __call__(self, raw: Tensor) -> Tensor:
-        span = max(self.hi - self.lo, 1e-12)
-        return ((raw - self.lo) / (2 * span)).clamp(0.0, 1.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-# The maps' version: 2 since A (CAVGA-u, direct) and A_ca (CAVGA-w) are read unclamped above the
-# normal peak (cavga.attention.unsaturated_cam). Statistics of an older version of such a map are refitted.
-MAP_VERSION = 2
-
-# How many evenly spaced quantiles of the held-out map are stored: steps of 0.0001, so that
-# infer.mask_quantile 0.9999 is a stored quantile, not an interpolation towards the maximum.
-MAP_QUANTILE_LEVELS = 10001
-
 # The layout anomaly_evidence runs the network in (benchmarks/inference_layout.py compares the two).
 MEMORY_FORMAT = torch.channels_last
 
@@ -211,42 +138,6 @@ def anomaly_evidence(
     return anomalous_map.detach(), x_hat, p_anomalous
 
 
-def native_map(m: Tensor, size: tuple[int, int], resize: str = "stretch") -> np.ndarray:
-    """A map at the model's resolution (S, S) back at an image's own (H, W), float32: its content
-    box (all of it unless ``data.resize`` is pad) resized bilinearly."""
-    return D.from_canvas(m, size, resize).clamp(0, 1).numpy()  # (H, W)
-
-
-def reconstruction_score(x: Tensor, x_hat: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """The residual map |x - x_hat| averaged over colour (B, S, S), and CAVGA-u's raw image score,
-    its mean over the image's content (B,). ``valid`` (B, 1, S, S) marks content (``data.resize:
-    pad``); the padding then counts as perfectly reconstructed and is left out of the mean."""
-    residual = (x - x_hat).abs() if valid is None else (x - x_hat).abs() * valid  # (B, 3, S, S)
-    residual = residual.mean(dim=1)  # (B, S, S)
-    return residual, content_mean(residual, valid)
-
-
-def bce_score(x: Tensor, x_hat: Tensor, valid: Tensor | None = None) -> Tensor:
-    """The raw image score under ``infer.image_score: bce`` (B,): Eq. 1's reconstruction term above
-    its floor, BCE(x, x_hat) - BCE(x, x), averaged over colour and the image's content (``valid``).
-
-    Per pixel that is the KL divergence of Bernoulli(x_hat) from Bernoulli(x): zero for a perfect
-    reconstruction. The BCE itself is not: its floor, BCE(x, x), the entropy of a pixel's value, is
-    large for grey pixels and zero for black or white ones, so it scores how grey an image is as
-    well as how badly it is rebuilt. Measured on MNIST (docs/results.md): the raw BCE ranked painted
-    greys on the held-out normals well and other digits badly (test AUROC mean 0.801 against the
-    mean |x - x_hat|'s 0.903 on the same ten runs; above its floor, 0.950). The mean, not the paper's sum, keeps
-    padded images of different content areas comparable; at one size the two rank alike."""
-    terms = (reconstruction_terms(x, x_hat) - reconstruction_terms(x, x)).mean(dim=1)  # (B, S, S), >= 0
-    terms = terms if valid is None else terms * valid[:, 0]
-    return content_mean(terms, valid)
-
-
-# The image scores (infer.image_score) normalised on their own held-out values rather than on the
-# reconstruction difference's: the Normalizer field holding them, and what they are, for messages.
-OWN_HELD_OUT = {"map": ("map_max", "map peaks"), "bce": ("bce_scores", "reconstruction BCEs")}
-
-
 def resolved_weak_map(cfg: RunConfig) -> str:
     """CAVGA-w's map as ``infer.weak_map`` says; "auto" not yet decided counts as the paper's A_ca."""
     return "anomalous" if cfg.infer.weak_map == "auto" else cfg.infer.weak_map
@@ -264,23 +155,6 @@ def reads_direct(cfg: RunConfig) -> bool:
     if cfg.model.weakly_supervised:
         return resolved_weak_map(cfg) == "anomalous"
     return resolved_direction(cfg) == "direct"
-
-
-def map_peak(amap: Tensor, valid: Tensor | None = None, lowest: bool = False) -> Tensor:
-    """(B,): each map's (B, S, S) highest value (``lowest``: lowest) over its content (``valid``)."""
-    if valid is None:
-        return amap.flatten(1).amin(dim=1) if lowest else amap.flatten(1).amax(dim=1)
-    inside = valid[:, 0].to(amap.device) > 0  # (B, S, S)
-    fill = torch.full_like(amap, float("inf") if lowest else float("-inf"))
-    m = torch.where(inside, amap, fill).flatten(1)
-    return m.amin(dim=1) if lowest else m.amax(dim=1)
-
-
-def content_mean(m: Tensor, valid: Tensor | None = None) -> Tensor:
-    """(B,): the mean of maps ``m`` (B, S, S) over each image's content (``valid`` (B, 1, S, S), or all)."""
-    if valid is None:
-        return m.flatten(1).mean(dim=1)
-    return m.flatten(1).sum(dim=1) / valid.to(m.device).flatten(1).sum(dim=1).clamp_min(1.0)
 
 
 class Predictor:

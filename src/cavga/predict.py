@@ -24,7 +24,8 @@ import torch
 
 from . import data as D
 from .errors import CavgaError
-from .inference import Predictor, native_map
+from .image_scores import native_map
+from .inference import Predictor
 from .io_utils import atomic_write, atomic_write_json, check_output_folder, remove_stale_temp_files
 from .report.scores import MAP_SCALE, save_map16
 from .runlock import LOCK_FILE, RunLock

@@ -30,7 +30,8 @@ from .accel import accel_for
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, to_dict
 from .fingerprint import fingerprint
-from .inference import AUTO_SETTINGS, Normalizer, Predictor, fit_normalizer, resolve_auto_settings
+from .image_scores import Normalizer
+from .inference import AUTO_SETTINGS, Predictor, fit_normalizer, resolve_auto_settings
 from .io_utils import check_output_folder, remove_stale_temp_files
 from .losses import (
     adversarial_d_loss,

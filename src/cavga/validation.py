@@ -24,7 +24,8 @@ from .attention import upsample
 from .demo_data import DEFECT_TYPES, paint_defect, texture
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, residual_baseline
-from .inference import AUTO_SETTINGS, Predictor, anomaly_evidence, bce_score, reconstruction_score
+from .image_scores import bce_score, reconstruction_score
+from .inference import AUTO_SETTINGS, Predictor, anomaly_evidence
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, image_auroc, iou, pixel_auroc
 from .networks import CAVGA

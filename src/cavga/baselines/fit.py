@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from .. import data as D
 from ..config import RunConfig, to_dict
 from ..fingerprint import fingerprint
-from ..inference import Normalizer, eval_loader, fit_normalizer
+from ..image_scores import Normalizer
+from ..inference import eval_loader, fit_normalizer
 from ..losslog import check_finite, check_finite_parameters
 from ..runfolder import RunData, open_run, start_run_folder, write_history
 from ..runtime import CHECKPOINT, resolve_device, save_checkpoint, seed_everything

@@ -19,7 +19,8 @@ from torch import Tensor
 
 from ..config import RunConfig
 from ..errors import CavgaError
-from ..inference import BatchPrediction, Normalizer, Predictor
+from ..image_scores import Normalizer
+from ..inference import BatchPrediction, Predictor
 from .ae import ConvAutoencoder, ae_map
 from .patchcore import PatchCore
 

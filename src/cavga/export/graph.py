@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention import normalise_cam, unsaturated_cam
-from ..inference import Predictor, bce_score, map_peak, reads_direct, reconstruction_score
+from ..image_scores import bce_score, map_peak, reconstruction_score
+from ..inference import Predictor, reads_direct
 from .analytic import AnalyticGradCAM, score_kind
 
 

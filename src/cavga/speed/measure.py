@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from ..config import RunConfig
-from ..inference import Normalizer, Predictor
+from ..image_scores import Normalizer
+from ..inference import Predictor
 from ..networks import CAVGA, Discriminator
 from ..train import _optimizers, train_step
 from .flops import _sync
