@@ -146,3 +146,18 @@ def test_fit_normalizer_stores_each_held_out_images_peak_and_floor(run):
     maps = predictor.predict_batch(_images(run, held)).anomaly_map  # 1 - A as stored
     np.testing.assert_allclose(norm["map_max"], maps.flatten(1).amax(dim=1).numpy(), atol=1e-6)
     np.testing.assert_allclose(norm["map_min"], maps.flatten(1).amin(dim=1).numpy(), atol=1e-6)
+
+
+def test_each_cavga_only_score_has_its_held_out_values_and_its_own_score_kind():
+    from cavga.config import CAVGA_IMAGE_SCORES, IMAGE_SCORES
+    from cavga.evaluate import score_kind
+    from cavga.image_scores import OWN_HELD_OUT
+
+    assert set(OWN_HELD_OUT) == set(CAVGA_IMAGE_SCORES) <= set(IMAGE_SCORES)
+    assert all(key in Normalizer.__dataclass_fields__ for key, _ in OWN_HELD_OUT.values())
+    kinds = set()
+    for score in ("paper", *CAVGA_IMAGE_SCORES):
+        cfg = RunConfig()
+        cfg.infer.image_score = score
+        kinds.add(score_kind(cfg))
+    assert len(kinds) == 1 + len(CAVGA_IMAGE_SCORES)  # each score is recorded under its own name

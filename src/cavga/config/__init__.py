@@ -1,0 +1,59 @@
+"""One dataclass per component, with the paper's values as defaults.
+
+A run's configuration is a :class:`RunConfig` (:mod:`.schema`: the sections, their defaults and
+checks); it loads from YAML (``load_config``), takes ``section.key=value`` overrides
+(``apply_overrides``), rejects unknown keys, and is saved beside every run as ``config.yaml``
+(``save_config``) (:mod:`.io`).
+"""
+
+from .io import apply_overrides, from_dict, load_config, save_config, to_dict
+from .schema import (
+    ATTENTION_DIRECTIONS,
+    BACKBONE_NAMES,
+    BACKBONES,
+    BASELINES,
+    CAVGA_IMAGE_SCORES,
+    DEMO_SETTINGS,
+    ENCODER_STRIDES,
+    IMAGE_SCORES,
+    LAYOUTS,
+    MODELS,
+    RESIZE_MODES,
+    VARIANTS,
+    WEAK_MAPS,
+    BaselineConfig,
+    DataConfig,
+    InferConfig,
+    LossConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "ATTENTION_DIRECTIONS",
+    "BACKBONE_NAMES",
+    "BACKBONES",
+    "BASELINES",
+    "CAVGA_IMAGE_SCORES",
+    "DEMO_SETTINGS",
+    "ENCODER_STRIDES",
+    "IMAGE_SCORES",
+    "LAYOUTS",
+    "MODELS",
+    "RESIZE_MODES",
+    "VARIANTS",
+    "WEAK_MAPS",
+    "BaselineConfig",
+    "DataConfig",
+    "InferConfig",
+    "LossConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "from_dict",
+    "load_config",
+    "save_config",
+    "to_dict",
+]

@@ -1,0 +1,134 @@
+"""A run's configuration as data: YAML in (``load_config``), ``section.key=value`` overrides
+(``apply_overrides``) and unknown keys rejected, and ``config.yaml`` out (``save_config``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import CavgaError
+from ..io_utils import atomic_write_text
+from .schema import RunConfig
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a YAML or command-line value to the field's declared type."""
+    hint = annotation
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        for alternative in args[:-1]:  # float | str: a number if it reads as one, else the word
+            try:
+                return _coerce(value, alternative, where)
+            except CavgaError:
+                pass
+        hint = args[-1]
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+                return value.lower() in ("true", "yes", "1")
+            raise ValueError(value)
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise CavgaError(f"{where}: {value!r} is not a valid {hint.__name__}") from None
+    return value
+
+
+def _section_types(section: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(section))
+    return {f.name: hints[f.name] for f in fields(section)}
+
+
+def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    """Build a RunConfig from nested dicts; unknown sections or keys are an error naming ``source``."""
+    cfg = RunConfig()
+    if not isinstance(raw, dict):
+        raise CavgaError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    for section_name, values in raw.items():
+        if section_name not in {f.name for f in fields(cfg)}:
+            known = ", ".join(f.name for f in fields(cfg))
+            raise CavgaError(f"{source}: unknown section {section_name!r} (known: {known})")
+        section = getattr(cfg, section_name)
+        types_ = _section_types(section)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise CavgaError(f"{source}: section {section_name!r} must be a mapping")
+        for key, value in values.items():
+            if key not in types_:
+                raise CavgaError(f"{source}: unknown key {section_name}.{key} (known: {', '.join(sorted(types_))})")
+            setattr(section, key, _coerce(value, types_[key], f"{source}: {section_name}.{key}"))
+    return cfg
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML file of sections (data, model, loss, train, infer)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise CavgaError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise CavgaError(f"{path}: is a folder, not a config file") from None
+    except UnicodeDecodeError:
+        raise CavgaError(f"{path}: not a text file (expected YAML)") from None
+    except OSError as e:
+        raise CavgaError(f"{path}: cannot read config file ({e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        raise CavgaError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return from_dict(raw, str(path))
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> RunConfig:
+    """Set ``section.key`` values, given as a dict or as ``section.key=value`` strings.
+
+    In a dict, None means "not given" (an unset command-line flag); a string ``key=null`` sets None."""
+    explicit = isinstance(overrides, list)
+    if explicit:
+        pairs: dict[str, Any] = {}
+        for item in overrides:
+            if "=" not in item:
+                raise CavgaError(f"--set {item!r}: expected section.key=value")
+            k, v = item.split("=", 1)
+            try:
+                pairs[k.strip()] = yaml.safe_load(v) if v.strip() else v
+            except yaml.YAMLError as e:
+                raise CavgaError(f"--set {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
+        overrides = pairs
+    for dotted, value in overrides.items():
+        if value is None and not explicit:  # an unset command-line flag keeps the config's value
+            continue
+        section_name, _, key = dotted.partition(".")
+        if not hasattr(cfg, section_name) or not dataclasses.is_dataclass(getattr(cfg, section_name)):
+            raise CavgaError(f"unknown config section in {dotted!r}")
+        section = getattr(cfg, section_name)
+        types_ = _section_types(section)
+        if key not in types_:
+            raise CavgaError(f"unknown config key {dotted!r} (known: {', '.join(sorted(types_))})")
+        setattr(section, key, _coerce(value, types_[key], dotted))
+    return cfg
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> Path:
+    return atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
