@@ -27,6 +27,7 @@ MUTABLE = {
         "compile",
         "cache_mb",
         "checkpoint_every",
+        "deterministic",
     ),
     "infer": None,
 }

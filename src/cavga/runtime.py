@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,27 @@ def resolve_device(name: str) -> torch.device:
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def deterministic_kernels(on: bool = True) -> Iterator[None]:
+    """``train.deterministic``: deterministic kernels for the duration, torch's settings restored
+    after. Operations without a deterministic CUDA kernel warn rather than fail (``warn_only``);
+    cuBLAS gets the workspace setting it needs (``CUBLAS_WORKSPACE_CONFIG``, unless already set)."""
+    if not on:
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    before_cudnn = (cudnn.benchmark, cudnn.deterministic)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    cudnn.benchmark, cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        cudnn.benchmark, cudnn.deterministic = before_cudnn
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:

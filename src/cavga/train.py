@@ -46,7 +46,7 @@ from .losslog import LossLog, check_finite_parameters
 from .networks import CAVGA, Discriminator, Encoding, build_networks
 from .runfolder import RunData, open_run, start_run_folder, write_history
 from .runlock import RunLock
-from .runtime import CHECKPOINT, resolve_device, save_checkpoint, seed_everything
+from .runtime import CHECKPOINT, deterministic_kernels, resolve_device, save_checkpoint, seed_everything
 from .validation import decide_held_out_mask_quantile, decide_on_painted, held_out_images
 
 LOG_EVERY = 10  # training steps between reads of the losses (each read waits for the device)
@@ -206,6 +206,12 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     run_dir = Path(run_dir)
     check_output_folder(run_dir)
     cfg.validate()
+    with deterministic_kernels(cfg.train.deterministic):
+        return _train_checked(cfg, run_dir, resume, progress)
+
+
+def _train_checked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
+    """:func:`train` once the configuration and the folder are known to be good."""
     if cfg.model.is_baseline:  # AE-L2, AE-SSIM, PatchCore: their own loop or fit, the same run folder
         from .baselines.fit import train_baseline
 

@@ -156,6 +156,10 @@ class TrainConfig:
     compile: bool = False
     cache_mb: int = 2048
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
+    # Deterministic kernels (cavga.runtime.deterministic_kernels): on CUDA a seed alone does not
+    # repeat a run (two trainings of one seed on an H200 gave test pixel AUROC 0.585 and 0.467,
+    # docs/results.md "GPU rows"); slower there. A CPU run repeats without it.
+    deterministic: bool = False
 
 
 @dataclass
