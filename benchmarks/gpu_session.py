@@ -7,8 +7,9 @@ DATA holds ``mvtec/bottle`` and ``mtd`` (any size: the loader resizes). Phases, 
 1. ``pytest -m gpu`` (the CUDA tests);
 2. ``benchmarks/speed.py`` on CUDA alone (bf16 autocast, channels_last; the GPU's bf16 and fp32
    matmul peaks probed in the same run), so that no training shares the GPU with the timings;
-3. the ``--runs`` of ``RUNS`` (once per ``--seeds`` seed) at once, each a plain ``cavga train``
-   (fp32, as on the CPU), then ``cavga evaluate`` and ``cavga validate``. A run still training at
+3. the ``--runs`` of ``RUNS`` at once, once per ``--seeds`` seed (a seed given twice trains twice,
+   to check repeatability, e.g. with ``--train-args "--set train.deterministic=true"``), each a
+   plain ``cavga train`` (fp32, as on the CPU), then ``cavga evaluate`` and ``cavga validate``. A run still training at
    the deadline is stopped and finished from its last checkpoint (``--resume --epochs <last saved
    epoch>``: the end of training runs as usual), and its history says how many epochs it had.
 Everything lands in OUT/results.tar.gz (run folders without checkpoints, speed JSON) and
@@ -89,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--seeds", default="0", help="comma list; each run once per seed (folder NAME-seedS)")
     p.add_argument("--speed", default=None, help="speed.py arguments instead of the default grid ('' skips it)")
+    p.add_argument(
+        "--train-args",
+        default="",
+        help="more `cavga train` arguments for every run, e.g. '--set train.deterministic=true'",
+    )
     p.add_argument("--no-tests", action="store_true", help="skip pytest -m gpu")
     p.add_argument("--smoke", action="store_true", help="tiny settings, to rehearse the script on a CPU")
     a = p.parse_args(argv)
@@ -148,14 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     fill = {"data": str(Path(a.data).resolve()), "weights": str(Path(a.weights).resolve())}
     finish_reserve = 100.0  # seconds kept for finishing a cut-off run, evaluating and validating
 
-    def one(name: str, seed: str, data: list[str], model: list[str], epochs: int) -> None:
-        run_dir = work / "runs" / f"{name}-seed{seed}"
+    def one(name: str, seed: str, copy: int, data: list[str], model: list[str], epochs: int) -> None:
+        run_dir = work / "runs" / (f"{name}-seed{seed}" + (f"-{copy}" if copy else ""))
         name = run_dir.name
         size, epochs = ("32", 8) if a.smoke else ("256", epochs)
         cmd = cavga("train", *[s.format(**fill) for s in (*data, *model)], "--image-size", size)
         cmd += ["--epochs", str(epochs), "--device", a.device, "--out", str(run_dir), "--no-progress", "--seed", seed]
         every = "1" if a.smoke else "5"
-        cmd += ["--set", f"train.checkpoint_every={every}"]
+        cmd += ["--set", f"train.checkpoint_every={every}", *a.train_args.split()]
         rc = run(cmd, left() - finish_reserve, work / f"train-{name}.txt")
         if rc == 124:
             done = last_saved_epoch(run_dir)
@@ -172,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
             log(out, f"{name}: validate rc {rc}")
 
     pairs = [(n, s) for n in names for s in a.seeds.split(",")]
-    threads = [threading.Thread(target=one, args=(n, s, *RUNS[n])) for n, s in pairs]
+    # a seed given twice ("--seeds 0,0") trains twice, into NAME-seed0 and NAME-seed0-1 (repeatability)
+    copies = [pairs[:i].count(pair) for i, pair in enumerate(pairs)]
+    threads = [threading.Thread(target=one, args=(n, s, c, *RUNS[n])) for (n, s), c in zip(pairs, copies, strict=True)]
     for t in threads:
         t.start()
     for t in threads:
