@@ -22,6 +22,11 @@ def test_map_threshold_interpolates_the_held_out_quantiles():
     assert norm.map_threshold(0.99) == pytest.approx(0.495, abs=1e-6)
     assert norm.map_threshold(0.9995) == pytest.approx(0.49975, abs=1e-6)  # between two stored quantiles
     assert norm.with_quantile(0.5).map_quantiles == quantiles  # refitting the score keeps the map statistics
+    norm.bce_scores, norm.map_max, norm.direction, norm.map_version = [0.4], [0.9], "direct", 2
+    refit = norm.with_quantile(0.5)
+    assert (refit.lo, refit.hi, refit.quantile) == (0.1, pytest.approx(0.2), 0.5)
+    kept = {k: v for k, v in norm.to_dict().items() if k not in ("hi", "quantile")}
+    assert {k: v for k, v in refit.to_dict().items() if k not in ("hi", "quantile")} == kept  # nothing else lost
     with pytest.raises(CavgaError, match="retrain"):
         Normalizer.fit(np.array([0.1, 0.2]), 0.95, 1.0, []).map_threshold(0.99)
 

@@ -18,6 +18,7 @@ its own 0.5 is no false-alarm budget at all.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,11 +129,15 @@ class Normalizer:
         """The same held-out scores with another false-alarm quantile (no retraining needed)."""
         if quantile == self.quantile or not self.scores:
             return self
-        refit = Normalizer.fit(np.asarray(self.scores), quantile, self.residual_peak, self.map_quantiles)
-        refit.classifier_scores, refit.map_max, refit.map_min = self.classifier_scores, self.map_max, self.map_min
-        refit.bce_scores = self.bce_scores
-        refit.weak_map, refit.direction, refit.map_version = self.weak_map, self.direction, self.map_version
-        return refit
+        scores = np.asarray(self.scores)
+        # every other field (the map statistics, the other held-out scores, what they are of) stays
+        return dataclasses.replace(
+            self,
+            lo=float(scores.min()),
+            hi=float(np.quantile(scores, quantile)),
+            quantile=quantile,
+            n_images=len(scores),
+        )
 
     def map_threshold(self, quantile: float) -> float:
         """The anomalous-map value that a ``quantile`` share of held-out normal pixels stay below."""
