@@ -14,6 +14,7 @@ from cavga.demo_data import generate_demo_dataset
 from cavga.evaluate import METRIC_KEYS
 from cavga.inference import Predictor
 from cavga.runfolder import RunData
+from cavga.validation import validate_run
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,11 @@ def test_train_evaluate_predict(tiny_data, tmp_path, model, capsys):
     for name in ("config.yaml", "split.json", "history.jsonl", "checkpoint.pt"):
         assert (run / name).is_file(), name
     assert len((run / "history.jsonl").read_text().splitlines()) == 2
+    # training ends with `cavga validate`'s painted-defect check: the same numbers, said in one line
+    said = capsys.readouterr().out
+    checked = json.loads((run / "validation.json").read_text())
+    assert checked["metrics"] == validate_run(run, "cpu")["metrics"]
+    assert f"pixel AUROC {checked['metrics']['pixel_auroc']:.3f}" in said and "painted-defect check" in said
 
     split = json.loads((run / "split.json").read_text())
     test_paths = {r["image_path"] for r in split["test"]}
@@ -175,9 +181,10 @@ def test_weakly_supervised_on_a_users_folder_with_a_few_known_bad_images(tiny_da
     shutil.copytree(tiny_data / "brick" / "train" / "good", root / "good")
     shutil.copytree(tiny_data / "brick" / "test" / "hole", root / "hole")  # known-bad, no masks
     run = tmp_path / "run"
-    args = _train_args(root, run, "Dw", epochs=1)
+    args = _train_args(root, run, "Dw", epochs=1) + ["--no-check"]
     args[args.index("mvtec")] = "folder"
     assert main(args) == 0
+    assert not (run / "validation.json").exists()  # --no-check: no painted-defect check after training
     split = json.loads((run / "split.json").read_text())
     assert any(r["label"] == 1 for r in split["train"])
     assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 0
@@ -212,3 +219,10 @@ def test_images_of_different_sizes_are_scored_at_their_own_size(tiny_data, tmp_p
     pixel, image = _reference_aurocs(run)
     assert metrics["metrics"]["pixel_auroc"] == pytest.approx(pixel, abs=1e-6)
     assert metrics["metrics"]["image_auroc"] == pytest.approx(image, abs=1e-9)
+
+
+def test_training_without_held_out_normals_skips_the_painted_defect_check(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(_train_args(tiny_data, run, "Du", epochs=1) + ["--set", "data.val_fraction=0"]) == 0
+    assert "painted-defect check skipped: the run held out no normal images" in capsys.readouterr().out
+    assert not (run / "validation.json").exists()

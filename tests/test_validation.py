@@ -215,3 +215,20 @@ def test_vae_score_probe_scores_the_painted_set_as_validate_does(tiny_data, tmp_
     by_score = validate_run(run, device="cpu", infer=["infer.image_score=paper"])["image_auroc_by_score"]
     assert probe["l1"] == pytest.approx(by_score["paper"], abs=1e-4)
     assert probe["bce_excess"] == pytest.approx(by_score["bce"], abs=1e-4)  # summed there, averaged here
+
+
+def _checked(pixel: float, image: float) -> dict:
+    return {"run": "runs/x", "protocol": "p", "metrics": {"pixel_auroc": pixel, "image_auroc": image, "iou": 0.1}}
+
+
+@pytest.mark.parametrize(
+    ("pixel", "image", "warned"),
+    [(0.69, 0.95, ["map"]), (0.95, 0.65, ["score"]), (0.5, 0.5, ["map", "score"]), (0.7, 0.7, [])],
+)
+def test_training_warns_only_where_painted_defects_are_barely_found(pixel, image, warned):
+    said = validation.check_warnings(_checked(pixel, image))
+    assert len(said) == len(warned)
+    for message, what in zip(said, warned, strict=True):
+        assert message.startswith("runs/x: ")
+        assert ("anomaly map" in message) == (what == "map") and ("image score" in message) == (what == "score")
+        assert f"{pixel if what == 'map' else image:.3f} < {validation.WEAK_AUROC}" in message

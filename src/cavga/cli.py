@@ -104,6 +104,20 @@ def _train_categories(args: argparse.Namespace) -> int:
     return 0
 
 
+def _painted_check(run_dir: Path, device: str) -> None:
+    """After training: `cavga validate` on the run's held-out normals, one summary line, and a
+    warning where the map or the verdict barely finds painted defects."""
+    from .validation import VALIDATION_FILE, check_summary, check_warnings, held_out_normals, validate_run
+
+    if not held_out_normals(run_dir):
+        print("painted-defect check skipped: the run held out no normal images (data.val_fraction is 0)")
+        return
+    result = validate_run(run_dir, device)
+    print(f"{check_summary(result)}; written: {run_dir / VALIDATION_FILE}")
+    for message in check_warnings(result):
+        warnings.warn(message, stacklevel=1)
+
+
 def _print_result(result: dict) -> None:
     from .evaluate import format_table
 
@@ -183,6 +197,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         ckpt = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
             print(f"trained: {ckpt}")
+            if not args.no_check:
+                _painted_check(run_dir, cfg.train.device)
         return 0
     if args.command == "evaluate":
         from .evaluate import evaluate_run

@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue an interrupted run in --out with its own settings (only --epochs and --device may change)",
     )
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip the painted-defect check after training (`cavga validate` on the held-out normals, which warns "
+        "when the map or the verdict barely finds painted defects)",
+    )
     _add_common_run_options(p)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on its test split; writes RUN_DIR/metrics.json")
