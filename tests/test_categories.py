@@ -46,12 +46,17 @@ def test_all_categories_train_then_skip_when_finished(two_categories, tmp_path, 
         assert next(r for r in summary if r["category"] == cat)["metrics"] == metrics["metrics"]
     table = (out / "summary.md").read_text()
     assert "| brick | trained |" in table and "| mean |" in table
+    checked = {c: json.loads((out / c / "validation.json").read_text())["metrics"]["pixel_auroc"] for c in trained}
+    assert {r["category"]: r["painted_pixel_auroc"] for r in summary} == checked  # the painted-defect check
+    assert table.splitlines()[2].endswith(f"| {checked['brick']:.3f} |")
+    assert table.splitlines()[-1].endswith(f"| {(checked['brick'] + checked['grass']) / 2:.3f} |")
 
     trained.clear()
     assert main(_args(two_categories, out)) == 0  # everything finished: nothing trains again
     assert trained == []
     summary = json.loads((out / "summary.json").read_text())["categories"]
     assert {r["status"] for r in summary} == {"skipped (finished)"}
+    assert {r["category"]: r["painted_pixel_auroc"] for r in summary} == checked  # read back, not recomputed
 
     (out / "grass" / "metrics.json").unlink()  # grass not evaluated: it is taken up again
     assert main(_args(two_categories, out, "grass,brick")) == 0

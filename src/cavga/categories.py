@@ -18,10 +18,11 @@ from .config import RunConfig
 from .data.listing import _check_root, _subfolders
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, METRICS_FILE, evaluate_run
-from .io_utils import atomic_write_json, atomic_write_text
+from .io_utils import atomic_write_json, atomic_write_text, read_json
 from .runfolder import HISTORY_FILE
 from .runtime import CHECKPOINT
 from .train import train
+from .validation import VALIDATION_FILE, painted_check
 
 SUMMARY = "summary"
 
@@ -71,8 +72,14 @@ def train_categories(
         t0 = time.perf_counter()
         if is_finished(run_dir, cfg.train.epochs):
             result, status = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8")), "skipped (finished)"
+            checked = (
+                read_json(run_dir / VALIDATION_FILE, "", "validation file")
+                if (run_dir / VALIDATION_FILE).is_file()
+                else None
+            )
         else:
             train(cfg.validate(), run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=progress)
+            checked = painted_check(run_dir, cfg.train.device)  # before evaluate: a finished run has it
             result, status = evaluate_run(run_dir, device=cfg.train.device, progress=progress), "trained"
         rows.append(
             {
@@ -82,6 +89,7 @@ def train_categories(
                 "model": result.get("model"),
                 "seconds": round(time.perf_counter() - t0, 1),
                 "metrics": result.get("metrics", {}),
+                "painted_pixel_auroc": checked["metrics"]["pixel_auroc"] if checked else None,  # the check's
             }
         )
         write_summary(out_dir, rows)
@@ -91,22 +99,26 @@ def train_categories(
 
 
 def format_summary(rows: list[dict[str, Any]]) -> str:
-    """One markdown row per category, one column per metric, and their mean."""
-    lines = ["| category | status | " + " | ".join(METRIC_KEYS) + " |", "|---|---|" + "---|" * len(METRIC_KEYS)]
+    """One markdown row per category: one column per test metric, then the painted-defect check's
+    pixel AUROC (held-out normals, no test image; the training's warning line is 0.7), and their mean."""
+    head = [*METRIC_KEYS, "painted pixel_auroc"]
+    lines = ["| category | status | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
 
     def cell(v: Any) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
+    def values(r: dict[str, Any]) -> list[Any]:
+        return [r["metrics"].get(k) for k in METRIC_KEYS] + [r.get("painted_pixel_auroc")]
+
     for r in rows:
-        lines.append(
-            f"| {r['category']} | {r['status']} | " + " | ".join(cell(r["metrics"].get(k)) for k in METRIC_KEYS) + " |"
-        )
+        lines.append(f"| {r['category']} | {r['status']} | " + " | ".join(cell(v) for v in values(r)) + " |")
+
+    def mean(column: tuple[Any, ...]) -> float | None:
+        known = [v for v in column if v is not None]
+        return sum(known) / len(known) if known else None
+
     if len(rows) > 1:
-        means = []
-        for k in METRIC_KEYS:
-            vals = [r["metrics"][k] for r in rows if r["metrics"].get(k) is not None]
-            means.append(sum(vals) / len(vals) if vals else None)
-        lines.append("| mean | | " + " | ".join(cell(v) for v in means) + " |")
+        lines.append("| mean | | " + " | ".join(cell(mean(c)) for c in zip(*map(values, rows), strict=True)) + " |")
     return "\n".join(lines)
 
 

@@ -107,12 +107,12 @@ def _train_categories(args: argparse.Namespace) -> int:
 def _painted_check(run_dir: Path, device: str) -> None:
     """After training: `cavga validate` on the run's held-out normals, one summary line, and a
     warning where the map or the verdict barely finds painted defects."""
-    from .validation import VALIDATION_FILE, check_summary, check_warnings, held_out_normals, validate_run
+    from .validation import VALIDATION_FILE, check_summary, check_warnings, painted_check
 
-    if not held_out_normals(run_dir):
+    result = painted_check(run_dir, device)
+    if result is None:
         print("painted-defect check skipped: the run held out no normal images (data.val_fraction is 0)")
         return
-    result = validate_run(run_dir, device)
     print(f"{check_summary(result)}; written: {run_dir / VALIDATION_FILE}")
     for message in check_warnings(result):
         warnings.warn(message, stacklevel=1)

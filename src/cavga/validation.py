@@ -318,6 +318,12 @@ def _mask_quantile_iou(predictor: Predictor, maps: list, masks: list, labels: np
 WEAK_AUROC = 0.7
 
 
+def painted_check(run_dir: str | Path, device: str = "auto") -> dict[str, Any] | None:
+    """What ``cavga train`` ends with: :func:`validate_run` on a trained run (writing
+    validation.json), or None when the run held out no normal images to paint on."""
+    return validate_run(run_dir, device) if held_out_normals(run_dir) else None
+
+
 def check_summary(result: dict[str, Any]) -> str:
     """One line of :func:`validate_run`'s ``result``: what a user learns about the trained run
     without a single real anomaly."""
