@@ -226,3 +226,17 @@ def test_training_without_held_out_normals_skips_the_painted_defect_check(tiny_d
     assert main(_train_args(tiny_data, run, "Du", epochs=1) + ["--set", "data.val_fraction=0"]) == 0
     assert "painted-defect check skipped: the run held out no normal images" in capsys.readouterr().out
     assert not (run / "validation.json").exists()
+
+
+def test_demo_command_runs_end_to_end_and_ends_with_the_painted_defect_check(tmp_path, capsys):
+    """`cavga demo`, shrunk to seconds (the README's first command runs it at full size)."""
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--epochs", "1", "--image-size", "32", "--batch-size", "16", "--no-progress",
+            "--set", "model.base_channels=8", "--set", "model.latent_channels=8"]  # fmt: skip
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    metrics = json.loads((out / "run" / "metrics.json").read_text())["metrics"]
+    assert f"| CAVGA-Du | {metrics['image_auroc']:.3f} | {metrics['pixel_auroc']:.3f} |" in said
+    checked = json.loads((out / "run" / "validation.json").read_text())["metrics"]
+    assert "painted-defect check (held-out normals" in said and f"pixel AUROC {checked['pixel_auroc']:.3f}" in said
+    assert (out / "run" / "report" / "index.html").is_file() and (out / "predictions" / "predictions.json").is_file()

@@ -300,6 +300,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         apply_overrides(cfg, args.overrides)
         result = run_demo(out, cfg.validate(), progress=not args.no_progress)
         _print_result(result)
+        _painted_check(out / "run", cfg.train.device)  # what a user without test anomalies would see
         print(
             f"written: {out / 'run' / 'metrics.json'}; overlays in {out / 'predictions'} and {out / 'run' / 'overlays'}"
         )
