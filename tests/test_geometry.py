@@ -12,6 +12,7 @@ from PIL import Image
 from cavga import data as D
 from cavga.cli import main
 from cavga.config import ModelConfig, RunConfig
+from cavga.errors import CavgaError
 from cavga.inference import Predictor
 from cavga.losses import attention_expansion_loss, complementary_guided_attention_loss, reconstruction_loss
 from cavga.networks import build_networks
@@ -36,6 +37,21 @@ def test_to_canvas_pads_with_black_around_the_resized_image():
     assert torch.allclose(c[:, 8:24], ref.clamp(0, 1))
     stretched = D.to_canvas(x, 32, "stretch")
     assert torch.allclose(stretched, F.interpolate(x[None], (32, 32), mode="bilinear", antialias=True)[0].clamp(0, 1))
+
+
+def test_center_places_a_small_image_unresampled_and_shrinks_a_large_one_as_pad():
+    x = torch.rand(3, 28, 28)  # an MNIST digit into a 32 px input
+    assert D.content_box((28, 28), 32, "center") == (2, 2, 28, 28)
+    c = D.to_canvas(x, 32, "center")  # (3, 32, 32)
+    assert torch.equal(c[:, 2:30, 2:30], x)  # its own pixels, not interpolated
+    border = torch.ones(32, 32, dtype=torch.bool)
+    border[2:30, 2:30] = False
+    assert torch.all(c[:, border] == D.geometry.PAD_VALUE)
+    assert torch.equal(D.from_canvas(c[0], (28, 28), "center"), x[0])  # and a map goes back pixel for pixel
+    assert D.content_box((17, 9), 32, "center") == (7, 11, 17, 9)
+    for size in ((20, 40), (60, 15), (50, 50)):  # larger than the square on some side: as pad
+        assert D.content_box(size, 32, "center") == D.content_box(size, 32, "pad")
+    assert D.content_box((50, 50), 32, "center") == (0, 0, 32, 32)
 
 
 def test_from_canvas_returns_a_map_to_the_image_where_it_came_from():
@@ -168,3 +184,37 @@ def test_train_step_scores_the_reconstruction_with_the_inputs_padding():
     expected = reconstruction_loss(x, D.paste_padding(x_hat, x, valid))
     assert terms["rec"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert terms["rec"].item() != pytest.approx(reconstruction_loss(x, x_hat).item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["pad", "center"])
+def test_the_baselines_refuse_a_placement_other_than_stretch(mode):
+    cfg = RunConfig()
+    cfg.model.variant, cfg.data.resize = "AE-L2", mode
+    with pytest.raises(CavgaError, match=f"data.resize: {mode} is for the CAVGA variants; AE-L2 takes stretched"):
+        cfg.validate()
+    cfg.model.variant = "Du"
+    assert cfg.validate().data.resize == mode
+
+
+def test_a_centered_run_scores_small_tiles_on_their_own_unresampled_pixels(tmp_path):
+    """`data.resize: center`: 24 x 48 tiles in a 64 px input sit unscaled; maps come back pixel for pixel."""
+    _write_tiles(tmp_path / "tiles", np.random.default_rng(0))
+    out = tmp_path / "center"
+    args = [
+        "train", "--data", str(tmp_path / "tiles"), "--layout", "mtd", "--model", "Du", "--out", str(out),
+        "--epochs", "1", "--image-size", "64", "--batch-size", "4", "--device", "cpu", "--no-progress", "--no-check",
+        "--set", "model.base_channels=8", "--set", "model.latent_channels=8", "--resize", "center",
+        "--set", "data.val_fraction=0.3",
+    ]  # fmt: skip
+    assert main(args) == 0
+    predictor = Predictor.from_run(out, "cpu", ["infer.image_score=paper"])  # the reconstruction difference
+    tile = RunData.load(out).test[0].image_path
+    x, valid, sizes = predictor.load_inputs([str(tile)])
+    assert sizes == [(24, 48)] and valid.sum() == 24 * 48 and torch.all(valid[0, 0, 20:44, 8:56] == 1)
+    rgb = torch.from_numpy(np.asarray(Image.open(tile).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+    assert torch.equal(x[0][:, 20:44, 8:56], rgb)  # the tile's own pixels, unresampled
+    pred = predictor.predict_batch(x, valid)
+    residual = (x - pred.reconstruction).abs().mean(dim=1)[0, 20:44, 8:56]  # (24, 48): the content
+    assert pred.raw_score[0].item() == pytest.approx(residual.mean().item(), rel=1e-5)
+    [p] = predictor.predict_paths([tile])
+    assert np.allclose(p.anomaly_map, pred.anomaly_map[0, 20:44, 8:56].clamp(0, 1).numpy())  # no resampling back

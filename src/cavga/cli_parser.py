@@ -15,8 +15,8 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
     p.add_argument(
         "--resize",
         choices=RESIZE_MODES,
-        help="stretch each image to the square, or keep its aspect ratio and pad (ignored by losses and metrics)"
-        " (default stretch)",
+        help="stretch each image to the square; pad: keep its aspect ratio and pad (ignored by losses and metrics); "
+        "center: as pad, but an image that fits the square keeps its own pixels (default stretch)",
     )
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--seed", type=int, help="seeds the data split and the training (default 0)")

@@ -1,7 +1,7 @@
 """Image scores and the statistics that normalise them, all fitted on held-out normal images.
 
 The score functions are pure: (B, 3, S, S) images and reconstructions (and maps) in, (B,) or
-(B, S, S) out; ``valid`` (B, 1, S, S) marks each image's content under ``data.resize: pad``.
+(B, S, S) out; ``valid`` (B, 1, S, S) marks each image's content under ``data.resize``: pad or center.
 
 Normalising the unsupervised score.  The paper normalises s_a to [0, 1] and thresholds at 0.5
 without saying how.  Using test images for this would leak their labels, so the normaliser is
@@ -33,7 +33,7 @@ from .losses import reconstruction_terms
 
 def native_map(m: Tensor, size: tuple[int, int], resize: str = "stretch") -> np.ndarray:
     """A map at the model's resolution (S, S) back at an image's own (H, W), float32: its content
-    box (all of it unless ``data.resize`` is pad) resized bilinearly."""
+    box (all of it unless ``data.resize`` is pad or center) resized bilinearly."""
     return D.from_canvas(m, size, resize).clamp(0, 1).numpy()  # (H, W)
 
 

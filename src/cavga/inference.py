@@ -261,7 +261,7 @@ class Predictor:
 
     def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> BatchPrediction:
         """Predict a batch (B, 3, S, S) as loaded; ``valid`` (B, 1, S, S) marks content when
-        ``data.resize`` is pad (a Batch's ``valid``), so the score ignores the padding."""
+        ``data.resize`` is pad or center (a Batch's ``valid``), so the score ignores the padding."""
         x = x.to(self.device)
         valid = None if valid is None else valid.to(self.device)
         size = self.cfg.data.image_size
@@ -311,11 +311,11 @@ class Predictor:
 
     def load_inputs(self, paths: list[str]) -> tuple[Tensor, Tensor | None, list[tuple[int, int]]]:
         """Image files as the model's input (B, 3, S, S), their content maps (B, 1, S, S) when
-        ``data.resize`` is pad (else None), and each image's own (H, W)."""
+        ``data.resize`` is pad or center (else None), and each image's own (H, W)."""
         size, resize = self.cfg.data.image_size, self.cfg.data.resize
         loaded = [D.read_image(p, size, resize) for p in paths]
         sizes = [hw for _, hw in loaded]
-        valid = torch.stack([D.valid_mask(hw, size, resize) for hw in sizes]) if resize == "pad" else None
+        valid = torch.stack([D.valid_mask(hw, size, resize) for hw in sizes]) if resize != "stretch" else None
         return torch.stack([x for x, _ in loaded]), valid, sizes
 
 

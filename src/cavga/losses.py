@@ -62,7 +62,7 @@ def adversarial_g_loss(d_fake: Tensor) -> Tensor:
 
 def _cell_mean(values: Tensor, weight: Tensor | None) -> Tensor:
     """(B,): the mean over each image's map cells, weighted by ``weight`` (B, 1, h, w), the share of
-    each cell that holds image content (``data.resize: pad``); None: every cell counts fully."""
+    each cell that holds image content (``data.resize``: pad or center); None: every cell counts fully."""
     if weight is None:
         return values.flatten(1).mean(dim=1)
     return (values * weight).flatten(1).sum(dim=1) / weight.flatten(1).sum(dim=1).clamp_min(1e-6)

@@ -186,7 +186,7 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
                 fail(p, e)
         if not chunk:
             continue
-        pred = predictor.predict_batch(torch.stack(images), torch.stack(valid) if resize == "pad" else None)
+        pred = predictor.predict_batch(torch.stack(images), torch.stack(valid) if resize != "stretch" else None)
         for j, p in enumerate(chunk):
             try:
                 image = D.load_image(p, None)  # (3, H, W) at the image's own size

@@ -77,7 +77,7 @@ def generator_loss(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Eq. 4 (CAVGA-u) or Eq. 6 (CAVGA-w) for a batch already encoded and decoded; the total and its terms.
 
-    ``valid`` (B, 1, S, S) marks image content (``data.resize: pad``): L_ae and L_cga then average
+    ``valid`` (B, 1, S, S) marks image content (``data.resize``: pad or center): L_ae and L_cga then average
     over the attention cells by their share of content (``x_hat`` already carries the input's padding)."""
     w = cfg.loss
     normal = labels == 0  # (B,)
@@ -132,7 +132,7 @@ def train_step(
     """One D update, then one encoder/decoder(/classifier) update, on a batch; the losses as 0-d
     tensors on the batch's device (no host sync here: the loop reads them once per log interval).
 
-    ``valid`` (B, 1, S, S), 1 on content and 0 on padding (``data.resize: pad``): the input's
+    ``valid`` (B, 1, S, S), 1 on content and 0 on padding (``data.resize``: pad or center): the input's
     padding is pasted into the reconstruction, so neither L_R nor D sees what the decoder draws there.
 
     ``model`` and ``disc`` may be DDP-wrapped (:mod:`cavga.distributed`): their ``backward`` then

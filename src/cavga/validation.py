@@ -43,7 +43,7 @@ def paint_validation_set(
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[str]]:
     """Clean ``images`` (N, 3, S, S) in [0, 1] plus ``copies`` painted versions of each.
 
-    ``boxes`` (one per image, ``data.resize: pad``) keep each defect on the image's content: it is
+    ``boxes`` (one per image, ``data.resize``: pad or center) keep each defect on the image's content: it is
     painted in the largest centred square of the box. Returns (images (M, 3, S, S), masks (M, S, S)
     bool, labels (M,), defect types), M = N * (1 + copies); defect types cycle through DEFECT_TYPES."""
     rng = np.random.default_rng(seed)

@@ -18,7 +18,7 @@ BACKBONE_NAMES = {"resnet18": "ResNet-18", "efficientnet_lite0": "EfficientNet-L
 ENCODER_STRIDES = (8, 16, 32)
 
 ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
-RESIZE_MODES = ("stretch", "pad")  # data.resize (cavga.data.geometry)
+RESIZE_MODES = ("stretch", "pad", "center")  # data.resize (cavga.data.geometry)
 IMAGE_SCORES = ("auto", "paper", "map", "bce")  # infer.image_score
 CAVGA_IMAGE_SCORES = ("map", "bce")  # the image scores only CAVGA computes (normalised on their own held-out values)
 WEAK_MAPS = ("auto", "anomalous", "normal")  # infer.weak_map
@@ -51,7 +51,8 @@ class DataConfig:
     category: str | None = None  # MVTec AD category (sub-folder of root); one-class layouts: the normal class
     image_size: int = 256  # images and masks are resized to image_size x image_size
     # stretch: fill the square whatever the aspect ratio (the paper's square crops); pad: keep the
-    # aspect ratio, centre, pad, and ignore the padding in losses and metrics (cavga.data.geometry)
+    # aspect ratio, centre, pad, and ignore the padding in losses and metrics; center: as pad, but an
+    # image that fits the square keeps its own pixels, unresampled (MNIST's 28 px in 32) (cavga.data.geometry)
     resize: str = "stretch"
     seed: int = 0  # seeds every random split
     train_fraction: float = 0.8  # mtd/folder: fraction of the normal images used for training
@@ -270,8 +271,11 @@ class RunConfig:
             raise CavgaError(f"model.latent_stride: {self.model.latent_stride} is not 4, 8 or 16")
         if self.data.resize not in RESIZE_MODES:
             raise CavgaError(f"data.resize: {self.data.resize!r} is not one of {', '.join(RESIZE_MODES)}")
-        if self.data.resize == "pad" and self.model.is_baseline:
-            raise CavgaError(f"data.resize: pad is for the CAVGA variants; {self.model.variant} takes stretched inputs")
+        if self.data.resize != "stretch" and self.model.is_baseline:
+            variant = self.model.variant
+            raise CavgaError(
+                f"data.resize: {self.data.resize} is for the CAVGA variants; {variant} takes stretched inputs"
+            )
         size = self.data.image_size
         if size < 32 or size & (size - 1):
             raise CavgaError(f"data.image_size: {size} is not a power of two >= 32")

@@ -22,7 +22,9 @@ class Sample:
     label: int
     defect_type: str
     path: str
-    valid: torch.Tensor | None = None  # (1, S, S): 1 on content, 0 on padding (data.resize: pad); None: all content
+    valid: torch.Tensor | None = (
+        None  # (1, S, S): 1 on content, 0 on padding (data.resize: pad or center); None: all content
+    )
 
 
 @dataclass
@@ -104,7 +106,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.image_size = int(image_size)
         self.resize = check_resize(resize)
         self._cache: dict[int, Sample] | None = {} if cache else None
-        channels = 5 if resize == "pad" else 4  # image, mask (and the valid map), float32
+        channels = 5 if resize != "stretch" else 4  # image, mask (and the valid map), float32
         per_sample = 4 * channels * self.image_size**2  # bytes
         limit = math.inf if cache_limit_mb is None else cache_limit_mb * 2**20
         self._cache_capacity = int(min(len(self.records), limit // per_sample))

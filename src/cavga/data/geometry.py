@@ -5,6 +5,9 @@
 * ``pad``: the image is resized whole with its aspect ratio kept, its long side S, centred, and the
   rest of the square filled with ``PAD_VALUE`` (issue 8, item 4: MTD's tiles are 1.0 to 2.8 times
   as long as they are wide, and stretching them distorts their defects).
+* ``center``: as ``pad``, except that an image no larger than S x S is not resampled at all: its
+  own pixels sit centred in the square (MNIST's 28 x 28 digits in a 32 x 32 input, as LeNet-5
+  took them, rather than blurred by a 1.14x upsampling). Larger images shrink as under ``pad``.
 
 Each image has one content box, (top, left, height, width) in the square. Training ignores the
 padding (:func:`valid_mask`: the input's padding is pasted into the reconstruction, so neither L_R
@@ -35,7 +38,9 @@ def check_resize(mode: str) -> str:
 def content_box(size: tuple[int, int], s: int, mode: str) -> Box:
     """The box an image of (height, width) ``size`` fills in the S x S input."""
     h, w = size
-    if check_resize(mode) == "stretch" or h == w:
+    if check_resize(mode) == "center" and h <= s and w <= s:
+        return ((s - h) // 2, (s - w) // 2, h, w)
+    if mode == "stretch" or h == w:
         return (0, 0, s, s)
     scale = s / max(h, w)
     ch, cw = max(1, min(s, round(h * scale))), max(1, min(s, round(w * scale)))

@@ -79,7 +79,9 @@ def export_run(
     fmt = export_format(out, fmt)
     predictor = Predictor.from_run(run_dir, "cpu", infer)
     if predictor.cfg.data.resize != "stretch":  # the graph takes square inputs and scores all of them
-        raise CavgaError(f"{run_dir}: data.resize is pad; export takes stretch-resized runs only")
+        raise CavgaError(
+            f"{run_dir}: data.resize is {predictor.cfg.data.resize}; export takes stretch-resized runs only"
+        )
     graph = InferenceGraph(predictor).eval()
     meta = json.dumps(metadata(predictor))
     size = predictor.cfg.data.image_size
