@@ -232,3 +232,48 @@ def test_training_warns_only_where_painted_defects_are_barely_found(pixel, image
         assert message.startswith("runs/x: ")
         assert ("anomaly map" in message) == (what == "map") and ("image score" in message) == (what == "score")
         assert f"{pixel if what == 'map' else image:.3f} < {validation.WEAK_AUROC}" in message
+
+
+def test_decisions_table_reads_back_what_training_chose_on_the_painted_set(tiny_data, tmp_path):
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.3)
+    state = load_checkpoint(run / CHECKPOINT)
+    row = benchmark_script("decisions_table").decisions(run)
+    chosen = state["image_score"]["image_score"]
+    assert row["image_score"] == chosen and row["resize"] == "stretch"
+    assert row["validation_image_auroc"] == state["image_score"]["validation_image_auroc"][chosen]
+    assert row["validation_pixel_auroc"] == state["attention_direction"]["validation_pixel_auroc"]
+
+
+def _stored(folder, model, val, test, direction="inverse"):
+    """A run folder as `cavga validate` and `cavga evaluate` leave it: (pixel, image, IoU) each."""
+    folder.mkdir(parents=True)
+    keys = ("pixel_auroc", "image_auroc", "iou")
+    (folder / "validation.json").write_text(
+        json.dumps({"attention_direction": direction, "metrics": dict(zip(keys, val, strict=True))})
+    )
+    test_file = {"model": model, "attention_direction": "inverse", "split": {"category": "bottle"}}
+    (folder / "metrics.json").write_text(json.dumps({**test_file, "metrics": dict(zip(keys, test, strict=True))}))
+
+
+def test_validation_vs_test_pairs_runs_counts_copies_once_and_ranks_as_scipy(tmp_path):
+    from scipy.stats import spearmanr
+
+    script = benchmark_script("validation_vs_test")
+    pairs = [
+        ((0.6, 0.7, 0.1), (0.55, 0.6, 0.05)),
+        ((0.8, 0.9, 0.2), (0.9, 0.8, 0.2)),
+        ((0.95, 1.0, 0.3), (0.7, 0.9, 0.1)),
+    ]
+    for i, (val, test) in enumerate(pairs):
+        _stored(tmp_path / f"r{i}", "CAVGA-Du", val, test)
+    _stored(tmp_path / "copy" / "r1", "CAVGA-Du", (0.8, 0.9, 0.25), (0.9, 0.8, 0.3))  # r1 re-decided: its masks only
+    _stored(tmp_path / "other", "CAVGA-Du", (0.5, 0.5, 0.0), (0.9, 0.9, 0.9), direction="direct")  # other settings
+    _stored(tmp_path / "ae", "AE-L2", (0.9, 0.8, 0.4), (0.6, 0.7, 0.1))
+    rows = script.collect(tmp_path)
+    assert sorted(r["run"] for r in rows) == ["ae", "copy/r1", "r0", "r2"]  # first by path: copy/r1 before r1
+    summary = script.summarise([r for r in rows if not r["baseline"]])
+    expected = spearmanr([p[0][0] for p in pairs], [p[1][0] for p in pairs])[0]
+    assert summary["n"] == 3 and summary["spearman"]["pixel_auroc"]["rho"] == pytest.approx(expected, abs=1e-3)
+    assert [b["n"] for b in summary["bands"]] == [1, 1, 1]
+    assert summary["bands"][2] == {"val_pixel_auroc": "[0.9, 1.0]", "n": 1, "test_min": 0.7, "test_median": 0.7,
+                                   "test_max": 0.7}  # fmt: skip
