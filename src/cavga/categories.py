@@ -60,9 +60,10 @@ def is_finished(run_dir: str | Path, epochs: int) -> bool:
 
 
 def train_categories(
-    base: RunConfig, categories: list[str], out_dir: str | Path, progress: bool = True, on_done=None
+    base: RunConfig, categories: list[str], out_dir: str | Path, progress: bool = True, on_done=None, check: bool = True
 ) -> list[dict[str, Any]]:
-    """Train and evaluate ``base`` on each category into ``out_dir/<category>``; the summary rows."""
+    """Train and evaluate ``base`` on each category into ``out_dir/<category>``; the summary rows.
+    ``check``: each trained category gets the painted-defect check first (:func:`cavga.validation.painted_check`)."""
     out_dir = Path(out_dir)
     rows: list[dict[str, Any]] = []
     for category in categories:
@@ -72,14 +73,12 @@ def train_categories(
         t0 = time.perf_counter()
         if is_finished(run_dir, cfg.train.epochs):
             result, status = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8")), "skipped (finished)"
-            checked = (
-                read_json(run_dir / VALIDATION_FILE, "", "validation file")
-                if (run_dir / VALIDATION_FILE).is_file()
-                else None
-            )
+            stored = run_dir / VALIDATION_FILE
+            checked = read_json(stored, "", "validation file") if check and stored.is_file() else None
         else:
             train(cfg.validate(), run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=progress)
-            checked = painted_check(run_dir, cfg.train.device)  # before evaluate: a finished run has it
+            # the check before evaluate: a category counted as finished has its validation.json
+            checked = painted_check(run_dir, cfg.train.device) if check else None
             result, status = evaluate_run(run_dir, device=cfg.train.device, progress=progress), "trained"
         rows.append(
             {

@@ -98,7 +98,7 @@ def _train_categories(args: argparse.Namespace) -> int:
     def done(row: dict) -> None:
         print(f"{row['category']}: {row['status']} ({row['seconds']} s)", flush=True)
 
-    rows = train_categories(cfg, categories, args.out, progress=not args.no_progress, on_done=done)
+    rows = train_categories(cfg, categories, args.out, not args.no_progress, done, check=not args.no_check)
     print(format_summary(rows))
     print(f"written: {Path(args.out) / SUMMARY}.md and .json")
     return 0
