@@ -90,6 +90,22 @@ def test_the_numbers_equal_metrics_json(run):
     assert embedded["metrics"] == {k: metrics["metrics"][k] for k in keys}
 
 
+def test_the_painted_defect_check_stands_beside_the_test_numbers_when_the_run_has_one(run, tmp_path):
+    import shutil
+
+    _, page = _page(run)
+    checked = json.loads((run / "validation.json").read_text())["metrics"]  # cavga train's check
+    cells = page.find("td", **{"class": "painted"})
+    assert [float(c["data-value"]) for c in cells] == [
+        checked[k] for k in ("image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro", "f1_max")
+    ]
+    older = tmp_path / "older"  # a run without the check (from before it, or --no-check): no such column
+    shutil.copytree(run, older)
+    (older / "validation.json").unlink()
+    write_run_report(older)
+    assert not Tags((older / "report" / "index.html").read_text()).find("td", **{"class": "painted"})
+
+
 def test_threshold_is_drawn_at_the_stored_value(run):
     _, page = _page(run)
     metrics = json.loads((run / "metrics.json").read_text())

@@ -18,11 +18,11 @@ from .config import RunConfig
 from .data.listing import _check_root, _subfolders
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, METRICS_FILE, evaluate_run
-from .io_utils import atomic_write_json, atomic_write_text, read_json
-from .runfolder import HISTORY_FILE
+from .io_utils import atomic_write_json, atomic_write_text
+from .runfolder import HISTORY_FILE, stored_check
 from .runtime import CHECKPOINT
 from .train import train
-from .validation import VALIDATION_FILE, painted_check
+from .validation import painted_check
 
 SUMMARY = "summary"
 
@@ -73,8 +73,7 @@ def train_categories(
         t0 = time.perf_counter()
         if is_finished(run_dir, cfg.train.epochs):
             result, status = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8")), "skipped (finished)"
-            stored = run_dir / VALIDATION_FILE
-            checked = read_json(stored, "", "validation file") if check and stored.is_file() else None
+            checked = stored_check(run_dir) if check else None
         else:
             train(cfg.validate(), run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=progress)
             # the check before evaluate: a category counted as finished has its validation.json

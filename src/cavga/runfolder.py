@@ -19,6 +19,7 @@ from .runtime import CHECKPOINT, load_checkpoint
 
 SPLIT_FILE = "split.json"
 HISTORY_FILE = "history.jsonl"
+VALIDATION_FILE = "validation.json"  # the painted-defect check (cavga.validation)
 
 
 @dataclass
@@ -154,3 +155,10 @@ def check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> Non
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in history))
+
+
+def stored_check(run_dir: str | Path) -> dict[str, Any] | None:
+    """The painted-defect check a run folder holds (``validation.json``, written by ``cavga train``
+    or ``cavga validate``), or None: a run from before the check, or trained with ``--no-check``."""
+    path = Path(run_dir) / VALIDATION_FILE
+    return read_json(path, "", "validation file") if path.is_file() else None

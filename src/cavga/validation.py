@@ -29,9 +29,8 @@ from .inference import AUTO_SETTINGS, Predictor, anomaly_evidence
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, image_auroc, iou, pixel_auroc
 from .networks import CAVGA
-from .runfolder import RunData
+from .runfolder import VALIDATION_FILE, RunData
 
-VALIDATION_FILE = "validation.json"
 # infer.mask_quantile values whose validation IoU `cavga validate` reports, and "auto" chooses from
 # (the top two after bottle's CAVGA-Ru runs chose 0.999, the highest, with the IoU still rising)
 MASK_QUANTILES = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999)

@@ -15,6 +15,7 @@ import numpy as np
 from .. import __version__
 from ..io_utils import read_json
 from ..metrics import UndefinedMetricError, image_auroc
+from ..runfolder import stored_check
 from ..runlock import locked
 from . import plots
 from .gallery import write_panels
@@ -201,9 +202,10 @@ def build_run_report(run_dir: str | Path) -> Path:
         ]
     thresholds += [("mask threshold (anomaly map)", f"{t_mask:.6g}"), ("mask quantile", thr.get("mask_quantile"))]
 
+    checked = stored_check(run_dir) or {}  # the painted-defect check `cavga train` ended with
     metric_rows = [
         {"key": k, "name": NAMES[k], "definition": DEFINITIONS[k], "value": m.get(k),
-         "baseline": (metrics.get("baseline_residual") or {}).get(k)}
+         "baseline": (metrics.get("baseline_residual") or {}).get(k), "painted": checked.get("metrics", {}).get(k)}
         for k in NAMES
     ]  # fmt: skip
     return render_page(
@@ -216,6 +218,7 @@ def build_run_report(run_dir: str | Path) -> Path:
         seed=metrics.get("seed"),
         version=__version__,
         metrics=metric_rows,
+        painted_protocol=checked.get("protocol"),
         undefined=m.get("undefined") or [],
         split=counts,
         thresholds=thresholds,
