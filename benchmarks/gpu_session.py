@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         size, epochs = ("32", 8) if a.smoke else ("256", epochs)
         cmd = cavga("train", *[s.format(**fill) for s in (*data, *model)], "--image-size", size)
         cmd += ["--epochs", str(epochs), "--device", a.device, "--out", str(run_dir), "--no-progress", "--seed", seed]
+        cmd += ["--no-check"]  # validated after evaluate (below), so a run short of time has its test numbers first
         every = "1" if a.smoke else "5"
         cmd += ["--set", f"train.checkpoint_every={every}", *a.train_args.split()]
         rc = run(cmd, left() - finish_reserve, work / f"train-{name}.txt")
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             done = last_saved_epoch(run_dir)
             log(out, f"{name}: stopped at the deadline after {done} epochs; finishing from the last checkpoint")
             finish = cavga("train", "--out", str(run_dir), "--resume", "--epochs", str(max(done, 1)), "--no-progress")
+            finish += ["--no-check"]
             rc = run(finish + ["--device", a.device], left() - 60, work / f"finish-{name}.txt")
         log(out, f"{name}: train rc {rc}, {last_saved_epoch(run_dir)} epochs")
         evaluate = cavga("evaluate", str(run_dir), "--device", a.device, "--no-progress")
