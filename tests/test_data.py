@@ -361,8 +361,21 @@ def test_folder_layout_presplit_and_errors(tmp_path):
     split = folder_split(tmp_path)
     assert split.info["presplit"] is True and len(split.train) == 3
     assert [(r.label, r.mask_path is not None) for r in split.test] == [(1, False), (1, True), (0, False)]
-    with pytest.raises(CavgaError, match=r"good: folder of normal images not found"):
-        folder_split(tmp_path / "test" / "bad")
+    with pytest.raises(CavgaError, match=r"masks/good: folder of normal images not found \(sub-folders found: bad\); "
+                       r"put the normal images in"):  # fmt: skip
+        folder_split(tmp_path / "masks")
+
+
+def test_a_plain_folder_of_images_is_all_normal(tmp_path):
+    """What a user hands over first: a folder of good images, no sub-folders."""
+    for i in range(5):
+        _png(tmp_path / "mine" / f"{i}.png")
+    (tmp_path / "mine" / "notes.txt").write_text("camera 2")  # skipped with a warning, as in good/
+    with pytest.warns(UserWarning, match="notes.txt: not an image file"):
+        split = folder_split(tmp_path / "mine", 0.8, seed=0)
+    assert split.info["counts"] == {"train_normal": 4, "train_anomalous": 0, "test_normal": 1, "test_anomalous": 0}
+    assert {Path(r.image_path).name for r in split.train + split.test} == {f"{i}.png" for i in range(5)}
+    assert all(r.label == 0 and r.defect_type == "good" for r in split.train + split.test)
 
 
 def test_collate_mixes_real_masks_and_missing_ones():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import LAYOUTS, DataConfig
 from ..errors import CavgaError
-from .listing import _check_root, _fixed_split, _list_images, _mask_index, _subfolders
+from .listing import _check_root, _fixed_split, _is_image, _list_images, _mask_index, _subfolders
 from .oneclass import ONE_CLASS_LAYOUTS, one_class_split
 from .records import GOOD, MASK_FOLDERS, Record, Split, _check_fraction, _info
 
@@ -85,7 +85,8 @@ def mtd_split(root: str | Path, train_fraction: float = 0.8, seed: int = 0) -> S
 
 
 def folder_split(root: str | Path, train_fraction: float = 0.8, seed: int = 0) -> Split:
-    """A user's folder: ``good/`` + one folder per defect type (or ``train/`` + ``test/``); masks optional."""
+    """A user's folder: ``good/`` + one folder per defect type (or ``train/`` + ``test/``); masks optional.
+    A folder holding images and no sub-folder is taken as ``good/`` alone: every image normal."""
     path = _check_root(root)
     masks_ok = ("_mask", "")
     if (path / "train").is_dir() and (path / "test").is_dir():
@@ -93,9 +94,14 @@ def folder_split(root: str | Path, train_fraction: float = 0.8, seed: int = 0) -
         return Split(train, test, _info("folder", path, train, test, category=None, presplit=True))
     _check_fraction("train_fraction", train_fraction)
     good = path / GOOD
-    if not good.is_dir():
+    if not good.is_dir() and not _subfolders(path) and any(_is_image(p) for p in path.iterdir()):
+        good = path  # a plain folder of images, all of them normal: what most users hand over first
+    elif not good.is_dir():
         found = ", ".join(p.name for p in _subfolders(path)) or "none"
-        raise CavgaError(f"{good}: folder of normal images not found (sub-folders found: {found})")
+        raise CavgaError(
+            f"{good}: folder of normal images not found (sub-folders found: {found}); put the normal images in "
+            f"{good}/ and each kind of defect in a folder beside it, or pass a folder that holds only normal images"
+        )
     normals = [Record(str(p), None, 0, GOOD) for p in _list_images(good)]
     if not normals:
         raise CavgaError(f"{good}: no training images")
