@@ -376,6 +376,8 @@ def test_a_plain_folder_of_images_is_all_normal(tmp_path):
     assert split.info["counts"] == {"train_normal": 4, "train_anomalous": 0, "test_normal": 1, "test_anomalous": 0}
     assert {Path(r.image_path).name for r in split.train + split.test} == {f"{i}.png" for i in range(5)}
     assert all(r.label == 0 and r.defect_type == "good" for r in split.train + split.test)
+    with pytest.raises(CavgaError, match=r"categories found: none\); not an MVTec AD tree: .* use --layout folder"):
+        mvtec_split(tmp_path / "mine", None)  # the default layout says which one to use
 
 
 def test_collate_mixes_real_masks_and_missing_ones():

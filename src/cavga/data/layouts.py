@@ -23,7 +23,8 @@ def mvtec_split(root: str | Path, category: str | None) -> Split:
         found = [p.name for p in _subfolders(path) if (p / "train").is_dir()]
         if category is None:
             listing = ", ".join(found) or "none"
-            raise CavgaError(f"{path}: data.category is required (categories found: {listing})")
+            hint = "" if found else "; not an MVTec AD tree: for your own images use --layout folder (docs/data.md)"
+            raise CavgaError(f"{path}: data.category is required (categories found: {listing}){hint}")
         base = path / category
         if not base.is_dir():
             listing = ", ".join(found) or "none"
