@@ -217,8 +217,9 @@ def test_vae_score_probe_scores_the_painted_set_as_validate_does(tiny_data, tmp_
     assert probe["bce_excess"] == pytest.approx(by_score["bce"], abs=1e-4)  # summed there, averaged here
 
 
-def _checked(pixel: float, image: float) -> dict:
-    return {"run": "runs/x", "protocol": "p", "metrics": {"pixel_auroc": pixel, "image_auroc": image, "iou": 0.1}}
+def _checked(pixel: float, image: float, n: int = 20) -> dict:
+    metrics = {"pixel_auroc": pixel, "image_auroc": image, "iou": 0.1}
+    return {"run": "runs/x", "protocol": "p", "n_held_out": n, "metrics": metrics}
 
 
 @pytest.mark.parametrize(
@@ -277,3 +278,9 @@ def test_validation_vs_test_pairs_runs_counts_copies_once_and_ranks_as_scipy(tmp
     assert [b["n"] for b in summary["bands"]] == [1, 1, 1]
     assert summary["bands"][2] == {"val_pixel_auroc": "[0.9, 1.0]", "n": 1, "test_min": 0.7, "test_median": 0.7,
                                    "test_max": 0.7}  # fmt: skip
+
+
+def test_training_warns_when_few_held_out_normals_stand_behind_the_check():
+    assert validation.check_warnings(_checked(0.9, 0.9, n=validation.FEW_HELD_OUT)) == []
+    [said] = validation.check_warnings(_checked(0.9, 0.9, n=3))
+    assert "rest on only 3 held-out normal images" in said

@@ -210,6 +210,7 @@ def validate_run(
         "run": str(run_dir),
         "model": cfg.model.label,
         "protocol": f"held-out normals ({len(held_out)}) + {copies} painted copies each, seed {seed}",
+        "n_held_out": len(held_out),
         "image_size": cfg.data.image_size,
         "attention_direction": cfg.infer.attention_direction if cfg.model.has_attention_direction else None,
         "image_score": cfg.infer.image_score,
@@ -315,6 +316,7 @@ def _mask_quantile_iou(predictor: Predictor, maps: list, masks: list, labels: np
 # (benchmarks/validation_vs_test.py; docs/method.md, "How far painted defects predict real ones"):
 # the 13 CAVGA runs whose map scored under 0.7 here reached test pixel AUROC 0.25-0.78 (median 0.56).
 WEAK_AUROC = 0.7
+FEW_HELD_OUT = 10  # fewer held-out normals than this: the check's numbers swing with a single image
 
 
 def painted_check(run_dir: str | Path, device: str = "auto") -> dict[str, Any] | None:
@@ -338,7 +340,8 @@ def check_summary(result: dict[str, Any]) -> str:
 
 def check_warnings(result: dict[str, Any]) -> list[str]:
     """Plain warnings where :func:`validate_run`'s ``result`` says the map or the verdict is not to
-    be trusted: an AUROC under ``WEAK_AUROC`` on painted defects (0.5 is chance)."""
+    be trusted: an AUROC under ``WEAK_AUROC`` on painted defects (0.5 is chance), or fewer than
+    ``FEW_HELD_OUT`` held-out normals behind the numbers."""
     m, out = result["metrics"], []
     if m["pixel_auroc"] < WEAK_AUROC:
         out.append(
@@ -351,5 +354,11 @@ def check_warnings(result: dict[str, Any]) -> list[str]:
         out.append(
             f"{result['run']}: the image score barely separates painted-defect images from clean ones (image "
             f"AUROC {m['image_auroc']:.3f} < {WEAK_AUROC}), so its verdicts are unlikely to be reliable"
+        )
+    n = result.get("n_held_out")
+    if n is not None and n < FEW_HELD_OUT:
+        out.append(
+            f"{result['run']}: the painted-defect check and the verdict threshold rest on only {n} held-out normal "
+            f"images; with more images (or a larger data.val_fraction) both would be steadier"
         )
     return out
