@@ -347,8 +347,8 @@ def check_warnings(result: dict[str, Any]) -> list[str]:
         out.append(
             f"{result['run']}: the anomaly map barely finds painted defects on held-out normals (pixel AUROC "
             f"{m['pixel_auroc']:.3f} < {WEAK_AUROC}; 0.5 is chance), so its heatmaps and masks are unlikely to "
-            "outline real defects; in this project's measurements CAVGA-R with a frozen pretrained encoder "
-            "localised best (README, 'CAVGA-R's encoder')"
+            "outline real defects; in this project's measurements pretrained features localised best (CAVGA-R with "
+            "a frozen pretrained encoder: README, 'CAVGA-R's encoder'; the PatchCore-like reference: docs/baselines.md)"
         )
     if m["image_auroc"] < WEAK_AUROC:
         out.append(
