@@ -22,9 +22,7 @@ class Sample:
     label: int
     defect_type: str
     path: str
-    valid: torch.Tensor | None = (
-        None  # (1, S, S): 1 on content, 0 on padding (data.resize: pad or center); None: all content
-    )
+    valid: torch.Tensor | None = None  # (1, S, S): 1 on content, 0 on padding (resize pad/center); None: all
 
 
 @dataclass
