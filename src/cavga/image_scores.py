@@ -129,15 +129,10 @@ class Normalizer:
         """The same held-out scores with another false-alarm quantile (no retraining needed)."""
         if quantile == self.quantile or not self.scores:
             return self
-        scores = np.asarray(self.scores)
-        # every other field (the map statistics, the other held-out scores, what they are of) stays
-        return dataclasses.replace(
-            self,
-            lo=float(scores.min()),
-            hi=float(np.quantile(scores, quantile)),
-            quantile=quantile,
-            n_images=len(scores),
-        )
+        refit = Normalizer.fit(np.asarray(self.scores), quantile, self.residual_peak, self.map_quantiles)
+        # only the score bounds change; every other field (the map statistics, the other held-out
+        # scores, what they are of) stays
+        return dataclasses.replace(self, lo=refit.lo, hi=refit.hi, quantile=quantile, n_images=refit.n_images)
 
     def map_threshold(self, quantile: float) -> float:
         """The anomalous-map value that a ``quantile`` share of held-out normal pixels stay below."""
