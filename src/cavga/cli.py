@@ -39,6 +39,7 @@ _FLAGS = (
     ("--seed", "train.seed", "seed"),
     ("--batch-size", "train.batch_size", "batch_size"),
     ("--lr", "train.lr", "lr"),
+    ("--augment", "train.augment", "augment"),
     ("--allow-random-init", "train.allow_random_init", "allow_random_init"),
 )
 # What a resumed run may change; every other flag must agree with the run's config.yaml.
@@ -290,6 +291,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             {
                 "train.batch_size": args.batch_size,
                 "train.lr": args.lr,
+                "train.augment": args.augment,
                 "model.backbone": args.backbone,
                 "model.backbone_weights": args.backbone_weights,
                 "model.freeze_encoder": args.freeze_encoder,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import __version__
-from .config import BACKBONES, DEMO_SETTINGS, ENCODER_STRIDES, LAYOUTS, MODELS, RESIZE_MODES, VARIANTS
+from .config import AUGMENTS, BACKBONES, DEMO_SETTINGS, ENCODER_STRIDES, LAYOUTS, MODELS, RESIZE_MODES, VARIANTS
 
 
 def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, image_size: object = 256) -> None:
@@ -22,6 +22,12 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
     p.add_argument("--seed", type=int, help="seeds the data split and the training (default 0)")
     p.add_argument("--batch-size", type=int, help="training batch size (default 16)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 2e-4)")
+    p.add_argument(
+        "--augment",
+        choices=AUGMENTS,
+        help="random flips (flips) or flips and quarter turns (dihedral) of each training image, for images "
+        "without a preferred orientation (default none, as the paper)",
+    )
     p.add_argument("--backbone", choices=BACKBONES, help="CAVGA-R encoder (default resnet18, as the paper)")
     p.add_argument(
         "--backbone-weights",

@@ -264,7 +264,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
 
     class_weight = _class_weight(run_data.train, device) if cfg.model.weakly_supervised else None
     backbone = state["backbone_weights"] if state else getattr(model.encoder, "loaded_weights", "dcgan-init")
-    # decoded and resized once (up to train.cache_mb): no augmentation changes an image between epochs
+    # decoded and resized once (up to train.cache_mb); train.augment flips/turns each batch on the device
     train_set = D.ImageDataset(
         run_data.train,
         cfg.data.image_size,
@@ -291,12 +291,14 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
                 accel.pin_memory,
             )
         log = LossLog(epoch + 1, ckpt_path)
+        augment_rng = D.epoch_generator(cfg.train.seed, epoch, ctx.rank)  # train.augment's draws for this epoch
         t0 = time.perf_counter()
         show = progress and ctx.is_main
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not show, leave=False)
         for step, batch in enumerate(bar, 1):
             x, labels = accel.input(batch.image), batch.label.to(device, non_blocking=accel.pin_memory)
             valid = None if batch.valid is None else accel.input(batch.valid)  # (B, 1, S, S): padding
+            x, valid = D.augment_batch(x, valid, cfg.train.augment, augment_rng)  # (B, C, S, S); as is for "none"
             with accel.autocast():
                 log.add(train_step(ddp_model, ddp_disc, opt_g, opt_d, x, labels, cfg, class_weight, valid))
             if step % LOG_EVERY == 0:  # one host sync per log interval, not per step

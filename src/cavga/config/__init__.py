@@ -9,6 +9,7 @@ checks); it loads from YAML (``load_config``), takes ``section.key=value`` overr
 from .io import apply_overrides, from_dict, load_config, save_config, to_dict
 from .schema import (
     ATTENTION_DIRECTIONS,
+    AUGMENTS,
     BACKBONE_NAMES,
     BACKBONES,
     BASELINES,
@@ -41,6 +42,7 @@ __all__ = [
     "IMAGE_SCORES",
     "LAYOUTS",
     "MODELS",
+    "AUGMENTS",
     "RESIZE_MODES",
     "VARIANTS",
     "WEAK_MAPS",

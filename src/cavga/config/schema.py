@@ -19,6 +19,7 @@ ENCODER_STRIDES = (8, 16, 32)
 
 ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
 RESIZE_MODES = ("stretch", "pad", "center")  # data.resize (cavga.data.geometry)
+AUGMENTS = ("none", "flips", "dihedral")  # train.augment (cavga.data.augment)
 IMAGE_SCORES = ("auto", "paper", "map", "bce")  # infer.image_score
 CAVGA_IMAGE_SCORES = ("map", "bce")  # the image scores only CAVGA computes (normalised on their own held-out values)
 WEAK_MAPS = ("auto", "anomalous", "normal")  # infer.weak_map
@@ -161,6 +162,10 @@ class TrainConfig:
     # repeat a run (two trainings of one seed on an H200 gave test pixel AUROC 0.585 and 0.467,
     # docs/results.md "GPU rows"); slower there. A CPU run repeats without it.
     deterministic: bool = False
+    # Random flips ("flips") or flips and quarter turns ("dihedral") of each training image, for
+    # data without a preferred orientation (cavga.data.augment); "none": the images as they are,
+    # as the paper trains (docs/method.md, "Augmentation").
+    augment: str = "none"
 
 
 @dataclass
@@ -269,6 +274,8 @@ class RunConfig:
             raise CavgaError(f"model.freeze_encoder: {self.model.freeze_encoder!r} is not true or false")
         if self.model.latent_stride not in (4, 8, 16):
             raise CavgaError(f"model.latent_stride: {self.model.latent_stride} is not 4, 8 or 16")
+        if self.train.augment not in AUGMENTS:
+            raise CavgaError(f"train.augment: {self.train.augment!r} is not one of {', '.join(AUGMENTS)}")
         if self.data.resize not in RESIZE_MODES:
             raise CavgaError(f"data.resize: {self.data.resize!r} is not one of {', '.join(RESIZE_MODES)}")
         if self.data.resize != "stretch" and self.model.is_baseline:

@@ -16,10 +16,11 @@ listing shared by the layouts), ``layouts`` (the three layouts and ``load_split`
 (CAVGA-w/-u splits, held-out normals), ``oneclass`` (MNIST, Fashion-MNIST, CIFAR-10, digits: Table 7's
 protocol), ``arrays`` (images inside one array file, ``FILE#INDEX``), ``images`` (decoding images and
 masks), ``geometry`` (where an image sits in the square input: stretched or padded), ``dataset``
-(Sample, Batch, ImageDataset, make_loader). The names below are the public interface; import them
-from here.
+(Sample, Batch, ImageDataset, make_loader), ``augment`` (train.augment's flips and turns). The names
+below are the public interface; import them from here.
 """
 
+from .augment import augment_batch, epoch_generator, square_symmetry
 from .dataset import Batch, ImageDataset, Sample, collate, make_loader
 from .geometry import cell_weights, content_box, crop, from_canvas, paste_padding, to_canvas, valid_mask
 from .images import image_size_of, load_image, load_mask, mask_defect, read_image, verify_images
@@ -39,11 +40,13 @@ __all__ = [
     "Record",
     "Sample",
     "Split",
+    "augment_batch",
     "cell_weights",
     "collate",
     "content_box",
     "crop",
     "drop_weak_anomalies_from_test",
+    "epoch_generator",
     "folder_split",
     "from_canvas",
     "hold_out_normals",
@@ -59,6 +62,7 @@ __all__ = [
     "one_class_split",
     "paste_padding",
     "read_image",
+    "square_symmetry",
     "to_canvas",
     "valid_mask",
     "verify_images",
