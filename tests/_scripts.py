@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -11,5 +12,6 @@ def benchmark_script(name: str) -> ModuleType:
     """``benchmarks/<name>.py``, imported under the module name ``<name>``."""
     spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
     script = importlib.util.module_from_spec(spec)
+    sys.modules[name] = script  # dataclasses look their module up while the script runs
     spec.loader.exec_module(script)
     return script

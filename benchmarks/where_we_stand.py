@@ -1,0 +1,164 @@
+"""Where we stand: the open issues' targets beside our stored runs, the same runs' residual and the paper.
+
+    python benchmarks/where_we_stand.py [--out benchmarks/results/where-we-stand.json]
+
+Reads only stored results (``benchmarks/results/``: each run's ``metrics.json`` as ``cavga evaluate``
+wrote it, and the MNIST grid's ``results.json``); trains and evaluates nothing. Each row names the
+folders it averages (mean ± sample std over seeds), the paper's number and the issue's target, and
+says whether the target is met by the mean. The row list below is the one place that says which
+stored runs stand for "our number" in the docs' summary table (docs/results.md, top).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METRICS = ("image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro")
+SHORT = {"image_auroc": "image", "pixel_auroc": "pixel", "iou": "IoU", "detection_accuracy": "det.", "aupro": "AUPRO"}
+
+
+@dataclass
+class Row:
+    issue: int
+    data: str
+    what: str
+    runs: list[str]  # folders under benchmarks/results holding metrics.json, one per seed
+    paper: dict[str, float] = field(default_factory=dict)
+    target: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric: (low, high) the mean must lie in
+    grid: str | None = None  # or a grid's results.json: the mean over its categories, per seed
+    note: str = ""  # after the target, where the target is another row's number
+
+
+_B = "issue8/"
+ROWS = [
+    Row(8, "bottle 128 px", "CAVGA-Du, defaults, 100 epochs", [_B + "bottle-Du-default-100ep-s20"],
+        {"iou": 0.30, "detection_accuracy": 0.89},
+        {"iou": (0.30, 1), "detection_accuracy": (0.89, 1), "pixel_auroc": (0.90, 1)}),
+    Row(8, "bottle 128 px", "CAVGA-Dw, defaults, 100 epochs",
+        [_B + "bottle-Dw-100ep-seed1-s24", _B + "bottle-Dw-100ep-seed2-s24"],
+        {"iou": 0.36, "detection_accuracy": 0.93}, {"iou": (0.008, 1)}, note="(Du's IoU, the row above)"),
+    Row(8, "bottle 128 px", "CAVGA-Ru, frozen ImageNet EfficientNet-Lite0, 40 epochs",
+        [_B + "bottle-Ru-lite0-frozen-40ep-s20", _B + "bottle-Ru-lite0-frozen-seed1-40ep-s20",
+         _B + "bottle-Ru-lite0-frozen-seed2-40ep-s24"],
+        {"iou": 0.34, "detection_accuracy": 0.91}, {"iou": (0.34, 1), "pixel_auroc": (0.95, 1)}),
+    Row(8, "bottle 128 px", "CAVGA-Rw, frozen EfficientNet-Lite0, 20 epochs", [_B + "bottle-Rw-lite0-frozen-s20"],
+        {"iou": 0.39, "detection_accuracy": 0.96}),
+    Row(8, "bottle 256 px (H200)", "CAVGA-Du, defaults, 100 epochs",
+        [_B + f"gpu-h200-s23/bottle-Du-seed{s}" for s in range(3)],
+        {"iou": 0.30, "detection_accuracy": 0.89},
+        {"iou": (0.30, 1), "detection_accuracy": (0.89, 1), "pixel_auroc": (0.90, 1)}),
+    Row(8, "bottle 256 px (H200)", "CAVGA-Ru, frozen EfficientNet-Lite0",
+        [_B + f"gpu-h200-s23/bottle-Ru-lite0-seed{s}" for s in range(3)],
+        {"iou": 0.34, "detection_accuracy": 0.91}, {"iou": (0.34, 1), "pixel_auroc": (0.95, 1)}),
+    Row(8, "MTD 128 px", "CAVGA-Du, defaults, 10 epochs", [_B + "mtd-Du-defaults"],
+        target={"pixel_auroc": (0.75, 1), "image_auroc": (0.77, 1)}),
+    Row(8, "MTD 128 px, aspect kept", "CAVGA-Ru, frozen EfficientNet-Lite0, 20 epochs",
+        [_B + "mtd-Ru-lite0-pad-20ep-s20"], target={"pixel_auroc": (0.75, 1), "image_auroc": (0.77, 1)},
+        note="(the issue sets it for Du)"),
+    Row(10, "MNIST, 10 digits", "CAVGA-Du, 2 epochs (configs/mnist.yaml)", [],
+        {"image_auroc": 0.986}, {"image_auroc": (0.95, 1)}, grid="issue10/mnist/image-score-s22/defaults-3seeds"),
+    Row(10, "bottle 128 px", "AE-L2 [6], 1000 epochs",
+        ["issue10/bottle-cpu/ae-schedule-s23/AE-L2-1000ep", "issue10/bottle-cpu/ae-schedule-s24/AE-L2-1000ep-seed1"],
+        {"iou": 0.22, "detection_accuracy": 0.80}, {"iou": (0.17, 0.27)}),
+    Row(10, "bottle 128 px", "AE-SSIM [6], 1000 epochs", ["issue10/bottle-cpu/ae-schedule-s23/AE-SSIM-1000ep"],
+        {"iou": 0.15, "detection_accuracy": 0.88}, {"iou": (0.10, 0.20)}),
+]  # fmt: skip
+
+
+def _run_metrics(folder: Path) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """The run's metrics and its same-run residual baseline's, from its metrics.json."""
+    m = json.loads((folder / "metrics.json").read_text())
+    ours = {k: m["metrics"].get(k, m.get(k)) for k in METRICS}
+    return ours, {k: m.get("baseline_residual", {}).get(k) for k in METRICS}
+
+
+def _grid_seed_means(folder: Path) -> tuple[list[dict], list[dict]]:
+    """Per seed, the mean over a grid's categories (``cavga benchmark --grid``'s results.json)."""
+    cells = json.loads((folder / "results.json").read_text())["cells"]
+    ours, residual = [], []
+    for seed in sorted({c["seed"] for c in cells}):
+        of_seed = [c for c in cells if c["seed"] == seed]
+        for out, key in ((ours, "metrics"), (residual, "baseline_residual")):
+            out.append({k: _mean([c[key].get(k) for c in of_seed]) for k in METRICS})
+    return ours, residual
+
+
+def _mean(values: list[float | None]) -> float | None:
+    return statistics.fmean(values) if values and all(v is not None for v in values) else None
+
+
+def summarise(row: Row) -> dict:
+    if row.grid:
+        ours, residual = _grid_seed_means(RESULTS / row.grid)
+        sources = [row.grid]
+    else:
+        pairs = [_run_metrics(RESULTS / r) for r in row.runs]
+        ours, residual = [p[0] for p in pairs], [p[1] for p in pairs]
+        sources = row.runs
+    stats = {}
+    for k in METRICS:
+        values = [o[k] for o in ours]
+        if all(v is not None for v in values):
+            sd = statistics.stdev(values) if len(values) > 1 else None
+            stats[k] = {"mean": statistics.fmean(values), "std": sd, "values": values}
+    res = {k: _mean([r[k] for r in residual]) for k in METRICS}
+    met = {k: k in stats and lo <= stats[k]["mean"] <= hi for k, (lo, hi) in row.target.items()}
+    return {"issue": row.issue, "data": row.data, "what": row.what, "seeds": len(ours), "sources": sources,
+            "ours": stats, "residual": res, "paper": row.paper,
+            "target": {k: list(v) for k, v in row.target.items()}, "met": met, "note": row.note}  # fmt: skip
+
+
+def _cell(s: dict, k: str) -> str:
+    if k not in s["ours"]:
+        return ""
+    v = s["ours"][k]
+    low = s["target"].get(k, (None,))[0]
+    digits = 3
+    while low is not None and v["mean"] < low <= round(v["mean"], digits) and digits < 6:
+        digits += 1  # rounding must not hide a miss
+    text = f"{v['mean']:.{digits}f}" + (f" ± {v['std']:.3f}" if v["std"] is not None else "")
+    if k in s["paper"]:
+        text += f" ({s['paper'][k]:g})"
+    return text
+
+
+def _target(s: dict) -> str:
+    parts = []
+    for k, (lo, hi) in s["target"].items():
+        band = f">= {lo:g}" if hi >= 1 else f"{lo:g}-{hi:g}"
+        parts.append(f"{SHORT[k]} {band}: {'met' if s['met'][k] else '**unmet**'}")
+    return " ".join(["; ".join(parts) or "(none)", s["note"]]).strip()
+
+
+def table(summaries: list[dict]) -> str:
+    head = ["issue", "data", "model, setting", "seeds", *(SHORT[k] for k in METRICS), "same-run residual", "target"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in summaries:
+        r = s["residual"]  # on the metrics the target is set on (pixel AUROC and IoU where it sets none)
+        keys = [k for k in s["target"] if r[k] is not None] or [k for k in ("pixel_auroc", "iou") if r[k] is not None]
+        residual = ", ".join(f"{SHORT[k]} {r[k]:.3f}" for k in keys)
+        cells = [str(s["issue"]), s["data"], s["what"], str(s["seeds"]), *(_cell(s, k) for k in METRICS)]
+        lines.append("| " + " | ".join([*cells, residual, _target(s)]) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", help="also write the rows as JSON here")
+    args = ap.parse_args()
+    summaries = [summarise(row) for row in ROWS]
+    print(table(summaries))
+    print("\nmean ± sample std over seeds; (x): the paper's number for the same cell (Tables 3, 6, 7); the")
+    print("same-run residual: the mean |x - x_hat| map and score of the same runs (for AE-L2/AE-SSIM, of the AE).")
+    if args.out:
+        Path(args.out).write_text(json.dumps(summaries, indent=1) + "\n")
+        print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
