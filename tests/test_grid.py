@@ -300,3 +300,63 @@ def test_grid_runs_cells_in_parallel_workers_and_keeps_its_order(tmp_path, monke
         "2",
     ]
     assert main(args) == 2  # --jobs is for a grid's cells
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_workers_stop_when_the_grid_process_is_killed(tmp_path):
+    """kill -9 of the grid process (a scheduler, a closed terminal): its spawned workers notice
+    within seconds and stop, instead of training on, orphaned, beside the next grid."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fake_mnist(tmp_path / "data", n_train=40, n_test=20)
+    path = _grid_file(tmp_path, tmp_path / "data", train={"epochs": 100000, "batch_size": 4, "device": "cpu"})
+    code = (
+        "import sys; from cavga import grid as G; "
+        "G.run_grid(G.load_grid(sys.argv[1]), sys.argv[2], progress=False, jobs=2)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    grid = subprocess.Popen([sys.executable, "-c", code, str(path), str(tmp_path / "out")], env=env)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # both workers spawned and training (checkpoint of epoch 1)
+            workers = [p for p in _children(grid.pid) if p != grid.pid]
+            if len(workers) >= 2 and len(list((tmp_path / "out").glob("*/*/seed0/checkpoint.pt"))) >= 2:
+                break
+            time.sleep(0.5)
+        assert len(workers) >= 2, "the grid did not start its workers"
+        grid.send_signal(signal.SIGKILL)
+        grid.wait()
+        deadline = time.monotonic() + 60
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(_alive(p) for p in workers), "workers trained on after the grid was killed"
+    finally:
+        for p in [grid.pid, *workers]:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass

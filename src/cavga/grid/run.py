@@ -13,6 +13,9 @@ import copy
 import hashlib
 import json
 import multiprocessing
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -207,7 +210,7 @@ def _run_in_workers(cells: list[Cell], todo: list[int], jobs: int, notify, recor
     Ctrl-C, which reaches every worker, at their last complete epoch), then the error is raised."""
     threads = max(1, torch.get_num_threads() // jobs)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init, initargs=(threads,)) as pool:
         futures = {}
         for i in todo:
             notify(cells[i], "queued")
@@ -220,6 +223,30 @@ def _run_in_workers(cells: list[Cell], todo: list[int], jobs: int, notify, recor
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+
+
+PARENT_CHECK_SECONDS = 1.0
+UNWIND_SECONDS = 5.0  # after the interrupt, before the orphan exits (its queue to the grid is gone)
+
+
+def _worker_init(threads: int) -> None:
+    """A worker's setup: its share of the threads, and a watch on the grid process. If the grid dies
+    without stopping its workers (``kill``, a job scheduler's SIGTERM or SIGKILL, a closed terminal),
+    the worker interrupts itself as Ctrl-C would, so its cell stops at its last complete epoch (a
+    rerun of the grid resumes it) instead of training on, orphaned, beside the next grid; then it
+    exits, since nobody is left to give it another cell. Checkpoints are written atomically, so
+    an exit inside a save loses at most that epoch."""
+    torch.set_num_threads(threads)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(UNWIND_SECONDS)
+        os._exit(130)
+
+    threading.Thread(target=watch, name="cavga-grid-parent-watch", daemon=True).start()
 
 
 def _quiet(cell: Cell, status: str) -> None:
