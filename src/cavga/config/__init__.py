@@ -33,6 +33,7 @@ from .schema import (
 
 __all__ = [
     "ATTENTION_DIRECTIONS",
+    "AUGMENTS",
     "BACKBONE_NAMES",
     "BACKBONES",
     "BASELINES",
@@ -42,7 +43,6 @@ __all__ = [
     "IMAGE_SCORES",
     "LAYOUTS",
     "MODELS",
-    "AUGMENTS",
     "RESIZE_MODES",
     "VARIANTS",
     "WEAK_MAPS",
