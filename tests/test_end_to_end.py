@@ -240,3 +240,5 @@ def test_demo_command_runs_end_to_end_and_ends_with_the_painted_defect_check(tmp
     checked = json.loads((out / "run" / "validation.json").read_text())["metrics"]
     assert "painted-defect check (held-out normals" in said and f"pixel AUROC {checked['pixel_auroc']:.3f}" in said
     assert (out / "run" / "report" / "index.html").is_file() and (out / "predictions" / "predictions.json").is_file()
+    # the check ran before the report was written, so the page shows it beside the test metrics
+    assert 'class="painted"' in (out / "run" / "report" / "index.html").read_text()

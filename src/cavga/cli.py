@@ -106,11 +106,17 @@ def _train_categories(args: argparse.Namespace) -> int:
 
 
 def _painted_check(run_dir: Path, device: str) -> None:
-    """After training: `cavga validate` on the run's held-out normals, one summary line, and a
-    warning where the map or the verdict barely finds painted defects."""
-    from .validation import VALIDATION_FILE, check_summary, check_warnings, painted_check
+    """After training: `cavga validate` on the run's held-out normals, then :func:`_say_check`."""
+    from .validation import painted_check
 
-    result = painted_check(run_dir, device)
+    _say_check(run_dir, painted_check(run_dir, device))
+
+
+def _say_check(run_dir: Path, result: dict | None) -> None:
+    """The painted-defect check's summary line, and a warning where the map or the verdict barely
+    finds painted defects."""
+    from .validation import VALIDATION_FILE, check_summary, check_warnings
+
     if result is None:
         print("painted-defect check skipped: the run held out no normal images (data.val_fraction is 0)")
         return
@@ -300,9 +306,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             },
         )
         apply_overrides(cfg, args.overrides)
-        result = run_demo(out, cfg.validate(), progress=not args.no_progress)
+        result, checked = run_demo(out, cfg.validate(), progress=not args.no_progress)
         _print_result(result)
-        _painted_check(out / "run", cfg.train.device)  # what a user without test anomalies would see
+        _say_check(out / "run", checked)  # what a user without test anomalies would see
         print(
             f"written: {out / 'run' / 'metrics.json'}; overlays in {out / 'predictions'} and {out / 'run' / 'overlays'}"
         )
