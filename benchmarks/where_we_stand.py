@@ -17,6 +17,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cavga.io_utils import atomic_write_json
+
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro")
 SHORT = {"image_auroc": "image", "pixel_auroc": "pixel", "iou": "IoU", "detection_accuracy": "det.", "aupro": "AUPRO"}
@@ -37,9 +39,16 @@ class Row:
 _B = "issue8/"
 
 
+def _run_metrics(folder: Path) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """The run's metrics and its same-run residual baseline's, from its metrics.json."""
+    m = json.loads((folder / "metrics.json").read_text())
+    ours = {k: m["metrics"].get(k, m.get(k)) for k in METRICS}
+    return ours, {k: m.get("baseline_residual", {}).get(k) for k in METRICS}
+
+
 def _stored(run: str, metric: str) -> float:
     """One stored run's number, for a target set relative to another row (Dw's "no lower than Du's")."""
-    return json.loads((RESULTS / run / "metrics.json").read_text())["metrics"][metric]
+    return _run_metrics(RESULTS / run)[0][metric]
 
 
 ROWS = [
@@ -80,13 +89,6 @@ ROWS = [
     Row(10, "bottle 128 px", "AE-SSIM [6], 1000 epochs", ["issue10/bottle-cpu/ae-schedule-s23/AE-SSIM-1000ep"],
         {"iou": 0.15, "detection_accuracy": 0.88}, {"iou": (0.10, 0.20)}),
 ]  # fmt: skip
-
-
-def _run_metrics(folder: Path) -> tuple[dict[str, float | None], dict[str, float | None]]:
-    """The run's metrics and its same-run residual baseline's, from its metrics.json."""
-    m = json.loads((folder / "metrics.json").read_text())
-    ours = {k: m["metrics"].get(k, m.get(k)) for k in METRICS}
-    return ours, {k: m.get("baseline_residual", {}).get(k) for k in METRICS}
 
 
 def _grid_seed_means(folder: Path) -> tuple[list[dict], list[dict]]:
@@ -168,7 +170,7 @@ def main() -> None:
     print("\nmean ± sample std over seeds; (x): the paper's number for the same cell (Tables 3, 6, 7); the")
     print("same-run residual: the mean |x - x_hat| map and score of the same runs (for AE-L2/AE-SSIM, of the AE).")
     if args.out:
-        Path(args.out).write_text(json.dumps(summaries, indent=1) + "\n")
+        atomic_write_json(args.out, summaries)
         print(f"written: {args.out}")
 
 
