@@ -43,17 +43,17 @@ def demo_config(
 
 
 def run_demo(
-    out_dir: str | Path, cfg: RunConfig, progress: bool = True, check: bool = True
+    out_dir: str | Path, cfg: RunConfig, progress: bool = True
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Generate the demo set into ``cfg.data.root``, train into ``out_dir/run``, run the painted-defect
-    check (``check``; as ``cavga train`` ends), evaluate, and write overlays for a few test images,
-    with their gallery page, to ``out_dir/predictions``.  Returns the evaluation and the check
-    (None where skipped or nothing was held out). Running it again resumes or reuses."""
+    check (as ``cavga train`` ends), evaluate, and write overlays for a few test images, with their
+    gallery page, to ``out_dir/predictions``.  Returns the evaluation and the check (None where
+    nothing was held out). Running it again resumes or reuses."""
     out_dir = Path(out_dir)
     generate_demo_dataset(cfg.data.root, seed=cfg.data.seed, category=cfg.data.category)
     run_dir = out_dir / "run"
     train(cfg, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=progress)
-    checked = painted_check(run_dir, cfg.train.device) if check else None  # before the report that shows it
+    checked = painted_check(run_dir, cfg.train.device)  # before evaluation writes the report that shows it
     result = evaluate_run(run_dir, device=cfg.train.device, progress=progress)
     test = RunData.load(run_dir).test
     picks = [r.image_path for r in test if r.label == 1][:6] + [r.image_path for r in test if r.label == 0][:2]
