@@ -150,3 +150,21 @@ def test_encoder_start_settings_are_checked_and_keep_old_runs_identity():
     assert len({config_fingerprint(to_dict(c)) for c in (RunConfig(), distilled, longer)}) == 3
     distilled.model.freeze_encoder = True
     assert distilled.validate().model.label == "CAVGA-Du (distilled from EfficientNet-Lite0, frozen)"
+
+
+def test_a_missing_teacher_is_one_line_before_any_run_folder(data, tmp_path, monkeypatch, capsys):
+    """Without the Lite0 package the distilled start stops with how to get the teacher, and writes nothing."""
+    import cavga.backbones as backbones
+
+    def no_package():
+        raise CavgaError("EfficientNet-Lite0 ImageNet weights need the optional package")
+
+    monkeypatch.setattr(backbones, "lite0_weights_path", no_package)
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--layout", "mvtec", "--category", "brick", "--model", "Du",
+            "--out", str(out), "--epochs", "1", "--image-size", "32", "--device", "cpu", "--no-progress",
+            "--encoder-init", "distill"]  # fmt: skip
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "distill needs the ImageNet EfficientNet-Lite0 teacher" in err and "distill.teacher_weights=PATH" in err
+    assert not (out / "config.yaml").exists() and not (out / "checkpoint.pt").exists()

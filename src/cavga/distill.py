@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .backbones import EfficientNetLite0Encoder
+from .backbones import PRETRAINED_HINT, EfficientNetLite0Encoder
 from .config import DistillConfig, RunConfig
 from .data import augment_batch, epoch_generator, make_loader
+from .errors import CavgaError
 
 # the teacher's body index (cavga.backbones.EfficientNetLite0Encoder: stem, stage 1, ...) whose
 # output has this stride: the end of the stage with that stride and the most channels
@@ -61,7 +62,7 @@ def _channel_stats(teacher: nn.Module, batches, strides: list[int]) -> list[tupl
             squares[k] = squares[k] + (f * f).sum((0, 2, 3))  # (C_k,)
         count += x.shape[0]
     if count == 0:
-        raise ValueError("no training images to distil on")
+        raise CavgaError("model.encoder_init: distill: no training images to distil on")
     stats = []
     for k, s in enumerate(strides):
         n = count * (x.shape[2] // s) * (x.shape[3] // s)  # values per channel
@@ -114,13 +115,28 @@ def distill_encoder(
     return losses
 
 
-def distilled_start(model: nn.Module, dataset, cfg: RunConfig, device: torch.device, progress: bool = True) -> str:
-    """Give a CAVGA-D ``model`` its pretrained start on ``dataset`` (the training images); return
-    the source recorded in the checkpoint."""
-    teacher = EfficientNetLite0Encoder(cfg.distill.teacher_weights, allow_random_init=False, stride=16)
+def distill_teacher(cfg: RunConfig) -> nn.Module:
+    """The EfficientNet-Lite0 teacher of ``distill.teacher_weights``, or a one-line error saying how
+    to get it (checked before a run folder is written)."""
+    try:
+        return EfficientNetLite0Encoder(cfg.distill.teacher_weights, allow_random_init=False, stride=16)
+    except CavgaError as e:
+        if cfg.distill.teacher_weights != "imagenet":
+            raise
+        raise CavgaError(
+            f"model.encoder_init: distill needs the ImageNet EfficientNet-Lite0 teacher: {PRETRAINED_HINT}, "
+            "or --set distill.teacher_weights=PATH to a Lite0 state dict"
+        ) from e
+
+
+def distilled_start(
+    model: nn.Module, teacher: nn.Module, dataset, cfg: RunConfig, device: torch.device, progress: bool = True
+) -> str:
+    """Give a CAVGA-D ``model`` its pretrained start from ``teacher`` on ``dataset`` (the training
+    images); return the source recorded in the checkpoint."""
     t = cfg.train
     loader = make_loader(dataset, cfg.data.image_size, t.batch_size, True, t.num_workers, t.seed)
-    losses = distill_encoder(model.encoder, teacher, loader, cfg.distill, device, cfg.train.seed, progress)
+    losses = distill_encoder(model.encoder, teacher, loader, cfg.distill, device, t.seed, progress)
     if progress:
         tqdm.write(f"encoder distilled from EfficientNet-Lite0: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     source = f"distilled from EfficientNet-Lite0 ({teacher.loaded_weights}), {cfg.distill.epochs} epochs"

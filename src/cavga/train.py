@@ -29,7 +29,7 @@ from . import distributed as dist
 from .accel import accel_for
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, to_dict
-from .distill import distilled_start
+from .distill import distill_teacher, distilled_start
 from .fingerprint import fingerprint
 from .image_scores import Normalizer
 from .inference import AUTO_SETTINGS, Predictor, fit_normalizer, resolve_auto_settings
@@ -240,6 +240,8 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
     model, disc = build_networks(
         cfg.model, cfg.data.image_size, cfg.train.allow_random_init, from_checkpoint=state is not None
     )
+    # CAVGA-D's pretrained start (cavga.distill): its teacher is loaded before the run folder is written
+    teacher = distill_teacher(cfg) if state is None and cfg.model.encoder_init == "distill" else None
     if state is None and ctx.is_main:  # data and networks are good: only now does the run folder get written
         start_run_folder(cfg, run_dir, run_data)
     fp = fingerprint(to_dict(cfg), run_data.to_dict())
@@ -253,8 +255,9 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
         cache_limit_mb=cfg.train.cache_mb,
         resize=cfg.data.resize,
     )
-    if state is None and cfg.model.encoder_init == "distill":  # CAVGA-D's pretrained start (cavga.distill)
-        distilled_start(model, train_set, cfg, device, progress and ctx.is_main)
+    if teacher is not None:
+        distilled_start(model, teacher, train_set, cfg, device, progress and ctx.is_main)
+        del teacher
     opt_g, opt_d = _optimizers(model, disc, cfg)
     start_epoch = 0
     history: list[dict[str, Any]] = []
