@@ -9,7 +9,7 @@ from cavga.backbones import EfficientNetLite0, EfficientNetLite0Encoder
 from cavga.cli import main
 from cavga.config import DataConfig, DistillConfig, RunConfig, to_dict
 from cavga.data import ImageDataset, load_split, make_loader
-from cavga.distill import _channel_stats, _student_features, distill_encoder, teacher_features
+from cavga.distill import _channel_stats, block_outputs, distill_encoder, teacher_features
 from cavga.errors import CavgaError
 from cavga.fingerprint import config_fingerprint
 from cavga.networks import DCGANEncoder
@@ -73,7 +73,7 @@ def test_distillation_teaches_the_encoder_the_teachers_features(teacher_file, da
 
         def explained(enc):
             # batch statistics in both (the distilled encoder's running ones would favour it unfairly)
-            f = _student_features(enc.train(), x, [2])[0].permute(0, 2, 3, 1).flatten(0, 2)  # (N*64, 32)
+            f = block_outputs(enc.train(), x, [2])[0].permute(0, 2, 3, 1).flatten(0, 2)  # (N*64, 32)
             f = torch.cat([f, torch.ones(len(f), 1)], 1)
             w = torch.linalg.lstsq(f, t).solution
             return 1 - ((f @ w - t) ** 2).sum() / ((t - t.mean(0)) ** 2).sum()

@@ -31,25 +31,20 @@ from .errors import CavgaError
 TEACHER_AT_STRIDE = {4: 2, 8: 3, 16: 5}
 
 
-def teacher_features(teacher: nn.Module, x: Tensor, strides: list[int]) -> list[Tensor]:
-    """The teacher's feature maps at ``strides`` for images ``x`` in [0, 1]."""
-    wanted = {TEACHER_AT_STRIDE[s]: s for s in strides}
-    h, out = teacher.prepare(x), {}
-    for i, block in enumerate(teacher.body[: max(wanted) + 1]):
+def block_outputs(net: nn.Module, x: Tensor, indices: list[int]) -> list[Tensor]:
+    """The outputs of ``net.body``'s blocks ``indices`` (ascending) for images ``x`` in [0, 1]; the
+    blocks after the last one are not run. Both the teacher and the DCGAN encoder have this layout."""
+    h, out = net.prepare(x), []
+    for i, block in enumerate(net.body[: indices[-1] + 1]):
         h = block(h)
-        if i in wanted:
-            out[wanted[i]] = h  # (B, C_s, S/s, S/s)
-    return [out[s] for s in strides]
-
-
-def _student_features(encoder: nn.Module, x: Tensor, taps: list[int]) -> list[Tensor]:
-    """The encoder's outputs after its blocks ``taps``."""
-    h, out = encoder.prepare(x), []
-    for i, block in enumerate(encoder.body):
-        h = block(h)
-        if i in taps:
-            out.append(h)  # (B, K_i, S/2^(i+1), S/2^(i+1))
+        if i in indices:
+            out.append(h)  # (B, C_i, S/stride_i, S/stride_i)
     return out
+
+
+def teacher_features(teacher: nn.Module, x: Tensor, strides: list[int]) -> list[Tensor]:
+    """The teacher's feature maps at ``strides`` (ascending) for images ``x`` in [0, 1]."""
+    return block_outputs(teacher, x, [TEACHER_AT_STRIDE[s] for s in strides])
 
 
 @torch.no_grad()
@@ -87,10 +82,8 @@ def distill_encoder(
     strides = [2 ** (i + 1) for i in taps]
     teacher = teacher.to(device).eval().requires_grad_(False)
     stats = _channel_stats(teacher, (b.image.to(device) for b in loader), strides)
-    with torch.no_grad():
-        probe = teacher_features(teacher, torch.zeros(1, 3, 32, 32, device=device), strides)
-    heads = nn.ModuleList(
-        nn.Conv2d(encoder.body[i][0].out_channels, p.shape[1], 1) for i, p in zip(taps, probe, strict=True)
+    heads = nn.ModuleList(  # 1x1 convolutions from the encoder's widths to the teacher's
+        nn.Conv2d(encoder.body[i][0].out_channels, mean.shape[1], 1) for i, (mean, _) in zip(taps, stats, strict=True)
     ).to(device)
     encoder.train().requires_grad_(True)
     opt = torch.optim.Adam([*encoder.parameters(), *heads.parameters()], lr=cfg.lr)
@@ -103,7 +96,7 @@ def distill_encoder(
             x, _ = augment_batch(batch.image.to(device), None, cfg.augment, rng)  # (B, 3, S, S)
             with torch.no_grad():
                 target = [(t - m) / s for t, (m, s) in zip(teacher_features(teacher, x, strides), stats, strict=True)]
-            pred = [h(f) for h, f in zip(heads, _student_features(encoder, x, taps), strict=True)]
+            pred = [h(f) for h, f in zip(heads, block_outputs(encoder, x, taps), strict=True)]
             loss = sum(F.mse_loss(p, t) for p, t in zip(pred, target, strict=True))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -131,14 +124,13 @@ def distill_teacher(cfg: RunConfig) -> nn.Module:
 
 def distilled_start(
     model: nn.Module, teacher: nn.Module, dataset, cfg: RunConfig, device: torch.device, progress: bool = True
-) -> str:
+) -> None:
     """Give a CAVGA-D ``model`` its pretrained start from ``teacher`` on ``dataset`` (the training
-    images); return the source recorded in the checkpoint."""
+    images); the encoder records the source, which the checkpoint keeps."""
     t = cfg.train
     loader = make_loader(dataset, cfg.data.image_size, t.batch_size, True, t.num_workers, t.seed)
     losses = distill_encoder(model.encoder, teacher, loader, cfg.distill, device, t.seed, progress)
     if progress:
         tqdm.write(f"encoder distilled from EfficientNet-Lite0: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
-    source = f"distilled from EfficientNet-Lite0 ({teacher.loaded_weights}), {cfg.distill.epochs} epochs"
-    model.encoder_pretrained(source)
-    return source
+    epochs = cfg.distill.epochs
+    model.encoder_pretrained(f"distilled from EfficientNet-Lite0 ({teacher.loaded_weights}), {epochs} epochs")

@@ -190,9 +190,7 @@ class CAVGA(nn.Module):
             self.encoder: nn.Module = DCGANEncoder(3, cfg.base_channels, cfg.latent_stride)
         else:
             self.encoder = build_encoder(cfg.backbone, cfg.backbone_weights, allow_random_init, cfg.encoder_stride)
-        if cfg.freeze_encoder:
-            self.encoder.requires_grad_(False)
-            self.encoder.eval()
+        self._freeze_encoder_if_asked()
         stride = self.encoder.stride
         if image_size % stride or image_size < stride:
             raise CavgaError(f"image_size {image_size} must be a multiple of {stride} for CAVGA-{cfg.arch}")
@@ -236,6 +234,10 @@ class CAVGA(nn.Module):
         from, start the log-variance head at zero as for any pretrained encoder, freeze it if asked."""
         self.encoder.loaded_weights = source
         self._zero_logvar_head()
+        self._freeze_encoder_if_asked()
+
+    def _freeze_encoder_if_asked(self) -> None:
+        """``model.freeze_encoder``: no gradient for the encoder, its batch norm in eval mode."""
         if self.cfg.freeze_encoder:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
