@@ -2,7 +2,15 @@ import pytest
 import torch
 from torch import nn
 
-from cavga.attention import grad_cam, grad_cam_raw, latent_score, normalise_cam, unsupervised_cam_raw, upsample
+from cavga.attention import (
+    grad_cam,
+    grad_cam_raw,
+    half_cell_average,
+    latent_score,
+    normalise_cam,
+    unsupervised_cam_raw,
+    upsample,
+)
 from cavga.config import ModelConfig
 from cavga.errors import CavgaError
 from cavga.losses import attention_expansion_loss, complementary_guided_attention_loss
@@ -170,3 +178,38 @@ def test_grad_cam_raw_matches_a_per_image_autograd_reference():
         cam = grad_cam_raw(f, score_of(f), create_graph)
         assert cam.shape == (4, 1, 5, 5)
         assert torch.allclose(cam, ref, atol=1e-6)
+
+
+def _cell_means(x: torch.Tensor, cell: int = 16) -> torch.Tensor:
+    """A stand-in map at a latent grid: each cell's mean of channel 0, (B, 1, S/cell, S/cell)."""
+    return torch.nn.functional.avg_pool2d(x[:, :1], cell)
+
+
+def test_half_cell_average_of_a_constant_map_is_that_constant_and_views_count_once_each():
+    x = torch.full((2, 3, 64, 64), 0.25)
+    out = half_cell_average(_cell_means, x, _cell_means(x))  # (B, 1, S, S)
+    assert out.shape == (2, 1, 64, 64)
+    torch.testing.assert_close(out, torch.full_like(out, 0.25))  # the border, seen by fewer views, too
+
+
+def test_half_cell_average_finds_a_defect_between_cell_centres_nearer():
+    """A 4 px spot at the corner where four 16 px cells meet: the one-view map (upsampled 4x4 grid)
+    spreads it over all four cells and peaks at their centres, 8 px away in each direction; the
+    views shifted by 8 px have a cell centred on it, so the average peaks on the spot."""
+    x = torch.zeros(1, 3, 64, 64)
+    x[..., 30:34, 30:34] = 1.0  # centre (31.5, 31.5): the corner of cells (1, 1), (1, 2), (2, 1), (2, 2)
+    plain = upsample(_cell_means(x), 64)[0, 0]  # (S, S)
+    shifted = half_cell_average(_cell_means, x, _cell_means(x))[0, 0]  # (S, S)
+
+    def peak_distance(m):
+        i = int(m.argmax())
+        return ((i // 64 - 31.5) ** 2 + (i % 64 - 31.5) ** 2) ** 0.5
+
+    assert peak_distance(shifted) < 2 < peak_distance(plain)
+    assert float(shifted[30:34, 30:34].mean()) > float(plain[30:34, 30:34].mean())
+
+
+def test_half_cell_average_is_the_map_itself_where_the_grid_is_the_image():
+    x = torch.rand(1, 3, 8, 8)
+    first = x[:, :1].clone()  # (B, 1, S, S): a map at full resolution has no half cell
+    assert torch.equal(half_cell_average(lambda v: v[:, :1], x, first), first)

@@ -104,3 +104,24 @@ def test_training_steps_see_the_flipped_and_turned_images(tmp_path, monkeypatch)
     assert plain.shape == augmented.shape and len(plain) >= 8
     codes = _codes_of(augmented, plain)
     assert any(codes) and len(set(codes)) > 2
+
+
+def test_shift_moves_each_image_by_at_most_a_sixteenth_with_its_mask_and_its_edge_reflected_in():
+    x = torch.rand(16, 3, 64, 64)  # (B, C, S, S): d = 64 // 16 = 4
+    valid = (x[:, :1] > 0.5).float()  # (B, 1, S, S) tied to the content
+    out, out_valid = augment_batch(x, valid, "shift", epoch_generator(0, 0))
+    assert torch.equal(out_valid, (out[:, :1] > 0.5).float())  # the mask moved with its image
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")  # (B, C, 72, 72)
+    moves = []
+    for i in range(len(x)):  # each output is one 64 px window of the reflected image, at most 4 px off
+        hits = [
+            (oy, ox)
+            for oy in range(9)
+            for ox in range(9)
+            if torch.equal(padded[i, :, oy : oy + 64, ox : ox + 64], out[i])
+        ]
+        assert len(hits) == 1
+        moves.append(hits[0])
+    assert len(set(moves)) > 4  # each image its own draw
+    again, _ = augment_batch(x, valid, "shift", epoch_generator(0, 0))
+    assert torch.equal(again, out)  # the same draws for the same seed and epoch

@@ -75,6 +75,7 @@ def test_overrides_from_strings_and_flags():
         ("loss.reduction", "max"),
         ("model.latent_stride", 32),
         ("model.attention_norm", "batch"),
+        ("infer.shifted_map", "sometimes"),
     ],
 )
 def test_validate_rejects_values(dotted, value):

@@ -131,3 +131,26 @@ def unsupervised_cam_raw(enc, kind: str, create_graph: bool = True) -> Tensor:
 def upsample(attention: Tensor, size: int | tuple[int, int]) -> Tensor:
     """Bilinear upsampling of (B, 1, h, w) maps to the image size."""
     return torch.nn.functional.interpolate(attention, size=size, mode="bilinear", align_corners=False)
+
+
+def half_cell_average(map_of, x: Tensor, first: Tensor, half: int | None = None) -> Tensor:
+    """The map of ``x`` (B, 3, S, S) averaged over the image shifted by half a latent cell, (B, 1, S, S).
+
+    A Grad-CAM has z's grid: at 128 px and stride 16, 8x8 cells, each one value however the defect
+    falls in it. ``map_of(v)`` (a batch -> (B, 1, h, w)) is read again on ``x`` moved right, down,
+    and both, by half a cell (its edge reflected in), and each map moved back; a pixel averages
+    the views that saw it (``first``, the unshifted map, sees all). The cell centres of the four
+    views interleave, so the average has twice the grid's resolution in each direction. ``half``:
+    half a cell in pixels, where the caller knows it (a traced export, whose shapes are tensors)."""
+    s = x.shape[-1]
+    d = s // first.shape[-1] // 2 if half is None else half  # half a cell, in pixels
+    total = upsample(first, s)  # (B, 1, S, S)
+    if d == 0:
+        return total
+    count = torch.ones_like(total[:1])  # (1, 1, S, S) views per pixel
+    for dy, dx in ((0, d), (d, 0), (d, d)):
+        moved = torch.nn.functional.pad(x, (dx, 0, dy, 0), mode="reflect")[..., :s, :s]  # (B, 3, S, S)
+        seen = upsample(map_of(moved), s)[..., dy:, dx:]  # (B, 1, S - dy, S - dx) at the image's pixels
+        total = total + torch.nn.functional.pad(seen, (0, dx, 0, dy))  # (B, 1, S, S), 0 where unseen
+        count = count + torch.nn.functional.pad(torch.ones_like(seen[:1]), (0, dx, 0, dy))
+    return total / count  # (B, 1, S, S)

@@ -29,7 +29,15 @@ import torch
 from torch import Tensor
 
 from . import data as D
-from .attention import grad_cam, grad_cam_raw, normalise_cam, unsaturated_cam, unsupervised_cam_raw, upsample
+from .attention import (
+    grad_cam,
+    grad_cam_raw,
+    half_cell_average,
+    normalise_cam,
+    unsaturated_cam,
+    unsupervised_cam_raw,
+    upsample,
+)
 from .config import RunConfig, apply_overrides, from_dict
 from .errors import CavgaError
 from .fingerprint import check_run_folder
@@ -55,6 +63,7 @@ AUTO_SETTINGS = {
     "image_score": "paper",
     "weak_map": "anomalous",
     "mask_quantile": 0.99,
+    "shifted_map": False,
 }
 
 
@@ -97,7 +106,7 @@ MEMORY_FORMAT = torch.channels_last
 
 
 def anomaly_evidence(
-    model: CAVGA, x: Tensor, direction: str = "inverse", weak_map: str = "anomalous"
+    model: CAVGA, x: Tensor, direction: str = "inverse", weak_map: str = "anomalous", shifted: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Forward pass in eval mode: (anomalous attention map (B, 1, h, w), reconstruction, C's p_anomalous or None).
 
@@ -110,8 +119,22 @@ def anomaly_evidence(
     The batch is laid out channels_last (``MEMORY_FORMAT``): on a CPU prediction then runs 20-40%
     faster (docs/performance.md), the same arithmetic in another order. Every map and score a run stores
     or reports (held-out statistics, validation, evaluation, prediction) comes through here, so
-    they all share that order."""
+    they all share that order.
+
+    ``shifted`` (``infer.shifted_map``): the map is averaged over the image shifted by half a latent
+    cell (:func:`cavga.attention.half_cell_average`) and comes back at the image's size (B, 1, S, S);
+    the reconstruction and C's probability stay those of the image as it is."""
     model.eval()
+    amap, mu, p_anomalous = _attention(model, x, direction, weak_map)
+    if shifted:
+        amap = half_cell_average(lambda v: _attention(model, v, direction, weak_map)[0], x, amap)  # (B, 1, S, S)
+    with torch.inference_mode():  # only the attention needs gradients
+        x_hat = model.decode(mu)  # (B, 3, S, S)
+    return amap, x_hat, p_anomalous
+
+
+def _attention(model: CAVGA, x: Tensor, direction: str, weak_map: str) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The anomalous map (B, 1, h, w), mu and C's p_anomalous (or None) of ``anomaly_evidence``."""
     x = x.contiguous(memory_format=MEMORY_FORMAT)  # (B, 3, S, S)
     with torch.no_grad():  # Grad-CAM differentiates from the feature map up: no graph below it
         features = model.encode_features(x)  # (B, K, h, w)
@@ -133,9 +156,12 @@ def anomaly_evidence(
             else:  # A, every value above the normal peak kept apart
                 anomalous_map = unsaturated_cam(raw, model.attention_scale())
             p_anomalous = None
-    with torch.inference_mode():  # only the attention above needs gradients
-        x_hat = model.decode(enc.mu.detach())  # (B, 3, S, S)
-    return anomalous_map.detach(), x_hat, p_anomalous
+    return anomalous_map.detach(), enc.mu.detach(), p_anomalous
+
+
+def resolved_shifted(cfg: RunConfig) -> bool:
+    """Whether the map is averaged over half-cell shifts (``infer.shifted_map``; "auto" not yet decided: no)."""
+    return cfg.infer.shifted_map is True
 
 
 def resolved_weak_map(cfg: RunConfig) -> str:
@@ -162,7 +188,7 @@ class Predictor:
 
     def __init__(self, model: CAVGA, cfg: RunConfig, normalizer: Normalizer | None, device: torch.device):
         """Settings still at "auto" count as the paper's here (``AUTO_SETTINGS``: 1 - A, the paper's
-        image score, A_ca, the 0.99 mask quantile); ``from_run`` resolves them as training decided.
+        image score, A_ca, the 0.99 mask quantile, no shifts); ``from_run`` resolves them as training decided.
         ``normalizer``'s map statistics must be of the map in use (``from_run`` refits them when
         they are not)."""
         self.model = model.to(device).eval()
@@ -175,6 +201,7 @@ class Predictor:
         self.has_reconstruction = True  # evaluate measures the residual baseline |x - x_hat| beside the model
         self._direction = resolved_direction(cfg)
         self._weak_map = resolved_weak_map(cfg)
+        self._shifted = resolved_shifted(cfg)
         quantile = cfg.infer.mask_quantile
         if quantile is not None:
             quantile = AUTO_SETTINGS["mask_quantile"] if quantile == "auto" else quantile
@@ -251,11 +278,21 @@ class Predictor:
             or (cfg.model.weakly_supervised and normalizer.weak_map != cfg.infer.weak_map)  # the other map
             or normalizer.direction != resolved_direction(cfg)  # A, or statistics from before A had its own
             or (normalizer.map_version < MAP_VERSION and reads_direct(cfg))  # A or A_ca, clamped then
+            or normalizer.shifted != resolved_shifted(cfg)  # the map with or without half-cell shifts
         )
         if stale:  # the map statistics of the map in use, from the same held-out normals, computed now
             run_data = RunData.load(run_dir)
             refit = fit_normalizer(model.to(device), run_data.val or run_data.train, cfg, device)
-            for key in ("map_quantiles", "map_max", "map_min", "bce_scores", "weak_map", "direction", "map_version"):
+            for key in (
+                "map_quantiles",
+                "map_max",
+                "map_min",
+                "bce_scores",
+                "weak_map",
+                "direction",
+                "map_version",
+                "shifted",
+            ):
                 setattr(normalizer, key, refit[key])
         return cls(model, cfg, normalizer, device)
 
@@ -265,7 +302,7 @@ class Predictor:
         x = x.to(self.device)
         valid = None if valid is None else valid.to(self.device)
         size = self.cfg.data.image_size
-        amap, x_hat, p_anomalous = anomaly_evidence(self.model, x, self._direction, self._weak_map)
+        amap, x_hat, p_anomalous = anomaly_evidence(self.model, x, self._direction, self._weak_map, self._shifted)
         amap = upsample(amap, size).squeeze(1).clamp(0, 1)  # (B, S, S)
         x_hat = D.paste_padding(x_hat, x, valid)  # (B, 3, S, S)
         residual, recon_score = reconstruction_score(x, x_hat, valid)  # (B, S, S), (B,)
@@ -343,7 +380,9 @@ def fit_normalizer(
         x = batch.image.to(device)
         valid = None if batch.valid is None else batch.valid.to(device)  # (B, 1, S, S)
         if evidence is None:
-            amap, x_hat, p_anomalous = anomaly_evidence(model, x, resolved_direction(cfg), resolved_weak_map(cfg))
+            amap, x_hat, p_anomalous = anomaly_evidence(
+                model, x, resolved_direction(cfg), resolved_weak_map(cfg), resolved_shifted(cfg)
+            )
             probs += [] if p_anomalous is None else p_anomalous.cpu().tolist()
             amap = upsample(amap, cfg.data.image_size).clamp(0, 1)[:, 0]  # (B, S, S)
         else:
@@ -365,5 +404,5 @@ def fit_normalizer(
     )
     norm.classifier_scores, norm.bce_scores = [float(p) for p in probs], bces
     norm.map_max, norm.map_min, norm.weak_map = map_max, map_min, resolved_weak_map(cfg)
-    norm.direction, norm.map_version = resolved_direction(cfg), MAP_VERSION
+    norm.direction, norm.map_version, norm.shifted = resolved_direction(cfg), MAP_VERSION, resolved_shifted(cfg)
     return norm.to_dict()

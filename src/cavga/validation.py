@@ -109,6 +109,7 @@ def decide_on_painted(
     boxes: list[D.geometry.Box] | None = None,
     seed: int = 0,
     copies: int = 2,
+    shifted: bool | str = "auto",
 ) -> dict[str, dict[str, Any] | None]:
     """The ``auto`` inference settings of a trained model, decided on painted defects on held-out
     normals ``images`` (N, 3, S, S) (with their content ``boxes`` when padded); None where a setting
@@ -121,7 +122,10 @@ def decide_on_painted(
       AUROC on the painted set; then "normal".
     * ``infer.image_score``: the paper's score (CAVGA-u's reconstruction difference, CAVGA-w's C) is
       kept unless the chosen map's peak ("map") or the reconstruction BCE above its floor ("bce")
-      ranks the painted images above the clean ones better (image AUROC); then the better of those."""
+      ranks the painted images above the clean ones better (image AUROC); then the better of those.
+    * ``infer.shifted_map``: the chosen map is averaged over half-cell shifts of the image where that
+      has the higher pixel AUROC on the painted set (decided before the image score, whose "map" is
+      the peak of the map so chosen)."""
     x, masks, labels, _, boxes, valid = _painted(images, boxes, seed, copies)
     s = x.shape[-1]
     both_weak = model.cfg.weakly_supervised and weak_map == "auto"  # score A_ca and 1 - A_cn
@@ -130,17 +134,22 @@ def decide_on_painted(
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device)  # (B, 3, S, S)
         vb = None if valid is None else valid[i : i + batch_size].to(device)  # (B, 1, S, S)
-        amap, x_hat, p_anomalous = anomaly_evidence(model, xb, "inverse", first)  # (B, 1, h, w)
+        amap, x_hat, p_anomalous = anomaly_evidence(model, xb, "inverse", first, shifted is True)  # (B, 1, h, w)
         maps.append(_at_size(amap, s))  # (B, S, S)
         if both_weak:
-            normal_maps.append(_at_size(anomaly_evidence(model, xb, weak_map="normal")[0], s))  # 1 - A_cn
+            normal_maps.append(_at_size(anomaly_evidence(model, xb, "inverse", "normal", shifted is True)[0], s))
         if image_score == "auto":  # the paper's score: C's probability (w), the reconstruction score (u)
             score = p_anomalous if p_anomalous is not None else reconstruction_score(xb, x_hat, vb)[1]  # (B,)
             paper.append(score.cpu().numpy())
             bce.append(bce_score(xb, x_hat, vb).cpu().numpy())  # (B,)
     maps, masks = _content(np.concatenate(maps), boxes), _content(masks, boxes)
     protocol = _protocol(len(images), copies, seed)
-    out: dict[str, dict[str, Any] | None] = {"attention_direction": None, "image_score": None, "weak_map": None}
+    out: dict[str, dict[str, Any] | None] = {
+        "attention_direction": None,
+        "image_score": None,
+        "weak_map": None,
+        "shifted_map": None,
+    }
     if both_weak:
         normal_maps = _content(np.concatenate(normal_maps), boxes)
         by_map = {"anomalous": round(pixel_auroc(maps, masks), 4), "normal": round(pixel_auroc(normal_maps, masks), 4)}
@@ -149,7 +158,7 @@ def decide_on_painted(
         maps = normal_maps if chosen == "normal" else maps
     if model.cfg.has_attention_direction and direction in ("auto", "direct"):
         direct = [  # A's own map, unclamped above the normal peak (anomaly_evidence)
-            _at_size(anomaly_evidence(model, x[i : i + batch_size].to(device), "direct")[0], s)  # (B, S, S)
+            _at_size(anomaly_evidence(model, x[i : i + batch_size].to(device), "direct", shifted=shifted is True)[0], s)
             for i in range(0, len(x), batch_size)
         ]
         direct = _content(np.concatenate(direct), boxes)
@@ -163,6 +172,23 @@ def decide_on_painted(
                 "protocol": protocol,
             }
         maps = direct if direction == "direct" else maps
+    if shifted == "auto":
+        chosen_weak = out["weak_map"]["weak_map"] if out["weak_map"] else first
+        chosen_direction = "direct" if direction == "direct" else "inverse"
+        moved = [  # the chosen map averaged over half-cell shifts (cavga.attention.half_cell_average)
+            _at_size(
+                anomaly_evidence(model, x[i : i + batch_size].to(device), chosen_direction, chosen_weak, True)[0], s
+            )
+            for i in range(0, len(x), batch_size)
+        ]
+        moved = _content(np.concatenate(moved), boxes)
+        by_shift = {"off": round(pixel_auroc(maps, masks), 4), "on": round(pixel_auroc(moved, masks), 4)}
+        out["shifted_map"] = {
+            "shifted_map": by_shift["on"] > by_shift["off"],
+            "validation_pixel_auroc_by_shift": by_shift,
+            "protocol": protocol,
+        }
+        maps = moved if by_shift["on"] > by_shift["off"] else maps
     if image_score == "auto":
         by_score = {
             "paper": round(image_auroc(np.concatenate(paper), labels), 4),
@@ -215,6 +241,7 @@ def validate_run(
         "attention_direction": cfg.infer.attention_direction if cfg.model.has_attention_direction else None,
         "image_score": cfg.infer.image_score,
         "weak_map": cfg.infer.weak_map if cfg.model.weakly_supervised else None,  # CAVGA-w: A_ca or 1 - A_cn
+        "shifted_map": cfg.infer.shifted_map,  # the map averaged over half-cell shifts
         "metrics": {k: metrics[k] for k in METRIC_KEYS},
         "baseline_residual": {k: baseline[k] for k in METRIC_KEYS} if predictor.has_reconstruction else None,
         "per_defect": per_defect,

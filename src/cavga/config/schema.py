@@ -19,7 +19,7 @@ ENCODER_STRIDES = (8, 16, 32)
 
 ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
 RESIZE_MODES = ("stretch", "pad", "center")  # data.resize (cavga.data.geometry)
-AUGMENTS = ("none", "flips", "dihedral")  # train.augment (cavga.data.augment)
+AUGMENTS = ("none", "flips", "dihedral", "shift")  # train.augment (cavga.data.augment)
 ENCODER_INITS = ("dcgan", "distill")  # model.encoder_init: CAVGA-D's encoder start (cavga.distill)
 IMAGE_SCORES = ("auto", "paper", "map", "bce")  # infer.image_score
 CAVGA_IMAGE_SCORES = ("map", "bce")  # the image scores only CAVGA computes (normalised on their own held-out values)
@@ -210,6 +210,11 @@ class InferConfig:
     # normal images (as L_ae does A for CAVGA-u); "auto": training ends by scoring both on painted
     # defects on the held-out normals and keeps A_ca unless 1 - A_cn localises them better.
     weak_map: str = "auto"
+    # The map averaged over the image shifted by half a latent cell (right, down, both): twice the
+    # latent grid's resolution (an 8x8 grid at 128 px and stride 16) for four passes of the encoder
+    # (cavga.attention.half_cell_average; docs/method.md, "Half-cell shifts"). "auto": training ends
+    # by keeping it where it localises painted defects on the held-out normals better (pixel AUROC).
+    shifted_map: bool | str = "auto"
     normalizer_quantile: float = 0.95  # quantile of held-out normal scores that maps to 0.5
     batch_size: int = 16
 
@@ -278,6 +283,10 @@ class RunConfig:
             raise CavgaError(
                 f"infer.image_score: {self.infer.image_score} is for the CAVGA variants, not {self.model.variant}"
             )
+        if self.infer.shifted_map not in (True, False, "auto"):
+            raise CavgaError(f"infer.shifted_map: {self.infer.shifted_map!r} is not true, false or auto")
+        if self.infer.shifted_map is True and self.model.is_baseline:
+            raise CavgaError(f"infer.shifted_map is for the CAVGA variants' attention, not {self.model.variant}")
         if not 0 <= self.model.attention_layer <= 3:
             raise CavgaError(f"model.attention_layer: {self.model.attention_layer} is outside 0..3")
         if self.loss.reduction not in ("sum", "mean"):

@@ -3,7 +3,8 @@
 ``InferenceGraph(image) -> (score, anomaly_map, mask, raw_score)`` for images (B, 3, S, S) in [0, 1]
 (the run's resize already done): the encoder (with its own ImageNet normalisation for CAVGA-R), the
 latent mean, the closed-form Grad-CAM (:mod:`.analytic`), its running-scale normalisation, 1 - A
-(or A, unclamped) for CAVGA-u and A_ca (unclamped; or 1 - A_cn) for CAVGA-w, bilinear upsampling to S, the
+(or A, unclamped) for CAVGA-u and A_ca (unclamped; or 1 - A_cn) for CAVGA-w, averaged over half-cell
+shifts where ``infer.shifted_map`` says so, bilinear upsampling to S, the
 mask threshold, and the image score: CAVGA-u's normalised reconstruction difference, CAVGA-w's
 anomalous probability, the map's peak (``infer.image_score: map``) or the reconstruction BCE (``bce``).
 It computes what :meth:`cavga.inference.Predictor.predict_batch` does, with no autograd.
@@ -15,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attention import normalise_cam, unsaturated_cam
+from ..attention import half_cell_average, normalise_cam, unsaturated_cam
 from ..image_scores import bce_score, map_peak, reconstruction_score
-from ..inference import Predictor, reads_direct
+from ..inference import Predictor, reads_direct, resolved_shifted
 from .analytic import AnalyticGradCAM, score_kind
 
 
@@ -43,15 +44,25 @@ class InferenceGraph(nn.Module):
         self.span = max(norm.hi - norm.lo, 1e-12) if norm is not None else 1.0
         self.mask_threshold = float(predictor.mask_threshold)
         self.image_score = cfg.infer.image_score  # "paper", "map" or "bce" (resolved by from_run)
+        self.shifted = resolved_shifted(cfg)
+        with torch.no_grad():  # half a cell of the map's grid, in pixels, fixed before any trace
+            self.half = self.size // self._map(torch.zeros(1, 3, self.size, self.size))[0].shape[-1] // 2
 
-    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _map(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """The anomalous map at z's grid (B, 1, h, w) and mu."""
         m = self.model
         features = m.encode_features(image)  # (B, K, h, w)
         mu = m.to_mu(m.encoder.body[m._split() :](features))  # (B, C, h, w) or (B, d)
         cam = self.cam(features, mu)  # (B, 1, h, w)
         scale = None if self.per_image else self.scale
         # (B, 1, h, w): A or A_ca unclamped above the normal peak, or 1 - A or 1 - A_cn (clamped A, A_cn)
-        amap = unsaturated_cam(cam, scale) if self.direct else 1 - normalise_cam(cam, scale)
+        return (unsaturated_cam(cam, scale) if self.direct else 1 - normalise_cam(cam, scale)), mu
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        m = self.model
+        amap, mu = self._map(image)  # (B, 1, h, w)
+        if self.shifted:  # infer.shifted_map
+            amap = half_cell_average(lambda v: self._map(v)[0], image, amap, self.half)  # (B, 1, S, S)
         amap = F.interpolate(amap, size=(self.size, self.size), mode="bilinear", align_corners=False)
         amap = amap.squeeze(1).clamp(0.0, 1.0)  # (B, S, S)
         if self.image_score == "map":
