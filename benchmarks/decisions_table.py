@@ -27,6 +27,7 @@ def decisions(run: Path) -> dict:
     state = load_checkpoint(run / CHECKPOINT)
     score = state.get("image_score") or {}
     direction = state.get("attention_direction") or {}
+    shift = state.get("shifted_map") or {}
     chosen = score.get("image_score")
     return {
         "run": str(run),
@@ -36,6 +37,8 @@ def decisions(run: Path) -> dict:
         "validation_image_auroc_by_score": score.get("validation_image_auroc"),
         "attention_direction": direction.get("attention_direction"),
         "validation_pixel_auroc": direction.get("validation_pixel_auroc"),
+        "shifted_map": shift.get("shifted_map"),
+        "validation_pixel_auroc_by_shift": shift.get("validation_pixel_auroc_by_shift"),
     }
 
 
@@ -45,13 +48,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="JSON of every row, and the mean of each group of runs by data.resize")
     args = ap.parse_args()
     rows = [decisions(r) for r in args.runs]
-    print("| run | resize | image score | val image AUROC (chosen) | by score | direction | val pixel AUROC |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| run | resize | image score | val image AUROC (chosen) | by score | direction | val pixel AUROC "
+        "| shifted | val pixel AUROC by shift |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         by = ", ".join(f"{k} {v}" for k, v in (r["validation_image_auroc_by_score"] or {}).items())
+        by_shift = ", ".join(f"{k} {v}" for k, v in (r["validation_pixel_auroc_by_shift"] or {}).items())
         print(
             f"| {r['run']} | {r['resize']} | {r['image_score']} | {r['validation_image_auroc']} | {by} | "
-            f"{r['attention_direction']} | {r['validation_pixel_auroc']} |"
+            f"{r['attention_direction']} | {r['validation_pixel_auroc']} | {r['shifted_map']} | {by_shift} |"
         )
     means = {}
     for resize in sorted({r["resize"] for r in rows}):

@@ -13,6 +13,7 @@ from cavga import validation
 from cavga.config import ModelConfig, RunConfig
 from cavga.demo_data import DEFECT_TYPES, generate_demo_dataset
 from cavga.errors import CavgaError
+from cavga.evaluate import evaluate_run
 from cavga.image_scores import MAP_VERSION
 from cavga.inference import Predictor
 from cavga.networks import CAVGA
@@ -243,6 +244,9 @@ def test_decisions_table_reads_back_what_training_chose_on_the_painted_set(tiny_
     assert row["image_score"] == chosen and row["resize"] == "stretch"
     assert row["validation_image_auroc"] == state["image_score"]["validation_image_auroc"][chosen]
     assert row["validation_pixel_auroc"] == state["attention_direction"]["validation_pixel_auroc"]
+    shift = state["shifted_map"]
+    assert row["shifted_map"] is shift["shifted_map"]
+    assert row["validation_pixel_auroc_by_shift"] == shift["validation_pixel_auroc_by_shift"]
 
 
 def _stored(folder, model, val, test, direction="inverse"):
@@ -316,3 +320,4 @@ def test_training_resolves_the_shift_and_an_override_refits_the_maps_statistics(
     x = torch.rand(2, 3, 32, 32)  # (B, 3, S, S)
     assert not torch.equal(other.predict_batch(x).anomaly_map, predictor.predict_batch(x).anomaly_map)
     assert validate_run(run, device="cpu", copies=1)["shifted_map"] is stored
+    assert evaluate_run(run, device="cpu", progress=False, report=False)["shifted_map"] is stored  # metrics.json

@@ -220,10 +220,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         result = validate_run(args.run_dir, args.device, args.paint_seed, args.copies, infer=args.overrides)
         _print_result(result)
+        shifted = ", averaged over half-cell shifts" if result["shifted_map"] is True else ""  # infer.shifted_map
         if result["attention_direction"]:
-            print(f"anomaly map: {'1 - A' if result['attention_direction'] == 'inverse' else 'A'}")
+            print(f"anomaly map: {'1 - A' if result['attention_direction'] == 'inverse' else 'A'}{shifted}")
         if result["weak_map"]:
-            print(f"anomaly map: {'1 - A_cn' if result['weak_map'] == 'normal' else 'A_ca'}")
+            print(f"anomaly map: {'1 - A_cn' if result['weak_map'] == 'normal' else 'A_ca'}{shifted}")
         scores = result["image_auroc_by_score"]
         print("image AUROC by infer.image_score: " + ", ".join(f"{k}: {v}" for k, v in scores.items() if v is not None))
         if result["mask_quantile_iou"]:

@@ -25,7 +25,7 @@ from .demo_data import DEFECT_TYPES, paint_defect, texture
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, residual_baseline
 from .image_scores import bce_score, reconstruction_score
-from .inference import AUTO_SETTINGS, Predictor, anomaly_evidence
+from .inference import AUTO_SETTINGS, Predictor, anomaly_evidence, resolved_shifted
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, image_auroc, iou, pixel_auroc
 from .networks import CAVGA
@@ -241,7 +241,7 @@ def validate_run(
         "attention_direction": cfg.infer.attention_direction if cfg.model.has_attention_direction else None,
         "image_score": cfg.infer.image_score,
         "weak_map": cfg.infer.weak_map if cfg.model.weakly_supervised else None,  # CAVGA-w: A_ca or 1 - A_cn
-        "shifted_map": cfg.infer.shifted_map,  # the map averaged over half-cell shifts
+        "shifted_map": None if cfg.model.is_baseline else resolved_shifted(cfg),  # averaged over half-cell shifts
         "metrics": {k: metrics[k] for k in METRIC_KEYS},
         "baseline_residual": {k: baseline[k] for k in METRIC_KEYS} if predictor.has_reconstruction else None,
         "per_defect": per_defect,

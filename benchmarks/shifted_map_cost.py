@@ -1,0 +1,69 @@
+"""What `infer.shifted_map` costs the predictor: the map read once against averaged over the image
+and its three half-cell shifts (docs/method.md, Inference).
+
+Both settings are timed alternately in one process, so drift in the machine's speed falls on both:
+``Predictor.predict_batch`` on a synthetic batch (random weights: the same arithmetic as trained
+ones), the median of ``--repeats`` calls each, with the FLOPs of one batch counted by
+``torch.utils.flop_counter``.  Prints a table and writes JSON.
+
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/shifted_map_cost.py
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import torch
+
+from cavga.networks import build_networks
+from cavga.speed import ab
+from cavga.speed.bench import _config
+from cavga.speed.flops import count_flops
+from cavga.speed.measure import synthetic_predictor
+
+
+def main() -> None:
+    args = ab.parser(
+        __doc__.splitlines()[0], "Du,Ru,Dw,Rw", 7, "benchmarks/results/speed/shifted_map_cost.json"
+    ).parse_args()
+    peak_before = ab.start(args)
+    cpu = torch.device("cpu")
+    rows = []
+    for variant in args.variants.split(","):
+        cfg = _config(variant, args.size, args.batch)
+        torch.manual_seed(0)
+        model, _ = build_networks(cfg.model, args.size, allow_random_init=True)
+        x = torch.rand(args.batch, 3, args.size, args.size)  # (B, 3, S, S)
+        calls = {}
+        for name, shifted in (("plain", False), ("shifted", True)):
+            c = copy.deepcopy(cfg)
+            c.infer.shifted_map = shifted
+            calls[name] = functools.partial(synthetic_predictor(model, c, cpu).predict_batch, x)
+        flops = {name: count_flops(call) / args.batch for name, call in calls.items()}
+        seconds = ab.alternate(calls, args.repeats)
+        ips = {name: args.batch / s for name, s in seconds.items()}
+        rows.append(
+            {
+                "variant": variant,
+                "plain_gflop_per_image": round(flops["plain"] / 1e9, 3),
+                "shifted_gflop_per_image": round(flops["shifted"] / 1e9, 3),
+                "plain_images_per_s": round(ips["plain"], 2),
+                "shifted_images_per_s": round(ips["shifted"], 2),
+                "slowdown": round(ips["plain"] / ips["shifted"], 3),
+            }
+        )
+    table = [
+        "| model | GFLOP/img plain | GFLOP/img shifted | img/s plain | img/s shifted | slow-down |",
+        "|---|---|---|---|---|---|",
+    ]
+    table += [
+        f"| {r['variant']} | {r['plain_gflop_per_image']} | {r['shifted_gflop_per_image']} | "
+        f"{r['plain_images_per_s']} | {r['shifted_images_per_s']} | x{r['slowdown']} |"
+        for r in rows
+    ]
+    ab.finish(args, peak_before, rows, table)
+
+
+if __name__ == "__main__":
+    main()
