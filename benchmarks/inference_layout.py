@@ -12,9 +12,7 @@ from __future__ import annotations
 import torch
 
 import cavga.inference as inference
-from cavga.networks import build_networks
 from cavga.speed import ab
-from cavga.speed.bench import _config
 from cavga.speed.measure import synthetic_predictor
 
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -32,11 +30,8 @@ def main() -> None:
     cpu = torch.device("cpu")
     rows = []
     for variant in args.variants.split(","):
-        cfg = _config(variant, args.size, args.batch)
-        torch.manual_seed(0)
-        model, _ = build_networks(cfg.model, args.size, allow_random_init=True)
+        cfg, model, x = ab.prediction_setup(variant, args)  # x: (B, 3, S, S)
         predictor = synthetic_predictor(model, cfg, cpu)
-        x = torch.rand(args.batch, 3, args.size, args.size)  # (B, 3, S, S)
         predict = lambda p=predictor, xb=x: p.predict_batch(xb)  # noqa: E731
         seconds = ab.alternate_settings(_set_layout, LAYOUTS, predict, args.repeats, restore=torch.channels_last)
         ips = {name: args.batch / s for name, s in seconds.items()}

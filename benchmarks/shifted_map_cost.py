@@ -16,9 +16,7 @@ import functools
 
 import torch
 
-from cavga.networks import build_networks
 from cavga.speed import ab
-from cavga.speed.bench import _config
 from cavga.speed.flops import count_flops
 from cavga.speed.measure import synthetic_predictor
 
@@ -31,10 +29,7 @@ def main() -> None:
     cpu = torch.device("cpu")
     rows = []
     for variant in args.variants.split(","):
-        cfg = _config(variant, args.size, args.batch)
-        torch.manual_seed(0)
-        model, _ = build_networks(cfg.model, args.size, allow_random_init=True)
-        x = torch.rand(args.batch, 3, args.size, args.size)  # (B, 3, S, S)
+        cfg, model, x = ab.prediction_setup(variant, args)  # x: (B, 3, S, S)
         calls = {}
         for name, shifted in (("plain", False), ("shifted", True)):
             c = copy.deepcopy(cfg)

@@ -52,6 +52,15 @@ def training_setup(
     return cfg, model, x, training_call(model, disc, cfg, x, labels)
 
 
+def prediction_setup(variant: str, args: Any) -> tuple[RunConfig, CAVGA, torch.Tensor]:
+    """A variant at ``args``' size and batch on the CPU, built from seed 0 (random weights), for a
+    predictor: its config, model and a synthetic batch (B, 3, S, S)."""
+    cfg = _config(variant, args.size, args.batch)
+    torch.manual_seed(0)
+    model, _ = build_networks(cfg.model, args.size, allow_random_init=True)
+    return cfg, model, torch.rand(args.batch, 3, args.size, args.size)
+
+
 def alternate(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Median seconds of each call over ``repeats`` rounds, the calls taking turns (the order
     reversed every other round); one untimed round first, to warm up."""
