@@ -4,7 +4,8 @@ and its three half-cell shifts (docs/method.md, Inference).
 Both settings are timed alternately in one process, so drift in the machine's speed falls on both:
 ``Predictor.predict_batch`` on a synthetic batch (random weights: the same arithmetic as trained
 ones), the median of ``--repeats`` calls each, with the FLOPs of one batch counted by
-``torch.utils.flop_counter``.  Prints a table and writes JSON.
+``torch.utils.flop_counter`` and the achieved FLOP/s as a fraction of the fp32 matmul peak measured
+in the same run.  Prints a table and writes JSON.
 
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/shifted_map_cost.py
 """
@@ -46,15 +47,19 @@ def main() -> None:
                 "plain_images_per_s": round(ips["plain"], 2),
                 "shifted_images_per_s": round(ips["shifted"], 2),
                 "slowdown": round(ips["plain"] / ips["shifted"], 3),
+                # achieved FLOP/s as a fraction of the fp32 matmul peak measured before the timings
+                "plain_fraction_of_peak": round(flops["plain"] * ips["plain"] / 1e9 / peak_before, 3),
+                "shifted_fraction_of_peak": round(flops["shifted"] * ips["shifted"] / 1e9 / peak_before, 3),
             }
         )
     table = [
-        "| model | GFLOP/img plain | GFLOP/img shifted | img/s plain | img/s shifted | slow-down |",
-        "|---|---|---|---|---|---|",
+        "| model | GFLOP/img plain / shifted | img/s plain / shifted | slow-down | % of peak plain / shifted |",
+        "|---|---|---|---|---|",
     ]
     table += [
-        f"| {r['variant']} | {r['plain_gflop_per_image']} | {r['shifted_gflop_per_image']} | "
-        f"{r['plain_images_per_s']} | {r['shifted_images_per_s']} | x{r['slowdown']} |"
+        f"| {r['variant']} | {r['plain_gflop_per_image']} / {r['shifted_gflop_per_image']} | "
+        f"{r['plain_images_per_s']} / {r['shifted_images_per_s']} | x{r['slowdown']} | "
+        f"{100 * r['plain_fraction_of_peak']:.0f}% / {100 * r['shifted_fraction_of_peak']:.0f}% |"
         for r in rows
     ]
     ab.finish(args, peak_before, rows, table)
