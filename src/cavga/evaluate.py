@@ -25,7 +25,7 @@ from . import data as D
 from .data import Record, image_size_of, load_mask
 from .errors import CavgaError
 from .image_scores import content_mean, native_map
-from .inference import Predictor, eval_loader, resolved_shifted
+from .inference import Predictor, eval_loader, map_settings
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, iou
 from .report.scores import MAPS_DIR, curves, raw_threshold, save_map16, write_scores
@@ -127,11 +127,7 @@ def evaluate_run(
             "score": cfg.infer.score_threshold,
             "normalizer_quantile": cfg.infer.normalizer_quantile,
         },
-        # CAVGA-u: the map reported, "inverse" (1 - A) or "direct" (A), as resolved from "auto" at training's end
-        "attention_direction": cfg.infer.attention_direction if cfg.model.has_attention_direction else None,
-        "image_score": cfg.infer.image_score,
-        "weak_map": cfg.infer.weak_map if cfg.model.weakly_supervised else None,  # CAVGA-w: A_ca or 1 - A_cn
-        "shifted_map": None if cfg.model.is_baseline else resolved_shifted(cfg),  # averaged over half-cell shifts
+        **map_settings(cfg),  # the map and image score in use, as training's end resolved them
         "normalizer": _summary(predictor.normalizer),
         # CAVGA-w's calibrated verdict (infer.classifier_verdict): its fit on held-out C probabilities
         "classifier_calibration": _summary(predictor.classifier_normalizer) if cfg.model.weakly_supervised else None,

@@ -164,6 +164,18 @@ def resolved_shifted(cfg: RunConfig) -> bool:
     return cfg.infer.shifted_map is True
 
 
+def map_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The settings that make a run's anomaly map and image score, as resolved from "auto" at
+    training's end, for ``metrics.json`` and ``validation.json`` (None where a model has no such choice)."""
+    return {
+        # CAVGA-u: "inverse" (1 - A) or "direct" (A)
+        "attention_direction": cfg.infer.attention_direction if cfg.model.has_attention_direction else None,
+        "image_score": cfg.infer.image_score,
+        "weak_map": cfg.infer.weak_map if cfg.model.weakly_supervised else None,  # CAVGA-w: A_ca or 1 - A_cn
+        "shifted_map": None if cfg.model.is_baseline else resolved_shifted(cfg),  # averaged over half-cell shifts
+    }
+
+
 def resolved_weak_map(cfg: RunConfig) -> str:
     """CAVGA-w's map as ``infer.weak_map`` says; "auto" not yet decided counts as the paper's A_ca."""
     return "anomalous" if cfg.infer.weak_map == "auto" else cfg.infer.weak_map

@@ -25,7 +25,7 @@ from .demo_data import DEFECT_TYPES, paint_defect, texture
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, residual_baseline
 from .image_scores import bce_score, reconstruction_score
-from .inference import AUTO_SETTINGS, Predictor, anomaly_evidence, resolved_shifted
+from .inference import AUTO_SETTINGS, Predictor, anomaly_evidence, map_settings
 from .io_utils import atomic_write_json
 from .metrics import compute_metrics, image_auroc, iou, pixel_auroc
 from .networks import CAVGA
@@ -238,10 +238,7 @@ def validate_run(
         "protocol": f"held-out normals ({len(held_out)}) + {copies} painted copies each, seed {seed}",
         "n_held_out": len(held_out),
         "image_size": cfg.data.image_size,
-        "attention_direction": cfg.infer.attention_direction if cfg.model.has_attention_direction else None,
-        "image_score": cfg.infer.image_score,
-        "weak_map": cfg.infer.weak_map if cfg.model.weakly_supervised else None,  # CAVGA-w: A_ca or 1 - A_cn
-        "shifted_map": None if cfg.model.is_baseline else resolved_shifted(cfg),  # averaged over half-cell shifts
+        **map_settings(cfg),  # the map and image score in use
         "metrics": {k: metrics[k] for k in METRIC_KEYS},
         "baseline_residual": {k: baseline[k] for k in METRIC_KEYS} if predictor.has_reconstruction else None,
         "per_defect": per_defect,

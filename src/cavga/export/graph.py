@@ -45,8 +45,10 @@ class InferenceGraph(nn.Module):
         self.mask_threshold = float(predictor.mask_threshold)
         self.image_score = cfg.infer.image_score  # "paper", "map" or "bce" (resolved by from_run)
         self.shifted = resolved_shifted(cfg)
-        with torch.no_grad():  # half a cell of the map's grid, in pixels, fixed before any trace
-            self.half = self.size // self._map(torch.zeros(1, 3, self.size, self.size))[0].shape[-1] // 2
+        self.half = 0  # half a cell of the map's grid, in pixels, fixed before any trace (shifted only)
+        if self.shifted:
+            with torch.no_grad():
+                self.half = self.size // self._map(torch.zeros(1, 3, self.size, self.size))[0].shape[-1] // 2
 
     def _map(self, image: Tensor) -> tuple[Tensor, Tensor]:
         """The anomalous map at z's grid (B, 1, h, w) and mu."""
