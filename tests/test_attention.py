@@ -187,9 +187,14 @@ def _cell_means(x: torch.Tensor, cell: int = 16) -> torch.Tensor:
 
 def test_half_cell_average_of_a_constant_map_is_that_constant_and_views_count_once_each():
     x = torch.full((2, 3, 64, 64), 0.25)
-    out = half_cell_average(_cell_means, x, _cell_means(x))  # (B, 1, S, S)
-    assert out.shape == (2, 1, 64, 64)
-    torch.testing.assert_close(out, torch.full_like(out, 0.25))  # the border, seen by fewer views, too
+    for views in (2, 4):  # 4: the quarter-cell shifts the probe measured (16 views)
+        out = half_cell_average(_cell_means, x, _cell_means(x), views=views)  # (B, 1, S, S)
+        assert out.shape == (2, 1, 64, 64)
+        torch.testing.assert_close(out, torch.full_like(out, 0.25))  # the border, seen by fewer views, too
+    seen = []  # the shifts read: (0, 4), (0, 8), ... (12, 12), each once, by 16 px cells / 4
+    x = torch.rand(1, 3, 64, 64)
+    half_cell_average(lambda v: seen.append(v) or _cell_means(v), x, torch.zeros(1, 1, 4, 4), views=4)
+    assert len(seen) == 15
 
 
 def test_half_cell_average_finds_a_defect_between_cell_centres_nearer():

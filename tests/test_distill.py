@@ -9,7 +9,7 @@ from cavga.backbones import EfficientNetLite0, EfficientNetLite0Encoder
 from cavga.cli import main
 from cavga.config import DataConfig, DistillConfig, RunConfig, to_dict
 from cavga.data import ImageDataset, load_split, make_loader
-from cavga.distill import _channel_stats, block_outputs, distill_encoder, teacher_features
+from cavga.distill import _channel_stats, block_outputs, cut_paste, distill_encoder, teacher_features
 from cavga.errors import CavgaError
 from cavga.fingerprint import config_fingerprint
 from cavga.networks import DCGANEncoder
@@ -139,6 +139,9 @@ def test_encoder_start_settings_are_checked_and_keep_old_runs_identity():
     cfg.model.encoder_init, cfg.distill.augment = "distill", "rotate"
     with pytest.raises(CavgaError, match="distill.augment"):
         cfg.validate()
+    cfg.distill.augment, cfg.distill.cutpaste = "dihedral", 1.5
+    with pytest.raises(CavgaError, match=r"distill.cutpaste: 1.5 is outside \[0, 1\]"):
+        cfg.validate()
 
     saved_before = to_dict(RunConfig())
     del saved_before["model"]["encoder_init"], saved_before["distill"]  # a config.yaml from before
@@ -147,7 +150,12 @@ def test_encoder_start_settings_are_checked_and_keep_old_runs_identity():
     distilled.model.encoder_init = "distill"
     longer = RunConfig()
     longer.model.encoder_init, longer.distill.epochs = "distill", 200
-    assert len({config_fingerprint(to_dict(c)) for c in (RunConfig(), distilled, longer)}) == 3
+    pasted = RunConfig()
+    pasted.model.encoder_init, pasted.distill.cutpaste = "distill", 0.5
+    assert len({config_fingerprint(to_dict(c)) for c in (RunConfig(), distilled, longer, pasted)}) == 4
+    before_cutpaste = to_dict(distilled)
+    del before_cutpaste["distill"]["cutpaste"]  # a distilled run from before distill.cutpaste
+    assert config_fingerprint(before_cutpaste) == config_fingerprint(to_dict(distilled))
     distilled.model.freeze_encoder = True
     assert distilled.validate().model.label == "CAVGA-Du (distilled from EfficientNet-Lite0, frozen)"
 
@@ -168,3 +176,37 @@ def test_a_missing_teacher_is_one_line_before_any_run_folder(data, tmp_path, mon
     err = capsys.readouterr().err
     assert "distill needs the ImageNet EfficientNet-Lite0 teacher" in err and "distill.teacher_weights=PATH" in err
     assert not (out / "config.yaml").exists() and not (out / "checkpoint.pt").exists()
+
+
+def test_cut_paste_moves_a_rectangle_of_another_image():
+    """Every pixel of the batch is unique, so each changed pixel says where it came from: with share 1
+    every image holds one rectangle of another image, moved as one piece (one translation); share 0
+    changes nothing; the same generator seed gives the same batch."""
+    b, s = 4, 32
+    x = torch.arange(b * s * s, dtype=torch.float32).view(b, 1, s, s).expand(b, 3, s, s).contiguous()
+    assert torch.equal(cut_paste(x, 0.0, torch.Generator().manual_seed(0)), x)
+    out = cut_paste(x, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(out, cut_paste(x, 1.0, torch.Generator().manual_seed(0)))
+    for i in range(b):
+        changed = (out[i] != x[i]).any(0).nonzero()  # (n, 2) rows, columns
+        assert len(changed) > 0
+        rows, cols = changed[:, 0], changed[:, 1]
+        h, w = int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1
+        assert len(changed) == h * w and 0.02 * s * s - s <= h * w <= 0.15 * s * s + s  # one filled rectangle
+        src = out[i, 0, rows, cols].long()  # (n,) the flat index each pasted pixel came from
+        image, row, col = src // (s * s), src // s % s, src % s
+        assert (image != i).all() and len(image.unique()) == 1  # all from one other image
+        assert len((row - rows).unique()) == 1 and len((col - cols).unique()) == 1  # one translation
+
+
+def test_distillation_sees_cut_pasted_images_only_when_asked(teacher_file, data, monkeypatch):
+    import cavga.distill as distill_module
+
+    calls = []
+    monkeypatch.setattr(distill_module, "cut_paste", lambda x, share, g: calls.append(share) or x)
+    teacher = EfficientNetLite0Encoder(str(teacher_file), stride=16)
+    loader = _loader(data)
+    for share in (0.0, 0.5):
+        cfg = DistillConfig(epochs=1, cutpaste=share)
+        distill_encoder(DCGANEncoder(3, 8, 16), teacher, loader, cfg, torch.device("cpu"), progress=False)
+    assert calls == [0.5] * len(loader)  # every batch of the second distillation, none of the first

@@ -133,7 +133,7 @@ def upsample(attention: Tensor, size: int | tuple[int, int]) -> Tensor:
     return torch.nn.functional.interpolate(attention, size=size, mode="bilinear", align_corners=False)
 
 
-def half_cell_average(map_of, x: Tensor, first: Tensor, half: int | None = None) -> Tensor:
+def half_cell_average(map_of, x: Tensor, first: Tensor, half: int | None = None, views: int = 2) -> Tensor:
     """The map of ``x`` (B, 3, S, S) averaged over the image shifted by half a latent cell, (B, 1, S, S).
 
     A Grad-CAM has z's grid: at 128 px and stride 16, 8x8 cells, each one value however the defect
@@ -141,14 +141,17 @@ def half_cell_average(map_of, x: Tensor, first: Tensor, half: int | None = None)
     and both, by half a cell (its edge reflected in), and each map moved back; a pixel averages
     the views that saw it (``first``, the unshifted map, sees all). The cell centres of the four
     views interleave, so the average has twice the grid's resolution in each direction. ``half``:
-    half a cell in pixels, where the caller knows it (a traced export, whose shapes are tensors)."""
+    half a cell in pixels, where the caller knows it (a traced export, whose shapes are tensors).
+    ``views``: shifts per direction, by 1/views of a cell each (views**2 maps in all); 2 is
+    ``infer.shifted_map``, and 3 or 4 validated no better on bottle and the demo
+    (benchmarks/shift_views_probe.py)."""
     s = x.shape[-1]
-    d = s // first.shape[-1] // 2 if half is None else half  # half a cell, in pixels
+    cell = s // first.shape[-1] if half is None else 2 * half  # a latent cell, in pixels
     total = upsample(first, s)  # (B, 1, S, S)
-    if d == 0:
+    if cell < views:
         return total
     count = torch.ones_like(total[:1])  # (1, 1, S, S) views per pixel
-    for dy, dx in ((0, d), (d, 0), (d, d)):
+    for dy, dx in [(i * cell // views, j * cell // views) for i in range(views) for j in range(views)][1:]:
         moved = torch.nn.functional.pad(x, (dx, 0, dy, 0), mode="reflect")[..., :s, :s]  # (B, 3, S, S)
         seen = upsample(map_of(moved), s)[..., dy:, dx:]  # (B, 1, S - dy, S - dx) at the image's pixels
         total = total + torch.nn.functional.pad(seen, (0, dx, 0, dy))  # (B, 1, S, S), 0 where unseen

@@ -8,10 +8,14 @@ EfficientNet-Lite0 (the teacher, the same weights CAVGA-R can use): after each o
 stride-2 blocks from stride 4 on, a 1x1 convolution maps its features to the teacher's at the same
 stride (stages 2, 3 and 5: 24, 40 and 112 channels at strides 4, 8, 16) and the loss is the mean
 squared error against the teacher's features, each channel standardised by its mean and standard
-deviation over the training images. Only training images are seen (never the held-out normals the
-settings are decided on, nor test images). The 1x1 heads and the teacher are dropped afterwards;
-CAVGA's training then starts from the distilled encoder (fine-tuned, or fixed with
-``model.freeze_encoder``). docs/method.md, "A pretrained start for CAVGA-D".
+deviation over the training images. With ``distill.cutpaste`` a share of the images carries one
+rectangle cut from another training image and pasted elsewhere (:func:`cut_paste`), so the encoder
+also learns what the teacher sees where a part is out of place, not only on good images; the
+painted validation defects are another kind (scratches, holes, stains, foreign texture), so the
+check that decides on them is not trained on its own defects. Only training images are seen
+(never the held-out normals the settings are decided on, nor test images). The 1x1 heads and the
+teacher are dropped afterwards; CAVGA's training then starts from the distilled encoder
+(fine-tuned, or fixed with ``model.freeze_encoder``). docs/method.md, "A pretrained start for CAVGA-D".
 """
 
 from __future__ import annotations
@@ -67,6 +71,26 @@ def _channel_stats(teacher: nn.Module, batches, strides: list[int]) -> list[tupl
     return stats
 
 
+def cut_paste(x: Tensor, share: float, generator: torch.Generator) -> Tensor:
+    """Images ``x`` (B, C, S, S), each with probability ``share`` given one rectangle of another image
+    of the batch (itself when alone) cut at one random place and pasted at another: content out of
+    place, as in CutPaste (Li et al., CVPR 2021). The rectangle covers 2-15 % of the image, its
+    aspect ratio between 1/3 and 3. Draws from ``generator`` (CPU), so a resumed run repeats them."""
+    b, _, s, _ = x.shape
+    out = x.clone()  # (B, C, S, S)
+    for i in range(b):
+        u, area, log_aspect = torch.rand(3, generator=generator).tolist()
+        if u >= share:
+            continue
+        area, aspect = (0.02 + 0.13 * area) * s * s, 3.0 ** (2 * log_aspect - 1)
+        h = min(max(round((area * aspect) ** 0.5), 1), s - 1)
+        w = min(max(round((area / aspect) ** 0.5), 1), s - 1)
+        j = (i + 1 + int(torch.randint(b - 1, (), generator=generator))) % b if b > 1 else i  # another image
+        sy, sx, dy, dx = (int(torch.randint(s - n + 1, (), generator=generator)) for n in (h, w, h, w))
+        out[i, :, dy : dy + h, dx : dx + w] = x[j, :, sy : sy + h, sx : sx + w]
+    return out
+
+
 def distill_encoder(
     encoder: nn.Module,
     teacher: nn.Module,
@@ -94,6 +118,8 @@ def distill_encoder(
         total, count = torch.zeros((), device=device), 0
         for batch in loader:
             x, _ = augment_batch(batch.image.to(device), None, cfg.augment, rng)  # (B, 3, S, S)
+            if cfg.cutpaste > 0:
+                x = cut_paste(x, cfg.cutpaste, rng)  # (B, 3, S, S)
             with torch.no_grad():
                 target = [(t - m) / s for t, (m, s) in zip(teacher_features(teacher, x, strides), stats, strict=True)]
             pred = [h(f) for h, f in zip(heads, block_outputs(encoder, x, taps), strict=True)]

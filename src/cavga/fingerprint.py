@@ -37,6 +37,7 @@ ADDED = {
     "model": {"disc_channels": None, "encoder_init": "dcgan"},
     "data": {"resize": "stretch"},
     "train": {"augment": "none"},
+    "distill": {"cutpaste": 0.0},
 }
 
 

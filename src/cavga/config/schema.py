@@ -239,6 +239,10 @@ class DistillConfig:
     epochs: int = 100  # passes over the training images before CAVGA's epoch 1
     lr: float = 1e-3  # Adam, betas (0.9, 0.999), on the encoder and the 1x1 heads to the teacher's widths
     augment: str = "dihedral"  # views of each training image the encoder learns from (as train.augment)
+    # the share of distillation images given one cut-and-pasted patch (another training image's content,
+    # out of place), so the encoder also learns the teacher's features where a part looks wrong
+    # (cavga.distill.cut_paste); 0: the training images only
+    cutpaste: float = 0.0
     teacher_weights: str = "imagenet"  # the EfficientNet-Lite0 weights: "imagenet" (optional package) or a path
 
 
@@ -374,6 +378,7 @@ def _check_encoder_start(m: ModelConfig, d: DistillConfig) -> None:
     if d.epochs < 1:
         raise CavgaError(f"distill.epochs: {d.epochs} must be >= 1")
     _in_range("distill.lr", d.lr, 0.0, math.inf, low_open=True)
+    _in_range("distill.cutpaste", d.cutpaste, 0.0, 1.0)
 
 
 def _in_range(name: str, v: float, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
