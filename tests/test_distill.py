@@ -7,7 +7,7 @@ import torch
 from _tiny_run import make_data
 from cavga.backbones import EfficientNetLite0, EfficientNetLite0Encoder
 from cavga.cli import main
-from cavga.config import DataConfig, DistillConfig, RunConfig, to_dict
+from cavga.config import DataConfig, DistillConfig, RunConfig, from_dict, to_dict
 from cavga.data import ImageDataset, load_split, make_loader
 from cavga.distill import _channel_stats, block_outputs, cut_paste, distill_encoder, teacher_features
 from cavga.errors import CavgaError
@@ -150,12 +150,16 @@ def test_encoder_start_settings_are_checked_and_keep_old_runs_identity():
     distilled.model.encoder_init = "distill"
     longer = RunConfig()
     longer.model.encoder_init, longer.distill.epochs = "distill", 200
-    pasted = RunConfig()
-    pasted.model.encoder_init, pasted.distill.cutpaste = "distill", 0.5
-    assert len({config_fingerprint(to_dict(c)) for c in (RunConfig(), distilled, longer, pasted)}) == 4
+    unpasted = RunConfig()
+    unpasted.model.encoder_init, unpasted.distill.cutpaste = "distill", 0.0
+    assert distilled.distill.cutpaste == 0.5  # the default since session 29
+    assert len({config_fingerprint(to_dict(c)) for c in (RunConfig(), distilled, longer, unpasted)}) == 4
     before_cutpaste = to_dict(distilled)
-    del before_cutpaste["distill"]["cutpaste"]  # a distilled run from before distill.cutpaste
-    assert config_fingerprint(before_cutpaste) == config_fingerprint(to_dict(distilled))
+    del before_cutpaste["distill"]["cutpaste"]  # a distilled run saved before distill.cutpaste existed
+    as_saved = from_dict(before_cutpaste, "checkpoint.pt", saved=True)
+    assert as_saved.distill.cutpaste == 0.0  # it was distilled without patches, and keeps its identity
+    assert config_fingerprint(to_dict(as_saved)) == config_fingerprint(before_cutpaste)
+    assert from_dict(before_cutpaste).distill.cutpaste == 0.5  # a user's config without the key: the default
     distilled.model.freeze_encoder = True
     assert distilled.validate().model.label == "CAVGA-Du (distilled from EfficientNet-Lite0, frozen)"
 

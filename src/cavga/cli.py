@@ -63,7 +63,7 @@ def _resume_config(args: argparse.Namespace, run_dir: Path) -> RunConfig:
     """The run's own config.yaml; a flag that disagrees with it is an error naming the flag."""
     if args.config:
         raise CavgaError(f"--config cannot be combined with --resume: {run_dir} keeps its own config.yaml")
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_config(run_dir / "config.yaml", saved=True)
     saved = to_dict(cfg)
     asked = RunConfig()
     apply_overrides(asked, _flag_values(args))

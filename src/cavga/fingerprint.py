@@ -31,14 +31,6 @@ MUTABLE = {
     ),
     "infer": None,
 }
-# Keys added after runs were made, with the value that means "as before": at that value they stay
-# out of the hash, so older runs keep their identity (and a new run at that value matches them).
-ADDED = {
-    "model": {"disc_channels": None, "encoder_init": "dcgan"},
-    "data": {"resize": "stretch"},
-    "train": {"augment": "none"},
-    "distill": {"cutpaste": 0.0},
-}
 
 
 def _digest(obj: Any) -> str:
@@ -48,7 +40,7 @@ def _digest(obj: Any) -> str:
 def config_fingerprint(config: dict[str, Any]) -> str:
     """Hash of a config dict (``config.to_dict``) without the settings a resume may change."""
     c = copy.deepcopy(config)
-    from .config import BASELINES
+    from .config import ADDED, BASELINES
 
     if c.get("model", {}).get("variant") not in BASELINES:
         c.pop("baseline", None)  # CAVGA ignores it; runs from before the section existed keep their hash
@@ -91,7 +83,8 @@ def check_run_folder(run_dir: str | Path, state: dict[str, Any]) -> None:
     if config_fingerprint(state["config"]) != saved.get("config"):
         raise CavgaError(f"{run_dir / 'checkpoint.pt'}: its configuration does not match its fingerprint{mixed}")
     config_file = run_dir / "config.yaml"
-    if config_file.is_file() and config_fingerprint(to_dict(load_config(config_file))) != saved.get("config"):
+    on_disk = load_config(config_file, saved=True) if config_file.is_file() else None
+    if on_disk is not None and config_fingerprint(to_dict(on_disk)) != saved.get("config"):
         raise CavgaError(f"{config_file}: not the configuration the checkpoint was trained with{mixed}")
     split_file = run_dir / SPLIT_FILE
     if split_file.is_file():

@@ -263,7 +263,7 @@ class Predictor:
     def from_run(cls, run_dir: str | Path, device: str = "auto", infer: list[str] | None = None) -> Predictor:
         """Load a finished run; ``infer`` overrides inference settings (``"infer.mask_threshold=0.4"``)."""
         state = load_checkpoint(Path(run_dir) / CHECKPOINT)
-        cfg = from_dict(state["config"], f"{run_dir}/{CHECKPOINT}")
+        cfg = from_dict(state["config"], f"{run_dir}/{CHECKPOINT}", saved=True)
         if infer:
             if any(not item.startswith("infer.") for item in infer):
                 raise CavgaError("only infer.* settings can change after training (e.g. infer.mask_threshold=0.4)")

@@ -6,7 +6,7 @@ checks); it loads from YAML (``load_config``), takes ``section.key=value`` overr
 (``save_config``) (:mod:`.io`).
 """
 
-from .io import apply_overrides, from_dict, load_config, save_config, to_dict
+from .io import ADDED, apply_overrides, from_dict, load_config, save_config, to_dict
 from .schema import (
     ATTENTION_DIRECTIONS,
     AUGMENTS,
@@ -34,6 +34,7 @@ from .schema import (
 )
 
 __all__ = [
+    "ADDED",
     "ATTENTION_DIRECTIONS",
     "AUGMENTS",
     "BACKBONE_NAMES",

@@ -60,11 +60,30 @@ def _section_types(section: Any) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in fields(section)}
 
 
-def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
-    """Build a RunConfig from nested dicts; unknown sections or keys are an error naming ``source``."""
+# Keys added after runs were made, with the value that means "as before": a saved run's config
+# without the key was trained with it (``from_dict(saved=True)``), and at that value the key stays out
+# of the run's fingerprint (cavga.fingerprint), so older runs keep their identity. Where the default
+# differs (distill.cutpaste, 0.5 since it was adopted), only a saved config reads the old value.
+ADDED = {
+    "model": {"disc_channels": None, "encoder_init": "dcgan"},
+    "data": {"resize": "stretch"},
+    "train": {"augment": "none"},
+    "distill": {"cutpaste": 0.0},
+}
+
+
+def from_dict(raw: dict[str, Any], source: str = "config", saved: bool = False) -> RunConfig:
+    """Build a RunConfig from nested dicts; unknown sections or keys are an error naming ``source``.
+    ``saved``: ``raw`` is a finished run's own config (its config.yaml, checkpoint or export), complete
+    when it was written, so a key missing from it is one added since: it takes the value in ``ADDED``."""
     cfg = RunConfig()
     if not isinstance(raw, dict):
         raise CavgaError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    if saved:
+        for section_name, keys in ADDED.items():
+            for key, value in keys.items():
+                if key not in (raw.get(section_name) or {}):
+                    setattr(getattr(cfg, section_name), key, value)
     for section_name, values in raw.items():
         if section_name not in {f.name for f in fields(cfg)}:
             known = ", ".join(f.name for f in fields(cfg))
@@ -82,8 +101,9 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
     return cfg
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read a YAML file of sections (data, model, loss, train, infer)."""
+def load_config(path: str | Path, saved: bool = False) -> RunConfig:
+    """Read a YAML file of sections (data, model, loss, train, infer); ``saved``: a run's own
+    config.yaml (:func:`from_dict`)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -97,7 +117,7 @@ def load_config(path: str | Path) -> RunConfig:
         raise CavgaError(f"{path}: cannot read config file ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         raise CavgaError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return from_dict(raw, str(path))
+    return from_dict(raw, str(path), saved)
 
 
 def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> RunConfig:

@@ -241,8 +241,9 @@ class DistillConfig:
     augment: str = "dihedral"  # views of each training image the encoder learns from (as train.augment)
     # the share of distillation images given one cut-and-pasted patch (another training image's content,
     # out of place), so the encoder also learns the teacher's features where a part looks wrong
-    # (cavga.distill.cut_paste); 0: the training images only
-    cutpaste: float = 0.0
+    # (cavga.distill.cut_paste); 0: the training images only, as before session 29, whose painted
+    # check adopted 0.5 (docs/results.md, "Session 29"); a run saved before then reads 0
+    cutpaste: float = 0.5
     teacher_weights: str = "imagenet"  # the EfficientNet-Lite0 weights: "imagenet" (optional package) or a path
 
 

@@ -138,7 +138,7 @@ class ExportedPredictor:
         else:
             self._run, meta = _load_torchscript(self.path)
         self.meta = meta
-        self.cfg: RunConfig = from_dict(meta["config"], f"{path} (metadata)")
+        self.cfg: RunConfig = from_dict(meta["config"], f"{path} (metadata)", saved=True)
         self.mask_threshold = float(meta["mask_threshold"])
 
     def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> ExportedBatch:

@@ -113,7 +113,7 @@ def _adopt(cell: Cell, result: dict[str, Any]) -> dict[str, Any] | None:
     included, and its metrics.json is newer than its checkpoint (evaluated after its last
     training); its metrics.json is then stamped with the cell's fingerprint."""
     try:
-        saved = load_config(cell.dir / "config.yaml")
+        saved = load_config(cell.dir / "config.yaml", saved=True)
         evaluated_after = (cell.dir / METRICS_FILE).stat().st_mtime >= (cell.dir / CHECKPOINT).stat().st_mtime
     except (OSError, CavgaError):
         return None
