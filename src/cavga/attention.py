@@ -143,7 +143,7 @@ def half_cell_average(map_of, x: Tensor, first: Tensor, half: int | None = None,
     views interleave, so the average has twice the grid's resolution in each direction. ``half``:
     half a cell in pixels, where the caller knows it (a traced export, whose shapes are tensors).
     ``views``: shifts per direction, by 1/views of a cell each (views**2 maps in all); 2 is
-    ``infer.shifted_map``, and 3 or 4 validated no better on bottle and the demo
+    ``infer.shifted_map``; 3 and 4 were no better on average over six runs' painted checks
     (benchmarks/shift_views_probe.py)."""
     s = x.shape[-1]
     cell = s // first.shape[-1] if half is None else 2 * half  # a latent cell, in pixels
