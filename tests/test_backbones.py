@@ -227,14 +227,14 @@ def test_config_backbone_keys_parse_and_default_to_the_paper():
     assert (ModelConfig().backbone, ModelConfig().encoder_stride, ModelConfig().freeze_encoder) == (
         "resnet18",
         32,
-        False,
+        "auto",  # frozen exactly when pretrained (test_resolve.py)
     )
     cfg = from_dict(
         {"model": {"variant": "Ru", "backbone": "efficientnet_lite0", "freeze_encoder": "yes", "encoder_stride": "16"}}
     )
     assert cfg.validate().model.freeze_encoder is True and cfg.model.encoder_stride == 16
-    with pytest.raises(CavgaError, match="model.freeze_encoder"):
-        from_dict({"model": {"freeze_encoder": "maybe"}})
+    with pytest.raises(CavgaError, match="model.freeze_encoder: 'maybe' is not true, false or auto"):
+        from_dict({"model": {"freeze_encoder": "maybe"}}).validate()
     args = build_parser().parse_args(
         ["train", "--out", "x", "--backbone", "efficientnet_lite0", "--freeze-encoder", "--encoder-stride", "16"]
     )

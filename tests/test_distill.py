@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from _tiny_run import make_data
-from cavga.backbones import EfficientNetLite0, EfficientNetLite0Encoder
+from cavga.backbones import EfficientNetLite0Encoder
 from cavga.cli import main
 from cavga.config import DataConfig, DistillConfig, RunConfig, from_dict, to_dict
 from cavga.data import ImageDataset, load_split, make_loader
@@ -15,15 +15,6 @@ from cavga.fingerprint import config_fingerprint
 from cavga.networks import DCGANEncoder
 from cavga.runfolder import RunData
 from cavga.runtime import load_checkpoint
-
-
-@pytest.fixture(scope="module")
-def teacher_file(tmp_path_factory):
-    """A random Lite0 as a state-dict file: the teacher without the optional package."""
-    torch.manual_seed(5)
-    path = tmp_path_factory.mktemp("teacher") / "lite0.pth"
-    torch.save(EfficientNetLite0().state_dict(), path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +119,7 @@ def test_encoder_start_settings_are_checked_and_keep_old_runs_identity():
     for overrides, message in (
         ({"encoder_init": "celeba"}, "model.encoder_init"),
         ({"variant": "Ru", "encoder_init": "distill"}, "distill is for CAVGA-D"),
-        ({"freeze_encoder": True}, "frozen only after model.encoder_init: distill"),
+        ({"freeze_encoder": True, "encoder_init": "dcgan"}, "frozen only after model.encoder_init: distill"),
     ):
         cfg = RunConfig()
         for k, v in overrides.items():
@@ -143,9 +134,11 @@ def test_encoder_start_settings_are_checked_and_keep_old_runs_identity():
     with pytest.raises(CavgaError, match=r"distill.cutpaste: 1.5 is outside \[0, 1\]"):
         cfg.validate()
 
-    saved_before = to_dict(RunConfig())
+    scratch = RunConfig()
+    scratch.model.encoder_init = "dcgan"
+    saved_before = to_dict(scratch)
     del saved_before["model"]["encoder_init"], saved_before["distill"]  # a config.yaml from before
-    assert config_fingerprint(saved_before) == config_fingerprint(to_dict(RunConfig()))
+    assert config_fingerprint(saved_before) == config_fingerprint(to_dict(scratch))
     distilled = RunConfig()
     distilled.model.encoder_init = "distill"
     longer = RunConfig()
@@ -153,7 +146,7 @@ def test_encoder_start_settings_are_checked_and_keep_old_runs_identity():
     unpasted = RunConfig()
     unpasted.model.encoder_init, unpasted.distill.cutpaste = "distill", 0.0
     assert distilled.distill.cutpaste == 0.5  # the default since session 29
-    assert len({config_fingerprint(to_dict(c)) for c in (RunConfig(), distilled, longer, unpasted)}) == 4
+    assert len({config_fingerprint(to_dict(c)) for c in (scratch, distilled, longer, unpasted)}) == 4
     before_cutpaste = to_dict(distilled)
     del before_cutpaste["distill"]["cutpaste"]  # a distilled run saved before distill.cutpaste existed
     as_saved = from_dict(before_cutpaste, "checkpoint.pt", saved=True)

@@ -46,16 +46,17 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
     )
     p.add_argument(
         "--freeze-encoder",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
         help="keep the pretrained encoder fixed (no gradient, batch-norm statistics frozen): CAVGA-R, or CAVGA-D "
-        "with --encoder-init distill",
+        "with --encoder-init distill (default: frozen exactly when the encoder starts pretrained)",
     )
     p.add_argument(
         "--encoder-init",
-        choices=ENCODER_INITS,
+        choices=("auto", *ENCODER_INITS),
         help="CAVGA-D's encoder start: dcgan (random, trained from scratch) or distill (first taught to predict "
-        "ImageNet EfficientNet-Lite0 features of the training images; needs the Lite0 weights) (default dcgan)",
+        "ImageNet EfficientNet-Lite0 features of the training images; needs the Lite0 weights); default auto: "
+        "distill where the Lite0 weights are installed, else dcgan with a warning",
     )
     p.add_argument(
         "--encoder-stride",

@@ -32,6 +32,7 @@ from .backbones import (  # noqa: F401 - ResNet18Encoder, load_backbone_weights 
     load_backbone_weights,
 )
 from .config import ModelConfig
+from .config.resolve import resolve_model
 from .errors import CavgaError
 
 
@@ -184,6 +185,9 @@ class CAVGA(nn.Module):
 
     def __init__(self, cfg: ModelConfig, image_size: int, allow_random_init: bool = False):
         super().__init__()
+        # cavga.train resolves "auto" settings first; a network built on its own is distilled by no one,
+        # so there auto means from scratch (cavga.config.resolve)
+        cfg = resolve_model(cfg, teacher=False, allow_random_init=allow_random_init)
         self.cfg = cfg
         self.image_size = image_size
         if cfg.arch == "D":  # model.encoder_init "distill": pretrained later by cavga.distill

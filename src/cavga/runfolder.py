@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import data as D
-from .config import RunConfig, save_config, to_dict
+from .config import RunConfig, old_defaults, save_config, to_dict
 from .errors import CavgaError
 from .fingerprint import split_fingerprint
 from .io_utils import atomic_write_json, atomic_write_text, read_json
@@ -134,10 +134,10 @@ def completed_epochs(run_dir: Path) -> int:
 def check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> None:
     """A resumed run may change its epoch count, device and inference settings, nothing else.
 
-    A key the checkpoint lacks (added to the configuration after the run was started) counts
-    as its default, the behaviour of that time, as when a configuration file is read; it is not
-    a change."""
-    saved, now, default = state["config"], to_dict(cfg), to_dict(RunConfig())
+    A key the checkpoint lacks (added to the configuration, or made ``auto``, after the run was
+    started) counts as its value of that time (``cavga.config.old_defaults``), as when a saved
+    configuration file is read; it is not a change."""
+    saved, now, default = state["config"], to_dict(cfg), to_dict(old_defaults())
     for section in ("data", "model", "loss") + (("baseline",) if cfg.model.is_baseline else ()):
         for key, value in now[section].items():
             started = saved.get(section, {}).get(key, default[section][key])

@@ -28,7 +28,7 @@ from . import data as D
 from . import distributed as dist
 from .accel import accel_for
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
-from .config import RunConfig, to_dict
+from .config import RunConfig, resolved, to_dict
 from .distill import distill_teacher, distilled_start
 from .fingerprint import fingerprint
 from .image_scores import Normalizer
@@ -96,7 +96,7 @@ def generator_loss(
     unit = attention_weight_unit(cfg, x)
 
     if not cfg.model.weakly_supervised:
-        cam = unsupervised_cam_raw(enc, cfg.model.attention_score)  # (B, 1, h, w)
+        cam = unsupervised_cam_raw(enc, model.cfg.attention_score)  # (B, 1, h, w)
         model.track_attention_peak(dist.all_reduce_mean(cam_peak(cam, normal)))  # one scale on every rank
         if w.w_ae > 0:
             cells = None if valid is None else D.cell_weights(valid, cam.shape[-2:])  # (B, 1, h, w)
@@ -195,7 +195,8 @@ def _optimizers(model: CAVGA, disc: Discriminator, cfg: RunConfig):
 def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
     """Train one CAVGA variant (or fit a baseline, :mod:`cavga.baselines`) into ``run_dir``; return the checkpoint path.
 
-    ``run_dir`` receives config.yaml, split.json, history.jsonl and checkpoint.pt (rewritten
+    The ``auto`` model settings are made concrete first (:func:`cavga.config.resolved`); config.yaml
+    records what they became. ``run_dir`` receives config.yaml, split.json, history.jsonl and checkpoint.pt (rewritten
     atomically after every epoch).  With ``resume`` an interrupted run continues from its last
     complete epoch with the configuration and split it was started with.  The folder is locked
     for the whole run (:mod:`cavga.runlock`); a non-finite loss stops the run, and the last
@@ -206,7 +207,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     """
     run_dir = Path(run_dir)
     check_output_folder(run_dir)
-    cfg.validate()
+    cfg = resolved(cfg).validate()  # the "auto" model settings made concrete (cavga.config.resolve)
     with deterministic_kernels(cfg.train.deterministic):
         return _train_checked(cfg, run_dir, resume, progress)
 

@@ -6,7 +6,8 @@ checks); it loads from YAML (``load_config``), takes ``section.key=value`` overr
 (``save_config``) (:mod:`.io`).
 """
 
-from .io import ADDED, apply_overrides, from_dict, load_config, save_config, to_dict
+from .io import ADDED, apply_overrides, from_dict, load_config, old_defaults, save_config, to_dict
+from .resolve import PretrainedStartMissing, resolved, teacher_available
 from .schema import (
     ATTENTION_DIRECTIONS,
     AUGMENTS,
@@ -57,10 +58,14 @@ __all__ = [
     "LossConfig",
     "ModelConfig",
     "RunConfig",
+    "PretrainedStartMissing",
     "TrainConfig",
     "apply_overrides",
     "from_dict",
     "load_config",
+    "old_defaults",
+    "resolved",
     "save_config",
+    "teacher_available",
     "to_dict",
 ]

@@ -70,20 +70,30 @@ ADDED = {
     "train": {"augment": "none"},
     "distill": {"cutpaste": 0.0},
 }
+# Defaults that became "auto" (session 30, cavga.config.resolve): a saved config without the key was
+# made with the old default. They are not in ADDED: every run since the keys exist records them, and
+# their old values stay part of a run's fingerprint.
+BEFORE_AUTO = {"model": {"freeze_encoder": False, "attention_score": "mu_sum"}}
+
+
+def old_defaults() -> RunConfig:
+    """The configuration a saved config's missing keys stand for (``ADDED`` and ``BEFORE_AUTO``)."""
+    cfg = RunConfig()
+    for table in (ADDED, BEFORE_AUTO):
+        for section_name, keys in table.items():
+            for key, value in keys.items():
+                setattr(getattr(cfg, section_name), key, value)
+    return cfg
 
 
 def from_dict(raw: dict[str, Any], source: str = "config", saved: bool = False) -> RunConfig:
     """Build a RunConfig from nested dicts; unknown sections or keys are an error naming ``source``.
     ``saved``: ``raw`` is a finished run's own config (its config.yaml, checkpoint or export), complete
-    when it was written, so a key missing from it is one added since: it takes the value in ``ADDED``."""
-    cfg = RunConfig()
+    when it was written, so a key missing from it is one added (or made ``auto``) since: it takes its
+    value of that time (:func:`old_defaults`)."""
     if not isinstance(raw, dict):
         raise CavgaError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
-    if saved:
-        for section_name, keys in ADDED.items():
-            for key, value in keys.items():
-                if key not in (raw.get(section_name) or {}):
-                    setattr(getattr(cfg, section_name), key, value)
+    cfg = old_defaults() if saved else RunConfig()
     for section_name, values in raw.items():
         if section_name not in {f.name for f in fields(cfg)}:
             known = ", ".join(f.name for f in fields(cfg))

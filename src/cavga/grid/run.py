@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..config import RunConfig, apply_overrides, from_dict, load_config, to_dict
+from ..config import RunConfig, apply_overrides, from_dict, load_config, resolved, to_dict
 from ..errors import CavgaError
 from ..evaluate import METRICS_FILE, evaluate_run
 from ..io_utils import atomic_write_json, check_output_folder
@@ -84,6 +84,7 @@ def build_cells(spec: GridSpec, out: str | Path, overrides: dict[str, Any] | Non
                     set_values(cfg, {"data.category": category, "data.seed": seed, "train.seed": seed})
                     apply_overrides(cfg, overrides or {})
                     apply_overrides(cfg, list(sets or []))
+                    cfg = resolved(cfg)  # "auto" model settings concrete, so fingerprints compare what runs
                     row = ds.row(category)
                     folder = out / m.name / (f"{ds.name}-{row}" if several else row) / f"seed{seed}"
                     if validate:

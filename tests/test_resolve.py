@@ -1,0 +1,137 @@
+"""The "auto" model settings (cavga.config.resolve): a pretrained encoder where its weights can be
+had, frozen, with mu_energy; from scratch (with a warning) where they cannot; explicit values kept;
+what a run records is the concrete setting, and runs saved before keep what they did."""
+
+import warnings
+
+import pytest
+import torch
+import yaml
+
+import cavga.config.resolve as resolve
+from _tiny_run import make_data
+from cavga.cli import main
+from cavga.config import ModelConfig, PretrainedStartMissing, RunConfig, from_dict, resolved, to_dict
+from cavga.grid import build_cells, load_grid
+from cavga.networks import CAVGA
+from cavga.runfolder import check_resumable
+
+
+def _cfg(variant="Du", **model):
+    cfg = RunConfig()
+    cfg.model.variant = variant
+    for k, v in model.items():
+        setattr(cfg.model, k, v)
+    return cfg
+
+
+@pytest.fixture
+def package(monkeypatch):
+    """The optional Lite0 package counts as installed (any importable module stands in for it)."""
+    monkeypatch.setattr(resolve, "TEACHER_PACKAGE", "json")
+
+
+def _settings(cfg):
+    m = cfg.model
+    return m.encoder_init, m.freeze_encoder, m.attention_score
+
+
+def test_the_defaults_are_pretrained_frozen_energy_where_the_teacher_is_there(package):
+    cfg = RunConfig()
+    out = resolved(cfg)
+    assert _settings(out) == ("distill", True, "mu_energy")
+    assert out.validate().model.label == "CAVGA-Du (distilled from EfficientNet-Lite0, frozen)"
+    assert _settings(cfg) == ("auto", "auto", "auto")  # the caller's config is not changed
+    assert _settings(resolved(_cfg("Dw"))) == ("distill", True, "mu_energy")
+    # CAVGA-R: its own ImageNet backbone, frozen; with a random-init fallback or no weights, trained
+    assert _settings(resolved(_cfg("Ru"))) == ("dcgan", True, "mu_energy")
+    assert _settings(resolved(_cfg("Ru", backbone_weights="none"))) == ("dcgan", False, "mu_sum")
+    fallback = _cfg("Ru")
+    fallback.train.allow_random_init = True
+    assert _settings(resolved(fallback)) == ("dcgan", False, "mu_sum")
+    assert _settings(resolved(_cfg("AE-L2"))) == ("dcgan", False, "mu_sum")  # as the baselines always saved
+
+
+def test_without_the_teacher_cavga_d_starts_from_scratch_and_says_so():
+    with pytest.warns(PretrainedStartMissing, match=r'pip install "cavga\[pretrained\]"'):
+        out = resolved(RunConfig())
+    assert _settings(out) == ("dcgan", False, "mu_sum")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an explicit choice, or CAVGA-R, is not warned about
+        assert _settings(resolved(_cfg(encoder_init="dcgan"))) == ("dcgan", False, "mu_sum")
+        assert _settings(resolved(_cfg("Ru")))[1] is True
+
+
+def test_explicit_values_are_kept(package):
+    assert _settings(resolved(_cfg(freeze_encoder=False))) == ("distill", False, "mu_sum")
+    assert _settings(resolved(_cfg(attention_score="z_sum"))) == ("distill", True, "z_sum")
+    assert _settings(resolved(_cfg(encoder_init="dcgan"))) == ("dcgan", False, "mu_sum")
+    assert _settings(resolved(_cfg("Ru", freeze_encoder=False, attention_score="mu_energy"))) == (
+        "dcgan",
+        False,
+        "mu_energy",
+    )
+
+
+def test_a_teacher_file_counts_and_a_missing_file_does_not(tmp_path):
+    path = tmp_path / "lite0.pth"
+    assert not resolve.teacher_available(str(path))
+    path.write_bytes(b"weights")
+    assert resolve.teacher_available(str(path))
+    assert not resolve.teacher_available("imagenet")  # tests/conftest.py: the package is absent
+
+
+def test_a_network_built_on_its_own_is_from_scratch(package):
+    model = CAVGA(ModelConfig(base_channels=8, latent_channels=8), 32)
+    assert (model.cfg.encoder_init, model.cfg.freeze_encoder, model.cfg.attention_score) == (
+        "dcgan",
+        False,
+        "mu_sum",
+    )
+    assert all(p.requires_grad for p in model.encoder.parameters())
+
+
+def test_saved_configs_without_the_keys_read_their_old_values():
+    scratch = to_dict(resolved(_cfg(encoder_init="dcgan")))
+    for key in ("encoder_init", "freeze_encoder", "attention_score"):
+        del scratch["model"][key]  # a config.yaml from before these keys
+    assert _settings(from_dict(scratch, "config.yaml", saved=True)) == ("dcgan", False, "mu_sum")
+    assert _settings(from_dict(scratch, "user.yaml")) == ("auto", "auto", "auto")  # a user's file: the defaults
+    # resuming that run with its own settings, now written out, is no change
+    check_resumable({"config": scratch}, resolved(_cfg(encoder_init="dcgan")), None)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_data(tmp_path_factory.mktemp("resolve-data"))
+
+
+def _train(data, out, *extra):
+    args = [
+        "train", "--data", str(data), "--layout", "mvtec", "--category", "brick", "--model", "Du",
+        "--out", str(out), "--epochs", "1", "--image-size", "32", "--batch-size", "4", "--device", "cpu",
+        "--no-progress", "--no-check", "--set", "model.base_channels=8", "--set", "model.latent_channels=8",
+        "--set", "data.val_fraction=0.3", "--set", "distill.epochs=1", *extra,
+    ]  # fmt: skip
+    assert main(args) == 0
+    return yaml.safe_load((out / "config.yaml").read_text())["model"]
+
+
+@pytest.mark.filterwarnings("always::cavga.config.resolve.PretrainedStartMissing")
+def test_cavga_train_records_what_auto_became(data, teacher_file, tmp_path, capsys):
+    model = _train(data, tmp_path / "pretrained", "--set", f"distill.teacher_weights={teacher_file}")
+    assert (model["encoder_init"], model["freeze_encoder"], model["attention_score"]) == ("distill", True, "mu_energy")
+    state = torch.load(tmp_path / "pretrained" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["backbone_weights"].startswith("distilled from EfficientNet-Lite0")
+    assert state["config"]["model"]["freeze_encoder"] is True
+    capsys.readouterr()
+    model = _train(data, tmp_path / "scratch")
+    assert (model["encoder_init"], model["freeze_encoder"], model["attention_score"]) == ("dcgan", False, "mu_sum")
+    assert "cavga: warning: CAVGA-D starts from scratch" in capsys.readouterr().err
+
+
+def test_grid_cells_hold_concrete_settings(package, tmp_path):
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("name: t\ndata: {root: x, layout: mvtec}\ncategories: [a]\nseeds: [0]\nmodels: [Du, Ru]\n")
+    cells = build_cells(load_grid(spec), tmp_path / "out", validate=False)
+    assert [_settings(c.cfg) for c in cells] == [("distill", True, "mu_energy"), ("dcgan", True, "mu_energy")]
