@@ -42,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-probe", action="store_true", help="fractions of the start's peak, not of the rate probed between steps"
     )
+    p.add_argument(
+        "--frozen",
+        action="store_true",
+        help="the defaults' pretrained encoders: frozen, mu_energy (CAVGA-D as after its distillation)",
+    )
     p.add_argument("--name", default=time.strftime("speed-%Y%m%d-%H%M%S"), help="output file name (no suffix)")
     p.add_argument("--out", default="benchmarks/results/speed", help="output folder")
     a = p.parse_args(argv)
@@ -59,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep_sizes=() if a.no_sweep else _ints(a.sweep_sizes),
         sweep_batches=() if a.no_sweep else _ints(a.sweep_batches),
         probe_peak=not a.no_probe,
+        frozen=a.frozen,
     )
     result = run_speed(opts, progress=lambda s: print(s, flush=True))
     result["command"] = " ".join(["python", "benchmarks/speed.py", *(argv if argv is not None else sys.argv[1:])])

@@ -143,6 +143,22 @@ def test_measure_one_returns_every_field():
     assert row.train.gflop_per_image > row.infer.gflop_per_image
 
 
+def test_frozen_option_measures_the_defaults_pretrained_step():
+    """--frozen: the encoder gets no weight gradients, so the step costs fewer FLOPs than the
+    from-scratch one; its attention is the frozen default's mu_energy."""
+    from cavga.speed.bench import _config
+
+    cpu = torch.device("cpu")
+    rows = {}
+    for frozen in (False, True):
+        opts = SpeedOptions(warmup=0, steps=1, threads=1, probe_peak=False, frozen=frozen)
+        rows[frozen] = measure_one("Du", 32, 2, cpu, opts, {"fp32": 1e10}, inference=False)
+    assert rows[True].train.gflop_per_image < 0.9 * rows[False].train.gflop_per_image
+    m = _config("Du", 32, 2, frozen=True).model
+    assert (m.encoder_init, m.freeze_encoder, m.attention_score) == ("distill", True, "mu_energy")
+    assert _config("Ru", 32, 2).model.freeze_encoder is False
+
+
 def test_each_fraction_is_of_the_matmul_rate_probed_between_its_steps(monkeypatch):
     """The machine's limit drifts: a row's fraction is of the matmul rate measured between its timed
     steps (their median), not of the peak at the start of the run."""

@@ -34,6 +34,10 @@ class SpeedOptions:
     sweep_sizes: tuple[int, ...] = (64, 128, 256)  # Du at ``batch``: cost against image size
     sweep_batches: tuple[int, ...] = (4, 8, 16, 32)  # Du at 128 px: cost against batch size
     seed: int = 0
+    # the pretrained encoders of the defaults where the weights are installed (cavga.config.resolve):
+    # frozen, with mu_energy (CAVGA-D as after its distillation, which runs once before epoch 1 and
+    # is not part of the step); off: every layer trains, the from-scratch step
+    frozen: bool = False
     # each fraction of the matmul rate measured between that setting's timed steps (median), not
     # only the peak at the start of the run (still recorded): the machine's limit drifts
     probe_peak: bool = True
@@ -67,11 +71,12 @@ class SpeedRow:
     gflop_by_part: dict[str, float] = field(default_factory=dict)  # per image, training step
 
 
-def _config(variant: str, size: int, batch: int) -> RunConfig:
+def _config(variant: str, size: int, batch: int, frozen: bool = False) -> RunConfig:
     cfg = RunConfig()
     cfg.model.variant = variant
-    # the from-scratch CAVGA-D step that docs/performance.md measures: every layer trains
-    cfg.model.encoder_init = "dcgan"
+    # SpeedOptions.frozen; else the from-scratch step of docs/performance.md: every layer trains
+    cfg.model.encoder_init = "distill" if frozen and variant.startswith("D") else "dcgan"
+    cfg.model.freeze_encoder = frozen
     cfg.model.backbone_weights = "none"  # random weights cost the same arithmetic as ImageNet ones
     cfg.train.allow_random_init = True
     cfg.data.image_size = size
@@ -124,7 +129,7 @@ def measure_one(
         channels_last=cuda and opts.channels_last,
         compile=opts.compile,
     )
-    cfg = _config(variant, size, batch)
+    cfg = _config(variant, size, batch, opts.frozen)
     torch.manual_seed(opts.seed)
     model, disc = build_networks(cfg.model, size, allow_random_init=True)
     accel.prepare(model, disc)

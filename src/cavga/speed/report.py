@@ -42,7 +42,12 @@ def format_report(result: dict[str, Any]) -> str:
             "",
             f"### {name}: measured matmul peak {peak} (after the run: {after})",
             "",
-            f"Each fraction is of {where} (beside it).",
+            f"Each fraction is of {where} (beside it)."
+            + (
+                " Encoders pretrained and frozen, with mu_energy (`--frozen`: the defaults' set-up)."
+                if result.get("options", {}).get("frozen")
+                else ""
+            ),
             "",
         ]
         lines += [
