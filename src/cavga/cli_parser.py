@@ -53,7 +53,7 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
     )
     p.add_argument(
         "--encoder-init",
-        choices=("auto", *ENCODER_INITS),
+        choices=ENCODER_INITS,
         help="CAVGA-D's encoder start: dcgan (random, trained from scratch) or distill (first taught to predict "
         "ImageNet EfficientNet-Lite0 features of the training images; needs the Lite0 weights); default auto: "
         "distill where the Lite0 weights are installed, else dcgan with a warning",

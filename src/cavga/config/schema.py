@@ -20,7 +20,7 @@ ENCODER_STRIDES = (8, 16, 32)
 ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
 RESIZE_MODES = ("stretch", "pad", "center")  # data.resize (cavga.data.geometry)
 AUGMENTS = ("none", "flips", "dihedral", "shift")  # train.augment (cavga.data.augment)
-ENCODER_INITS = ("dcgan", "distill")  # model.encoder_init: CAVGA-D's encoder start (cavga.distill)
+ENCODER_INITS = ("auto", "dcgan", "distill")  # model.encoder_init: CAVGA-D's encoder start (cavga.config.resolve)
 IMAGE_SCORES = ("auto", "paper", "map", "bce")  # infer.image_score
 CAVGA_IMAGE_SCORES = ("map", "bce")  # the image scores only CAVGA computes (normalised on their own held-out values)
 WEAK_MAPS = ("auto", "anomalous", "normal")  # infer.weak_map
@@ -375,8 +375,8 @@ class RunConfig:
 
 def _check_encoder_start(m: ModelConfig, d: DistillConfig) -> None:
     """``model.encoder_init`` and ``freeze_encoder`` fit the architecture; the distill section is sound."""
-    if m.encoder_init not in ("auto", *ENCODER_INITS):
-        raise CavgaError(f"model.encoder_init: {m.encoder_init!r} is not auto or one of {', '.join(ENCODER_INITS)}")
+    if m.encoder_init not in ENCODER_INITS:
+        raise CavgaError(f"model.encoder_init: {m.encoder_init!r} is not one of {', '.join(ENCODER_INITS)}")
     if m.encoder_init == "distill" and m.arch != "D":
         raise CavgaError("model.encoder_init: distill is for CAVGA-D; CAVGA-R starts from model.backbone_weights")
     if m.freeze_encoder is True and m.arch == "D" and m.encoder_init == "dcgan":
