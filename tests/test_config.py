@@ -71,6 +71,8 @@ def test_overrides_from_strings_and_flags():
         ("infer.mask_threshold", 0.0),
         ("infer.mask_quantile", 1.5),
         ("infer.mask_quantile", "often"),
+        ("infer.mask_margin", 1.0),
+        ("infer.mask_margin", "often"),
         ("loss.w_ae", -1.0),
         ("loss.reduction", "max"),
         ("model.latent_stride", 32),

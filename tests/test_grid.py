@@ -10,7 +10,7 @@ import yaml
 
 from cavga import grid as G
 from cavga.cli import main
-from cavga.config import MODELS
+from cavga.config import MODELS, RunConfig, to_dict
 from cavga.errors import CavgaError
 from cavga.grid import report as grid_report
 from cavga.grid import run as grid_run
@@ -360,3 +360,22 @@ def test_workers_stop_when_the_grid_process_is_killed(tmp_path):
                 os.kill(p, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def test_a_key_added_since_a_cell_ran_does_not_unfinish_it(monkeypatch):
+    """A cell's fingerprint at a new key's "as before" value is the one the code before the key
+    gave it; another value of the key changes it."""
+    cfg = RunConfig()
+    now = grid_run.cell_fingerprint(cfg)
+
+    def without_key(c):  # to_dict as it was before session 31 added infer.mask_margin
+        d = to_dict(c)
+        del d["infer"]["mask_margin"]
+        return d
+
+    with monkeypatch.context() as m:
+        m.setattr(grid_run, "to_dict", without_key)
+        before = grid_run.cell_fingerprint(cfg)
+    assert now == before
+    cfg.infer.mask_margin = 0.05
+    assert grid_run.cell_fingerprint(cfg) != before

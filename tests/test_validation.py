@@ -21,9 +21,12 @@ from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint
 from cavga.train import train
 from cavga.validation import (
+    MASK_MARGINS,
     MASK_QUANTILES,
     VALIDATION_FILE,
     decide_on_painted,
+    mask_candidates,
+    mask_label,
     paint_validation_set,
     validate_run,
 )
@@ -52,8 +55,9 @@ def test_painting_is_seeded():
     assert torch.equal(a, b) and np.array_equal(ma, mb) and not np.array_equal(ma, mc)
 
 
-def _tiny_run(root, run, val_fraction):
+def _tiny_run(root, run, val_fraction, margin=0.0):
     cfg = RunConfig()
+    cfg.infer.mask_margin = margin
     cfg.data.root, cfg.data.category, cfg.data.image_size = str(root), "brick", 32
     cfg.data.val_fraction = val_fraction
     cfg.model.base_channels = cfg.model.latent_channels = 8
@@ -70,7 +74,7 @@ def tiny_data(tmp_path_factory):
 
 
 def test_validate_run_scores_held_out_images_only(tiny_data, tmp_path):
-    run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2, margin="auto")
     result = validate_run(run, device="cpu", copies=1, infer=["infer.image_score=paper"])
     n_val = len(RunData.load(run).val)
     assert n_val == 4 and result["protocol"].startswith(f"held-out normals ({n_val})")
@@ -80,9 +84,11 @@ def test_validate_run_scores_held_out_images_only(tiny_data, tmp_path):
         assert set(m) >= {"pixel_auroc", "aupro", "image_auroc", "iou"}
     assert set(result["per_defect"]) <= set(DEFECT_TYPES)
     sweep = result["mask_quantile_iou"]
-    assert list(sweep) == [str(q) for q in MASK_QUANTILES] and all(0 <= v <= 1 for v in sweep.values())
-    in_use = load_checkpoint(run / CHECKPOINT)["mask_quantile"]["mask_quantile"]  # decided by training ("auto")
-    assert result["mask_quantile"] == in_use and sweep[str(in_use)] == pytest.approx(result["metrics"]["iou"], abs=1e-4)
+    assert list(sweep) == list(mask_candidates()) and all(0 <= v <= 1 for v in sweep.values())
+    state = load_checkpoint(run / CHECKPOINT)  # decided by training ("auto")
+    in_use = state["mask_quantile"]["mask_quantile"], state["mask_margin"]["mask_margin"]
+    assert (result["mask_quantile"], result["mask_margin"]) == in_use
+    assert sweep[mask_label(*in_use)] == pytest.approx(result["metrics"]["iou"], abs=1e-4)
     by_score = result["image_auroc_by_score"]  # the image score asked for is the reconstruction's
     assert by_score["paper"] == pytest.approx(result["metrics"]["image_auroc"], abs=1e-4)
     assert by_score["paper"] == pytest.approx(result["baseline_residual"]["image_auroc"], abs=1e-4)
@@ -150,15 +156,21 @@ def test_training_resolves_auto_and_an_explicit_direction_overrides_it(tiny_data
     assert validate_run(run, device="cpu", copies=1)["attention_direction"] == stored["attention_direction"]
 
 
-def test_training_chooses_the_mask_quantile_whose_masks_overlap_painted_defects_best(tiny_data, tmp_path):
-    run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
-    stored = load_checkpoint(run / CHECKPOINT)["mask_quantile"]
+@pytest.mark.parametrize("asked", [0.0, "auto"])
+def test_training_chooses_the_mask_quantile_whose_masks_overlap_painted_defects_best(tiny_data, tmp_path, asked):
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2, margin=asked)
+    state = load_checkpoint(run / CHECKPOINT)
+    stored = state["mask_quantile"]
+    margin = state["mask_margin"]["mask_margin"] if asked == "auto" else 0.0
+    assert ("mask_margin" in state) == (asked == "auto")  # decided only where asked
     by_q = stored["validation_iou"]
-    assert list(by_q) == [str(q) for q in MASK_QUANTILES]
-    assert by_q[str(stored["mask_quantile"])] == max(by_q.values())
+    # the quantiles, and with an auto margin also above every held-out normal pixel
+    assert list(by_q) == list(mask_candidates(asked))
+    assert len(by_q) == len(MASK_QUANTILES) + (len(MASK_MARGINS) if asked == "auto" else 0)
+    assert by_q[mask_label(stored["mask_quantile"], margin)] == max(by_q.values())
     predictor = Predictor.from_run(run, "cpu")
-    assert predictor.cfg.infer.mask_quantile == stored["mask_quantile"]
-    assert predictor.mask_threshold == predictor.threshold_at_quantile(stored["mask_quantile"])
+    assert (predictor.cfg.infer.mask_quantile, predictor.cfg.infer.mask_margin) == (stored["mask_quantile"], margin)
+    assert predictor.mask_threshold == predictor.threshold_at_quantile(stored["mask_quantile"], margin)
     # cavga validate scores the same painted set (same seed and copies): the same sweep
     assert validate_run(run, device="cpu")["mask_quantile_iou"] == pytest.approx(by_q, abs=1e-4)
     fixed = Predictor.from_run(run, "cpu", ["infer.mask_quantile=0.9"])
@@ -170,13 +182,33 @@ def test_the_mask_quantile_with_the_best_painted_iou_wins_and_ties_go_nearest_09
     itself is checked on a made-up sweep: the highest IoU, and of tied ones the nearest to 0.99."""
     predictor = Predictor.from_run(_tiny_run(tiny_data, tmp_path / "run", 0.2), "cpu")
     sweep = {"0.9": 0.1, "0.95": 0.3, "0.98": 0.3, "0.99": 0.2, "0.995": 0.3, "0.999": 0.0, "0.9995": 0.0}
-    sweep["0.9999"] = 0.1
+    sweep.update({"0.9999": 0.1, "1.0": 0.3, "1.0+0.025": 0.3, "1.0+0.05": 0.1, "1.0+0.1": 0.0, "1.0+0.2": 0.0})
     monkeypatch.setattr(validation, "_mask_quantile_iou", lambda *a: sweep)
     images = torch.rand(2, 3, 32, 32)  # (N, 3, S, S)
+
+    def decide(margin="auto"):
+        d = validation.decide_mask_quantile(predictor, images, margin=margin)
+        return d["mask_quantile"]["mask_quantile"], d.get("mask_margin", {}).get("mask_margin")
+
     decided = validation.decide_mask_quantile(predictor, images)
-    assert decided["mask_quantile"] == 0.995 and decided["validation_iou"] == sweep
+    assert decided["mask_quantile"]["validation_iou"] == sweep
+    assert decide() == (0.995, 0.0)  # ties: no margin first, then the quantile nearest 0.99
     sweep.update({"0.9": 0.5})
-    assert validation.decide_mask_quantile(predictor, images)["mask_quantile"] == 0.9
+    assert decide() == (0.9, 0.0)
+    sweep.update({"1.0+0.05": 0.6})  # above every held-out normal pixel, 5% of the way to 1
+    assert decide() == (1.0, 0.05)
+    assert decide(margin=0.0) == (0.9, None)  # a margin set by hand: the quantiles only, no margin decided
+
+
+def test_the_mask_margin_raises_the_quantiles_threshold_towards_the_maps_ceiling(tiny_data, tmp_path):
+    predictor = Predictor.from_run(_tiny_run(tiny_data, tmp_path / "run", 0.2), "cpu")
+    peak = predictor.normalizer.map_quantiles[-1]  # the highest held-out normal pixel of the map in use
+    above = float(np.nextafter(np.float32(peak + 0.3 * (1 - peak)), np.float32(np.inf)))
+    assert predictor.threshold_at_quantile(1.0, 0.3) == above
+    assert predictor.threshold_at_quantile(1.0) == float(np.nextafter(np.float32(peak), np.float32(np.inf)))
+    raised = Predictor.from_run(tmp_path / "run", "cpu", ["infer.mask_quantile=1.0", "infer.mask_margin=0.3"])
+    assert raised.mask_threshold == above
+    assert mask_candidates(0.1)["0.99+0.1"] == (0.99, 0.1) and "1.0+0.05" not in mask_candidates(0.1)
 
 
 def test_training_chooses_the_image_score_that_validates_better(tiny_data, tmp_path):

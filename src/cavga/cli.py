@@ -216,7 +216,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"written: {Path(args.run_dir) / 'metrics.json'}")
         return 0
     if args.command == "validate":
-        from .validation import VALIDATION_FILE, validate_run
+        from .validation import VALIDATION_FILE, mask_label, validate_run
 
         result = validate_run(args.run_dir, args.device, args.paint_seed, args.copies, infer=args.overrides)
         _print_result(result)
@@ -229,7 +229,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print("image AUROC by infer.image_score: " + ", ".join(f"{k}: {v}" for k, v in scores.items() if v is not None))
         if result["mask_quantile_iou"]:
             sweep = ", ".join(f"{q}: {v}" for q, v in result["mask_quantile_iou"].items())
-            print(f"IoU by infer.mask_quantile (in use: {result['mask_quantile']}): {sweep}")
+            in_use = mask_label(result["mask_quantile"], result["mask_margin"])  # "1.0+0.05": margin 0.05
+            print(f"IoU by infer.mask_quantile[+mask_margin] (in use: {in_use}): {sweep}")
         print(f"protocol: {result['protocol']}; written: {Path(args.run_dir) / VALIDATION_FILE}")
         return 0
     if args.command == "predict":

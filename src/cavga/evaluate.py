@@ -124,6 +124,7 @@ def evaluate_run(
         "thresholds": {
             "mask": predictor.mask_threshold,
             "mask_quantile": cfg.infer.mask_quantile,
+            "mask_margin": cfg.infer.mask_margin,
             "score": cfg.infer.score_threshold,
             "normalizer_quantile": cfg.infer.normalizer_quantile,
         },

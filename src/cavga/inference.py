@@ -63,6 +63,7 @@ AUTO_SETTINGS = {
     "image_score": "paper",
     "weak_map": "anomalous",
     "mask_quantile": 0.99,
+    "mask_margin": 0.0,
     "shifted_map": False,
 }
 
@@ -214,10 +215,11 @@ class Predictor:
         self._direction = resolved_direction(cfg)
         self._weak_map = resolved_weak_map(cfg)
         self._shifted = resolved_shifted(cfg)
-        quantile = cfg.infer.mask_quantile
+        quantile, margin = cfg.infer.mask_quantile, cfg.infer.mask_margin
         if quantile is not None:
             quantile = AUTO_SETTINGS["mask_quantile"] if quantile == "auto" else quantile
-            self.mask_threshold = self.threshold_at_quantile(quantile)
+            margin = AUTO_SETTINGS["mask_margin"] if margin == "auto" else margin
+            self.mask_threshold = self.threshold_at_quantile(quantile, margin)
         # CAVGA-w's probability -> score, as CAVGA-u's reconstruction score (None: the probability itself)
         self.classifier_normalizer = None
         if cfg.model.weakly_supervised and cfg.infer.classifier_verdict == "calibrated":
@@ -250,13 +252,15 @@ class Predictor:
             return self.image_score_normalizer
         return self.classifier_normalizer if self.cfg.model.weakly_supervised else self.normalizer
 
-    def threshold_at_quantile(self, quantile: float) -> float:
-        """The mask threshold that flags about 1 - ``quantile`` of the held-out normal pixels."""
+    def threshold_at_quantile(self, quantile: float, margin: float = 0.0) -> float:
+        """The mask threshold that flags about 1 - ``quantile`` of the held-out normal pixels, raised
+        by ``margin`` of the way from there to the map's ceiling 1 (``infer.mask_margin``)."""
         if self.normalizer is None:
             raise CavgaError("infer.mask_quantile needs held-out map statistics, which this run lacks")
         # strictly above the quantile: ties at it (a map that is 0 on most normal pixels) stay unflagged.
         # The stored quantiles are of the map in use (from_run refits them when they are not).
-        q = np.float32(self.normalizer.map_threshold(quantile))
+        t = self.normalizer.map_threshold(quantile)
+        q = np.float32(t + margin * (1.0 - t))
         return float(np.nextafter(q, np.float32(np.inf)))
 
     @classmethod

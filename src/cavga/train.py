@@ -342,7 +342,7 @@ def finish_decisions(model: CAVGA, run_data: RunData, cfg: RunConfig, device: to
     resolve_auto_settings(resolved, decided)
     decided["normalizer"] = fit_normalizer(model, run_data.val or run_data.train, resolved, device)  # held-out
     if cfg.infer.mask_quantile == "auto":
-        decided["mask_quantile"] = _decide_mask_quantile(model, run_data, resolved, decided["normalizer"], device)
+        decided.update(_decide_mask_quantile(model, run_data, cfg, resolved, decided["normalizer"], device))
     return decided
 
 
@@ -369,12 +369,14 @@ def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, devic
 
 
 def _decide_mask_quantile(
-    model: CAVGA, run_data: RunData, resolved: RunConfig, normalizer: dict, device: torch.device
+    model: CAVGA, run_data: RunData, cfg: RunConfig, resolved: RunConfig, normalizer: dict, device: torch.device
 ) -> dict[str, Any]:
-    """``infer.mask_quantile: auto`` decided on the same painted held-out normals, with the other
-    settings ``resolved`` as training decided them (:func:`cavga.validation.decide_mask_quantile`)."""
+    """``infer.mask_quantile: auto`` (and an auto ``mask_margin``) decided on the same painted held-out
+    normals, with the other settings ``resolved`` as training decided them
+    (:func:`cavga.validation.decide_mask_quantile`)."""
     held_out_stats = Normalizer(**normalizer)  # fitted just now at resolved.infer.normalizer_quantile
-    return decide_held_out_mask_quantile(Predictor(model, resolved, held_out_stats, device), run_data.val)
+    predictor = Predictor(model, resolved, held_out_stats, device)
+    return decide_held_out_mask_quantile(predictor, run_data.val, cfg.infer.mask_margin)
 
 
 def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer, fp=None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import torch
 
 from . import data as D
 from .attention import upsample
+from .config import load_config
 from .demo_data import DEFECT_TYPES, paint_defect, texture
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, residual_baseline
@@ -34,6 +35,9 @@ from .runfolder import VALIDATION_FILE, RunData
 # infer.mask_quantile values whose validation IoU `cavga validate` reports, and "auto" chooses from
 # (the top two after bottle's CAVGA-Ru runs chose 0.999, the highest, with the IoU still rising)
 MASK_QUANTILES = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999)
+# infer.mask_margin values "auto" weighs at quantile 1.0 (the highest held-out normal pixel): the
+# masks of thresholds above every normal pixel, where the painted IoU of 0.9999 was still rising
+MASK_MARGINS = (0.0, 0.025, 0.05, 0.1, 0.2)
 FOREIGN_TEXTURE = "gravel"  # the source of the "patch" defect's foreign texture
 
 
@@ -243,11 +247,19 @@ def validate_run(
         "baseline_residual": {k: baseline[k] for k in METRIC_KEYS} if predictor.has_reconstruction else None,
         "per_defect": per_defect,
         "mask_quantile": cfg.infer.mask_quantile,  # in use: as decided by training when "auto"
-        "mask_quantile_iou": _mask_quantile_iou(predictor, maps, masks, labels),
+        "mask_margin": cfg.infer.mask_margin,
+        # the thresholds an auto mask quantile weighs, at the run's mask margin as it was asked
+        "mask_quantile_iou": _mask_quantile_iou(predictor, maps, masks, labels, _asked_margin(run_dir, cfg)),
         "image_auroc_by_score": _image_auroc_by_score(cfg, raw, recon, cols["bce"], maps, labels),
     }
     atomic_write_json(run_dir / VALIDATION_FILE, result)
     return result
+
+
+def _asked_margin(run_dir: Path, cfg) -> float | str:
+    """``infer.mask_margin`` as the run's config.yaml asks it ("auto" or a number), before training decided it."""
+    config_file = run_dir / "config.yaml"
+    return load_config(config_file, saved=True).infer.mask_margin if config_file.is_file() else cfg.infer.mask_margin
 
 
 def held_out_normals(run_dir: str | Path) -> list[D.Record]:
@@ -276,34 +288,69 @@ def _predict_painted(
     return {k: np.concatenate(v) for k, v in cols.items()}, masks, labels, kinds, boxes
 
 
+def mask_candidates(margin: float | str = "auto") -> dict[str, tuple[float, float]]:
+    """The (mask quantile, mask margin) pairs an auto mask quantile chooses from, by label ("0.99",
+    "1.0+0.05"): MASK_QUANTILES at ``margin`` (0 for "auto"), and with "auto" also quantile 1.0
+    raised by each of MASK_MARGINS."""
+    fixed = 0.0 if margin == "auto" else float(margin)
+    out = {mask_label(q, fixed): (q, fixed) for q in MASK_QUANTILES}
+    if margin == "auto":
+        out.update({mask_label(1.0, f): (1.0, f) for f in MASK_MARGINS})
+    return out
+
+
+def mask_label(quantile: float, margin: float) -> str:
+    """How the validation sweep names a mask threshold: "0.99", "1.0+0.05"."""
+    return f"{quantile}+{margin}" if margin else str(quantile)
+
+
 def decide_mask_quantile(
     predictor: Predictor,
     images: torch.Tensor,
     boxes: list[D.geometry.Box] | None = None,
     seed: int = 0,
     copies: int = 2,
-) -> dict[str, Any]:
-    """``infer.mask_quantile: auto``: the quantile of MASK_QUANTILES whose masks overlap the painted
-    defects on the held-out normals ``images`` best (mean IoU, as ``cavga validate`` prints it for
-    each; ties go to the quantile nearest the former default 0.99). ``predictor`` holds the run's
-    other settings as decided and its held-out map statistics."""
+    margin: float | str = "auto",
+) -> dict[str, dict[str, Any]]:
+    """``infer.mask_quantile: auto``: of :func:`mask_candidates`, the threshold whose masks overlap
+    the painted defects on the held-out normals ``images`` best (mean IoU, as ``cavga validate``
+    prints it for each; ties go to the lowest margin, then the quantile nearest the former default
+    0.99). ``predictor`` holds the run's other settings as decided and its held-out map statistics.
+    ``margin`` is ``infer.mask_margin`` as the run asked it. Returns the checkpoint's decisions:
+    "mask_quantile", and "mask_margin" where that is auto too."""
     cols, masks, labels, _, boxes = _predict_painted(predictor, images, boxes, seed, copies)
-    by_q = _mask_quantile_iou(predictor, _content(cols["map"], boxes), _content(masks, boxes), labels)
+    by_q = _mask_quantile_iou(predictor, _content(cols["map"], boxes), _content(masks, boxes), labels, margin)
     if by_q is None:  # no held-out map statistics to threshold by
-        return {"mask_quantile": AUTO_SETTINGS["mask_quantile"], "protocol": "no held-out map statistics"}
-    chosen = max(MASK_QUANTILES, key=lambda q: (by_q[str(q)], -abs(q - 0.99)))
-    return {"mask_quantile": chosen, "validation_iou": by_q, "protocol": _protocol(len(images), copies, seed)}
+        return _fallback_mask_decisions(margin, "no held-out map statistics")
+    candidates = mask_candidates(margin)
+    best = max(candidates, key=lambda k: (by_q[k], -candidates[k][1], -abs(candidates[k][0] - 0.99)))
+    quantile, chosen_margin = candidates[best]
+    protocol = _protocol(len(images), copies, seed)
+    out = {"mask_quantile": {"mask_quantile": quantile, "validation_iou": by_q, "protocol": protocol}}
+    if margin == "auto":
+        out["mask_margin"] = {"mask_margin": chosen_margin, "protocol": protocol}
+    return out
 
 
-def decide_held_out_mask_quantile(predictor: Predictor, records: list[D.Record]) -> dict[str, Any]:
+def _fallback_mask_decisions(margin: float | str, why: str) -> dict[str, dict[str, Any]]:
+    """The mask decisions where nothing could be measured: the AUTO_SETTINGS values."""
+    out = {"mask_quantile": {"mask_quantile": AUTO_SETTINGS["mask_quantile"], "protocol": why}}
+    if margin == "auto":
+        out["mask_margin"] = {"mask_margin": AUTO_SETTINGS["mask_margin"], "protocol": why}
+    return out
+
+
+def decide_held_out_mask_quantile(
+    predictor: Predictor, records: list[D.Record], margin: float | str = "auto"
+) -> dict[str, dict[str, Any]]:
     """:func:`decide_mask_quantile` on the normal images among a run's held-out ``records``, for the
     checkpoint at the end of training (CAVGA's and the baselines')."""
     held_out = [r for r in records if r.label == 0]
     if not held_out:
-        return {"mask_quantile": AUTO_SETTINGS["mask_quantile"], "protocol": "no held-out normals"}
+        return _fallback_mask_decisions(margin, "no held-out normals")
     cfg = predictor.cfg
     images, boxes = held_out_images(held_out, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
-    return decide_mask_quantile(predictor, images, boxes)
+    return decide_mask_quantile(predictor, images, boxes, margin=margin)
 
 
 def _protocol(n: int, copies: int, seed: int) -> str:
@@ -325,14 +372,16 @@ def _image_auroc_by_score(
     }
 
 
-def _mask_quantile_iou(predictor: Predictor, maps: list, masks: list, labels: np.ndarray) -> dict | None:
-    """Validation IoU for each of MASK_QUANTILES: how much of the map a mask should keep, chosen on
-    painted defects. The threshold-free metrics above do not depend on it; only the masks do."""
+def _mask_quantile_iou(
+    predictor: Predictor, maps: list, masks: list, labels: np.ndarray, margin: float | str = "auto"
+) -> dict | None:
+    """Validation IoU for each of :func:`mask_candidates`: how much of the map a mask should keep,
+    chosen on painted defects. The threshold-free metrics above do not depend on it; only the masks do."""
     if predictor.normalizer is None or not predictor.normalizer.map_quantiles:
         return None
     return {
-        str(q): round(iou([m >= predictor.threshold_at_quantile(q) for m in maps], masks, labels), 4)
-        for q in MASK_QUANTILES
+        label: round(iou([m >= predictor.threshold_at_quantile(q, f) for m in maps], masks, labels), 4)
+        for label, (q, f) in mask_candidates(margin).items()
     }
 
 

@@ -69,6 +69,7 @@ ADDED = {
     "data": {"resize": "stretch"},
     "train": {"augment": "none"},
     "distill": {"cutpaste": 0.0},
+    "infer": {"mask_margin": 0.0},
 }
 # Defaults that became "auto" (session 30, cavga.config.resolve): a saved config without the key was
 # made with the old default. They are not in ADDED: every run since the keys exist records them, and

@@ -36,6 +36,9 @@ from ..train import train
 from .spec import DatasetSpec, GridSpec, ModelSpec, set_values
 
 NOT_IDENTITY = {"train": ("device", "num_workers")}  # settings that do not change a cell's result
+# Keys added to the configuration since session 31, at the value that means "as before": left out of
+# a cell's fingerprint there, so that the cells of older grids stay finished. Each new key joins here.
+ADDED_SINCE = {"infer": {"mask_margin": 0.0}}
 
 
 @dataclass
@@ -63,6 +66,10 @@ def cell_fingerprint(cfg: RunConfig) -> str:
     for section, keys in NOT_IDENTITY.items():
         for k in keys:
             d[section].pop(k, None)
+    for section, keys in ADDED_SINCE.items():
+        for k, neutral in keys.items():
+            if d[section].get(k, neutral) == neutral:
+                d[section].pop(k, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 

@@ -201,6 +201,8 @@ def build_run_report(run_dir: str | Path) -> Path:
             ("normaliser quantile", thr.get("normalizer_quantile")),
         ]
     thresholds += [("mask threshold (anomaly map)", f"{t_mask:.6g}"), ("mask quantile", thr.get("mask_quantile"))]
+    if thr.get("mask_margin"):  # raised above the quantile (infer.mask_margin)
+        thresholds.append(("mask margin", thr["mask_margin"]))
 
     checked = stored_check(run_dir) or {}  # the painted-defect check `cavga train` ended with
     metric_rows = [
