@@ -1,6 +1,6 @@
 """Re-run the end of training on a finished run, in a copy: the ``auto`` inference settings decided
 on painted held-out normals, the held-out statistics of the map so chosen and the mask quantile
-(``cavga.train.finish_decisions``; for AE-L2, AE-SSIM and PatchCore runs the statistics and the mask
+(``cavga.decisions.finish_decisions``; for AE-L2, AE-SSIM and PatchCore runs the statistics and the mask
 quantile, ``cavga.baselines.fit.finish_baseline_decisions``), with the code of today. No weight changes, no test image.
 
 Runs trained before a change to those decisions (such as the direct map's unclamped values) get
@@ -22,7 +22,7 @@ from cavga.config import apply_overrides, from_dict, save_config, to_dict
 from cavga.networks import build_networks
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, resolve_device, save_checkpoint
-from cavga.train import finish_decisions
+from cavga.decisions import finish_decisions
 
 
 def main(argv: list[str] | None = None) -> int:

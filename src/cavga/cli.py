@@ -41,6 +41,7 @@ _FLAGS = (
     ("--batch-size", "train.batch_size", "batch_size"),
     ("--lr", "train.lr", "lr"),
     ("--augment", "train.augment", "augment"),
+    ("--validate-every", "train.validate_every", "validate_every"),
     ("--allow-random-init", "train.allow_random_init", "allow_random_init"),
 )
 # What a resumed run may change; every other flag must agree with the run's config.yaml.
@@ -301,6 +302,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 "train.batch_size": args.batch_size,
                 "train.lr": args.lr,
                 "train.augment": args.augment,
+                "train.validate_every": args.validate_every,
                 "model.backbone": args.backbone,
                 "model.backbone_weights": args.backbone_weights,
                 "model.freeze_encoder": args.freeze_encoder,

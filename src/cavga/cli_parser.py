@@ -38,6 +38,12 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
         help="random flips (flips) or flips and quarter turns (dihedral) of each training image, for images "
         "without a preferred orientation (default none, as the paper)",
     )
+    p.add_argument(
+        "--validate-every",
+        type=int,
+        help="every N epochs (and at the last) score painted defects on the held-out normals and end on the "
+        "best epoch's weights (default 0: the last epoch)",
+    )
     p.add_argument("--backbone", choices=BACKBONES, help="CAVGA-R encoder (default resnet18, as the paper)")
     p.add_argument(
         "--backbone-weights",

@@ -14,7 +14,6 @@ otherwise teach C to answer "normal" always.
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,10 @@ from . import distributed as dist
 from .accel import accel_for
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, resolved, to_dict
+from .decisions import finish_decisions
 from .distill import distill_teacher, distilled_start
+from .epoch_choice import EpochChoice
 from .fingerprint import fingerprint
-from .image_scores import Normalizer
-from .inference import AUTO_SETTINGS, Predictor, fit_normalizer, resolve_auto_settings
 from .io_utils import check_output_folder, remove_stale_temp_files
 from .losses import (
     adversarial_d_loss,
@@ -45,10 +44,9 @@ from .losses import (
 )
 from .losslog import LossLog, check_finite_parameters
 from .networks import CAVGA, Discriminator, Encoding, build_networks
-from .runfolder import RunData, open_run, start_run_folder, write_history
+from .runfolder import open_run, start_run_folder, write_history
 from .runlock import RunLock
 from .runtime import CHECKPOINT, deterministic_kernels, resolve_device, save_checkpoint, seed_everything
-from .validation import decide_held_out_mask_quantile, decide_on_painted, held_out_images
 
 LOG_EVERY = 10  # training steps between reads of the losses (each read waits for the device)
 
@@ -263,7 +261,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
     start_epoch = 0
     history: list[dict[str, Any]] = []
     if state is not None:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.get("last_model", state["model"]))  # the last epoch's, where one was chosen
         disc.load_state_dict(state["disc"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
@@ -277,6 +275,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
     if ctx.rank > 0:  # each rank its own reparameterisation noise (rank 0 keeps the single-process stream)
         torch.manual_seed(cfg.train.seed + 1_000_003 * ctx.rank + start_epoch)
 
+    choice = EpochChoice.start(cfg, run_data, state)  # train.validate_every: the epoch chosen on painted defects
     class_weight = _class_weight(run_data.train, device) if cfg.model.weakly_supervised else None
     backbone = state["backbone_weights"] if state else getattr(model.encoder, "loaded_weights", "dcgan-init")
     accel.compile_modules(model, disc)
@@ -313,6 +312,8 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
                 bar.set_postfix({k: f"{v:.3f}" for k, v in latest.items() if k in ("rec", "adv", "ae", "cga", "bce")})
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 2)}
         record.update(log.means())
+        if choice is not None and choice.due(epoch + 1, cfg.train.epochs):  # every rank: same weights, same choice
+            record["painted_pixel_auroc"] = choice.check(model, epoch + 1, cfg, device)
         history.append(record)
         if not ctx.is_main:  # rank 0 logs and checkpoints (its shard's losses) for every rank
             continue
@@ -320,63 +321,20 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
             tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         if (epoch + 1) % cfg.train.checkpoint_every and epoch + 1 < cfg.train.epochs:
             continue  # train.checkpoint_every: a resume restarts from the last saved epoch
-        save_checkpoint(
-            _state(cfg, model, disc, opt_g, opt_d, epoch + 1, history, backbone, normalizer=None, fp=fp), ckpt_path
-        )
+        state = _state(cfg, model, disc, opt_g, opt_d, epoch + 1, history, backbone, normalizer=None, fp=fp)
+        if choice is not None:
+            state["epoch_choice"] = choice.saved()
+        save_checkpoint(state, ckpt_path)
         write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
 
     if ctx.is_main:
         state = _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer=None, fp=fp)
+        if choice is not None:
+            choice.finish(model, state)  # the chosen epoch's weights: decided on, saved as the model
         state.update(finish_decisions(model, run_data, cfg, device))
         save_checkpoint(state, ckpt_path)
     dist.barrier()  # the other ranks return once the run folder is complete
     return ckpt_path
-
-
-def finish_decisions(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
-    """What training's end adds to the checkpoint: the ``auto`` inference settings decided on
-    painted held-out normals, then the score normaliser and map statistics of the map so chosen,
-    then (``infer.mask_quantile: auto``) the mask quantile, which needs those statistics."""
-    decided = _decide_auto_settings(model, run_data, cfg, device)
-    resolved = copy.deepcopy(cfg)  # the map statistics are of the map in use (1 - A or A, A_ca or 1 - A_cn)
-    resolve_auto_settings(resolved, decided)
-    decided["normalizer"] = fit_normalizer(model, run_data.val or run_data.train, resolved, device)  # held-out
-    if cfg.infer.mask_quantile == "auto":
-        decided.update(_decide_mask_quantile(model, run_data, cfg, resolved, decided["normalizer"], device))
-    return decided
-
-
-def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
-    """The map and score settings left at ``auto`` (``AUTO_SETTINGS`` but the mask quantile, which
-    needs the map statistics: :func:`_decide_mask_quantile`), resolved on painted held-out normals
-    (:func:`cavga.validation.decide_on_painted`), for the checkpoint."""
-    direction = cfg.infer.attention_direction if cfg.model.has_attention_direction else "fixed"
-    weak_map = cfg.infer.weak_map if cfg.model.weakly_supervised else "fixed"
-    image_score, shifted = cfg.infer.image_score, cfg.infer.shifted_map
-    if "auto" not in (direction, image_score, weak_map, shifted):
-        return {}
-    if not any(r.label == 0 for r in run_data.val):  # data.val_fraction 0: nothing to decide on
-        asked = {"attention_direction": direction, "image_score": image_score, "weak_map": weak_map}
-        asked["shifted_map"] = shifted
-        return {
-            key: {key: AUTO_SETTINGS[key], "protocol": "no held-out normals"} if value == "auto" else None
-            for key, value in asked.items()
-        }
-    images, boxes = held_out_images(run_data.val, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
-    return decide_on_painted(
-        model, images, cfg.infer.batch_size, device, direction, image_score, weak_map, boxes, shifted=shifted
-    )
-
-
-def _decide_mask_quantile(
-    model: CAVGA, run_data: RunData, cfg: RunConfig, resolved: RunConfig, normalizer: dict, device: torch.device
-) -> dict[str, Any]:
-    """``infer.mask_quantile: auto`` (and an auto ``mask_margin``) decided on the same painted held-out
-    normals, with the other settings ``resolved`` as training decided them
-    (:func:`cavga.validation.decide_mask_quantile`)."""
-    held_out_stats = Normalizer(**normalizer)  # fitted just now at resolved.infer.normalizer_quantile
-    predictor = Predictor(model, resolved, held_out_stats, device)
-    return decide_held_out_mask_quantile(predictor, run_data.val, cfg.infer.mask_margin)
 
 
 def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer, fp=None) -> dict[str, Any]:

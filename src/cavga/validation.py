@@ -130,6 +130,25 @@ def decide_on_painted(
     * ``infer.shifted_map``: the chosen map is averaged over half-cell shifts of the image where that
       has the higher pixel AUROC on the painted set (decided before the image score, whose "map" is
       the peak of the map so chosen)."""
+    args = (model, images, batch_size, device, direction, image_score, weak_map, boxes, seed, copies, shifted)
+    return _painted_decisions(*args)[0]
+
+
+def painted_pixel_auroc(model: CAVGA, images: torch.Tensor, boxes: list[D.geometry.Box] | None, cfg, device) -> float:
+    """The pixel AUROC on painted held-out normals ``images`` of the map ``cfg`` asks for, its ``auto``
+    settings decided as :func:`decide_on_painted` decides them: the number ``cavga validate`` reports
+    (``train.validate_every`` chooses the epoch by it)."""
+    direction = cfg.infer.attention_direction if cfg.model.has_attention_direction else "fixed"
+    weak_map = cfg.infer.weak_map if cfg.model.weakly_supervised else "fixed"
+    args = (model, images, cfg.infer.batch_size, device, direction, "fixed", weak_map, boxes)
+    _, maps, masks = _painted_decisions(*args, shifted=cfg.infer.shifted_map)
+    return pixel_auroc(maps, masks)
+
+
+def _painted_decisions(
+    model, images, batch_size, device, direction, image_score, weak_map, boxes, seed=0, copies=2, shifted="auto"
+) -> tuple[dict[str, dict[str, Any] | None], list[np.ndarray], list[np.ndarray]]:
+    """:func:`decide_on_painted`'s decisions, and the painted set's maps as decided and masks (content only)."""
     x, masks, labels, _, boxes, valid = _painted(images, boxes, seed, copies)
     s = x.shape[-1]
     both_weak = model.cfg.weakly_supervised and weak_map == "auto"  # score A_ca and 1 - A_cn
@@ -204,7 +223,7 @@ def decide_on_painted(
             "validation_image_auroc": by_score,
             "protocol": protocol,
         }
-    return out
+    return out, maps, masks
 
 
 def validate_run(

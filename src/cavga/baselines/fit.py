@@ -69,7 +69,7 @@ def _state(cfg, model, opt, epoch, history, normalizer, fp, weights: str) -> dic
 
 
 def finish_baseline_decisions(model, cfg: RunConfig, run_data: RunData, device) -> dict[str, Any]:
-    """What fitting's end adds to the checkpoint (as :func:`cavga.train.finish_decisions` for CAVGA):
+    """What fitting's end adds to the checkpoint (as :func:`cavga.decisions.finish_decisions` for CAVGA):
     the score normaliser and map statistics of the held-out normals, then (``infer.mask_quantile:
     auto``) the mask quantile (and margin) decided on painted copies of them."""
     normalizer = fit_normalizer(

@@ -38,7 +38,7 @@ from .spec import DatasetSpec, GridSpec, ModelSpec, set_values
 NOT_IDENTITY = {"train": ("device", "num_workers")}  # settings that do not change a cell's result
 # Keys added to the configuration since session 31, at the value that means "as before": left out of
 # a cell's fingerprint there, so that the cells of older grids stay finished. Each new key joins here.
-ADDED_SINCE = {"infer": {"mask_margin": 0.0}}
+ADDED_SINCE = {"infer": {"mask_margin": 0.0}, "train": {"validate_every": 0}}
 
 
 @dataclass

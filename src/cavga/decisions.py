@@ -1,0 +1,65 @@
+"""Training's end: the ``auto`` inference settings decided on painted held-out normals.
+
+Called once a CAVGA run's last epoch is trained (``cavga.train``), by ``benchmarks/redecide.py`` on
+a finished run, and on each candidate epoch of ``train.validate_every`` (``cavga.epoch_choice``).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from .config import RunConfig
+from .image_scores import Normalizer
+from .inference import AUTO_SETTINGS, Predictor, fit_normalizer, resolve_auto_settings
+from .networks import CAVGA
+from .runfolder import RunData
+from .validation import decide_held_out_mask_quantile, decide_on_painted, held_out_images
+
+
+def finish_decisions(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
+    """What training's end adds to the checkpoint: the ``auto`` inference settings decided on
+    painted held-out normals, then the score normaliser and map statistics of the map so chosen,
+    then (``infer.mask_quantile: auto``) the mask quantile, which needs those statistics."""
+    decided = _decide_auto_settings(model, run_data, cfg, device)
+    resolved = copy.deepcopy(cfg)  # the map statistics are of the map in use (1 - A or A, A_ca or 1 - A_cn)
+    resolve_auto_settings(resolved, decided)
+    decided["normalizer"] = fit_normalizer(model, run_data.val or run_data.train, resolved, device)  # held-out
+    if cfg.infer.mask_quantile == "auto":
+        decided.update(_decide_mask_quantile(model, run_data, cfg, resolved, decided["normalizer"], device))
+    return decided
+
+
+def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
+    """The map and score settings left at ``auto`` (``AUTO_SETTINGS`` but the mask quantile, which
+    needs the map statistics: :func:`_decide_mask_quantile`), resolved on painted held-out normals
+    (:func:`cavga.validation.decide_on_painted`), for the checkpoint."""
+    direction = cfg.infer.attention_direction if cfg.model.has_attention_direction else "fixed"
+    weak_map = cfg.infer.weak_map if cfg.model.weakly_supervised else "fixed"
+    image_score, shifted = cfg.infer.image_score, cfg.infer.shifted_map
+    if "auto" not in (direction, image_score, weak_map, shifted):
+        return {}
+    if not any(r.label == 0 for r in run_data.val):  # data.val_fraction 0: nothing to decide on
+        asked = {"attention_direction": direction, "image_score": image_score, "weak_map": weak_map}
+        asked["shifted_map"] = shifted
+        return {
+            key: {key: AUTO_SETTINGS[key], "protocol": "no held-out normals"} if value == "auto" else None
+            for key, value in asked.items()
+        }
+    images, boxes = held_out_images(run_data.val, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
+    return decide_on_painted(
+        model, images, cfg.infer.batch_size, device, direction, image_score, weak_map, boxes, shifted=shifted
+    )
+
+
+def _decide_mask_quantile(
+    model: CAVGA, run_data: RunData, cfg: RunConfig, resolved: RunConfig, normalizer: dict, device: torch.device
+) -> dict[str, Any]:
+    """``infer.mask_quantile: auto`` (and an auto ``mask_margin``) decided on the same painted held-out
+    normals, with the other settings ``resolved`` as training decided them
+    (:func:`cavga.validation.decide_mask_quantile`)."""
+    held_out_stats = Normalizer(**normalizer)  # fitted just now at resolved.infer.normalizer_quantile
+    predictor = Predictor(model, resolved, held_out_stats, device)
+    return decide_held_out_mask_quantile(predictor, run_data.val, cfg.infer.mask_margin)

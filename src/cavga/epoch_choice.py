@@ -1,0 +1,90 @@
+"""The epoch a run ends on, chosen by the painted check (``train.validate_every``).
+
+Every ``validate_every`` epochs, and at the last, the model scores the painted held-out normals:
+the pixel AUROC of the map it would use, its ``auto`` settings decided as training's end decides
+them (:func:`cavga.validation.painted_pixel_auroc`, the number ``cavga validate`` reports). Training
+then ends on the weights of the best-scoring epoch (ties: the later); the end-of-training decisions,
+statistics and checkpoint are of those weights. No test image and no real anomaly is read.
+
+Why: with a frozen pretrained encoder, the attention's localisation peaks early and then declines
+on bottle (docs/method.md, "The epoch, chosen on painted defects"), and where it peaks differs by
+data set and seed, so no one epoch count serves.
+
+The check does not touch the random stream, so the weights trained are those of a run without it.
+The checkpoint carries the choice so far (and the best weights), so a resumed run chooses as an
+uninterrupted one; the final checkpoint's ``model`` is the chosen weights, its ``last_model`` the last
+epoch's where they differ (a resume to more epochs trains on from them).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .config import RunConfig
+from .errors import CavgaError
+from .networks import CAVGA
+from .runfolder import RunData
+from .validation import held_out_images, painted_pixel_auroc
+
+
+@dataclass
+class EpochChoice:
+    """The painted scores so far and the best epoch's weights."""
+
+    every: int
+    images: torch.Tensor  # (N, 3, S, S) held-out normals, painted at each check
+    boxes: list
+    scores: dict[int, float] = field(default_factory=dict)  # epoch -> painted pixel AUROC
+    best_epoch: int = 0
+    best_model: dict[str, torch.Tensor] | None = None  # on the CPU
+
+    @classmethod
+    def start(cls, cfg: RunConfig, run_data: RunData, state: dict[str, Any] | None) -> EpochChoice | None:
+        """None without ``train.validate_every``; else the choice, resumed from ``state`` if it holds one."""
+        if not cfg.train.validate_every:
+            return None
+        if not any(r.label == 0 for r in run_data.val):
+            raise CavgaError("train.validate_every needs held-out normal images to paint (data.val_fraction is 0)")
+        images, boxes = held_out_images(run_data.val, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
+        choice = cls(cfg.train.validate_every, images, boxes)
+        saved = (state or {}).get("epoch_choice")
+        if saved:
+            choice.scores = {int(e): float(v) for e, v in saved["scores"].items()}
+            choice.best_epoch = int(saved["best_epoch"])
+            choice.best_model = saved.get("best_model") or state["model"]  # a finished run's model is the best
+        return choice
+
+    def due(self, epoch: int, last: int) -> bool:
+        return epoch % self.every == 0 or epoch == last
+
+    def check(self, model: CAVGA, epoch: int, cfg: RunConfig, device: torch.device) -> float:
+        """Score ``model`` after ``epoch``; keep its weights if it is the best so far."""
+        with torch.random.fork_rng(devices=[]):  # the check draws nothing from training's stream
+            score = painted_pixel_auroc(model, self.images, self.boxes, cfg, device)
+        score = -math.inf if math.isnan(score) else score
+        self.scores[epoch] = score
+        if score >= self.scores.get(self.best_epoch, -math.inf):
+            self.best_epoch = epoch
+            self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return score
+
+    def saved(self, with_weights: bool = True) -> dict[str, Any]:
+        """For the checkpoint: the scores and best epoch, and (mid-run) the best weights."""
+        out: dict[str, Any] = {"scores": dict(self.scores), "best_epoch": self.best_epoch, "every": self.every}
+        if with_weights:
+            out["best_model"] = self.best_model
+        return out
+
+    def finish(self, model: CAVGA, state: dict[str, Any]) -> None:
+        """Load the best epoch's weights into ``model`` and ``state`` (the final checkpoint), keeping
+        the last epoch's as ``last_model`` where they differ."""
+        if self.best_model is not None and self.best_epoch != max(self.scores):
+            state["last_model"] = copy.deepcopy(state["model"])
+            model.load_state_dict(self.best_model)
+            state["model"] = model.state_dict()
+        state["epoch_choice"] = self.saved(with_weights=False)

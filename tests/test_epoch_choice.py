@@ -1,0 +1,89 @@
+"""train.validate_every: training ends on the epoch whose painted check scored best."""
+
+import pytest
+import torch
+
+from cavga import epoch_choice
+from cavga.cli import main
+from cavga.config import RunConfig
+from cavga.demo_data import generate_demo_dataset
+from cavga.errors import CavgaError
+from cavga.inference import Predictor
+from cavga.runtime import CHECKPOINT, load_checkpoint
+from cavga.train import train
+from cavga.validation import validate_run
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate_demo_dataset(root, seed=0, n_train=16, n_test_good=2, n_test_defect=2, crop=48)
+    return root
+
+
+def _cfg(root, epochs, every=0, val_fraction=0.25) -> RunConfig:
+    cfg = RunConfig()
+    cfg.data.root, cfg.data.category, cfg.data.image_size, cfg.data.val_fraction = str(root), "brick", 32, val_fraction
+    cfg.model.base_channels = cfg.model.latent_channels = 8
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.device, cfg.train.validate_every = epochs, 4, "cpu", every
+    return cfg
+
+
+def _scripted(monkeypatch, scores):
+    """The painted check answers ``scores`` in turn (one per check)."""
+    answers = iter(scores)
+    monkeypatch.setattr(epoch_choice, "painted_pixel_auroc", lambda *a: next(answers))
+
+
+def _same(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_run_ends_on_the_best_epochs_weights_and_keeps_the_last(data, tmp_path, monkeypatch):
+    plain2 = load_checkpoint(train(_cfg(data, 2), tmp_path / "plain2", progress=False))
+    plain3 = load_checkpoint(train(_cfg(data, 3), tmp_path / "plain3", progress=False))
+    _scripted(monkeypatch, [0.6, 0.9, 0.7])
+    state = load_checkpoint(train(_cfg(data, 3, every=1), tmp_path / "chosen", progress=False))
+    assert state["epoch_choice"]["best_epoch"] == 2 and state["epoch_choice"]["scores"] == {1: 0.6, 2: 0.9, 3: 0.7}
+    assert _same(state["model"], plain2["model"])  # the chosen epoch's weights are the run's model
+    assert _same(state["last_model"], plain3["model"])  # the check left the training itself unchanged
+    assert [r.get("painted_pixel_auroc") for r in state["history"]] == [0.6, 0.9, 0.7]
+    # the end-of-training statistics are of the chosen weights: the same as the 2-epoch run's
+    assert state["normalizer"]["map_quantiles"] == pytest.approx(plain2["normalizer"]["map_quantiles"])
+    assert _same(Predictor.from_run(tmp_path / "chosen", "cpu").model.state_dict(), plain2["model"])
+
+
+def test_ties_go_to_the_later_epoch_and_every_n_checks_n_and_the_last(data, tmp_path, monkeypatch):
+    _scripted(monkeypatch, [0.8, 0.8])
+    state = load_checkpoint(train(_cfg(data, 3, every=2), tmp_path / "run", progress=False))
+    assert state["epoch_choice"]["scores"] == {2: 0.8, 3: 0.8} and state["epoch_choice"]["best_epoch"] == 3
+    assert "last_model" not in state  # the last epoch was chosen: nothing else to keep
+
+
+def test_a_resumed_run_chooses_as_an_uninterrupted_one(data, tmp_path, monkeypatch):
+    _scripted(monkeypatch, [0.5, 0.9, 0.7, 0.6])
+    whole = load_checkpoint(train(_cfg(data, 4, every=1), tmp_path / "whole", progress=False))
+    _scripted(monkeypatch, [0.5, 0.9, 0.7, 0.6])
+    train(_cfg(data, 3, every=1), tmp_path / "parts", progress=False)  # finished at 3, epoch 2 chosen
+    parts = load_checkpoint(train(_cfg(data, 4, every=1), tmp_path / "parts", resume=True, progress=False))
+    assert parts["epoch_choice"]["best_epoch"] == whole["epoch_choice"]["best_epoch"] == 2
+    assert _same(parts["model"], whole["model"]) and _same(parts["last_model"], whole["last_model"])
+
+
+def test_the_score_is_the_pixel_auroc_cavga_validate_reports(data, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--layout", "mvtec", "--category", "brick", "--out", str(out)]
+    args += ["--epochs", "2", "--validate-every", "1", "--image-size", "32", "--batch-size", "4", "--device", "cpu"]
+    args += ["--no-progress", "--set", "model.base_channels=8", "--set", "model.latent_channels=8"]
+    args += ["--set", "data.val_fraction=0.25"]
+    assert main(args) == 0
+    choice = load_checkpoint(out / CHECKPOINT)["epoch_choice"]
+    assert set(choice["scores"]) == {1, 2}
+    best = choice["scores"][choice["best_epoch"]]
+    assert best == max(choice["scores"].values())
+    assert validate_run(out, device="cpu")["metrics"]["pixel_auroc"] == pytest.approx(best, abs=1e-6)
+
+
+def test_validate_every_needs_held_out_normals(data, tmp_path):
+    with pytest.raises(CavgaError, match="validate_every needs held-out normal"):
+        train(_cfg(data, 1, every=1, val_fraction=0.0), tmp_path / "run", progress=False)
