@@ -19,10 +19,10 @@ from pathlib import Path
 from cavga.baselines.fit import finish_baseline_decisions
 from cavga.baselines.scoring import load_baseline
 from cavga.config import apply_overrides, from_dict, save_config, to_dict
+from cavga.decisions import finish_decisions
 from cavga.networks import build_networks
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, resolve_device, save_checkpoint
-from cavga.decisions import finish_decisions
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,8 +21,9 @@ import cavga.inference
 from cavga.attention import half_cell_average
 from cavga.inference import Predictor
 from cavga.io_utils import atomic_write_json
+from cavga.painting import held_out_images
 from cavga.runfolder import RunData
-from cavga.validation import decide_on_painted, held_out_images
+from cavga.validation import decide_on_painted
 
 VIEWS = (2, 3, 4)
 

@@ -27,8 +27,8 @@ from cavga.image_scores import bce_score, reconstruction_score
 from cavga.inference import Predictor
 from cavga.losses import kl_terms, reconstruction_terms
 from cavga.metrics import image_auroc
+from cavga.painting import held_out_images, paint_validation_set
 from cavga.runfolder import RunData
-from cavga.validation import held_out_images, paint_validation_set
 
 
 @torch.no_grad()

@@ -15,10 +15,10 @@ from cavga.demo_data import generate_demo_dataset, paint_defect, texture
 from cavga.errors import CavgaError
 from cavga.fingerprint import config_fingerprint
 from cavga.inference import Predictor
+from cavga.mask_threshold import mask_candidates
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT
 from cavga.train import train
-from cavga.validation import mask_candidates
 
 kornia = pytest.importorskip("kornia")
 

@@ -16,9 +16,9 @@ from cavga.errors import CavgaError
 from cavga.inference import Predictor
 from cavga.losses import attention_expansion_loss, complementary_guided_attention_loss, reconstruction_loss
 from cavga.networks import build_networks
+from cavga.painting import paint_validation_set
 from cavga.runfolder import RunData
 from cavga.train import train_step
-from cavga.validation import paint_validation_set
 
 
 def test_content_box_keeps_the_aspect_ratio_and_centres_it():

@@ -9,27 +9,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from _scripts import benchmark_script
-from cavga import validation
+from cavga import mask_threshold, validation
 from cavga.config import ModelConfig, RunConfig
 from cavga.demo_data import DEFECT_TYPES, generate_demo_dataset
 from cavga.errors import CavgaError
 from cavga.evaluate import evaluate_run
 from cavga.image_scores import MAP_VERSION
 from cavga.inference import Predictor
+from cavga.mask_threshold import MASK_MARGINS, MASK_QUANTILES, mask_candidates, mask_label
 from cavga.networks import CAVGA
+from cavga.painting import paint_validation_set
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint
 from cavga.train import train
-from cavga.validation import (
-    MASK_MARGINS,
-    MASK_QUANTILES,
-    VALIDATION_FILE,
-    decide_on_painted,
-    mask_candidates,
-    mask_label,
-    paint_validation_set,
-    validate_run,
-)
+from cavga.validation import VALIDATION_FILE, decide_on_painted, validate_run
 
 
 def test_painting_changes_only_the_masked_pixels_and_keeps_clean_copies():
@@ -183,14 +176,14 @@ def test_the_mask_quantile_with_the_best_painted_iou_wins_and_ties_go_nearest_09
     predictor = Predictor.from_run(_tiny_run(tiny_data, tmp_path / "run", 0.2), "cpu")
     sweep = {"0.9": 0.1, "0.95": 0.3, "0.98": 0.3, "0.99": 0.2, "0.995": 0.3, "0.999": 0.0, "0.9995": 0.0}
     sweep.update({"0.9999": 0.1, "1.0": 0.3, "1.0+0.025": 0.3, "1.0+0.05": 0.1, "1.0+0.1": 0.0, "1.0+0.2": 0.0})
-    monkeypatch.setattr(validation, "_mask_quantile_iou", lambda *a: sweep)
+    monkeypatch.setattr(mask_threshold, "mask_quantile_iou", lambda *a: sweep)
     images = torch.rand(2, 3, 32, 32)  # (N, 3, S, S)
 
     def decide(margin="auto"):
-        d = validation.decide_mask_quantile(predictor, images, margin=margin)
+        d = mask_threshold.decide_mask_quantile(predictor, images, margin=margin)
         return d["mask_quantile"]["mask_quantile"], d.get("mask_margin", {}).get("mask_margin")
 
-    decided = validation.decide_mask_quantile(predictor, images)
+    decided = mask_threshold.decide_mask_quantile(predictor, images)
     assert decided["mask_quantile"]["validation_iou"] == sweep
     assert decide() == (0.995, 0.0)  # ties: no margin first, then the quantile nearest 0.99
     sweep.update({"0.9": 0.5})

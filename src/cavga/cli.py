@@ -217,7 +217,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"written: {Path(args.run_dir) / 'metrics.json'}")
         return 0
     if args.command == "validate":
-        from .validation import VALIDATION_FILE, mask_label, validate_run
+        from .mask_threshold import mask_label
+        from .validation import VALIDATION_FILE, validate_run
 
         result = validate_run(args.run_dir, args.device, args.paint_seed, args.copies, infer=args.overrides)
         _print_result(result)

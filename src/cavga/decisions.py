@@ -14,9 +14,11 @@ import torch
 from .config import RunConfig
 from .image_scores import Normalizer
 from .inference import AUTO_SETTINGS, Predictor, fit_normalizer, resolve_auto_settings
+from .mask_threshold import decide_held_out_mask_quantile
 from .networks import CAVGA
+from .painting import held_out_images
 from .runfolder import RunData
-from .validation import decide_held_out_mask_quantile, decide_on_painted, held_out_images
+from .validation import decide_on_painted
 
 
 def finish_decisions(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
@@ -59,7 +61,7 @@ def _decide_mask_quantile(
 ) -> dict[str, Any]:
     """``infer.mask_quantile: auto`` (and an auto ``mask_margin``) decided on the same painted held-out
     normals, with the other settings ``resolved`` as training decided them
-    (:func:`cavga.validation.decide_mask_quantile`)."""
+    (:func:`cavga.mask_threshold.decide_mask_quantile`)."""
     held_out_stats = Normalizer(**normalizer)  # fitted just now at resolved.infer.normalizer_quantile
     predictor = Predictor(model, resolved, held_out_stats, device)
     return decide_held_out_mask_quantile(predictor, run_data.val, cfg.infer.mask_margin)

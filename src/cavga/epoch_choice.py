@@ -28,8 +28,9 @@ import torch
 from .config import RunConfig
 from .errors import CavgaError
 from .networks import CAVGA
+from .painting import held_out_images
 from .runfolder import RunData
-from .validation import held_out_images, painted_pixel_auroc
+from .validation import painted_pixel_auroc
 
 
 @dataclass

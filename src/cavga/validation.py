@@ -20,86 +20,26 @@ import numpy as np
 import torch
 
 from . import data as D
-from .attention import upsample
 from .config import load_config
-from .demo_data import DEFECT_TYPES, paint_defect, texture
+from .demo_data import DEFECT_TYPES
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, residual_baseline
 from .image_scores import bce_score, reconstruction_score
-from .inference import AUTO_SETTINGS, Predictor, anomaly_evidence, map_settings
+from .inference import Predictor, anomaly_evidence, map_settings
 from .io_utils import atomic_write_json
-from .metrics import compute_metrics, image_auroc, iou, pixel_auroc
+from .mask_threshold import mask_quantile_iou
+from .metrics import compute_metrics, image_auroc, pixel_auroc
 from .networks import CAVGA
-from .runfolder import VALIDATION_FILE, RunData
-
-# infer.mask_quantile values whose validation IoU `cavga validate` reports, and "auto" chooses from
-# (the top two after bottle's CAVGA-Ru runs chose 0.999, the highest, with the IoU still rising)
-MASK_QUANTILES = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999)
-# infer.mask_margin values "auto" weighs at quantile 1.0 (the highest held-out normal pixel): the
-# masks of thresholds above every normal pixel, where the painted IoU of 0.9999 was still rising
-MASK_MARGINS = (0.0, 0.025, 0.05, 0.1, 0.2)
-FOREIGN_TEXTURE = "gravel"  # the source of the "patch" defect's foreign texture
-
-
-def paint_validation_set(
-    images: torch.Tensor, seed: int = 0, copies: int = 2, boxes: list[D.geometry.Box] | None = None
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[str]]:
-    """Clean ``images`` (N, 3, S, S) in [0, 1] plus ``copies`` painted versions of each.
-
-    ``boxes`` (one per image, ``data.resize``: pad or center) keep each defect on the image's content: it is
-    painted in the largest centred square of the box. Returns (images (M, 3, S, S), masks (M, S, S)
-    bool, labels (M,), defect types), M = N * (1 + copies); defect types cycle through DEFECT_TYPES."""
-    rng = np.random.default_rng(seed)
-    other = texture(FOREIGN_TEXTURE)
-    n, _, s, _ = images.shape
-    out, masks, kinds = [images], [np.zeros((n, s, s), dtype=bool)], ["good"] * n
-    for c in range(copies):
-        for i in range(n):
-            kind = DEFECT_TYPES[(c * n + i) % len(DEFECT_TYPES)]
-            top, left, h, w = boxes[i] if boxes else (0, 0, s, s)
-            q = min(h, w)  # the painters take a square
-            top, left = top + (h - q) // 2, left + (w - q) // 2
-            img = images[i].permute(1, 2, 0).numpy() * 255.0  # (S, S, 3)
-            img = np.ascontiguousarray(img, dtype=np.float32)
-            square = np.ascontiguousarray(img[top : top + q, left : left + q])  # (q, q, 3)
-            mask = np.zeros((1, s, s), dtype=bool)
-            mask[0, top : top + q, left : left + q] = paint_defect(kind, square, rng, other)
-            img[top : top + q, left : left + q] = square
-            masks.append(mask)  # (1, S, S)
-            out.append(torch.from_numpy(np.clip(img, 0, 255) / 255.0).permute(2, 0, 1)[None].float())
-            kinds.append(kind)
-    labels = np.array([0] * n + [1] * (n * copies))
-    return torch.cat(out), np.concatenate(masks), labels, kinds
-
-
-def held_out_images(
-    records: list[D.Record], size: int, resize: str = "stretch"
-) -> tuple[torch.Tensor, list[D.geometry.Box]]:
-    """The normal images among ``records`` (a run's held-out split), (N, 3, S, S) in [0, 1], placed
-    by ``resize``, and each one's content box in the square."""
-    loaded = [D.read_image(r.image_path, size, resize) for r in records if r.label == 0]
-    return torch.stack([x for x, _ in loaded]), [D.content_box(hw, size, resize) for _, hw in loaded]
-
-
-def _painted(images: torch.Tensor, boxes: list[D.geometry.Box] | None, seed: int, copies: int):
-    """:func:`paint_validation_set`, plus the content box of each of its M = N * (1 + copies) images
-    and, where any of them is padded, their content maps (M, 1, S, S) (else None)."""
-    x, masks, labels, kinds = paint_validation_set(images, seed, copies, boxes)
-    s = x.shape[-1]
-    boxes = (list(boxes) if boxes else [(0, 0, s, s)] * len(images)) * (1 + copies)
-    padded = any(b != (0, 0, s, s) for b in boxes)
-    valid = torch.stack([D.geometry.box_mask(b, s) for b in boxes]) if padded else None  # (M, 1, S, S)
-    return x, masks, labels, kinds, boxes, valid
-
-
-def _at_size(amap: torch.Tensor, size: int) -> np.ndarray:
-    """Maps (B, 1, h, w) upsampled to the model's resolution, (B, S, S) in [0, 1]."""
-    return upsample(amap, size).squeeze(1).clamp(0, 1).cpu().numpy()
-
-
-def _content(maps: np.ndarray, boxes: list[D.geometry.Box]) -> list[np.ndarray]:
-    """Each (S, S) map cropped to its image's content box: the padding is never scored."""
-    return [D.crop(m, b) for m, b in zip(maps, boxes, strict=True)]
+from .painting import (
+    at_size,
+    content_only,
+    held_out_images,
+    held_out_normals,
+    painted_set,
+    predict_painted,
+    protocol_text,
+)
+from .runfolder import VALIDATION_FILE
 
 
 def decide_on_painted(
@@ -149,7 +89,7 @@ def _painted_decisions(
     model, images, batch_size, device, direction, image_score, weak_map, boxes, seed=0, copies=2, shifted="auto"
 ) -> tuple[dict[str, dict[str, Any] | None], list[np.ndarray], list[np.ndarray]]:
     """:func:`decide_on_painted`'s decisions, and the painted set's maps as decided and masks (content only)."""
-    x, masks, labels, _, boxes, valid = _painted(images, boxes, seed, copies)
+    x, masks, labels, _, boxes, valid = painted_set(images, boxes, seed, copies)
     s = x.shape[-1]
     both_weak = model.cfg.weakly_supervised and weak_map == "auto"  # score A_ca and 1 - A_cn
     first = "normal" if weak_map == "normal" else "anomalous"
@@ -158,15 +98,15 @@ def _painted_decisions(
         xb = x[i : i + batch_size].to(device)  # (B, 3, S, S)
         vb = None if valid is None else valid[i : i + batch_size].to(device)  # (B, 1, S, S)
         amap, x_hat, p_anomalous = anomaly_evidence(model, xb, "inverse", first, shifted is True)  # (B, 1, h, w)
-        maps.append(_at_size(amap, s))  # (B, S, S)
+        maps.append(at_size(amap, s))  # (B, S, S)
         if both_weak:
-            normal_maps.append(_at_size(anomaly_evidence(model, xb, "inverse", "normal", shifted is True)[0], s))
+            normal_maps.append(at_size(anomaly_evidence(model, xb, "inverse", "normal", shifted is True)[0], s))
         if image_score == "auto":  # the paper's score: C's probability (w), the reconstruction score (u)
             score = p_anomalous if p_anomalous is not None else reconstruction_score(xb, x_hat, vb)[1]  # (B,)
             paper.append(score.cpu().numpy())
             bce.append(bce_score(xb, x_hat, vb).cpu().numpy())  # (B,)
-    maps, masks = _content(np.concatenate(maps), boxes), _content(masks, boxes)
-    protocol = _protocol(len(images), copies, seed)
+    maps, masks = content_only(np.concatenate(maps), boxes), content_only(masks, boxes)
+    protocol = protocol_text(len(images), copies, seed)
     out: dict[str, dict[str, Any] | None] = {
         "attention_direction": None,
         "image_score": None,
@@ -174,17 +114,17 @@ def _painted_decisions(
         "shifted_map": None,
     }
     if both_weak:
-        normal_maps = _content(np.concatenate(normal_maps), boxes)
+        normal_maps = content_only(np.concatenate(normal_maps), boxes)
         by_map = {"anomalous": round(pixel_auroc(maps, masks), 4), "normal": round(pixel_auroc(normal_maps, masks), 4)}
         chosen = "normal" if by_map["normal"] > by_map["anomalous"] else "anomalous"
         out["weak_map"] = {"weak_map": chosen, "validation_pixel_auroc": by_map, "protocol": protocol}
         maps = normal_maps if chosen == "normal" else maps
     if model.cfg.has_attention_direction and direction in ("auto", "direct"):
         direct = [  # A's own map, unclamped above the normal peak (anomaly_evidence)
-            _at_size(anomaly_evidence(model, x[i : i + batch_size].to(device), "direct", shifted=shifted is True)[0], s)
+            at_size(anomaly_evidence(model, x[i : i + batch_size].to(device), "direct", shifted=shifted is True)[0], s)
             for i in range(0, len(x), batch_size)
         ]
-        direct = _content(np.concatenate(direct), boxes)
+        direct = content_only(np.concatenate(direct), boxes)
         if direction == "auto":
             by_map = {"inverse": round(pixel_auroc(maps, masks), 4), "direct": round(pixel_auroc(direct, masks), 4)}
             direction = "direct" if by_map["direct"] > by_map["inverse"] else "inverse"
@@ -199,12 +139,12 @@ def _painted_decisions(
         chosen_weak = out["weak_map"]["weak_map"] if out["weak_map"] else first
         chosen_direction = "direct" if direction == "direct" else "inverse"
         moved = [  # the chosen map averaged over half-cell shifts (cavga.attention.half_cell_average)
-            _at_size(
+            at_size(
                 anomaly_evidence(model, x[i : i + batch_size].to(device), chosen_direction, chosen_weak, True)[0], s
             )
             for i in range(0, len(x), batch_size)
         ]
-        moved = _content(np.concatenate(moved), boxes)
+        moved = content_only(np.concatenate(moved), boxes)
         by_shift = {"off": round(pixel_auroc(maps, masks), 4), "on": round(pixel_auroc(moved, masks), 4)}
         out["shifted_map"] = {
             "shifted_map": by_shift["on"] > by_shift["off"],
@@ -237,9 +177,9 @@ def validate_run(
     predictor = Predictor.from_run(run_dir, device, infer)
     cfg = predictor.cfg
     images, boxes = held_out_images(held_out, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S), N boxes
-    cols, masks, labels, kinds, boxes = _predict_painted(predictor, images, boxes, seed, copies)  # M images
-    maps, masks = _content(cols["map"], boxes), _content(masks, boxes)  # M x (h_i, w_i)
-    pred_masks, res = _content(cols["pmask"], boxes), _content(cols["res"], boxes)
+    cols, masks, labels, kinds, boxes = predict_painted(predictor, images, boxes, seed, copies)  # M images
+    maps, masks = content_only(cols["map"], boxes), content_only(masks, boxes)  # M x (h_i, w_i)
+    pred_masks, res = content_only(cols["pmask"], boxes), content_only(cols["res"], boxes)
     recon = np.array([r.mean() for r in res])  # (M,) the residual's raw image score
     peak = predictor.normalizer.residual_peak if predictor.normalizer else max(float(r.max()) for r in res)
     res = [np.clip(r / max(peak, 1e-12), 0.0, 1.0) for r in res]  # scaled as evaluate scales it
@@ -268,7 +208,7 @@ def validate_run(
         "mask_quantile": cfg.infer.mask_quantile,  # in use: as decided by training when "auto"
         "mask_margin": cfg.infer.mask_margin,
         # the thresholds an auto mask quantile weighs, at the run's mask margin as it was asked
-        "mask_quantile_iou": _mask_quantile_iou(predictor, maps, masks, labels, _asked_margin(run_dir, cfg)),
+        "mask_quantile_iou": mask_quantile_iou(predictor, maps, masks, labels, _asked_margin(run_dir, cfg)),
         "image_auroc_by_score": _image_auroc_by_score(cfg, raw, recon, cols["bce"], maps, labels),
     }
     atomic_write_json(run_dir / VALIDATION_FILE, result)
@@ -279,101 +219,6 @@ def _asked_margin(run_dir: Path, cfg) -> float | str:
     """``infer.mask_margin`` as the run's config.yaml asks it ("auto" or a number), before training decided it."""
     config_file = run_dir / "config.yaml"
     return load_config(config_file, saved=True).infer.mask_margin if config_file.is_file() else cfg.infer.mask_margin
-
-
-def held_out_normals(run_dir: str | Path) -> list[D.Record]:
-    """The normal images a run held out from training (``split.json``'s ``val``)."""
-    return [r for r in RunData.load(run_dir).val if r.label == 0]
-
-
-def _predict_painted(
-    predictor: Predictor, images: torch.Tensor, boxes: list[D.geometry.Box] | None, seed: int, copies: int
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str], list[D.geometry.Box]]:
-    """``predictor``'s answers for the held-out ``images`` (N, 3, S, S), clean and painted: the
-    columns raw score, verdict, map, mask, residual map and reconstruction BCE (M images each), then
-    the painted set's masks (M, S, S), labels (M,), defect kinds and content boxes."""
-    x, masks, labels, kinds, boxes, valid = _painted(images, boxes, seed, copies)  # M images, M boxes
-    cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res", "bce")}
-    b = predictor.cfg.infer.batch_size
-    for i in range(0, len(x), b):
-        vb = None if valid is None else valid[i : i + b]  # (b, 1, S, S)
-        pred = predictor.predict_batch(x[i : i + b], vb)
-        cols["bce"].append(bce_score(x[i : i + b], pred.reconstruction, vb).numpy())
-        cols["raw"].append(pred.raw_score.numpy())
-        cols["pred"].append(pred.label.numpy())
-        cols["map"].append(pred.anomaly_map.numpy())
-        cols["pmask"].append(pred.mask.numpy())
-        cols["res"].append(pred.residual_map.numpy())
-    return {k: np.concatenate(v) for k, v in cols.items()}, masks, labels, kinds, boxes
-
-
-def mask_candidates(margin: float | str = "auto") -> dict[str, tuple[float, float]]:
-    """The (mask quantile, mask margin) pairs an auto mask quantile chooses from, by label ("0.99",
-    "1.0+0.05"): MASK_QUANTILES at ``margin`` (0 for "auto"), and with "auto" also quantile 1.0
-    raised by each of MASK_MARGINS."""
-    fixed = 0.0 if margin == "auto" else float(margin)
-    out = {mask_label(q, fixed): (q, fixed) for q in MASK_QUANTILES}
-    if margin == "auto":
-        out.update({mask_label(1.0, f): (1.0, f) for f in MASK_MARGINS})
-    return out
-
-
-def mask_label(quantile: float, margin: float) -> str:
-    """How the validation sweep names a mask threshold: "0.99", "1.0+0.05"."""
-    return f"{quantile}+{margin}" if margin else str(quantile)
-
-
-def decide_mask_quantile(
-    predictor: Predictor,
-    images: torch.Tensor,
-    boxes: list[D.geometry.Box] | None = None,
-    seed: int = 0,
-    copies: int = 2,
-    margin: float | str = "auto",
-) -> dict[str, dict[str, Any]]:
-    """``infer.mask_quantile: auto``: of :func:`mask_candidates`, the threshold whose masks overlap
-    the painted defects on the held-out normals ``images`` best (mean IoU, as ``cavga validate``
-    prints it for each; ties go to the lowest margin, then the quantile nearest the former default
-    0.99). ``predictor`` holds the run's other settings as decided and its held-out map statistics.
-    ``margin`` is ``infer.mask_margin`` as the run asked it. Returns the checkpoint's decisions:
-    "mask_quantile", and "mask_margin" where that is auto too."""
-    cols, masks, labels, _, boxes = _predict_painted(predictor, images, boxes, seed, copies)
-    by_q = _mask_quantile_iou(predictor, _content(cols["map"], boxes), _content(masks, boxes), labels, margin)
-    if by_q is None:  # no held-out map statistics to threshold by
-        return _fallback_mask_decisions(margin, "no held-out map statistics")
-    candidates = mask_candidates(margin)
-    best = max(candidates, key=lambda k: (by_q[k], -candidates[k][1], -abs(candidates[k][0] - 0.99)))
-    quantile, chosen_margin = candidates[best]
-    protocol = _protocol(len(images), copies, seed)
-    out = {"mask_quantile": {"mask_quantile": quantile, "validation_iou": by_q, "protocol": protocol}}
-    if margin == "auto":
-        out["mask_margin"] = {"mask_margin": chosen_margin, "protocol": protocol}
-    return out
-
-
-def _fallback_mask_decisions(margin: float | str, why: str) -> dict[str, dict[str, Any]]:
-    """The mask decisions where nothing could be measured: the AUTO_SETTINGS values."""
-    out = {"mask_quantile": {"mask_quantile": AUTO_SETTINGS["mask_quantile"], "protocol": why}}
-    if margin == "auto":
-        out["mask_margin"] = {"mask_margin": AUTO_SETTINGS["mask_margin"], "protocol": why}
-    return out
-
-
-def decide_held_out_mask_quantile(
-    predictor: Predictor, records: list[D.Record], margin: float | str = "auto"
-) -> dict[str, dict[str, Any]]:
-    """:func:`decide_mask_quantile` on the normal images among a run's held-out ``records``, for the
-    checkpoint at the end of training (CAVGA's and the baselines')."""
-    held_out = [r for r in records if r.label == 0]
-    if not held_out:
-        return _fallback_mask_decisions(margin, "no held-out normals")
-    cfg = predictor.cfg
-    images, boxes = held_out_images(held_out, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
-    return decide_mask_quantile(predictor, images, boxes, margin=margin)
-
-
-def _protocol(n: int, copies: int, seed: int) -> str:
-    return f"{n} held-out normals + {copies} painted copies each, seed {seed}"
 
 
 def _image_auroc_by_score(
@@ -388,19 +233,6 @@ def _image_auroc_by_score(
         "paper": None if paper is None else round(image_auroc(paper, labels), 4),
         "map": round(image_auroc(peaks, labels), 4),
         "bce": None if cfg.model.is_baseline else round(image_auroc(bce, labels), 4),
-    }
-
-
-def _mask_quantile_iou(
-    predictor: Predictor, maps: list, masks: list, labels: np.ndarray, margin: float | str = "auto"
-) -> dict | None:
-    """Validation IoU for each of :func:`mask_candidates`: how much of the map a mask should keep,
-    chosen on painted defects. The threshold-free metrics above do not depend on it; only the masks do."""
-    if predictor.normalizer is None or not predictor.normalizer.map_quantiles:
-        return None
-    return {
-        label: round(iou([m >= predictor.threshold_at_quantile(q, f) for m in maps], masks, labels), 4)
-        for label, (q, f) in mask_candidates(margin).items()
     }
 
 

@@ -25,9 +25,9 @@ from ..fingerprint import fingerprint
 from ..image_scores import Normalizer
 from ..inference import eval_loader, fit_normalizer
 from ..losslog import check_finite, check_finite_parameters
+from ..mask_threshold import decide_held_out_mask_quantile
 from ..runfolder import RunData, open_run, start_run_folder, write_history
 from ..runtime import CHECKPOINT, resolve_device, save_checkpoint, seed_everything
-from ..validation import decide_held_out_mask_quantile
 from .ae import ae_loss, require_kornia
 from .patchcore import PatchCore, greedy_coreset
 from .scoring import BaselinePredictor, build_baseline, evidence, to_ae_size

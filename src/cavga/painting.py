@@ -1,0 +1,113 @@
+"""The painted validation set: held-out normal images, clean and with synthetic defects.
+
+The demo's painters (scratch, hole, stain, foreign patch) paint one defect on each copy of a
+held-out normal image at the model's resolution, with its exact mask (:mod:`cavga.validation`
+chooses settings on it; :mod:`cavga.mask_threshold` the mask threshold).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data as D
+from .attention import upsample
+from .demo_data import DEFECT_TYPES, paint_defect, texture
+from .image_scores import bce_score
+from .inference import Predictor
+from .runfolder import RunData
+
+FOREIGN_TEXTURE = "gravel"  # the source of the "patch" defect's foreign texture
+
+
+def paint_validation_set(
+    images: torch.Tensor, seed: int = 0, copies: int = 2, boxes: list[D.geometry.Box] | None = None
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[str]]:
+    """Clean ``images`` (N, 3, S, S) in [0, 1] plus ``copies`` painted versions of each.
+
+    ``boxes`` (one per image, ``data.resize``: pad or center) keep each defect on the image's content: it is
+    painted in the largest centred square of the box. Returns (images (M, 3, S, S), masks (M, S, S)
+    bool, labels (M,), defect types), M = N * (1 + copies); defect types cycle through DEFECT_TYPES."""
+    rng = np.random.default_rng(seed)
+    other = texture(FOREIGN_TEXTURE)
+    n, _, s, _ = images.shape
+    out, masks, kinds = [images], [np.zeros((n, s, s), dtype=bool)], ["good"] * n
+    for c in range(copies):
+        for i in range(n):
+            kind = DEFECT_TYPES[(c * n + i) % len(DEFECT_TYPES)]
+            top, left, h, w = boxes[i] if boxes else (0, 0, s, s)
+            q = min(h, w)  # the painters take a square
+            top, left = top + (h - q) // 2, left + (w - q) // 2
+            img = images[i].permute(1, 2, 0).numpy() * 255.0  # (S, S, 3)
+            img = np.ascontiguousarray(img, dtype=np.float32)
+            square = np.ascontiguousarray(img[top : top + q, left : left + q])  # (q, q, 3)
+            mask = np.zeros((1, s, s), dtype=bool)
+            mask[0, top : top + q, left : left + q] = paint_defect(kind, square, rng, other)
+            img[top : top + q, left : left + q] = square
+            masks.append(mask)  # (1, S, S)
+            out.append(torch.from_numpy(np.clip(img, 0, 255) / 255.0).permute(2, 0, 1)[None].float())
+            kinds.append(kind)
+    labels = np.array([0] * n + [1] * (n * copies))
+    return torch.cat(out), np.concatenate(masks), labels, kinds
+
+
+def held_out_images(
+    records: list[D.Record], size: int, resize: str = "stretch"
+) -> tuple[torch.Tensor, list[D.geometry.Box]]:
+    """The normal images among ``records`` (a run's held-out split), (N, 3, S, S) in [0, 1], placed
+    by ``resize``, and each one's content box in the square."""
+    loaded = [D.read_image(r.image_path, size, resize) for r in records if r.label == 0]
+    return torch.stack([x for x, _ in loaded]), [D.content_box(hw, size, resize) for _, hw in loaded]
+
+
+def painted_set(images: torch.Tensor, boxes: list[D.geometry.Box] | None, seed: int, copies: int):
+    """:func:`paint_validation_set`, plus the content box of each of its M = N * (1 + copies) images
+    and, where any of them is padded, their content maps (M, 1, S, S) (else None)."""
+    x, masks, labels, kinds = paint_validation_set(images, seed, copies, boxes)
+    s = x.shape[-1]
+    boxes = (list(boxes) if boxes else [(0, 0, s, s)] * len(images)) * (1 + copies)
+    padded = any(b != (0, 0, s, s) for b in boxes)
+    valid = torch.stack([D.geometry.box_mask(b, s) for b in boxes]) if padded else None  # (M, 1, S, S)
+    return x, masks, labels, kinds, boxes, valid
+
+
+def at_size(amap: torch.Tensor, size: int) -> np.ndarray:
+    """Maps (B, 1, h, w) upsampled to the model's resolution, (B, S, S) in [0, 1]."""
+    return upsample(amap, size).squeeze(1).clamp(0, 1).cpu().numpy()
+
+
+def content_only(maps: np.ndarray, boxes: list[D.geometry.Box]) -> list[np.ndarray]:
+    """Each (S, S) map cropped to its image's content box: the padding is never scored."""
+    return [D.crop(m, b) for m, b in zip(maps, boxes, strict=True)]
+
+
+def held_out_normals(run_dir: str | Path) -> list[D.Record]:
+    """The normal images a run held out from training (``split.json``'s ``val``)."""
+    return [r for r in RunData.load(run_dir).val if r.label == 0]
+
+
+def predict_painted(
+    predictor: Predictor, images: torch.Tensor, boxes: list[D.geometry.Box] | None, seed: int, copies: int
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str], list[D.geometry.Box]]:
+    """``predictor``'s answers for the held-out ``images`` (N, 3, S, S), clean and painted: the
+    columns raw score, verdict, map, mask, residual map and reconstruction BCE (M images each), then
+    the painted set's masks (M, S, S), labels (M,), defect kinds and content boxes."""
+    x, masks, labels, kinds, boxes, valid = painted_set(images, boxes, seed, copies)  # M images, M boxes
+    cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res", "bce")}
+    b = predictor.cfg.infer.batch_size
+    for i in range(0, len(x), b):
+        vb = None if valid is None else valid[i : i + b]  # (b, 1, S, S)
+        pred = predictor.predict_batch(x[i : i + b], vb)
+        cols["bce"].append(bce_score(x[i : i + b], pred.reconstruction, vb).numpy())
+        cols["raw"].append(pred.raw_score.numpy())
+        cols["pred"].append(pred.label.numpy())
+        cols["map"].append(pred.anomaly_map.numpy())
+        cols["pmask"].append(pred.mask.numpy())
+        cols["res"].append(pred.residual_map.numpy())
+    return {k: np.concatenate(v) for k, v in cols.items()}, masks, labels, kinds, boxes
+
+
+def protocol_text(n: int, copies: int, seed: int) -> str:
+    return f"{n} held-out normals + {copies} painted copies each, seed {seed}"
