@@ -18,7 +18,7 @@ from .mask_threshold import decide_held_out_mask_quantile
 from .networks import CAVGA
 from .painting import held_out_images
 from .runfolder import RunData
-from .validation import decide_on_painted
+from .validation import asked_maps, decide_on_painted
 
 
 def finish_decisions(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
@@ -38,8 +38,7 @@ def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, devic
     """The map and score settings left at ``auto`` (``AUTO_SETTINGS`` but the mask quantile, which
     needs the map statistics: :func:`_decide_mask_quantile`), resolved on painted held-out normals
     (:func:`cavga.validation.decide_on_painted`), for the checkpoint."""
-    direction = cfg.infer.attention_direction if cfg.model.has_attention_direction else "fixed"
-    weak_map = cfg.infer.weak_map if cfg.model.weakly_supervised else "fixed"
+    direction, weak_map = asked_maps(cfg)
     image_score, shifted = cfg.infer.image_score, cfg.infer.shifted_map
     if "auto" not in (direction, image_score, weak_map, shifted):
         return {}

@@ -78,11 +78,16 @@ def painted_pixel_auroc(model: CAVGA, images: torch.Tensor, boxes: list[D.geomet
     """The pixel AUROC on painted held-out normals ``images`` of the map ``cfg`` asks for, its ``auto``
     settings decided as :func:`decide_on_painted` decides them: the number ``cavga validate`` reports
     (``train.validate_every`` chooses the epoch by it)."""
-    direction = cfg.infer.attention_direction if cfg.model.has_attention_direction else "fixed"
-    weak_map = cfg.infer.weak_map if cfg.model.weakly_supervised else "fixed"
+    direction, weak_map = asked_maps(cfg)
     args = (model, images, cfg.infer.batch_size, device, direction, "fixed", weak_map, boxes)
     _, maps, masks = _painted_decisions(*args, shifted=cfg.infer.shifted_map)
     return pixel_auroc(maps, masks)
+
+
+def asked_maps(cfg) -> tuple[str, str]:
+    """``infer.attention_direction`` and ``infer.weak_map`` as asked, "fixed" where the model has no such choice."""
+    direction = cfg.infer.attention_direction if cfg.model.has_attention_direction else "fixed"
+    return direction, cfg.infer.weak_map if cfg.model.weakly_supervised else "fixed"
 
 
 def _painted_decisions(
