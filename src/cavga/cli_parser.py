@@ -42,7 +42,7 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
         "--validate-every",
         type=int,
         help="every N epochs (and at the last) score painted defects on the held-out normals and end on the "
-        "best epoch's weights (default 0: the last epoch)",
+        "best epoch's weights; 0: the last epoch (default: 20 for a frozen pretrained encoder, else 0)",
     )
     p.add_argument("--backbone", choices=BACKBONES, help="CAVGA-R encoder (default resnet18, as the paper)")
     p.add_argument(

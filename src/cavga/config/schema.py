@@ -173,8 +173,9 @@ class TrainConfig:
     cache_mb: int = 2048
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     # Every this many epochs, and at the last, score the painted held-out normals (the pixel AUROC
-    # `cavga validate` reports) and end on the best epoch's weights (cavga.epoch_choice); 0: the last epoch
-    validate_every: int = 0
+    # `cavga validate` reports) and end on the best epoch's weights (cavga.epoch_choice); 0: the last
+    # epoch, as the paper. "auto": 20 for a frozen pretrained encoder, else 0 (cavga.config.resolve)
+    validate_every: int | str = "auto"
     # Deterministic kernels (cavga.runtime.deterministic_kernels): on CUDA a seed alone does not
     # repeat a run (two trainings of one seed on an H200 gave test pixel AUROC 0.585 and 0.467,
     # docs/results.md "GPU rows"); slower there. A CPU run repeats without it.
@@ -368,9 +369,11 @@ class RunConfig:
                 raise CavgaError(f"{name}: {v} must be >= 1")
         if self.train.cache_mb < 0:
             raise CavgaError(f"train.cache_mb: {self.train.cache_mb} must be >= 0")
-        for name in ("num_workers", "validate_every"):
-            if getattr(self.train, name) < 0:
-                raise CavgaError(f"train.{name}: {getattr(self.train, name)} must be >= 0")
+        if self.train.num_workers < 0:
+            raise CavgaError(f"train.num_workers: {self.train.num_workers} must be >= 0")
+        every = self.train.validate_every
+        if every != "auto" and (isinstance(every, str) or every < 0):
+            raise CavgaError(f"train.validate_every: {every!r} is not a number of epochs >= 0 or auto")
         _in_range("train.lr", self.train.lr, 0.0, math.inf, low_open=True)
         _in_range("train.beta1", self.train.beta1, 0.0, 1.0, high_open=True)
         _in_range("train.beta2", self.train.beta2, 0.0, 1.0, high_open=True)
