@@ -1,8 +1,11 @@
 """train.validate_every: training ends on the epoch whose painted check scored best."""
 
+import json
+
 import pytest
 import torch
 
+from _scripts import benchmark_script
 from cavga import epoch_choice
 from cavga.cli import main
 from cavga.config import RunConfig
@@ -87,3 +90,22 @@ def test_the_score_is_the_pixel_auroc_cavga_validate_reports(data, tmp_path):
 def test_validate_every_needs_held_out_normals(data, tmp_path):
     with pytest.raises(CavgaError, match="validate_every needs held-out normal"):
         train(_cfg(data, 1, every=1, val_fraction=0.0), tmp_path / "run", progress=False)
+
+
+def test_the_trajectory_script_chooses_as_training_would(tmp_path, capsys):
+    """benchmarks/epoch_trajectory.py on copies of a run at several epochs: the best painted pixel
+    AUROC among multiples of --every and the last epoch, ties to the later; test numbers only shown."""
+    folders = []
+    for epoch, painted, test_iou in ((10, 0.99, 0.9), (20, 0.93, 0.1), (40, 0.95, 0.2), (50, 0.95, 0.3)):
+        f = tmp_path / f"ep{epoch}"
+        f.mkdir()
+        (f / "history.jsonl").write_text("".join(json.dumps({"epoch": e + 1}) + "\n" for e in range(epoch)))
+        (f / "validation.json").write_text(json.dumps({"metrics": {"pixel_auroc": painted, "iou": 0.1}}))
+        metrics = {"image_auroc": 0.5, "pixel_auroc": 0.5, "iou": test_iou, "detection_accuracy": 0.5, "aupro": 0.5}
+        (f / "metrics.json").write_text(json.dumps({"metrics": metrics}))
+        folders.append(str(f))
+    out = tmp_path / "t.json"
+    assert benchmark_script("epoch_trajectory").main([*folders, "--every", "20", "--out", str(out)]) == 0
+    # epoch 10 is not checked at --every 20; 40 and 50 (the last) tie: the later
+    assert json.loads(out.read_text())["chosen_epoch"] == 50
+    assert "| 50 (chosen) | 0.950 |" in capsys.readouterr().out
