@@ -77,7 +77,7 @@ def test_validate_run_scores_held_out_images_only(tiny_data, tmp_path):
         assert set(m) >= {"pixel_auroc", "aupro", "image_auroc", "iou"}
     assert set(result["per_defect"]) <= set(DEFECT_TYPES)
     sweep = result["mask_quantile_iou"]
-    assert list(sweep) == list(mask_candidates()) and all(0 <= v <= 1 for v in sweep.values())
+    assert list(sweep) == list(mask_candidates("auto")) and all(0 <= v <= 1 for v in sweep.values())
     state = load_checkpoint(run / CHECKPOINT)  # decided by training ("auto")
     in_use = state["mask_quantile"]["mask_quantile"], state["mask_margin"]["mask_margin"]
     assert (result["mask_quantile"], result["mask_margin"]) == in_use
@@ -179,11 +179,11 @@ def test_the_mask_quantile_with_the_best_painted_iou_wins_and_ties_go_nearest_09
     monkeypatch.setattr(mask_threshold, "mask_quantile_iou", lambda *a: sweep)
     images = torch.rand(2, 3, 32, 32)  # (N, 3, S, S)
 
-    def decide(margin="auto"):
+    def decide(margin="auto"):  # as the run asked infer.mask_margin
         d = mask_threshold.decide_mask_quantile(predictor, images, margin=margin)
         return d["mask_quantile"]["mask_quantile"], d.get("mask_margin", {}).get("mask_margin")
 
-    decided = mask_threshold.decide_mask_quantile(predictor, images)
+    decided = mask_threshold.decide_mask_quantile(predictor, images, margin="auto")
     assert decided["mask_quantile"]["validation_iou"] == sweep
     assert decide() == (0.995, 0.0)  # ties: no margin first, then the quantile nearest 0.99
     sweep.update({"0.9": 0.5})

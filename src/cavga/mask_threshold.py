@@ -24,7 +24,7 @@ MASK_QUANTILES = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999)
 MASK_MARGINS = (0.0, 0.025, 0.05, 0.1, 0.2)
 
 
-def mask_candidates(margin: float | str = "auto") -> dict[str, tuple[float, float]]:
+def mask_candidates(margin: float | str = 0.0) -> dict[str, tuple[float, float]]:
     """The (mask quantile, mask margin) pairs an auto mask quantile chooses from, by label ("0.99",
     "1.0+0.05"): MASK_QUANTILES at ``margin`` (0 for "auto"), and with "auto" also quantile 1.0
     raised by each of MASK_MARGINS."""
@@ -46,7 +46,7 @@ def decide_mask_quantile(
     boxes: list[D.geometry.Box] | None = None,
     seed: int = 0,
     copies: int = 2,
-    margin: float | str = "auto",
+    margin: float | str = 0.0,
 ) -> dict[str, dict[str, Any]]:
     """``infer.mask_quantile: auto``: of :func:`mask_candidates`, the threshold whose masks overlap
     the painted defects on the held-out normals ``images`` best (mean IoU, as ``cavga validate``
@@ -77,7 +77,7 @@ def _fallback_mask_decisions(margin: float | str, why: str) -> dict[str, dict[st
 
 
 def decide_held_out_mask_quantile(
-    predictor: Predictor, records: list[D.Record], margin: float | str = "auto"
+    predictor: Predictor, records: list[D.Record], margin: float | str = 0.0
 ) -> dict[str, dict[str, Any]]:
     """:func:`decide_mask_quantile` on the normal images among a run's held-out ``records``, for the
     checkpoint at the end of training (CAVGA's and the baselines')."""
@@ -90,7 +90,7 @@ def decide_held_out_mask_quantile(
 
 
 def mask_quantile_iou(
-    predictor: Predictor, maps: list, masks: list, labels: np.ndarray, margin: float | str = "auto"
+    predictor: Predictor, maps: list, masks: list, labels: np.ndarray, margin: float | str = 0.0
 ) -> dict | None:
     """Validation IoU for each of :func:`mask_candidates`: how much of the map a mask should keep,
     chosen on painted defects. The threshold-free metrics above do not depend on it; only the masks do."""
