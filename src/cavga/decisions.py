@@ -1,7 +1,8 @@
 """Training's end: the ``auto`` inference settings decided on painted held-out normals.
 
-Called once a CAVGA run's last epoch is trained (``cavga.train``), by ``benchmarks/redecide.py`` on
-a finished run, and on each candidate epoch of ``train.validate_every`` (``cavga.epoch_choice``).
+Called once a CAVGA run's last epoch is trained (``cavga.train``; with ``train.validate_every``, on
+the chosen epoch's weights, :mod:`cavga.epoch_choice`) and by ``benchmarks/redecide.py`` on a
+finished run.
 """
 
 from __future__ import annotations
