@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..config import RunConfig, apply_overrides, from_dict, load_config, resolved, to_dict
+from ..config import ADDED, RunConfig, apply_overrides, from_dict, load_config, resolved, to_dict
 from ..errors import CavgaError
 from ..evaluate import METRICS_FILE, evaluate_run
 from ..io_utils import atomic_write_json, check_output_folder
@@ -36,9 +36,10 @@ from ..train import train
 from .spec import DatasetSpec, GridSpec, ModelSpec, set_values
 
 NOT_IDENTITY = {"train": ("device", "num_workers")}  # settings that do not change a cell's result
-# Keys added to the configuration since session 31, at the value that means "as before": left out of
-# a cell's fingerprint there, so that the cells of older grids stay finished. Each new key joins here.
-ADDED_SINCE = {"infer": {"mask_margin": 0.0}, "train": {"validate_every": 0}}
+# Keys of cavga.config.ADDED added since session 31: at their "as before" value they stay out of a
+# cell's fingerprint, so that the cells of older grids stay finished. Each new key joins here (the
+# older ones of ADDED stay in: leaving them out now would unfinish every cell made since they came).
+ADDED_SINCE = {"infer": ("mask_margin",), "train": ("validate_every",)}
 
 
 @dataclass
@@ -67,8 +68,8 @@ def cell_fingerprint(cfg: RunConfig) -> str:
         for k in keys:
             d[section].pop(k, None)
     for section, keys in ADDED_SINCE.items():
-        for k, neutral in keys.items():
-            if d[section].get(k, neutral) == neutral:
+        for k in keys:
+            if d[section].get(k) == ADDED[section][k]:
                 d[section].pop(k, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
