@@ -109,3 +109,13 @@ def test_the_trajectory_script_chooses_as_training_would(tmp_path, capsys):
     # epoch 10 is not checked at --every 20; 40 and 50 (the last) tie: the later
     assert json.loads(out.read_text())["chosen_epoch"] == 50
     assert "| 50 (chosen) | 0.950 |" in capsys.readouterr().out
+
+
+def test_the_check_cost_script_scores_as_training_checks(data, tmp_path, capsys):
+    """benchmarks/epoch_check_cost.py on a finished run: the score training's last check gave."""
+    run = tmp_path / "run"
+    state = load_checkpoint(train(_cfg(data, 1, every=1), run, progress=False))
+    assert benchmark_script("epoch_check_cost").main([str(run)]) == 0
+    printed = capsys.readouterr().out
+    score = state["epoch_choice"]["scores"][1]
+    assert printed.startswith("one check: ") and f"painted pixel AUROC {score:.4f}" in printed
