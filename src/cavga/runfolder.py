@@ -145,12 +145,10 @@ def check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> Non
                 raise CavgaError(
                     f"{run_dir}: cannot resume with {section}.{key}={value!r}; the run was started with {started!r}"
                 )
-    for key in ("batch_size", "lr", "beta1", "beta2", "seed"):
-        if saved.get("train", {}).get(key) != now["train"][key]:
-            raise CavgaError(
-                f"{run_dir}: cannot resume with train.{key}={now['train'][key]!r} "
-                f"(run has {saved.get('train', {}).get(key)!r})"
-            )
+    for key in ("batch_size", "lr", "beta1", "beta2", "seed", "restarts"):
+        started = saved.get("train", {}).get(key, default["train"][key])
+        if started != now["train"][key]:
+            raise CavgaError(f"{run_dir}: cannot resume with train.{key}={now['train'][key]!r} (run has {started!r})")
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:

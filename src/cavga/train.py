@@ -44,6 +44,8 @@ from .losses import (
 )
 from .losslog import LossLog, check_finite_parameters
 from .networks import CAVGA, Discriminator, Encoding, build_networks
+from .restarts import choose_start, training_seed
+from .restarts import describe as describe_restarts
 from .runfolder import open_run, start_run_folder, write_history
 from .runlock import RunLock
 from .runtime import CHECKPOINT, deterministic_kernels, resolve_device, save_checkpoint, seed_everything
@@ -221,21 +223,50 @@ def _train_checked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) 
             return train_baseline(cfg, run_dir, resume, progress)
     ctx = dist.init(resolve_device(cfg.train.device))  # one process, or this rank of a torchrun group
     try:
-        if not ctx.is_main:
-            return _train_locked(cfg, run_dir, resume, progress, ctx)
-        with RunLock(run_dir, "train"):
-            remove_stale_temp_files(run_dir)
-            return _train_locked(cfg, run_dir, resume, progress, ctx)
+        return _train_in(cfg, run_dir, resume, progress, ctx)
     finally:
         dist.close(ctx)
+
+
+def _train_in(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, ctx: dist.Context) -> Path:
+    """Train in ``run_dir``, locked by rank 0 for the whole run."""
+    if not ctx.is_main:
+        return _train_locked(cfg, run_dir, resume, progress, ctx)
+    with RunLock(run_dir, "train"):
+        remove_stale_temp_files(run_dir)
+        return _train_locked(cfg, run_dir, resume, progress, ctx)
+
+
+def _restart_start(cfg: RunConfig, run_dir: Path, run_data, fp, progress: bool, ctx: dist.Context) -> dict[str, Any]:
+    """``train.restarts``: the candidates trained (or resumed) in their folders, the best one's checkpoint
+    saved as this run's start (cavga.restarts)."""
+    if ctx.is_main:
+        start_run_folder(cfg, run_dir, run_data)
+
+    def train_candidate(c: RunConfig, folder: Path) -> Path:
+        return _train_in(c, check_output_folder(folder), (folder / CHECKPOINT).is_file(), progress, ctx)
+
+    state = choose_start(cfg, run_dir, run_data, fp, train_candidate)
+    if ctx.is_main:
+        save_checkpoint(state, run_dir / CHECKPOINT)
+        write_history(run_dir, state["history"])
+        if progress:
+            tqdm.write(describe_restarts(state["restarts"]))
+    dist.barrier()
+    return state
 
 
 def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, ctx: dist.Context) -> Path:
     ckpt_path = run_dir / CHECKPOINT
     state, run_data = open_run(cfg, run_dir, resume, write=ctx.is_main)
+    fp = fingerprint(to_dict(cfg), run_data.to_dict())
+    if state is None and cfg.train.restarts > 1:
+        state = _restart_start(cfg, run_dir, run_data, fp, progress, ctx)
+    restarts = None if state is None else state.get("restarts")
+    train_seed = training_seed(cfg, state)  # the chosen candidate's, where restarts chose one
 
     device = ctx.device
-    seed_everything(cfg.train.seed)
+    seed_everything(train_seed)
     model, disc = build_networks(
         cfg.model, cfg.data.image_size, cfg.train.allow_random_init, from_checkpoint=state is not None
     )
@@ -243,7 +274,6 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
     teacher = distill_teacher(cfg) if state is None and cfg.model.encoder_init == "distill" else None
     if state is None and ctx.is_main:  # data and networks are good: only now does the run folder get written
         start_run_folder(cfg, run_dir, run_data)
-    fp = fingerprint(to_dict(cfg), run_data.to_dict())
     accel = accel_for(cfg.train, device)
     accel.prepare(model, disc)
     # decoded and resized once (up to train.cache_mb); train.augment flips/turns each batch on the device
@@ -273,7 +303,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
         if start_epoch >= cfg.train.epochs and state.get("normalizer") is not None:
             return ckpt_path
     if ctx.rank > 0:  # each rank its own reparameterisation noise (rank 0 keeps the single-process stream)
-        torch.manual_seed(cfg.train.seed + 1_000_003 * ctx.rank + start_epoch)
+        torch.manual_seed(train_seed + 1_000_003 * ctx.rank + start_epoch)
 
     choice = EpochChoice.start(cfg, run_data, state)  # train.validate_every: the epoch chosen on painted defects
     class_weight = _class_weight(run_data.train, device) if cfg.model.weakly_supervised else None
@@ -283,7 +313,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
     for epoch in range(start_epoch, cfg.train.epochs):
         model.train()
         disc.train()
-        seed = cfg.train.seed * 100_003 + epoch
+        seed = train_seed * 100_003 + epoch
         if ctx.enabled:  # this rank's shard of each global batch
             loader = dist.shard_loader(train_set, cfg.train.batch_size, cfg.train.num_workers, seed, epoch, ctx)
         else:
@@ -297,7 +327,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
                 accel.pin_memory,
             )
         log = LossLog(epoch + 1, ckpt_path)
-        augment_rng = D.epoch_generator(cfg.train.seed, epoch, ctx.rank)  # train.augment's draws for this epoch
+        augment_rng = D.epoch_generator(train_seed, epoch, ctx.rank)  # train.augment's draws for this epoch
         t0 = time.perf_counter()
         show = progress and ctx.is_main
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not show, leave=False)
@@ -321,14 +351,14 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
             tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         if (epoch + 1) % cfg.train.checkpoint_every and epoch + 1 < cfg.train.epochs:
             continue  # train.checkpoint_every: a resume restarts from the last saved epoch
-        state = _state(cfg, model, disc, opt_g, opt_d, epoch + 1, history, backbone, normalizer=None, fp=fp)
+        state = _state(cfg, model, disc, opt_g, opt_d, epoch + 1, history, backbone, fp, restarts)
         if choice is not None:
             state["epoch_choice"] = choice.saved()
         save_checkpoint(state, ckpt_path)
         write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
 
     if ctx.is_main:
-        state = _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, normalizer=None, fp=fp)
+        state = _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, fp, restarts)
         if choice is not None:
             choice.finish(model, state)  # the chosen epoch's weights: decided on, saved as the model
         state.update(finish_decisions(model, run_data, cfg, device))
@@ -337,8 +367,9 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
     return ckpt_path
 
 
-def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer, fp=None) -> dict[str, Any]:
+def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, fp, restarts=None) -> dict[str, Any]:
     check_finite_parameters(list(model.named_parameters()) + list(disc.named_parameters()), epoch)
+    extra = {} if restarts is None else {"restarts": restarts}  # the candidates' scores and the seed chosen
     return {
         "format": 1,
         "config": to_dict(cfg),
@@ -350,6 +381,7 @@ def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, normalizer,
         "history": history,
         "rng": torch.get_rng_state(),
         "backbone_weights": backbone,
-        "normalizer": normalizer,
+        "normalizer": None,  # the image score's statistics: finish_decisions adds them
         "fingerprint": fp,  # config and split hashes: evaluate and predict check the folder against them
+        **extra,
     }

