@@ -93,4 +93,3 @@ def test_the_cli_flag_and_bad_values(data, tmp_path):
     cfg.train.validate_every = 0
     with pytest.raises(CavgaError, match="compared at the first painted check"):
         cfg.validate()
-
