@@ -1,5 +1,7 @@
 """train.restarts: candidate seeds trained to the first painted check, the best one trained on."""
 
+import json
+
 import pytest
 import torch
 
@@ -93,3 +95,35 @@ def test_the_cli_flag_and_bad_values(data, tmp_path):
     cfg.train.validate_every = 0
     with pytest.raises(CavgaError, match="compared at the first painted check"):
         cfg.validate()
+
+
+def test_the_restart_choice_script_chooses_as_training_would(tmp_path, capsys):
+    """benchmarks/restart_choice.py on plain runs of seeds 0-3: base seed b tries seeds 2b and 2b+1 at the
+    first check; the rule compares the chosen runs' final painted checks with all the plain runs'."""
+    from _scripts import benchmark_script
+
+    def run(name, checks, iou):
+        f = tmp_path / name
+        f.mkdir()
+        rows = [{"epoch": e, **({"painted_pixel_auroc": v} if v is not None else {})} for e, v in checks]
+        (f / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        keys = ("image_auroc", "pixel_auroc", "iou", "detection_accuracy")
+        (f / "metrics.json").write_text(json.dumps({"metrics": {k: iou for k in keys}}))
+        return f"{name[-1]}={f}"
+
+    traj = tmp_path / "seed0.json"  # a trajectory: epoch 20 0.90, 40 0.92 (chosen)
+    traj.write_text(json.dumps({"chosen_epoch": 40, "rows": [
+        {"epoch": 20, "painted_pixel_auroc": 0.90, "test": {"iou": 0.1}},
+        {"epoch": 40, "painted_pixel_auroc": 0.92, "test": {"iou": 0.2}}]}))  # fmt: skip
+    args = ["0=" + str(traj), run("s1", [(20, 0.95), (30, None), (40, 0.94)], 0.3)]
+    args += [run("s2", [(20, 0.80), (40, 0.85)], 0.4), run("s3", [(20, 0.80), (40, 0.86)], 0.5)]
+    out = tmp_path / "c.json"
+    assert benchmark_script("restart_choice").main([*args, "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["chosen"] == {"0": 1, "1": 2}  # seed 1 beats 0 at epoch 20; 2 and 3 tie there: the lower
+    assert got["final_painted_chosen"] == pytest.approx((0.95 + 0.85) / 2)
+    assert got["final_painted_plain"] == pytest.approx((0.92 + 0.95 + 0.85 + 0.86) / 4)
+    assert got["adopt"] is False  # 0.900 against 0.895: not more than the margin, 0.01
+    assert benchmark_script("restart_choice").main([*args, "--margin", "0.004", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["adopt"] is True
+    assert "test, restarts (seeds [1, 2]): image_auroc 0.350 ± 0.071" in capsys.readouterr().out
