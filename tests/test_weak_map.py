@@ -91,3 +91,15 @@ def test_statistics_of_the_clamped_a_ca_are_refitted(run, tmp_path):
     np.testing.assert_allclose(refitted.map_quantiles, predictor.normalizer.map_quantiles, atol=1e-6)
     inverse = Predictor.from_run(old, "cpu", ["infer.weak_map=normal"]).normalizer  # 1 - A_cn did not change
     assert inverse.weak_map == "normal"
+
+
+def test_the_weak_map_probe_scores_the_maps_training_compared(run, capsys):
+    """benchmarks/weak_map_probe.py: A_ca and 1 - A_cn score as training's decision scored them on the
+    same painted set; the latent Grad-CAM read both ways ranks pixels in exactly opposite orders."""
+    from _scripts import benchmark_script
+
+    got = benchmark_script("weak_map_probe").probe(run)
+    by_map = load_checkpoint(run / CHECKPOINT)["weak_map"]["validation_pixel_auroc"]
+    assert got["anomalous"] == pytest.approx(by_map["anomalous"], abs=2e-4)
+    assert got["normal"] == pytest.approx(by_map["normal"], abs=2e-4)
+    assert got["latent_direct"] + got["latent_inverse"] == pytest.approx(1.0, abs=2e-4)
