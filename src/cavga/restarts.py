@@ -20,11 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
+from . import distributed as dist
 from .config import RunConfig, to_dict
 from .errors import CavgaError
 from .fingerprint import split_fingerprint
-from .runfolder import RunData
-from .runtime import load_checkpoint
+from .runfolder import RunData, write_history
+from .runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 
 RESTARTS_FOLDER = "restarts"
 
@@ -59,16 +62,19 @@ def candidate_score(state: dict[str, Any]) -> float:
     return -math.inf if score is None else float(score)
 
 
-def choose_start(
+def start_from_best(
     cfg: RunConfig,
     run_dir: Path,
     run_data: RunData,
     fp: dict[str, Any],
     train_candidate: Callable[[RunConfig, Path], Path],
+    write: bool = True,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Train the candidates (``train_candidate(config, folder)``, resuming any already there) and return the
     best one's checkpoint as the start of the run in ``run_dir``: its config and fingerprint the run's,
-    ``restarts`` recording the scores and the seed chosen."""
+    ``restarts`` recording the scores and the seed chosen. ``write`` (rank 0): save it there as the run's
+    checkpoint and history, so that a resume does not train the candidates again."""
     split = split_fingerprint(run_data.to_dict())
     scores: dict[int, float] = {}
     best: dict[str, Any] | None = None
@@ -78,13 +84,18 @@ def choose_start(
         if (state.get("fingerprint") or {}).get("split") != split:
             raise CavgaError(f"{folder}: a restart candidate trained on another split than {run_dir}; remove it")
         scores[seed] = candidate_score(state)
-        if best is None or scores[seed] > scores[best["restarts_seed"]]:
-            best = state
-            best["restarts_seed"] = seed
+        if best is None or scores[seed] > scores[best["restarts"]["chosen_seed"]]:
+            best, state["restarts"] = state, {"chosen_seed": seed}
     assert best is not None
-    chosen = best.pop("restarts_seed")
     best["config"], best["fingerprint"] = to_dict(cfg), fp
+    chosen = best["restarts"]["chosen_seed"]
     best["restarts"] = {"scores": scores, "chosen_seed": chosen, "epoch": candidate_config(cfg, chosen).train.epochs}
+    if write:
+        save_checkpoint(best, run_dir / CHECKPOINT)
+        write_history(run_dir, best["history"])
+        if progress:
+            tqdm.write(describe(best["restarts"]))
+    dist.barrier()  # every rank has trained the candidates; rank 0 has written the start
     return best
 
 

@@ -44,8 +44,7 @@ from .losses import (
 )
 from .losslog import LossLog, check_finite_parameters
 from .networks import CAVGA, Discriminator, Encoding, build_networks
-from .restarts import choose_start, training_seed
-from .restarts import describe as describe_restarts
+from .restarts import start_from_best, training_seed
 from .runfolder import open_run, start_run_folder, write_history
 from .runlock import RunLock
 from .runtime import CHECKPOINT, deterministic_kernels, resolve_device, save_checkpoint, seed_everything
@@ -237,31 +236,18 @@ def _train_in(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, ctx: 
         return _train_locked(cfg, run_dir, resume, progress, ctx)
 
 
-def _restart_start(cfg: RunConfig, run_dir: Path, run_data, fp, progress: bool, ctx: dist.Context) -> dict[str, Any]:
-    """``train.restarts``: the candidates trained (or resumed) in their folders, the best one's checkpoint
-    saved as this run's start (cavga.restarts)."""
-    if ctx.is_main:
-        start_run_folder(cfg, run_dir, run_data)
-
-    def train_candidate(c: RunConfig, folder: Path) -> Path:
-        return _train_in(c, check_output_folder(folder), (folder / CHECKPOINT).is_file(), progress, ctx)
-
-    state = choose_start(cfg, run_dir, run_data, fp, train_candidate)
-    if ctx.is_main:
-        save_checkpoint(state, run_dir / CHECKPOINT)
-        write_history(run_dir, state["history"])
-        if progress:
-            tqdm.write(describe_restarts(state["restarts"]))
-    dist.barrier()
-    return state
-
-
 def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, ctx: dist.Context) -> Path:
     ckpt_path = run_dir / CHECKPOINT
     state, run_data = open_run(cfg, run_dir, resume, write=ctx.is_main)
     fp = fingerprint(to_dict(cfg), run_data.to_dict())
-    if state is None and cfg.train.restarts > 1:
-        state = _restart_start(cfg, run_dir, run_data, fp, progress, ctx)
+    if state is None and cfg.train.restarts > 1:  # cavga.restarts: candidates first, in folders of their own
+        if ctx.is_main:
+            start_run_folder(cfg, run_dir, run_data)
+
+        def train_candidate(c: RunConfig, folder: Path) -> Path:
+            return _train_in(c, check_output_folder(folder), (folder / CHECKPOINT).is_file(), progress, ctx)
+
+        state = start_from_best(cfg, run_dir, run_data, fp, train_candidate, ctx.is_main, progress)
     restarts = None if state is None else state.get("restarts")
     train_seed = training_seed(cfg, state)  # the chosen candidate's, where restarts chose one
 
