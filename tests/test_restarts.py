@@ -86,6 +86,8 @@ def test_the_cli_flag_and_bad_values(data, tmp_path):
     args += ["--device", "cpu", "--no-progress", "--set", "model.base_channels=8", "--set", "model.latent_channels=8"]
     assert main(args + ["--set", "data.val_fraction=0.25"]) == 0
     assert set(load_checkpoint(out / CHECKPOINT)["restarts"]["scores"]) == {0, 1}
+    assert main(["evaluate", str(out), "--device", "cpu", "--no-progress"]) == 0  # the candidates' folders inside
+    assert (out / "metrics.json").is_file()
     for bad in (0, "often"):
         cfg = RunConfig()
         cfg.train.restarts = bad
