@@ -3,13 +3,10 @@
 import json
 
 import pytest
-import torch
 
+from _painted_runs import same, scripted, small_data, tiny_config
 from _scripts import benchmark_script
-from cavga import epoch_choice
 from cavga.cli import main
-from cavga.config import RunConfig
-from cavga.demo_data import generate_demo_dataset
 from cavga.errors import CavgaError
 from cavga.inference import Predictor
 from cavga.runtime import CHECKPOINT, load_checkpoint
@@ -19,58 +16,38 @@ from cavga.validation import validate_run
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    generate_demo_dataset(root, seed=0, n_train=16, n_test_good=2, n_test_defect=2, crop=48)
-    return root
-
-
-def _cfg(root, epochs, every=0, val_fraction=0.25) -> RunConfig:
-    cfg = RunConfig()
-    cfg.data.root, cfg.data.category, cfg.data.image_size, cfg.data.val_fraction = str(root), "brick", 32, val_fraction
-    cfg.model.base_channels = cfg.model.latent_channels = 8
-    cfg.train.epochs, cfg.train.batch_size, cfg.train.device, cfg.train.validate_every = epochs, 4, "cpu", every
-    return cfg
-
-
-def _scripted(monkeypatch, scores):
-    """The painted check answers ``scores`` in turn (one per check)."""
-    answers = iter(scores)
-    monkeypatch.setattr(epoch_choice, "painted_pixel_auroc", lambda *a: next(answers))
-
-
-def _same(a, b) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    return small_data(tmp_path_factory.mktemp("data"))
 
 
 def test_the_run_ends_on_the_best_epochs_weights_and_keeps_the_last(data, tmp_path, monkeypatch):
-    plain2 = load_checkpoint(train(_cfg(data, 2), tmp_path / "plain2", progress=False))
-    plain3 = load_checkpoint(train(_cfg(data, 3), tmp_path / "plain3", progress=False))
-    _scripted(monkeypatch, [0.6, 0.9, 0.7])
-    state = load_checkpoint(train(_cfg(data, 3, every=1), tmp_path / "chosen", progress=False))
+    plain2 = load_checkpoint(train(tiny_config(data, 2), tmp_path / "plain2", progress=False))
+    plain3 = load_checkpoint(train(tiny_config(data, 3), tmp_path / "plain3", progress=False))
+    scripted(monkeypatch, [0.6, 0.9, 0.7])
+    state = load_checkpoint(train(tiny_config(data, 3, every=1), tmp_path / "chosen", progress=False))
     assert state["epoch_choice"]["best_epoch"] == 2 and state["epoch_choice"]["scores"] == {1: 0.6, 2: 0.9, 3: 0.7}
-    assert _same(state["model"], plain2["model"])  # the chosen epoch's weights are the run's model
-    assert _same(state["last_model"], plain3["model"])  # the check left the training itself unchanged
+    assert same(state["model"], plain2["model"])  # the chosen epoch's weights are the run's model
+    assert same(state["last_model"], plain3["model"])  # the check left the training itself unchanged
     assert [r.get("painted_pixel_auroc") for r in state["history"]] == [0.6, 0.9, 0.7]
     # the end-of-training statistics are of the chosen weights: the same as the 2-epoch run's
     assert state["normalizer"]["map_quantiles"] == pytest.approx(plain2["normalizer"]["map_quantiles"])
-    assert _same(Predictor.from_run(tmp_path / "chosen", "cpu").model.state_dict(), plain2["model"])
+    assert same(Predictor.from_run(tmp_path / "chosen", "cpu").model.state_dict(), plain2["model"])
 
 
 def test_ties_go_to_the_later_epoch_and_every_n_checks_n_and_the_last(data, tmp_path, monkeypatch):
-    _scripted(monkeypatch, [0.8, 0.8])
-    state = load_checkpoint(train(_cfg(data, 3, every=2), tmp_path / "run", progress=False))
+    scripted(monkeypatch, [0.8, 0.8])
+    state = load_checkpoint(train(tiny_config(data, 3, every=2), tmp_path / "run", progress=False))
     assert state["epoch_choice"]["scores"] == {2: 0.8, 3: 0.8} and state["epoch_choice"]["best_epoch"] == 3
     assert "last_model" not in state  # the last epoch was chosen: nothing else to keep
 
 
 def test_a_resumed_run_chooses_as_an_uninterrupted_one(data, tmp_path, monkeypatch):
-    _scripted(monkeypatch, [0.5, 0.9, 0.7, 0.6])
-    whole = load_checkpoint(train(_cfg(data, 4, every=1), tmp_path / "whole", progress=False))
-    _scripted(monkeypatch, [0.5, 0.9, 0.7, 0.6])
-    train(_cfg(data, 3, every=1), tmp_path / "parts", progress=False)  # finished at 3, epoch 2 chosen
-    parts = load_checkpoint(train(_cfg(data, 4, every=1), tmp_path / "parts", resume=True, progress=False))
+    scripted(monkeypatch, [0.5, 0.9, 0.7, 0.6])
+    whole = load_checkpoint(train(tiny_config(data, 4, every=1), tmp_path / "whole", progress=False))
+    scripted(monkeypatch, [0.5, 0.9, 0.7, 0.6])
+    train(tiny_config(data, 3, every=1), tmp_path / "parts", progress=False)  # finished at 3, epoch 2 chosen
+    parts = load_checkpoint(train(tiny_config(data, 4, every=1), tmp_path / "parts", resume=True, progress=False))
     assert parts["epoch_choice"]["best_epoch"] == whole["epoch_choice"]["best_epoch"] == 2
-    assert _same(parts["model"], whole["model"]) and _same(parts["last_model"], whole["last_model"])
+    assert same(parts["model"], whole["model"]) and same(parts["last_model"], whole["last_model"])
 
 
 def test_the_score_is_the_pixel_auroc_cavga_validate_reports(data, tmp_path):
@@ -89,7 +66,7 @@ def test_the_score_is_the_pixel_auroc_cavga_validate_reports(data, tmp_path):
 
 def test_validate_every_needs_held_out_normals(data, tmp_path):
     with pytest.raises(CavgaError, match="validate_every needs held-out normal"):
-        train(_cfg(data, 1, every=1, val_fraction=0.0), tmp_path / "run", progress=False)
+        train(tiny_config(data, 1, every=1, val_fraction=0.0), tmp_path / "run", progress=False)
 
 
 def test_the_trajectory_script_chooses_as_training_would(tmp_path, capsys):
@@ -114,7 +91,7 @@ def test_the_trajectory_script_chooses_as_training_would(tmp_path, capsys):
 def test_the_check_cost_script_scores_as_training_checks(data, tmp_path, capsys):
     """benchmarks/epoch_check_cost.py on a finished run: the score training's last check gave."""
     run = tmp_path / "run"
-    state = load_checkpoint(train(_cfg(data, 1, every=1), run, progress=False))
+    state = load_checkpoint(train(tiny_config(data, 1, every=1), run, progress=False))
     assert benchmark_script("epoch_check_cost").main([str(run)]) == 0
     printed = capsys.readouterr().out
     score = state["epoch_choice"]["scores"][1]

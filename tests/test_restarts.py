@@ -3,12 +3,10 @@
 import json
 
 import pytest
-import torch
 
-from cavga import epoch_choice
+from _painted_runs import same, scripted, small_data, tiny_config
 from cavga.cli import main
 from cavga.config import RunConfig
-from cavga.demo_data import generate_demo_dataset
 from cavga.errors import CavgaError
 from cavga.restarts import candidate_dir, candidate_seeds
 from cavga.runtime import CHECKPOINT, load_checkpoint
@@ -17,28 +15,11 @@ from cavga.train import train
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    generate_demo_dataset(root, seed=0, n_train=16, n_test_good=2, n_test_defect=2, crop=48)
-    return root
+    return small_data(tmp_path_factory.mktemp("data"))
 
 
-def _cfg(root, epochs, seed=0, restarts=1) -> RunConfig:
-    cfg = RunConfig()
-    cfg.data.root, cfg.data.category, cfg.data.image_size, cfg.data.val_fraction = str(root), "brick", 32, 0.25
-    cfg.model.base_channels = cfg.model.latent_channels = 8
-    cfg.train.epochs, cfg.train.batch_size, cfg.train.device, cfg.train.validate_every = epochs, 4, "cpu", 1
-    cfg.train.seed, cfg.train.restarts = seed, restarts
-    return cfg
-
-
-def _scripted(monkeypatch, scores):
-    """The painted check answers ``scores`` in turn (one per check)."""
-    answers = iter(scores)
-    monkeypatch.setattr(epoch_choice, "painted_pixel_auroc", lambda *a: next(answers))
-
-
-def _same(a, b) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+def _cfg(root, epochs, seed=0, restarts=1):
+    return tiny_config(root, epochs, every=1, seed=seed, restarts=restarts)
 
 
 def test_candidate_seeds_are_disjoint_between_seeds_and_one_restart_is_the_seed():
@@ -47,13 +28,13 @@ def test_candidate_seeds_are_disjoint_between_seeds_and_one_restart_is_the_seed(
 
 
 def test_the_best_candidate_is_trained_on_as_the_plain_run_of_its_seed(data, tmp_path, monkeypatch):
-    _scripted(monkeypatch, [0.9, 0.5, 0.7])  # seed 1 alone: epochs 1, 2, 3
+    scripted(monkeypatch, [0.9, 0.5, 0.7])  # seed 1 alone: epochs 1, 2, 3
     plain = load_checkpoint(train(_cfg(data, 3, seed=1), tmp_path / "plain", progress=False))
-    _scripted(monkeypatch, [0.6, 0.9, 0.5, 0.7])  # candidates seed 0, seed 1 (epoch 1); then epochs 2, 3
+    scripted(monkeypatch, [0.6, 0.9, 0.5, 0.7])  # candidates seed 0, seed 1 (epoch 1); then epochs 2, 3
     state = load_checkpoint(train(_cfg(data, 3, restarts=2), tmp_path / "run", progress=False))
     assert state["restarts"] == {"scores": {0: 0.6, 1: 0.9}, "chosen_seed": 1, "epoch": 1}
     assert state["config"]["train"]["seed"] == 0 and state["config"]["train"]["restarts"] == 2  # as asked
-    assert _same(state["model"], plain["model"]) and _same(state["last_model"], plain["last_model"])
+    assert same(state["model"], plain["model"]) and same(state["last_model"], plain["last_model"])
     assert state["epoch_choice"]["scores"] == plain["epoch_choice"]["scores"] == {1: 0.9, 2: 0.5, 3: 0.7}
     assert [r["epoch"] for r in state["history"]] == [1, 2, 3]
     for seed in (0, 1):  # each candidate is a run folder of its own, trained to the first check
@@ -62,19 +43,19 @@ def test_the_best_candidate_is_trained_on_as_the_plain_run_of_its_seed(data, tmp
 
 
 def test_ties_go_to_the_lower_seed(data, tmp_path, monkeypatch):
-    _scripted(monkeypatch, [0.8, 0.8])
+    scripted(monkeypatch, [0.8, 0.8])
     state = load_checkpoint(train(_cfg(data, 1, seed=1, restarts=2), tmp_path / "run", progress=False))
     assert state["restarts"]["chosen_seed"] == 2 and state["normalizer"] is not None  # seeds 2, 3; finished
 
 
 def test_a_resumed_run_does_not_train_its_candidates_again(data, tmp_path, monkeypatch):
-    _scripted(monkeypatch, [0.6, 0.9, 0.5, 0.7])
+    scripted(monkeypatch, [0.6, 0.9, 0.5, 0.7])
     whole = load_checkpoint(train(_cfg(data, 3, restarts=2), tmp_path / "whole", progress=False))
-    _scripted(monkeypatch, [0.6, 0.9, 0.5])
+    scripted(monkeypatch, [0.6, 0.9, 0.5])
     train(_cfg(data, 2, restarts=2), tmp_path / "parts", progress=False)
-    _scripted(monkeypatch, [0.7])  # only epoch 3 is checked: the candidates are not trained again
+    scripted(monkeypatch, [0.7])  # only epoch 3 is checked: the candidates are not trained again
     parts = load_checkpoint(train(_cfg(data, 3, restarts=2), tmp_path / "parts", resume=True, progress=False))
-    assert parts["restarts"] == whole["restarts"] and _same(parts["model"], whole["model"])
+    assert parts["restarts"] == whole["restarts"] and same(parts["model"], whole["model"])
     with pytest.raises(CavgaError, match="cannot resume with train.restarts=3"):
         train(_cfg(data, 4, restarts=3), tmp_path / "parts", resume=True, progress=False)
 
