@@ -7,9 +7,10 @@ complete run folder of its own under ``RUN/restarts/seedS``. The candidate whose
 is the plain run of that seed, chosen on painted held-out normals alone. The checkpoint records the
 candidates' scores and the seed chosen (``restarts``); config.yaml keeps the seed that was asked.
 
-Why: on bottle the seed moved the attention more than any setting did (distilled, frozen CAVGA-Du:
-test pixel AUROC 0.78 and 0.90 for seeds 0 and 1), and the painted check told the seeds apart from
-the first check on (0.929 against 0.979 at epoch 20). docs/method.md, "Restarts".
+Why: on bottle the seed moved the distilled, frozen CAVGA-Du's painted check more than the epoch
+did (0.926-0.979 over four seeds), and the check at epoch 20 already ranked the seeds as their final
+checks do. Two restarts passed the rule written before two of those seeds trained (docs/method.md,
+"Restarts"; docs/results.md, "Session 32").
 """
 
 from __future__ import annotations

@@ -86,10 +86,9 @@ def resolved(cfg: RunConfig) -> RunConfig:
             stacklevel=2,
         )
     cfg.model = resolve_model(cfg.model, teacher, cfg.train.allow_random_init)
+    frozen = cfg.model.freeze_encoder is True and not cfg.model.is_baseline
     if cfg.train.validate_every == AUTO:
-        frozen = cfg.model.freeze_encoder is True and not cfg.model.is_baseline
         cfg.train.validate_every = VALIDATE_EVERY if frozen and cfg.data.val_fraction > 0 else 0
     if cfg.train.restarts == AUTO:
-        frozen = cfg.model.freeze_encoder is True and not cfg.model.is_baseline
         cfg.train.restarts = RESTARTS if frozen and cfg.train.validate_every == VALIDATE_EVERY else 1
     return cfg
