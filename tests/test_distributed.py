@@ -91,6 +91,9 @@ def _worker(rank: int, ports: tuple[int, int], root: str, out: str) -> None:
 
     T.train_step = spy
     run_dir = os.path.join(out, f"run{rank}")  # each rank its own --out: rank 1 must write nothing there
+    # two restart candidates of one epoch (cavga.restarts), then the chosen one's second epoch: rank 1
+    # reads no file of rank 0's, so it must receive the chosen start to stay identical to rank 0
+    cfg.train.epochs, cfg.train.validate_every, cfg.train.restarts = 2, 1, 2
     T.train(cfg, run_dir, progress=False)
     state = {**seen["model"].state_dict(), **{f"d.{k}": v for k, v in seen["disc"].state_dict().items()}}
     torch.save(
@@ -155,8 +158,9 @@ def test_a_rank_without_normal_images_still_steps_in_lockstep(ddp_run):
 def test_both_ranks_step_and_stay_identical(ddp_run):
     _, ranks = ddp_run
     assert all(r["wrapped"] for r in ranks)
-    # 10 training images (12 less the held-out normal), global batch 4 -> 2 per rank: 2 steps each
-    assert [r["steps"] for r in ranks] == [2, 2]
+    # 10 training images (12 less the held-out normal), global batch 4 -> 2 per rank: 2 steps an epoch,
+    # one epoch of each of two candidates and the chosen one's second epoch
+    assert [r["steps"] for r in ranks] == [6, 6]
     a, b = ranks[0]["params"], ranks[1]["params"]
     assert a.keys() == b.keys()
     # Parameters and the attention scale (averaged over ranks) are identical. Batch-norm running
@@ -175,8 +179,9 @@ def test_rank_0_alone_writes_the_run_folder(ddp_run):
         assert (run0 / name).is_file(), name
     assert not (out / "run1").exists()
     state = torch.load(run0 / "checkpoint.pt", weights_only=True)
-    assert state["normalizer"] is not None and state["epoch"] == 1
-    for k, v in state["model"].items():
+    assert state["normalizer"] is not None and state["epoch"] == 2 and len(state["restarts"]["scores"]) == 2
+    assert (run0 / "restarts" / "seed0" / "checkpoint.pt").is_file()  # the candidates' folders: rank 0's too
+    for k, v in state.get("last_model", state["model"]).items():  # the last epoch's, whichever was chosen
         assert torch.equal(v, ranks[0]["params"][k]), k
 
 

@@ -27,7 +27,7 @@ from . import distributed as dist
 from .config import RunConfig, to_dict
 from .errors import CavgaError
 from .fingerprint import split_fingerprint
-from .runfolder import RunData, write_history
+from .runfolder import RunData, start_run_folder, write_history
 from .runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 
 RESTARTS_FOLDER = "restarts"
@@ -69,35 +69,42 @@ def start_from_best(
     run_data: RunData,
     fp: dict[str, Any],
     train_candidate: Callable[[RunConfig, Path], Path],
-    write: bool = True,
+    main: bool = True,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train the candidates (``train_candidate(config, folder)``, resuming any already there) and return the
     best one's checkpoint as the start of the run in ``run_dir``: its config and fingerprint the run's,
-    ``restarts`` recording the scores and the seed chosen. ``write`` (rank 0): save it there as the run's
-    checkpoint and history, so that a resume does not train the candidates again."""
+    ``restarts`` recording the scores and the seed chosen.
+
+    ``main`` (rank 0, or the only process) reads the candidates' checkpoints, chooses, and only then
+    writes the run folder (config, split, the start as its checkpoint and history; a resume does not
+    train the candidates again); the other ranks train the candidates beside it and receive the start."""
     split = split_fingerprint(run_data.to_dict())
     scores: dict[int, float] = {}
     best: dict[str, Any] | None = None
     for seed in candidate_seeds(cfg.train.seed, cfg.train.restarts):
         folder = candidate_dir(run_dir, seed)
-        state = load_checkpoint(train_candidate(candidate_config(cfg, seed), folder))
+        ckpt = train_candidate(candidate_config(cfg, seed), folder)
+        if not main:
+            continue
+        state = load_checkpoint(ckpt)
         if (state.get("fingerprint") or {}).get("split") != split:
             raise CavgaError(f"{folder}: a restart candidate trained on another split than {run_dir}; remove it")
         scores[seed] = candidate_score(state)
         if best is None or scores[seed] > scores[best["restarts"]["chosen_seed"]]:
             best, state["restarts"] = state, {"chosen_seed": seed}
-    assert best is not None
-    best["config"], best["fingerprint"] = to_dict(cfg), fp
-    chosen = best["restarts"]["chosen_seed"]
-    best["restarts"] = {"scores": scores, "chosen_seed": chosen, "epoch": candidate_config(cfg, chosen).train.epochs}
-    if write:
+    if main:
+        assert best is not None
+        best["config"], best["fingerprint"] = to_dict(cfg), fp
+        chosen = best["restarts"]["chosen_seed"]
+        epoch = candidate_config(cfg, chosen).train.epochs
+        best["restarts"] = {"scores": scores, "chosen_seed": chosen, "epoch": epoch}
+        start_run_folder(cfg, run_dir, run_data)
         save_checkpoint(best, run_dir / CHECKPOINT)
         write_history(run_dir, best["history"])
         if progress:
             tqdm.write(describe(best["restarts"]))
-    dist.barrier()  # every rank has trained the candidates; rank 0 has written the start
-    return best
+    return dist.broadcast_object(best)
 
 
 def describe(restarts: dict[str, Any]) -> str:

@@ -241,8 +241,6 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
     state, run_data = open_run(cfg, run_dir, resume, write=ctx.is_main)
     fp = fingerprint(to_dict(cfg), run_data.to_dict())
     if state is None and cfg.train.restarts > 1:  # cavga.restarts: candidates first, in folders of their own
-        if ctx.is_main:
-            start_run_folder(cfg, run_dir, run_data)
 
         def train_candidate(c: RunConfig, folder: Path) -> Path:
             return _train_in(c, check_output_folder(folder), (folder / CHECKPOINT).is_file(), progress, ctx)
