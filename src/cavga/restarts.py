@@ -82,6 +82,7 @@ def start_from_best(
     split = split_fingerprint(run_data.to_dict())
     scores: dict[int, float] = {}
     best: dict[str, Any] | None = None
+    chosen: int | None = None
     for seed in candidate_seeds(cfg.train.seed, cfg.train.restarts):
         folder = candidate_dir(run_dir, seed)
         ckpt = train_candidate(candidate_config(cfg, seed), folder)
@@ -91,12 +92,11 @@ def start_from_best(
         if (state.get("fingerprint") or {}).get("split") != split:
             raise CavgaError(f"{folder}: a restart candidate trained on another split than {run_dir}; remove it")
         scores[seed] = candidate_score(state)
-        if best is None or scores[seed] > scores[best["restarts"]["chosen_seed"]]:
-            best, state["restarts"] = state, {"chosen_seed": seed}
+        if chosen is None or scores[seed] > scores[chosen]:  # ties: the lower seed
+            best, chosen = state, seed
     if main:
-        assert best is not None
+        assert best is not None and chosen is not None
         best["config"], best["fingerprint"] = to_dict(cfg), fp
-        chosen = best["restarts"]["chosen_seed"]
         epoch = candidate_config(cfg, chosen).train.epochs
         best["restarts"] = {"scores": scores, "chosen_seed": chosen, "epoch": epoch}
         start_run_folder(cfg, run_dir, run_data)
