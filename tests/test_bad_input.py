@@ -432,6 +432,10 @@ def test_low14_fraction_message_and_resume_without_run(trained, tmp_path, capsys
     assert main(["train", "--out", str(tmp_path / "nothing"), "--resume"]) == 2
     line = _one_line_error(capsys, "nothing", "no run to resume")
     assert "folder not found" in line
+    (tmp_path / "stopped" / "restarts" / "seed0").mkdir(parents=True)  # stopped while candidates trained
+    assert main(["train", "--out", str(tmp_path / "stopped"), "--resume"]) == 2
+    line = _one_line_error(capsys, "stopped", "only restart candidates")
+    assert "rerun the command that started it" in line
 
 
 # ---------------------------------------------------------------------------------------------- Also

@@ -198,6 +198,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.resume and (run_dir / "config.yaml").is_file():
             cfg = _resume_config(args, run_dir)
         elif args.resume and args.data is None:
+            from .restarts import RESTARTS_FOLDER
+
+            if (run_dir / RESTARTS_FOLDER).is_dir():  # stopped while its restart candidates trained
+                raise CavgaError(
+                    f"--resume: {run_dir} holds only restart candidates ({RESTARTS_FOLDER}/), no config.yaml yet; "
+                    "rerun the command that started it, with --resume: the candidates continue where they stopped"
+                )
             why = "folder not found" if not run_dir.exists() else "it holds no config.yaml"
             raise CavgaError(f"--resume: {run_dir} holds no run to resume ({why}); start one with --data")
         else:
