@@ -56,15 +56,17 @@ def _stored(run: str, metric: str) -> float:
 _DU_PLAIN = [_B + "epoch-trajectory-s31/seed0/ep40", _B + "epoch-trajectory-s31/seed1/ep20"]
 _DU_PLAIN += [_B + f"bottle-Du-default-seed{s}-s32" for s in (2, 3)]
 # the defaults since session 32 (train.restarts 2): seed b trains seeds 2b and 2b+1 to epoch 20 and the
-# one with the better painted check on, i.e. is that seed's plain run (benchmarks/restart_choice.py)
+# one with the better painted check on, i.e. is that seed's plain run (benchmarks/restart_choice.py);
+# seed 2 is one such run on the code itself, timed end to end (session 33)
 _DU_DEFAULT = [_B + "epoch-trajectory-s31/seed1/ep20", _B + "bottle-Du-default-seed3-s32"]
+_DU_DEFAULT += [_B + "bottle-Du-default-base2-s33"]
 _DU_S30 = [_B + f"bottle-Du-default-seed{s}-s30" for s in (0, 1)]  # seeds 0 and 1 ending on epoch 100
 
 ROWS = [
     Row(8, "bottle 128 px", "CAVGA-Du, defaults (since session 32: encoder distilled from ImageNet Lite0 "
         "with CutPaste patches, frozen, mu_energy; two seeds to the first painted check, the better trained "
-        "on, 100 epochs, ending on the epoch its painted check chose), the issue's command, seeds 0 and 1 "
-        "(they chose seeds 1 and 3, which chose epoch 20)", _DU_DEFAULT,
+        "on, 100 epochs, ending on the epoch its painted check chose), the issue's command, seeds 0, 1 and 2 "
+        "(they chose seeds 1, 3 and 5, which chose epochs 20, 20 and 40)", _DU_DEFAULT,
         {"iou": 0.30, "detection_accuracy": 0.89},
         {"iou": (0.30, 1), "detection_accuracy": (0.89, 1), "pixel_auroc": (0.90, 1)}),
     Row(8, "bottle 128 px", "CAVGA-Du, the session-31 defaults (as above, one seed each: `--restarts 1`; "
