@@ -14,7 +14,8 @@ import torch
 
 from .config import RunConfig
 from .image_scores import Normalizer
-from .inference import AUTO_SETTINGS, Predictor, fit_normalizer, resolve_auto_settings
+from .inference import Predictor, fit_normalizer
+from .map_choice import AUTO_SETTINGS, resolve_auto_settings
 from .mask_threshold import decide_held_out_mask_quantile
 from .networks import CAVGA
 from .painting import held_out_images

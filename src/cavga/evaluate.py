@@ -25,8 +25,9 @@ from . import data as D
 from .data import Record, image_size_of, load_mask
 from .errors import CavgaError
 from .image_scores import content_mean, native_map
-from .inference import Predictor, eval_loader, map_settings
+from .inference import Predictor, eval_loader
 from .io_utils import atomic_write_json
+from .map_choice import map_settings
 from .metrics import compute_metrics, iou
 from .report.scores import MAPS_DIR, curves, raw_threshold, save_map16, write_scores
 from .runfolder import RunData

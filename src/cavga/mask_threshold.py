@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from . import data as D
-from .inference import AUTO_SETTINGS, Predictor
+from .inference import Predictor
+from .map_choice import AUTO_SETTINGS
 from .metrics import iou
 from .painting import content_only, held_out_images, predict_painted, protocol_text
 

@@ -25,8 +25,9 @@ from .demo_data import DEFECT_TYPES
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, residual_baseline
 from .image_scores import bce_score, reconstruction_score
-from .inference import Predictor, anomaly_evidence, map_settings
+from .inference import Predictor, anomaly_evidence
 from .io_utils import atomic_write_json
+from .map_choice import map_settings
 from .mask_threshold import mask_quantile_iou
 from .metrics import compute_metrics, image_auroc, pixel_auroc
 from .networks import CAVGA

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from ..attention import half_cell_average, normalise_cam, unsaturated_cam
 from ..image_scores import bce_score, map_peak, reconstruction_score
-from ..inference import Predictor, reads_direct, resolved_shifted
+from ..inference import Predictor
+from ..map_choice import reads_direct, resolved_shifted
 from .analytic import AnalyticGradCAM, score_kind
 
 
