@@ -1,12 +1,9 @@
-"""One dataclass per component, with the paper's values as defaults, and the checks a run's
-configuration must pass (:meth:`RunConfig.validate`)."""
+"""One dataclass per component, with the paper's values as defaults. The checks a run's
+configuration must pass (:meth:`RunConfig.validate`) are in :mod:`cavga.config.checks`."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields
-
-from ..errors import CavgaError
+from dataclasses import dataclass, field
 
 LAYOUTS = ("mvtec", "mtd", "folder", "mnist", "fashion-mnist", "cifar10", "digits")  # last four: one-class (Table 7)
 VARIANTS = ("Du", "Ru", "Dw", "Rw")
@@ -278,149 +275,8 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
 
     def validate(self) -> RunConfig:
-        """Check values that a typo would make silently wrong; return self."""
-        if self.data.layout not in LAYOUTS:
-            raise CavgaError(f"data.layout: unknown layout {self.data.layout!r} (choose from {', '.join(LAYOUTS)})")
-        if self.model.variant not in MODELS:
-            raise CavgaError(f"model.variant: unknown model {self.model.variant!r} (choose from {', '.join(MODELS)})")
-        if self.model.attention_norm not in ("running", "image"):
-            raise CavgaError(f"model.attention_norm: {self.model.attention_norm!r} is not 'running' or 'image'")
-        from ..attention import ATTENTION_SCORES
+        """Check values that a typo would make silently wrong (:mod:`cavga.config.checks`); return self."""
+        from .checks import check_run_config
 
-        if self.model.attention_score not in ("auto", *ATTENTION_SCORES):
-            raise CavgaError(
-                f"model.attention_score: {self.model.attention_score!r} is not auto or one of "
-                + ", ".join(ATTENTION_SCORES)
-            )
-        if self.infer.attention_direction not in ATTENTION_DIRECTIONS:
-            raise CavgaError(
-                f"infer.attention_direction: {self.infer.attention_direction!r} is not one of "
-                + ", ".join(ATTENTION_DIRECTIONS)
-            )
-        if self.infer.classifier_verdict not in ("calibrated", "probability"):
-            raise CavgaError(
-                f"infer.classifier_verdict: {self.infer.classifier_verdict!r} is not 'calibrated' or 'probability'"
-            )
-        if self.infer.image_score not in IMAGE_SCORES:
-            raise CavgaError(f"infer.image_score: {self.infer.image_score!r} is not one of {', '.join(IMAGE_SCORES)}")
-        if self.infer.weak_map not in WEAK_MAPS:
-            raise CavgaError(f"infer.weak_map: {self.infer.weak_map!r} is not one of {', '.join(WEAK_MAPS)}")
-        if self.infer.image_score in CAVGA_IMAGE_SCORES and self.model.is_baseline:
-            raise CavgaError(
-                f"infer.image_score: {self.infer.image_score} is for the CAVGA variants, not {self.model.variant}"
-            )
-        if self.infer.shifted_map not in (True, False, "auto"):
-            raise CavgaError(f"infer.shifted_map: {self.infer.shifted_map!r} is not true, false or auto")
-        if self.infer.shifted_map is True and self.model.is_baseline:
-            raise CavgaError(f"infer.shifted_map is for the CAVGA variants' attention, not {self.model.variant}")
-        if not 0 <= self.model.attention_layer <= 3:
-            raise CavgaError(f"model.attention_layer: {self.model.attention_layer} is outside 0..3")
-        if self.loss.reduction not in ("sum", "mean"):
-            raise CavgaError(f"loss.reduction: {self.loss.reduction!r} is not 'sum' or 'mean'")
-        if self.model.backbone not in BACKBONES:
-            raise CavgaError(
-                f"model.backbone: unknown backbone {self.model.backbone!r} (choose from {', '.join(BACKBONES)})"
-            )
-        if self.model.encoder_stride not in ENCODER_STRIDES:
-            strides = ", ".join(map(str, ENCODER_STRIDES))
-            raise CavgaError(f"model.encoder_stride: {self.model.encoder_stride} is not one of {strides}")
-        if self.model.freeze_encoder not in (True, False, "auto"):
-            raise CavgaError(f"model.freeze_encoder: {self.model.freeze_encoder!r} is not true, false or auto")
-        _check_encoder_start(self.model, self.distill)
-        if self.model.latent_stride not in (4, 8, 16):
-            raise CavgaError(f"model.latent_stride: {self.model.latent_stride} is not 4, 8 or 16")
-        if self.train.augment not in AUGMENTS:
-            raise CavgaError(f"train.augment: {self.train.augment!r} is not one of {', '.join(AUGMENTS)}")
-        if self.data.resize not in RESIZE_MODES:
-            raise CavgaError(f"data.resize: {self.data.resize!r} is not one of {', '.join(RESIZE_MODES)}")
-        if self.data.resize != "stretch" and self.model.is_baseline:
-            variant = self.model.variant
-            raise CavgaError(
-                f"data.resize: {self.data.resize} is for the CAVGA variants; {variant} takes stretched inputs"
-            )
-        size = self.data.image_size
-        if size < 32 or size & (size - 1):
-            raise CavgaError(f"data.image_size: {size} is not a power of two >= 32")
-        _in_range("data.train_fraction", self.data.train_fraction, 0.0, 1.0, low_open=True)
-        _in_range("data.anomalous_fraction", self.data.anomalous_fraction, 0.0, 1.0)
-        _in_range("data.val_fraction", self.data.val_fraction, 0.0, 1.0)
-        if isinstance(self.infer.mask_quantile, str) and self.infer.mask_quantile != "auto":
-            q = self.infer.mask_quantile
-            raise CavgaError(f"infer.mask_quantile: {q!r} is not a number in (0, 1], auto or null")
-        if isinstance(self.infer.mask_margin, str):
-            if self.infer.mask_margin != "auto":
-                raise CavgaError(f"infer.mask_margin: {self.infer.mask_margin!r} is not a number in [0, 1) or auto")
-        else:
-            _in_range("infer.mask_margin", self.infer.mask_margin, 0.0, 1.0, high_open=True)
-        for name in ("mask_threshold", "mask_quantile", "score_threshold", "normalizer_quantile"):
-            v = getattr(self.infer, name)
-            if v is not None and not isinstance(v, str):
-                _in_range(f"infer.{name}", v, 0.0, 1.0, low_open=True)
-        for f in fields(self.loss):
-            if f.name.startswith("w_"):
-                _in_range(f"loss.{f.name}", getattr(self.loss, f.name), 0.0, math.inf)
-        for name, v in (
-            ("train.epochs", self.train.epochs),
-            ("train.batch_size", self.train.batch_size),
-            ("train.checkpoint_every", self.train.checkpoint_every),
-            ("infer.batch_size", self.infer.batch_size),
-            ("model.base_channels", self.model.base_channels),
-            ("model.latent_channels", self.model.latent_channels),
-            ("model.flat_latent_dim", self.model.flat_latent_dim),
-            ("model.disc_channels", 1 if self.model.disc_channels is None else self.model.disc_channels),
-        ):
-            if v < 1:
-                raise CavgaError(f"{name}: {v} must be >= 1")
-        if self.train.cache_mb < 0:
-            raise CavgaError(f"train.cache_mb: {self.train.cache_mb} must be >= 0")
-        if self.train.num_workers < 0:
-            raise CavgaError(f"train.num_workers: {self.train.num_workers} must be >= 0")
-        every = self.train.validate_every
-        if every != "auto" and (isinstance(every, str) or every < 0):
-            raise CavgaError(f"train.validate_every: {every!r} is not a number of epochs >= 0 or auto")
-        restarts = self.train.restarts
-        if restarts != "auto" and (isinstance(restarts, str) or restarts < 1):
-            raise CavgaError(f"train.restarts: {restarts!r} is not a number of seeds >= 1 or auto")
-        if restarts not in ("auto", 1) and self.train.validate_every == 0:
-            raise CavgaError(
-                "train.restarts: the seeds are compared at the first painted check; set train.validate_every"
-            )
-        _in_range("train.lr", self.train.lr, 0.0, math.inf, low_open=True)
-        _in_range("train.beta1", self.train.beta1, 0.0, 1.0, high_open=True)
-        _in_range("train.beta2", self.train.beta2, 0.0, 1.0, high_open=True)
-        _in_range("model.attention_momentum", self.model.attention_momentum, 0.0, 1.0, low_open=True)
-        b = self.baseline
-        if b.ae_input_size < 32 or b.ae_input_size & (b.ae_input_size - 1):
-            raise CavgaError(f"baseline.ae_input_size: {b.ae_input_size} is not a power of two >= 32")
-        if b.ae_latent_dim < 1 or b.coreset_projection < 0:
-            raise CavgaError("baseline.ae_latent_dim must be >= 1 and baseline.coreset_projection >= 0")
-        if b.ssim_window < 3 or b.ssim_window % 2 == 0:
-            raise CavgaError(f"baseline.ssim_window: {b.ssim_window} is not an odd number >= 3")
-        _in_range("baseline.coreset_fraction", b.coreset_fraction, 0.0, 1.0, low_open=True)
-        _in_range("baseline.ae_weight_decay", b.ae_weight_decay, 0.0, math.inf)
-        _in_range("baseline.blur_sigma", b.blur_sigma, 0.0, math.inf)
+        check_run_config(self)
         return self
-
-
-def _check_encoder_start(m: ModelConfig, d: DistillConfig) -> None:
-    """``model.encoder_init`` and ``freeze_encoder`` fit the architecture; the distill section is sound."""
-    if m.encoder_init not in ENCODER_INITS:
-        raise CavgaError(f"model.encoder_init: {m.encoder_init!r} is not one of {', '.join(ENCODER_INITS)}")
-    if m.encoder_init == "distill" and m.arch != "D":
-        raise CavgaError("model.encoder_init: distill is for CAVGA-D; CAVGA-R starts from model.backbone_weights")
-    if m.freeze_encoder is True and m.arch == "D" and m.encoder_init == "dcgan":
-        raise CavgaError("model.freeze_encoder: CAVGA-D's encoder can be frozen only after model.encoder_init: distill")
-    if d.augment not in AUGMENTS:
-        raise CavgaError(f"distill.augment: {d.augment!r} is not one of {', '.join(AUGMENTS)}")
-    if d.epochs < 1:
-        raise CavgaError(f"distill.epochs: {d.epochs} must be >= 1")
-    _in_range("distill.lr", d.lr, 0.0, math.inf, low_open=True)
-    _in_range("distill.cutpaste", d.cutpaste, 0.0, 1.0)
-
-
-def _in_range(name: str, v: float, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
-    """``v`` is a finite number (inf allowed only as an open upper bound) in the interval; else one line."""
-    ok = (v > low if low_open else v >= low) and (v < high if high_open or math.isinf(high) else v <= high)
-    if not ok or math.isnan(v):
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or math.isinf(high) else ']'}"
-        raise CavgaError(f"{name}: {v} is outside {interval}")
