@@ -1,7 +1,7 @@
 """One dataclass per component, with the paper's values as defaults.
 
-A run's configuration is a :class:`RunConfig` (:mod:`.schema`: the sections, their defaults and
-checks); it loads from YAML (``load_config``), takes ``section.key=value`` overrides
+A run's configuration is a :class:`RunConfig` (:mod:`.schema`: the sections and their defaults;
+:mod:`.checks`: what each value must satisfy); it loads from YAML (``load_config``), takes ``section.key=value`` overrides
 (``apply_overrides``), rejects unknown keys, and is saved beside every run as ``config.yaml``
 (``save_config``) (:mod:`.io`).
 """
