@@ -1,9 +1,9 @@
 """One dataclass per component, with the paper's values as defaults.
 
 A run's configuration is a :class:`RunConfig` (:mod:`.schema`: the sections and their defaults;
-:mod:`.checks`: what each value must satisfy); it loads from YAML (``load_config``), takes ``section.key=value`` overrides
-(``apply_overrides``), rejects unknown keys, and is saved beside every run as ``config.yaml``
-(``save_config``) (:mod:`.io`).
+:mod:`.checks`: what each value must satisfy); it loads from YAML (``load_config``), takes
+``section.key=value`` overrides (``apply_overrides``), rejects unknown keys, and is saved beside
+every run as ``config.yaml`` (``save_config``) (:mod:`.io`).
 """
 
 from .io import ADDED, apply_overrides, from_dict, load_config, old_defaults, save_config, to_dict
