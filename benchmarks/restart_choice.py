@@ -17,14 +17,24 @@ The rule (written before the seeds 2 and 3 had trained): adopt restarts (``auto`
 final painted check (the best of a run's checks) of the chosen candidates, over the base seeds,
 exceeds the mean final painted check of all the plain seeds by more than ``--margin``. Painted
 numbers only; the test numbers are printed beside them and play no part in it.
+
+What more candidates would buy (session 34): for each K from 1 to the number of seeds given, the mean
+test numbers of the seed that K candidates would train on, over every K-subset of the given seeds
+(each subset as likely as any other: the expected outcome of ``--restarts K`` on a fresh base seed,
+as far as these seeds sample the seeds), and Spearman's rank correlation between the check at the
+first epoch and each test number (``scipy.stats.spearmanr``). It decides nothing; it says how far
+the choice at the first check carries to the test split, and where more candidates stop helping.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 from pathlib import Path
+
+from scipy.stats import spearmanr
 
 from cavga.io_utils import atomic_write_json
 
@@ -46,6 +56,34 @@ def _seed_run(path: Path, every: int) -> dict:
         test = rows[traj["chosen_epoch"]].get("test", {})
     chosen = max(checks, key=lambda e: (checks[e], e))  # ties: the later epoch, as training chooses
     return {"checks": checks, "chosen_epoch": chosen, "test": {k: test[k] for k in TEST_KEYS if k in test}}
+
+
+def _pick(seeds: dict[int, dict], candidates, first: int) -> int:
+    """The candidate that restarts trains on: the best check at epoch ``first``; ties: the lower seed."""
+    return max(candidates, key=lambda c: (seeds[c]["checks"][first], -c))
+
+
+def expected_by_k(seeds: dict[int, dict], first: int) -> dict[int, dict[str, float]]:
+    """For each K, the mean test numbers of the seed chosen from each K-subset of ``seeds``, over all
+    K-subsets (only the seeds with test numbers take part)."""
+    scored = {s: r for s, r in seeds.items() if all(k in r["test"] for k in TEST_KEYS)}
+    out = {}
+    for k in range(1, len(scored) + 1):
+        picks = [_pick(scored, sub, first) for sub in itertools.combinations(sorted(scored), k)]
+        out[k] = {key: statistics.mean(scored[p]["test"][key] for p in picks) for key in TEST_KEYS}
+        out[k]["final_painted"] = statistics.mean(scored[p]["checks"][scored[p]["chosen_epoch"]] for p in picks)
+        out[k]["subsets"] = len(picks)
+    return out
+
+
+def rank_correlations(seeds: dict[int, dict], first: int) -> dict[str, float]:
+    """Spearman's rho between the check at epoch ``first`` and each test number, over the seeds with it."""
+    out = {}
+    for key in TEST_KEYS:
+        have = [r for r in seeds.values() if key in r["test"]]
+        if len(have) >= 3:
+            out[key] = float(spearmanr([r["checks"][first] for r in have], [r["test"][key] for r in have])[0])
+    return out
 
 
 def _mean_std(values: list[float]) -> str:
@@ -73,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     for base in range(max(seeds) + 1):
         cands = [base * args.restarts + r for r in range(args.restarts)]
         if all(c in seeds for c in cands):
-            procedure[base] = max(cands, key=lambda c: (seeds[c]["checks"][first], -c))  # ties: the lower seed
+            procedure[base] = _pick(seeds, cands, first)
     final = {s: r["checks"][r["chosen_epoch"]] for s, r in seeds.items()}
     plain_mean = statistics.mean(final.values())
     chosen_mean = statistics.mean(final[c] for c in procedure.values()) if procedure else float("nan")
@@ -86,10 +124,18 @@ def main(argv: list[str] | None = None) -> int:
         cells = [_mean_std([seeds[s]["test"][k] for s in chosen]) if all(k in seeds[s]["test"] for s in chosen)
                  else "" for k in TEST_KEYS]  # fmt: skip
         print(f"test, {name} (seeds {chosen}): " + ", ".join(f"{k} {c}" for k, c in zip(TEST_KEYS, cells, strict=True)))
+    by_k, rho = expected_by_k(seeds, first), rank_correlations(seeds, first)
+    print("\n| candidates K | subsets | final painted | " + " | ".join(f"test {k}" for k in TEST_KEYS) + " |")
+    print("|---|---|---|" + "---|" * len(TEST_KEYS))
+    for k, row in by_k.items():
+        cells = [f"{row[key]:.3f}" for key in ("final_painted", *TEST_KEYS)]
+        print(f"| {k} | {row['subsets']} | " + " | ".join(cells) + " |")
+    print(f"Spearman, painted at epoch {first} against test: " + ", ".join(f"{k} {v:.2f}" for k, v in rho.items()))
     if args.out:
         atomic_write_json(args.out, {"restarts": args.restarts, "every": args.every, "margin": args.margin,
                                      "seeds": seeds, "chosen": procedure, "final_painted_chosen": chosen_mean,
-                                     "final_painted_plain": plain_mean, "adopt": adopt})  # fmt: skip
+                                     "final_painted_plain": plain_mean, "adopt": adopt,
+                                     "expected_by_k": by_k, "spearman_first_check": rho})  # fmt: skip
     return 0
 
 

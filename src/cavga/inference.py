@@ -60,7 +60,7 @@ from .map_choice import (
     resolved_weak_map,
 )
 from .networks import CAVGA, build_networks
-from .runfolder import RunData
+from .runfolder import RunData, training_done
 from .runtime import CHECKPOINT, load_checkpoint, resolve_device
 
 
@@ -226,9 +226,7 @@ class Predictor:
         cfg.validate()
         resolve_auto_settings(cfg, state)  # as decided at the end of training (older runs: the paper's)
         check_run_folder(run_dir, state)  # config.yaml and split.json belong to this checkpoint
-        if state.get("epoch", 0) < cfg.train.epochs or (
-            not cfg.model.weakly_supervised and state.get("normalizer") is None
-        ):
+        if not training_done(state, cfg) or (not cfg.model.weakly_supervised and state.get("normalizer") is None):
             raise CavgaError(f"{run_dir}: training stopped at epoch {state.get('epoch')}; finish it with --resume")
         if cfg.model.is_baseline:  # AE-L2, AE-SSIM, PatchCore: same Prediction, their own maps and scores
             from .baselines.scoring import BaselinePredictor

@@ -131,6 +131,29 @@ def completed_epochs(run_dir: Path) -> int:
         return 0
 
 
+def patience_spent(scores: dict[int, float], patience: int) -> bool:
+    """Whether ``patience`` (> 0) checks have come after the best one (epoch -> painted score; ties: the
+    later epoch is the best, as :meth:`EpochChoice.check` keeps it). 0 never stops."""
+    if patience <= 0 or not scores:
+        return False
+    best = max(scores, key=lambda e: (scores[e], e))
+    return sum(e > best for e in scores) >= patience
+
+
+def training_done(state: dict[str, Any], cfg: RunConfig) -> bool:
+    """Whether the checkpoint ``state`` has trained all ``train.epochs`` or stopped early by ``train.patience``."""
+    scores = {int(e): float(v) for e, v in ((state.get("epoch_choice") or {}).get("scores") or {}).items()}
+    return state.get("epoch", 0) >= cfg.train.epochs or patience_spent(scores, int(cfg.train.patience))
+
+
+def history_done(run_dir: Path, cfg: RunConfig) -> bool:
+    """:func:`training_done` from the folder's history.jsonl alone (no checkpoint read)."""
+    path = run_dir / HISTORY_FILE
+    rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
+    scores = {r["epoch"]: r["painted_pixel_auroc"] for r in rows if "painted_pixel_auroc" in r}
+    return len(rows) >= cfg.train.epochs or patience_spent(scores, int(cfg.train.patience))
+
+
 def check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> None:
     """A resumed run may change its epoch count, device and inference settings, nothing else.
 

@@ -45,7 +45,7 @@ from .losses import (
 from .losslog import LossLog, check_finite_parameters
 from .networks import CAVGA, Discriminator, Encoding, build_networks
 from .restarts import start_from_best, training_seed
-from .runfolder import open_run, start_run_folder, write_history
+from .runfolder import open_run, start_run_folder, training_done, write_history
 from .runlock import RunLock
 from .runtime import CHECKPOINT, deterministic_kernels, resolve_device, save_checkpoint, seed_everything
 
@@ -284,7 +284,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
         if ctx.is_main:
             write_history(run_dir, history)  # the checkpoint's history is the record of what was trained
         torch.set_rng_state(state["rng"])
-        if start_epoch >= cfg.train.epochs and state.get("normalizer") is not None:
+        if training_done(state, cfg) and state.get("normalizer") is not None:
             return ckpt_path
     if ctx.rank > 0:  # each rank its own reparameterisation noise (rank 0 keeps the single-process stream)
         torch.manual_seed(train_seed + 1_000_003 * ctx.rank + start_epoch)
@@ -294,7 +294,14 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
     backbone = state["backbone_weights"] if state else getattr(model.encoder, "loaded_weights", "dcgan-init")
     accel.compile_modules(model, disc)
     ddp_model, ddp_disc = dist.wrap(model, ctx), dist.wrap(disc, ctx)
+    reached = start_epoch  # the epochs trained: train.epochs, or fewer where train.patience stopped the run
     for epoch in range(start_epoch, cfg.train.epochs):
+        if choice is not None and choice.stale():  # train.patience: so many checks since the best one
+            if progress and ctx.is_main:
+                tqdm.write(
+                    f"train.patience: {choice.patience} checks since the best (epoch {choice.best_epoch}); stopping"
+                )
+            break
         model.train()
         disc.train()
         seed = train_seed * 100_003 + epoch
@@ -329,11 +336,13 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
         if choice is not None and choice.due(epoch + 1, cfg.train.epochs):  # every rank: same weights, same choice
             record["painted_pixel_auroc"] = choice.check(model, epoch + 1, cfg, device)
         history.append(record)
+        reached = epoch + 1
         if not ctx.is_main:  # rank 0 logs and checkpoints (its shard's losses) for every rank
             continue
         if progress:
             tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        if (epoch + 1) % cfg.train.checkpoint_every and epoch + 1 < cfg.train.epochs:
+        last = epoch + 1 == cfg.train.epochs or (choice is not None and choice.stale())  # the run's last epoch
+        if (epoch + 1) % cfg.train.checkpoint_every and not last:
             continue  # train.checkpoint_every: a resume restarts from the last saved epoch
         state = _state(cfg, model, disc, opt_g, opt_d, epoch + 1, history, backbone, fp, restarts)
         if choice is not None:
@@ -342,7 +351,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
         write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
 
     if ctx.is_main:
-        state = _state(cfg, model, disc, opt_g, opt_d, cfg.train.epochs, history, backbone, fp, restarts)
+        state = _state(cfg, model, disc, opt_g, opt_d, reached, history, backbone, fp, restarts)
         if choice is not None:
             choice.finish(model, state)  # the chosen epoch's weights: decided on, saved as the model
         state.update(finish_decisions(model, run_data, cfg, device))

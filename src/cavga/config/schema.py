@@ -177,6 +177,10 @@ class TrainConfig:
     # each train to the first painted check (validate_every epochs); the best-scoring one trains on.
     # 1: the seed as given. "auto": 2 for a frozen pretrained encoder checked every 20 epochs, else 1
     restarts: int | str = "auto"
+    # Early stopping on the painted check (cavga.epoch_choice): training ends once this many checks in
+    # a row have not matched the best one; 0: train to train.epochs. "auto": 2 where restarts' auto
+    # applies (a frozen pretrained encoder checked every 20 epochs), else 0 (cavga.config.resolve)
+    patience: int | str = "auto"
     # Deterministic kernels (cavga.runtime.deterministic_kernels): on CUDA a seed alone does not
     # repeat a run (two trainings of one seed on an H200 gave test pixel AUROC 0.585 and 0.467,
     # docs/results.md "GPU rows"); slower there. A CPU run repeats without it.
