@@ -64,15 +64,16 @@ def _pick(seeds: dict[int, dict], candidates, first: int) -> int:
 
 
 def expected_by_k(seeds: dict[int, dict], first: int) -> dict[int, dict[str, float]]:
-    """For each K, the mean test numbers of the seed chosen from each K-subset of ``seeds``, over all
-    K-subsets (only the seeds with test numbers take part)."""
-    scored = {s: r for s, r in seeds.items() if all(k in r["test"] for k in TEST_KEYS)}
-    out = {}
-    for k in range(1, len(scored) + 1):
-        picks = [_pick(scored, sub, first) for sub in itertools.combinations(sorted(scored), k)]
-        out[k] = {key: statistics.mean(scored[p]["test"][key] for p in picks) for key in TEST_KEYS}
-        out[k]["final_painted"] = statistics.mean(scored[p]["checks"][scored[p]["chosen_epoch"]] for p in picks)
-        out[k]["subsets"] = len(picks)
+    """For each K, the mean final painted check and test numbers of the seed chosen from each K-subset
+    of ``seeds``, over all K-subsets (for a test number, of the seeds that have it)."""
+    out: dict[int, dict[str, float]] = {}
+    for key in ("final_painted", *TEST_KEYS):
+        have = sorted(s for s, r in seeds.items() if key == "final_painted" or key in r["test"])
+        for k in range(1, len(have) + 1):
+            picks = [_pick(seeds, sub, first) for sub in itertools.combinations(have, k)]
+            values = [seeds[p]["checks"][seeds[p]["chosen_epoch"]] if key == "final_painted" else seeds[p]["test"][key]
+                      for p in picks]  # fmt: skip
+            out.setdefault(k, {"subsets": len(picks)})[key] = statistics.mean(values)
     return out
 
 
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| candidates K | subsets | final painted | " + " | ".join(f"test {k}" for k in TEST_KEYS) + " |")
     print("|---|---|---|" + "---|" * len(TEST_KEYS))
     for k, row in by_k.items():
-        cells = [f"{row[key]:.3f}" for key in ("final_painted", *TEST_KEYS)]
+        cells = [f"{row[key]:.3f}" if key in row else "" for key in ("final_painted", *TEST_KEYS)]
         print(f"| {k} | {row['subsets']} | " + " | ".join(cells) + " |")
     print(f"Spearman, painted at epoch {first} against test: " + ", ".join(f"{k} {v:.2f}" for k, v in rho.items()))
     if args.out:

@@ -128,3 +128,19 @@ def test_the_check_cost_script_scores_as_training_checks(data, tmp_path, capsys)
     printed = capsys.readouterr().out
     score = state["epoch_choice"]["scores"][1]
     assert printed.startswith("one check: ") and f"painted pixel AUROC {score:.4f}" in printed
+
+
+def test_the_patience_replay_script_stops_as_training_would(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    checks = [(20, 0.93), (40, 0.94), (60, 0.92), (80, 0.95), (100, 0.90)]  # climbs back after one decline
+    (run / "history.jsonl").write_text(
+        "".join(json.dumps({"epoch": e, "painted_pixel_auroc": v}) + "\n" for e, v in checks)
+    )
+    out = tmp_path / "p.json"
+    assert benchmark_script("patience_replay").main([str(run), "--patience", "1,2", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["runs"][0]["full"] == [100, 80]
+    assert got["runs"][0]["patience"] == {"1": [60, 40], "2": [100, 80]}  # P=1 stops at 60 and misses epoch 80
+    assert got["summary"]["1"] == {"same_epoch": 0, "runs": 1, "mean_epochs_saved": 40}
+    assert "(differs)" in capsys.readouterr().out

@@ -110,3 +110,11 @@ def test_the_restart_choice_script_chooses_as_training_would(tmp_path, capsys):
     assert benchmark_script("restart_choice").main([*args, "--margin", "0.004", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["adopt"] is True
     assert "test, restarts (seeds [1, 2]): image_auroc 0.350 ± 0.071" in capsys.readouterr().out
+    by_k = got["expected_by_k"]  # IoU: all four seeds; image AUROC: seeds 1-3 (seed 0's trajectory has IoU only)
+    assert by_k["1"]["iou"] == pytest.approx((0.2 + 0.3 + 0.4 + 0.5) / 4) and by_k["1"]["subsets"] == 4
+    # the pairs {0,1} {0,2} {0,3} {1,2} {1,3} {2,3} choose 1 0 0 1 1 2 (2 and 3 tie at epoch 20: the lower seed)
+    assert by_k["2"]["iou"] == pytest.approx((0.3 + 0.2 + 0.2 + 0.3 + 0.3 + 0.4) / 6)
+    assert by_k["3"]["image_auroc"] == pytest.approx(0.3) and by_k["4"]["final_painted"] == pytest.approx(0.95)
+    assert "image_auroc" not in by_k["4"]
+    # epoch 20's checks 0.90, 0.95, 0.80, 0.80 against IoU 0.2-0.5 (seeds 0-3): ranks by hand, rho -3.5/sqrt(22.5)
+    assert got["spearman_first_check"]["iou"] == pytest.approx(-3.5 / 22.5**0.5)
