@@ -67,9 +67,9 @@ def test_the_epoch_is_chosen_on_painted_defects_for_a_frozen_pretrained_encoder(
     assert RunConfig().train.validate_every == "auto"
 
 
-def test_auto_tries_two_seeds_where_the_epoch_is_chosen_every_20(package):
-    assert resolved(RunConfig()).train.restarts == 2  # distilled, frozen: checked every 20 epochs
-    assert resolved(_cfg("Ru")).train.restarts == 2
+def test_auto_tries_three_seeds_where_the_epoch_is_chosen_every_20(package):
+    assert resolved(RunConfig()).train.restarts == 3  # distilled, frozen: checked every 20 epochs
+    assert resolved(_cfg("Ru")).train.restarts == 3
     assert resolved(_cfg(encoder_init="dcgan")).train.restarts == 1  # from scratch: the last epoch, one seed
     pinned = RunConfig()
     pinned.train.validate_every = 0  # no painted check to compare seeds at

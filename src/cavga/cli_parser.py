@@ -48,13 +48,13 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
         "--restarts",
         type=int,
         help="seeds tried: K candidates (seeds SEED*K + r) train to the first painted check and the best one "
-        "trains on; 1: the seed as given (default: 2 for a frozen pretrained encoder checked every 20 epochs, else 1)",
+        "trains on; 1: the seed as given (default: 3 for a frozen pretrained encoder checked every 20 epochs, else 1)",
     )
     p.add_argument(
         "--patience",
         type=int,
         help="stop training once N painted checks in a row have not matched the best one; 0: train all --epochs "
-        "(default: 2 where --restarts defaults to 2, else 0); a resumed run may change it",
+        "(default: 2 where --restarts defaults to 3, else 0); a resumed run may change it",
     )
     p.add_argument("--backbone", choices=BACKBONES, help="CAVGA-R encoder (default resnet18, as the paper)")
     p.add_argument(

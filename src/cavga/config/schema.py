@@ -175,7 +175,7 @@ class TrainConfig:
     validate_every: int | str = "auto"
     # Seeds tried before one is trained on (cavga.restarts): candidates with seeds seed*restarts + r
     # each train to the first painted check (validate_every epochs); the best-scoring one trains on.
-    # 1: the seed as given. "auto": 2 for a frozen pretrained encoder checked every 20 epochs, else 1
+    # 1: the seed as given. "auto": 3 for a frozen pretrained encoder checked every 20 epochs, else 1
     restarts: int | str = "auto"
     # Early stopping on the painted check (cavga.epoch_choice): training ends once this many checks in
     # a row have not matched the best one; 0: train to train.epochs. "auto": 2 where restarts' auto
