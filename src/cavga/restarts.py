@@ -8,9 +8,10 @@ is the plain run of that seed, chosen on painted held-out normals alone. The che
 candidates' scores and the seed chosen (``restarts``); config.yaml keeps the seed that was asked.
 
 Why: on bottle the seed moved the distilled, frozen CAVGA-Du's painted check more than the epoch
-did (0.926-0.979 over four seeds), and the check at epoch 20 already ranked the seeds as their final
-checks do. Two restarts passed the rule written before two of those seeds trained (docs/method.md,
-"Restarts"; docs/results.md, "Session 32").
+did (0.922-0.979 over six seeds), and the check at epoch 20 already ranked the seeds as their final
+checks do. Two restarts passed the rule written before two of those seeds trained, three the rule
+written before a fifth seed's later checks were known (docs/method.md, "Restarts"; docs/results.md,
+"Session 32" and "Session 34"; ``auto`` in cavga.config.resolve).
 """
 
 from __future__ import annotations
