@@ -60,7 +60,7 @@ def test_patience_counts_the_checks_after_the_best_ties_going_to_the_later():
     assert not patience_spent({}, 1)
 
 
-def test_patience_stops_the_run_where_the_full_run_would_have_ended_on(data, tmp_path, monkeypatch):
+def test_patience_stops_the_run_where_the_full_run_would_have_ended_on(data, tmp_path, monkeypatch, capsys):
     """Checks 0.5, 0.9, 0.7, 0.6 with patience 2: training stops after epoch 4 (two checks after epoch
     2's best), on the weights the 6-epoch run without patience ends on; a resume does not train on
     unless the patience is changed."""
@@ -75,10 +75,12 @@ def test_patience_stops_the_run_where_the_full_run_would_have_ended_on(data, tmp
     assert Predictor.from_run(tmp_path / "run", "cpu").model is not None  # a finished run, not "stopped at 4"
     assert history_done(tmp_path / "run", tiny_config(data, 6, every=1, patience=2))  # read from the history
     assert not history_done(tmp_path / "run", tiny_config(data, 6, every=1, patience=3))
-    train(tiny_config(data, 6, every=1, patience=2), tmp_path / "run", resume=True, progress=False)  # no check
+    train(tiny_config(data, 6, every=1, patience=2), tmp_path / "run", resume=True, progress=True)  # no check
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["epoch"] == 4
+    assert "stopped at epoch 4 by train.patience; --patience 0 trains on" in capsys.readouterr().out
     scripted(monkeypatch, [0.95, 0.3])
-    more = load_checkpoint(train(tiny_config(data, 6, every=1), tmp_path / "run", resume=True, progress=False))
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--patience", "0", "--no-progress"]) == 0
+    more = load_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert more["epoch"] == 6 and more["epoch_choice"]["best_epoch"] == 5  # patience 0: trained on
 
 

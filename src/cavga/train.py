@@ -285,6 +285,8 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
             write_history(run_dir, history)  # the checkpoint's history is the record of what was trained
         torch.set_rng_state(state["rng"])
         if training_done(state, cfg) and state.get("normalizer") is not None:
+            if progress and ctx.is_main and start_epoch < cfg.train.epochs:
+                tqdm.write(f"{run_dir}: stopped at epoch {start_epoch} by train.patience; --patience 0 trains on")
             return ckpt_path
     if ctx.rank > 0:  # each rank its own reparameterisation noise (rank 0 keeps the single-process stream)
         torch.manual_seed(train_seed + 1_000_003 * ctx.rank + start_epoch)
