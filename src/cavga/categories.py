@@ -3,7 +3,8 @@
 Each category trains into ``OUT/<category>`` (resuming an interrupted run) and is evaluated on its
 own test split. A category whose run is finished (all epochs in its history, or stopped early by
 ``train.patience``, and a metrics.json written after its last checkpoint) is skipped, so the same
-command continues an interrupted sweep. After every category ``OUT/summary.json`` and ``OUT/summary.md`` are rewritten.
+command continues an interrupted sweep. After every category ``OUT/summary.json`` and
+``OUT/summary.md`` are rewritten.
 """
 
 from __future__ import annotations
