@@ -18,16 +18,12 @@ import statistics
 from pathlib import Path
 
 from cavga.io_utils import atomic_write_json
-from cavga.runfolder import patience_spent
+from cavga.runfolder import painted_scores, patience_spent, read_history
 
 
 def painted_checks(path: Path) -> dict[int, float]:
     """Epoch -> painted pixel AUROC of one run folder or trajectory JSON."""
-    if path.is_dir():
-        rows = [json.loads(ln) for ln in (path / "history.jsonl").read_text().splitlines() if ln.strip()]
-    else:
-        rows = json.loads(path.read_text())["rows"]
-    return {int(r["epoch"]): float(r["painted_pixel_auroc"]) for r in rows if "painted_pixel_auroc" in r}
+    return painted_scores(read_history(path) if path.is_dir() else json.loads(path.read_text())["rows"])
 
 
 def replay(checks: dict[int, float], patience: int) -> tuple[int, int]:

@@ -37,6 +37,7 @@ from pathlib import Path
 from scipy.stats import spearmanr
 
 from cavga.io_utils import atomic_write_json
+from cavga.runfolder import painted_scores, read_history
 
 TEST_KEYS = ("image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro")
 
@@ -44,8 +45,7 @@ TEST_KEYS = ("image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro")
 def _seed_run(path: Path, every: int) -> dict:
     """{checks: {epoch: painted}, chosen_epoch, test} of one seed's plain run."""
     if path.is_dir():
-        history = [json.loads(ln) for ln in (path / "history.jsonl").read_text().splitlines() if ln.strip()]
-        checks = {r["epoch"]: r["painted_pixel_auroc"] for r in history if "painted_pixel_auroc" in r}
+        checks = painted_scores(read_history(path))
         metrics = path / "metrics.json"
         test = json.loads(metrics.read_text())["metrics"] if metrics.is_file() else {}
     else:

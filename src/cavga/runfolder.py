@@ -146,12 +146,22 @@ def training_done(state: dict[str, Any], cfg: RunConfig) -> bool:
     return state.get("epoch", 0) >= cfg.train.epochs or patience_spent(scores, int(cfg.train.patience))
 
 
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of the folder's history.jsonl, one per trained epoch (none without the file)."""
+    path = Path(run_dir) / HISTORY_FILE
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    return [json.loads(ln) for ln in lines if ln.strip()]
+
+
+def painted_scores(history: list[dict[str, Any]]) -> dict[int, float]:
+    """Epoch -> painted pixel AUROC of the history records that hold a check (``train.validate_every``)."""
+    return {int(r["epoch"]): float(r["painted_pixel_auroc"]) for r in history if "painted_pixel_auroc" in r}
+
+
 def history_done(run_dir: Path, cfg: RunConfig) -> bool:
     """:func:`training_done` from the folder's history.jsonl alone (no checkpoint read)."""
-    path = run_dir / HISTORY_FILE
-    rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
-    scores = {r["epoch"]: r["painted_pixel_auroc"] for r in rows if "painted_pixel_auroc" in r}
-    return len(rows) >= cfg.train.epochs or patience_spent(scores, int(cfg.train.patience))
+    history = read_history(run_dir)
+    return len(history) >= cfg.train.epochs or patience_spent(painted_scores(history), int(cfg.train.patience))
 
 
 def check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> None:
