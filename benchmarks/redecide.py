@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     for leftover in (".lock", "metrics.json", "validation.json", "scores.json"):
         (args.out / leftover).unlink(missing_ok=True)  # of the old decisions
     state = load_checkpoint(args.out / CHECKPOINT)
-    cfg = from_dict(state["config"], str(args.out / CHECKPOINT))
+    cfg = from_dict(state["config"], str(args.out / CHECKPOINT), saved=True)  # keys it lacks: as it was made
     apply_overrides(cfg, args.set)
     cfg.validate()
     device = resolve_device(args.device)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     state.update(decided)
     save_checkpoint(state, args.out / CHECKPOINT)
     save_config(cfg, args.out / "config.yaml")
-    for key in ("attention_direction", "image_score", "weak_map", "mask_quantile"):
+    for key in ("attention_direction", "image_score", "weak_map", "mask_quantile", "mask_margin", "mask_peak_fraction"):
         if decided.get(key):
             print(key, decided[key])
     return 0

@@ -15,7 +15,7 @@ from cavga.demo_data import generate_demo_dataset, paint_defect, texture
 from cavga.errors import CavgaError
 from cavga.fingerprint import config_fingerprint
 from cavga.inference import Predictor
-from cavga.mask_threshold import mask_candidates
+from cavga.mask_threshold import MASK_PEAK_FRACTIONS, mask_candidates
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT
 from cavga.train import train
@@ -181,7 +181,8 @@ def test_baseline_trains_and_maps_at_the_image_size(tiny_data, tmp_path, model):
     if model != "PatchCore":
         assert [r["epoch"] for r in state["history"]] == [1, 2]
     decided = state["mask_quantile"]  # infer.mask_quantile: auto, decided on painted held-out normals as for CAVGA
-    assert set(decided["validation_iou"]) == set(mask_candidates(0.0)) and "mask_margin" not in state  # default 0
+    assert set(decided["validation_iou"]) == set(mask_candidates(0.0, "auto"))  # peak fraction: auto by default
+    assert "mask_margin" not in state and state["mask_peak_fraction"]["mask_peak_fraction"] in MASK_PEAK_FRACTIONS
     predictor = Predictor.from_run(run, "cpu")
     assert predictor.cfg.infer.mask_quantile == decided["mask_quantile"]
     assert predictor.mask_threshold == predictor.threshold_at_quantile(decided["mask_quantile"])
@@ -273,7 +274,7 @@ def test_redecide_gives_a_baseline_run_the_mask_quantile_its_fitting_would_decid
     assert "mask_quantile" not in torch.load(run / CHECKPOINT, weights_only=True)  # the run is untouched
     state = torch.load(out / CHECKPOINT, weights_only=True)
     assert state["config"]["infer"]["mask_quantile"] == "auto"
-    assert set(state["mask_quantile"]["validation_iou"]) == set(mask_candidates(0.0))
+    assert set(state["mask_quantile"]["validation_iou"]) == set(mask_candidates(0.0, "auto"))
     assert state["normalizer"]["map_quantiles"] == fitted["normalizer"]["map_quantiles"]  # same weights
     predictor = Predictor.from_run(out, "cpu")
     assert predictor.mask_threshold == predictor.threshold_at_quantile(state["mask_quantile"]["mask_quantile"])

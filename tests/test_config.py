@@ -73,6 +73,8 @@ def test_overrides_from_strings_and_flags():
         ("infer.mask_quantile", "often"),
         ("infer.mask_margin", 1.0),
         ("infer.mask_margin", "often"),
+        ("infer.mask_peak_fraction", 1.0),
+        ("infer.mask_peak_fraction", "often"),
         ("train.validate_every", -1),
         ("train.validate_every", "often"),
         ("train.patience", -1),

@@ -11,8 +11,9 @@ from sklearn.metrics import roc_auc_score
 from cavga import train as train_module
 from cavga.cli import main
 from cavga.demo_data import generate_demo_dataset
-from cavga.evaluate import METRIC_KEYS
+from cavga.evaluate import METRIC_KEYS, native_mask
 from cavga.inference import Predictor
+from cavga.metrics import iou
 from cavga.runfolder import RunData
 from cavga.validation import validate_run
 
@@ -109,6 +110,20 @@ def test_train_evaluate_predict(tiny_data, tmp_path, model, capsys):
     assert calibrated["mask_quantile"] == 0.99 and calibrated["mask"] == pytest.approx(predictor.mask_threshold)
     flagged = float((maps >= predictor.mask_threshold).mean())
     assert flagged <= 0.01 + 1.0 / maps.size
+
+    # each mask raised half way from the threshold to its map's own peak: evaluate's IoU is that of these masks
+    raise_half = ["infer.mask_quantile=0.9", "infer.mask_peak_fraction=0.5"]
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress", "--set", raise_half[0],
+                 "--set", raise_half[1]]) == 0  # fmt: skip
+    raised = json.loads((run / "metrics.json").read_text())
+    predictor = Predictor.from_run(run, "cpu", raise_half)
+    assert raised["thresholds"]["mask_peak_fraction"] == 0.5 and predictor.mask_peak_fraction == 0.5
+    preds, t = predictor.predict_paths([r.image_path for r in run_data.test]), predictor.mask_threshold
+    for p in preds:  # (H, W) each, at the image's own size
+        assert np.array_equal(p.mask, p.anomaly_map >= t + 0.5 * (p.anomaly_map.max() - t))
+    truth = [native_mask(r)[0] for r in run_data.test]
+    labels = [r.label for r in run_data.test]
+    assert raised["metrics"]["iou"] == pytest.approx(iou([p.mask for p in preds], truth, labels), abs=1e-9)
 
     out = tmp_path / "pred"
     folder = tiny_data / "brick" / "test" / "hole"

@@ -123,6 +123,19 @@ def test_exported_model_matches_the_checkpoint(runs, tmp_path, model, fmt):
     assert torch.equal(got.mask[clear], ref.mask[clear])
 
 
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_the_exported_graph_raises_each_mask_towards_its_maps_peak(runs, tmp_path, fmt):
+    infer = ["infer.mask_quantile=0.5", "infer.mask_peak_fraction=0.5"]  # Dw's maps spread above that quantile
+    got, ref = exported_and_eager(runs["Dw"], tmp_path, infer, fmt)
+    t = Predictor.from_run(runs["Dw"], "cpu", infer).mask_threshold
+    a = ref.anomaly_map  # (B, S, S)
+    level = t + 0.5 * (a.flatten(1).amax(dim=1) - t)  # (B,) each image's own level
+    assert torch.equal(ref.mask, a >= level[:, None, None])
+    clear = (a - level[:, None, None]).abs() > 1e-4  # float noise may flip a pixel at the level
+    assert ((a >= t) & ~ref.mask & clear).sum() > 100  # raised: pixels the plain threshold keeps are left out
+    assert torch.equal(got.mask[clear], ref.mask[clear])
+
+
 @pytest.mark.parametrize(
     ("model", "setting"), [("Du-energy", "attention_direction=direct"), ("Dw", "weak_map=anomalous")]
 )

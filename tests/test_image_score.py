@@ -9,7 +9,7 @@ from _tiny_run import exported_and_eager, shared_run
 from cavga.config import RunConfig
 from cavga.data import load_image
 from cavga.errors import CavgaError
-from cavga.image_scores import Normalizer, bce_score
+from cavga.image_scores import Normalizer, bce_score, peak_mask
 from cavga.inference import Predictor, fit_normalizer
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -161,3 +161,25 @@ def test_each_cavga_only_score_has_its_held_out_values_and_its_own_score_kind():
         cfg.infer.image_score = score
         kinds.add(score_kind(cfg))
     assert len(kinds) == 1 + len(CAVGA_IMAGE_SCORES)  # each score is recorded under its own name
+
+
+def test_peak_mask_raises_each_maps_threshold_towards_its_own_peak():
+    """t + r * (peak - t), by hand: t = 0.2, r = 0.5. A map peaking at 1.0 keeps what is at least
+    0.6, one peaking at 0.5 what is at least 0.35; one that stays below t keeps nothing, as at r = 0."""
+    maps = torch.zeros(3, 4, 4)  # (B, S, S)
+    maps[0, 0, :4] = torch.tensor([1.0, 0.6, 0.59, 0.3])
+    maps[1, 0, :2] = torch.tensor([0.19, 0.18])  # below t: its level 0.195 lies above its peak
+    maps[2, 0, :3] = torch.tensor([0.5, 0.45, 0.3])  # peak 0.5: level 0.35
+    got = peak_mask(maps, 0.2, 0.5)
+    want = torch.zeros(3, 4, 4, dtype=torch.bool)
+    want[0, 0, :2] = True
+    want[2, 0, :2] = True
+    assert torch.equal(got, want)
+    assert torch.equal(peak_mask(maps, 0.2, 0.0), maps >= 0.2)  # r = 0: the plain threshold
+    for i in range(3):  # one map at its own size (an array) gives the same mask
+        assert np.array_equal(peak_mask(maps[i].numpy(), 0.2, 0.5), want[i].numpy())
+    valid = torch.zeros(3, 1, 4, 4)  # (B, 1, S, S): the last column is padding
+    valid[..., :3] = 1
+    padded = maps.clone()
+    padded[0, 3, 3] = 5.0  # a high value in the padding does not raise the level
+    assert torch.equal(peak_mask(padded, 0.2, 0.5, valid)[0, 0], want[0, 0])

@@ -1,6 +1,7 @@
 """The validation protocol: painted defects on held-out normal images, never test images."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from cavga.errors import CavgaError
 from cavga.evaluate import evaluate_run
 from cavga.image_scores import MAP_VERSION
 from cavga.inference import Predictor
-from cavga.mask_threshold import MASK_MARGINS, MASK_QUANTILES, mask_candidates, mask_label
+from cavga.mask_threshold import MASK_MARGINS, MASK_PEAK_FRACTIONS, MASK_QUANTILES, mask_candidates, mask_label
 from cavga.networks import CAVGA
 from cavga.painting import paint_validation_set
 from cavga.runfolder import RunData
@@ -77,10 +78,10 @@ def test_validate_run_scores_held_out_images_only(tiny_data, tmp_path):
         assert set(m) >= {"pixel_auroc", "aupro", "image_auroc", "iou"}
     assert set(result["per_defect"]) <= set(DEFECT_TYPES)
     sweep = result["mask_quantile_iou"]
-    assert list(sweep) == list(mask_candidates("auto")) and all(0 <= v <= 1 for v in sweep.values())
+    assert list(sweep) == list(mask_candidates("auto", "auto")) and all(0 <= v <= 1 for v in sweep.values())
     state = load_checkpoint(run / CHECKPOINT)  # decided by training ("auto")
-    in_use = state["mask_quantile"]["mask_quantile"], state["mask_margin"]["mask_margin"]
-    assert (result["mask_quantile"], result["mask_margin"]) == in_use
+    in_use = tuple(state[k][k] for k in ("mask_quantile", "mask_margin", "mask_peak_fraction"))
+    assert (result["mask_quantile"], result["mask_margin"], result["mask_peak_fraction"]) == in_use
     assert sweep[mask_label(*in_use)] == pytest.approx(result["metrics"]["iou"], abs=1e-4)
     by_score = result["image_auroc_by_score"]  # the image score asked for is the reconstruction's
     assert by_score["paper"] == pytest.approx(result["metrics"]["image_auroc"], abs=1e-4)
@@ -156,14 +157,19 @@ def test_training_chooses_the_mask_quantile_whose_masks_overlap_painted_defects_
     stored = state["mask_quantile"]
     margin = state["mask_margin"]["mask_margin"] if asked == "auto" else 0.0
     assert ("mask_margin" in state) == (asked == "auto")  # decided only where asked
+    fraction = state["mask_peak_fraction"]["mask_peak_fraction"]  # auto by default
     by_q = stored["validation_iou"]
-    # the quantiles, and with an auto margin also above every held-out normal pixel
-    assert list(by_q) == list(mask_candidates(asked))
-    assert len(by_q) == len(MASK_QUANTILES) + (len(MASK_MARGINS) if asked == "auto" else 0)
-    assert by_q[mask_label(stored["mask_quantile"], margin)] == max(by_q.values())
+    # the quantiles, and with an auto margin also above every held-out normal pixel, at each peak fraction
+    assert list(by_q) == list(mask_candidates(asked, "auto"))
+    n_thresholds = len(MASK_QUANTILES) + (len(MASK_MARGINS) if asked == "auto" else 0)
+    assert len(by_q) == n_thresholds * len(MASK_PEAK_FRACTIONS)
+    assert by_q[mask_label(stored["mask_quantile"], margin, fraction)] == max(by_q.values())
     predictor = Predictor.from_run(run, "cpu")
-    assert (predictor.cfg.infer.mask_quantile, predictor.cfg.infer.mask_margin) == (stored["mask_quantile"], margin)
+    infer = predictor.cfg.infer
+    in_use = infer.mask_quantile, infer.mask_margin, infer.mask_peak_fraction
+    assert in_use == (stored["mask_quantile"], margin, fraction)
     assert predictor.mask_threshold == predictor.threshold_at_quantile(stored["mask_quantile"], margin)
+    assert predictor.mask_peak_fraction == fraction
     # cavga validate scores the same painted set (same seed and copies): the same sweep
     assert validate_run(run, device="cpu")["mask_quantile_iou"] == pytest.approx(by_q, abs=1e-4)
     fixed = Predictor.from_run(run, "cpu", ["infer.mask_quantile=0.9"])
@@ -191,6 +197,41 @@ def test_the_mask_quantile_with_the_best_painted_iou_wins_and_ties_go_nearest_09
     sweep.update({"1.0+0.05": 0.6})  # above every held-out normal pixel, 5% of the way to 1
     assert decide() == (1.0, 0.05)
     assert decide(margin=0.0) == (0.9, None)  # a margin set by hand: the quantiles only, no margin decided
+    # with an auto peak fraction: every threshold at each fraction; ties go to the lowest fraction
+    sweep.update({f"{k}@{r}": 0.0 for k in list(sweep) for r in MASK_PEAK_FRACTIONS[1:]})
+    sweep.update({"0.95@0.5": 0.7, "0.95@0.6": 0.7, "0.99@0.7": 0.7})
+
+    def decide_fraction():
+        d = mask_threshold.decide_mask_quantile(predictor, images, margin=0.0, fraction="auto")
+        return d["mask_quantile"]["mask_quantile"], d["mask_peak_fraction"]["mask_peak_fraction"]
+
+    assert decide_fraction() == (0.95, 0.5)
+    assert "mask_peak_fraction" not in mask_threshold.decide_mask_quantile(predictor, images)  # set by hand (0)
+
+
+def test_a_peak_fraction_wins_where_maps_spread_wider_than_their_defects():
+    """Maps that blur each painted square into a wider blob (as a coarse Grad-CAM does): no
+    quantile's mask fits the defect, while a threshold half way to each map's peak does."""
+    maps, masks = [], []
+    for i in range(6):
+        m = np.zeros((32, 32), dtype=bool)
+        m[8 + i : 16 + i, 10:18] = True  # the painted defect
+        blob = F.avg_pool2d(torch.from_numpy(m).float()[None, None], 9, stride=1, padding=4)[0, 0]  # (S, S)
+        maps.append((0.1 + 0.9 * blob * (0.5 + 0.1 * i)).numpy())  # peaks differ from image to image
+        masks.append(m)
+    labels = np.ones(6, dtype=int)
+    normals = SimpleNamespace(map_quantiles=[0.1] * 11)  # held-out normal pixels all at the floor 0.1
+
+    class Held:
+        normalizer = normals
+
+        def threshold_at_quantile(self, q, f=0.0):
+            return float(np.nextafter(np.float32(0.1), np.float32(1)))
+
+    sweep = mask_threshold.mask_quantile_iou(Held(), maps, masks, labels, 0.0, "auto")
+    best = max(sweep, key=sweep.get)
+    assert "@" in best and 0.3 <= float(best.split("@")[1]) <= 0.7  # a fraction near half way wins
+    assert sweep[best] > 0.7 > 0.3 > max(v for k, v in sweep.items() if "@" not in k)  # the quantiles' best
 
 
 def test_the_mask_margin_raises_the_quantiles_threshold_towards_the_maps_ceiling(tiny_data, tmp_path):
@@ -201,7 +242,7 @@ def test_the_mask_margin_raises_the_quantiles_threshold_towards_the_maps_ceiling
     assert predictor.threshold_at_quantile(1.0) == float(np.nextafter(np.float32(peak), np.float32(np.inf)))
     raised = Predictor.from_run(tmp_path / "run", "cpu", ["infer.mask_quantile=1.0", "infer.mask_margin=0.3"])
     assert raised.mask_threshold == above
-    assert mask_candidates(0.1)["0.99+0.1"] == (0.99, 0.1) and "1.0+0.05" not in mask_candidates(0.1)
+    assert mask_candidates(0.1)["0.99+0.1"] == (0.99, 0.1, 0.0) and "1.0+0.05" not in mask_candidates(0.1)
 
 
 def test_training_chooses_the_image_score_that_validates_better(tiny_data, tmp_path):

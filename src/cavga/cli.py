@@ -240,8 +240,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         print("image AUROC by infer.image_score: " + ", ".join(f"{k}: {v}" for k, v in scores.items() if v is not None))
         if result["mask_quantile_iou"]:
             sweep = ", ".join(f"{q}: {v}" for q, v in result["mask_quantile_iou"].items())
-            in_use = mask_label(result["mask_quantile"], result["mask_margin"])  # "1.0+0.05": margin 0.05
-            print(f"IoU by infer.mask_quantile[+mask_margin] (in use: {in_use}): {sweep}")
+            # "1.0+0.05": margin 0.05; "0.9@0.5": peak fraction 0.5
+            in_use = mask_label(result["mask_quantile"], result["mask_margin"], result["mask_peak_fraction"])
+            print(f"IoU by infer.mask_quantile[+mask_margin][@mask_peak_fraction] (in use: {in_use}): {sweep}")
         print(f"protocol: {result['protocol']}; written: {Path(args.run_dir) / VALIDATION_FILE}")
         return 0
     if args.command == "predict":

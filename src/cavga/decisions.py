@@ -31,7 +31,7 @@ def finish_decisions(model: CAVGA, run_data: RunData, cfg: RunConfig, device: to
     resolved = copy.deepcopy(cfg)  # the map statistics are of the map in use (1 - A or A, A_ca or 1 - A_cn)
     resolve_auto_settings(resolved, decided)
     decided["normalizer"] = fit_normalizer(model, run_data.val or run_data.train, resolved, device)  # held-out
-    if cfg.infer.mask_quantile == "auto":
+    if cfg.infer.mask_quantile == "auto":  # with an auto mask margin and peak fraction, if asked
         decided.update(_decide_mask_quantile(model, run_data, cfg, resolved, decided["normalizer"], device))
     return decided
 
@@ -60,9 +60,10 @@ def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, devic
 def _decide_mask_quantile(
     model: CAVGA, run_data: RunData, cfg: RunConfig, resolved: RunConfig, normalizer: dict, device: torch.device
 ) -> dict[str, Any]:
-    """``infer.mask_quantile: auto`` (and an auto ``mask_margin``) decided on the same painted held-out
-    normals, with the other settings ``resolved`` as training decided them
+    """``infer.mask_quantile: auto`` (and an auto ``mask_margin``, ``mask_peak_fraction``) decided on
+    the same painted held-out normals, with the other settings ``resolved`` as training decided them
     (:func:`cavga.mask_threshold.decide_mask_quantile`)."""
     held_out_stats = Normalizer(**normalizer)  # fitted just now at resolved.infer.normalizer_quantile
     predictor = Predictor(model, resolved, held_out_stats, device)
-    return decide_held_out_mask_quantile(predictor, run_data.val, cfg.infer.mask_margin)
+    asked = cfg.infer.mask_margin, cfg.infer.mask_peak_fraction  # "auto" or a number
+    return decide_held_out_mask_quantile(predictor, run_data.val, *asked)

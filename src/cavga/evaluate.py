@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from . import data as D
 from .data import Record, image_size_of, load_mask
 from .errors import CavgaError
-from .image_scores import content_mean, native_map
+from .image_scores import content_mean, native_map, peak_mask
 from .inference import Predictor, eval_loader
 from .io_utils import atomic_write_json
 from .map_choice import map_settings
@@ -78,7 +78,7 @@ def evaluate_run(
             gt, real = native_mask(record)  # (H, W) bool at the image's own size
             amap = native_map(pred.anomaly_map[i], gt.shape, cfg.data.resize)  # (H, W)
             cols["map"].append(amap)
-            cols["pmask"].append(amap >= predictor.mask_threshold)
+            cols["pmask"].append(peak_mask(amap, predictor.mask_threshold, predictor.mask_peak_fraction))
             cols["mask"].append(gt)
             cols["has_mask"].append(real)
             cols["res"].append(native_map(residual[i], gt.shape, cfg.data.resize))  # (H, W)
@@ -126,6 +126,7 @@ def evaluate_run(
             "mask": predictor.mask_threshold,
             "mask_quantile": cfg.infer.mask_quantile,
             "mask_margin": cfg.infer.mask_margin,
+            "mask_peak_fraction": predictor.mask_peak_fraction,
             "score": cfg.infer.score_threshold,
             "normalizer_quantile": cfg.infer.normalizer_quantile,
         },

@@ -78,6 +78,17 @@ def map_peak(amap: Tensor, valid: Tensor | None = None, lowest: bool = False) ->
     return m.amin(dim=1) if lowest else m.amax(dim=1)
 
 
+def peak_mask(amap: Tensor | np.ndarray, threshold: float, fraction: float = 0.0, valid: Tensor | None = None):
+    """The mask of maps (B, S, S) (a Tensor; ``valid`` marks content) or of one map (H, W) (an array):
+    pixels at or above ``threshold`` raised ``fraction`` of the way to the map's own peak over its
+    content, ``t + r * (peak - t)`` (``infer.mask_peak_fraction``; the plain threshold at 0). A map
+    that stays below ``t`` keeps an empty mask, as at 0: for r < 1 that level lies above its peak."""
+    if isinstance(amap, np.ndarray):  # one map at its image's own size
+        return amap >= threshold + fraction * (float(amap.max()) - threshold)  # (H, W)
+    level = threshold + fraction * (map_peak(amap, valid) - threshold)  # (B,)
+    return amap >= level[:, None, None]  # (B, S, S)
+
+
 def content_mean(m: Tensor, valid: Tensor | None = None) -> Tensor:
     """(B,): the mean of maps ``m`` (B, S, S) over each image's content (``valid`` (B, 1, S, S), or all)."""
     if valid is None:

@@ -49,6 +49,7 @@ from .image_scores import (
     bce_score,
     map_peak,
     native_map,
+    peak_mask,
     reconstruction_score,
 )
 from .map_choice import (
@@ -171,6 +172,8 @@ class Predictor:
             quantile = AUTO_SETTINGS["mask_quantile"] if quantile == "auto" else quantile
             margin = AUTO_SETTINGS["mask_margin"] if margin == "auto" else margin
             self.mask_threshold = self.threshold_at_quantile(quantile, margin)
+        fraction = cfg.infer.mask_peak_fraction  # each map's threshold raised towards its own peak
+        self.mask_peak_fraction = float(AUTO_SETTINGS["mask_peak_fraction"] if fraction == "auto" else fraction)
         # CAVGA-w's probability -> score, as CAVGA-u's reconstruction score (None: the probability itself)
         self.classifier_normalizer = None
         if cfg.model.weakly_supervised and cfg.infer.classifier_verdict == "calibrated":
@@ -283,7 +286,7 @@ class Predictor:
             score=score.cpu(),
             label=label.cpu(),
             anomaly_map=amap.cpu(),
-            mask=(amap >= self.mask_threshold).cpu(),
+            mask=peak_mask(amap, self.mask_threshold, self.mask_peak_fraction, valid).cpu(),
             raw_score=raw.cpu(),
             reconstruction=x_hat.cpu(),
             residual_map=residual.cpu(),
@@ -305,7 +308,7 @@ class Predictor:
                         score=float(pred.score[j]),
                         label=int(pred.label[j]),
                         anomaly_map=amap,
-                        mask=amap >= self.mask_threshold,
+                        mask=peak_mask(amap, self.mask_threshold, self.mask_peak_fraction),
                         raw_score=float(pred.raw_score[j]),
                     )
                 )

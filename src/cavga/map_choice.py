@@ -16,6 +16,7 @@ AUTO_SETTINGS = {
     "weak_map": "anomalous",
     "mask_quantile": 0.99,
     "mask_margin": 0.0,
+    "mask_peak_fraction": 0.0,
     "shifted_map": False,
 }
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from . import data as D
+from .image_scores import peak_mask
 from .inference import Predictor
 from .map_choice import AUTO_SETTINGS
 from .metrics import iou
@@ -23,22 +24,28 @@ MASK_QUANTILES = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999)
 # infer.mask_margin values "auto" weighs at quantile 1.0 (the highest held-out normal pixel): the
 # masks of thresholds above every normal pixel, where the painted IoU of 0.9999 was still rising
 MASK_MARGINS = (0.0, 0.025, 0.05, 0.1, 0.2)
+# infer.mask_peak_fraction values "auto" weighs with each of the above: how far each map's threshold
+# rises towards its own peak (session 35, on 32 stored bottle runs; docs/method.md)
+MASK_PEAK_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
-def mask_candidates(margin: float | str = 0.0) -> dict[str, tuple[float, float]]:
-    """The (mask quantile, mask margin) pairs an auto mask quantile chooses from, by label ("0.99",
-    "1.0+0.05"): MASK_QUANTILES at ``margin`` (0 for "auto"), and with "auto" also quantile 1.0
-    raised by each of MASK_MARGINS."""
+def mask_candidates(margin: float | str = 0.0, fraction: float | str = 0.0) -> dict[str, tuple[float, float, float]]:
+    """The (mask quantile, mask margin, peak fraction) an auto mask quantile chooses from, by label
+    ("0.99", "1.0+0.05", "0.9@0.5"): MASK_QUANTILES at ``margin`` (0 for "auto"), with "auto" also
+    quantile 1.0 raised by each of MASK_MARGINS; each at ``fraction``, or at every one of
+    MASK_PEAK_FRACTIONS where that is "auto"."""
     fixed = 0.0 if margin == "auto" else float(margin)
-    out = {mask_label(q, fixed): (q, fixed) for q in MASK_QUANTILES}
+    pairs = [(q, fixed) for q in MASK_QUANTILES]
     if margin == "auto":
-        out.update({mask_label(1.0, f): (1.0, f) for f in MASK_MARGINS})
-    return out
+        pairs += [(1.0, f) for f in MASK_MARGINS]
+    fractions = MASK_PEAK_FRACTIONS if fraction == "auto" else (float(fraction),)
+    return {mask_label(q, f, r): (q, f, r) for r in fractions for q, f in pairs}
 
 
-def mask_label(quantile: float, margin: float) -> str:
-    """How the validation sweep names a mask threshold: "0.99", "1.0+0.05"."""
-    return f"{quantile}+{margin}" if margin else str(quantile)
+def mask_label(quantile: float, margin: float, fraction: float = 0.0) -> str:
+    """How the validation sweep names a mask threshold: "0.99", "1.0+0.05", "0.9@0.5" (peak fraction 0.5)."""
+    label = f"{quantile}+{margin}" if margin else str(quantile)
+    return f"{label}@{fraction}" if fraction else label
 
 
 def decide_mask_quantile(
@@ -48,56 +55,71 @@ def decide_mask_quantile(
     seed: int = 0,
     copies: int = 2,
     margin: float | str = 0.0,
+    fraction: float | str = 0.0,
 ) -> dict[str, dict[str, Any]]:
     """``infer.mask_quantile: auto``: of :func:`mask_candidates`, the threshold whose masks overlap
     the painted defects on the held-out normals ``images`` best (mean IoU, as ``cavga validate``
-    prints it for each; ties go to the lowest margin, then the quantile nearest the former default
-    0.99). ``predictor`` holds the run's other settings as decided and its held-out map statistics.
-    ``margin`` is ``infer.mask_margin`` as the run asked it. Returns the checkpoint's decisions:
-    "mask_quantile", and "mask_margin" where that is auto too."""
+    prints it for each; ties go to the lowest margin, then the lowest peak fraction, then the
+    quantile nearest the former default 0.99). ``predictor`` holds the run's other settings as
+    decided and its held-out map statistics. ``margin`` and ``fraction`` are ``infer.mask_margin``
+    and ``infer.mask_peak_fraction`` as the run asked them. Returns the checkpoint's decisions:
+    "mask_quantile", and "mask_margin" and "mask_peak_fraction" where those are auto too."""
     cols, masks, labels, _, boxes = predict_painted(predictor, images, boxes, seed, copies)
-    by_q = mask_quantile_iou(predictor, content_only(cols["map"], boxes), content_only(masks, boxes), labels, margin)
+    maps, masks = content_only(cols["map"], boxes), content_only(masks, boxes)
+    by_q = mask_quantile_iou(predictor, maps, masks, labels, margin, fraction)
     if by_q is None:  # no held-out map statistics to threshold by
-        return _fallback_mask_decisions(margin, "no held-out map statistics")
-    candidates = mask_candidates(margin)
-    best = max(candidates, key=lambda k: (by_q[k], -candidates[k][1], -abs(candidates[k][0] - 0.99)))
-    quantile, chosen_margin = candidates[best]
+        return _fallback_mask_decisions(margin, fraction, "no held-out map statistics")
+    candidates = mask_candidates(margin, fraction)
+
+    def rank(label: str) -> tuple:
+        q, f, r = candidates[label]
+        return by_q[label], -f, -r, -abs(q - 0.99)
+
+    quantile, chosen_margin, chosen_fraction = candidates[max(candidates, key=rank)]
     protocol = protocol_text(len(images), copies, seed)
     out = {"mask_quantile": {"mask_quantile": quantile, "validation_iou": by_q, "protocol": protocol}}
-    if margin == "auto":
-        out["mask_margin"] = {"mask_margin": chosen_margin, "protocol": protocol}
+    asked = (("mask_margin", margin, chosen_margin), ("mask_peak_fraction", fraction, chosen_fraction))
+    for key, how, chosen in asked:
+        if how == "auto":
+            out[key] = {key: chosen, "protocol": protocol}
     return out
 
 
-def _fallback_mask_decisions(margin: float | str, why: str) -> dict[str, dict[str, Any]]:
+def _fallback_mask_decisions(margin: float | str, fraction: float | str, why: str) -> dict[str, dict[str, Any]]:
     """The mask decisions where nothing could be measured: the AUTO_SETTINGS values."""
     out = {"mask_quantile": {"mask_quantile": AUTO_SETTINGS["mask_quantile"], "protocol": why}}
-    if margin == "auto":
-        out["mask_margin"] = {"mask_margin": AUTO_SETTINGS["mask_margin"], "protocol": why}
+    for key, asked in (("mask_margin", margin), ("mask_peak_fraction", fraction)):
+        if asked == "auto":
+            out[key] = {key: AUTO_SETTINGS[key], "protocol": why}
     return out
 
 
 def decide_held_out_mask_quantile(
-    predictor: Predictor, records: list[D.Record], margin: float | str = 0.0
+    predictor: Predictor, records: list[D.Record], margin: float | str = 0.0, fraction: float | str = 0.0
 ) -> dict[str, dict[str, Any]]:
     """:func:`decide_mask_quantile` on the normal images among a run's held-out ``records``, for the
     checkpoint at the end of training (CAVGA's and the baselines')."""
     held_out = [r for r in records if r.label == 0]
     if not held_out:
-        return _fallback_mask_decisions(margin, "no held-out normals")
+        return _fallback_mask_decisions(margin, fraction, "no held-out normals")
     cfg = predictor.cfg
     images, boxes = held_out_images(held_out, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
-    return decide_mask_quantile(predictor, images, boxes, margin=margin)
+    return decide_mask_quantile(predictor, images, boxes, margin=margin, fraction=fraction)
 
 
 def mask_quantile_iou(
-    predictor: Predictor, maps: list, masks: list, labels: np.ndarray, margin: float | str = 0.0
+    predictor: Predictor,
+    maps: list,
+    masks: list,
+    labels: np.ndarray,
+    margin: float | str = 0.0,
+    fraction: float | str = 0.0,
 ) -> dict | None:
     """Validation IoU for each of :func:`mask_candidates`: how much of the map a mask should keep,
     chosen on painted defects. The threshold-free metrics above do not depend on it; only the masks do."""
     if predictor.normalizer is None or not predictor.normalizer.map_quantiles:
         return None
     return {
-        label: round(iou([m >= predictor.threshold_at_quantile(q, f) for m in maps], masks, labels), 4)
-        for label, (q, f) in mask_candidates(margin).items()
+        label: round(iou([peak_mask(m, predictor.threshold_at_quantile(q, f), r) for m in maps], masks, labels), 4)
+        for label, (q, f, r) in mask_candidates(margin, fraction).items()
     }

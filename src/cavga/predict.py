@@ -24,7 +24,7 @@ import torch
 
 from . import data as D
 from .errors import CavgaError
-from .image_scores import native_map
+from .image_scores import native_map, peak_mask
 from .inference import Predictor
 from .io_utils import atomic_write, atomic_write_json, check_output_folder, remove_stale_temp_files
 from .report.scores import MAP_SCALE, save_map16
@@ -162,6 +162,7 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
                 "run": str(run_dir),
                 "score_threshold": predictor.cfg.infer.score_threshold,
                 "mask_threshold": predictor.mask_threshold,
+                "mask_peak_fraction": predictor.mask_peak_fraction,
                 "maps": MAP_FORMATS[maps],
                 "report": f"{REPORT_DIR}/index.html" if report else None,
                 "predictions": rows,
@@ -194,7 +195,7 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
                 fail(p, e)
                 continue
             amap = native_map(pred.anomaly_map[j], tuple(image.shape[1:]), resize)  # (H, W)
-            mask = amap >= predictor.mask_threshold
+            mask = peak_mask(amap, predictor.mask_threshold, predictor.mask_peak_fraction)
             name = _unique_name(p, stems[p], used, out_dir, inputs, previous, maps)
             save_png(heatmap_overlay(image, amap, mask), out_dir / f"{name}_overlay.png")
             save_png(mask_image(mask), out_dir / f"{name}_mask.png")

@@ -213,18 +213,21 @@ def validate_run(
         "per_defect": per_defect,
         "mask_quantile": cfg.infer.mask_quantile,  # in use: as decided by training when "auto"
         "mask_margin": cfg.infer.mask_margin,
-        # the thresholds an auto mask quantile weighs, at the run's mask margin as it was asked
-        "mask_quantile_iou": mask_quantile_iou(predictor, maps, masks, labels, _asked_margin(run_dir, cfg)),
+        "mask_peak_fraction": predictor.mask_peak_fraction,
+        # the thresholds an auto mask quantile weighs, at the run's mask margin and peak fraction as asked
+        "mask_quantile_iou": mask_quantile_iou(predictor, maps, masks, labels, *_asked_mask_settings(run_dir, cfg)),
         "image_auroc_by_score": _image_auroc_by_score(cfg, raw, recon, cols["bce"], maps, labels),
     }
     atomic_write_json(run_dir / VALIDATION_FILE, result)
     return result
 
 
-def _asked_margin(run_dir: Path, cfg) -> float | str:
-    """``infer.mask_margin`` as the run's config.yaml asks it ("auto" or a number), before training decided it."""
+def _asked_mask_settings(run_dir: Path, cfg) -> tuple[float | str, float | str]:
+    """``infer.mask_margin`` and ``infer.mask_peak_fraction`` as the run's config.yaml asks them
+    ("auto" or a number), before training decided them."""
     config_file = run_dir / "config.yaml"
-    return load_config(config_file, saved=True).infer.mask_margin if config_file.is_file() else cfg.infer.mask_margin
+    asked = load_config(config_file, saved=True).infer if config_file.is_file() else cfg.infer
+    return asked.mask_margin, asked.mask_peak_fraction
 
 
 def _image_auroc_by_score(

@@ -71,7 +71,7 @@ def _state(cfg, model, opt, epoch, history, normalizer, fp, weights: str) -> dic
 def finish_baseline_decisions(model, cfg: RunConfig, run_data: RunData, device) -> dict[str, Any]:
     """What fitting's end adds to the checkpoint (as :func:`cavga.decisions.finish_decisions` for CAVGA):
     the score normaliser and map statistics of the held-out normals, then (``infer.mask_quantile:
-    auto``) the mask quantile (and margin) decided on painted copies of them."""
+    auto``) the mask quantile (and margin, peak fraction) decided on painted copies of them."""
     normalizer = fit_normalizer(
         None, run_data.val or run_data.train, cfg, device, evidence=lambda x: evidence(model, cfg, x)
     )
@@ -79,7 +79,8 @@ def finish_baseline_decisions(model, cfg: RunConfig, run_data: RunData, device) 
     if cfg.infer.mask_quantile == "auto" and normalizer is not None:  # as CAVGA's training decides it
         held_out_stats = Normalizer(**normalizer)  # fitted just now at cfg.infer.normalizer_quantile
         predictor = BaselinePredictor(model, cfg, held_out_stats, device)
-        decided.update(decide_held_out_mask_quantile(predictor, run_data.val, cfg.infer.mask_margin))
+        asked = cfg.infer.mask_margin, cfg.infer.mask_peak_fraction  # "auto" or a number
+        decided.update(decide_held_out_mask_quantile(predictor, run_data.val, *asked))
     return decided
 
 

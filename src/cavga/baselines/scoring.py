@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..config import RunConfig
 from ..errors import CavgaError
-from ..image_scores import Normalizer
+from ..image_scores import Normalizer, peak_mask
 from ..inference import BatchPrediction, Predictor
 from .ae import ConvAutoencoder, ae_map
 from .patchcore import PatchCore
@@ -96,7 +96,7 @@ class BaselinePredictor(Predictor):
             score=score.cpu(),
             label=(score >= self.cfg.infer.score_threshold).long().cpu(),
             anomaly_map=amap.cpu(),
-            mask=(amap >= self.mask_threshold).cpu(),
+            mask=peak_mask(amap, self.mask_threshold, self.mask_peak_fraction).cpu(),
             raw_score=raw.cpu(),
             reconstruction=recon.cpu(),
             residual_map=(x - recon).abs().mean(dim=1).cpu(),  # (B, S, S); zero for PatchCore

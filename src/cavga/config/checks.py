@@ -92,11 +92,13 @@ def check_run_config(cfg: RunConfig) -> None:
     if isinstance(cfg.infer.mask_quantile, str) and cfg.infer.mask_quantile != "auto":
         q = cfg.infer.mask_quantile
         raise CavgaError(f"infer.mask_quantile: {q!r} is not a number in (0, 1], auto or null")
-    if isinstance(cfg.infer.mask_margin, str):
-        if cfg.infer.mask_margin != "auto":
-            raise CavgaError(f"infer.mask_margin: {cfg.infer.mask_margin!r} is not a number in [0, 1) or auto")
-    else:
-        _in_range("infer.mask_margin", cfg.infer.mask_margin, 0.0, 1.0, high_open=True)
+    for name in ("mask_margin", "mask_peak_fraction"):
+        v = getattr(cfg.infer, name)
+        if isinstance(v, str):
+            if v != "auto":
+                raise CavgaError(f"infer.{name}: {v!r} is not a number in [0, 1) or auto")
+        else:
+            _in_range(f"infer.{name}", v, 0.0, 1.0, high_open=True)
     for name in ("mask_threshold", "mask_quantile", "score_threshold", "normalizer_quantile"):
         v = getattr(cfg.infer, name)
         if v is not None and not isinstance(v, str):

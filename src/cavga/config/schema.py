@@ -208,6 +208,11 @@ class InferConfig:
     # Not the default: on bottle the margins painted defects chose cut the test IoU of real defects
     # (docs/method.md, "The mask threshold"; docs/results.md, "Session 31")
     mask_margin: float | str = 0.0
+    # The threshold raised towards each map's own peak over its content: t + r * (peak - t),
+    # the localisation rule of CAM and Grad-CAM (a share of each map's maximum). "auto": decided
+    # with an auto mask quantile, jointly, on the same painted held-out normals (MASK_PEAK_FRACTIONS;
+    # docs/method.md, "The mask threshold"); 0 (the plain threshold) where nothing decided it.
+    mask_peak_fraction: float | str = "auto"
     # CAVGA-u's anomaly map: "inverse" = 1 - A (Sec. 3.1), "direct" = A (unclamped above the normal
     # peak), or "auto": training ends by painting defects on the held-out normals and keeps 1 - A
     # unless A ranks them higher there, i.e. unless the attention rises on defects (docs/method.md,

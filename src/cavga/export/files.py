@@ -63,6 +63,7 @@ def metadata(predictor: Predictor) -> dict[str, Any]:
         "outputs": list(OUTPUTS),
         "score_threshold": cfg.infer.score_threshold,
         "mask_threshold": predictor.mask_threshold,
+        "mask_peak_fraction": predictor.mask_peak_fraction,
         "normalizer": None if predictor.score_normalizer is None else {
             "lo": predictor.score_normalizer.lo,
             "hi": predictor.score_normalizer.hi,
@@ -140,6 +141,7 @@ class ExportedPredictor:
         self.meta = meta
         self.cfg: RunConfig = from_dict(meta["config"], f"{path} (metadata)", saved=True)
         self.mask_threshold = float(meta["mask_threshold"])
+        self.mask_peak_fraction = float(meta.get("mask_peak_fraction", 0.0))  # exported before it existed: 0
 
     def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> ExportedBatch:
         """As :meth:`Predictor.predict_batch`; exported runs are stretch-resized (``valid`` is None)."""

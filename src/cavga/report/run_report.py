@@ -132,6 +132,7 @@ def build_run_report(run_dir: str | Path) -> Path:
         shutil.rmtree(out / IMG_DIR)  # thumbnails of an earlier evaluation
     thr = scores["thresholds"]
     t_score, t_mask = float(thr["score"]), float(thr["mask"])
+    peak_fraction = float(thr.get("mask_peak_fraction") or 0.0)  # evaluated before it existed: 0
     images = scores["images"]
 
     # the worst misses and false alarms first; a large test set (the one-class protocol's 10000
@@ -141,7 +142,7 @@ def build_run_report(run_dir: str | Path) -> Path:
     for im in ranked[:GALLERY_LIMIT]:
         amap = load_map16(run_dir / im["map"])
         panels = write_panels(
-            im["path"], amap, t_mask, im["mask_path"], im["label"], out / IMG_DIR, f"{im['index']:04d}"
+            im["path"], amap, (t_mask, peak_fraction), im["mask_path"], im["label"], out / IMG_DIR, f"{im['index']:04d}"
         )
         kind, kind_text = _kind(im["label"], im["verdict"])
         gallery.append(
@@ -203,6 +204,8 @@ def build_run_report(run_dir: str | Path) -> Path:
     thresholds += [("mask threshold (anomaly map)", f"{t_mask:.6g}"), ("mask quantile", thr.get("mask_quantile"))]
     if thr.get("mask_margin"):  # raised above the quantile (infer.mask_margin)
         thresholds.append(("mask margin", thr["mask_margin"]))
+    if peak_fraction:  # raised towards each map's own peak (infer.mask_peak_fraction)
+        thresholds.append(("mask peak fraction", peak_fraction))
 
     checked = stored_check(run_dir) or {}  # the painted-defect check `cavga train` ended with
     metric_rows = [
