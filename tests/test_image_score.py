@@ -164,11 +164,11 @@ def test_each_cavga_only_score_has_its_held_out_values_and_its_own_score_kind():
 
 
 def test_peak_mask_raises_each_maps_threshold_towards_its_own_peak():
-    """t + r * (peak - t), by hand: t = 0.2, r = 0.5. A map peaking at 1.0 keeps what is at least
-    0.6, one peaking at 0.5 what is at least 0.35; one that stays below t keeps nothing, as at r = 0."""
+    """t + r * max(peak - t, 0), by hand: t = 0.2, r = 0.5. A map peaking at 1.0 keeps what is at
+    least 0.6, one peaking at 0.5 what is at least 0.35; one that stays below t keeps nothing, as at r = 0."""
     maps = torch.zeros(3, 4, 4)  # (B, S, S)
     maps[0, 0, :4] = torch.tensor([1.0, 0.6, 0.59, 0.3])
-    maps[1, 0, :2] = torch.tensor([0.19, 0.18])  # below t: its level 0.195 lies above its peak
+    maps[1, 0, :2] = torch.tensor([0.19, 0.18])  # below t: never raised, never flagged
     maps[2, 0, :3] = torch.tensor([0.5, 0.45, 0.3])  # peak 0.5: level 0.35
     got = peak_mask(maps, 0.2, 0.5)
     want = torch.zeros(3, 4, 4, dtype=torch.bool)
@@ -183,3 +183,12 @@ def test_peak_mask_raises_each_maps_threshold_towards_its_own_peak():
     padded = maps.clone()
     padded[0, 3, 3] = 5.0  # a high value in the padding does not raise the level
     assert torch.equal(peak_mask(padded, 0.2, 0.5, valid)[0, 0], want[0, 0])
+
+
+def test_peak_mask_keeps_ties_at_the_quantile_out_in_float32():
+    """A map that is 0 on most normal pixels has its quantile at 0 and t the float32 just above it.
+    A map that is 0 everywhere must keep an empty mask: t + r (0 - t) would round to 0 in float32
+    and flag every pixel."""
+    t = float(np.nextafter(np.float32(0), np.float32(1)))  # as Predictor.threshold_at_quantile gives it
+    zero = np.zeros((8, 8), dtype=np.float32)
+    assert not peak_mask(zero, t, 0.5).any() and not peak_mask(torch.from_numpy(zero)[None], t, 0.5).any()

@@ -81,11 +81,12 @@ def map_peak(amap: Tensor, valid: Tensor | None = None, lowest: bool = False) ->
 def peak_mask(amap: Tensor | np.ndarray, threshold: float, fraction: float = 0.0, valid: Tensor | None = None):
     """The mask of maps (B, S, S) (a Tensor; ``valid`` marks content) or of one map (H, W) (an array):
     pixels at or above ``threshold`` raised ``fraction`` of the way to the map's own peak over its
-    content, ``t + r * (peak - t)`` (``infer.mask_peak_fraction``; the plain threshold at 0). A map
-    that stays below ``t`` keeps an empty mask, as at 0: for r < 1 that level lies above its peak."""
+    content, ``t + r * max(peak - t, 0)`` (``infer.mask_peak_fraction``; the plain threshold at 0).
+    The level never drops below ``t``: a map below it keeps an empty mask, and one at the quantile
+    itself (``t`` is the float32 just above it) does not round its ties back in."""
     if isinstance(amap, np.ndarray):  # one map at its image's own size
-        return amap >= threshold + fraction * (float(amap.max()) - threshold)  # (H, W)
-    level = threshold + fraction * (map_peak(amap, valid) - threshold)  # (B,)
+        return amap >= threshold + fraction * max(float(amap.max()) - threshold, 0.0)  # (H, W)
+    level = threshold + fraction * (map_peak(amap, valid) - threshold).clamp_min(0.0)  # (B,)
     return amap >= level[:, None, None]  # (B, S, S)
 
 

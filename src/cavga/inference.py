@@ -12,6 +12,8 @@
   ``mask_quantile`` set, strictly above that quantile of the map over held-out normal pixels.
   Those pixels are counted at each held-out image's own resolution, as maps are scored and
   returned (:func:`native_map`): the map is upsampled to the image, never the mask shrunk.
+  ``mask_peak_fraction`` r then raises each map's threshold t towards its own peak, to
+  t + r max(peak - t, 0) (:func:`peak_mask`; decided with an auto quantile on painted defects).
 
 The image scores, their normaliser and the map statistics held out for thresholds are in
 :mod:`cavga.image_scores`.

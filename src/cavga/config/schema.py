@@ -208,7 +208,7 @@ class InferConfig:
     # Not the default: on bottle the margins painted defects chose cut the test IoU of real defects
     # (docs/method.md, "The mask threshold"; docs/results.md, "Session 31")
     mask_margin: float | str = 0.0
-    # The threshold raised towards each map's own peak over its content: t + r * (peak - t),
+    # The threshold raised towards each map's own peak over its content: t + r * max(peak - t, 0),
     # the localisation rule of CAM and Grad-CAM (a share of each map's maximum). "auto": decided
     # with an auto mask quantile, jointly, on the same painted held-out normals (MASK_PEAK_FRACTIONS;
     # docs/method.md, "The mask threshold"); 0 (the plain threshold) where nothing decided it.
