@@ -1,6 +1,7 @@
 """The validation protocol: painted defects on held-out normal images, never test images."""
 
 import json
+from collections import defaultdict
 from types import SimpleNamespace
 
 import numpy as np
@@ -182,7 +183,8 @@ def test_the_mask_quantile_with_the_best_painted_iou_wins_and_ties_go_nearest_09
     predictor = Predictor.from_run(_tiny_run(tiny_data, tmp_path / "run", 0.2), "cpu")
     sweep = {"0.9": 0.1, "0.95": 0.3, "0.98": 0.3, "0.99": 0.2, "0.995": 0.3, "0.999": 0.0, "0.9995": 0.0}
     sweep.update({"0.9999": 0.1, "1.0": 0.3, "1.0+0.025": 0.3, "1.0+0.05": 0.1, "1.0+0.1": 0.0, "1.0+0.2": 0.0})
-    monkeypatch.setattr(mask_threshold, "mask_quantile_iou", lambda *a: sweep)
+    share = defaultdict(float)  # the share of the clean held-out normals each threshold flags
+    monkeypatch.setattr(mask_threshold, "mask_sweep", lambda *a: (sweep, share))
     images = torch.rand(2, 3, 32, 32)  # (N, 3, S, S)
 
     def decide(margin="auto"):  # as the run asked infer.mask_margin
@@ -207,6 +209,11 @@ def test_the_mask_quantile_with_the_best_painted_iou_wins_and_ties_go_nearest_09
 
     assert decide_fraction() == (0.95, 0.5)
     assert "mask_peak_fraction" not in mask_threshold.decide_mask_quantile(predictor, images)  # set by hand (0)
+    # the share of the clean normals each flags is stored beside, and does not weigh in the choice
+    share.update({"0.9": 0.01, "0.95@0.5": 0.02, "0.95@0.6": 0.01, "0.99@0.7": 0.005})
+    assert decide_fraction() == (0.95, 0.5)
+    stored = mask_threshold.decide_mask_quantile(predictor, images, fraction="auto")["mask_quantile"]
+    assert stored["validation_normal_share"]["0.95@0.5"] == 0.02
 
 
 def test_a_peak_fraction_wins_where_maps_spread_wider_than_their_defects():
@@ -387,3 +394,12 @@ def test_training_resolves_the_shift_and_an_override_refits_the_maps_statistics(
     assert not torch.equal(other.predict_batch(x).anomaly_map, predictor.predict_batch(x).anomaly_map)
     assert validate_run(run, device="cpu", copies=1)["shifted_map"] is stored
     assert evaluate_run(run, device="cpu", progress=False, report=False)["shifted_map"] is stored  # metrics.json
+
+
+def test_the_printed_sweep_names_the_best_threshold_at_each_peak_fraction():
+    one = {"0.99": 0.2, "0.9999": 0.3}
+    assert mask_threshold.mask_sweep_text(one) == "0.99: 0.2, 0.9999: 0.3"  # one fraction: every threshold
+    sweep = {**one, "0.99@0.5": 0.45, "0.9@0.5": 0.4, "0.9@0.8": 0.1}
+    assert (
+        mask_threshold.mask_sweep_text(sweep) == "best at each peak fraction: 0.9999: 0.3, 0.99@0.5: 0.45, 0.9@0.8: 0.1"
+    )

@@ -226,7 +226,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"written: {Path(args.run_dir) / 'metrics.json'}")
         return 0
     if args.command == "validate":
-        from .mask_threshold import mask_label
+        from .mask_threshold import mask_label, mask_sweep_text
         from .validation import VALIDATION_FILE, validate_run
 
         result = validate_run(args.run_dir, args.device, args.paint_seed, args.copies, infer=args.overrides)
@@ -239,10 +239,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         scores = result["image_auroc_by_score"]
         print("image AUROC by infer.image_score: " + ", ".join(f"{k}: {v}" for k, v in scores.items() if v is not None))
         if result["mask_quantile_iou"]:
-            sweep = ", ".join(f"{q}: {v}" for q, v in result["mask_quantile_iou"].items())
             # "1.0+0.05": margin 0.05; "0.9@0.5": peak fraction 0.5
             in_use = mask_label(result["mask_quantile"], result["mask_margin"], result["mask_peak_fraction"])
-            print(f"IoU by infer.mask_quantile[+mask_margin][@mask_peak_fraction] (in use: {in_use}): {sweep}")
+            print(f"IoU by infer.mask_quantile[+mask_margin][@mask_peak_fraction] (in use: {in_use}): "
+                  f"{mask_sweep_text(result['mask_quantile_iou'])}")  # fmt: skip
         print(f"protocol: {result['protocol']}; written: {Path(args.run_dir) / VALIDATION_FILE}")
         return 0
     if args.command == "predict":

@@ -48,6 +48,18 @@ def mask_label(quantile: float, margin: float, fraction: float = 0.0) -> str:
     return f"{label}@{fraction}" if fraction else label
 
 
+def mask_sweep_text(sweep: dict[str, float]) -> str:
+    """A validation sweep for one line: every threshold when it weighs one peak fraction, else the
+    best threshold at each fraction (the full sweep stays in validation.json)."""
+    by_fraction: dict[str, dict[str, float]] = {}
+    for label, value in sweep.items():
+        by_fraction.setdefault(label.partition("@")[2] or "0", {})[label] = value
+    if len(by_fraction) == 1:
+        return ", ".join(f"{k}: {v}" for k, v in sweep.items())
+    best = (max(group.items(), key=lambda kv: kv[1]) for group in by_fraction.values())
+    return "best at each peak fraction: " + ", ".join(f"{k}: {v}" for k, v in best)
+
+
 def decide_mask_quantile(
     predictor: Predictor,
     images: torch.Tensor,
@@ -60,15 +72,18 @@ def decide_mask_quantile(
     """``infer.mask_quantile: auto``: of :func:`mask_candidates`, the threshold whose masks overlap
     the painted defects on the held-out normals ``images`` best (mean IoU, as ``cavga validate``
     prints it for each; ties go to the lowest margin, then the lowest peak fraction, then the
-    quantile nearest the former default 0.99). ``predictor`` holds the run's other settings as
-    decided and its held-out map statistics. ``margin`` and ``fraction`` are ``infer.mask_margin``
-    and ``infer.mask_peak_fraction`` as the run asked them. Returns the checkpoint's decisions:
-    "mask_quantile", and "mask_margin" and "mask_peak_fraction" where those are auto too."""
+    quantile nearest the former default 0.99); the share of a clean held-out image each flags is
+    stored beside (raised towards the peak, a lower quantile flags more of a normal image; docs/method.md).
+    ``predictor`` holds the run's other settings as decided and its held-out map statistics.
+    ``margin`` and ``fraction`` are ``infer.mask_margin`` and ``infer.mask_peak_fraction`` as the
+    run asked them. Returns the checkpoint's decisions: "mask_quantile", and "mask_margin" and
+    "mask_peak_fraction" where those are auto too."""
     cols, masks, labels, _, boxes = predict_painted(predictor, images, boxes, seed, copies)
     maps, masks = content_only(cols["map"], boxes), content_only(masks, boxes)
-    by_q = mask_quantile_iou(predictor, maps, masks, labels, margin, fraction)
-    if by_q is None:  # no held-out map statistics to threshold by
+    sweep = mask_sweep(predictor, maps, masks, labels, margin, fraction)
+    if sweep is None:  # no held-out map statistics to threshold by
         return _fallback_mask_decisions(margin, fraction, "no held-out map statistics")
+    by_q, normal_share = sweep
     candidates = mask_candidates(margin, fraction)
 
     def rank(label: str) -> tuple:
@@ -77,7 +92,14 @@ def decide_mask_quantile(
 
     quantile, chosen_margin, chosen_fraction = candidates[max(candidates, key=rank)]
     protocol = protocol_text(len(images), copies, seed)
-    out = {"mask_quantile": {"mask_quantile": quantile, "validation_iou": by_q, "protocol": protocol}}
+    out = {
+        "mask_quantile": {
+            "mask_quantile": quantile,
+            "validation_iou": by_q,
+            "validation_normal_share": normal_share,  # the mean share of a clean normal image flagged
+            "protocol": protocol,
+        }
+    }
     asked = (("mask_margin", margin, chosen_margin), ("mask_peak_fraction", fraction, chosen_fraction))
     for key, how, chosen in asked:
         if how == "auto":
@@ -117,9 +139,27 @@ def mask_quantile_iou(
 ) -> dict | None:
     """Validation IoU for each of :func:`mask_candidates`: how much of the map a mask should keep,
     chosen on painted defects. The threshold-free metrics above do not depend on it; only the masks do."""
+    sweep = mask_sweep(predictor, maps, masks, labels, margin, fraction)
+    return None if sweep is None else sweep[0]
+
+
+def mask_sweep(
+    predictor: Predictor,
+    maps: list,
+    masks: list,
+    labels: np.ndarray,
+    margin: float | str = 0.0,
+    fraction: float | str = 0.0,
+) -> tuple[dict[str, float], dict[str, float]] | None:
+    """For each of :func:`mask_candidates`: the IoU of its masks with the painted defects (``labels``
+    1), and the mean share of a clean image's pixels (``labels`` 0) it flags; None without held-out
+    map statistics."""
     if predictor.normalizer is None or not predictor.normalizer.map_quantiles:
         return None
-    return {
-        label: round(iou([peak_mask(m, predictor.threshold_at_quantile(q, f), r) for m in maps], masks, labels), 4)
-        for label, (q, f, r) in mask_candidates(margin, fraction).items()
-    }
+    clean = [m for m, label in zip(maps, labels, strict=True) if label == 0]
+    by_iou, by_share = {}, {}
+    for label, (q, f, r) in mask_candidates(margin, fraction).items():
+        t = predictor.threshold_at_quantile(q, f)
+        by_iou[label] = round(iou([peak_mask(m, t, r) for m in maps], masks, labels), 4)
+        by_share[label] = float(np.mean([peak_mask(m, t, r).mean() for m in clean])) if clean else 0.0
+    return by_iou, by_share
