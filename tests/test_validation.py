@@ -172,7 +172,11 @@ def test_training_chooses_the_mask_quantile_whose_masks_overlap_painted_defects_
     assert predictor.mask_threshold == predictor.threshold_at_quantile(stored["mask_quantile"], margin)
     assert predictor.mask_peak_fraction == fraction
     # cavga validate scores the same painted set (same seed and copies): the same sweep
-    assert validate_run(run, device="cpu")["mask_quantile_iou"] == pytest.approx(by_q, abs=1e-4)
+    again = validate_run(run, device="cpu")
+    assert again["mask_quantile_iou"] == pytest.approx(by_q, abs=1e-4)
+    share = again["mask_normal_share"]  # the share of a clean held-out image each threshold flags
+    assert share == pytest.approx(stored["validation_normal_share"], abs=1e-6) and set(share) == set(by_q)
+    assert all(0 <= v <= 1 for v in share.values()) and share["0.9"] >= share["0.9@0.5"] >= share["0.9@0.8"]
     fixed = Predictor.from_run(run, "cpu", ["infer.mask_quantile=0.9"])
     assert fixed.cfg.infer.mask_quantile == 0.9 and fixed.mask_threshold == fixed.threshold_at_quantile(0.9)
 
@@ -235,7 +239,7 @@ def test_a_peak_fraction_wins_where_maps_spread_wider_than_their_defects():
         def threshold_at_quantile(self, q, f=0.0):
             return float(np.nextafter(np.float32(0.1), np.float32(1)))
 
-    sweep = mask_threshold.mask_quantile_iou(Held(), maps, masks, labels, 0.0, "auto")
+    sweep, _ = mask_threshold.mask_sweep(Held(), maps, masks, labels, 0.0, "auto")
     best = max(sweep, key=sweep.get)
     assert "@" in best and 0.3 <= float(best.split("@")[1]) <= 0.7  # a fraction near half way wins
     assert sweep[best] > 0.7 > 0.3 > max(v for k, v in sweep.items() if "@" not in k)  # the quantiles' best

@@ -129,20 +129,6 @@ def decide_held_out_mask_quantile(
     return decide_mask_quantile(predictor, images, boxes, margin=margin, fraction=fraction)
 
 
-def mask_quantile_iou(
-    predictor: Predictor,
-    maps: list,
-    masks: list,
-    labels: np.ndarray,
-    margin: float | str = 0.0,
-    fraction: float | str = 0.0,
-) -> dict | None:
-    """Validation IoU for each of :func:`mask_candidates`: how much of the map a mask should keep,
-    chosen on painted defects. The threshold-free metrics above do not depend on it; only the masks do."""
-    sweep = mask_sweep(predictor, maps, masks, labels, margin, fraction)
-    return None if sweep is None else sweep[0]
-
-
 def mask_sweep(
     predictor: Predictor,
     maps: list,
@@ -151,9 +137,10 @@ def mask_sweep(
     margin: float | str = 0.0,
     fraction: float | str = 0.0,
 ) -> tuple[dict[str, float], dict[str, float]] | None:
-    """For each of :func:`mask_candidates`: the IoU of its masks with the painted defects (``labels``
-    1), and the mean share of a clean image's pixels (``labels`` 0) it flags; None without held-out
-    map statistics."""
+    """For each of :func:`mask_candidates` (how much of the map a mask should keep, chosen on painted
+    defects; the threshold-free metrics do not depend on it, only the masks do): the IoU of its
+    masks with the painted defects (``labels`` 1), and the mean share of a clean image's pixels
+    (``labels`` 0) it flags; None without held-out map statistics."""
     if predictor.normalizer is None or not predictor.normalizer.map_quantiles:
         return None
     clean = [m for m, label in zip(maps, labels, strict=True) if label == 0]

@@ -28,7 +28,7 @@ from .image_scores import bce_score, reconstruction_score
 from .inference import Predictor, anomaly_evidence
 from .io_utils import atomic_write_json
 from .map_choice import map_settings
-from .mask_threshold import mask_quantile_iou
+from .mask_threshold import mask_sweep
 from .metrics import compute_metrics, image_auroc, pixel_auroc
 from .networks import CAVGA
 from .painting import (
@@ -201,6 +201,7 @@ def validate_run(
                 "pixel_auroc": round(pixel_auroc([maps[j] for j in sel], [masks[j] for j in sel]), 4),
                 "residual_pixel_auroc": round(pixel_auroc([res[j] for j in sel], [masks[j] for j in sel]), 4),
             }
+    sweep = mask_sweep(predictor, maps, masks, labels, *_asked_mask_settings(run_dir, cfg))
     result = {
         "run": str(run_dir),
         "model": cfg.model.label,
@@ -214,8 +215,10 @@ def validate_run(
         "mask_quantile": cfg.infer.mask_quantile,  # in use: as decided by training when "auto"
         "mask_margin": cfg.infer.mask_margin,
         "mask_peak_fraction": predictor.mask_peak_fraction,
-        # the thresholds an auto mask quantile weighs, at the run's mask margin and peak fraction as asked
-        "mask_quantile_iou": mask_quantile_iou(predictor, maps, masks, labels, *_asked_mask_settings(run_dir, cfg)),
+        # the thresholds an auto mask quantile weighs, at the run's mask margin and peak fraction as asked:
+        # their painted IoU, and the share of a clean held-out image each flags
+        "mask_quantile_iou": sweep[0] if sweep else None,
+        "mask_normal_share": sweep[1] if sweep else None,
         "image_auroc_by_score": _image_auroc_by_score(cfg, raw, recon, cols["bce"], maps, labels),
     }
     atomic_write_json(run_dir / VALIDATION_FILE, result)
