@@ -33,7 +33,7 @@ from cavga.evaluate import native_mask
 from cavga.image_scores import native_map, peak_mask
 from cavga.inference import Predictor, eval_loader
 from cavga.io_utils import atomic_write_json
-from cavga.mask_threshold import MASK_QUANTILES, mask_candidates
+from cavga.mask_threshold import MASK_QUANTILES, best_mask_label, mask_candidates
 from cavga.metrics import iou
 from cavga.painting import content_only, held_out_images, held_out_normals, predict_painted
 from cavga.runfolder import RunData
@@ -65,14 +65,10 @@ def chosen(by_label: dict[str, dict[str, float]], with_fraction: bool, budget: b
     """The label ``auto`` takes: the best painted IoU (ties: the lowest fraction, then the quantile
     nearest 0.99); with ``budget``, of those flagging no more of the clean images than the quantile alone."""
     cands = mask_candidates(0.0, "auto" if with_fraction else 0.0)
-
-    def rank(k: str) -> tuple:
-        return by_label[k]["all"], -cands[k][2], -abs(cands[k][0] - 0.99)
-
     if budget:
         alone = by_label[chosen(by_label, False)]["normal"]
         cands = {k: v for k, v in cands.items() if by_label[k]["normal"] <= alone}
-    return max(cands, key=rank)
+    return best_mask_label({k: by_label[k]["all"] for k in cands}, cands)
 
 
 def test_maps(predictor: Predictor, run: Path) -> tuple[list, list, np.ndarray]:

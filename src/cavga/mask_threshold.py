@@ -85,12 +85,7 @@ def decide_mask_quantile(
         return _fallback_mask_decisions(margin, fraction, "no held-out map statistics")
     by_q, normal_share = sweep
     candidates = mask_candidates(margin, fraction)
-
-    def rank(label: str) -> tuple:
-        q, f, r = candidates[label]
-        return by_q[label], -f, -r, -abs(q - 0.99)
-
-    quantile, chosen_margin, chosen_fraction = candidates[max(candidates, key=rank)]
+    quantile, chosen_margin, chosen_fraction = candidates[best_mask_label(by_q, candidates)]
     protocol = protocol_text(len(images), copies, seed)
     out = {
         "mask_quantile": {
@@ -105,6 +100,17 @@ def decide_mask_quantile(
         if how == "auto":
             out[key] = {key: chosen, "protocol": protocol}
     return out
+
+
+def best_mask_label(iou_by_label: dict[str, float], candidates: dict[str, tuple[float, float, float]]) -> str:
+    """The label of ``candidates`` (:func:`mask_candidates`) with the highest painted IoU; ties go to
+    the lowest margin, then the lowest peak fraction, then the quantile nearest the former default 0.99."""
+
+    def rank(label: str) -> tuple:
+        q, f, r = candidates[label]
+        return iou_by_label[label], -f, -r, -abs(q - 0.99)
+
+    return max(candidates, key=rank)
 
 
 def _fallback_mask_decisions(margin: float | str, fraction: float | str, why: str) -> dict[str, dict[str, Any]]:

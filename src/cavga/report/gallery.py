@@ -33,23 +33,25 @@ def _resized(x: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarray:
 def write_panels(
     image_path: str,
     amap: np.ndarray,
-    mask_threshold: tuple[float, float],
+    mask_threshold: float,
     mask_path: str | None,
     label: int,
     out_dir: Path,
     stem: str,
+    peak_fraction: float = 0.0,
 ) -> dict[str, str | None]:
     """Write ``<stem>_{input,overlay,pred,true}.png`` thumbnails into ``out_dir``; return their names
     (``true`` is None for an anomalous image without a mask). ``amap`` (h, w) in [0, 1] is upsampled
-    bilinearly to the thumbnail and thresholded there by ``mask_threshold`` (the threshold, the
-    peak fraction), as evaluate thresholds it at the image's size."""
+    bilinearly to the thumbnail and thresholded there (``mask_threshold`` raised by ``peak_fraction``
+    towards the map's peak: :func:`cavga.image_scores.peak_mask`), as evaluate thresholds it at the
+    image's size."""
     image = D.load_image(image_path, None)  # (3, H, W)
     h, w = image.shape[1:]
     size = thumb_size(h, w)
     rgb = np.asarray(Image.fromarray(np.round(image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).resize(
         size[::-1], Image.Resampling.BILINEAR))  # (h', w', 3) uint8  # fmt: skip
     m = np.clip(_resized(amap, size, nearest=False), 0.0, 1.0)  # (h', w')
-    pred = peak_mask(m, *mask_threshold)  # (h', w')
+    pred = peak_mask(m, mask_threshold, peak_fraction)  # (h', w')
     names: dict[str, str | None] = {k: f"{stem}_{k}.png" for k in ("input", "overlay", "pred", "true")}
     save_png(Image.fromarray(rgb), out_dir / names["input"])
     save_png(heatmap_overlay(rgb.astype(np.float32) / 255, m, pred), out_dir / names["overlay"])

@@ -142,7 +142,7 @@ def build_run_report(run_dir: str | Path) -> Path:
     for im in ranked[:GALLERY_LIMIT]:
         amap = load_map16(run_dir / im["map"])
         panels = write_panels(
-            im["path"], amap, (t_mask, peak_fraction), im["mask_path"], im["label"], out / IMG_DIR, f"{im['index']:04d}"
+            im["path"], amap, t_mask, im["mask_path"], im["label"], out / IMG_DIR, f"{im['index']:04d}", peak_fraction
         )
         kind, kind_text = _kind(im["label"], im["verdict"])
         gallery.append(
