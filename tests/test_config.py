@@ -75,6 +75,7 @@ def test_overrides_from_strings_and_flags():
         ("infer.mask_margin", "often"),
         ("infer.mask_peak_fraction", 1.0),
         ("infer.mask_peak_fraction", "often"),
+        ("infer.mask_gate", "score"),
         ("train.validate_every", -1),
         ("train.validate_every", "often"),
         ("train.patience", -1),

@@ -119,11 +119,18 @@ def test_train_evaluate_predict(tiny_data, tmp_path, model, capsys):
     predictor = Predictor.from_run(run, "cpu", raise_half)
     assert raised["thresholds"]["mask_peak_fraction"] == 0.5 and predictor.mask_peak_fraction == 0.5
     preds, t = predictor.predict_paths([r.image_path for r in run_data.test]), predictor.mask_threshold
-    for p in preds:  # (H, W) each, at the image's own size
-        assert np.array_equal(p.mask, p.anomaly_map >= t + 0.5 * max(p.anomaly_map.max() - t, 0.0))
+    level = [p.anomaly_map >= t + 0.5 * max(p.anomaly_map.max() - t, 0.0) for p in preds]  # (H, W) each, own size
+    for p, m in zip(preds, level, strict=True):  # infer.mask_gate verdict: a normal verdict's answer has no mask
+        assert np.array_equal(p.mask, m & bool(p.label))
     truth = [native_mask(r)[0] for r in run_data.test]
     labels = [r.label for r in run_data.test]
-    assert raised["metrics"]["iou"] == pytest.approx(iou([p.mask for p in preds], truth, labels), abs=1e-9)
+    # the paper's IoU reads every image's mask; iou_gated and normal_flagged_gated those the answers carry
+    assert raised["metrics"]["iou"] == pytest.approx(iou(level, truth, labels), abs=1e-9)
+    assert raised["metrics"]["iou_gated"] == pytest.approx(iou([p.mask for p in preds], truth, labels), abs=1e-9)
+    normal = [(m.any(), p.mask.any()) for p, m, y in zip(preds, level, labels, strict=True) if y == 0]
+    assert raised["metrics"]["normal_flagged"] == pytest.approx(np.mean([a for a, _ in normal]))
+    assert raised["metrics"]["normal_flagged_gated"] == pytest.approx(np.mean([g for _, g in normal]))
+    assert raised["thresholds"]["mask_gate"] == "verdict"
 
     out = tmp_path / "pred"
     folder = tiny_data / "brick" / "test" / "hole"

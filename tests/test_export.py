@@ -130,7 +130,9 @@ def test_the_exported_graph_raises_each_mask_towards_its_maps_peak(runs, tmp_pat
     t = Predictor.from_run(runs["Dw"], "cpu", infer).mask_threshold
     a = ref.anomaly_map  # (B, S, S)
     level = t + 0.5 * (a.flatten(1).amax(dim=1) - t)  # (B,) each image's own level
-    assert torch.equal(ref.mask, a >= level[:, None, None])
+    # infer.mask_gate verdict (the default): only anomalous verdicts carry a mask, in the graph too
+    assert torch.equal(ref.mask, (a >= level[:, None, None]) & (ref.label > 0)[:, None, None])
+    assert ((a >= level[:, None, None]) & (ref.label == 0)[:, None, None]).any()  # the gate emptied a mask
     clear = (a - level[:, None, None]).abs() > 1e-4  # float noise may flip a pixel at the level
     assert ((a >= t) & ~ref.mask & clear).sum() > 100  # raised: pixels the plain threshold keeps are left out
     assert torch.equal(got.mask[clear], ref.mask[clear])

@@ -10,6 +10,7 @@ import torch
 from scipy import ndimage
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
+from cavga.image_scores import verdict_gate
 from cavga.metrics import (
     UndefinedMetricError,
     aupro,
@@ -18,10 +19,22 @@ from cavga.metrics import (
     f1_max,
     image_auroc,
     iou,
+    normal_flagged,
     pixel_auroc,
 )
 
-KEYS = {"image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro", "f1_max", "image_f1_max"}
+KEYS = {
+    "image_auroc",
+    "pixel_auroc",
+    "iou",
+    "detection_accuracy",
+    "aupro",
+    "f1_max",
+    "image_f1_max",
+    "iou_gated",
+    "normal_flagged",
+    "normal_flagged_gated",
+}
 
 
 def _blobs(rng: np.random.Generator, n: int, h: int, w: int, per_image: int = 3) -> np.ndarray:
@@ -190,6 +203,26 @@ def test_iou_averages_only_anomalous_images():
         iou(pred, gt, np.array([1, 0]))
 
 
+def test_masks_gated_by_the_verdict_hand_case():
+    pred = np.zeros((4, 4, 4), dtype=bool)
+    gt = np.zeros((4, 4, 4), dtype=bool)
+    pred[0, :2, :2] = gt[0, :2, :2] = True  # anomalous, found, verdict anomalous: 1
+    pred[1, :2, :2] = gt[1, :2, :3] = True  # anomalous, 4/6, but judged normal: the gate empties it, 0
+    pred[2, 0, 0] = True  # normal with a stray pixel, judged normal: gated away
+    pred[3, 3, 3] = True  # normal with a stray pixel, judged anomalous: kept
+    labels, verdicts = np.array([1, 1, 0, 0]), np.array([1, 0, 0, 1])
+    gated = [verdict_gate(p, v) for p, v in zip(pred, verdicts, strict=True)]
+    assert iou(gated, gt, labels) == pytest.approx(0.5)
+    assert normal_flagged(pred, labels) == 1.0 and normal_flagged(gated, labels) == 0.5
+    m = compute_metrics(np.arange(4.0), labels, verdicts, pred.astype(float), gt, pred)
+    assert m["iou"] == pytest.approx((1 + 4 / 6) / 2) and m["iou_gated"] == pytest.approx(0.5)
+    assert m["normal_flagged"] == 1.0 and m["normal_flagged_gated"] == 0.5
+    batch = verdict_gate(torch.as_tensor(pred), torch.as_tensor(verdicts))  # (B, S, S) with (B,)
+    assert torch.equal(batch, torch.as_tensor(np.stack(gated)))
+    with pytest.raises(ValueError, match="no normal images"):
+        normal_flagged(pred[:2], labels[:2])
+
+
 # --- detection accuracy --------------------------------------------------------------------------
 
 
@@ -307,8 +340,9 @@ def test_compute_metrics_one_class_is_nan_and_listed():
     normal = labels == 0
     out = compute_metrics(scores[normal], labels[normal], pred[normal], maps[normal], masks[normal], pmasks[normal])
     assert set(out) == KEYS | {"undefined"}
-    assert set(out["undefined"]) == KEYS
-    assert all(math.isnan(out[k]) for k in KEYS)
+    flagged = {"normal_flagged", "normal_flagged_gated"}  # normal images alone: the one defined
+    assert set(out["undefined"]) == KEYS - flagged
+    assert all(math.isnan(out[k]) for k in KEYS - flagged)
     with pytest.raises(ValueError, match="same shape"):  # malformed input still raises
         compute_metrics(scores, labels[:-1], pred, maps, masks, pmasks)
 
@@ -317,5 +351,5 @@ def test_compute_metrics_no_gt_masks_for_anomalies():
     rng = np.random.default_rng(9)
     scores, labels, pred, maps, masks, pmasks = _split(rng)
     out = compute_metrics(scores, labels, pred, maps, masks, pmasks, has_mask=labels == 0)
-    assert set(out["undefined"]) == {"pixel_auroc", "iou", "aupro", "f1_max"}
+    assert set(out["undefined"]) == {"pixel_auroc", "iou", "aupro", "f1_max", "iou_gated"}
     assert not math.isnan(out["image_auroc"])

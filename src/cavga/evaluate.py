@@ -127,6 +127,7 @@ def evaluate_run(
             "mask_quantile": cfg.infer.mask_quantile,
             "mask_margin": cfg.infer.mask_margin,
             "mask_peak_fraction": predictor.mask_peak_fraction,
+            "mask_gate": cfg.infer.mask_gate,  # the answers' masks; metrics hold IoU with and without it
             "score": cfg.infer.score_threshold,
             "normalizer_quantile": cfg.infer.normalizer_quantile,
         },

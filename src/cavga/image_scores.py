@@ -90,6 +90,22 @@ def peak_mask(amap: Tensor | np.ndarray, threshold: float, fraction: float = 0.0
     return amap >= level[:, None, None]  # (B, S, S)
 
 
+def verdict_gate(mask: Tensor | np.ndarray, label: Tensor | int) -> Tensor | np.ndarray:
+    """Masks (B, S, S) with verdicts (B,), or one mask (H, W) with its verdict, emptied where the
+    verdict is normal (``infer.mask_gate: verdict``): an image judged normal shows no defect region."""
+    if isinstance(mask, np.ndarray):
+        return mask & bool(label)  # (H, W)
+    return mask & (label.to(mask.device) > 0)[:, None, None]  # (B, S, S)
+
+
+def answer_mask(predictor: Any, amap: Tensor | np.ndarray, label: Tensor | int, valid: Tensor | None = None):
+    """The mask an image's answer carries (``amap`` and ``label`` as :func:`verdict_gate` takes them):
+    the map at ``predictor``'s ``mask_threshold`` raised by its ``mask_peak_fraction`` (:func:`peak_mask`),
+    emptied where the verdict is normal when its ``mask_gate`` is on."""
+    mask = peak_mask(amap, predictor.mask_threshold, predictor.mask_peak_fraction, valid)
+    return verdict_gate(mask, label) if predictor.mask_gate else mask
+
+
 def content_mean(m: Tensor, valid: Tensor | None = None) -> Tensor:
     """(B,): the mean of maps ``m`` (B, S, S) over each image's content (``valid`` (B, 1, S, S), or all)."""
     if valid is None:

@@ -14,6 +14,7 @@
   returned (:func:`native_map`): the map is upsampled to the image, never the mask shrunk.
   ``mask_peak_fraction`` r then raises each map's threshold t towards its own peak, to
   t + r max(peak - t, 0) (:func:`peak_mask`; decided with an auto quantile on painted defects).
+  ``mask_gate`` ("verdict" by default) empties the mask of an image whose verdict is normal.
 
 The image scores, their normaliser and the map statistics held out for thresholds are in
 :mod:`cavga.image_scores`.
@@ -48,10 +49,10 @@ from .image_scores import (
     MAP_VERSION,
     OWN_HELD_OUT,
     Normalizer,
+    answer_mask,
     bce_score,
     map_peak,
     native_map,
-    peak_mask,
     reconstruction_score,
 )
 from .map_choice import (
@@ -176,6 +177,7 @@ class Predictor:
             self.mask_threshold = self.threshold_at_quantile(quantile, margin)
         fraction = cfg.infer.mask_peak_fraction  # each map's threshold raised towards its own peak
         self.mask_peak_fraction = float(AUTO_SETTINGS["mask_peak_fraction"] if fraction == "auto" else fraction)
+        self.mask_gate = cfg.infer.mask_gate == "verdict"  # an image judged normal shows no mask
         # CAVGA-w's probability -> score, as CAVGA-u's reconstruction score (None: the probability itself)
         self.classifier_normalizer = None
         if cfg.model.weakly_supervised and cfg.infer.classifier_verdict == "calibrated":
@@ -288,7 +290,7 @@ class Predictor:
             score=score.cpu(),
             label=label.cpu(),
             anomaly_map=amap.cpu(),
-            mask=peak_mask(amap, self.mask_threshold, self.mask_peak_fraction, valid).cpu(),
+            mask=answer_mask(self, amap, label, valid).cpu(),
             raw_score=raw.cpu(),
             reconstruction=x_hat.cpu(),
             residual_map=residual.cpu(),
@@ -310,7 +312,7 @@ class Predictor:
                         score=float(pred.score[j]),
                         label=int(pred.label[j]),
                         anomaly_map=amap,
-                        mask=peak_mask(amap, self.mask_threshold, self.mask_peak_fraction),
+                        mask=answer_mask(self, amap, int(pred.label[j])),
                         raw_score=float(pred.raw_score[j]),
                     )
                 )

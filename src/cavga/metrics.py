@@ -191,6 +191,18 @@ def iou(pred_masks: Any, gt_masks: Any, labels: Any = None) -> float:
     return float(np.mean(per_image))
 
 
+def normal_flagged(pred_masks: Any, labels: Any) -> float:
+    """The share of normal images (label 0) whose predicted mask flags any pixel: the false alarms
+    in space that IoU, an average over anomalous images, cannot see."""
+    pred, labels = _masks(pred_masks, "pred_masks"), _binary(labels, "labels")  # N x (H_i, W_i), (N,)
+    _check_1d(labels, "labels")
+    if labels.shape[0] != len(pred):
+        raise ValueError(f"labels has {labels.shape[0]} entries but there are {len(pred)} masks")
+    if labels.all():
+        raise UndefinedMetricError("normal_flagged is undefined: there are no normal images")
+    return float(np.mean([p.any() for p, y in zip(pred, labels, strict=True) if not y]))
+
+
 def detection_accuracy(pred_labels: Any, labels: Any) -> float:
     """The paper's detection accuracy: mean of the accuracies on normal and on anomalous images."""
     pred, labels = _binary(pred_labels, "pred_labels"), _binary(labels, "labels")  # (N,)
@@ -317,7 +329,10 @@ def compute_metrics(
     Maps and masks: one (N, H, W) array or N per-image (H_i, W_i) arrays. Pixel metrics
     (``pixel_auroc``, ``aupro``, ``f1_max``, ``iou``) use only images with real ground truth:
     ``has_mask`` True (default: all) or label 0, since a normal image's all-zero mask is exact.
-    ``iou`` averages over the anomalous ones among those. A metric that is undefined for this data
+    ``iou`` averages over the anomalous ones among those, every image's mask as given (the paper's
+    protocol); ``iou_gated`` empties the masks of images whose verdict is normal first
+    (``infer.mask_gate: verdict``), and ``normal_flagged[_gated]`` is the share of normal images
+    with any flagged pixel, without and with that gate. A metric that is undefined for this data
     (e.g. one class only, no anomalous region) is NaN and its name is listed under ``"undefined"``;
     malformed input (shapes, dtypes, NaN scores) still raises ``ValueError``.
     """
@@ -341,6 +356,8 @@ def compute_metrics(
     keep = np.flatnonzero(real)
     pix_maps, pix_masks, pix_pred = ([a[i] for i in keep] for a in (maps, gts, pmasks))
     pix_labels = labels[real]
+    # the masks an answer carries under infer.mask_gate: verdict, emptied where the verdict is normal
+    gated = [p & bool(v) for p, v in zip(pmasks, pred_labels, strict=True)]  # N x (H_i, W_i)
 
     calls = {
         "image_auroc": lambda: image_auroc(scores, labels),
@@ -350,8 +367,11 @@ def compute_metrics(
         "aupro": lambda: aupro(pix_maps, pix_masks),
         "f1_max": lambda: f1_max(pix_maps, pix_masks),
         "image_f1_max": lambda: f1_max(scores, labels),
+        "iou_gated": lambda: iou([gated[i] for i in keep], pix_masks, pix_labels),
+        "normal_flagged": lambda: normal_flagged(pmasks, labels),
+        "normal_flagged_gated": lambda: normal_flagged(gated, labels),
     }
-    pixel_metrics = ("pixel_auroc", "iou", "aupro", "f1_max")
+    pixel_metrics = ("pixel_auroc", "iou", "aupro", "f1_max", "iou_gated")
     out: dict[str, Any] = {}
     undefined: list[str] = []
     for name, call in calls.items():

@@ -24,7 +24,7 @@ import torch
 
 from . import data as D
 from .errors import CavgaError
-from .image_scores import native_map, peak_mask
+from .image_scores import answer_mask, native_map
 from .inference import Predictor
 from .io_utils import atomic_write, atomic_write_json, check_output_folder, remove_stale_temp_files
 from .report.scores import MAP_SCALE, save_map16
@@ -163,6 +163,7 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
                 "score_threshold": predictor.cfg.infer.score_threshold,
                 "mask_threshold": predictor.mask_threshold,
                 "mask_peak_fraction": predictor.mask_peak_fraction,
+                "mask_gate": "verdict" if predictor.mask_gate else "none",
                 "maps": MAP_FORMATS[maps],
                 "report": f"{REPORT_DIR}/index.html" if report else None,
                 "predictions": rows,
@@ -195,7 +196,7 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
                 fail(p, e)
                 continue
             amap = native_map(pred.anomaly_map[j], tuple(image.shape[1:]), resize)  # (H, W)
-            mask = peak_mask(amap, predictor.mask_threshold, predictor.mask_peak_fraction)
+            mask = answer_mask(predictor, amap, int(pred.label[j]))  # (H, W)
             name = _unique_name(p, stems[p], used, out_dir, inputs, previous, maps)
             save_png(heatmap_overlay(image, amap, mask), out_dir / f"{name}_overlay.png")
             save_png(mask_image(mask), out_dir / f"{name}_mask.png")

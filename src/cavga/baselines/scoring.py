@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..config import RunConfig
 from ..errors import CavgaError
-from ..image_scores import Normalizer, peak_mask
+from ..image_scores import Normalizer, answer_mask
 from ..inference import BatchPrediction, Predictor
 from .ae import ConvAutoencoder, ae_map
 from .patchcore import PatchCore
@@ -92,11 +92,12 @@ class BaselinePredictor(Predictor):
         amap, raw, x_hat = evidence(self.model, self.cfg, x)  # (B, S, S), (B,), (B, 3, S, S) | None
         recon = x if x_hat is None else x_hat
         score = self.normalizer(raw)
+        label = (score >= self.cfg.infer.score_threshold).long()  # (B,)
         return BatchPrediction(
             score=score.cpu(),
-            label=(score >= self.cfg.infer.score_threshold).long().cpu(),
+            label=label.cpu(),
             anomaly_map=amap.cpu(),
-            mask=peak_mask(amap, self.mask_threshold, self.mask_peak_fraction).cpu(),
+            mask=answer_mask(self, amap, label).cpu(),
             raw_score=raw.cpu(),
             reconstruction=recon.cpu(),
             residual_map=(x - recon).abs().mean(dim=1).cpu(),  # (B, S, S); zero for PatchCore

@@ -21,6 +21,7 @@ ENCODER_INITS = ("auto", "dcgan", "distill")  # model.encoder_init: CAVGA-D's en
 IMAGE_SCORES = ("auto", "paper", "map", "bce")  # infer.image_score
 CAVGA_IMAGE_SCORES = ("map", "bce")  # the image scores only CAVGA computes (normalised on their own held-out values)
 WEAK_MAPS = ("auto", "anomalous", "normal")  # infer.weak_map
+MASK_GATES = ("verdict", "none")  # infer.mask_gate
 
 # The demo's settings on top of the defaults (used when no --config is given): the crops are
 # 128 px; 15 epochs and a quarter-width discriminator keep it under 5 minutes on 2 CPU cores. The
@@ -213,6 +214,11 @@ class InferConfig:
     # with an auto mask quantile, jointly, on the same painted held-out normals (MASK_PEAK_FRACTIONS;
     # docs/method.md, "The mask threshold"); 0 (the plain threshold) where nothing decided it.
     mask_peak_fraction: float | str = "auto"
+    # The masks an image's answer carries (predict, the reports, exported graphs): "verdict" empties
+    # the mask of an image whose verdict is normal, so that no image judged normal shows a defect
+    # region; "none" keeps every image's mask, as the paper's IoU reads them. The map is the same
+    # either way, and metrics.json reports IoU both ways (docs/method.md, "The mask threshold").
+    mask_gate: str = "verdict"
     # CAVGA-u's anomaly map: "inverse" = 1 - A (Sec. 3.1), "direct" = A (unclamped above the normal
     # peak), or "auto": training ends by painting defects on the held-out normals and keeps 1 - A
     # unless A ranks them higher there, i.e. unless the attention rises on defects (docs/method.md,

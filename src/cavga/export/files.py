@@ -64,6 +64,7 @@ def metadata(predictor: Predictor) -> dict[str, Any]:
         "score_threshold": cfg.infer.score_threshold,
         "mask_threshold": predictor.mask_threshold,
         "mask_peak_fraction": predictor.mask_peak_fraction,
+        "mask_gate": "verdict" if predictor.mask_gate else "none",  # applied in the graph's mask output
         "normalizer": None if predictor.score_normalizer is None else {
             "lo": predictor.score_normalizer.lo,
             "hi": predictor.score_normalizer.hi,
@@ -142,6 +143,7 @@ class ExportedPredictor:
         self.cfg: RunConfig = from_dict(meta["config"], f"{path} (metadata)", saved=True)
         self.mask_threshold = float(meta["mask_threshold"])
         self.mask_peak_fraction = float(meta.get("mask_peak_fraction", 0.0))  # exported before it existed: 0
+        self.mask_gate = meta.get("mask_gate") == "verdict"  # exported before it existed: every mask kept
 
     def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> ExportedBatch:
         """As :meth:`Predictor.predict_batch`; exported runs are stretch-resized (``valid`` is None)."""

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention import half_cell_average, normalise_cam, unsaturated_cam
-from ..image_scores import bce_score, map_peak, peak_mask, reconstruction_score
+from ..image_scores import bce_score, map_peak, peak_mask, reconstruction_score, verdict_gate
 from ..inference import Predictor
 from ..map_choice import reads_direct, resolved_shifted
 from .analytic import AnalyticGradCAM, score_kind
@@ -45,6 +45,8 @@ class InferenceGraph(nn.Module):
         self.span = max(norm.hi - norm.lo, 1e-12) if norm is not None else 1.0
         self.mask_threshold = float(predictor.mask_threshold)
         self.mask_peak_fraction = float(predictor.mask_peak_fraction)  # each mask's level rises to its map's peak
+        self.mask_gate = bool(predictor.mask_gate)  # infer.mask_gate: verdict empties a normal verdict's mask
+        self.score_threshold = float(cfg.infer.score_threshold)
         self.image_score = cfg.infer.image_score  # "paper", "map" or "bce" (resolved by from_run)
         self.shifted = resolved_shifted(cfg)
         self.half = 0  # half a cell of the map's grid, in pixels, fixed before any trace (shifted only)
@@ -78,4 +80,7 @@ class InferenceGraph(nn.Module):
         else:
             raw = reconstruction_score(image, m.decode(mu))[1]  # (B,)
         score = ((raw - self.lo) / (2 * self.span)).clamp(0.0, 1.0) if self.calibrated else raw
-        return score, amap, peak_mask(amap, self.mask_threshold, self.mask_peak_fraction), raw
+        mask = peak_mask(amap, self.mask_threshold, self.mask_peak_fraction)  # (B, S, S)
+        if self.mask_gate:
+            mask = verdict_gate(mask, (score >= self.score_threshold).long())  # (B, S, S)
+        return score, amap, mask, raw

@@ -35,7 +35,8 @@ from ..runtime import CHECKPOINT
 from ..train import train
 from .spec import DatasetSpec, GridSpec, ModelSpec, set_values
 
-NOT_IDENTITY = {"train": ("device", "num_workers")}  # settings that do not change a cell's result
+# settings that do not change a cell's result (infer.mask_gate: metrics.json holds IoU with and without it)
+NOT_IDENTITY = {"train": ("device", "num_workers"), "infer": ("mask_gate",)}
 # Keys of cavga.config.ADDED added since session 31: at their "as before" value they stay out of a
 # cell's fingerprint, so that the cells of older grids stay finished. Each new key joins here (the
 # older ones of ADDED stay in: leaving them out now would unfinish every cell made since they came).

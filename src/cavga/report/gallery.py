@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from .. import data as D
-from ..image_scores import peak_mask
+from ..image_scores import peak_mask, verdict_gate
 from ..visualize import heatmap_overlay, mask_image, save_png
 
 THUMB = 224  # longest side of a gallery thumbnail, in pixels
@@ -39,12 +39,13 @@ def write_panels(
     out_dir: Path,
     stem: str,
     peak_fraction: float = 0.0,
+    verdict: int | None = None,
 ) -> dict[str, str | None]:
     """Write ``<stem>_{input,overlay,pred,true}.png`` thumbnails into ``out_dir``; return their names
     (``true`` is None for an anomalous image without a mask). ``amap`` (h, w) in [0, 1] is upsampled
     bilinearly to the thumbnail and thresholded there (``mask_threshold`` raised by ``peak_fraction``
     towards the map's peak: :func:`cavga.image_scores.peak_mask`), as evaluate thresholds it at the
-    image's size."""
+    image's size; with a ``verdict`` (``infer.mask_gate: verdict``), a normal one empties the mask."""
     image = D.load_image(image_path, None)  # (3, H, W)
     h, w = image.shape[1:]
     size = thumb_size(h, w)
@@ -52,6 +53,8 @@ def write_panels(
         size[::-1], Image.Resampling.BILINEAR))  # (h', w', 3) uint8  # fmt: skip
     m = np.clip(_resized(amap, size, nearest=False), 0.0, 1.0)  # (h', w')
     pred = peak_mask(m, mask_threshold, peak_fraction)  # (h', w')
+    if verdict is not None:
+        pred = verdict_gate(pred, verdict)  # (h', w')
     names: dict[str, str | None] = {k: f"{stem}_{k}.png" for k in ("input", "overlay", "pred", "true")}
     save_png(Image.fromarray(rgb), out_dir / names["input"])
     save_png(heatmap_overlay(rgb.astype(np.float32) / 255, m, pred), out_dir / names["overlay"])

@@ -46,6 +46,10 @@ DEFINITIONS = {
     "aupro": "Area under the per-region-overlap curve up to 30% pixel false-positive rate, divided by 0.3 "
     "(MVTec AD, Bergmann et al. 2021): each connected defect region counts equally, whatever its size.",
     "f1_max": "The best pixel F1 score over all thresholds of the anomaly map.",
+    "iou_gated": "IoU as above, with the mask of every image whose verdict is normal emptied first: the masks "
+    "the answers carry when only anomalous verdicts show a defect region (infer.mask_gate: verdict).",
+    "normal_flagged": "The share of normal test images whose predicted mask flags any pixel (IoU cannot see them).",
+    "normal_flagged_gated": "The same share, with masks shown only where the verdict is anomalous.",
 }
 NAMES = {
     "image_auroc": "image AUROC",
@@ -54,6 +58,9 @@ NAMES = {
     "detection_accuracy": "detection accuracy",
     "aupro": "AUPRO (FPR ≤ 0.3)",
     "f1_max": "pixel F1 max",
+    "iou_gated": "IoU, masks only on anomalous verdicts",
+    "normal_flagged": "normal images with a mask",
+    "normal_flagged_gated": "normal images with a mask, gated",
 }
 
 
@@ -133,6 +140,7 @@ def build_run_report(run_dir: str | Path) -> Path:
     thr = scores["thresholds"]
     t_score, t_mask = float(thr["score"]), float(thr["mask"])
     peak_fraction = float(thr.get("mask_peak_fraction") or 0.0)  # evaluated before it existed: 0
+    gated = thr.get("mask_gate") == "verdict"  # evaluated before it existed: every mask shown
     images = scores["images"]
 
     # the worst misses and false alarms first; a large test set (the one-class protocol's 10000
@@ -142,8 +150,9 @@ def build_run_report(run_dir: str | Path) -> Path:
     for im in ranked[:GALLERY_LIMIT]:
         amap = load_map16(run_dir / im["map"])
         panels = write_panels(
-            im["path"], amap, t_mask, im["mask_path"], im["label"], out / IMG_DIR, f"{im['index']:04d}", peak_fraction
-        )
+            im["path"], amap, t_mask, im["mask_path"], im["label"], out / IMG_DIR, f"{im['index']:04d}", peak_fraction,
+            im["verdict"] if gated else None,
+        )  # fmt: skip
         kind, kind_text = _kind(im["label"], im["verdict"])
         gallery.append(
             {
@@ -206,6 +215,8 @@ def build_run_report(run_dir: str | Path) -> Path:
         thresholds.append(("mask margin", thr["mask_margin"]))
     if peak_fraction:  # raised towards each map's own peak (infer.mask_peak_fraction)
         thresholds.append(("mask peak fraction", peak_fraction))
+    if gated:  # infer.mask_gate
+        thresholds.append(("masks shown", "only where the verdict is anomalous"))
 
     checked = stored_check(run_dir) or {}  # the painted-defect check `cavga train` ended with
     metric_rows = [
