@@ -83,7 +83,8 @@ def test_the_numbers_equal_metrics_json(run):
     metrics = json.loads((run / "metrics.json").read_text())
     rows = page.find("td", **{"class": "value"})
     keys = [a["data-metric"] for a in page.find("tr") if "data-metric" in a]
-    assert keys == ["image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro", "f1_max"]
+    assert keys == ["image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro", "f1_max", "iou_gated",
+                    "normal_flagged", "normal_flagged_gated"]  # fmt: skip
     for key, cell in zip(keys, rows, strict=True):
         assert float(cell["data-value"]) == metrics["metrics"][key]
     embedded = json.loads(_page(run)[0].split('id="report-data">')[1].split("</script>")[0])
@@ -96,7 +97,7 @@ def test_the_painted_defect_check_stands_beside_the_test_numbers_when_the_run_ha
     _, page = _page(run)
     checked = json.loads((run / "validation.json").read_text())["metrics"]  # cavga train's check
     cells = page.find("td", **{"class": "painted"})
-    assert [float(c["data-value"]) for c in cells] == [
+    assert [float(c["data-value"]) for c in cells if c["data-value"]] == [
         checked[k] for k in ("image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro", "f1_max")
     ]
     older = tmp_path / "older"  # a run without the check (from before it, or --no-check): no such column
@@ -104,6 +105,35 @@ def test_the_painted_defect_check_stands_beside_the_test_numbers_when_the_run_ha
     (older / "validation.json").unlink()
     write_run_report(older)
     assert not Tags((older / "report" / "index.html").read_text()).find("td", **{"class": "painted"})
+
+
+def test_the_gallery_shows_masks_only_on_anomalous_verdicts_unless_the_gate_is_off(run, tmp_path):
+    import shutil
+
+    def pred_masks(gate):
+        """Each gallery card's verdict and whether its predicted-mask thumbnail flags any pixel, for the
+        run's evaluation with the mask threshold at 0 (every pixel at or above it), every verdict
+        right, and ``mask_gate``."""
+        folder = tmp_path / gate
+        shutil.copytree(run, folder)
+        scores = json.loads((folder / "scores.json").read_text())
+        scores["thresholds"].update(mask=0.0, mask_gate=gate)
+        for im in scores["images"]:  # verdicts of both kinds (the tiny run's may all be one)
+            im["verdict"] = im["label"]
+        (folder / "scores.json").write_text(json.dumps(scores))
+        write_run_report(folder)
+        page = Tags((folder / "report" / "index.html").read_text())
+        cards = [a for a in page.find("div") if "data-score" in a]
+        preds = [a["src"] for a in page.find("img") if a["src"].endswith("_pred.png")]
+        verdict = {"TP": "anomalous", "FP": "anomalous", "TN": "normal", "FN": "normal"}
+        return [(verdict[c["data-kind"]], np.asarray(Image.open(folder / "report" / p)).any())
+                for c, p in zip(cards, preds, strict=True)]  # fmt: skip
+
+    assert json.loads((run / "scores.json").read_text())["thresholds"]["mask_gate"] == "verdict"
+    gated, shown = pred_masks("verdict"), pred_masks("none")
+    assert {v for v, _ in gated} == {"normal", "anomalous"}
+    assert all(flagged == (verdict == "anomalous") for verdict, flagged in gated)
+    assert all(flagged for _, flagged in shown)
 
 
 def test_threshold_is_drawn_at_the_stored_value(run):
