@@ -179,6 +179,31 @@ def test_training_chooses_the_mask_quantile_whose_masks_overlap_painted_defects_
     assert all(0 <= v <= 1 for v in share.values()) and share["0.9"] >= share["0.9@0.5"] >= share["0.9@0.8"]
     fixed = Predictor.from_run(run, "cpu", ["infer.mask_quantile=0.9"])
     assert fixed.cfg.infer.mask_quantile == 0.9 and fixed.mask_threshold == fixed.threshold_at_quantile(0.9)
+    alone = Predictor.from_run(run, "cpu", ["infer.mask_peak_fraction=0"])  # the quantile the sweep ranks best at r = 0
+    at_zero = {mask_label(q, margin): by_q[mask_label(q, margin)] for q in MASK_QUANTILES}
+    assert at_zero[mask_label(alone.cfg.infer.mask_quantile, margin)] == max(at_zero.values())
+    assert alone.mask_peak_fraction == 0.0
+
+
+def test_a_peak_fraction_set_at_inference_takes_the_quantile_the_sweep_ranks_best_at_it():
+    """Training chose 0.9 with r = 0.5; asked for r = 0 at inference, the auto quantile is the best
+    at r = 0 (0.9999 here), not the 0.9 that suits r = 0.5 only."""
+    sweep = {"0.9": 0.05, "0.99": 0.2, "0.9999": 0.3, "0.9@0.5": 0.4, "0.99@0.5": 0.35, "0.9999@0.5": 0.1}
+    state = {"mask_quantile": {"mask_quantile": 0.9, "validation_iou": sweep},
+             "mask_peak_fraction": {"mask_peak_fraction": 0.5}}  # fmt: skip
+
+    def quantile(fraction, quantile="auto", decisions=state):
+        cfg = RunConfig()
+        cfg.infer.mask_quantile, cfg.infer.mask_peak_fraction = quantile, fraction
+        mask_threshold.requantile(cfg, decisions)
+        return cfg.infer.mask_quantile
+
+    assert quantile(0.0) == 0.9999 and quantile(0.5) == 0.9
+    assert quantile("auto") == "auto"  # as trained: the checkpoint's decision stands
+    assert quantile(0.3) == "auto"  # a fraction the sweep did not weigh: the decided quantile stays
+    assert quantile(0.0, 0.95) == 0.95  # a quantile set by hand stays
+    fixed = {"mask_quantile": state["mask_quantile"]}  # a run trained with its fraction fixed
+    assert quantile(0.0, decisions=fixed) == "auto"
 
 
 def test_the_mask_quantile_with_the_best_painted_iou_wins_and_ties_go_nearest_099(tiny_data, tmp_path, monkeypatch):

@@ -231,6 +231,9 @@ class Predictor:
                 raise CavgaError("only infer.* settings can change after training (e.g. infer.mask_threshold=0.4)")
             apply_overrides(cfg, infer)
         cfg.validate()
+        from .mask_threshold import requantile
+
+        requantile(cfg, state)  # an auto quantile beside a margin or peak fraction set here, not at training
         resolve_auto_settings(cfg, state)  # as decided at the end of training (older runs: the paper's)
         check_run_folder(run_dir, state)  # config.yaml and split.json belong to this checkpoint
         if not training_done(state, cfg) or (not cfg.model.weakly_supervised and state.get("normalizer") is None):

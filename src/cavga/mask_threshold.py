@@ -113,6 +113,24 @@ def best_mask_label(iou_by_label: dict[str, float], candidates: dict[str, tuple[
     return max(candidates, key=rank)
 
 
+def requantile(cfg: Any, decisions: dict[str, Any]) -> None:
+    """An auto mask quantile at inference, with ``infer.mask_margin`` or ``mask_peak_fraction`` set by
+    hand where training decided them with it (both auto): the quantile the stored painted sweep
+    ranks best at those values (:func:`best_mask_label`), not the one chosen with the decided values,
+    which suits them only (quantile 0.9 with r = 0.5 would flag a tenth of a normal image at r = 0).
+    Values the sweep did not weigh (a fraction off ``MASK_PEAK_FRACTIONS``) keep the decided quantile."""
+    sweep = (decisions.get("mask_quantile") or {}).get("validation_iou")
+    asked = {key: getattr(cfg.infer, key) for key in ("mask_margin", "mask_peak_fraction")}
+    by_hand = [key for key, v in asked.items() if v != "auto" and key in decisions]
+    if cfg.infer.mask_quantile != "auto" or not sweep or not by_hand:
+        return
+    margin, fraction = (v if v != "auto" else decisions.get(key, {}).get(key, AUTO_SETTINGS[key])
+                        for key, v in asked.items())  # fmt: skip
+    candidates = {k: v for k, v in mask_candidates(margin, fraction).items() if k in sweep}
+    if candidates:
+        cfg.infer.mask_quantile = candidates[best_mask_label(sweep, candidates)][0]
+
+
 def _fallback_mask_decisions(margin: float | str, fraction: float | str, why: str) -> dict[str, dict[str, Any]]:
     """The mask decisions where nothing could be measured: the AUTO_SETTINGS values."""
     out = {"mask_quantile": {"mask_quantile": AUTO_SETTINGS["mask_quantile"], "protocol": why}}
