@@ -15,7 +15,7 @@ import torch
 from . import data as D
 from .attention import upsample
 from .demo_data import DEFECT_TYPES, paint_defect, texture
-from .image_scores import bce_score
+from .image_scores import bce_score, peak_mask
 from .inference import Predictor
 from .runfolder import RunData
 
@@ -92,7 +92,7 @@ def predict_painted(
     predictor: Predictor, images: torch.Tensor, boxes: list[D.geometry.Box] | None, seed: int, copies: int
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str], list[D.geometry.Box]]:
     """``predictor``'s answers for the held-out ``images`` (N, 3, S, S), clean and painted: the
-    columns raw score, verdict, map, mask, residual map and reconstruction BCE (M images each), then
+    columns raw score, verdict, map, mask (ungated), residual map and reconstruction BCE (M images each), then
     the painted set's masks (M, S, S), labels (M,), defect kinds and content boxes."""
     x, masks, labels, kinds, boxes, valid = painted_set(images, boxes, seed, copies)  # M images, M boxes
     cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res", "bce")}
@@ -104,7 +104,10 @@ def predict_painted(
         cols["raw"].append(pred.raw_score.numpy())
         cols["pred"].append(pred.label.numpy())
         cols["map"].append(pred.anomaly_map.numpy())
-        cols["pmask"].append(pred.mask.numpy())
+        # every image's mask, whatever its verdict (the paper's IoU; compute_metrics gates it itself)
+        cols["pmask"].append(
+            peak_mask(pred.anomaly_map, predictor.mask_threshold, predictor.mask_peak_fraction, vb).numpy()
+        )
         cols["res"].append(pred.residual_map.numpy())
     return {k: np.concatenate(v) for k, v in cols.items()}, masks, labels, kinds, boxes
 
