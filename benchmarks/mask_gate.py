@@ -13,22 +13,17 @@ and no map: it only empties the masks of images the verdict calls normal.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
 import numpy as np
-import torch
-from mask_peak_fraction import chosen, level_mask, sweep
+from mask_peak_fraction import chosen, level_mask, painted_maps, run_studies, sweep, test_maps
 
-from cavga.evaluate import native_mask
-from cavga.image_scores import native_map, verdict_gate
-from cavga.inference import Predictor, eval_loader
+from cavga.image_scores import verdict_gate
+from cavga.inference import Predictor
 from cavga.io_utils import atomic_write_json
 from cavga.mask_threshold import mask_candidates
 from cavga.metrics import iou, normal_flagged
-from cavga.painting import content_only, held_out_images, held_out_normals, predict_painted
-from cavga.runfolder import RunData
 
 
 def both_ways(maps, verdicts, masks, labels, t: float, r: float) -> dict[str, float]:
@@ -47,36 +42,21 @@ def both_ways(maps, verdicts, masks, labels, t: float, r: float) -> dict[str, fl
 
 def study(run: Path) -> dict:
     predictor = Predictor.from_run(run, "cpu")
-    cfg = predictor.cfg
-    images, boxes = held_out_images(held_out_normals(run), cfg.data.image_size, cfg.data.resize)
-    cols, masks, labels, kinds, boxes = predict_painted(predictor, images, boxes, 0, 2)
-    maps, masks = content_only(cols["map"], boxes), content_only(masks, boxes)
+    maps, masks, labels, kinds, verdicts = painted_maps(predictor, run)
     label = chosen(sweep(predictor, maps, masks, labels, kinds, "span"), True)
     q, _, r = mask_candidates(0.0, "auto")[label]
     t = predictor.threshold_at_quantile(q)
-    test = RunData.load(run).test
-    t_maps, t_verdicts, records = [], [], iter(test)
-    for batch in eval_loader(test, cfg):
-        pred = predictor.predict_batch(batch.image, batch.valid)
-        t_verdicts += [int(v) for v in pred.label]
-        t_maps += [native_map(pred.anomaly_map[i], native_mask(next(records))[0].shape, cfg.data.resize)
-                   for i in range(len(pred.label))]  # fmt: skip
-    t_masks, t_labels = [native_mask(x)[0] for x in test], np.array([x.label for x in test])
+    t_maps, t_masks, t_labels, t_verdicts = test_maps(predictor, run)
     return {
-        "model": cfg.model.label,
+        "model": predictor.cfg.model.label,
         "threshold": label,
-        "painted": both_ways(maps, [int(v) for v in cols["pred"]], masks, labels, t, r),
+        "painted": both_ways(maps, verdicts, masks, labels, t, r),
         "test": both_ways(t_maps, t_verdicts, t_masks, t_labels, t, r),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
-    rows = {str(run): study(run) for run in args.runs}
+    args, rows = run_studies(argv, __doc__, study)
     print("| run | model | threshold | test IoU: all → gated | normal test images with a mask: all → gated |")
     print("|---|---|---|---|---|")
     for run, row in rows.items():

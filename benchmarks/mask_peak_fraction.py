@@ -71,14 +71,36 @@ def chosen(by_label: dict[str, dict[str, float]], with_fraction: bool, budget: b
     return best_mask_label({k: by_label[k]["all"] for k in cands}, cands)
 
 
-def test_maps(predictor: Predictor, run: Path) -> tuple[list, list, np.ndarray]:
-    """The run's test maps and masks at each image's own size, as ``cavga evaluate`` scores them."""
+def test_maps(predictor: Predictor, run: Path) -> tuple[list, list, np.ndarray, np.ndarray]:
+    """The run's test maps and masks at each image's own size, as ``cavga evaluate`` scores them,
+    their labels and the run's verdicts."""
     cfg, test = predictor.cfg, RunData.load(run).test
-    maps, records = [], iter(test)
+    maps, verdicts, records = [], [], iter(test)
     for batch in eval_loader(test, cfg):
-        amap = predictor.predict_batch(batch.image, batch.valid).anomaly_map  # (B, S, S)
+        pred = predictor.predict_batch(batch.image, batch.valid)
+        amap = pred.anomaly_map  # (B, S, S)
         maps += [native_map(amap[i], native_mask(next(records))[0].shape, cfg.data.resize) for i in range(len(amap))]
-    return maps, [native_mask(r)[0] for r in test], np.array([r.label for r in test])
+        verdicts += pred.label.tolist()
+    return maps, [native_mask(r)[0] for r in test], np.array([r.label for r in test]), np.array(verdicts)
+
+
+def painted_maps(predictor: Predictor, run: Path) -> tuple[list, list, np.ndarray, list, np.ndarray]:
+    """The run's painted held-out set as training's end paints it (seed 0, two copies): maps and
+    masks over each image's content, labels, painter kinds and the run's verdicts."""
+    cfg = predictor.cfg
+    images, boxes = held_out_images(held_out_normals(run), cfg.data.image_size, cfg.data.resize)
+    cols, masks, labels, kinds, boxes = predict_painted(predictor, images, boxes, 0, 2)
+    return content_only(cols["map"], boxes), content_only(masks, boxes), labels, kinds, cols["pred"]
+
+
+def run_studies(argv: list[str] | None, doc: str, study) -> tuple[argparse.Namespace, dict]:
+    """The command line of a study over run folders (``RUN... --out JSON``) and ``study(run)`` of each."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    return args, {str(run): study(run) for run in args.runs}
 
 
 def on_test(predictor: Predictor, label: str, variant: str, t_maps, t_masks, t_labels) -> dict[str, float]:
@@ -95,12 +117,9 @@ def on_test(predictor: Predictor, label: str, variant: str, t_maps, t_masks, t_l
 
 def study(run: Path) -> dict:
     predictor = Predictor.from_run(run, "cpu")
-    cfg = predictor.cfg
-    images, boxes = held_out_images(held_out_normals(run), cfg.data.image_size, cfg.data.resize)
-    cols, masks, labels, kinds, boxes = predict_painted(predictor, images, boxes, 0, 2)
-    maps, masks = content_only(cols["map"], boxes), content_only(masks, boxes)
-    t_maps, t_masks, t_labels = test_maps(predictor, run)
-    out = {"model": cfg.model.label}
+    maps, masks, labels, kinds, _ = painted_maps(predictor, run)
+    t_maps, t_masks, t_labels, _ = test_maps(predictor, run)
+    out = {"model": predictor.cfg.model.label}
     sweeps = {variant: sweep(predictor, maps, masks, labels, kinds, variant) for variant in ("span", "share")}
     for name, variant, budget in RULES:
         painted = sweeps[variant]
@@ -143,12 +162,7 @@ def summarise(rows: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
-    rows = {str(run): study(run) for run in args.runs}
+    args, rows = run_studies(argv, __doc__, study)
     summary = summarise(rows)
     print(f"rule {DEFAULT_RULE} (cavga's auto):")
     print("| run | model | quantile alone | chosen | painted IoU | test IoU | normal test images flagged |")

@@ -432,3 +432,25 @@ def test_the_printed_sweep_names_the_best_threshold_at_each_peak_fraction():
     assert (
         mask_threshold.mask_sweep_text(sweep) == "best at each peak fraction: 0.9999: 0.3, 0.99@0.5: 0.45, 0.9@0.8: 0.1"
     )
+
+
+def test_the_mask_gate_study_reads_the_threshold_and_the_numbers_evaluate_reports(tiny_data, tmp_path):
+    """benchmarks/mask_gate.py (on benchmarks/mask_peak_fraction.py's choice): the threshold it takes
+    is the one training's end decided, so its test IoU and normal-image shares, with and without
+    the verdict gate, are those evaluate writes to metrics.json."""
+    benchmark_script("mask_peak_fraction")  # mask_gate imports it, as it does when run from benchmarks/
+    script = benchmark_script("mask_gate")
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
+    metrics = evaluate_run(run, device="cpu", progress=False, report=False)["metrics"]
+    assert script.main([str(run), "--out", str(tmp_path / "gate.json")]) == 0
+    row = json.loads((tmp_path / "gate.json").read_text())["runs"][str(run)]
+    state = load_checkpoint(run / CHECKPOINT)
+    decided = mask_label(
+        state["mask_quantile"]["mask_quantile"], 0.0, state["mask_peak_fraction"]["mask_peak_fraction"]
+    )
+    assert row["threshold"] == decided
+    test = row["test"]
+    assert test["iou_all"] == pytest.approx(metrics["iou"], abs=1e-4)
+    assert test["iou_gated"] == pytest.approx(metrics["iou_gated"], abs=1e-4)
+    assert test["normal_any_all"] == pytest.approx(metrics["normal_flagged"], abs=1e-4)
+    assert test["normal_any_gated"] == pytest.approx(metrics["normal_flagged_gated"], abs=1e-4)
