@@ -35,6 +35,8 @@ from .runlock import locked
 
 METRICS_FILE = "metrics.json"
 METRIC_KEYS = ("image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro", "f1_max")
+# beside them in the painted check and the report: the masks as the answers carry them (infer.mask_gate)
+GATE_KEYS = ("iou_gated", "normal_flagged", "normal_flagged_gated")
 
 
 @locked("evaluate")

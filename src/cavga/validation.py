@@ -23,7 +23,7 @@ from . import data as D
 from .config import load_config
 from .demo_data import DEFECT_TYPES
 from .errors import CavgaError
-from .evaluate import METRIC_KEYS, residual_baseline
+from .evaluate import GATE_KEYS, METRIC_KEYS, residual_baseline
 from .image_scores import bce_score, reconstruction_score
 from .inference import Predictor, anomaly_evidence
 from .io_utils import atomic_write_json
@@ -209,7 +209,7 @@ def validate_run(
         "n_held_out": len(held_out),
         "image_size": cfg.data.image_size,
         **map_settings(cfg),  # the map and image score in use
-        "metrics": {k: metrics[k] for k in METRIC_KEYS},
+        "metrics": {k: metrics[k] for k in (*METRIC_KEYS, *GATE_KEYS)},
         "baseline_residual": {k: baseline[k] for k in METRIC_KEYS} if predictor.has_reconstruction else None,
         "per_defect": per_defect,
         "mask_quantile": cfg.infer.mask_quantile,  # in use: as decided by training when "auto"
