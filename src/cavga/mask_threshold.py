@@ -167,10 +167,13 @@ def mask_sweep(
     (``labels`` 0) it flags; None without held-out map statistics."""
     if predictor.normalizer is None or not predictor.normalizer.map_quantiles:
         return None
-    clean = [m for m, label in zip(maps, labels, strict=True) if label == 0]
+    clean = np.asarray(labels) == 0  # (M,)
     by_iou, by_share = {}, {}
     for label, (q, f, r) in mask_candidates(margin, fraction).items():
         t = predictor.threshold_at_quantile(q, f)
-        by_iou[label] = round(iou([peak_mask(m, t, r) for m in maps], masks, labels), 4)
-        by_share[label] = float(np.mean([peak_mask(m, t, r).mean() for m in clean])) if clean else 0.0
+        pred = [peak_mask(m, t, r) for m in maps]  # each map's mask, once for both numbers
+        by_iou[label] = round(iou(pred, masks, labels), 4)
+        by_share[label] = (
+            float(np.mean([p.mean() for p, c in zip(pred, clean, strict=True) if c])) if clean.any() else 0.0
+        )
     return by_iou, by_share
