@@ -1,5 +1,6 @@
 """What `infer.shifted_map` costs the predictor: the map read once against averaged over the image
-and its three half-cell shifts (docs/method.md, Inference).
+and its three half-cell shifts (docs/method.md, Inference); with ``--setting enlarged_map``, what
+`infer.enlarged_map` costs: the map averaged with the map of the image enlarged twofold (CAVGA-u).
 
 Both settings are timed alternately in one process, so drift in the machine's speed falls on both:
 ``Predictor.predict_batch`` on a synthetic batch (random weights: the same arithmetic as trained
@@ -8,6 +9,8 @@ ones), the median of ``--repeats`` calls each, with the FLOPs of one batch count
 in the same run.  Prints a table and writes JSON.
 
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/shifted_map_cost.py
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/shifted_map_cost.py --setting enlarged_map \
+        --variants Du,Ru --out benchmarks/results/speed/enlarged_map_cost.json
 """
 
 from __future__ import annotations
@@ -23,18 +26,19 @@ from cavga.speed.measure import synthetic_predictor
 
 
 def main() -> None:
-    args = ab.parser(
-        __doc__.splitlines()[0], "Du,Ru,Dw,Rw", 7, "benchmarks/results/speed/shifted_map_cost.json"
-    ).parse_args()
+    parser = ab.parser(__doc__.splitlines()[0], "Du,Ru,Dw,Rw", 7, "benchmarks/results/speed/shifted_map_cost.json")
+    parser.add_argument("--setting", choices=("shifted_map", "enlarged_map"), default="shifted_map")
+    args = parser.parse_args()
+    on = args.setting.split("_")[0]  # "shifted" or "enlarged": the rows' keys
     peak_before = ab.start(args)
     cpu = torch.device("cpu")
     rows = []
     for variant in args.variants.split(","):
         cfg, model, x = ab.prediction_setup(variant, args)  # x: (B, 3, S, S)
         calls = {}
-        for name, shifted in (("plain", False), ("shifted", True)):
+        for name, value in (("plain", False), (on, True)):
             c = copy.deepcopy(cfg)
-            c.infer.shifted_map = shifted
+            setattr(c.infer, args.setting, value)
             calls[name] = functools.partial(synthetic_predictor(model, c, cpu).predict_batch, x)
         flops = {name: count_flops(call) / args.batch for name, call in calls.items()}
         seconds = ab.alternate(calls, args.repeats)
@@ -43,23 +47,23 @@ def main() -> None:
             {
                 "variant": variant,
                 "plain_gflop_per_image": round(flops["plain"] / 1e9, 3),
-                "shifted_gflop_per_image": round(flops["shifted"] / 1e9, 3),
+                f"{on}_gflop_per_image": round(flops[on] / 1e9, 3),
                 "plain_images_per_s": round(ips["plain"], 2),
-                "shifted_images_per_s": round(ips["shifted"], 2),
-                "slowdown": round(ips["plain"] / ips["shifted"], 3),
+                f"{on}_images_per_s": round(ips[on], 2),
+                "slowdown": round(ips["plain"] / ips[on], 3),
                 # achieved FLOP/s as a fraction of the fp32 matmul peak measured before the timings
                 "plain_fraction_of_peak": round(flops["plain"] * ips["plain"] / 1e9 / peak_before, 3),
-                "shifted_fraction_of_peak": round(flops["shifted"] * ips["shifted"] / 1e9 / peak_before, 3),
+                f"{on}_fraction_of_peak": round(flops[on] * ips[on] / 1e9 / peak_before, 3),
             }
         )
     table = [
-        "| model | GFLOP/img plain / shifted | img/s plain / shifted | slow-down | % of peak plain / shifted |",
+        f"| model | GFLOP/img plain / {on} | img/s plain / {on} | slow-down | % of peak plain / {on} |",
         "|---|---|---|---|---|",
     ]
     table += [
-        f"| {r['variant']} | {r['plain_gflop_per_image']} / {r['shifted_gflop_per_image']} | "
-        f"{r['plain_images_per_s']} / {r['shifted_images_per_s']} | x{r['slowdown']} | "
-        f"{100 * r['plain_fraction_of_peak']:.0f}% / {100 * r['shifted_fraction_of_peak']:.0f}% |"
+        f"| {r['variant']} | {r['plain_gflop_per_image']} / {r[f'{on}_gflop_per_image']} | "
+        f"{r['plain_images_per_s']} / {r[f'{on}_images_per_s']} | x{r['slowdown']} | "
+        f"{100 * r['plain_fraction_of_peak']:.0f}% / {100 * r[f'{on}_fraction_of_peak']:.0f}% |"
         for r in rows
     ]
     ab.finish(args, peak_before, rows, table)

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from cavga.attention import (
+    enlarged_average,
     grad_cam,
     grad_cam_raw,
     half_cell_average,
@@ -218,3 +219,24 @@ def test_half_cell_average_is_the_map_itself_where_the_grid_is_the_image():
     x = torch.rand(1, 3, 8, 8)
     first = x[:, :1].clone()  # (B, 1, S, S): a map at full resolution has no half cell
     assert torch.equal(half_cell_average(lambda v: v[:, :1], x, first), first)
+
+
+def test_enlarged_average_separates_a_defect_from_the_rest_of_its_cell():
+    """An 8 px spot filling the top-left quarter of one 16 px cell: the one-view map gives the whole
+    cell one value, so the spot's quarter and the cell's opposite quarter come out alike; the
+    enlarged image's grid has a cell on the spot alone, so the average sets the spot apart."""
+    x = torch.zeros(1, 3, 64, 64)
+    x[..., 16:24, 16:24] = 1.0  # the top-left quarter of cell (1, 1)
+    first = _cell_means(x)  # (B, 1, 4, 4)
+    out = enlarged_average(_cell_means, x, first)  # (B, 1, 8, 8): the enlarged image's grid
+    assert out.shape == (1, 1, 8, 8)
+    # by hand, fine cell (3, 3): the 4x4 grid upsampled there weighs cell (1, 1) (0.25) by 0.75 * 0.75;
+    # the enlarged spot reaches that cell at its corner pixel only (bilinear weight 0.25 on the spot per
+    # axis: 0.0625, over the cell's 256 pixels)
+    assert float(out[0, 0, 3, 3]) == pytest.approx(0.5 * (0.75 * 0.75 * 0.25 + 0.0625 / 256), abs=1e-6)
+    plain, both = upsample(first, 64)[0, 0], upsample(out, 64)[0, 0]  # (S, S)
+    spot, far = (slice(16, 24), slice(16, 24)), (slice(24, 32), slice(24, 32))  # the spot, the cell's other corner
+    assert float(plain[spot].mean()) == pytest.approx(float(plain[far].mean()), rel=1e-5)  # symmetric around the centre
+    assert float(both[spot].mean()) > 2 * float(both[far].mean())
+    flat = torch.full((2, 3, 64, 64), 0.25)
+    torch.testing.assert_close(enlarged_average(_cell_means, flat, _cell_means(flat)), torch.full((2, 1, 8, 8), 0.25))

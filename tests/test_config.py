@@ -85,6 +85,7 @@ def test_overrides_from_strings_and_flags():
         ("model.latent_stride", 32),
         ("model.attention_norm", "batch"),
         ("infer.shifted_map", "sometimes"),
+        ("infer.enlarged_map", "twice"),
     ],
 )
 def test_validate_rejects_values(dotted, value):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -124,6 +125,17 @@ def test_exported_model_matches_the_checkpoint(runs, tmp_path, model, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_the_exported_graph_averages_the_enlarged_images_map_and_its_shifts_too(runs, tmp_path, fmt):
+    direct = "infer.attention_direction=direct"  # A itself, unclamped: after one epoch 1 - A is nearly flat
+    low = _low_peak_copy(runs["Du-energy"], tmp_path, [direct])
+    got, ref = exported_and_eager(low, tmp_path, [direct, "infer.enlarged_map=true", "infer.shifted_map=true"], fmt)
+    plain = exported_and_eager(low, tmp_path / "plain", [direct, "infer.enlarged_map=false"], fmt)[1]
+    assert (ref.anomaly_map - plain.anomaly_map).abs().max() > 1e-3  # another map, by ten times the tolerance
+    torch.testing.assert_close(got.anomaly_map, ref.anomaly_map, atol=1e-4, rtol=0)
+    torch.testing.assert_close(got.raw_score, ref.raw_score, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_the_exported_graph_raises_each_mask_towards_its_maps_peak(runs, tmp_path, fmt):
     infer = ["infer.mask_quantile=0.5", "infer.mask_peak_fraction=0.5"]  # Dw's maps spread above that quantile
     got, ref = exported_and_eager(runs["Dw"], tmp_path, infer, fmt)
@@ -138,18 +150,24 @@ def test_the_exported_graph_raises_each_mask_towards_its_maps_peak(runs, tmp_pat
     assert torch.equal(got.mask[clear], ref.mask[clear])
 
 
+def _low_peak_copy(run: Path, tmp_path: Path, infer: list[str]) -> Path:
+    """A copy of ``run`` with its running peak at the median of its test maps read directly (``infer``):
+    half of A lies above it, where a one-epoch run's A is otherwise all near 0."""
+    a = exported_and_eager(run, tmp_path, infer)[1].anomaly_map  # (B, S, S) = s / (1 + s)
+    low = tmp_path / "low"
+    shutil.copytree(run, low)
+    state = load_checkpoint(low / CHECKPOINT)
+    state["model"]["cam_scale"] *= float((a / (1 - a)).median())  # s = A / (1 - A)
+    save_checkpoint(state, low / CHECKPOINT)
+    return low
+
+
 @pytest.mark.parametrize(
     ("model", "setting"), [("Du-energy", "attention_direction=direct"), ("Dw", "weak_map=anomalous")]
 )
 def test_the_exported_graph_reads_a_and_a_ca_unclamped_too(runs, tmp_path, model, setting):
     infer = [f"infer.{setting}"]
-    a = exported_and_eager(runs[model], tmp_path, infer)[1].anomaly_map  # (B, S, S) = s / (1 + s)
-    low = tmp_path / "low"  # the run with its running peak at the median of the test maps: half of A lies above it
-    shutil.copytree(runs[model], low)
-    state = load_checkpoint(low / CHECKPOINT)
-    state["model"]["cam_scale"] *= float((a / (1 - a)).median())  # s = A / (1 - A)
-    save_checkpoint(state, low / CHECKPOINT)
-    got, ref = exported_and_eager(low, tmp_path, infer)
+    got, ref = exported_and_eager(_low_peak_copy(runs[model], tmp_path, infer), tmp_path, infer)
     above = ref.anomaly_map[ref.anomaly_map > 0.5]  # s > 1
     assert above.unique().numel() > 100  # all apart, where the clamp would tie them at 1
     torch.testing.assert_close(got.anomaly_map, ref.anomaly_map, atol=1e-4, rtol=0)

@@ -12,7 +12,7 @@ from torch import nn
 
 from _scripts import benchmark_script
 from cavga import mask_threshold, validation
-from cavga.config import ModelConfig, RunConfig
+from cavga.config import ModelConfig, RunConfig, apply_overrides
 from cavga.demo_data import DEFECT_TYPES, generate_demo_dataset
 from cavga.errors import CavgaError
 from cavga.evaluate import evaluate_run
@@ -50,9 +50,9 @@ def test_painting_is_seeded():
     assert torch.equal(a, b) and np.array_equal(ma, mb) and not np.array_equal(ma, mc)
 
 
-def _tiny_run(root, run, val_fraction, margin=0.0):
+def _tiny_run(root, run, val_fraction, margin=0.0, enlarged=False):
     cfg = RunConfig()
-    cfg.infer.mask_margin = margin
+    cfg.infer.mask_margin, cfg.infer.enlarged_map = margin, enlarged
     cfg.data.root, cfg.data.category, cfg.data.image_size = str(root), "brick", 32
     cfg.data.val_fraction = val_fraction
     cfg.model.base_channels = cfg.model.latent_channels = 8
@@ -408,6 +408,46 @@ def test_auto_shift_keeps_the_half_cell_average_only_where_it_localises_painted_
         _model_whose_attention(True), images, 4, torch.device("cpu"), image_score="paper", shifted=False
     )
     assert fixed["shifted_map"] is None
+
+
+def test_auto_enlargement_keeps_the_enlarged_images_map_only_where_it_localises_painted_defects_better():
+    images = torch.full((4, 3, 64, 64), 0.9)  # (N, 3, S, S) plain held-out normals
+    decided = decide_on_painted(
+        _model_whose_attention(True), images, 4, torch.device("cpu"), image_score="paper", enlarged="auto"
+    )
+    grown = decided["enlarged_map"]
+    by_size = grown["validation_pixel_auroc_by_enlargement"]
+    assert by_size["off"] == max(decided["shifted_map"]["validation_pixel_auroc_by_shift"].values())  # as chosen
+    assert grown["enlarged_map"] is (by_size["on"] > by_size["off"])
+    assert by_size["on"] != by_size["off"]  # another map (on this stand-in encoder, a worse one: kept off)
+    fixed = decide_on_painted(_model_whose_attention(True), images, 4, torch.device("cpu"), image_score="paper")
+    assert fixed["enlarged_map"] is None  # off unless asked (infer.enlarged_map's default)
+
+
+def test_only_cavga_u_with_a_convolutional_z_reads_the_enlarged_image():
+    for variant, flat in (("Dw", False), ("Ru", True)):
+        cfg = apply_overrides(RunConfig(), {"model.variant": variant, "model.flat_latent": flat})
+        apply_overrides(cfg, {"infer.enlarged_map": "auto"}).validate()  # auto: "no" without a painted check
+        with pytest.raises(CavgaError, match="infer.enlarged_map needs CAVGA-u with a convolutional z"):
+            apply_overrides(cfg, {"infer.enlarged_map": True}).validate()
+    model = CAVGA(ModelConfig(variant="Dw", base_channels=8, latent_channels=4), 32, allow_random_init=True)
+    images = torch.rand(2, 3, 32, 32)  # (N, 3, S, S)
+    decided = decide_on_painted(model, images, 4, torch.device("cpu"), image_score="paper", enlarged="auto")
+    assert decided["enlarged_map"] is None
+
+
+def test_training_resolves_the_enlargement_and_an_override_refits_the_maps_statistics(tiny_data, tmp_path):
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2, enlarged="auto")
+    stored = load_checkpoint(run / CHECKPOINT)["enlarged_map"]["enlarged_map"]
+    predictor = Predictor.from_run(run, "cpu")
+    assert predictor.cfg.infer.enlarged_map is stored and predictor.normalizer.enlarged is stored
+    other = Predictor.from_run(run, "cpu", [f"infer.enlarged_map={str(not stored).lower()}"])
+    assert other.normalizer.enlarged is (not stored)  # the held-out statistics of the map now in use
+    assert other.normalizer.map_quantiles != predictor.normalizer.map_quantiles
+    x = torch.rand(2, 3, 32, 32)  # (B, 3, S, S)
+    assert not torch.equal(other.predict_batch(x).anomaly_map, predictor.predict_batch(x).anomaly_map)
+    assert validate_run(run, device="cpu", copies=1)["enlarged_map"] is stored
+    assert evaluate_run(run, device="cpu", progress=False, report=False)["enlarged_map"] is stored  # metrics.json
 
 
 def test_training_resolves_the_shift_and_an_override_refits_the_maps_statistics(tiny_data, tmp_path):

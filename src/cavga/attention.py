@@ -157,3 +157,22 @@ def half_cell_average(map_of, x: Tensor, first: Tensor, half: int | None = None,
         total = total + torch.nn.functional.pad(seen, (0, dx, 0, dy))  # (B, 1, S, S), 0 where unseen
         count = count + torch.nn.functional.pad(torch.ones_like(seen[:1]), (0, dx, 0, dy))
     return total / count  # (B, 1, S, S)
+
+
+ENLARGEMENT = 2  # infer.enlarged_map: the image read again at this many times its size
+
+
+def enlarged_average(map_of, x: Tensor, first: Tensor, size: int | None = None) -> Tensor:
+    """The map of ``x`` (B, 3, S, S) averaged with the map of ``x`` enlarged ENLARGEMENT times
+    (bilinearly), on the enlarged map's grid, (B, 1, 2h, 2w).
+
+    A fully convolutional encoder reads the enlarged image at the same layer with a grid twice as
+    fine (16x16 cells at 128 px and stride 16, each seeing a part of the image twice as large), so
+    the average keeps the image's own view and adds one that places a defect to half a cell.
+    ``map_of(v)`` (a batch -> (B, 1, h', w')) is read on the enlarged image; ``first`` is the map of
+    ``x`` itself. ``size``: the enlarged side in pixels, where the caller knows it (a traced export,
+    whose shapes are tensors)."""
+    side = ENLARGEMENT * x.shape[-1] if size is None else size
+    big = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)  # (B, 3, 2S, 2S)
+    fine = map_of(big)  # (B, 1, 2h, 2w)
+    return 0.5 * (upsample(first, fine.shape[-2:]) + fine)  # (B, 1, 2h, 2w)

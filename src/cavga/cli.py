@@ -232,6 +232,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         result = validate_run(args.run_dir, args.device, args.paint_seed, args.copies, infer=args.overrides)
         _print_result(result)
         shifted = ", averaged over half-cell shifts" if result["shifted_map"] is True else ""  # infer.shifted_map
+        if result.get("enlarged_map") is True:  # infer.enlarged_map
+            shifted = ", averaged with the image enlarged twofold" + shifted
         if result["attention_direction"]:
             print(f"anomaly map: {'1 - A' if result['attention_direction'] == 'inverse' else 'A'}{shifted}")
         if result["weak_map"]:

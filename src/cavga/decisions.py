@@ -42,18 +42,28 @@ def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, devic
     (:func:`cavga.validation.decide_on_painted`), for the checkpoint."""
     direction, weak_map = asked_maps(cfg)
     image_score, shifted = cfg.infer.image_score, cfg.infer.shifted_map
-    if "auto" not in (direction, image_score, weak_map, shifted):
+    enlarged = cfg.infer.enlarged_map if cfg.model.reads_any_size else False  # CAVGA-w, R*: never
+    if "auto" not in (direction, image_score, weak_map, shifted, enlarged):
         return {}
     if not any(r.label == 0 for r in run_data.val):  # data.val_fraction 0: nothing to decide on
         asked = {"attention_direction": direction, "image_score": image_score, "weak_map": weak_map}
-        asked["shifted_map"] = shifted
+        asked["shifted_map"], asked["enlarged_map"] = shifted, enlarged
         return {
             key: {key: AUTO_SETTINGS[key], "protocol": "no held-out normals"} if value == "auto" else None
             for key, value in asked.items()
         }
     images, boxes = held_out_images(run_data.val, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
     return decide_on_painted(
-        model, images, cfg.infer.batch_size, device, direction, image_score, weak_map, boxes, shifted=shifted
+        model,
+        images,
+        cfg.infer.batch_size,
+        device,
+        direction,
+        image_score,
+        weak_map,
+        boxes,
+        shifted=shifted,
+        enlarged=enlarged,
     )
 
 

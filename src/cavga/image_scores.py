@@ -141,6 +141,7 @@ class Normalizer:
     # MAP_VERSION of the maps the statistics were fitted on (runs from before it was recorded: 1)
     map_version: int = 1
     shifted: bool = False  # whether the map statistics are of the half-cell-shifted map (infer.shifted_map)
+    enlarged: bool = False  # whether they are of the map averaged with the enlarged image's (infer.enlarged_map)
 
     @staticmethod
     def fit(scores: np.ndarray, quantile: float, residual_peak: float, map_quantiles: list[float]) -> Normalizer:

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from . import data as D
 from .attention import (
+    enlarged_average,
     grad_cam,
     grad_cam_raw,
     half_cell_average,
@@ -60,6 +61,7 @@ from .map_choice import (
     reads_direct,
     resolve_auto_settings,
     resolved_direction,
+    resolved_enlarged,
     resolved_shifted,
     resolved_weak_map,
 )
@@ -98,7 +100,12 @@ MEMORY_FORMAT = torch.channels_last
 
 
 def anomaly_evidence(
-    model: CAVGA, x: Tensor, direction: str = "inverse", weak_map: str = "anomalous", shifted: bool = False
+    model: CAVGA,
+    x: Tensor,
+    direction: str = "inverse",
+    weak_map: str = "anomalous",
+    shifted: bool = False,
+    enlarged: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Forward pass in eval mode: (anomalous attention map (B, 1, h, w), reconstruction, C's p_anomalous or None).
 
@@ -115,11 +122,23 @@ def anomaly_evidence(
 
     ``shifted`` (``infer.shifted_map``): the map is averaged over the image shifted by half a latent
     cell (:func:`cavga.attention.half_cell_average`) and comes back at the image's size (B, 1, S, S);
-    the reconstruction and C's probability stay those of the image as it is."""
+    the reconstruction and C's probability stay those of the image as it is.
+
+    ``enlarged`` (``infer.enlarged_map``, CAVGA-u): each map is averaged with the map of the image
+    enlarged twofold (:func:`cavga.attention.enlarged_average`), on a grid twice as fine; with
+    ``shifted`` too, every shifted view is so averaged."""
     model.eval()
+
+    def map_of(v: Tensor, first: Tensor | None = None) -> Tensor:
+        first = _attention(model, v, direction, weak_map)[0] if first is None else first  # (B, 1, h, w)
+        if enlarged:
+            return enlarged_average(lambda u: _attention(model, u, direction, weak_map)[0], v, first)
+        return first
+
     amap, mu, p_anomalous = _attention(model, x, direction, weak_map)
+    amap = map_of(x, amap)  # (B, 1, h, w), or (B, 1, 2h, 2w) enlarged
     if shifted:
-        amap = half_cell_average(lambda v: _attention(model, v, direction, weak_map)[0], x, amap)  # (B, 1, S, S)
+        amap = half_cell_average(map_of, x, amap)  # (B, 1, S, S)
     with torch.inference_mode():  # only the attention needs gradients
         x_hat = model.decode(mu)  # (B, 3, S, S)
     return amap, x_hat, p_anomalous
@@ -170,6 +189,7 @@ class Predictor:
         self._direction = resolved_direction(cfg)
         self._weak_map = resolved_weak_map(cfg)
         self._shifted = resolved_shifted(cfg)
+        self._enlarged = resolved_enlarged(cfg)
         quantile, margin = cfg.infer.mask_quantile, cfg.infer.mask_margin
         if quantile is not None:
             quantile = AUTO_SETTINGS["mask_quantile"] if quantile == "auto" else quantile
@@ -254,6 +274,7 @@ class Predictor:
             or normalizer.direction != resolved_direction(cfg)  # A, or statistics from before A had its own
             or (normalizer.map_version < MAP_VERSION and reads_direct(cfg))  # A or A_ca, clamped then
             or normalizer.shifted != resolved_shifted(cfg)  # the map with or without half-cell shifts
+            or normalizer.enlarged != resolved_enlarged(cfg)  # or the enlarged image's map
         )
         if stale:  # the map statistics of the map in use, from the same held-out normals, computed now
             run_data = RunData.load(run_dir)
@@ -267,6 +288,7 @@ class Predictor:
                 "direction",
                 "map_version",
                 "shifted",
+                "enlarged",
             ):
                 setattr(normalizer, key, refit[key])
         return cls(model, cfg, normalizer, device)
@@ -277,7 +299,9 @@ class Predictor:
         x = x.to(self.device)
         valid = None if valid is None else valid.to(self.device)
         size = self.cfg.data.image_size
-        amap, x_hat, p_anomalous = anomaly_evidence(self.model, x, self._direction, self._weak_map, self._shifted)
+        amap, x_hat, p_anomalous = anomaly_evidence(
+            self.model, x, self._direction, self._weak_map, self._shifted, self._enlarged
+        )
         amap = upsample(amap, size).squeeze(1).clamp(0, 1)  # (B, S, S)
         x_hat = D.paste_padding(x_hat, x, valid)  # (B, 3, S, S)
         residual, recon_score = reconstruction_score(x, x_hat, valid)  # (B, S, S), (B,)
@@ -356,7 +380,7 @@ def fit_normalizer(
         valid = None if batch.valid is None else batch.valid.to(device)  # (B, 1, S, S)
         if evidence is None:
             amap, x_hat, p_anomalous = anomaly_evidence(
-                model, x, resolved_direction(cfg), resolved_weak_map(cfg), resolved_shifted(cfg)
+                model, x, resolved_direction(cfg), resolved_weak_map(cfg), resolved_shifted(cfg), resolved_enlarged(cfg)
             )
             probs += [] if p_anomalous is None else p_anomalous.cpu().tolist()
             amap = upsample(amap, cfg.data.image_size).clamp(0, 1)[:, 0]  # (B, S, S)
@@ -380,4 +404,5 @@ def fit_normalizer(
     norm.classifier_scores, norm.bce_scores = [float(p) for p in probs], bces
     norm.map_max, norm.map_min, norm.weak_map = map_max, map_min, resolved_weak_map(cfg)
     norm.direction, norm.map_version, norm.shifted = resolved_direction(cfg), MAP_VERSION, resolved_shifted(cfg)
+    norm.enlarged = resolved_enlarged(cfg)
     return norm.to_dict()

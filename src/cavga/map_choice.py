@@ -18,6 +18,7 @@ AUTO_SETTINGS = {
     "mask_margin": 0.0,
     "mask_peak_fraction": 0.0,
     "shifted_map": False,
+    "enlarged_map": False,
 }
 
 
@@ -35,6 +36,11 @@ def resolved_shifted(cfg: RunConfig) -> bool:
     return cfg.infer.shifted_map is True
 
 
+def resolved_enlarged(cfg: RunConfig) -> bool:
+    """Whether the map is averaged with the enlarged image's (``infer.enlarged_map``; "auto" not yet decided: no)."""
+    return cfg.infer.enlarged_map is True
+
+
 def map_settings(cfg: RunConfig) -> dict[str, Any]:
     """The settings that make a run's anomaly map and image score, as resolved from "auto" at
     training's end, for ``metrics.json`` and ``validation.json`` (None where a model has no such choice)."""
@@ -44,6 +50,8 @@ def map_settings(cfg: RunConfig) -> dict[str, Any]:
         "image_score": cfg.infer.image_score,
         "weak_map": cfg.infer.weak_map if cfg.model.weakly_supervised else None,  # CAVGA-w: A_ca or 1 - A_cn
         "shifted_map": None if cfg.model.is_baseline else resolved_shifted(cfg),  # averaged over half-cell shifts
+        # averaged with the map of the image enlarged twofold (CAVGA-u)
+        "enlarged_map": resolved_enlarged(cfg) if cfg.model.has_attention_direction else None,
     }
 
 

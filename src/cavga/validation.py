@@ -55,6 +55,7 @@ def decide_on_painted(
     seed: int = 0,
     copies: int = 2,
     shifted: bool | str = "auto",
+    enlarged: bool | str = False,
 ) -> dict[str, dict[str, Any] | None]:
     """The ``auto`` inference settings of a trained model, decided on painted defects on held-out
     normals ``images`` (N, 3, S, S) (with their content ``boxes`` when padded); None where a setting
@@ -70,9 +71,12 @@ def decide_on_painted(
       ranks the painted images above the clean ones better (image AUROC); then the better of those.
     * ``infer.shifted_map``: the chosen map is averaged over half-cell shifts of the image where that
       has the higher pixel AUROC on the painted set (decided before the image score, whose "map" is
-      the peak of the map so chosen)."""
+      the peak of the map so chosen).
+    * ``infer.enlarged_map`` (CAVGA-u with a convolutional z): the chosen map is averaged with the
+      enlarged image's where that has the higher pixel AUROC on the painted set (decided after the
+      shifts, before the image score)."""
     args = (model, images, batch_size, device, direction, image_score, weak_map, boxes, seed, copies, shifted)
-    return _painted_decisions(*args)[0]
+    return _painted_decisions(*args, enlarged=enlarged)[0]
 
 
 def painted_pixel_auroc(model: CAVGA, images: torch.Tensor, boxes: list[D.geometry.Box] | None, cfg, device) -> float:
@@ -81,7 +85,7 @@ def painted_pixel_auroc(model: CAVGA, images: torch.Tensor, boxes: list[D.geomet
     (``train.validate_every`` chooses the epoch by it)."""
     direction, weak_map = asked_maps(cfg)
     args = (model, images, cfg.infer.batch_size, device, direction, "fixed", weak_map, boxes)
-    _, maps, masks = _painted_decisions(*args, shifted=cfg.infer.shifted_map)
+    _, maps, masks = _painted_decisions(*args, shifted=cfg.infer.shifted_map, enlarged=cfg.infer.enlarged_map)
     return pixel_auroc(maps, masks)
 
 
@@ -92,21 +96,35 @@ def asked_maps(cfg) -> tuple[str, str]:
 
 
 def _painted_decisions(
-    model, images, batch_size, device, direction, image_score, weak_map, boxes, seed=0, copies=2, shifted="auto"
+    model,
+    images,
+    batch_size,
+    device,
+    direction,
+    image_score,
+    weak_map,
+    boxes,
+    seed=0,
+    copies=2,
+    shifted="auto",
+    enlarged=False,
 ) -> tuple[dict[str, dict[str, Any] | None], list[np.ndarray], list[np.ndarray]]:
     """:func:`decide_on_painted`'s decisions, and the painted set's maps as decided and masks (content only)."""
+    if enlarged == "auto" and not model.cfg.reads_any_size:  # CAVGA-w, CAVGA-R*: z of the training size only
+        enlarged = False
     x, masks, labels, _, boxes, valid = painted_set(images, boxes, seed, copies)
     s = x.shape[-1]
+    asked = (shifted is True, enlarged is True)  # the map as asked, before the auto ones are decided
     both_weak = model.cfg.weakly_supervised and weak_map == "auto"  # score A_ca and 1 - A_cn
     first = "normal" if weak_map == "normal" else "anomalous"
     maps, normal_maps, paper, bce = [], [], [], []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device)  # (B, 3, S, S)
         vb = None if valid is None else valid[i : i + batch_size].to(device)  # (B, 1, S, S)
-        amap, x_hat, p_anomalous = anomaly_evidence(model, xb, "inverse", first, shifted is True)  # (B, 1, h, w)
+        amap, x_hat, p_anomalous = anomaly_evidence(model, xb, "inverse", first, *asked)  # (B, 1, h, w)
         maps.append(at_size(amap, s))  # (B, S, S)
         if both_weak:
-            normal_maps.append(at_size(anomaly_evidence(model, xb, "inverse", "normal", shifted is True)[0], s))
+            normal_maps.append(at_size(anomaly_evidence(model, xb, "inverse", "normal", *asked)[0], s))
         if image_score == "auto":  # the paper's score: C's probability (w), the reconstruction score (u)
             score = p_anomalous if p_anomalous is not None else reconstruction_score(xb, x_hat, vb)[1]  # (B,)
             paper.append(score.cpu().numpy())
@@ -118,6 +136,7 @@ def _painted_decisions(
         "image_score": None,
         "weak_map": None,
         "shifted_map": None,
+        "enlarged_map": None,
     }
     if both_weak:
         normal_maps = content_only(np.concatenate(normal_maps), boxes)
@@ -127,7 +146,7 @@ def _painted_decisions(
         maps = normal_maps if chosen == "normal" else maps
     if model.cfg.has_attention_direction and direction in ("auto", "direct"):
         direct = [  # A's own map, unclamped above the normal peak (anomaly_evidence)
-            at_size(anomaly_evidence(model, x[i : i + batch_size].to(device), "direct", shifted=shifted is True)[0], s)
+            at_size(anomaly_evidence(model, x[i : i + batch_size].to(device), "direct", "anomalous", *asked)[0], s)
             for i in range(0, len(x), batch_size)
         ]
         direct = content_only(np.concatenate(direct), boxes)
@@ -141,16 +160,21 @@ def _painted_decisions(
                 "protocol": protocol,
             }
         maps = direct if direction == "direct" else maps
+    chosen = (
+        "direct" if direction == "direct" else "inverse",
+        out["weak_map"]["weak_map"] if out["weak_map"] else first,
+    )
+
+    def chosen_maps(shift: bool, enlarge: bool) -> list[np.ndarray]:
+        """The painted set's maps of the chosen direction or CAVGA-w map (content only)."""
+        batches = [x[i : i + batch_size].to(device) for i in range(0, len(x), batch_size)]
+        return content_only(
+            np.concatenate([at_size(anomaly_evidence(model, xb, *chosen, shift, enlarge)[0], s) for xb in batches]),
+            boxes,
+        )
+
     if shifted == "auto":
-        chosen_weak = out["weak_map"]["weak_map"] if out["weak_map"] else first
-        chosen_direction = "direct" if direction == "direct" else "inverse"
-        moved = [  # the chosen map averaged over half-cell shifts (cavga.attention.half_cell_average)
-            at_size(
-                anomaly_evidence(model, x[i : i + batch_size].to(device), chosen_direction, chosen_weak, True)[0], s
-            )
-            for i in range(0, len(x), batch_size)
-        ]
-        moved = content_only(np.concatenate(moved), boxes)
+        moved = chosen_maps(True, enlarged is True)  # averaged over half-cell shifts (half_cell_average)
         by_shift = {"off": round(pixel_auroc(maps, masks), 4), "on": round(pixel_auroc(moved, masks), 4)}
         out["shifted_map"] = {
             "shifted_map": by_shift["on"] > by_shift["off"],
@@ -158,6 +182,16 @@ def _painted_decisions(
             "protocol": protocol,
         }
         maps = moved if by_shift["on"] > by_shift["off"] else maps
+        shifted = by_shift["on"] > by_shift["off"]
+    if enlarged == "auto":
+        grown = chosen_maps(shifted is True, True)  # averaged with the enlarged image's (enlarged_average)
+        by_size = {"off": round(pixel_auroc(maps, masks), 4), "on": round(pixel_auroc(grown, masks), 4)}
+        out["enlarged_map"] = {
+            "enlarged_map": by_size["on"] > by_size["off"],
+            "validation_pixel_auroc_by_enlargement": by_size,
+            "protocol": protocol,
+        }
+        maps = grown if by_size["on"] > by_size["off"] else maps
     if image_score == "auto":
         by_score = {
             "paper": round(image_auroc(np.concatenate(paper), labels), 4),

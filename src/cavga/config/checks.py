@@ -61,6 +61,13 @@ def check_run_config(cfg: RunConfig) -> None:
         raise CavgaError(f"infer.shifted_map: {cfg.infer.shifted_map!r} is not true, false or auto")
     if cfg.infer.shifted_map is True and cfg.model.is_baseline:
         raise CavgaError(f"infer.shifted_map is for the CAVGA variants' attention, not {cfg.model.variant}")
+    if cfg.infer.enlarged_map not in (True, False, "auto"):
+        raise CavgaError(f"infer.enlarged_map: {cfg.infer.enlarged_map!r} is not true, false or auto")
+    if cfg.infer.enlarged_map is True and not cfg.model.reads_any_size:
+        raise CavgaError(
+            f"infer.enlarged_map needs CAVGA-u with a convolutional z (CAVGA-Du, CAVGA-Ru), not {cfg.model.label}: "
+            "its classifier or flattened z reads z of the training size only"
+        )
     if not 0 <= cfg.model.attention_layer <= 3:
         raise CavgaError(f"model.attention_layer: {cfg.model.attention_layer} is outside 0..3")
     if cfg.loss.reduction not in ("sum", "mean"):

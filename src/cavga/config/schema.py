@@ -119,6 +119,11 @@ class ModelConfig:
         return self.variant in VARIANTS and not self.weakly_supervised
 
     @property
+    def reads_any_size(self) -> bool:
+        """CAVGA-u with a convolutional z: its attention can be read on an enlarged image (``infer.enlarged_map``)."""
+        return self.has_attention_direction and not self.flat_latent
+
+    @property
     def label(self) -> str:
         """The variant's name in tables, e.g. "CAVGA-Ru (EfficientNet-Lite0, frozen)"; "*" marks CAVGA-R*."""
         if self.is_baseline:
@@ -247,6 +252,14 @@ class InferConfig:
     # (cavga.attention.half_cell_average; docs/method.md, "Half-cell shifts"). "auto": training ends
     # by keeping it where it localises painted defects on the held-out normals better (pixel AUROC).
     shifted_map: bool | str = "auto"
+    # CAVGA-u: the map averaged with the map of the image enlarged twofold, which the same layer reads
+    # on a grid twice as fine (16x16 at 128 px and stride 16), for five times the encoder passes
+    # (cavga.attention.enlarged_average; docs/method.md, "The enlarged image's map"). "auto": training
+    # ends by keeping it where it localises painted defects on the held-out normals better (pixel AUROC).
+    # Off by default: on bottle it lowered both pretrained encoders' painted and test pixel AUROC
+    # (docs/results.md, "Session 37"). CAVGA-w (its classifier reads z of the training size) and the
+    # flattened z of CAVGA-R* cannot.
+    enlarged_map: bool | str = False
     normalizer_quantile: float = 0.95  # quantile of held-out normal scores that maps to 0.5
     batch_size: int = 16
 

@@ -3,10 +3,11 @@
 ``InferenceGraph(image) -> (score, anomaly_map, mask, raw_score)`` for images (B, 3, S, S) in [0, 1]
 (the run's resize already done): the encoder (with its own ImageNet normalisation for CAVGA-R), the
 latent mean, the closed-form Grad-CAM (:mod:`.analytic`), its running-scale normalisation, 1 - A
-(or A, unclamped) for CAVGA-u and A_ca (unclamped; or 1 - A_cn) for CAVGA-w, averaged over half-cell
-shifts where ``infer.shifted_map`` says so, bilinear upsampling to S, the
-mask threshold, and the image score: CAVGA-u's normalised reconstruction difference, CAVGA-w's
-anomalous probability, the map's peak (``infer.image_score: map``) or the reconstruction BCE (``bce``).
+(or A, unclamped) for CAVGA-u and A_ca (unclamped; or 1 - A_cn) for CAVGA-w, averaged with the
+enlarged image's map and over half-cell shifts where ``infer.enlarged_map`` and ``infer.shifted_map``
+say so, bilinear upsampling to S, the mask threshold, and the image score: CAVGA-u's normalised
+reconstruction difference, CAVGA-w's anomalous probability, the map's peak (``infer.image_score:
+map``) or the reconstruction BCE (``bce``).
 It computes what :meth:`cavga.inference.Predictor.predict_batch` does, with no autograd.
 """
 
@@ -16,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attention import half_cell_average, normalise_cam, unsaturated_cam
+from ..attention import ENLARGEMENT, enlarged_average, half_cell_average, normalise_cam, unsaturated_cam
 from ..image_scores import bce_score, map_peak, peak_mask, reconstruction_score, verdict_gate
 from ..inference import Predictor
-from ..map_choice import reads_direct, resolved_shifted
+from ..map_choice import reads_direct, resolved_enlarged, resolved_shifted
 from .analytic import AnalyticGradCAM, score_kind
 
 
@@ -48,11 +49,12 @@ class InferenceGraph(nn.Module):
         self.mask_gate = bool(predictor.mask_gate)  # infer.mask_gate: verdict empties a normal verdict's mask
         self.score_threshold = float(cfg.infer.score_threshold)
         self.image_score = cfg.infer.image_score  # "paper", "map" or "bce" (resolved by from_run)
+        self.enlarged = resolved_enlarged(cfg)  # averaged with the enlarged image's map (infer.enlarged_map)
         self.shifted = resolved_shifted(cfg)
         self.half = 0  # half a cell of the map's grid, in pixels, fixed before any trace (shifted only)
         if self.shifted:
             with torch.no_grad():
-                self.half = self.size // self._map(torch.zeros(1, 3, self.size, self.size))[0].shape[-1] // 2
+                self.half = self.size // self._grid_map(torch.zeros(1, 3, self.size, self.size))[0].shape[-1] // 2
 
     def _map(self, image: Tensor) -> tuple[Tensor, Tensor]:
         """The anomalous map at z's grid (B, 1, h, w) and mu."""
@@ -64,11 +66,18 @@ class InferenceGraph(nn.Module):
         # (B, 1, h, w): A or A_ca unclamped above the normal peak, or 1 - A or 1 - A_cn (clamped A, A_cn)
         return (unsaturated_cam(cam, scale) if self.direct else 1 - normalise_cam(cam, scale)), mu
 
+    def _grid_map(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`_map`, averaged with the enlarged image's where ``infer.enlarged_map`` says so (B, 1, 2h, 2w)."""
+        amap, mu = self._map(image)  # (B, 1, h, w)
+        if self.enlarged:
+            amap = enlarged_average(lambda v: self._map(v)[0], image, amap, ENLARGEMENT * self.size)
+        return amap, mu
+
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         m = self.model
-        amap, mu = self._map(image)  # (B, 1, h, w)
+        amap, mu = self._grid_map(image)  # (B, 1, h, w), or (B, 1, 2h, 2w) enlarged
         if self.shifted:  # infer.shifted_map
-            amap = half_cell_average(lambda v: self._map(v)[0], image, amap, self.half)  # (B, 1, S, S)
+            amap = half_cell_average(lambda v: self._grid_map(v)[0], image, amap, self.half)  # (B, 1, S, S)
         amap = F.interpolate(amap, size=(self.size, self.size), mode="bilinear", align_corners=False)
         amap = amap.squeeze(1).clamp(0.0, 1.0)  # (B, S, S)
         if self.image_score == "map":
