@@ -129,11 +129,12 @@ def anomaly_evidence(
     ``shifted`` too, every shifted view is so averaged."""
     model.eval()
 
+    def plain(v: Tensor) -> Tensor:
+        return _attention(model, v, direction, weak_map)[0]  # (B, 1, h, w)
+
     def map_of(v: Tensor, first: Tensor | None = None) -> Tensor:
-        first = _attention(model, v, direction, weak_map)[0] if first is None else first  # (B, 1, h, w)
-        if enlarged:
-            return enlarged_average(lambda u: _attention(model, u, direction, weak_map)[0], v, first)
-        return first
+        first = plain(v) if first is None else first  # (B, 1, h, w)
+        return enlarged_average(plain, v, first) if enlarged else first  # (B, 1, 2h, 2w) enlarged
 
     amap, mu, p_anomalous = _attention(model, x, direction, weak_map)
     amap = map_of(x, amap)  # (B, 1, h, w), or (B, 1, 2h, 2w) enlarged
