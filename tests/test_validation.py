@@ -436,33 +436,24 @@ def test_only_cavga_u_with_a_convolutional_z_reads_the_enlarged_image():
     assert decided["enlarged_map"] is None
 
 
-def test_training_resolves_the_enlargement_and_an_override_refits_the_maps_statistics(tiny_data, tmp_path):
-    run = _tiny_run(tiny_data, tmp_path / "run", 0.2, enlarged="auto")
-    stored = load_checkpoint(run / CHECKPOINT)["enlarged_map"]["enlarged_map"]
+@pytest.mark.parametrize(
+    ("setting", "attr", "asked"), [("shifted_map", "shifted", False), ("enlarged_map", "enlarged", "auto")]
+)
+def test_training_resolves_a_map_option_and_an_override_refits_the_maps_statistics(
+    tiny_data, tmp_path, setting, attr, asked
+):
+    """infer.shifted_map (auto by default) and infer.enlarged_map (asked for here)."""
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2, enlarged=asked)
+    stored = load_checkpoint(run / CHECKPOINT)[setting][setting]
     predictor = Predictor.from_run(run, "cpu")
-    assert predictor.cfg.infer.enlarged_map is stored and predictor.normalizer.enlarged is stored
-    other = Predictor.from_run(run, "cpu", [f"infer.enlarged_map={str(not stored).lower()}"])
-    assert other.normalizer.enlarged is (not stored)  # the held-out statistics of the map now in use
+    assert getattr(predictor.cfg.infer, setting) is stored and getattr(predictor.normalizer, attr) is stored
+    other = Predictor.from_run(run, "cpu", [f"infer.{setting}={str(not stored).lower()}"])
+    assert getattr(other.normalizer, attr) is (not stored)  # the held-out statistics of the map now in use
     assert other.normalizer.map_quantiles != predictor.normalizer.map_quantiles
     x = torch.rand(2, 3, 32, 32)  # (B, 3, S, S)
     assert not torch.equal(other.predict_batch(x).anomaly_map, predictor.predict_batch(x).anomaly_map)
-    assert validate_run(run, device="cpu", copies=1)["enlarged_map"] is stored
-    assert evaluate_run(run, device="cpu", progress=False, report=False)["enlarged_map"] is stored  # metrics.json
-
-
-def test_training_resolves_the_shift_and_an_override_refits_the_maps_statistics(tiny_data, tmp_path):
-    run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
-    state = load_checkpoint(run / CHECKPOINT)
-    stored = state["shifted_map"]["shifted_map"]
-    predictor = Predictor.from_run(run, "cpu")
-    assert predictor.cfg.infer.shifted_map is stored and predictor.normalizer.shifted is stored
-    other = Predictor.from_run(run, "cpu", [f"infer.shifted_map={str(not stored).lower()}"])
-    assert other.normalizer.shifted is (not stored)  # the held-out statistics of the map now in use
-    assert other.normalizer.map_quantiles != predictor.normalizer.map_quantiles
-    x = torch.rand(2, 3, 32, 32)  # (B, 3, S, S)
-    assert not torch.equal(other.predict_batch(x).anomaly_map, predictor.predict_batch(x).anomaly_map)
-    assert validate_run(run, device="cpu", copies=1)["shifted_map"] is stored
-    assert evaluate_run(run, device="cpu", progress=False, report=False)["shifted_map"] is stored  # metrics.json
+    assert validate_run(run, device="cpu", copies=1)[setting] is stored
+    assert evaluate_run(run, device="cpu", progress=False, report=False)[setting] is stored  # metrics.json
 
 
 def test_the_printed_sweep_names_the_best_threshold_at_each_peak_fraction():

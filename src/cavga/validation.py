@@ -173,25 +173,13 @@ def _painted_decisions(
             boxes,
         )
 
-    if shifted == "auto":
-        moved = chosen_maps(True, enlarged is True)  # averaged over half-cell shifts (half_cell_average)
-        by_shift = {"off": round(pixel_auroc(maps, masks), 4), "on": round(pixel_auroc(moved, masks), 4)}
-        out["shifted_map"] = {
-            "shifted_map": by_shift["on"] > by_shift["off"],
-            "validation_pixel_auroc_by_shift": by_shift,
-            "protocol": protocol,
-        }
-        maps = moved if by_shift["on"] > by_shift["off"] else maps
-        shifted = by_shift["on"] > by_shift["off"]
-    if enlarged == "auto":
-        grown = chosen_maps(shifted is True, True)  # averaged with the enlarged image's (enlarged_average)
-        by_size = {"off": round(pixel_auroc(maps, masks), 4), "on": round(pixel_auroc(grown, masks), 4)}
-        out["enlarged_map"] = {
-            "enlarged_map": by_size["on"] > by_size["off"],
-            "validation_pixel_auroc_by_enlargement": by_size,
-            "protocol": protocol,
-        }
-        maps = grown if by_size["on"] > by_size["off"] else maps
+    if shifted == "auto":  # averaged over half-cell shifts (half_cell_average)
+        moved = chosen_maps(True, enlarged is True)
+        out["shifted_map"], maps = _kept_if_better("shifted_map", "shift", maps, moved, masks, protocol)
+        shifted = out["shifted_map"]["shifted_map"]
+    if enlarged == "auto":  # averaged with the enlarged image's (enlarged_average)
+        grown = chosen_maps(shifted is True, True)
+        out["enlarged_map"], maps = _kept_if_better("enlarged_map", "enlargement", maps, grown, masks, protocol)
     if image_score == "auto":
         by_score = {
             "paper": round(image_auroc(np.concatenate(paper), labels), 4),
@@ -204,6 +192,14 @@ def _painted_decisions(
             "protocol": protocol,
         }
     return out, maps, masks
+
+
+def _kept_if_better(setting: str, by: str, maps: list, other: list, masks: list, protocol: str) -> tuple[dict, list]:
+    """A map option switched on (``other``) where its painted pixel AUROC is above the map's as it
+    is (``maps``): the decision for the checkpoint, and the maps kept."""
+    by_value = {"off": round(pixel_auroc(maps, masks), 4), "on": round(pixel_auroc(other, masks), 4)}
+    on = by_value["on"] > by_value["off"]
+    return {setting: on, f"validation_pixel_auroc_by_{by}": by_value, "protocol": protocol}, other if on else maps
 
 
 def validate_run(
