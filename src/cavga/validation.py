@@ -144,12 +144,16 @@ def _painted_decisions(
         chosen = "normal" if by_map["normal"] > by_map["anomalous"] else "anomalous"
         out["weak_map"] = {"weak_map": chosen, "validation_pixel_auroc": by_map, "protocol": protocol}
         maps = normal_maps if chosen == "normal" else maps
+
+    def painted_maps(way: str, weak: str, shift: bool, enlarge: bool) -> list[np.ndarray]:
+        """The painted set's maps read so (:func:`anomaly_evidence`'s settings), content only; one batch on
+        the device at a time."""
+        batches = (x[i : i + batch_size].to(device) for i in range(0, len(x), batch_size))
+        read = [at_size(anomaly_evidence(model, xb, way, weak, shift, enlarge)[0], s) for xb in batches]
+        return content_only(np.concatenate(read), boxes)
+
     if model.cfg.has_attention_direction and direction in ("auto", "direct"):
-        direct = [  # A's own map, unclamped above the normal peak (anomaly_evidence)
-            at_size(anomaly_evidence(model, x[i : i + batch_size].to(device), "direct", "anomalous", *asked)[0], s)
-            for i in range(0, len(x), batch_size)
-        ]
-        direct = content_only(np.concatenate(direct), boxes)
+        direct = painted_maps("direct", "anomalous", *asked)  # A's own map, unclamped above the normal peak
         if direction == "auto":
             by_map = {"inverse": round(pixel_auroc(maps, masks), 4), "direct": round(pixel_auroc(direct, masks), 4)}
             direction = "direct" if by_map["direct"] > by_map["inverse"] else "inverse"
@@ -160,25 +164,16 @@ def _painted_decisions(
                 "protocol": protocol,
             }
         maps = direct if direction == "direct" else maps
-    chosen = (
+    decided = (  # the direction and CAVGA-w map as decided
         "direct" if direction == "direct" else "inverse",
         out["weak_map"]["weak_map"] if out["weak_map"] else first,
     )
-
-    def chosen_maps(shift: bool, enlarge: bool) -> list[np.ndarray]:
-        """The painted set's maps of the chosen direction or CAVGA-w map (content only)."""
-        batches = [x[i : i + batch_size].to(device) for i in range(0, len(x), batch_size)]
-        return content_only(
-            np.concatenate([at_size(anomaly_evidence(model, xb, *chosen, shift, enlarge)[0], s) for xb in batches]),
-            boxes,
-        )
-
     if shifted == "auto":  # averaged over half-cell shifts (half_cell_average)
-        moved = chosen_maps(True, enlarged is True)
+        moved = painted_maps(*decided, True, enlarged is True)
         out["shifted_map"], maps = _kept_if_better("shifted_map", "shift", maps, moved, masks, protocol)
         shifted = out["shifted_map"]["shifted_map"]
     if enlarged == "auto":  # averaged with the enlarged image's (enlarged_average)
-        grown = chosen_maps(shifted is True, True)
+        grown = painted_maps(*decided, shifted is True, True)
         out["enlarged_map"], maps = _kept_if_better("enlarged_map", "enlargement", maps, grown, masks, protocol)
     if image_score == "auto":
         by_score = {
