@@ -51,7 +51,8 @@ def probe(run: Path, batch_size: int = 16) -> dict[str, float]:
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size]  # (B, 3, S, S)
         for weak in ("anomalous", "normal"):
-            maps[weak].append(at_size(anomaly_evidence(model, xb, "inverse", weak)[0], xb.shape[-1]))
+            amap = anomaly_evidence(model, xb, "inverse", weak)[0]  # (B, 1, h, w)
+            maps[weak].append(at_size(amap, xb.shape[-1], cfg.infer.map_blur))  # blurred, as training read it
         raw = latent_cam(model, xb, cfg.model.attention_score).numpy()  # (B, S, S)
         maps["latent_direct"].append(raw)
         maps["latent_inverse"].append(-raw)  # 1 - A up to a monotone map: the same ranking

@@ -1,12 +1,16 @@
+import numpy as np
 import pytest
+import scipy.ndimage
 import torch
 from torch import nn
 
 from cavga.attention import (
     enlarged_average,
+    gaussian_blur,
     grad_cam,
     grad_cam_raw,
     half_cell_average,
+    image_map,
     latent_score,
     normalise_cam,
     unsupervised_cam_raw,
@@ -240,3 +244,24 @@ def test_enlarged_average_separates_a_defect_from_the_rest_of_its_cell():
     assert float(both[spot].mean()) > 2 * float(both[far].mean())
     flat = torch.full((2, 3, 64, 64), 0.25)
     torch.testing.assert_close(enlarged_average(_cell_means, flat, _cell_means(flat)), torch.full((2, 1, 8, 8), 0.25))
+
+
+def test_gaussian_blur_matches_scipy():
+    m = np.random.default_rng(0).random((2, 40, 44)).astype(np.float32)
+    ours = gaussian_blur(torch.from_numpy(m), 4.0).numpy()
+    # torch's "reflect" padding is scipy's "mirror"; radius ceil(4 sigma) = scipy's truncate 4
+    ref = np.stack([scipy.ndimage.gaussian_filter(a, 4.0, mode="mirror", truncate=4.0) for a in m])
+    assert np.allclose(ours, ref, atol=1e-5)
+
+
+def test_image_map_upsamples_then_blurs_then_clamps():
+    """infer.map_blur: the map read at the image's size is the bilinear upsampling blurred (scipy's
+    Gaussian, as a reference) and clamped to [0, 1], in that order; 0 leaves the upsampling as it is."""
+    g = torch.Generator().manual_seed(3)
+    amap = 1.6 * torch.rand(2, 1, 4, 4, generator=g) - 0.3  # (B, 1, h, w), values outside [0, 1] too
+    up = upsample(amap, 32)[:, 0].numpy()  # (B, S, S)
+    ref = np.stack([scipy.ndimage.gaussian_filter(a, 2.0, mode="mirror", truncate=4.0) for a in up]).clip(0, 1)
+    assert np.allclose(image_map(amap, 32, 2.0).numpy(), ref, atol=1e-5)
+    clamped_first = np.stack([scipy.ndimage.gaussian_filter(a, 2.0, mode="mirror") for a in up.clip(0, 1)])
+    assert not np.allclose(image_map(amap, 32, 2.0).numpy(), clamped_first, atol=1e-3)  # the order matters here
+    assert np.allclose(image_map(amap, 32, 0.0).numpy(), up.clip(0, 1))

@@ -4,12 +4,11 @@ import math
 
 import numpy as np
 import pytest
-import scipy.ndimage
 import torch
 
 from _scripts import benchmark_script
 from cavga.baselines.ae import ConvAutoencoder, ae_loss, l2_map, ssim_residual_map
-from cavga.baselines.patchcore import PatchCore, gaussian_blur, greedy_coreset, nearest_distance
+from cavga.baselines.patchcore import PatchCore, greedy_coreset, nearest_distance
 from cavga.config import RunConfig, from_dict, to_dict
 from cavga.demo_data import generate_demo_dataset, paint_defect, texture
 from cavga.errors import CavgaError
@@ -108,14 +107,6 @@ def test_nearest_distance_matches_brute_force_in_chunks():
     q, bank = torch.randn(37, 5, generator=g), torch.randn(11, 5, generator=g)
     brute = torch.tensor([min(float(torch.linalg.norm(a - b)) for b in bank) for a in q])
     assert torch.allclose(nearest_distance(q, bank, chunk=8), brute, atol=1e-5)
-
-
-def test_gaussian_blur_matches_scipy():
-    m = np.random.default_rng(0).random((2, 40, 44)).astype(np.float32)
-    ours = gaussian_blur(torch.from_numpy(m), 4.0).numpy()
-    # torch's "reflect" padding is scipy's "mirror"; radius ceil(4 sigma) = scipy's truncate 4
-    ref = np.stack([scipy.ndimage.gaussian_filter(a, 4.0, mode="mirror", truncate=4.0) for a in m])
-    assert np.allclose(ours, ref, atol=1e-5)
 
 
 def _lite0_or_skip():

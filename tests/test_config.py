@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from cavga.config import RunConfig, apply_overrides, from_dict, load_config, save_config
+from cavga.config import RunConfig, apply_overrides, from_dict, load_config, save_config, to_dict
 from cavga.errors import CavgaError
 
 
@@ -86,6 +86,8 @@ def test_overrides_from_strings_and_flags():
         ("model.attention_norm", "batch"),
         ("infer.shifted_map", "sometimes"),
         ("infer.enlarged_map", "twice"),
+        ("infer.map_blur", -1.0),
+        ("infer.map_blur", 1000.0),
     ],
 )
 def test_validate_rejects_values(dotted, value):
@@ -108,3 +110,12 @@ def test_missing_and_broken_files(tmp_path):
     bad.write_text("model: [unclosed\n")
     with pytest.raises(CavgaError, match="bad.yaml"):
         load_config(bad)
+
+
+def test_a_run_saved_before_the_map_blur_reads_it_unblurred():
+    """infer.map_blur (4 px by default since session 38): a saved config without it was made, and its
+    held-out statistics fitted, on the unblurred map, so it keeps that map; a user's config gets 4."""
+    saved = to_dict(RunConfig())
+    del saved["infer"]["map_blur"]
+    assert from_dict(saved, "checkpoint.pt", saved=True).infer.map_blur == 0.0
+    assert from_dict(saved).infer.map_blur == 4.0

@@ -136,6 +136,17 @@ def test_the_exported_graph_averages_the_enlarged_images_map_and_its_shifts_too(
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_the_exported_graph_blurs_the_map_as_the_predictor_does(runs, tmp_path, fmt):
+    direct = "infer.attention_direction=direct"  # A itself, unclamped: after one epoch 1 - A is nearly flat
+    low = _low_peak_copy(runs["Du-energy"], tmp_path, [direct])
+    got, ref = exported_and_eager(low, tmp_path, [direct, "infer.map_blur=3"], fmt)
+    sharp = exported_and_eager(low, tmp_path / "sharp", [direct, "infer.map_blur=0"], fmt)[1]
+    assert (ref.anomaly_map - sharp.anomaly_map).abs().max() > 1e-3  # another map, by ten times the tolerance
+    torch.testing.assert_close(got.anomaly_map, ref.anomaly_map, atol=1e-4, rtol=0)
+    torch.testing.assert_close(got.raw_score, ref.raw_score, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_the_exported_graph_raises_each_mask_towards_its_maps_peak(runs, tmp_path, fmt):
     infer = ["infer.mask_quantile=0.5", "infer.mask_peak_fraction=0.5"]  # Dw's maps spread above that quantile
     got, ref = exported_and_eager(runs["Dw"], tmp_path, infer, fmt)

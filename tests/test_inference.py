@@ -98,7 +98,9 @@ def test_a_planted_defect_comes_out_high_in_the_anomaly_map(variant):
     amap = _known_predictor(variant).predict_batch(x).anomaly_map  # (B, S, S)
     defect = amap[1, 20:28, 20:28].mean()
     elsewhere = amap[1, 48:, 48:].mean()
-    assert defect > 0.7 and elsewhere < 0.3, (float(defect), float(elsewhere))
+    # the blur (infer.map_blur, 4 px) spreads the one-cell defect a quarter cell into its neighbours,
+    # which takes its centre from about 0.8 to 0.6; the complement 1 - (1 - A) would put it near 0
+    assert defect > 0.5 and elsewhere < 0.3, (float(defect), float(elsewhere))
     if variant == "Du":  # (C's map of a plain image is flat, so per-image scaling lifts it to 1)
         assert defect > amap[0, 20:28, 20:28].mean() + 0.5  # higher than the same place without a defect
 

@@ -456,6 +456,33 @@ def test_training_resolves_a_map_option_and_an_override_refits_the_maps_statisti
     assert evaluate_run(run, device="cpu", progress=False, report=False)[setting] is stored  # metrics.json
 
 
+def test_painted_decisions_read_the_blurred_map():
+    """infer.map_blur: the painted check's maps are those inference reads, blurred as asked."""
+    images = torch.full((4, 3, 64, 64), 0.9)  # (N, 3, S, S) plain held-out normals
+    model = _model_whose_attention(True)
+    by = [
+        decide_on_painted(model, images, 4, torch.device("cpu"), image_score="paper", blur=b)["shifted_map"]
+        for b in (0.0, 4.0)
+    ]
+    assert by[0]["validation_pixel_auroc_by_shift"] != by[1]["validation_pixel_auroc_by_shift"]
+
+
+def test_the_map_blur_is_read_everywhere_and_an_override_refits_the_maps_statistics(tiny_data, tmp_path):
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
+    assert load_checkpoint(run / CHECKPOINT)["normalizer"]["blur"] == 4.0  # the default, at the held-out fit
+    predictor = Predictor.from_run(run, "cpu")
+    other = Predictor.from_run(run, "cpu", ["infer.map_blur=0"])
+    assert predictor.normalizer.blur == 4.0 and other.normalizer.blur == 0.0  # the statistics of the map in use
+    assert other.normalizer.map_quantiles != predictor.normalizer.map_quantiles
+    x = torch.rand(2, 3, 32, 32)  # (B, 3, S, S)
+    sharp, blurred = other.predict_batch(x).anomaly_map, predictor.predict_batch(x).anomaly_map  # (B, S, S)
+    assert (sharp - blurred).abs().max() > 1e-3
+    # the blur smooths: the map's steepest step between neighbouring pixels is lower
+    assert float(blurred.diff(dim=-1).abs().max()) < float(sharp.diff(dim=-1).abs().max())
+    assert validate_run(run, device="cpu", copies=1)["map_blur"] == 4.0
+    assert evaluate_run(run, device="cpu", progress=False, report=False, infer=["infer.map_blur=2"])["map_blur"] == 2.0
+
+
 def test_the_printed_sweep_names_the_best_threshold_at_each_peak_fraction():
     one = {"0.99": 0.2, "0.9999": 0.3}
     assert mask_threshold.mask_sweep_text(one) == "0.99: 0.2, 0.9999: 0.3"  # one fraction: every threshold

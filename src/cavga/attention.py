@@ -36,6 +36,8 @@ mu or the logits), so summing scores over the batch gives every image its own gr
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -131,6 +133,36 @@ def unsupervised_cam_raw(enc, kind: str, create_graph: bool = True) -> Tensor:
 def upsample(attention: Tensor, size: int | tuple[int, int]) -> Tensor:
     """Bilinear upsampling of (B, 1, h, w) maps to the image size."""
     return torch.nn.functional.interpolate(attention, size=size, mode="bilinear", align_corners=False)
+
+
+def gaussian_blur(maps: Tensor, sigma: float, side: int | None = None) -> Tensor:
+    """Separable Gaussian blur of (B, H, W) maps, kernel 2 * ceil(4 sigma) + 1, reflected edges
+    (scipy.ndimage.gaussian_filter with mode "mirror", truncate 4). ``side``: the maps' smaller side, where the caller
+    knows it (a traced export, whose shapes are tensors)."""
+    if sigma <= 0:
+        return maps
+    side = min(maps.shape[-2:]) if side is None else side
+    r = min(math.ceil(4 * sigma), side - 1)
+    t = torch.arange(-r, r + 1, dtype=maps.dtype, device=maps.device)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = k / k.sum()
+    h = torch.nn.functional.pad(maps[:, None], (r, r, r, r), mode="reflect")  # (B, 1, H + 2r, W + 2r)
+    h = torch.nn.functional.conv2d(h, k.view(1, 1, 1, -1))  # (B, 1, H + 2r, W)
+    h = torch.nn.functional.conv2d(h, k.view(1, 1, -1, 1))  # (B, 1, H, W)
+    return h[:, 0]
+
+
+def image_map(amap: Tensor, size: int, blur: float = 0.0) -> Tensor:
+    """A map (B, 1, h, w) as it is read at the model's resolution, (B, S, S) in [0, 1]: upsampled
+    bilinearly, blurred by a Gaussian of ``blur`` pixels (``infer.map_blur``) and clamped.
+
+    Why blur: a Grad-CAM is one value per latent cell (16 px at 128 px and stride 16), so even
+    upsampled, or averaged over half-cell shifts, its level sets keep the grid's corners and a
+    defect's region comes out as a union of cells. A blur of a quarter cell rounds them, the
+    post-processing the field's patch-feature methods apply to their maps (PatchCore, PaDiM:
+    sigma 4 px); on painted defects it raised IoU by 0.01-0.02 at an unchanged pixel AUROC
+    (docs/results.md, "Session 38")."""
+    return gaussian_blur(upsample(amap, size)[:, 0], blur, size).clamp(0, 1)
 
 
 def half_cell_average(map_of, x: Tensor, first: Tensor, half: int | None = None, views: int = 2) -> Tensor:

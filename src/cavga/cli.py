@@ -234,6 +234,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         shifted = ", averaged over half-cell shifts" if result["shifted_map"] is True else ""  # infer.shifted_map
         if result.get("enlarged_map") is True:  # infer.enlarged_map
             shifted = ", averaged with the image enlarged twofold" + shifted
+        if result.get("map_blur"):  # infer.map_blur
+            shifted += f", blurred by a Gaussian of {result['map_blur']:g} px"
         if result["attention_direction"]:
             print(f"anomaly map: {'1 - A' if result['attention_direction'] == 'inverse' else 'A'}{shifted}")
         if result["weak_map"]:

@@ -64,6 +64,7 @@ def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, devic
         boxes,
         shifted=shifted,
         enlarged=enlarged,
+        blur=cfg.infer.map_blur,
     )
 
 

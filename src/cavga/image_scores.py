@@ -142,6 +142,7 @@ class Normalizer:
     map_version: int = 1
     shifted: bool = False  # whether the map statistics are of the half-cell-shifted map (infer.shifted_map)
     enlarged: bool = False  # whether they are of the map averaged with the enlarged image's (infer.enlarged_map)
+    blur: float = 0.0  # the Gaussian blur, in pixels, of the maps they are of (infer.map_blur; before it: none)
 
     @staticmethod
     def fit(scores: np.ndarray, quantile: float, residual_peak: float, map_quantiles: list[float]) -> Normalizer:

@@ -8,7 +8,8 @@
 * CAVGA-w: the classifier C gives the verdict and the score (its anomalous probability, calibrated
   on held-out normals as below unless ``classifier_verdict`` is "probability"); the anomalous
   attention map is A_ca, the Grad-CAM of C's anomalous logit, upsampled.
-* Both: the mask is the map thresholded at ``mask_threshold`` (0.5 in the paper), or, with
+* Both: the map is blurred after its upsampling (``infer.map_blur``, a Gaussian of 4 px by default;
+  :func:`cavga.attention.image_map`). The mask is the map thresholded at ``mask_threshold`` (0.5 in the paper), or, with
   ``mask_quantile`` set, strictly above that quantile of the map over held-out normal pixels.
   Those pixels are counted at each held-out image's own resolution, as maps are scored and
   returned (:func:`native_map`): the map is upsampled to the image, never the mask shrunk.
@@ -37,10 +38,10 @@ from .attention import (
     grad_cam,
     grad_cam_raw,
     half_cell_average,
+    image_map,
     normalise_cam,
     unsaturated_cam,
     unsupervised_cam_raw,
-    upsample,
 )
 from .config import RunConfig, apply_overrides, from_dict
 from .errors import CavgaError
@@ -276,6 +277,7 @@ class Predictor:
             or (normalizer.map_version < MAP_VERSION and reads_direct(cfg))  # A or A_ca, clamped then
             or normalizer.shifted != resolved_shifted(cfg)  # the map with or without half-cell shifts
             or normalizer.enlarged != resolved_enlarged(cfg)  # or the enlarged image's map
+            or normalizer.blur != cfg.infer.map_blur  # blurred otherwise
         )
         if stale:  # the map statistics of the map in use, from the same held-out normals, computed now
             run_data = RunData.load(run_dir)
@@ -290,6 +292,7 @@ class Predictor:
                 "map_version",
                 "shifted",
                 "enlarged",
+                "blur",
             ):
                 setattr(normalizer, key, refit[key])
         return cls(model, cfg, normalizer, device)
@@ -303,7 +306,7 @@ class Predictor:
         amap, x_hat, p_anomalous = anomaly_evidence(
             self.model, x, self._direction, self._weak_map, self._shifted, self._enlarged
         )
-        amap = upsample(amap, size).squeeze(1).clamp(0, 1)  # (B, S, S)
+        amap = image_map(amap, size, self.cfg.infer.map_blur)  # (B, S, S)
         x_hat = D.paste_padding(x_hat, x, valid)  # (B, 3, S, S)
         residual, recon_score = reconstruction_score(x, x_hat, valid)  # (B, S, S), (B,)
         raw = recon_score if p_anomalous is None else p_anomalous  # (B,)
@@ -384,7 +387,7 @@ def fit_normalizer(
                 model, x, resolved_direction(cfg), resolved_weak_map(cfg), resolved_shifted(cfg), resolved_enlarged(cfg)
             )
             probs += [] if p_anomalous is None else p_anomalous.cpu().tolist()
-            amap = upsample(amap, cfg.data.image_size).clamp(0, 1)[:, 0]  # (B, S, S)
+            amap = image_map(amap, cfg.data.image_size, cfg.infer.map_blur)  # (B, S, S)
         else:
             amap, raw, x_hat = evidence(x)  # (B, S, S), (B,), (B, 3, S, S) or None
         residual, recon = reconstruction_score(x, x if x_hat is None else x_hat, valid)  # (B, S, S), (B,)
@@ -405,5 +408,5 @@ def fit_normalizer(
     norm.classifier_scores, norm.bce_scores = [float(p) for p in probs], bces
     norm.map_max, norm.map_min, norm.weak_map = map_max, map_min, resolved_weak_map(cfg)
     norm.direction, norm.map_version, norm.shifted = resolved_direction(cfg), MAP_VERSION, resolved_shifted(cfg)
-    norm.enlarged = resolved_enlarged(cfg)
+    norm.enlarged, norm.blur = resolved_enlarged(cfg), float(cfg.infer.map_blur)
     return norm.to_dict()

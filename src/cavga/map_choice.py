@@ -52,6 +52,7 @@ def map_settings(cfg: RunConfig) -> dict[str, Any]:
         "shifted_map": None if cfg.model.is_baseline else resolved_shifted(cfg),  # averaged over half-cell shifts
         # averaged with the map of the image enlarged twofold (CAVGA-u)
         "enlarged_map": resolved_enlarged(cfg) if cfg.model.has_attention_direction else None,
+        "map_blur": None if cfg.model.is_baseline else cfg.infer.map_blur,  # Gaussian sigma, pixels (0: none)
     }
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import data as D
-from .attention import upsample
+from .attention import image_map
 from .demo_data import DEFECT_TYPES, paint_defect, texture
 from .image_scores import bce_score, peak_mask
 from .inference import Predictor
@@ -73,9 +73,9 @@ def painted_set(images: torch.Tensor, boxes: list[D.geometry.Box] | None, seed: 
     return x, masks, labels, kinds, boxes, valid
 
 
-def at_size(amap: torch.Tensor, size: int) -> np.ndarray:
-    """Maps (B, 1, h, w) upsampled to the model's resolution, (B, S, S) in [0, 1]."""
-    return upsample(amap, size).squeeze(1).clamp(0, 1).cpu().numpy()
+def at_size(amap: torch.Tensor, size: int, blur: float = 0.0) -> np.ndarray:
+    """Maps (B, 1, h, w) as read at the model's resolution (:func:`cavga.attention.image_map`), (B, S, S) in [0, 1]."""
+    return image_map(amap, size, blur).cpu().numpy()
 
 
 def content_only(maps: np.ndarray, boxes: list[D.geometry.Box]) -> list[np.ndarray]:

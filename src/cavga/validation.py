@@ -56,6 +56,7 @@ def decide_on_painted(
     copies: int = 2,
     shifted: bool | str = "auto",
     enlarged: bool | str = False,
+    blur: float = 0.0,
 ) -> dict[str, dict[str, Any] | None]:
     """The ``auto`` inference settings of a trained model, decided on painted defects on held-out
     normals ``images`` (N, 3, S, S) (with their content ``boxes`` when padded); None where a setting
@@ -74,9 +75,11 @@ def decide_on_painted(
       the peak of the map so chosen).
     * ``infer.enlarged_map`` (CAVGA-u with a convolutional z): the chosen map is averaged with the
       enlarged image's where that has the higher pixel AUROC on the painted set (decided after the
-      shifts, before the image score)."""
+      shifts, before the image score).
+
+    Every map is read blurred by ``blur`` pixels (``infer.map_blur``, not decided here)."""
     args = (model, images, batch_size, device, direction, image_score, weak_map, boxes, seed, copies, shifted)
-    return _painted_decisions(*args, enlarged=enlarged)[0]
+    return _painted_decisions(*args, enlarged=enlarged, blur=blur)[0]
 
 
 def painted_pixel_auroc(model: CAVGA, images: torch.Tensor, boxes: list[D.geometry.Box] | None, cfg, device) -> float:
@@ -85,7 +88,8 @@ def painted_pixel_auroc(model: CAVGA, images: torch.Tensor, boxes: list[D.geomet
     (``train.validate_every`` chooses the epoch by it)."""
     direction, weak_map = asked_maps(cfg)
     args = (model, images, cfg.infer.batch_size, device, direction, "fixed", weak_map, boxes)
-    _, maps, masks = _painted_decisions(*args, shifted=cfg.infer.shifted_map, enlarged=cfg.infer.enlarged_map)
+    maps_as = {"shifted": cfg.infer.shifted_map, "enlarged": cfg.infer.enlarged_map, "blur": cfg.infer.map_blur}
+    _, maps, masks = _painted_decisions(*args, **maps_as)
     return pixel_auroc(maps, masks)
 
 
@@ -108,6 +112,7 @@ def _painted_decisions(
     copies=2,
     shifted="auto",
     enlarged=False,
+    blur=0.0,
 ) -> tuple[dict[str, dict[str, Any] | None], list[np.ndarray], list[np.ndarray]]:
     """:func:`decide_on_painted`'s decisions, and the painted set's maps as decided and masks (content only)."""
     if enlarged == "auto" and not model.cfg.reads_any_size:  # CAVGA-w, CAVGA-R*: z of the training size only
@@ -122,9 +127,9 @@ def _painted_decisions(
         xb = x[i : i + batch_size].to(device)  # (B, 3, S, S)
         vb = None if valid is None else valid[i : i + batch_size].to(device)  # (B, 1, S, S)
         amap, x_hat, p_anomalous = anomaly_evidence(model, xb, "inverse", first, *asked)  # (B, 1, h, w)
-        maps.append(at_size(amap, s))  # (B, S, S)
+        maps.append(at_size(amap, s, blur))  # (B, S, S)
         if both_weak:
-            normal_maps.append(at_size(anomaly_evidence(model, xb, "inverse", "normal", *asked)[0], s))
+            normal_maps.append(at_size(anomaly_evidence(model, xb, "inverse", "normal", *asked)[0], s, blur))
         if image_score == "auto":  # the paper's score: C's probability (w), the reconstruction score (u)
             score = p_anomalous if p_anomalous is not None else reconstruction_score(xb, x_hat, vb)[1]  # (B,)
             paper.append(score.cpu().numpy())
@@ -149,7 +154,7 @@ def _painted_decisions(
         """The painted set's maps read so (:func:`anomaly_evidence`'s settings), content only; one batch on
         the device at a time."""
         batches = (x[i : i + batch_size].to(device) for i in range(0, len(x), batch_size))
-        read = [at_size(anomaly_evidence(model, xb, way, weak, shift, enlarge)[0], s) for xb in batches]
+        read = [at_size(anomaly_evidence(model, xb, way, weak, shift, enlarge)[0], s, blur) for xb in batches]
         return content_only(np.concatenate(read), boxes)
 
     if model.cfg.has_attention_direction and direction in ("auto", "direct"):

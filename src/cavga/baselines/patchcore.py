@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..attention import gaussian_blur
 from ..backbones import EfficientNetLite0Encoder
 
 FEATURE_STAGES = (3, 5)  # indices into the encoder body: [stem, stage 1, ..., stage 5]
@@ -74,20 +75,6 @@ def nearest_distance(queries: Tensor, bank: Tensor, chunk: int = 4096) -> Tensor
         d = torch.cdist(queries[i : i + chunk], bank)  # (q, M)
         out.append(d.min(dim=1).values)
     return torch.cat(out)
-
-
-def gaussian_blur(maps: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of (B, H, W) maps, kernel 2 * ceil(4 sigma) + 1, reflected edges."""
-    if sigma <= 0:
-        return maps
-    r = min(math.ceil(4 * sigma), maps.shape[-1] - 1, maps.shape[-2] - 1)
-    t = torch.arange(-r, r + 1, dtype=maps.dtype, device=maps.device)
-    k = torch.exp(-(t**2) / (2 * sigma**2))
-    k = k / k.sum()
-    h = F.pad(maps[:, None], (r, r, r, r), mode="reflect")  # (B, 1, H + 2r, W + 2r)
-    h = F.conv2d(h, k.view(1, 1, 1, -1))  # (B, 1, H + 2r, W)
-    h = F.conv2d(h, k.view(1, 1, -1, 1))  # (B, 1, H, W)
-    return h[:, 0]
 
 
 class PatchCore(nn.Module):

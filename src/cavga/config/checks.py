@@ -68,6 +68,7 @@ def check_run_config(cfg: RunConfig) -> None:
             f"infer.enlarged_map needs CAVGA-u with a convolutional z (CAVGA-Du, CAVGA-Ru), not {cfg.model.label}: "
             "its classifier or flattened z reads z of the training size only"
         )
+    _in_range("infer.map_blur", cfg.infer.map_blur, 0.0, float(cfg.data.image_size))  # pixels at the model's size
     if not 0 <= cfg.model.attention_layer <= 3:
         raise CavgaError(f"model.attention_layer: {cfg.model.attention_layer} is outside 0..3")
     if cfg.loss.reduction not in ("sum", "mean"):

@@ -264,6 +264,12 @@ class InferConfig:
     # (docs/results.md, "Session 37"). CAVGA-w (its classifier reads z of the training size) and the
     # flattened z of CAVGA-R* cannot.
     enlarged_map: bool | str = False
+    # The map blurred after its upsampling to the model's resolution: a Gaussian of this many pixels
+    # (0: none), which rounds the latent grid's cell corners in a defect's region (cavga.attention.image_map;
+    # docs/method.md, "The map's blur"). 4 px is a quarter cell at stride 16, and the field's usual
+    # sigma (PatchCore, PaDiM); chosen on painted held-out defects (docs/results.md, "Session 38").
+    # A run saved before it existed reads 0. The baselines ignore it (PatchCore: baseline.blur_sigma).
+    map_blur: float = 4.0
     normalizer_quantile: float = 0.95  # quantile of held-out normal scores that maps to 0.5
     batch_size: int = 16
 

@@ -5,19 +5,18 @@
 latent mean, the closed-form Grad-CAM (:mod:`.analytic`), its running-scale normalisation, 1 - A
 (or A, unclamped) for CAVGA-u and A_ca (unclamped; or 1 - A_cn) for CAVGA-w, averaged with the
 enlarged image's map and over half-cell shifts where ``infer.enlarged_map`` and ``infer.shifted_map``
-say so, bilinear upsampling to S, the mask threshold, and the image score: CAVGA-u's normalised
-reconstruction difference, CAVGA-w's anomalous probability, the map's peak (``infer.image_score:
-map``) or the reconstruction BCE (``bce``).
+say so, bilinear upsampling to S, the Gaussian blur of ``infer.map_blur``, the mask threshold, and
+the image score: CAVGA-u's normalised reconstruction difference, CAVGA-w's anomalous probability,
+the map's peak (``infer.image_score: map``) or the reconstruction BCE (``bce``).
 It computes what :meth:`cavga.inference.Predictor.predict_batch` does, with no autograd.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attention import ENLARGEMENT, enlarged_average, half_cell_average, normalise_cam, unsaturated_cam
+from ..attention import ENLARGEMENT, enlarged_average, half_cell_average, image_map, normalise_cam, unsaturated_cam
 from ..image_scores import bce_score, map_peak, peak_mask, reconstruction_score, verdict_gate
 from ..inference import Predictor
 from ..map_choice import reads_direct, resolved_enlarged, resolved_shifted
@@ -51,6 +50,7 @@ class InferenceGraph(nn.Module):
         self.image_score = cfg.infer.image_score  # "paper", "map" or "bce" (resolved by from_run)
         self.enlarged = resolved_enlarged(cfg)  # averaged with the enlarged image's map (infer.enlarged_map)
         self.shifted = resolved_shifted(cfg)
+        self.blur = float(cfg.infer.map_blur)  # Gaussian sigma of the upsampled map, pixels (0: none)
         self.half = 0  # half a cell of the map's grid, in pixels, fixed before any trace (shifted only)
         if self.shifted:
             with torch.no_grad():
@@ -78,8 +78,7 @@ class InferenceGraph(nn.Module):
         amap, mu = self._grid_map(image)  # (B, 1, h, w), or (B, 1, 2h, 2w) enlarged
         if self.shifted:  # infer.shifted_map
             amap = half_cell_average(lambda v: self._grid_map(v)[0], image, amap, self.half)  # (B, 1, S, S)
-        amap = F.interpolate(amap, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        amap = amap.squeeze(1).clamp(0.0, 1.0)  # (B, S, S)
+        amap = image_map(amap, self.size, self.blur)  # (B, S, S), blurred where infer.map_blur says so
         if self.image_score == "map":
             raw = map_peak(amap)  # (B,)
         elif self.image_score == "bce":
