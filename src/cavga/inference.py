@@ -9,8 +9,9 @@
   on held-out normals as below unless ``classifier_verdict`` is "probability"); the anomalous
   attention map is A_ca, the Grad-CAM of C's anomalous logit, upsampled.
 * Both: the map is blurred after its upsampling (``infer.map_blur``, a Gaussian of 4 px by default;
-  :func:`cavga.attention.image_map`). The mask is the map thresholded at ``mask_threshold`` (0.5 in the paper), or, with
-  ``mask_quantile`` set, strictly above that quantile of the map over held-out normal pixels.
+  :func:`cavga.attention.image_map`). The mask is the map thresholded at ``mask_threshold`` (0.5 in
+  the paper), or, with ``mask_quantile`` set, strictly above that quantile of the map over held-out
+  normal pixels.
   Those pixels are counted at each held-out image's own resolution, as maps are scored and
   returned (:func:`native_map`): the map is upsampled to the image, never the mask shrunk.
   ``mask_peak_fraction`` r then raises each map's threshold t towards its own peak, to
