@@ -137,8 +137,8 @@ def upsample(attention: Tensor, size: int | tuple[int, int]) -> Tensor:
 
 def gaussian_blur(maps: Tensor, sigma: float, side: int | None = None) -> Tensor:
     """Separable Gaussian blur of (B, H, W) maps, kernel 2 * ceil(4 sigma) + 1, reflected edges
-    (scipy.ndimage.gaussian_filter with mode "mirror", truncate 4). ``side``: the maps' smaller side, where the caller
-    knows it (a traced export, whose shapes are tensors)."""
+    (scipy.ndimage.gaussian_filter with mode "mirror", truncate 4). ``side``: the maps' smaller side,
+    where the caller knows it (a traced export, whose shapes are tensors)."""
     if sigma <= 0:
         return maps
     side = min(maps.shape[-2:]) if side is None else side
