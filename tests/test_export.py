@@ -124,24 +124,23 @@ def test_exported_model_matches_the_checkpoint(runs, tmp_path, model, fmt):
     assert torch.equal(got.mask[clear], ref.mask[clear])
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_the_exported_graph_averages_the_enlarged_images_map_and_its_shifts_too(runs, tmp_path, fmt):
-    direct = "infer.attention_direction=direct"  # A itself, unclamped: after one epoch 1 - A is nearly flat
-    low = _low_peak_copy(runs["Du-energy"], tmp_path, [direct])
-    got, ref = exported_and_eager(low, tmp_path, [direct, "infer.enlarged_map=true", "infer.shifted_map=true"], fmt)
-    plain = exported_and_eager(low, tmp_path / "plain", [direct, "infer.enlarged_map=false"], fmt)[1]
-    assert (ref.anomaly_map - plain.anomaly_map).abs().max() > 1e-3  # another map, by ten times the tolerance
-    torch.testing.assert_close(got.anomaly_map, ref.anomaly_map, atol=1e-4, rtol=0)
-    torch.testing.assert_close(got.raw_score, ref.raw_score, atol=1e-4, rtol=0)
+# each map option of the export graph: the option as asked, and the same run without it
+MAP_OPTIONS = {
+    "enlarged-and-shifted": (["infer.enlarged_map=true", "infer.shifted_map=true"], ["infer.enlarged_map=false"]),
+    "blurred": (["infer.map_blur=3"], ["infer.map_blur=0"]),
+}
 
 
+@pytest.mark.parametrize("option", list(MAP_OPTIONS))
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_the_exported_graph_blurs_the_map_as_the_predictor_does(runs, tmp_path, fmt):
+def test_the_exported_graph_reads_the_map_as_the_predictor_does_with_each_map_option(runs, tmp_path, fmt, option):
+    """The enlarged image's map with its shifts (infer.enlarged_map, shifted_map), and the blur (infer.map_blur)."""
+    on, off = MAP_OPTIONS[option]
     direct = "infer.attention_direction=direct"  # A itself, unclamped: after one epoch 1 - A is nearly flat
     low = _low_peak_copy(runs["Du-energy"], tmp_path, [direct])
-    got, ref = exported_and_eager(low, tmp_path, [direct, "infer.map_blur=3"], fmt)
-    sharp = exported_and_eager(low, tmp_path / "sharp", [direct, "infer.map_blur=0"], fmt)[1]
-    assert (ref.anomaly_map - sharp.anomaly_map).abs().max() > 1e-3  # another map, by ten times the tolerance
+    got, ref = exported_and_eager(low, tmp_path, [direct, *on], fmt)
+    without = exported_and_eager(low, tmp_path / "without", [direct, *off], fmt)[1]
+    assert (ref.anomaly_map - without.anomaly_map).abs().max() > 1e-3  # another map, by ten times the tolerance
     torch.testing.assert_close(got.anomaly_map, ref.anomaly_map, atol=1e-4, rtol=0)
     torch.testing.assert_close(got.raw_score, ref.raw_score, atol=1e-4, rtol=0)
 

@@ -231,15 +231,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         result = validate_run(args.run_dir, args.device, args.paint_seed, args.copies, infer=args.overrides)
         _print_result(result)
-        shifted = ", averaged over half-cell shifts" if result["shifted_map"] is True else ""  # infer.shifted_map
+        read = ", averaged over half-cell shifts" if result["shifted_map"] is True else ""  # infer.shifted_map
         if result.get("enlarged_map") is True:  # infer.enlarged_map
-            shifted = ", averaged with the image enlarged twofold" + shifted
+            read = ", averaged with the image enlarged twofold" + read
         if result.get("map_blur"):  # infer.map_blur
-            shifted += f", blurred by a Gaussian of {result['map_blur']:g} px"
+            read += f", blurred by a Gaussian of {result['map_blur']:g} px"
         if result["attention_direction"]:
-            print(f"anomaly map: {'1 - A' if result['attention_direction'] == 'inverse' else 'A'}{shifted}")
+            print(f"anomaly map: {'1 - A' if result['attention_direction'] == 'inverse' else 'A'}{read}")
         if result["weak_map"]:
-            print(f"anomaly map: {'1 - A_cn' if result['weak_map'] == 'normal' else 'A_ca'}{shifted}")
+            print(f"anomaly map: {'1 - A_cn' if result['weak_map'] == 'normal' else 'A_ca'}{read}")
         scores = result["image_auroc_by_score"]
         print("image AUROC by infer.image_score: " + ", ".join(f"{k}: {v}" for k, v in scores.items() if v is not None))
         if result["mask_quantile_iou"]:
