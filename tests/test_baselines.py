@@ -184,6 +184,36 @@ def test_baseline_trains_and_maps_at_the_image_size(tiny_data, tmp_path, model):
         assert 0 <= p.anomaly_map.min() and p.anomaly_map.max() <= 1 and 0 <= p.score <= 1
 
 
+@pytest.mark.parametrize("augment", ["none", "dihedral"])
+def test_the_ae_learns_from_the_views_train_augment_asks_for(tiny_data, tmp_path, monkeypatch, augment):
+    """Every image the AE trains on is a training image under one symmetry of the square: always the
+    identity with ``none``; with ``dihedral``, other symmetries too (no brick crop is symmetric)."""
+    from cavga.baselines import ae as ae_module
+    from cavga.data import ImageDataset, square_symmetry
+
+    seen, forward = [], ae_module.ConvAutoencoder.forward
+
+    def recording_forward(model, x):
+        if model.training:
+            seen.extend(x.detach())  # (3, 32, 32) each
+        return forward(model, x)
+
+    monkeypatch.setattr(ae_module.ConvAutoencoder, "forward", recording_forward)
+    cfg = _cfg(tiny_data, "AE-L2", epochs=2)
+    cfg.train.augment = augment
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    images = [s.image for s in ImageDataset(RunData.load(run).train, 32, cache=False)]  # (3, 32, 32) each
+    codes = [
+        [c for c in range(8) for img in images if torch.allclose(x, square_symmetry(img, c), atol=1e-6)] for x in seen
+    ]
+    assert len(seen) == 2 * (len(images) // 4 * 4) and all(codes)  # full batches of 4, each a view of a training image
+    if augment == "none":
+        assert all(c == [0] for c in codes)
+    else:
+        assert any(0 not in c for c in codes)
+
+
 def test_ae_resumes_to_more_epochs(tiny_data, tmp_path):
     run = tmp_path / "run"
     train(_cfg(tiny_data, "AE-L2", epochs=1), run, progress=False)

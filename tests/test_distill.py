@@ -208,3 +208,45 @@ def test_distillation_sees_cut_pasted_images_only_when_asked(teacher_file, data,
         cfg = DistillConfig(epochs=1, cutpaste=share)
         distill_encoder(DCGANEncoder(3, 8, 16), teacher, loader, cfg, torch.device("cpu"), progress=False)
     assert calls == [0.5] * len(loader)  # every batch of the second distillation, none of the first
+
+
+def test_the_cosine_schedule_decays_the_rate_epoch_by_epoch(teacher_file, data, monkeypatch):
+    """``distill.schedule: cosine``: every step of epoch e of E learns at lr (1 + cos(pi e / E)) / 2;
+    ``constant``: at lr throughout."""
+    import math
+
+    seen = []
+    step = torch.optim.Adam.step
+
+    def recording_step(opt, *args, **kwargs):
+        seen.append(opt.param_groups[0]["lr"])
+        return step(opt, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    teacher = EfficientNetLite0Encoder(str(teacher_file), stride=16)
+    loader = _loader(data)
+    per_epoch = len(loader)
+    for schedule in ("cosine", "constant"):
+        cfg = DistillConfig(epochs=4, lr=0.01, augment="none", cutpaste=0.0, schedule=schedule)
+        distill_encoder(DCGANEncoder(3, 8, 16), teacher, loader, cfg, torch.device("cpu"), progress=False)
+    cosine, constant = seen[: 4 * per_epoch], seen[4 * per_epoch :]
+    by_hand = [0.01 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]  # 0.01, 0.00854, 0.005, 0.00146
+    assert cosine == pytest.approx([lr for lr in by_hand for _ in range(per_epoch)])
+    assert constant == [0.01] * (4 * per_epoch)
+
+
+def test_the_distillation_schedule_is_checked_and_old_runs_read_constant():
+    cfg = RunConfig()
+    cfg.model.encoder_init, cfg.distill.schedule = "distill", "linear"
+    with pytest.raises(CavgaError, match="distill.schedule: 'linear' is not one of constant, cosine"):
+        cfg.validate()
+    distilled = RunConfig()
+    distilled.model.encoder_init = "distill"
+    saved_before = to_dict(distilled)
+    del saved_before["distill"]["schedule"]  # a distilled run saved before distill.schedule existed
+    as_saved = from_dict(saved_before, "checkpoint.pt", saved=True)
+    assert as_saved.distill.schedule == "constant"
+    assert config_fingerprint(to_dict(as_saved)) == config_fingerprint(saved_before)
+    cosine = RunConfig()
+    cosine.model.encoder_init, cosine.distill.schedule = "distill", "cosine"
+    assert config_fingerprint(to_dict(cosine)) != config_fingerprint(to_dict(distilled))

@@ -111,6 +111,8 @@ def distill_encoder(
     ).to(device)
     encoder.train().requires_grad_(True)
     opt = torch.optim.Adam([*encoder.parameters(), *heads.parameters()], lr=cfg.lr)
+    # "cosine": lr * (1 + cos(pi e / epochs)) / 2 in epoch e, reaching 0 after the last; "constant": lr
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs) if cfg.schedule == "cosine" else None
     losses = []
     bar = tqdm(range(cfg.epochs), desc="distil encoder", disable=not progress, leave=False)
     for epoch in bar:
@@ -130,6 +132,8 @@ def distill_encoder(
             total += loss.detach() * x.shape[0]
             count += x.shape[0]
         losses.append(float(total) / max(count, 1))
+        if sched is not None:
+            sched.step()
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     return losses
 

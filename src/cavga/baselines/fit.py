@@ -5,8 +5,9 @@ config.yaml / split.json / history.jsonl, atomic checkpoints with fingerprints, 
 score normaliser and mask quantiles fitted on held-out normals (:func:`cavga.inference.fit_normalizer`).
 
 The AE loop is plain Adam (train.lr, betas train.beta1/beta2, weight decay baseline.ae_weight_decay)
-on batches of train.batch_size for train.epochs, without augmentation.  PatchCore has no gradient
-training: one pass over the training normals builds its memory bank.
+on batches of train.batch_size for train.epochs, each batch under train.augment's random views (as
+CAVGA's training; "none" by default).  PatchCore has no gradient training: one pass over the training
+normals, as they are, builds its memory bank.
 """
 
 from __future__ import annotations
@@ -120,8 +121,10 @@ def _train_ae(model, cfg: RunConfig, run_dir: Path, run_data: RunData, device, f
         loader = D.make_loader(train_set, cfg.data.image_size, cfg.train.batch_size, True, cfg.train.num_workers, seed)
         total, n, t0 = 0.0, 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
+        augment_rng = D.epoch_generator(cfg.train.seed, epoch)  # train.augment's draws for this epoch
         for batch in bar:
-            x = to_ae_size(batch.image.to(device), model.image_size)  # (B, 3, s, s)
+            x, _ = D.augment_batch(batch.image.to(device), None, cfg.train.augment, augment_rng)  # (B, 3, S, S)
+            x = to_ae_size(x, model.image_size)  # (B, 3, s, s)
             loss = ae_loss(kind, x, model(x), window)
             opt.zero_grad(set_to_none=True)
             loss.backward()

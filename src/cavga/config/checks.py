@@ -12,6 +12,7 @@ from .schema import (
     AUGMENTS,
     BACKBONES,
     CAVGA_IMAGE_SCORES,
+    DISTILL_SCHEDULES,
     ENCODER_INITS,
     ENCODER_STRIDES,
     IMAGE_SCORES,
@@ -176,6 +177,8 @@ def _check_encoder_start(m: ModelConfig, d: DistillConfig) -> None:
         raise CavgaError(f"distill.epochs: {d.epochs} must be >= 1")
     _in_range("distill.lr", d.lr, 0.0, math.inf, low_open=True)
     _in_range("distill.cutpaste", d.cutpaste, 0.0, 1.0)
+    if d.schedule not in DISTILL_SCHEDULES:
+        raise CavgaError(f"distill.schedule: {d.schedule!r} is not one of {', '.join(DISTILL_SCHEDULES)}")
 
 
 def _in_range(name: str, v: float, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:

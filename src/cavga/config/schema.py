@@ -18,6 +18,7 @@ ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
 RESIZE_MODES = ("stretch", "pad", "center")  # data.resize (cavga.data.geometry)
 AUGMENTS = ("none", "flips", "dihedral", "shift")  # train.augment (cavga.data.augment)
 ENCODER_INITS = ("auto", "dcgan", "distill")  # model.encoder_init: CAVGA-D's encoder start (cavga.config.resolve)
+DISTILL_SCHEDULES = ("constant", "cosine")  # distill.schedule (cavga.distill)
 IMAGE_SCORES = ("auto", "paper", "map", "bce")  # infer.image_score
 CAVGA_IMAGE_SCORES = ("map", "bce")  # the image scores only CAVGA computes (normalised on their own held-out values)
 WEAK_MAPS = ("auto", "anomalous", "normal")  # infer.weak_map
@@ -299,6 +300,9 @@ class DistillConfig:
     # (cavga.distill.cut_paste); 0: the training images only, as before session 29, whose painted
     # check adopted 0.5 (docs/results.md, "Session 29"); a run saved before then reads 0
     cutpaste: float = 0.5
+    # the learning rate over the distillation: "constant" (lr throughout) or "cosine" (lr decayed to 0 by a
+    # cosine over the epochs, stepped once an epoch); docs/results.md, "Session 39"
+    schedule: str = "constant"
     teacher_weights: str = "imagenet"  # the EfficientNet-Lite0 weights: "imagenet" (optional package) or a path
 
 
