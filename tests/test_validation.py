@@ -1,6 +1,7 @@
 """The validation protocol: painted defects on held-out normal images, never test images."""
 
 import json
+import warnings
 from collections import defaultdict
 from types import SimpleNamespace
 
@@ -17,7 +18,7 @@ from cavga.demo_data import DEFECT_TYPES, generate_demo_dataset
 from cavga.errors import CavgaError
 from cavga.evaluate import evaluate_run
 from cavga.image_scores import MAP_VERSION
-from cavga.inference import Predictor
+from cavga.inference import Predictor, ThresholdForAnotherMap
 from cavga.mask_threshold import MASK_MARGINS, MASK_PEAK_FRACTIONS, MASK_QUANTILES, mask_candidates, mask_label
 from cavga.networks import CAVGA
 from cavga.painting import paint_validation_set
@@ -305,8 +306,54 @@ def test_redecide_reruns_trainings_end_in_a_copy(tiny_data, tmp_path):
     assert state["config"]["infer"]["attention_direction"] == "direct"
     assert state["normalizer"]["direction"] == "direct" and state["normalizer"]["map_version"] == MAP_VERSION
     assert Predictor.from_run(out, "cpu").normalizer.map_quantiles == state["normalizer"]["map_quantiles"]
-    with pytest.raises(FileExistsError):  # never over an existing folder
+    with pytest.raises(CavgaError, match=f"{out}: already exists"):  # never over an existing folder
         script.main([str(run), str(out), "--device", "cpu"])
+
+
+def test_cavga_redecide_chooses_the_threshold_again_for_a_changed_map(tiny_data, tmp_path, capsys, monkeypatch):
+    """A map setting changed on a trained run (here the blur turned off) warns that the mask threshold
+    was chosen for the other map; `cavga redecide` chooses it again, for the new map, in a new folder,
+    as training's end would (the copy's settings, statistics and choice are the new map's); the run
+    itself is untouched, and a failed redecide leaves no folder behind."""
+    from cavga.cli import main
+
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
+    before = (run / CHECKPOINT).read_bytes()
+    assert load_checkpoint(run / CHECKPOINT)["normalizer"]["blur"] == 4.0  # the default map
+    with pytest.warns(ThresholdForAnotherMap, match="cavga redecide"):
+        Predictor.from_run(run, "cpu", ["infer.map_blur=0"])
+    out = tmp_path / "sharp"
+    assert main(["redecide", str(run), str(out), "--set", "infer.map_blur=0", "--device", "cpu"]) == 0
+    said = capsys.readouterr().out
+    assert "mask_quantile: " in said and f"written: {out}" in said
+    assert (run / CHECKPOINT).read_bytes() == before
+    state = load_checkpoint(out / CHECKPOINT)
+    assert state["config"]["infer"]["map_blur"] == 0.0 and state["normalizer"]["blur"] == 0.0
+    chosen = state["mask_quantile"]  # the best of the copy's own painted sweep
+    best = max(chosen["validation_iou"].values())
+    label = mask_label(chosen["mask_quantile"], 0.0, state["mask_peak_fraction"]["mask_peak_fraction"])
+    assert chosen["validation_iou"][label] == best
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ThresholdForAnotherMap)  # the copy's threshold is its own map's
+        predictor = Predictor.from_run(out, "cpu")
+        Predictor.from_run(run, "cpu", ["infer.mask_quantile=0.99"])  # the same map, another threshold
+    assert predictor.cfg.infer.map_blur == 0.0
+    for argv, message in (
+        (["redecide", str(run), str(out)], "already exists"),
+        (["redecide", str(run), str(tmp_path / "x"), "--set", "train.epochs=3"], "only infer"),
+        (["redecide", str(run), str(tmp_path / "x"), "--set", "infer.map_blur=-1"], "infer.map_blur"),
+    ):
+        assert main(argv) != 0
+        assert message in capsys.readouterr().err
+    import cavga.redecide
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cavga.redecide, "_decide", interrupted)
+    assert main(["redecide", str(run), str(tmp_path / "x"), "--device", "cpu"]) == 130
+    assert capsys.readouterr().err == "cavga: interrupted\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "sharp"]  # no half-written folder
 
 
 def test_vae_score_probe_scores_the_painted_set_as_validate_does(tiny_data, tmp_path):

@@ -154,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cavga: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("cavga: interrupted; the last complete epoch is saved (continue with --resume)", file=sys.stderr)
+        trains = args.command in ("train", "demo", "benchmark")
+        print("cavga: interrupted" + ("; the last complete epoch is saved (continue with --resume)" if trains else ""),
+              file=sys.stderr)  # fmt: skip
         return 130
 
 
@@ -248,6 +250,13 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"IoU by infer.mask_quantile[+mask_margin][@mask_peak_fraction] (in use: {in_use}): "
                   f"{mask_sweep_text(result['mask_quantile_iou'])}")  # fmt: skip
         print(f"protocol: {result['protocol']}; written: {Path(args.run_dir) / VALIDATION_FILE}")
+        return 0
+    if args.command == "redecide":
+        from .redecide import redecide_run
+
+        for key, value in redecide_run(args.run_dir, args.out, args.overrides, args.device).items():
+            print(f"{key}: {value[key]} ({value.get('protocol', 'as set')})")
+        print(f"written: {args.out} (check it with `cavga validate {args.out}`)")
         return 0
     if args.command == "predict":
         from .predict import predict_to_folder

@@ -168,6 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paint-seed", type=int, default=0, help="seed of the painted defects (default 0)")
     _add_inference_options(p)
 
+    p = sub.add_parser(
+        "redecide",
+        help="make a finished run's end of training again in a new folder: its auto inference settings decided "
+        "on painted held-out normals for the settings given here (e.g. --set infer.map_blur=0); same weights",
+    )
+    p.add_argument("run_dir")
+    p.add_argument("out", help="the new run folder (must not exist); RUN_DIR is not changed")
+    _add_inference_options(p)
+
     p = sub.add_parser("predict", help="score images with a trained run; writes overlays, masks, predictions.json")
     p.add_argument("run_dir", help="run folder, or a model file written by `cavga export` (.pt, .onnx)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")

@@ -72,6 +72,14 @@ from .runfolder import RunData, training_done
 from .runtime import CHECKPOINT, load_checkpoint, resolve_device
 
 
+# the inference settings that change the anomaly map itself (not only how it is read)
+MAP_SETTINGS = tuple(f"infer.{k}" for k in ("attention_direction", "weak_map", "shifted_map", "enlarged_map", "map_blur"))
+
+
+class ThresholdForAnotherMap(UserWarning):
+    """A run's mask threshold, chosen for its own map, is applied to a map changed by ``--set``."""
+
+
 @dataclass
 class Prediction:
     """The answer for one image."""
@@ -281,6 +289,14 @@ class Predictor:
             or normalizer.blur != cfg.infer.map_blur  # blurred otherwise
         )
         if stale:  # the map statistics of the map in use, from the same held-out normals, computed now
+            if state.get("mask_quantile") and any(item.split("=")[0] in MAP_SETTINGS for item in infer or []):
+                warnings.warn(  # the threshold was chosen on painted defects for the run's own map
+                    f"{run_dir}: its mask threshold was chosen on painted held-out defects for the map it was "
+                    f"trained with, not for this one ({', '.join(infer)}); `cavga redecide {run_dir} NEW_DIR "
+                    f"--set ...` chooses it again for the new map",
+                    ThresholdForAnotherMap,
+                    stacklevel=2,
+                )
             run_data = RunData.load(run_dir)
             refit = fit_normalizer(model.to(device), run_data.val or run_data.train, cfg, device)
             for key in (

@@ -1,0 +1,77 @@
+"""Training's end made again on a finished run, in a new folder: ``cavga redecide RUN OUT --set infer.K=V``.
+
+A run's inference settings left at ``auto`` (the map's direction, the image score, the half-cell shifts,
+the enlarged image, the mask quantile with its margin and peak fraction) are decided on painted
+held-out normals when training ends, for the map the run was configured with. Changing a map setting
+afterwards (``--set infer.map_blur=0`` on predict or evaluate) refits the held-out statistics of the
+new map but keeps the old decisions, made on another map. This makes them again for the new
+settings with today's code, exactly as a new training's end would (:func:`cavga.decisions.finish_decisions`;
+for AE-L2, AE-SSIM and PatchCore :func:`cavga.baselines.fit.finish_baseline_decisions`): the same
+weights, held-out normals only, no test image. The run itself is never changed: the result is a copy,
+written in a temporary folder beside OUT and renamed to OUT once complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .config import apply_overrides, from_dict, save_config, to_dict
+from .errors import CavgaError
+from .fingerprint import check_run_folder
+from .runfolder import RunData, training_done
+from .runtime import CHECKPOINT, load_checkpoint, resolve_device, save_checkpoint
+
+# written by evaluate / validate / predict from the old decisions, or by a training in progress
+STALE_FILES = (".lock", "metrics.json", "validation.json", "scores.json")
+DECISIONS = ("attention_direction", "image_score", "weak_map", "mask_quantile", "mask_margin", "mask_peak_fraction")
+
+
+def redecide_run(run_dir: str | Path, out_dir: str | Path, infer: list[str], device: str = "auto") -> dict[str, Any]:
+    """Copy the finished run ``run_dir`` to ``out_dir`` (which must not exist) with the ``infer``
+    overrides (``"infer.map_blur=0"``; ``auto`` values are decided) and training's end made again
+    there; return the decisions, by setting."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if any(not item.startswith("infer.") for item in infer):
+        raise CavgaError("only infer.* settings can change after training (e.g. infer.map_blur=0)")
+    if out_dir.exists():
+        raise CavgaError(f"{out_dir}: already exists; redecide writes a new folder and never overwrites one")
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    cfg = from_dict(state["config"], f"{run_dir}/{CHECKPOINT}", saved=True)  # keys it lacks: as it was made
+    apply_overrides(cfg, infer)
+    cfg.validate()
+    check_run_folder(run_dir, state)
+    if not training_done(state, cfg):
+        raise CavgaError(f"{run_dir}: training stopped at epoch {state.get('epoch')}; finish it with --resume first")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        copy = work / "run"
+        shutil.copytree(run_dir, copy)
+        for leftover in STALE_FILES:
+            (copy / leftover).unlink(missing_ok=True)
+        decided = _decide(state, cfg, RunData.load(copy), resolve_device(device))
+        state["config"] = to_dict(cfg)
+        state.update(decided)
+        save_checkpoint(state, copy / CHECKPOINT)
+        save_config(cfg, copy / "config.yaml")
+        copy.rename(out_dir)  # complete, or not there at all
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {key: decided[key] for key in DECISIONS if decided.get(key)}
+
+
+def _decide(state: dict[str, Any], cfg, run_data: RunData, device) -> dict[str, Any]:
+    if cfg.model.is_baseline:  # AE-L2, AE-SSIM, PatchCore: their fitting's end
+        from .baselines.fit import finish_baseline_decisions
+        from .baselines.scoring import load_baseline
+
+        return finish_baseline_decisions(load_baseline(state, cfg).to(device), cfg, run_data, device)
+    from .decisions import finish_decisions
+    from .networks import build_networks
+
+    model, _ = build_networks(cfg.model, cfg.data.image_size, from_checkpoint=True)
+    model.load_state_dict(state["model"])
+    return finish_decisions(model.to(device), run_data, cfg, device)
