@@ -71,9 +71,10 @@ from .networks import CAVGA, build_networks
 from .runfolder import RunData, training_done
 from .runtime import CHECKPOINT, load_checkpoint, resolve_device
 
-
 # the inference settings that change the anomaly map itself (not only how it is read)
-MAP_SETTINGS = tuple(f"infer.{k}" for k in ("attention_direction", "weak_map", "shifted_map", "enlarged_map", "map_blur"))
+MAP_SETTINGS = tuple(
+    f"infer.{key}" for key in ("attention_direction", "weak_map", "shifted_map", "enlarged_map", "map_blur")
+)
 
 
 class ThresholdForAnotherMap(UserWarning):
