@@ -320,7 +320,7 @@ def test_cavga_redecide_chooses_the_threshold_again_for_a_changed_map(tiny_data,
     run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
     before = (run / CHECKPOINT).read_bytes()
     assert load_checkpoint(run / CHECKPOINT)["normalizer"]["blur"] == 4.0  # the default map
-    with pytest.warns(ThresholdForAnotherMap, match="cavga redecide"):
+    with pytest.warns(ThresholdForAnotherMap, match=r"cavga redecide .* NEW_DIR --set infer.map_blur=0`"):
         Predictor.from_run(run, "cpu", ["infer.map_blur=0"])
     out = tmp_path / "sharp"
     assert main(["redecide", str(run), str(out), "--set", "infer.map_blur=0", "--device", "cpu"]) == 0

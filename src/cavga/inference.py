@@ -290,11 +290,13 @@ class Predictor:
             or normalizer.blur != cfg.infer.map_blur  # blurred otherwise
         )
         if stale:  # the map statistics of the map in use, from the same held-out normals, computed now
-            if state.get("mask_quantile") and any(item.split("=")[0] in MAP_SETTINGS for item in infer or []):
-                warnings.warn(  # the threshold was chosen on painted defects for the run's own map
+            changed = [item for item in infer or [] if item.split("=")[0] in MAP_SETTINGS]
+            if state.get("mask_quantile") and changed:  # the threshold was chosen for the run's own map
+                flags = " ".join(f"--set {item}" for item in changed)
+                warnings.warn(
                     f"{run_dir}: its mask threshold was chosen on painted held-out defects for the map it was "
-                    f"trained with, not for this one ({', '.join(infer)}); `cavga redecide {run_dir} NEW_DIR "
-                    f"--set ...` chooses it again for the new map",
+                    f"trained with, not for this one; `cavga redecide {run_dir} NEW_DIR {flags}` chooses it "
+                    "again for the new map",
                     ThresholdForAnotherMap,
                     stacklevel=2,
                 )
