@@ -242,11 +242,13 @@ def test_the_distillation_schedule_is_checked_and_old_runs_read_constant():
         cfg.validate()
     distilled = RunConfig()
     distilled.model.encoder_init = "distill"
+    assert distilled.distill.schedule == "cosine"  # the default since session 39
     saved_before = to_dict(distilled)
     del saved_before["distill"]["schedule"]  # a distilled run saved before distill.schedule existed
     as_saved = from_dict(saved_before, "checkpoint.pt", saved=True)
-    assert as_saved.distill.schedule == "constant"
+    assert as_saved.distill.schedule == "constant"  # it was distilled at a constant rate, and keeps its identity
     assert config_fingerprint(to_dict(as_saved)) == config_fingerprint(saved_before)
-    cosine = RunConfig()
-    cosine.model.encoder_init, cosine.distill.schedule = "distill", "cosine"
-    assert config_fingerprint(to_dict(cosine)) != config_fingerprint(to_dict(distilled))
+    assert from_dict(saved_before).distill.schedule == "cosine"  # a user's config without the key: the default
+    constant = RunConfig()
+    constant.model.encoder_init, constant.distill.schedule = "distill", "constant"
+    assert config_fingerprint(to_dict(constant)) != config_fingerprint(to_dict(distilled))

@@ -300,9 +300,10 @@ class DistillConfig:
     # (cavga.distill.cut_paste); 0: the training images only, as before session 29, whose painted
     # check adopted 0.5 (docs/results.md, "Session 29"); a run saved before then reads 0
     cutpaste: float = 0.5
-    # the learning rate over the distillation: "constant" (lr throughout) or "cosine" (lr decayed to 0 by a
-    # cosine over the epochs, stepped once an epoch); docs/results.md, "Session 39"
-    schedule: str = "constant"
+    # the learning rate over the distillation: "cosine" (lr decayed to 0 by a cosine over the epochs,
+    # stepped once an epoch; adopted in session 39 by a rule on painted defects, docs/results.md) or
+    # "constant" (lr throughout; a run saved before then reads it)
+    schedule: str = "cosine"
     teacher_weights: str = "imagenet"  # the EfficientNet-Lite0 weights: "imagenet" (optional package) or a path
 
 
