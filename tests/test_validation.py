@@ -318,6 +318,7 @@ def test_cavga_redecide_chooses_the_threshold_again_for_a_changed_map(tiny_data,
     from cavga.cli import main
 
     run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
+    evaluate_run(run, device="cpu", progress=False)  # its metrics, maps and report: of the old decisions
     before = (run / CHECKPOINT).read_bytes()
     assert load_checkpoint(run / CHECKPOINT)["normalizer"]["blur"] == 4.0  # the default map
     with pytest.warns(ThresholdForAnotherMap, match=r"cavga redecide .* NEW_DIR --set infer.map_blur=0`"):
@@ -327,6 +328,8 @@ def test_cavga_redecide_chooses_the_threshold_again_for_a_changed_map(tiny_data,
     said = capsys.readouterr().out
     assert "mask_quantile: " in said and f"written: {out}" in said
     assert (run / CHECKPOINT).read_bytes() == before
+    assert {"metrics.json", "maps", "report"} <= {p.name for p in run.iterdir()}
+    assert not {"metrics.json", "scores.json", "maps", "report", ".lock"} & {p.name for p in out.iterdir()}
     state = load_checkpoint(out / CHECKPOINT)
     assert state["config"]["infer"]["map_blur"] == 0.0 and state["normalizer"]["blur"] == 0.0
     chosen = state["mask_quantile"]  # the best of the copy's own painted sweep

@@ -18,14 +18,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .config import apply_overrides, from_dict, save_config, to_dict
+import torch
+
+from .config import RunConfig, apply_overrides, from_dict, save_config, to_dict
 from .errors import CavgaError
+from .evaluate import METRICS_FILE
 from .fingerprint import check_run_folder
-from .runfolder import RunData, training_done
+from .report.run_report import REPORT_DIR
+from .report.scores import MAPS_DIR, SCORES_FILE
+from .runfolder import VALIDATION_FILE, RunData, training_done
+from .runlock import LOCK_FILE
 from .runtime import CHECKPOINT, load_checkpoint, resolve_device, save_checkpoint
 
-# written by evaluate / validate / predict from the old decisions, or by a training in progress
-STALE_FILES = (".lock", "metrics.json", "validation.json", "scores.json")
+# what evaluate and validate wrote from the old decisions, and a training's lock
+STALE_FILES = (LOCK_FILE, METRICS_FILE, VALIDATION_FILE, SCORES_FILE)
+STALE_FOLDERS = (MAPS_DIR, REPORT_DIR)  # evaluate's test maps and report page
 DECISIONS = ("attention_direction", "image_score", "weak_map", "mask_quantile", "mask_margin", "mask_peak_fraction")
 
 
@@ -52,6 +59,8 @@ def redecide_run(run_dir: str | Path, out_dir: str | Path, infer: list[str], dev
         shutil.copytree(run_dir, copy)
         for leftover in STALE_FILES:
             (copy / leftover).unlink(missing_ok=True)
+        for leftover in STALE_FOLDERS:
+            shutil.rmtree(copy / leftover, ignore_errors=True)
         decided = _decide(state, cfg, RunData.load(copy), resolve_device(device))
         state["config"] = to_dict(cfg)
         state.update(decided)
@@ -63,7 +72,8 @@ def redecide_run(run_dir: str | Path, out_dir: str | Path, infer: list[str], dev
     return {key: decided[key] for key in DECISIONS if decided.get(key)}
 
 
-def _decide(state: dict[str, Any], cfg, run_data: RunData, device) -> dict[str, Any]:
+def _decide(state: dict[str, Any], cfg: RunConfig, run_data: RunData, device: torch.device) -> dict[str, Any]:
+    """Training's (or fitting's) end for the run's weights in ``state`` under ``cfg``."""
     if cfg.model.is_baseline:  # AE-L2, AE-SSIM, PatchCore: their fitting's end
         from .baselines.fit import finish_baseline_decisions
         from .baselines.scoring import load_baseline
