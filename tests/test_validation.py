@@ -336,6 +336,8 @@ def test_cavga_redecide_chooses_the_threshold_again_for_a_changed_map(tiny_data,
     best = max(chosen["validation_iou"].values())
     label = mask_label(chosen["mask_quantile"], 0.0, state["mask_peak_fraction"]["mask_peak_fraction"])
     assert chosen["validation_iou"][label] == best
+    # that sweep is of the new map: `cavga validate` on the copy (blur 0) scores the same IoUs
+    assert validate_run(out, device="cpu")["mask_quantile_iou"] == pytest.approx(chosen["validation_iou"], abs=1e-4)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ThresholdForAnotherMap)  # the copy's threshold is its own map's
         predictor = Predictor.from_run(out, "cpu")
