@@ -44,7 +44,7 @@ from .attention import (
     unsaturated_cam,
     unsupervised_cam_raw,
 )
-from .config import RunConfig, apply_overrides, from_dict
+from .config import RunConfig
 from .errors import CavgaError
 from .fingerprint import check_run_folder
 from .image_scores import (
@@ -68,8 +68,8 @@ from .map_choice import (
     resolved_weak_map,
 )
 from .networks import CAVGA, build_networks
-from .runfolder import RunData, training_done
-from .runtime import CHECKPOINT, load_checkpoint, resolve_device
+from .runfolder import RunData, saved_run, training_done
+from .runtime import resolve_device
 
 # the inference settings that change the anomaly map itself (not only how it is read)
 MAP_SETTINGS = tuple(
@@ -256,13 +256,7 @@ class Predictor:
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "auto", infer: list[str] | None = None) -> Predictor:
         """Load a finished run; ``infer`` overrides inference settings (``"infer.mask_threshold=0.4"``)."""
-        state = load_checkpoint(Path(run_dir) / CHECKPOINT)
-        cfg = from_dict(state["config"], f"{run_dir}/{CHECKPOINT}", saved=True)
-        if infer:
-            if any(not item.startswith("infer.") for item in infer):
-                raise CavgaError("only infer.* settings can change after training (e.g. infer.mask_threshold=0.4)")
-            apply_overrides(cfg, infer)
-        cfg.validate()
+        state, cfg = saved_run(run_dir, infer)
         from .mask_threshold import requantile
 
         requantile(cfg, state)  # an auto quantile beside a margin or peak fraction set here, not at training

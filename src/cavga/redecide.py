@@ -20,15 +20,15 @@ from typing import Any
 
 import torch
 
-from .config import RunConfig, apply_overrides, from_dict, save_config, to_dict
+from .config import RunConfig, save_config, to_dict
 from .errors import CavgaError
 from .evaluate import METRICS_FILE
 from .fingerprint import check_run_folder
 from .report.run_report import REPORT_DIR
 from .report.scores import MAPS_DIR, SCORES_FILE
-from .runfolder import VALIDATION_FILE, RunData, training_done
+from .runfolder import VALIDATION_FILE, RunData, saved_run, training_done
 from .runlock import LOCK_FILE
-from .runtime import CHECKPOINT, load_checkpoint, resolve_device, save_checkpoint
+from .runtime import CHECKPOINT, resolve_device, save_checkpoint
 
 # what evaluate and validate wrote from the old decisions, and a training's lock
 STALE_FILES = (LOCK_FILE, METRICS_FILE, VALIDATION_FILE, SCORES_FILE)
@@ -41,14 +41,9 @@ def redecide_run(run_dir: str | Path, out_dir: str | Path, infer: list[str], dev
     overrides (``"infer.map_blur=0"``; ``auto`` values are decided) and training's end made again
     there; return the decisions, by setting."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    if any(not item.startswith("infer.") for item in infer):
-        raise CavgaError("only infer.* settings can change after training (e.g. infer.map_blur=0)")
     if out_dir.exists():
         raise CavgaError(f"{out_dir}: already exists; redecide writes a new folder and never overwrites one")
-    state = load_checkpoint(run_dir / CHECKPOINT)
-    cfg = from_dict(state["config"], f"{run_dir}/{CHECKPOINT}", saved=True)  # keys it lacks: as it was made
-    apply_overrides(cfg, infer)
-    cfg.validate()
+    state, cfg = saved_run(run_dir, infer)
     check_run_folder(run_dir, state)
     if not training_done(state, cfg):
         raise CavgaError(f"{run_dir}: training stopped at epoch {state.get('epoch')}; finish it with --resume first")
@@ -56,11 +51,9 @@ def redecide_run(run_dir: str | Path, out_dir: str | Path, infer: list[str], dev
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         copy = work / "run"
-        shutil.copytree(run_dir, copy)
-        for leftover in STALE_FILES:
-            (copy / leftover).unlink(missing_ok=True)
-        for leftover in STALE_FOLDERS:
-            shutil.rmtree(copy / leftover, ignore_errors=True)
+        # the rest of the run as it is; its top-level checkpoint is written anew below, and what the
+        # old decisions produced is left behind (the restart candidates' own checkpoints are kept)
+        shutil.copytree(run_dir, copy, ignore=lambda folder, names: _renewed(run_dir, folder, names))
         decided = _decide(state, cfg, RunData.load(copy), resolve_device(device))
         state["config"] = to_dict(cfg)
         state.update(decided)
@@ -70,6 +63,12 @@ def redecide_run(run_dir: str | Path, out_dir: str | Path, infer: list[str], dev
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {key: decided[key] for key in DECISIONS if decided.get(key)}
+
+
+def _renewed(run_dir: Path, folder: str, names: list[str]) -> set[str]:
+    """Of ``names`` in ``folder`` (copytree's walk), those the copy gets anew or without: at the run's
+    top level its checkpoint and what the old decisions produced."""
+    return {CHECKPOINT, *STALE_FILES, *STALE_FOLDERS} & set(names) if Path(folder) == run_dir else set()
 
 
 def _decide(state: dict[str, Any], cfg: RunConfig, run_data: RunData, device: torch.device) -> dict[str, Any]:

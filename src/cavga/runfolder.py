@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import data as D
-from .config import RunConfig, old_defaults, save_config, to_dict
+from .config import RunConfig, apply_overrides, from_dict, old_defaults, save_config, to_dict
 from .errors import CavgaError
 from .fingerprint import split_fingerprint
 from .io_utils import atomic_write_json, atomic_write_text, read_json
@@ -138,6 +138,19 @@ def patience_spent(scores: dict[int, float], patience: int) -> bool:
         return False
     best = max(scores, key=lambda e: (scores[e], e))
     return sum(e > best for e in scores) >= patience
+
+
+def saved_run(run_dir: str | Path, infer: list[str] | None = None) -> tuple[dict[str, Any], RunConfig]:
+    """A trained run's checkpoint and its configuration (keys it lacks: as it was made), with the
+    ``infer`` overrides (``"infer.mask_threshold=0.4"``) applied and checked; no other section may
+    change after training."""
+    state = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    cfg = from_dict(state["config"], f"{run_dir}/{CHECKPOINT}", saved=True)
+    if infer:
+        if any(not item.startswith("infer.") for item in infer):
+            raise CavgaError("only infer.* settings can change after training (e.g. infer.mask_threshold=0.4)")
+        apply_overrides(cfg, infer)
+    return state, cfg.validate()
 
 
 def training_done(state: dict[str, Any], cfg: RunConfig) -> bool:
