@@ -23,7 +23,7 @@ from cavga.mask_threshold import MASK_MARGINS, MASK_PEAK_FRACTIONS, MASK_QUANTIL
 from cavga.networks import CAVGA
 from cavga.painting import paint_validation_set
 from cavga.runfolder import RunData
-from cavga.runtime import CHECKPOINT, load_checkpoint
+from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 from cavga.train import train
 from cavga.validation import VALIDATION_FILE, decide_on_painted, validate_run
 
@@ -320,6 +320,10 @@ def test_cavga_redecide_chooses_the_threshold_again_for_a_changed_map(tiny_data,
     run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
     evaluate_run(run, device="cpu", progress=False)  # its metrics, maps and report: of the old decisions
     before = (run / CHECKPOINT).read_bytes()
+    candidate = run / "restarts" / "seed3"  # a restart candidate's folder, as train.restarts leaves one
+    candidate.mkdir(parents=True)
+    save_checkpoint(load_checkpoint(run / CHECKPOINT), candidate / CHECKPOINT)
+    (candidate / "notes.txt").write_text("kept")
     assert load_checkpoint(run / CHECKPOINT)["normalizer"]["blur"] == 4.0  # the default map
     with pytest.warns(ThresholdForAnotherMap, match=r"cavga redecide .* NEW_DIR --set infer.map_blur=0`"):
         Predictor.from_run(run, "cpu", ["infer.map_blur=0"])
@@ -329,6 +333,14 @@ def test_cavga_redecide_chooses_the_threshold_again_for_a_changed_map(tiny_data,
     assert "mask_quantile: " in said and f"written: {out}" in said
     assert (run / CHECKPOINT).read_bytes() == before
     assert {"metrics.json", "maps", "report"} <= {p.name for p in run.iterdir()}
+    # the candidate's checkpoint is shared by a hard link, other files copied; writing the copy's
+    # checkpoint replaces its link and leaves the run's file as it was
+    linked = out / "restarts" / "seed3" / CHECKPOINT
+    assert linked.samefile(candidate / CHECKPOINT) and (out / "restarts" / "seed3" / "notes.txt").read_text() == "kept"
+    assert not (out / "restarts" / "seed3" / "notes.txt").samefile(candidate / "notes.txt")
+    kept = (candidate / CHECKPOINT).read_bytes()
+    save_checkpoint({**load_checkpoint(linked), "epoch": 99}, linked)
+    assert not linked.samefile(candidate / CHECKPOINT) and (candidate / CHECKPOINT).read_bytes() == kept
     assert not {"metrics.json", "scores.json", "maps", "report", ".lock"} & {p.name for p in out.iterdir()}
     state = load_checkpoint(out / CHECKPOINT)
     assert state["config"]["infer"]["map_blur"] == 0.0 and state["normalizer"]["blur"] == 0.0
