@@ -293,8 +293,9 @@ class DistillConfig:
     """CAVGA-D's pretrained start (``model.encoder_init: distill``; cavga.distill). Other runs ignore it."""
 
     # passes over the training images before CAVGA's epoch 1: 300 since session 40 (100 before), adopted
-    # by a rule on painted defects: the imitation was still improving at 100 (bottle, final loss
-    # 0.27 -> 0.20 at 300) and the painted pixel AUROC rose by 0.008-0.010 (docs/results.md, "Session 40")
+    # by a rule on painted defects: the imitation was unfinished at 100 (bottle, final loss 0.26-0.27,
+    # 0.20-0.21 at 300); the painted pixel AUROC of the rule's two seeds rose by 0.008-0.010 and every
+    # test figure of three seeds rose (docs/results.md, "Session 40")
     epochs: int = 300
     lr: float = 1e-3  # Adam, betas (0.9, 0.999), on the encoder and the 1x1 heads to the teacher's widths
     augment: str = "dihedral"  # views of each training image the encoder learns from (as train.augment)
