@@ -193,8 +193,12 @@ ROWS = [
     Row(8, "demo (brick, 128 px)", "CAVGA-Dw, `cavga demo --model Dw`", [_B + "demo-s38/Dw"],
         target={"pixel_auroc": (0.90, 1), "detection_accuracy": (_stored(_B + "demo-s38/Du", "detection_accuracy"), 1)},
         note="(det.: Du's, the row above)"),
-    Row(10, "MNIST, 10 digits", "CAVGA-Du, 2 epochs (configs/mnist.yaml)", [],
+    Row(10, "MNIST, 10 digits", "CAVGA-Du, 2 epochs, from scratch (configs/mnist.yaml until session 39; "
+        "`--encoder-init dcgan` now)", [],
         {"image_auroc": 0.986}, {"image_auroc": (0.95, 1)}, grid="issue10/mnist/image-score-s22/defaults-3seeds"),
+    Row(10, "MNIST, 10 digits", "CAVGA-Du, 2 epochs, the distilled frozen start (configs/mnist.yaml since "
+        "session 40), seed 0", [],
+        {"image_auroc": 0.986}, {"image_auroc": (0.95, 1)}, grid="issue10/mnist/distill-s40"),
     Row(10, "bottle 128 px", "AE-L2 [6], 1000 epochs",
         ["issue10/bottle-cpu/ae-schedule-s23/AE-L2-1000ep", "issue10/bottle-cpu/ae-schedule-s24/AE-L2-1000ep-seed1",
          "issue10/bottle-cpu/ae-schedule-s26/AE-L2-1000ep-seed2"],
