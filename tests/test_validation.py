@@ -22,6 +22,7 @@ from cavga.inference import Predictor, ThresholdForAnotherMap
 from cavga.mask_threshold import MASK_MARGINS, MASK_PEAK_FRACTIONS, MASK_QUANTILES, mask_candidates, mask_label
 from cavga.networks import CAVGA
 from cavga.painting import paint_validation_set
+from cavga.restarts import candidate_dir
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 from cavga.train import train
@@ -320,7 +321,7 @@ def test_cavga_redecide_chooses_the_threshold_again_for_a_changed_map(tiny_data,
     run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
     evaluate_run(run, device="cpu", progress=False)  # its metrics, maps and report: of the old decisions
     before = (run / CHECKPOINT).read_bytes()
-    candidate = run / "restarts" / "seed3"  # a restart candidate's folder, as train.restarts leaves one
+    candidate = candidate_dir(run, 3)  # a restart candidate's folder, as train.restarts leaves one
     candidate.mkdir(parents=True)
     save_checkpoint(load_checkpoint(run / CHECKPOINT), candidate / CHECKPOINT)
     (candidate / "notes.txt").write_text("kept")
@@ -335,9 +336,9 @@ def test_cavga_redecide_chooses_the_threshold_again_for_a_changed_map(tiny_data,
     assert {"metrics.json", "maps", "report"} <= {p.name for p in run.iterdir()}
     # the candidate's checkpoint is shared by a hard link, other files copied; writing the copy's
     # checkpoint replaces its link and leaves the run's file as it was
-    linked = out / "restarts" / "seed3" / CHECKPOINT
-    assert linked.samefile(candidate / CHECKPOINT) and (out / "restarts" / "seed3" / "notes.txt").read_text() == "kept"
-    assert not (out / "restarts" / "seed3" / "notes.txt").samefile(candidate / "notes.txt")
+    linked, notes = candidate_dir(out, 3) / CHECKPOINT, candidate_dir(out, 3) / "notes.txt"
+    assert linked.samefile(candidate / CHECKPOINT) and notes.read_text() == "kept"
+    assert not notes.samefile(candidate / "notes.txt")
     kept = (candidate / CHECKPOINT).read_bytes()
     save_checkpoint({**load_checkpoint(linked), "epoch": 99}, linked)
     assert not linked.samefile(candidate / CHECKPOINT) and (candidate / CHECKPOINT).read_bytes() == kept
