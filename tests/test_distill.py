@@ -4,15 +4,25 @@ training images, and CAVGA's training then starts from it (fixed when frozen).""
 import pytest
 import torch
 
+from _painted_runs import same
 from _tiny_run import make_data
 from cavga.backbones import EfficientNetLite0Encoder
 from cavga.cli import main
 from cavga.config import DataConfig, DistillConfig, RunConfig, from_dict, to_dict
 from cavga.data import ImageDataset, load_split, make_loader
-from cavga.distill import _channel_stats, block_outputs, cut_paste, distill_encoder, teacher_features
+from cavga.distill import (
+    SHARED_ENCODER,
+    _channel_stats,
+    block_outputs,
+    cut_paste,
+    distill_encoder,
+    distilled_start,
+    teacher_features,
+)
 from cavga.errors import CavgaError
 from cavga.fingerprint import config_fingerprint
 from cavga.networks import DCGANEncoder
+from cavga.restarts import candidate_dir
 from cavga.runfolder import RunData
 from cavga.runtime import load_checkpoint
 
@@ -252,3 +262,42 @@ def test_the_distillation_schedule_is_checked_and_old_runs_read_constant():
     constant = RunConfig()
     constant.model.encoder_init, constant.distill.schedule = "distill", "constant"
     assert config_fingerprint(to_dict(constant)) != config_fingerprint(to_dict(distilled))
+
+
+def test_restart_candidates_share_one_distillation_when_asked(teacher_file, data, tmp_path, monkeypatch):
+    """distill.share: one distillation for all candidates, the first candidate's, which is then the same
+    run as without sharing; the next candidate differs from its own run only by that encoder. The saved
+    encoder is refused for a run it was not distilled for."""
+    import cavga.distill as distill_module
+
+    calls = []
+    real = distill_module.distill_encoder
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(distill_module, "distill_encoder", spy)
+    common = ["--set", "model.encoder_init=distill", "--set", "model.freeze_encoder=true",
+              "--set", f"distill.teacher_weights={teacher_file}", "--set", "distill.epochs=2",
+              "--set", "train.restarts=2"]  # fmt: skip
+    _train(data, tmp_path / "own", *common)
+    assert len(calls) == 2
+    _train(data, tmp_path / "shared", *common, "--set", "distill.share=true")
+    assert len(calls) == 3  # one more: the first candidate's
+
+    def candidate(run, seed):
+        return load_checkpoint(candidate_dir(tmp_path / run, seed) / "checkpoint.pt")
+
+    def encoder(state):
+        return {k: v for k, v in state["model"].items() if k.startswith("encoder.")}
+
+    assert same(candidate("shared", 0)["model"], candidate("own", 0)["model"])
+    assert same(encoder(candidate("shared", 1)), encoder(candidate("shared", 0)))  # frozen: as distilled
+    assert not same(encoder(candidate("shared", 1)), encoder(candidate("own", 1)))
+    assert "shared by the restart candidates" in candidate("shared", 1)["backbone_weights"]
+
+    saved = candidate_dir(tmp_path / "shared", 0).parent / SHARED_ENCODER
+    cfg = from_dict(candidate("shared", 1)["config"], saved=True)
+    with pytest.raises(CavgaError, match="distilled-encoder.pt: distilled for another configuration"):
+        distilled_start(None, None, None, cfg, torch.device("cpu"), False, saved, {"split": "another"})

@@ -20,6 +20,9 @@ teacher are dropped afterwards; CAVGA's training then starts from the distilled 
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -28,11 +31,14 @@ from tqdm.auto import tqdm
 from .backbones import PRETRAINED_HINT, EfficientNetLite0Encoder
 from .config import DistillConfig, RunConfig
 from .data import augment_batch, epoch_generator, make_loader
+from .distributed import is_main
 from .errors import CavgaError
+from .runtime import load_checkpoint, save_checkpoint
 
 # the teacher's body index (cavga.backbones.EfficientNetLite0Encoder: stem, stage 1, ...) whose
 # output has this stride: the end of the stage with that stride and the most channels
 TEACHER_AT_STRIDE = {4: 2, 8: 3, 16: 5}
+SHARED_ENCODER = "distilled-encoder.pt"  # distill.share: the restart candidates' encoder, in RUN/restarts/
 
 
 def block_outputs(net: nn.Module, x: Tensor, indices: list[int]) -> list[Tensor]:
@@ -153,14 +159,37 @@ def distill_teacher(cfg: RunConfig) -> nn.Module:
 
 
 def distilled_start(
-    model: nn.Module, teacher: nn.Module, dataset, cfg: RunConfig, device: torch.device, progress: bool = True
+    model: nn.Module,
+    teacher: nn.Module,
+    dataset,
+    cfg: RunConfig,
+    device: torch.device,
+    progress: bool = True,
+    shared: Path | None = None,
+    key: dict[str, Any] | None = None,
 ) -> None:
     """Give a CAVGA-D ``model`` its pretrained start from ``teacher`` on ``dataset`` (the training
-    images); the encoder records the source, which the checkpoint keeps."""
-    t = cfg.train
-    loader = make_loader(dataset, cfg.data.image_size, t.batch_size, True, t.num_workers, t.seed)
-    losses = distill_encoder(model.encoder, teacher, loader, cfg.distill, device, t.seed, progress)
+    images); the encoder records the source, which the checkpoint keeps.
+
+    ``shared`` (``distill.share``: the restart candidates' one encoder): where that file exists the
+    encoder is loaded from it, its ``key`` (what the distillation depended on: configuration, image
+    size, split) checked against this run's, and nothing is distilled; otherwise the encoder is
+    distilled and saved there (atomically; by the only process, or rank 0) for the next candidates."""
+    t, epochs = cfg.train, cfg.distill.epochs
+    if shared is not None and shared.is_file():
+        record = load_checkpoint(shared, ("encoder", "key", "losses", "seed"))
+        if record.get("key") != key:
+            raise CavgaError(f"{shared}: distilled for another configuration or split than this run; remove it")
+        model.encoder.load_state_dict(record["encoder"])
+        losses, seed = record["losses"], record["seed"]
+    else:
+        loader = make_loader(dataset, cfg.data.image_size, t.batch_size, True, t.num_workers, t.seed)
+        losses, seed = distill_encoder(model.encoder, teacher, loader, cfg.distill, device, t.seed, progress), t.seed
+        if shared is not None and is_main():
+            record = {"encoder": model.encoder.state_dict(), "key": key, "losses": losses, "seed": seed}
+            save_checkpoint(record, shared)
+    how = f"{epochs} epochs" + ("" if shared is None else f" with seed {seed}, shared by the restart candidates")
     if progress:
-        tqdm.write(f"encoder distilled from EfficientNet-Lite0: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
-    epochs = cfg.distill.epochs
-    model.encoder_pretrained(f"distilled from EfficientNet-Lite0 ({teacher.loaded_weights}), {epochs} epochs")
+        where = "" if shared is None else f" ({how})"
+        tqdm.write(f"encoder distilled from EfficientNet-Lite0{where}: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    model.encoder_pretrained(f"distilled from EfficientNet-Lite0 ({teacher.loaded_weights}), {how}")

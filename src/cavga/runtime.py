@@ -75,8 +75,9 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return atomic_write(path, write)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A run's checkpoint, loaded without executing code (``weights_only``); every problem is one line."""
+def load_checkpoint(path: str | Path, required: tuple[str, ...] = CHECKPOINT_KEYS) -> dict[str, Any]:
+    """A run's checkpoint (or another of cavga's files of tensors, holding the keys ``required``),
+    loaded without executing code (``weights_only``); every problem is one line."""
     path = Path(path)
     if not path.is_file():
         raise CavgaError(f"{path}: no checkpoint here (train a model first with `cavga train`)")
@@ -86,8 +87,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CavgaError(f"{path}: cannot read checkpoint ({_reason(e)})") from None
     if not isinstance(state, dict):
         raise CavgaError(f"{path}: not a cavga checkpoint (holds a {type(state).__name__}, not a dict)")
-    missing = [k for k in CHECKPOINT_KEYS if k not in state]
-    if missing or not isinstance(state["config"], dict):
+    missing = [k for k in required if k not in state]
+    if missing or not isinstance(state.get("config", {}), dict):
         raise CavgaError(f"{path}: not a cavga checkpoint (no {', '.join(missing) or 'config mapping'})")
     return state
 

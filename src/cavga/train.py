@@ -29,7 +29,7 @@ from .accel import accel_for
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, resolved, to_dict
 from .decisions import finish_decisions
-from .distill import distill_teacher, distilled_start
+from .distill import SHARED_ENCODER, distill_teacher, distilled_start
 from .epoch_choice import EpochChoice
 from .fingerprint import fingerprint
 from .io_utils import check_output_folder, remove_stale_temp_files
@@ -227,23 +227,29 @@ def _train_checked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) 
         dist.close(ctx)
 
 
-def _train_in(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, ctx: dist.Context) -> Path:
-    """Train in ``run_dir``, locked by rank 0 for the whole run."""
+def _train_in(
+    cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, ctx: dist.Context, shared: Path | None = None
+) -> Path:
+    """Train in ``run_dir``, locked by rank 0 for the whole run; ``shared``: the restart candidates'
+    distilled encoder (cavga.distill.distilled_start)."""
     if not ctx.is_main:
-        return _train_locked(cfg, run_dir, resume, progress, ctx)
+        return _train_locked(cfg, run_dir, resume, progress, ctx, shared)
     with RunLock(run_dir, "train"):
         remove_stale_temp_files(run_dir)
-        return _train_locked(cfg, run_dir, resume, progress, ctx)
+        return _train_locked(cfg, run_dir, resume, progress, ctx, shared)
 
 
-def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, ctx: dist.Context) -> Path:
+def _train_locked(
+    cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, ctx: dist.Context, shared: Path | None
+) -> Path:
     ckpt_path = run_dir / CHECKPOINT
     state, run_data = open_run(cfg, run_dir, resume, write=ctx.is_main)
     fp = fingerprint(to_dict(cfg), run_data.to_dict())
     if state is None and cfg.train.restarts > 1:  # cavga.restarts: candidates first, in folders of their own
 
         def train_candidate(c: RunConfig, folder: Path) -> Path:
-            return _train_in(c, check_output_folder(folder), (folder / CHECKPOINT).is_file(), progress, ctx)
+            shared = folder.parent / SHARED_ENCODER if cfg.distill.share else None  # distill.share: one encoder
+            return _train_in(c, check_output_folder(folder), (folder / CHECKPOINT).is_file(), progress, ctx, shared)
 
         state = start_from_best(cfg, run_dir, run_data, fp, train_candidate, ctx.is_main, progress)
     restarts = None if state is None else state.get("restarts")
@@ -269,7 +275,9 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, c
         resize=cfg.data.resize,
     )
     if teacher is not None:
-        distilled_start(model, teacher, train_set, cfg, device, progress and ctx.is_main)
+        key = {**{k: v for k, v in to_dict(cfg).items() if k in ("data", "model", "distill")}, "split": fp["split"]}
+        key["batch_size"] = cfg.train.batch_size  # what the distillation depended on, checked where it is shared
+        distilled_start(model, teacher, train_set, cfg, device, progress and ctx.is_main, shared, key)
         del teacher
     opt_g, opt_d = _optimizers(model, disc, cfg)
     start_epoch = 0

@@ -68,7 +68,7 @@ ADDED = {
     "model": {"disc_channels": None, "encoder_init": "dcgan"},
     "data": {"resize": "stretch"},
     "train": {"augment": "none", "validate_every": 0, "restarts": 1, "patience": 0},
-    "distill": {"cutpaste": 0.0, "schedule": "constant"},
+    "distill": {"cutpaste": 0.0, "schedule": "constant", "share": False},
     "infer": {"mask_margin": 0.0, "mask_peak_fraction": 0.0, "map_blur": 0.0},
 }
 # Defaults that became "auto" (session 30, cavga.config.resolve): a saved config without the key was

@@ -309,6 +309,11 @@ class DistillConfig:
     # "constant" (lr throughout; a run saved before then reads it)
     schedule: str = "cosine"
     teacher_weights: str = "imagenet"  # the EfficientNet-Lite0 weights: "imagenet" (optional package) or a path
+    # with train.restarts > 1: the candidates start from one distilled encoder, the first candidate's
+    # (saved as RUN/restarts/distilled-encoder.pt), instead of each distilling its own; a third of the
+    # distillation time with three candidates, which then differ in everything but the encoder
+    # (cavga.distill.distilled_start; docs/method.md, "Restarts")
+    share: bool = False
 
 
 @dataclass
