@@ -266,7 +266,7 @@ def test_the_distillation_schedule_is_checked_and_old_runs_read_constant():
 
 def test_restart_candidates_share_one_distillation_when_asked(teacher_file, data, tmp_path, monkeypatch):
     """distill.share: one distillation for all candidates, the first candidate's, which is then the same
-    run as without sharing; the next candidate differs from its own run only by that encoder. The saved
+    run as without sharing; the next candidate starts from that encoder instead of its own. The saved
     encoder is refused for a run it was not distilled for."""
     import cavga.distill as distill_module
 
