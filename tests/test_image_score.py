@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 
+from _by_hand import conformal_by_hand
+from _scripts import benchmark_script
 from _tiny_run import exported_and_eager, shared_run
-from cavga.config import RunConfig
+from cavga.config import NORMALIZER_RANKS, RunConfig, from_dict, to_dict
 from cavga.data import load_image
 from cavga.errors import CavgaError
-from cavga.image_scores import Normalizer, bce_score, peak_mask
+from cavga.image_scores import Normalizer, bce_score, held_out_quantile, peak_mask
 from cavga.inference import Predictor, fit_normalizer
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -38,7 +40,7 @@ def _against_paper(run, score):
 
 
 def _normalised_by_hand(raw, held, quantile):
-    lo, hi = held.min(), np.quantile(held, quantile)
+    lo, hi = held.min(), conformal_by_hand(held, quantile)  # infer.normalizer_rank: conformal
     return np.clip((raw - lo) / (2 * max(hi - lo, 1e-12)), 0, 1)
 
 
@@ -192,3 +194,52 @@ def test_peak_mask_keeps_ties_at_the_quantile_out_in_float32():
     t = float(np.nextafter(np.float32(0), np.float32(1)))  # as Predictor.threshold_at_quantile gives it
     zero = np.zeros((8, 8), dtype=np.float32)
     assert not peak_mask(zero, t, 0.5).any() and not peak_mask(torch.from_numpy(zero)[None], t, 0.5).any()
+
+
+@pytest.mark.parametrize("n, k", [(21, 21), (40, 39), (59, 57), (100, 96), (5, 5)])
+def test_the_conformal_quantile_is_the_held_out_score_of_rank_ceil_n_plus_1_q(n, k):
+    scores = np.random.default_rng(n).permutation(np.arange(1.0, n + 1))  # the k-th smallest is k
+    assert held_out_quantile(scores, 0.95, "conformal") == k == conformal_by_hand(scores, 0.95)
+    assert held_out_quantile(scores, 0.95, "interpolated") == pytest.approx(np.quantile(scores, 0.95))
+    norm = Normalizer.fit(scores, 0.95, 1.0, [], rank="conformal")
+    assert (norm.hi, norm.rank) == (k, "conformal")
+
+
+def test_the_conformal_quantile_keeps_unseen_normals_false_alarms_within_the_budget():
+    """21 held-out normal scores and one unseen, 20 000 times: how often the unseen one reaches the
+    threshold fitted on the 21 (1/22 = 4.5% for the conformal rank; near 9% for numpy's)."""
+    draws = np.random.default_rng(0).normal(size=(20_000, 22))
+    held, unseen = draws[:, :21], draws[:, 21]
+    rate = {
+        rank: float(np.mean([u >= held_out_quantile(h, 0.95, rank) for h, u in zip(held, unseen, strict=True)]))
+        for rank in NORMALIZER_RANKS
+    }
+    assert rate["conformal"] == pytest.approx(1 / 22, abs=0.005)  # within 1 - 0.95
+    assert rate["interpolated"] > 0.07  # the budget of 5% broken
+
+
+def test_the_normalizer_rank_is_an_inference_setting_and_older_runs_read_interpolated(run, tmp_path):
+    default = Predictor.from_run(run, "cpu", ["infer.image_score=paper"])
+    assert default.cfg.infer.normalizer_rank == "conformal" and default.normalizer.rank == "conformal"
+    held = np.asarray(default.normalizer.scores)
+    assert default.normalizer.hi == pytest.approx(conformal_by_hand(held, 0.95))
+    numpy_rank = Predictor.from_run(run, "cpu", ["infer.image_score=paper", "infer.normalizer_rank=interpolated"])
+    assert numpy_rank.normalizer.hi == pytest.approx(np.quantile(held, 0.95))
+    before = to_dict(default.cfg)
+    del before["infer"]["normalizer_rank"]
+    assert from_dict(before, saved=True).infer.normalizer_rank == "interpolated"  # saved before the key existed
+    stored = {k: v for k, v in default.normalizer.to_dict().items() if k != "rank"}
+    assert Normalizer(**stored).rank == "interpolated"  # a checkpoint's normaliser from before it
+    cfg = RunConfig()
+    cfg.infer.normalizer_rank = "exact"
+    with pytest.raises(CavgaError, match="infer.normalizer_rank: 'exact' is not one of conformal, interpolated"):
+        cfg.validate()
+
+
+def test_the_false_alarm_benchmark_leaves_each_held_out_score_out_in_turn():
+    loo = benchmark_script("false_alarms").leave_one_out
+    held = np.arange(1.0, 22.0)  # 21 held-out scores
+    # conformal: the other 20's largest (rank ceil(21 * 0.95) = 20), so only the largest score reaches it
+    assert [i + 1 for i, hit in enumerate(loo(held, "conformal")) if hit] == [21]
+    # interpolated: between the other 20's two largest, 21 - 20 and 20 - 19.1 (of 19 and 21) are reached
+    assert [i + 1 for i, hit in enumerate(loo(held, "interpolated")) if hit] == [20, 21]

@@ -21,12 +21,12 @@ def test_map_threshold_interpolates_the_held_out_quantiles():
     norm = Normalizer.fit(np.array([0.1, 0.2, 0.3]), 0.95, 1.0, quantiles)
     assert norm.map_threshold(0.99) == pytest.approx(0.495, abs=1e-6)
     assert norm.map_threshold(0.9995) == pytest.approx(0.49975, abs=1e-6)  # between two stored quantiles
-    assert norm.with_quantile(0.5).map_quantiles == quantiles  # refitting the score keeps the map statistics
+    assert norm.with_quantile(0.5, "conformal").map_quantiles == quantiles  # refitting keeps the map statistics
     norm.bce_scores, norm.map_max, norm.direction, norm.map_version = [0.4], [0.9], "direct", 2
-    refit = norm.with_quantile(0.5)
-    assert (refit.lo, refit.hi, refit.quantile) == (0.1, pytest.approx(0.2), 0.5)
-    kept = {k: v for k, v in norm.to_dict().items() if k not in ("hi", "quantile")}
-    assert {k: v for k, v in refit.to_dict().items() if k not in ("hi", "quantile")} == kept  # nothing else lost
+    refit = norm.with_quantile(0.5, "interpolated")
+    assert (refit.lo, refit.hi, refit.quantile, refit.rank) == (0.1, pytest.approx(0.2), 0.5, "interpolated")
+    kept = {k: v for k, v in norm.to_dict().items() if k not in ("hi", "quantile", "rank")}
+    assert {k: v for k, v in refit.to_dict().items() if k not in ("hi", "quantile", "rank")} == kept  # the rest kept
     with pytest.raises(CavgaError, match="retrain"):
         Normalizer.fit(np.array([0.1, 0.2]), 0.95, 1.0, []).map_threshold(0.99)
 
@@ -136,7 +136,7 @@ def test_the_direct_maps_mask_threshold_comes_from_its_own_held_out_statistics()
 def test_classifier_verdict_is_calibrated_on_held_out_probabilities():
     raw = _known_predictor("Dw")
     held_out = [0.02, 0.04, 0.06, 0.08, 0.10]  # C's probabilities on held-out normals: all far below 0.5
-    norm = Normalizer.fit(np.array([0.1, 0.2]), 0.95, 1.0, [])
+    norm = Normalizer.fit(np.array([0.1, 0.2]), 0.95, 1.0, [], rank="interpolated")  # numpy's quantile, by hand below
     norm.classifier_scores = held_out
     cfg = raw.cfg
     x = torch.full((2, 3, 64, 64), 0.9)

@@ -132,6 +132,7 @@ def evaluate_run(
             "mask_gate": cfg.infer.mask_gate,  # the answers' masks; metrics hold IoU with and without it
             "score": cfg.infer.score_threshold,
             "normalizer_quantile": cfg.infer.normalizer_quantile,
+            "normalizer_rank": cfg.infer.normalizer_rank,  # how that quantile was read off the held-out scores
         },
         **map_settings(cfg),  # the map and image score in use, as training's end resolved them
         "normalizer": _summary(predictor.normalizer),

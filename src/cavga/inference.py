@@ -221,7 +221,7 @@ class Predictor:
                 )
             else:
                 held_out = np.asarray(normalizer.classifier_scores)
-                self.classifier_normalizer = Normalizer.fit(held_out, normalizer.quantile, 0.0, [])
+                self.classifier_normalizer = Normalizer.fit(held_out, normalizer.quantile, 0.0, [], normalizer.rank)
         # infer.image_score "map" / "bce": the map's peak / the reconstruction BCE, normalised on the
         # held-out normals' own values of it
         self.image_score_normalizer = None
@@ -232,7 +232,9 @@ class Predictor:
                 raise CavgaError(
                     f"infer.image_score={cfg.infer.image_score} needs the held-out {what}, which this run lacks"
                 )
-            self.image_score_normalizer = Normalizer.fit(np.asarray(held), normalizer.quantile, 0.0, [])
+            self.image_score_normalizer = Normalizer.fit(
+                np.asarray(held), normalizer.quantile, 0.0, [], normalizer.rank
+            )
 
     @property
     def score_normalizer(self) -> Normalizer | None:
@@ -271,7 +273,9 @@ class Predictor:
         model, _ = build_networks(cfg.model, cfg.data.image_size, from_checkpoint=True)
         model.load_state_dict(state["model"])
         norm = state.get("normalizer")
-        normalizer = Normalizer(**norm).with_quantile(cfg.infer.normalizer_quantile) if norm else None
+        normalizer = (
+            Normalizer(**norm).with_quantile(cfg.infer.normalizer_quantile, cfg.infer.normalizer_rank) if norm else None
+        )
         device = resolve_device(device)
         stale = normalizer is not None and (
             # trained before infer.image_score map or bce
@@ -417,7 +421,11 @@ def fit_normalizer(
     raw = torch.cat(raws).numpy()
     map_quantiles = np.quantile(np.concatenate(maps), np.linspace(0.0, 1.0, MAP_QUANTILE_LEVELS))
     norm = Normalizer.fit(
-        raw, cfg.infer.normalizer_quantile, float(torch.cat(peaks).max()), [float(v) for v in map_quantiles]
+        raw,
+        cfg.infer.normalizer_quantile,
+        float(torch.cat(peaks).max()),
+        [float(v) for v in map_quantiles],
+        cfg.infer.normalizer_rank,
     )
     norm.classifier_scores, norm.bce_scores = [float(p) for p in probs], bces
     norm.map_max, norm.map_min, norm.weak_map = map_max, map_min, resolved_weak_map(cfg)

@@ -83,7 +83,9 @@ class BaselinePredictor(Predictor):
         if state.get("normalizer") is None:
             raise CavgaError(f"{cfg.model.variant}: this run has not finished fitting; finish it with --resume")
         model = load_baseline(state, cfg)
-        normalizer = Normalizer(**state["normalizer"]).with_quantile(cfg.infer.normalizer_quantile)
+        normalizer = Normalizer(**state["normalizer"]).with_quantile(
+            cfg.infer.normalizer_quantile, cfg.infer.normalizer_rank
+        )
         return cls(model, cfg, normalizer, device)
 
     def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> BatchPrediction:

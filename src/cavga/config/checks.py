@@ -19,6 +19,7 @@ from .schema import (
     LAYOUTS,
     MASK_GATES,
     MODELS,
+    NORMALIZER_RANKS,
     RESIZE_MODES,
     WEAK_MAPS,
     DistillConfig,
@@ -49,6 +50,10 @@ def check_run_config(cfg: RunConfig) -> None:
     if cfg.infer.classifier_verdict not in ("calibrated", "probability"):
         raise CavgaError(
             f"infer.classifier_verdict: {cfg.infer.classifier_verdict!r} is not 'calibrated' or 'probability'"
+        )
+    if cfg.infer.normalizer_rank not in NORMALIZER_RANKS:
+        raise CavgaError(
+            f"infer.normalizer_rank: {cfg.infer.normalizer_rank!r} is not one of {', '.join(NORMALIZER_RANKS)}"
         )
     if cfg.infer.image_score not in IMAGE_SCORES:
         raise CavgaError(f"infer.image_score: {cfg.infer.image_score!r} is not one of {', '.join(IMAGE_SCORES)}")

@@ -69,7 +69,7 @@ ADDED = {
     "data": {"resize": "stretch"},
     "train": {"augment": "none", "validate_every": 0, "restarts": 1, "patience": 0},
     "distill": {"cutpaste": 0.0, "schedule": "constant", "share": False},
-    "infer": {"mask_margin": 0.0, "mask_peak_fraction": 0.0, "map_blur": 0.0},
+    "infer": {"mask_margin": 0.0, "mask_peak_fraction": 0.0, "map_blur": 0.0, "normalizer_rank": "interpolated"},
 }
 # Defaults that became "auto" (session 30, cavga.config.resolve): a saved config without the key was
 # made with the old default. They are not in ADDED: every run since the keys exist records them, and

@@ -20,6 +20,7 @@ AUGMENTS = ("none", "flips", "dihedral", "shift")  # train.augment (cavga.data.a
 ENCODER_INITS = ("auto", "dcgan", "distill")  # model.encoder_init: CAVGA-D's encoder start (cavga.config.resolve)
 DISTILL_SCHEDULES = ("constant", "cosine")  # distill.schedule (cavga.distill)
 IMAGE_SCORES = ("auto", "paper", "map", "bce")  # infer.image_score
+NORMALIZER_RANKS = ("conformal", "interpolated")  # infer.normalizer_rank
 CAVGA_IMAGE_SCORES = ("map", "bce")  # the image scores only CAVGA computes (normalised on their own held-out values)
 WEAK_MAPS = ("auto", "anomalous", "normal")  # infer.weak_map
 MASK_GATES = ("verdict", "none")  # infer.mask_gate
@@ -272,6 +273,11 @@ class InferConfig:
     # A run saved before it existed reads 0. The baselines ignore it (PatchCore: baseline.blur_sigma).
     map_blur: float = 4.0
     normalizer_quantile: float = 0.95  # quantile of held-out normal scores that maps to 0.5
+    # How that quantile is read off the n held-out scores: "conformal", the k-th smallest with
+    # k = ceil((n + 1) q), keeps unseen normals' false alarms at most 1 - q; "interpolated", numpy's
+    # quantile, lets about 2/(n + 1) through at n = 21 (cavga.image_scores, "Which quantile"; a run
+    # saved before it existed reads interpolated)
+    normalizer_rank: str = "conformal"
     batch_size: int = 16
 
 

@@ -194,13 +194,15 @@ def build_run_report(run_dir: str | Path) -> Path:
     else:
         n = len(scores["held_out_raw_scores"])
         q = thr.get("normalizer_quantile")
+        # a run evaluated before infer.normalizer_rank existed read numpy's interpolated quantile
+        how = "conformal-rank" if thr.get("normalizer_rank") == "conformal" else "interpolated"
         note = (
             f"Test image scores (filled) and the {n} held-out normal images' scores (outline) the threshold was "
             f"fitted on: normalised score {t_score:g} is drawn at raw score {t_raw:.4g}."
         )
         definition = (
             f"Raw scores are normalised on {n} held-out normal images: s = clip((raw - lo) / (2 (hi - lo)), 0, 1), "
-            f"lo their lowest score, hi their {q} quantile; an image is anomalous when s ≥ {t_score:g}."
+            f"lo their lowest score, hi their {q} quantile ({how}); an image is anomalous when s ≥ {t_score:g}."
         )
     split = metrics.get("split") or {}
     counts = _split_rows(split, metrics.get("seed"))
@@ -208,7 +210,7 @@ def build_run_report(run_dir: str | Path) -> Path:
     if not weak or scores.get("calibrated"):
         thresholds += [
             ("verdict threshold (raw score)", f"{t_raw:.6g}"),
-            ("normaliser quantile", thr.get("normalizer_quantile")),
+            ("normaliser quantile", f"{thr.get('normalizer_quantile')} ({how})"),
         ]
     thresholds += [("mask threshold (anomaly map)", f"{t_mask:.6g}"), ("mask quantile", thr.get("mask_quantile"))]
     if thr.get("mask_margin"):  # raised above the quantile (infer.mask_margin)
