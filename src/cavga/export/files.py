@@ -69,6 +69,7 @@ def metadata(predictor: Predictor) -> dict[str, Any]:
             "lo": predictor.score_normalizer.lo,
             "hi": predictor.score_normalizer.hi,
             "quantile": predictor.score_normalizer.quantile,
+            "rank": predictor.score_normalizer.rank,  # infer.normalizer_rank: how hi was read off the held-out scores
         },
         "config": to_dict(cfg),
     }  # fmt: skip
