@@ -136,10 +136,18 @@ ROWS = [
     Row(8, "bottle 128 px", "CAVGA-Du, as the row above with the distillation's 100 passes of sessions 30-39 "
         "(`--set distill.epochs=100`), the same seeds", _DU_E20_D100,
         _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Dw, today's defaults (as the first row), the issue's command with "
-        "`--model Dw`, seed 0 (painted checks at epoch 20 of seeds 0-2, all from seed 0's shared distillation: "
+    Row(8, "bottle 128 px", "CAVGA-Dw, the first row's defaults with the distillation shared (session 42's "
+        "code before `distill.share` `auto`), the issue's command with `--model Dw`, seed 0 (painted checks at "
+        "epoch 20 of seeds 0-2, all from seed 0's shared distillation: "
         "0.779, 0.698, 0.726; trained on seed 0, ending on epoch 40)",
         [_B + "dw-s42/bottle-Dw-seed0"], {"iou": 0.36, "detection_accuracy": 0.93},
+        {"iou": (statistics.mean(_stored(r, "iou") for r in _DU_DEFAULT42), 1)},
+        note="(today's Du's IoU, first row)"),
+    Row(8, "bottle 128 px", "CAVGA-Dw, one candidate to 20 epochs distilling its own encoder (`--seed S "
+        "--restarts 1 --epochs 20`; not the issue's command), seeds 1 and 2: what the row above's candidates 1 "
+        "and 2 are with their own distillations (painted checks at epoch 20 0.937 and 0.892; `distill.share` "
+        "`auto` is false for CAVGA-w since session 42)",
+        [_B + f"dw-s42/bottle-Dw-seed{s}-own-e20" for s in (1, 2)], {"iou": 0.36, "detection_accuracy": 0.93},
         {"iou": (statistics.mean(_stored(r, "iou") for r in _DU_DEFAULT42), 1)},
         note="(today's Du's IoU, first row)"),
     Row(8, "bottle 128 px", "CAVGA-Dw, the session-35 defaults (as the fourth row, no map blur), the issue's "

@@ -12,6 +12,7 @@ import cavga.config.resolve as resolve
 from _tiny_run import make_data
 from cavga.cli import main
 from cavga.config import ModelConfig, PretrainedStartMissing, RunConfig, from_dict, resolved, to_dict
+from cavga.errors import CavgaError
 from cavga.grid import build_cells, load_grid
 from cavga.networks import CAVGA
 from cavga.runfolder import check_resumable
@@ -88,6 +89,19 @@ def test_auto_patience_stops_after_two_checks_where_restarts_apply(package):
     explicit.train.patience = 3
     assert resolved(explicit).train.patience == 3
     assert RunConfig().train.patience == "auto"
+
+
+def test_auto_shares_the_distillation_for_cavga_u_not_cavga_w(package):
+    assert resolved(RunConfig()).distill.share is True  # CAVGA-Du
+    assert resolved(_cfg("Dw")).distill.share is False  # its candidates distil their own
+    explicit = _cfg("Dw")
+    explicit.distill.share = True
+    assert resolved(explicit).distill.share is True
+    assert RunConfig().distill.share == "auto"
+    bad = RunConfig()
+    bad.distill.share = "sometimes"
+    with pytest.raises(CavgaError, match="distill.share: 'sometimes' is not true, false or auto"):
+        bad.validate()
 
 
 def test_without_the_teacher_cavga_d_starts_from_scratch_and_says_so():

@@ -63,6 +63,8 @@ def check_run_config(cfg: RunConfig) -> None:
         raise CavgaError(
             f"infer.image_score: {cfg.infer.image_score} is for the CAVGA variants, not {cfg.model.variant}"
         )
+    if cfg.distill.share not in (True, False, "auto"):
+        raise CavgaError(f"distill.share: {cfg.distill.share!r} is not true, false or auto")
     if cfg.infer.shifted_map not in (True, False, "auto"):
         raise CavgaError(f"infer.shifted_map: {cfg.infer.shifted_map!r} is not true, false or auto")
     if cfg.infer.shifted_map is True and cfg.model.is_baseline:

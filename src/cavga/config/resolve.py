@@ -31,6 +31,12 @@ attention differentiates ``mu_energy``. Each part rests on a painted-defect chec
   epochs to 100 (CAVGA-Du and Dw on bottle), stopping so ends every one on the epoch the full run
   chose, and one check of patience would not (CAVGA-Dw seed 1: epoch 40 against 80; session 34).
 
+* ``distill.share: auto``: the restart candidates of CAVGA-u share one distillation, the first
+  candidate's; CAVGA-w's each distil their own. Shared, the issue's bottle CAVGA-Du command trained in
+  47 minutes instead of 86 at an equal painted check (0.978 against 0.977; session 41). For CAVGA-Dw
+  on the same base seed, seed 0's distillation left every candidate low (painted checks 0.779,
+  0.698, 0.726), while seeds 1 and 2 distilling their own reached 0.937 and 0.892 (session 42).
+
 The resolved values are what the run's config.yaml and checkpoint record, so a run says what it did
 whatever was installed when it ran. Explicit values are never changed.
 """
@@ -102,4 +108,6 @@ def resolved(cfg: RunConfig) -> RunConfig:
         cfg.train.restarts = RESTARTS if checked else 1
     if cfg.train.patience == AUTO:
         cfg.train.patience = PATIENCE if checked else 0
+    if cfg.distill.share == AUTO:
+        cfg.distill.share = not cfg.model.weakly_supervised
     return cfg

@@ -321,8 +321,10 @@ class DistillConfig:
     # numbers: the issue's bottle command trained in 47 minutes instead of 86 (one thread), its painted
     # check 0.978 against 0.977; on the test split, read afterwards, IoU 0.295 against 0.296, pixel AUROC
     # 0.913 against 0.923 (one seed; docs/results.md, "Session 41"). false: each its own (a run saved
-    # before then reads it)
-    share: bool = True
+    # before then reads it). "auto" (since session 42, cavga.config.resolve): true for CAVGA-u, false
+    # for CAVGA-w, whose candidates' painted checks on bottle fell from 0.779/0.937/0.892 with their own
+    # distillations to 0.779/0.698/0.726 from seed 0's shared one (docs/results.md, "Session 42")
+    share: bool | str = "auto"
 
 
 @dataclass
