@@ -218,7 +218,7 @@ def test_the_conformal_quantile_keeps_unseen_normals_false_alarms_within_the_bud
     assert rate["interpolated"] > 0.07  # the budget of 5% broken
 
 
-def test_the_normalizer_rank_is_an_inference_setting_and_older_runs_read_interpolated(run, tmp_path):
+def test_the_normalizer_rank_is_an_inference_setting_and_older_runs_read_interpolated(run):
     default = Predictor.from_run(run, "cpu", ["infer.image_score=paper"])
     assert default.cfg.infer.normalizer_rank == "conformal" and default.normalizer.rank == "conformal"
     held = np.asarray(default.normalizer.scores)
