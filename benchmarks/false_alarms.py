@@ -3,8 +3,8 @@
     python benchmarks/false_alarms.py [--out benchmarks/results/issue8/conformal-s42/false-alarms.json]
         [SCORES.json ...]
 
-Reads stored ``scores.json`` files (``cavga evaluate`` writes one per run; by default the four bottle
-CAVGA-Du runs of sessions 40-41 under ``benchmarks/results/issue8/conformal-s42/``) and trains
+Reads stored ``scores.json`` files (``cavga evaluate`` writes one per run; by default the five bottle
+CAVGA-Du runs of sessions 40-42 under ``benchmarks/results/issue8/conformal-s42/``) and trains
 nothing. The main figure needs no test image: each held-out normal image in turn is left out, the
 threshold (``infer.normalizer_quantile`` 0.95 of the others' raw scores, read at each
 ``infer.normalizer_rank``) is fitted on the rest, and the image counts as a false alarm when its raw

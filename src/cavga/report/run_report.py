@@ -188,14 +188,15 @@ def build_run_report(run_dir: str | Path) -> Path:
         plots.write_svg(plots.pro_figure(pro["fpr"], pro["pro"], pro["fpr_limit"], m.get("aupro")), out / "pro.svg")
         figures["pro"] = "pro.svg"
 
+    # how hi was read off the held-out scores; a run evaluated before infer.normalizer_rank existed read
+    # numpy's interpolated quantile
+    how = "conformal-rank" if thr.get("normalizer_rank") == "conformal" else "interpolated"
     if weak and not scores.get("calibrated"):
         note = "The verdict thresholds the weakly supervised classifier's probability; no threshold is fitted."
         definition = f"An image is anomalous when the classifier's probability is at least {t_score:g}."
     else:
         n = len(scores["held_out_raw_scores"])
         q = thr.get("normalizer_quantile")
-        # a run evaluated before infer.normalizer_rank existed read numpy's interpolated quantile
-        how = "conformal-rank" if thr.get("normalizer_rank") == "conformal" else "interpolated"
         note = (
             f"Test image scores (filled) and the {n} held-out normal images' scores (outline) the threshold was "
             f"fitted on: normalised score {t_score:g} is drawn at raw score {t_raw:.4g}."
