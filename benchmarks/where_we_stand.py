@@ -143,6 +143,10 @@ ROWS = [
     Row(8, "bottle 128 px", "CAVGA-Du, as the row above with the distillation's 100 passes of sessions 30-39 "
         "(`--set distill.epochs=100`), the same seeds", _DU_E20_D100,
         _DU_PAPER, _DU_TARGET),
+    Row(8, "bottle 128 px", "CAVGA-Dw, the first row's defaults (`distill.share` `auto`: each candidate "
+        "distils its own encoder), the issue's command with `--model Dw`, seed 0 (painted checks at epoch 20 of "
+        "seeds 0-2: 0.779, 0.880, 0.944; trained on seed 2, ending on epoch 20; 85 min on two threads)",
+        [_B + "dw-s43/bottle-Dw-seed0-auto"], **_DW_VS_DU42),
     Row(8, "bottle 128 px", "CAVGA-Dw, the first row's defaults with the distillation shared (session 42's "
         "code before `distill.share` `auto`), the issue's command with `--model Dw`, seed 0 (painted checks at "
         "epoch 20 of seeds 0-2, all from seed 0's shared distillation: "
