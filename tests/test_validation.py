@@ -14,6 +14,7 @@ from torch import nn
 from _scripts import benchmark_script
 from cavga import mask_threshold, validation
 from cavga.config import ModelConfig, RunConfig, apply_overrides
+from cavga.decisions import CLASS_ANOMALY_SCORES
 from cavga.demo_data import DEFECT_TYPES, generate_demo_dataset
 from cavga.errors import CavgaError
 from cavga.evaluate import evaluate_run
@@ -294,6 +295,30 @@ def test_training_chooses_the_image_score_that_validates_better(tiny_data, tmp_p
     again = validate_run(run, device="cpu")["image_auroc_by_score"]
     assert set(by_score) == {"paper", "map", "bce"} and again == pytest.approx(by_score, abs=1e-4)
     assert Predictor.from_run(run, "cpu", ["infer.image_score=paper"]).image_score_normalizer is None
+
+
+def test_the_image_score_is_the_best_candidate_and_ties_keep_the_papers():
+    by_score = {"paper": 0.88, "map": 0.92, "bce": 0.91}  # digit 1, seed 1, session 44, rounded
+    assert validation.choose_image_score(by_score) == "map"
+    assert validation.choose_image_score(by_score, CLASS_ANOMALY_SCORES) == "bce"
+    assert validation.choose_image_score({"paper": 0.9, "map": 0.9, "bce": 0.9}) == "paper"
+    with pytest.raises(ValueError, match="none of the image scores"):
+        validation.choose_image_score({"map": 0.9}, CLASS_ANOMALY_SCORES)
+
+
+@pytest.mark.parametrize(("layout", "candidates"), [("digits", ["paper", "bce"]), (None, ["paper", "map", "bce"])])
+def test_a_one_class_layout_chooses_among_whole_image_scores_only(tiny_data, tmp_path, layout, candidates):
+    cfg = RunConfig()
+    cfg.data.root, cfg.data.category, cfg.data.image_size = str(tiny_data), "brick", 32
+    if layout:  # sklearn's digits, one class normal: anomalies are whole images of the other classes
+        cfg.data.root, cfg.data.layout, cfg.data.category = None, layout, "0"
+    cfg.model.base_channels = cfg.model.latent_channels = 8
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.device = 1, 16, "cpu"
+    train(cfg, tmp_path / "run", progress=False)
+    stored = load_checkpoint(tmp_path / "run" / CHECKPOINT)["image_score"]
+    assert stored["candidates"] == candidates and set(stored["validation_image_auroc"]) == {"paper", "map", "bce"}
+    best = max(stored["validation_image_auroc"][k] for k in candidates)
+    assert stored["image_score"] == next(k for k in candidates if stored["validation_image_auroc"][k] == best)
 
 
 def test_redecide_reruns_trainings_end_in_a_copy(tiny_data, tmp_path):

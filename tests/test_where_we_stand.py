@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from _scripts import benchmark_script
 
 wws = benchmark_script("where_we_stand")
@@ -39,3 +41,23 @@ def test_every_row_reads_stored_results():
     for row in wws.ROWS:
         s = wws.summarise(row)  # raises if a folder is missing
         assert s["seeds"] >= 1 and set(s["target"]) <= set(s["ours"])
+
+
+def _grid(folder, cells):
+    folder.mkdir(parents=True)
+    rows = [{"category": c, "seed": s, "metrics": {"image_auroc": v}, "baseline_residual": {"image_auroc": v - 0.1}}
+            for c, s, v in cells]  # fmt: skip
+    (folder / "results.json").write_text(json.dumps({"cells": rows}))
+
+
+def test_a_grid_row_reads_seeds_run_as_separate_grids_and_rejects_a_cell_twice(tmp_path, monkeypatch):
+    monkeypatch.setattr(wws, "RESULTS", tmp_path)
+    _grid(tmp_path / "s0", [("0", 0, 0.90), ("1", 0, 1.00)])
+    _grid(tmp_path / "s12", [("0", 1, 0.80), ("1", 1, 0.90), ("0", 2, 0.96), ("1", 2, 0.98)])
+    s = wws.summarise(wws.Row(10, "d", "m", [], target={"image_auroc": (0.95, 1)}, grids=["s0", "s12"]))
+    assert s["seeds"] == 3 and s["ours"]["image_auroc"]["values"] == pytest.approx([0.95, 0.85, 0.97])  # per seed
+    assert abs(s["ours"]["image_auroc"]["mean"] - 0.9233333) < 1e-6 and s["met"] == {"image_auroc": False}
+    assert abs(s["residual"]["image_auroc"] - 0.8233333) < 1e-6
+    _grid(tmp_path / "again", [("0", 0, 0.5)])
+    with pytest.raises(SystemExit, match="twice"):
+        wws.summarise(wws.Row(10, "d", "m", [], grids=["s0", "again"]))

@@ -42,6 +42,8 @@ from .painting import (
 )
 from .runfolder import VALIDATION_FILE
 
+IMAGE_SCORE_CHOICES = ("paper", "map", "bce")  # what infer.image_score: auto chooses from, the paper's first
+
 
 def decide_on_painted(
     model: CAVGA,
@@ -57,6 +59,7 @@ def decide_on_painted(
     shifted: bool | str = "auto",
     enlarged: bool | str = False,
     blur: float = 0.0,
+    image_scores: tuple[str, ...] = IMAGE_SCORE_CHOICES,
 ) -> dict[str, dict[str, Any] | None]:
     """The ``auto`` inference settings of a trained model, decided on painted defects on held-out
     normals ``images`` (N, 3, S, S) (with their content ``boxes`` when padded); None where a setting
@@ -70,6 +73,8 @@ def decide_on_painted(
     * ``infer.image_score``: the paper's score (CAVGA-u's reconstruction difference, CAVGA-w's C) is
       kept unless the chosen map's peak ("map") or the reconstruction BCE above its floor ("bce")
       ranks the painted images above the clean ones better (image AUROC); then the better of those.
+      ``image_scores`` are the candidates (all three are scored and stored): the one-class layouts
+      pass the whole-image scores only (:data:`cavga.decisions.CLASS_ANOMALY_SCORES`).
     * ``infer.shifted_map``: the chosen map is averaged over half-cell shifts of the image where that
       has the higher pixel AUROC on the painted set (decided before the image score, whose "map" is
       the peak of the map so chosen).
@@ -79,7 +84,7 @@ def decide_on_painted(
 
     Every map is read blurred by ``blur`` pixels (``infer.map_blur``, not decided here)."""
     args = (model, images, batch_size, device, direction, image_score, weak_map, boxes, seed, copies, shifted)
-    return _painted_decisions(*args, enlarged=enlarged, blur=blur)[0]
+    return _painted_decisions(*args, enlarged=enlarged, blur=blur, image_scores=image_scores)[0]
 
 
 def painted_pixel_auroc(model: CAVGA, images: torch.Tensor, boxes: list[D.geometry.Box] | None, cfg, device) -> float:
@@ -113,6 +118,7 @@ def _painted_decisions(
     shifted="auto",
     enlarged=False,
     blur=0.0,
+    image_scores=IMAGE_SCORE_CHOICES,
 ) -> tuple[dict[str, dict[str, Any] | None], list[np.ndarray], list[np.ndarray]]:
     """:func:`decide_on_painted`'s decisions, and the painted set's maps as decided and masks (content only)."""
     if enlarged == "auto" and not model.cfg.reads_any_size:  # CAVGA-w, CAVGA-R*: z of the training size only
@@ -187,11 +193,21 @@ def _painted_decisions(
             "bce": round(image_auroc(np.concatenate(bce), labels), 4),
         }
         out["image_score"] = {
-            "image_score": max(by_score, key=by_score.get),  # the first of the best: ties keep the paper's
+            "image_score": choose_image_score(by_score, image_scores),
             "validation_image_auroc": by_score,
+            "candidates": [k for k in by_score if k in image_scores],
             "protocol": protocol,
         }
     return out, maps, masks
+
+
+def choose_image_score(by_score: dict[str, float], candidates: tuple[str, ...] = IMAGE_SCORE_CHOICES) -> str:
+    """The candidate with the highest painted image AUROC in ``by_score``; ties keep the earlier in
+    ``by_score``'s order (the paper's first)."""
+    allowed = {k: v for k, v in by_score.items() if k in candidates}
+    if not allowed:
+        raise ValueError(f"none of the image scores {list(by_score)} is a candidate ({', '.join(candidates)})")
+    return max(allowed, key=allowed.get)
 
 
 def _kept_if_better(setting: str, by: str, maps: list, other: list, masks: list, protocol: str) -> tuple[dict, list]:

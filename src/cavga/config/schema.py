@@ -245,8 +245,9 @@ class InferConfig:
     # peaks like the reconstruction score (what pretrained-feature methods score by); "bce" is Eq.
     # 1's reconstruction term above its floor, BCE(x, x_hat) - BCE(x, x), normalised on the
     # held-out normals' values; "auto": training ends by scoring the three on painted defects on
-    # the held-out normals and keeps the paper's unless another ranks better there
-    # (docs/method.md, "The image score").
+    # the held-out normals and keeps the paper's unless another ranks better there; on the
+    # one-class layouts it chooses between "paper" and "bce" only, as the anomalies there are whole
+    # images of other classes (docs/method.md, "The image score").
     image_score: str = "auto"
     # CAVGA-w's anomaly map: "anomalous" is A_ca, the anomalous class's attention (Sec. 3.2);
     # "normal" is 1 - A_cn, the complement of the normal class's attention that L_cga expands over
