@@ -26,10 +26,11 @@ from .validation import IMAGE_SCORE_CHOICES, asked_maps, decide_on_painted
 # infer.image_score: auto on a one-class layout (MNIST, Fashion-MNIST, CIFAR-10, digits) chooses among
 # the whole-image reconstruction scores only. There the anomalies are images of other classes, not local
 # defects: the painted check stands in for a blemish on a normal image, which the map's peak ranks well
-# (a local score for a local change) and a changed shape is not. It is the paper's score family for
-# one-class detection (Sec. 4). Written after session 44's distilled MNIST grid chose "map" for digit 1 in
-# seeds 1 and 2 (painted 0.920 and 0.910 against 0.909 and 0.908 for "bce") and that digit's test AUROC
-# was 0.600 and 0.530 (docs/results.md says so); every earlier MNIST run had chosen "bce".
+# (a local score for a local change) and a changed shape is not. Both read the whole image, as the paper's
+# test-time score does (the reconstruction difference, Sec. 3.1 after Eq. 4). Written after session 44's
+# distilled MNIST grid chose "map" for digit 1 in seeds 1 and 2 (painted 0.920 and 0.910 against 0.909 and
+# 0.908 for "bce") and that digit's test AUROC was 0.600 and 0.530 (docs/results.md says so); every run of
+# the session-22 and session-40 MNIST grids had chosen "bce".
 CLASS_ANOMALY_SCORES = ("paper", "bce")
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import data as D
-from .config import load_config
+from .config import IMAGE_SCORES, load_config
 from .demo_data import DEFECT_TYPES
 from .errors import CavgaError
 from .evaluate import GATE_KEYS, METRIC_KEYS, residual_baseline
@@ -42,7 +42,7 @@ from .painting import (
 )
 from .runfolder import VALIDATION_FILE
 
-IMAGE_SCORE_CHOICES = ("paper", "map", "bce")  # what infer.image_score: auto chooses from, the paper's first
+IMAGE_SCORE_CHOICES = tuple(s for s in IMAGE_SCORES if s != "auto")  # what infer.image_score: auto chooses from
 
 
 def decide_on_painted(
@@ -195,7 +195,7 @@ def _painted_decisions(
         out["image_score"] = {
             "image_score": choose_image_score(by_score, image_scores),
             "validation_image_auroc": by_score,
-            "candidates": [k for k in by_score if k in image_scores],
+            "candidates": list(image_scores),
             "protocol": protocol,
         }
     return out, maps, masks
