@@ -46,6 +46,13 @@ def _run_metrics(folder: Path) -> tuple[dict[str, float | None], dict[str, float
     return ours, {k: m.get("baseline_residual", {}).get(k) for k in METRICS}
 
 
+def _split_seed(folder: Path) -> int | None:
+    """The data seed the run split its images with (metrics.json's ``split.seed``): it draws the held-out
+    normals, the test set and CAVGA-w's training anomalies. A run of a restart candidate's seed alone
+    splits with that seed, not with the seed of the command whose choice it stands for."""
+    return json.loads((folder / "metrics.json").read_text()).get("split", {}).get("seed")
+
+
 def _stored(run: str, metric: str) -> float:
     """One stored run's number, for a target set relative to another row (Dw's "no lower than Du's")."""
     return _run_metrics(RESULTS / run)[0][metric]
@@ -120,7 +127,8 @@ ROWS = [
         "with CutPaste patches, frozen, mu_energy; three seeds to the first painted check, the best trained "
         "on, up to 100 epochs, stopping two checks after the best and ending on the epoch its painted check "
         "chose; the mask threshold raised towards each map's peak), the issue's command, seeds 0, 1 and 2 "
-        "(they chose seeds 1, 3 and 8, which chose epochs 20, 20 and 20; the fifth row's runs, their "
+        "(they chose seeds 1, 3 and 8, which chose epochs 20, 20 and 20; seeds 0 and 1 stood in for by the "
+        "plain runs of seeds 1 and 3, which split the data with their own seeds; the fifth row's runs, their "
         "decisions made again; made before the map blur and with 100 distillation passes at a constant "
         "rate, the defaults until sessions 38-40)", _DU_DEFAULT35,
         _DU_PAPER, _DU_TARGET),
@@ -128,10 +136,12 @@ ROWS = [
         "alone: `--set infer.mask_peak_fraction=0`)", _DU_DEFAULT,
         _DU_PAPER, _DU_TARGET),
     Row(8, "bottle 128 px", "CAVGA-Du, the session-32 defaults (as above, two seeds to the first check: "
-        "`--restarts 2`, 100 epochs), seeds 0, 1 and 2 (they chose seeds 1, 3 and 5)", _DU_RESTARTS2,
+        "`--restarts 2`, 100 epochs), seeds 0, 1 and 2 (they chose seeds 1, 3 and 5; seeds 0 and 1 stood in for "
+        "by the plain runs of the seeds they chose, on those seeds' splits)", _DU_RESTARTS2,
         _DU_PAPER, _DU_TARGET),
     Row(8, "bottle 128 px", "CAVGA-Du, the session-31 defaults (as above, one seed each: `--restarts 1`; "
-        "seeds 0-5 chose epochs 40, 20, 40, 20, 40, 40)", _DU_PLAIN,
+        "seeds 0-5 chose epochs 40, 20, 40, 20, 40, 40; seeds 4 and 5 were trained as seed 2's restart "
+        "candidates, on its split)", _DU_PLAIN,
         _DU_PAPER, _DU_TARGET),
     Row(8, "bottle 128 px", "CAVGA-Du, the session-30 defaults (as above, ending on epoch 100: "
         "`--validate-every 0`)", _DU_S30,
@@ -158,18 +168,22 @@ ROWS = [
         "`auto` is false for CAVGA-w since session 42)",
         [_B + f"dw-s42/bottle-Dw-seed{s}-own-e20" for s in (1, 2)], **_DW_VS_DU42),
     Row(8, "bottle 128 px", "CAVGA-Dw, the session-35 defaults (as the fourth row, no map blur), the issue's "
-        "command, seeds 0 and 1 (they chose seeds 2 and 5 of seeds 0-2 and 3-5: painted checks at epoch 20 "
-        "0.673, 0.833, 0.941 and 0.931, 0.927, 0.942; seed 0 is the next row's run, its decisions made again; "
-        "seed 1 trained in sessions 37-38, 100 epochs)",
+        "command, written up as seeds 0 and 1 but **both on split 1** (found in session 45): seed 1 (it chose "
+        "seed 5 of seeds 3-5, painted checks at epoch 20 0.931, 0.927, 0.942; trained in sessions 37-38) and, "
+        "for seed 0, the next row's run, its decisions made again: seed 2, trained in session 33 as seed 1's "
+        "restart candidate (`--restarts 2`), so on seed 1's split, and compared in session 34 with seeds 0 "
+        "and 1 run on their own splits (0.673, 0.833 against its 0.941)",
         [_P + "Dw-seed2-s34", _M + "bottle-Dw-base1-blur0"], {"iou": 0.36, "detection_accuracy": 0.93},
         {"iou": (statistics.mean(_stored(r, "iou") for r in _DU_DEFAULT35), 1)},
         note="(the session-35 Du's IoU, fourth row)"),
-    Row(8, "bottle 128 px", "CAVGA-Dw, the session-34 defaults (as the fifth row), seed 0",
+    Row(8, "bottle 128 px", "CAVGA-Dw, the session-34 defaults (as the fifth row), written up as seed 0: the "
+        "seed-2 candidate on seed 1's split (the row above)",
         [_B + "bottle-Dw-seed2-s34"], {"iou": 0.36, "detection_accuracy": 0.93},
         {"iou": (statistics.mean(_stored(r, "iou") for r in _DU_DEFAULT), 1)},
         note="(the session-34 Du's IoU, fifth row)"),
     Row(8, "bottle 128 px", "CAVGA-Dw, the session-32 defaults (`--restarts 2`), seeds 0 and 1 (they chose "
-        "seeds 1 and 3: painted checks at epoch 20 0.833 against 0.673, 0.950 against 0.941)",
+        "seeds 1 and 3: painted checks at epoch 20 0.833 against 0.673, 0.950 against 0.941; seed 0 stood in "
+        "for by the plain run of seed 1, so both runs are on split 1)",
         [_B + "bottle-Dw-default-seed1-s32", _B + "bottle-Dw-default-base1-s33"],
         {"iou": 0.36, "detection_accuracy": 0.93},
         {"iou": (statistics.mean(_stored(r, "iou") for r in _DU_RESTARTS2), 1)},
@@ -272,11 +286,12 @@ def _mean(values: list[float | None]) -> float | None:
 def summarise(row: Row) -> dict:
     if row.grids:
         ours, residual = _grid_seed_means([RESULTS / g for g in row.grids])
-        sources = row.grids
+        sources, splits = row.grids, []  # a grid cell's split is its own (category, seed)
     else:
         pairs = [_run_metrics(RESULTS / r) for r in row.runs]
         ours, residual = [p[0] for p in pairs], [p[1] for p in pairs]
         sources = row.runs
+        splits = [_split_seed(RESULTS / r) for r in row.runs]
     stats = {}
     for k in METRICS:
         values = [o[k] for o in ours]
@@ -285,8 +300,8 @@ def summarise(row: Row) -> dict:
             stats[k] = {"mean": statistics.fmean(values), "std": sd, "values": values}
     res = {k: _mean([r[k] for r in residual]) for k in METRICS}
     met = {k: k in stats and lo <= stats[k]["mean"] <= hi for k, (lo, hi) in row.target.items()}
-    return {"issue": row.issue, "data": row.data, "what": row.what, "seeds": len(ours), "sources": sources,
-            "ours": stats, "residual": res, "paper": row.paper,
+    return {"issue": row.issue, "data": row.data, "what": row.what, "seeds": len(ours), "splits": splits,
+            "sources": sources, "ours": stats, "residual": res, "paper": row.paper,
             "target": {k: list(v) for k, v in row.target.items()}, "met": met, "note": row.note}  # fmt: skip
 
 
@@ -304,6 +319,18 @@ def _cell(s: dict, k: str) -> str:
     return text
 
 
+def _runs(s: dict) -> str:
+    """How many runs, and the data splits they ran on where they are known (a split twice is said so)."""
+    splits = s.get("splits") or []
+    if not splits or None in splits:
+        return str(s["seeds"])
+    text = f"{s['seeds']} (split{'s' if len(splits) > 1 else ''} {', '.join(map(str, splits))}"
+    distinct = len(set(splits))
+    if distinct < len(splits):
+        text += f": {distinct} split{'s' if distinct > 1 else ''}"
+    return text + ")"
+
+
 def _target(s: dict) -> str:
     parts = []
     for k, (lo, hi) in s["target"].items():
@@ -313,13 +340,13 @@ def _target(s: dict) -> str:
 
 
 def table(summaries: list[dict]) -> str:
-    head = ["issue", "data", "model, setting", "seeds", *(SHORT[k] for k in METRICS), "same-run residual", "target"]
+    head = ["issue", "data", "model, setting", "runs", *(SHORT[k] for k in METRICS), "same-run residual", "target"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summaries:
         r = s["residual"]  # on the metrics the target is set on (pixel AUROC and IoU where it sets none)
         keys = [k for k in s["target"] if r[k] is not None] or [k for k in ("pixel_auroc", "iou") if r[k] is not None]
         residual = ", ".join(f"{SHORT[k]} {r[k]:.3f}" for k in keys)
-        cells = [str(s["issue"]), s["data"], s["what"], str(s["seeds"]), *(_cell(s, k) for k in METRICS)]
+        cells = [str(s["issue"]), s["data"], s["what"], _runs(s), *(_cell(s, k) for k in METRICS)]
         lines.append("| " + " | ".join([*cells, residual, _target(s)]) + " |")
     return "\n".join(lines)
 
@@ -330,8 +357,10 @@ def main() -> None:
     args = ap.parse_args()
     summaries = [summarise(row) for row in ROWS]
     print(table(summaries))
-    print("\nmean ± sample std over seeds; (x): the paper's number for the same cell (Tables 3, 6, 7); the")
-    print("same-run residual: the mean |x - x_hat| map and score of the same runs (for AE-L2/AE-SSIM, of the AE).")
+    print("\nmean ± sample std over runs; runs (splits): the data seed each run split its images with (its held-out")
+    print("normals, its test set, CAVGA-w's training anomalies; grids: one split per cell); (x): the paper's number")
+    print("for the same cell (Tables 3, 6, 7); the same-run residual: the mean |x - x_hat| map and score of the same")
+    print("runs (for AE-L2/AE-SSIM, of the AE).")
     if args.out:
         atomic_write_json(args.out, summaries)
         print(f"written: {args.out}")

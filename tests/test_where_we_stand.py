@@ -11,9 +11,11 @@ from _scripts import benchmark_script
 wws = benchmark_script("where_we_stand")
 
 
-def _store(folder, iou, pixel, res_iou):
+def _store(folder, iou, pixel, res_iou, split=None):
     folder.mkdir(parents=True)
     metrics = {"metrics": {"iou": iou, "pixel_auroc": pixel}, "image_auroc": 0.9, "baseline_residual": {"iou": res_iou}}
+    if split is not None:
+        metrics["split"] = {"seed": split}
     (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
@@ -35,6 +37,18 @@ def test_a_band_target_is_missed_above_it_too(tmp_path, monkeypatch):
     monkeypatch.setattr(wws, "RESULTS", tmp_path)
     _store(tmp_path / "a", 0.369, 0.9, 0.08)
     assert wws.summarise(wws.Row(10, "d", "AE-SSIM", ["a"], target={"iou": (0.10, 0.20)}))["met"] == {"iou": False}
+
+
+def test_the_runs_cell_names_each_runs_split_and_says_when_runs_share_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(wws, "RESULTS", tmp_path)
+    _store(tmp_path / "a", 0.2, 0.9, 0.1, split=1)
+    _store(tmp_path / "b", 0.3, 0.9, 0.1, split=1)  # a restart candidate's plain run on another seed's split
+    _store(tmp_path / "c", 0.3, 0.9, 0.1, split=0)
+    _store(tmp_path / "old", 0.3, 0.9, 0.1)  # stored before metrics.json said its split
+    cell = lambda runs: wws.table([wws.summarise(wws.Row(8, "d", "m", runs))]).splitlines()[-1].split(" | ")[3]  # noqa: E731
+    assert cell(["a", "b"]) == "2 (splits 1, 1: 1 split)"
+    assert cell(["c", "a"]) == "2 (splits 0, 1)" and cell(["c"]) == "1 (split 0)"
+    assert cell(["a", "old"]) == "2"  # an unknown split claims nothing
 
 
 def test_every_row_reads_stored_results():
@@ -61,3 +75,29 @@ def test_a_grid_row_reads_seeds_run_as_separate_grids_and_rejects_a_cell_twice(t
     _grid(tmp_path / "again", [("0", 0, 0.5)])
     with pytest.raises(SystemExit, match="twice"):
         wws.summarise(wws.Row(10, "d", "m", [], grids=["s0", "again"]))
+
+
+def _weak_run(folder, split, moved, iou, by_defect, model="CAVGA-Dw (distilled)", painted=None):
+    folder.mkdir(parents=True)
+    weak = {"moved": [f"/data/bottle/test/{m}" for m in moved]}
+    metrics = {"model": model, "metrics": {"iou": iou, "pixel_auroc": 0.8}, "per_defect_iou": by_defect,
+               "split": {"category": "bottle", "seed": split, "weak_supervision": weak}}  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if painted is not None:
+        (folder / "validation.json").write_text(json.dumps({"metrics": {"pixel_auroc": painted}}))
+
+
+def test_weak_split_groups_cavga_w_runs_by_the_anomalies_they_trained_on(tmp_path):
+    ws = benchmark_script("weak_split")
+    _weak_run(tmp_path / "a", 0, ["contamination/012.png"], 0.10, {"broken": 0.05, "contamination": 0.20}, painted=0.9)
+    _weak_run(tmp_path / "s/b", 0, ["contamination/012.png"], 0.20, {"broken": 0.15, "contamination": 0.30})
+    _weak_run(tmp_path / "c", 1, ["broken/008.png"], 0.30, {"broken": 0.40, "contamination": 0.10})
+    _weak_run(tmp_path / "u", 0, [], 0.50, {"broken": 0.5}, model="CAVGA-Du")  # not CAVGA-w: left out
+    _weak_run(tmp_path / "r", 2, ["broken/001.png"], 0.50, {"broken": 0.5}, model="CAVGA-Rw")  # another model
+    runs = ws.weak_runs(tmp_path, "Dw", "bottle")
+    assert [(r["run"], r["split"]) for r in runs] == [("a", 0), ("s/b", 0), ("c", 1)]
+    assert runs[0]["trained_on"] == ["contamination/012.png"] and runs[0]["painted_pixel_auroc"] == 0.9
+    summary = ws.by_split(runs)
+    assert summary[0]["runs"] == 2 and summary[0]["iou"] == pytest.approx(0.15)
+    assert summary[0]["iou_by_defect"] == pytest.approx({"broken": 0.10, "contamination": 0.25})
+    assert summary[1]["trained_on"] == ["broken/008.png"] and summary[1]["iou"] == pytest.approx(0.30)
