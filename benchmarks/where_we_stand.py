@@ -154,9 +154,10 @@ ROWS = [
         "(`--set distill.epochs=100`), the same seeds", _DU_E20_D100,
         _DU_PAPER, _DU_TARGET),
     Row(8, "bottle 128 px", "CAVGA-Dw, the first row's defaults (`distill.share` `auto`: each candidate "
-        "distils its own encoder), the issue's command with `--model Dw`, seed 0 (painted checks at epoch 20 of "
-        "seeds 0-2: 0.779, 0.880, 0.944; trained on seed 2, ending on epoch 20; 85 min on two threads)",
-        [_B + "dw-s43/bottle-Dw-seed0-auto"], **_DW_VS_DU42),
+        "distils its own encoder), the issue's command with `--model Dw`, seeds 0 (session 43; painted checks at "
+        "epoch 20 of seeds 0-2: 0.779, 0.880, 0.944; trained on seed 2, ending on epoch 20; 85 min on two threads) "
+        "and 1 (session 45; seeds 3-5: 0.966, 0.882, 0.944; trained on seed 3 to epoch 100, ending on epoch 100; "
+        "88 min)", [_B + "dw-s43/bottle-Dw-seed0-auto", _B + "dw-s45/bottle-Dw-seed1"], **_DW_VS_DU42),
     Row(8, "bottle 128 px", "CAVGA-Dw, the first row's defaults with the distillation shared (session 42's "
         "code before `distill.share` `auto`), the issue's command with `--model Dw`, seed 0 (painted checks at "
         "epoch 20 of seeds 0-2, all from seed 0's shared distillation: "
