@@ -39,18 +39,14 @@ class Row:
 _B = "issue8/"
 
 
-def _run_metrics(folder: Path) -> tuple[dict[str, float | None], dict[str, float | None]]:
-    """The run's metrics and its same-run residual baseline's, from its metrics.json."""
+def _run_metrics(folder: Path) -> tuple[dict[str, float | None], dict[str, float | None], int | None]:
+    """The run's metrics, its same-run residual baseline's and its split, from its metrics.json. The split
+    (``split.seed``) is the data seed that drew the held-out normals, the test set and CAVGA-w's training
+    anomalies: a restart candidate's seed run alone splits with that seed, not with the seed of the command
+    whose choice it stands for."""
     m = json.loads((folder / "metrics.json").read_text())
     ours = {k: m["metrics"].get(k, m.get(k)) for k in METRICS}
-    return ours, {k: m.get("baseline_residual", {}).get(k) for k in METRICS}
-
-
-def _split_seed(folder: Path) -> int | None:
-    """The data seed the run split its images with (metrics.json's ``split.seed``): it draws the held-out
-    normals, the test set and CAVGA-w's training anomalies. A run of a restart candidate's seed alone
-    splits with that seed, not with the seed of the command whose choice it stands for."""
-    return json.loads((folder / "metrics.json").read_text()).get("split", {}).get("seed")
+    return ours, {k: m.get("baseline_residual", {}).get(k) for k in METRICS}, m.get("split", {}).get("seed")
 
 
 def _stored(run: str, metric: str) -> float:
@@ -289,10 +285,9 @@ def summarise(row: Row) -> dict:
         ours, residual = _grid_seed_means([RESULTS / g for g in row.grids])
         sources, splits = row.grids, []  # a grid cell's split is its own (category, seed)
     else:
-        pairs = [_run_metrics(RESULTS / r) for r in row.runs]
-        ours, residual = [p[0] for p in pairs], [p[1] for p in pairs]
+        read = [_run_metrics(RESULTS / r) for r in row.runs]
+        ours, residual, splits = [x[0] for x in read], [x[1] for x in read], [x[2] for x in read]
         sources = row.runs
-        splits = [_split_seed(RESULTS / r) for r in row.runs]
     stats = {}
     for k in METRICS:
         values = [o[k] for o in ours]
