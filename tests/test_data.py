@@ -423,6 +423,11 @@ def test_move_anomalous_to_train():
     assert a.info["counts"]["train_anomalous"] == 5 and a.info["counts"]["test_anomalous"] == 45
     assert len(split.test) == 53  # the input is not changed
 
+    # the count is the ceiling of fraction * n (Table 2's MVTec AD share is 2.8%, not rounded down):
+    # bottle's 63 anomalous images give 2 at 2% (round: 1); exact products are not pushed up by float error
+    for n_anom, fraction, k in ((63, 0.02, 2), (50, 0.02, 1), (100, 0.07, 7), (151, 0.02, 4)):
+        w = move_anomalous_to_train(_records(5, n_anom), fraction, seed=0)
+        assert w.info["weak_supervision"]["n_moved"] == k, (n_anom, fraction)
     tiny = move_anomalous_to_train(split, 0.001, seed=0)
     assert sum(r.label for r in tiny.train) == 1
     two = move_anomalous_to_train(_records(2, 2), 0.99, seed=0)

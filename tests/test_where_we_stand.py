@@ -92,12 +92,15 @@ def test_weak_split_groups_cavga_w_runs_by_the_anomalies_they_trained_on(tmp_pat
     _weak_run(tmp_path / "a", 0, ["contamination/012.png"], 0.10, {"broken": 0.05, "contamination": 0.20}, painted=0.9)
     _weak_run(tmp_path / "s/b", 0, ["contamination/012.png"], 0.20, {"broken": 0.15, "contamination": 0.30})
     _weak_run(tmp_path / "c", 1, ["broken/008.png"], 0.30, {"broken": 0.40, "contamination": 0.10})
+    _weak_run(tmp_path / "k2", 0, ["broken/004.png", "contamination/012.png"], 0.40, {"broken": 0.4})  # 2 drawn
     _weak_run(tmp_path / "u", 0, [], 0.50, {"broken": 0.5}, model="CAVGA-Du")  # not CAVGA-w: left out
     _weak_run(tmp_path / "r", 2, ["broken/001.png"], 0.50, {"broken": 0.5}, model="CAVGA-Rw")  # another model
     runs = ws.weak_runs(tmp_path, "Dw", "bottle")
-    assert [(r["run"], r["split"]) for r in runs] == [("a", 0), ("s/b", 0), ("c", 1)]
+    assert [(r["run"], r["split"]) for r in runs] == [("a", 0), ("s/b", 0), ("k2", 0), ("c", 1)]
     assert runs[0]["trained_on"] == ["contamination/012.png"] and runs[0]["painted_pixel_auroc"] == 0.9
-    summary = ws.by_split(runs)
-    assert summary[0]["runs"] == 2 and summary[0]["iou"] == pytest.approx(0.15)
+    summary = list(ws.by_split(runs).values())
+    assert [(s["split"], s["runs"]) for s in summary] == [(0, 2), (0, 1), (1, 1)]  # split 0's two draws apart
+    assert summary[0]["iou"] == pytest.approx(0.15)
     assert summary[0]["iou_by_defect"] == pytest.approx({"broken": 0.10, "contamination": 0.25})
-    assert summary[1]["trained_on"] == ["broken/008.png"] and summary[1]["iou"] == pytest.approx(0.30)
+    assert summary[1]["trained_on"] == ["broken/004.png", "contamination/012.png"] and summary[1]["iou"] == 0.40
+    assert summary[2]["trained_on"] == ["broken/008.png"] and summary[2]["iou"] == pytest.approx(0.30)

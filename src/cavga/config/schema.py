@@ -65,7 +65,8 @@ class DataConfig:
     resize: str = "stretch"
     seed: int = 0  # seeds every random split
     train_fraction: float = 0.8  # mtd/folder: fraction of the normal images used for training
-    # CAVGA-w: fraction of anomalous test images moved into training; CAVGA-u's test set drops the same ones
+    # CAVGA-w: fraction of anomalous test images moved into training (rounded up, Table 2); CAVGA-u's
+    # test set drops the same ones
     anomalous_fraction: float = 0.02
     val_fraction: float = 0.1  # normal training images held out (u and w) to fit the normaliser and mask quantile
 
