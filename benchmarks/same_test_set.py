@@ -84,22 +84,24 @@ def main() -> None:
     ap.add_argument("--store", help="--today: write each run's figures as <DIR>/<run name>/metrics.json")
     ap.add_argument("--out", help="also write the figures as JSON here")
     args = ap.parse_args()
+    if args.store and not args.today:
+        ap.error("--store needs --today")
     runs = [Path(r) for r in ([args.like] if args.like else []) + args.runs]
+    like = None if args.today else [im["path"] for im in _images(Path(args.like))]  # read once
     rows, left_out = {}, {}
     for run in runs:
+        paths = like
         if args.today:
             paths, left_out[str(run)] = today_test_set(run)
-        else:
-            paths = [im["path"] for im in _images(Path(args.like))]
         rows[str(run)] = on_test_set(_images(run), paths, str(run))
-    print(f"test set: {'each run under today' + chr(39) + 's protocol' if args.today else args.like}")
+    print("test set: " + ("each run's, as today's protocol draws it" if args.today else args.like))
     print("| run | images (anomalous) | image | IoU | det. | IoU by defect |")
     print("|---|---|---|---|---|---|")
     for run, r in rows.items():
         by = ", ".join(f"{t} {v:.3f}" for t, v in r["iou_by_defect"].items())
         print(f"| {run} | {r['n_test']} ({r['n_test_anomalous']}) | {r['image_auroc']:.3f} | {r['iou']:.3f} "
               f"| {r['detection_accuracy']:.3f} | {by} |")  # fmt: skip
-    if args.store and args.today:
+    if args.store:
         for run, r in rows.items():
             m = json.loads((Path(run) / "metrics.json").read_text())
             split = {**m["split"], "n_test": r["n_test"], "n_test_anomalous": r["n_test_anomalous"],

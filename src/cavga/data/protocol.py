@@ -17,7 +17,7 @@ def move_anomalous_to_train(split: Split, fraction: float, seed: int) -> Split:
     two or more. Moved records get ``mask_path=None``. Why the ceiling: the paper's Table 2 trains
     MVTec AD's CAVGA-w on 35 anomalous images of 1258 (2.8%, 2.3 per category), so its "2%" is not
     rounded down; on bottle (63 anomalous images) ``round`` gives 1 image against the 1.75 of
-    Table 2's share, the ceiling 2. On mSTC's row (1763 of 88167, 2.0%) both agree.
+    Table 2's share, the ceiling 2. mSTC's row (1763 of 88167, 2.0%) cannot tell the two apart.
     """
     _check_fraction("anomalous_fraction", fraction, low_open=False)
     anomalous = [i for i, r in enumerate(split.test) if r.label == 1]
