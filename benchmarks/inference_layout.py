@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-import cavga.inference as inference
+import cavga.evidence as evidence
 from cavga.speed import ab
 from cavga.speed.measure import synthetic_predictor
 
@@ -19,7 +19,7 @@ LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channel
 
 
 def _set_layout(fmt: torch.memory_format) -> None:
-    inference.MEMORY_FORMAT = fmt
+    evidence.MEMORY_FORMAT = fmt
 
 
 def main() -> None:

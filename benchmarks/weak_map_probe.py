@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from cavga.attention import unsupervised_cam_raw, upsample
-from cavga.inference import Predictor, anomaly_evidence
+from cavga.evidence import anomaly_evidence
+from cavga.inference import Predictor
 from cavga.io_utils import atomic_write_json
 from cavga.metrics import pixel_auroc
 from cavga.painting import at_size, content_only, held_out_images, painted_set

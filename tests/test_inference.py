@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cavga import inference
+from cavga import evidence
 from cavga.attention import unsupervised_cam_raw
 from cavga.config import DEMO_SETTINGS, ModelConfig, RunConfig
 from cavga.demo import demo_config
@@ -115,11 +115,11 @@ def test_the_direct_map_keeps_the_values_above_the_normal_peak_apart():
         raw = unsupervised_cam_raw(model.latent(features), "mu_sum", create_graph=False)  # (1, 1, 4, 4)
     model.cam_scale.fill_(float(raw.detach().max()) / 2)  # the bright cells at s = 2, the dimmer one at s = 4/3
     s = raw / model.cam_scale  # (1, 1, 4, 4)
-    direct = inference.anomaly_evidence(model, x, "direct")[0]  # (1, 1, 4, 4)
+    direct = evidence.anomaly_evidence(model, x, "direct")[0]  # (1, 1, 4, 4)
     torch.testing.assert_close(direct, s / (1 + s))
     assert direct[0, 0, 0, 0] == pytest.approx(2 / 3, abs=1e-5) and direct[0, 0, 1, 1] == pytest.approx(4 / 7, abs=1e-5)
     assert direct[0, 0, 3, 3] == 0  # nothing drives the attention in the dark cell
-    inverse = inference.anomaly_evidence(model, x, "inverse")[0]  # 1 - A with A clamped at the scale
+    inverse = evidence.anomaly_evidence(model, x, "inverse")[0]  # 1 - A with A clamped at the scale
     assert inverse[0, 0, 0, 0] == inverse[0, 0, 1, 1] == 0 and inverse[0, 0, 3, 3] == 1
 
 
@@ -166,9 +166,9 @@ def test_the_channels_last_layout_changes_no_result(variant, monkeypatch):
     model = CAVGA(cfg.model, 32, allow_random_init=True)
     predictor = Predictor(model, cfg, Normalizer.fit(np.array([0.1, 0.2]), 0.95, 1.0, []), torch.device("cpu"))
     x = torch.rand(3, 3, 32, 32)  # (B, 3, S, S)
-    assert inference.MEMORY_FORMAT == torch.channels_last
+    assert evidence.MEMORY_FORMAT == torch.channels_last
     fast = predictor.predict_batch(x)
-    monkeypatch.setattr(inference, "MEMORY_FORMAT", torch.contiguous_format)
+    monkeypatch.setattr(evidence, "MEMORY_FORMAT", torch.contiguous_format)
     plain = predictor.predict_batch(x)
     for name in ("anomaly_map", "score", "reconstruction", "residual_map"):
         torch.testing.assert_close(getattr(fast, name), getattr(plain, name), atol=1e-5, rtol=1e-5)

@@ -9,8 +9,9 @@ import torch
 from _tiny_run import exported_and_eager, shared_run
 from cavga.config import RunConfig
 from cavga.data import load_image
+from cavga.evidence import anomaly_evidence
 from cavga.image_scores import MAP_VERSION
-from cavga.inference import Predictor, anomaly_evidence, fit_normalizer
+from cavga.inference import Predictor, fit_normalizer
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 from cavga.validation import validate_run

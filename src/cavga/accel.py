@@ -3,7 +3,7 @@
 The numerics-changing options (``train.bf16``, ``train.channels_last``) act on CUDA only, so a CPU
 run stays bit-for-bit what it was: bf16 is slower on a CPU without bf16 matrix units, and a
 channels_last training step gained 0.5-6.5% here (benchmarks/train_layout.py); prediction, which
-gains 10-40%, always runs channels_last (``cavga.inference.MEMORY_FORMAT``).
+gains 10-40%, always runs channels_last (``cavga.evidence.MEMORY_FORMAT``).
 ``train.compile`` compiles the decoder and the discriminator in place (state-dict keys unchanged);
 the encoder is left eager, since Grad-CAM differentiates through it twice and compiled graphs do
 not support double backward. docs/performance.md has the measurements behind each default.

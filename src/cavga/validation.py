@@ -24,8 +24,9 @@ from .config import IMAGE_SCORES, load_config
 from .demo_data import DEFECT_TYPES
 from .errors import CavgaError
 from .evaluate import GATE_KEYS, METRIC_KEYS, residual_baseline
+from .evidence import anomaly_evidence
 from .image_scores import bce_score, reconstruction_score
-from .inference import Predictor, anomaly_evidence
+from .inference import Predictor
 from .io_utils import atomic_write_json
 from .map_choice import map_settings
 from .mask_threshold import mask_sweep
