@@ -111,6 +111,13 @@ _DW_VS_DU42 = {
     "note": "(today's Du's IoU, first row)",
 }
 
+# the same target on today's test sets (the Du row above them, recomputed): IoU no lower than Du's
+_DW_VS_DU46 = {
+    "paper": _DW_VS_DU42["paper"],
+    "target": {"iou": (statistics.mean(_stored(r, "iou") for r in _DU_TODAY46), 1)},
+    "note": "(today's Du's IoU on today's test sets, the row above)",
+}
+
 ROWS = [
     Row(8, "bottle 128 px", "CAVGA-Du, defaults (since session 42: the verdict threshold at the conformal "
         "rank of the held-out scores, `infer.normalizer_rank`; since session 41: the encoder distilled from "
@@ -160,6 +167,11 @@ ROWS = [
         "out too): the first row's runs, image AUROC, IoU and det. recomputed from their stored per-image scores "
         "(pixel AUROC and AUPRO need the maps: the first row's, on test sets with one more image)", _DU_TODAY46,
         _DU_PAPER, {k: _DU_TARGET[k] for k in ("iou", "detection_accuracy")}),
+    Row(8, "bottle 128 px", "CAVGA-Dw, today's defaults and count (two anomalous training images, rounded "
+        "up since session 46), the issue's command with `--model Dw`, seeds 0 (session 46, started before the "
+        "change with `--anomalous-fraction 0.03`, which draws the same two images; the chosen candidate's painted "
+        "checks 0.972-0.979, ending on epoch 100) and 1 (session 47; 0.940, 0.882, 0.935 chose seed 3, ending on epoch 100; 83 min)",
+        [_B + "dw-s46/bottle-Dw-seed0-k2", _B + "dw-s47/bottle-Dw-seed1-k2"], **_DW_VS_DU46),
     Row(8, "bottle 128 px", "CAVGA-Dw, the first row's defaults (`distill.share` `auto`: each candidate "
         "distils its own encoder), the issue's command with `--model Dw`, seeds 0 (session 43; painted checks at "
         "epoch 20 of seeds 0-2: 0.779, 0.880, 0.944; trained on seed 2, ending on epoch 20; 85 min on two threads) "
