@@ -29,7 +29,7 @@ def anomaly_evidence(
     weak_map: str = "anomalous",
     shifted: bool = False,
     enlarged: bool = False,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """Forward pass in eval mode: (anomalous attention map (B, 1, h, w), reconstruction, C's p_anomalous or None).
 
     ``direction`` (CAVGA-u only): "inverse" is the paper's 1 - A; "direct" reports A itself, for
@@ -39,9 +39,8 @@ def anomaly_evidence(
     "normal" is 1 - A_cn (``infer.weak_map``).
 
     The batch is laid out channels_last (``MEMORY_FORMAT``): on a CPU prediction then runs 20-40%
-    faster (docs/performance.md), the same arithmetic in another order. Every map and score a run stores
-    or reports (held-out statistics, validation, evaluation, prediction) comes through here, so
-    they all share that order.
+    faster (docs/performance.md), the same arithmetic in another order, shared by every map and score
+    (all come through here).
 
     ``shifted`` (``infer.shifted_map``): the map is averaged over the image shifted by half a latent
     cell (:func:`cavga.attention.half_cell_average`) and comes back at the image's size (B, 1, S, S);
