@@ -168,9 +168,10 @@ ROWS = [
     Row(8, "bottle 128 px", "CAVGA-Dw, today's defaults and count (two anomalous training images, rounded "
         "up since session 46), the issue's command with `--model Dw`, seeds 0 (session 46, started before the "
         "change with `--anomalous-fraction 0.03`, which draws the same two images; the chosen candidate's painted "
-        "checks 0.972-0.979, ending on epoch 100) and 1 (session 47; 0.940, 0.882, 0.935 chose seed 3, ending "
-        "on epoch 100; 83 min)",
-        [_B + "dw-s46/bottle-Dw-seed0-k2", _B + "dw-s47/bottle-Dw-seed1-k2"], **_DW_VS_DU46),
+        "checks 0.972-0.979, ending on epoch 100), 1 (session 47; 0.940, 0.882, 0.935 chose seed 3, ending "
+        "on epoch 100; 83 min) and 2 (session 48; 0.972, 0.954, 0.944 chose seed 6, ending on epoch 20; 76 min)",
+        [_B + "dw-s46/bottle-Dw-seed0-k2", _B + "dw-s47/bottle-Dw-seed1-k2", _B + "dw-s48/bottle-Dw-seed2-k2"],
+        **_DW_VS_DU46),
     Row(8, "bottle 128 px", "CAVGA-Dw, the first row's defaults (`distill.share` `auto`: each candidate "
         "distils its own encoder), the issue's command with `--model Dw`, seeds 0 (session 43; painted checks at "
         "epoch 20 of seeds 0-2: 0.779, 0.880, 0.944; trained on seed 2, ending on epoch 20; 85 min on two threads) "
