@@ -229,8 +229,9 @@ ROWS = [
         _DU_PAPER, _DU_TARGET),
     Row(8, "bottle 128 px", "CAVGA-Ru, frozen ImageNet EfficientNet-Lite0, today's defaults (the README's "
         "command at 128 px: three candidates to the first painted check, every 20 epochs, patience 2; the rows "
-        "below are one candidate to 40 epochs), seed 0 (session 48; candidates 0, 1, 2 checked 0.932, 0.932, 0.920, seed 0 "
-        "trained to epoch 100, ending on epoch 60; 54 min on two threads; today's test set, 81 images)",
+        "below are one candidate to 40 epochs), seed 0 (session 48; candidates 0, 1, 2 checked 0.932, 0.932, "
+        "0.920, seed 0 trained to epoch 100, ending on epoch 60; 54 min on two threads; today's test set, 81 "
+        "images)",
         [_B + "ru-s48/bottle-Ru-seed0-default"],
         {"iou": 0.34, "detection_accuracy": 0.91}, {"iou": (0.34, 1), "pixel_auroc": (0.95, 1)}),
     Row(8, "bottle 128 px", "CAVGA-Ru, frozen ImageNet EfficientNet-Lite0, 40 epochs, ending on epoch 40, "
