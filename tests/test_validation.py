@@ -13,7 +13,7 @@ from torch import nn
 
 from _scripts import benchmark_script
 from cavga import mask_threshold, validation
-from cavga.config import ModelConfig, RunConfig, apply_overrides
+from cavga.config import ModelConfig, RunConfig, apply_overrides, resolve
 from cavga.decisions import CLASS_ANOMALY_SCORES
 from cavga.demo_data import DEFECT_TYPES, generate_demo_dataset
 from cavga.errors import CavgaError
@@ -22,7 +22,8 @@ from cavga.image_scores import MAP_VERSION
 from cavga.inference import Predictor, ThresholdForAnotherMap
 from cavga.mask_threshold import MASK_MARGINS, MASK_PEAK_FRACTIONS, MASK_QUANTILES, mask_candidates, mask_label
 from cavga.networks import CAVGA
-from cavga.painting import paint_validation_set
+from cavga.painting import held_out_images, held_out_normals, paint_validation_set
+from cavga.redecide import redecide_run
 from cavga.restarts import candidate_dir
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -45,6 +46,25 @@ def test_painting_changes_only_the_masked_pixels_and_keeps_clean_copies():
         assert changed[masks[j]].mean() > 0.5  # and most of the mask is
 
 
+def test_faded_painting_blends_each_defect_towards_its_clean_image_at_a_strength_in_fade_to_1():
+    torch.manual_seed(0)
+    clean = torch.rand(3, 3, 64, 64) * 0.5 + 0.25
+    full, masks, labels, kinds = paint_validation_set(clean, seed=0, copies=2)
+    faded, fmasks, flabels, fkinds = paint_validation_set(clean, seed=0, copies=2, fade=0.3)
+    assert np.array_equal(masks, fmasks) and np.array_equal(labels, flabels) and kinds == fkinds
+    assert torch.equal(faded[:3], clean)  # the clean copies stay clean
+    strengths = []
+    for j in range(3, 9):
+        base, m = clean[(j - 3) % 3], torch.from_numpy(masks[j])  # (3, S, S), (S, S)
+        full_step, faded_step = (full[j] - base)[:, m], (faded[j] - base)[:, m]  # inside the defect
+        a = float((faded_step * full_step).sum() / (full_step * full_step).sum())  # least squares
+        assert torch.allclose(faded_step, a * full_step, atol=1e-5)  # one strength per image
+        strengths.append(a)
+    assert all(0.3 <= a <= 1.0 for a in strengths) and max(strengths) - min(strengths) > 0.05
+    again, *_ = paint_validation_set(clean, seed=0, copies=2, fade=1.0)
+    assert torch.equal(again, full)  # fade 1: full strength, as before
+
+
 def test_painting_is_seeded():
     clean = torch.full((2, 3, 32, 32), 0.5)
     a, ma, _, _ = paint_validation_set(clean, seed=3)
@@ -53,9 +73,9 @@ def test_painting_is_seeded():
     assert torch.equal(a, b) and np.array_equal(ma, mb) and not np.array_equal(ma, mc)
 
 
-def _tiny_run(root, run, val_fraction, margin=0.0, enlarged=False):
+def _tiny_run(root, run, val_fraction, margin=0.0, enlarged=False, mask_copies=2):
     cfg = RunConfig()
-    cfg.infer.mask_margin, cfg.infer.enlarged_map = margin, enlarged
+    cfg.infer.mask_margin, cfg.infer.enlarged_map, cfg.infer.mask_copies = margin, enlarged, mask_copies
     cfg.data.root, cfg.data.category, cfg.data.image_size = str(root), "brick", 32
     cfg.data.val_fraction = val_fraction
     cfg.model.base_channels = cfg.model.latent_channels = 8
@@ -186,6 +206,50 @@ def test_training_chooses_the_mask_quantile_whose_masks_overlap_painted_defects_
     at_zero = {mask_label(q, margin): by_q[mask_label(q, margin)] for q in MASK_QUANTILES}
     assert at_zero[mask_label(alone.cfg.infer.mask_quantile, margin)] == max(at_zero.values())
     assert alone.mask_peak_fraction == 0.0
+
+
+def test_the_mask_threshold_is_decided_on_infer_mask_copies_painted_copies(tiny_data, tmp_path):
+    """``infer.mask_copies`` paints that many copies of each held-out normal for the mask decision
+    only: its sweep is `cavga validate`'s at the same copies, and a copy count below 1 is refused."""
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2, mask_copies=3)
+    decided = load_checkpoint(run / CHECKPOINT)["mask_quantile"]
+    assert "+ 3 painted copies each, seed" in decided["protocol"]  # not faded by default
+    three = validate_run(run, device="cpu", copies=3)
+    assert three["mask_quantile_iou"] == pytest.approx(decided["validation_iou"], abs=1e-4)
+    assert "+ 2 painted copies each" in validate_run(run, device="cpu")["protocol"]  # validate's own default
+    cfg = RunConfig()
+    apply_overrides(cfg, ["infer.mask_copies=0"])
+    with pytest.raises(CavgaError, match="infer.mask_copies: 0 is outside"):
+        cfg.validate()
+    for bad, why in (("0.0", "0.0 is outside"), ("1.5", "1.5 is outside"), ("some", "'some' is neither auto")):
+        cfg = RunConfig()
+        apply_overrides(cfg, [f"infer.mask_fade={bad}"])
+        with pytest.raises(CavgaError, match=f"infer.mask_fade: {why}"):
+            cfg.validate()
+
+
+FADES = [("Ru", "auto", 0.3), ("Rw", "auto", 0.3), ("Du", "auto", 1.0), ("Dw", "auto", 1.0), ("Ru", 0.7, 0.7)]
+
+
+@pytest.mark.parametrize(("variant", "asked", "fade"), FADES)
+def test_the_auto_mask_fade_is_0_3_for_cavga_r_and_full_strength_otherwise(variant, asked, fade):
+    cfg = RunConfig()
+    cfg.model.variant, cfg.infer.mask_fade = variant, asked
+    assert resolve.mask_fade(cfg) == fade
+    assert resolve.resolved(cfg).infer.mask_fade == fade  # what config.yaml records
+
+
+def test_infer_mask_fade_decides_the_mask_threshold_on_faded_painted_defects(tiny_data, tmp_path):
+    """``cavga redecide --set infer.mask_fade=0.3``: the decision's protocol names the fading and
+    its sweep is the one of the faded painted set (not of the full-strength one)."""
+    run, out = _tiny_run(tiny_data, tmp_path / "run", 0.2), tmp_path / "faded"
+    redecide_run(run, out, ["infer.mask_fade=0.3"], "cpu")
+    decided = load_checkpoint(out / CHECKPOINT)["mask_quantile"]
+    assert "faded to U(0.3, 1), seed 0" in decided["protocol"]
+    predictor = Predictor.from_run(out, "cpu")
+    images, boxes = held_out_images(held_out_normals(out), 32)
+    again = mask_threshold.decide_mask_quantile(predictor, images, boxes, fraction="auto", fade=0.3)
+    assert again["mask_quantile"]["validation_iou"] == pytest.approx(decided["validation_iou"], abs=1e-6)
 
 
 def test_a_peak_fraction_set_at_inference_takes_the_quantile_the_sweep_ranks_best_at_it():

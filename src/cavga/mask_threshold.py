@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from . import data as D
+from .config.resolve import mask_fade
 from .image_scores import peak_mask
 from .inference import Predictor
 from .map_choice import AUTO_SETTINGS
@@ -68,6 +69,7 @@ def decide_mask_quantile(
     copies: int = 2,
     margin: float | str = 0.0,
     fraction: float | str = 0.0,
+    fade: float = 1.0,
 ) -> dict[str, dict[str, Any]]:
     """``infer.mask_quantile: auto``: of :func:`mask_candidates`, the threshold whose masks overlap
     the painted defects on the held-out normals ``images`` best (mean IoU, as ``cavga validate``
@@ -78,7 +80,7 @@ def decide_mask_quantile(
     ``margin`` and ``fraction`` are ``infer.mask_margin`` and ``infer.mask_peak_fraction`` as the
     run asked them. Returns the checkpoint's decisions: "mask_quantile", and "mask_margin" and
     "mask_peak_fraction" where those are auto too."""
-    cols, masks, labels, _, boxes = predict_painted(predictor, images, boxes, seed, copies)
+    cols, masks, labels, _, boxes = predict_painted(predictor, images, boxes, seed, copies, fade)
     maps, masks = content_only(cols["map"], boxes), content_only(masks, boxes)
     sweep = mask_sweep(predictor, maps, masks, labels, margin, fraction)
     if sweep is None:  # no held-out map statistics to threshold by
@@ -86,7 +88,7 @@ def decide_mask_quantile(
     by_q, normal_share = sweep
     candidates = mask_candidates(margin, fraction)
     quantile, chosen_margin, chosen_fraction = candidates[best_mask_label(by_q, candidates)]
-    protocol = protocol_text(len(images), copies, seed)
+    protocol = protocol_text(len(images), copies, seed, fade)
     out = {
         "mask_quantile": {
             "mask_quantile": quantile,
@@ -144,13 +146,15 @@ def decide_held_out_mask_quantile(
     predictor: Predictor, records: list[D.Record], margin: float | str = 0.0, fraction: float | str = 0.0
 ) -> dict[str, dict[str, Any]]:
     """:func:`decide_mask_quantile` on the normal images among a run's held-out ``records``, for the
-    checkpoint at the end of training (CAVGA's and the baselines')."""
+    checkpoint at the end of training (CAVGA's and the baselines'), ``infer.mask_copies`` painted copies
+    each, faded by ``infer.mask_fade`` (its ``auto`` resolved: :func:`cavga.config.resolve.mask_fade`)."""
     held_out = [r for r in records if r.label == 0]
     if not held_out:
         return _fallback_mask_decisions(margin, fraction, "no held-out normals")
     cfg = predictor.cfg
     images, boxes = held_out_images(held_out, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
-    return decide_mask_quantile(predictor, images, boxes, margin=margin, fraction=fraction)
+    copies, fade = cfg.infer.mask_copies, mask_fade(cfg)
+    return decide_mask_quantile(predictor, images, boxes, copies=copies, margin=margin, fraction=fraction, fade=fade)
 
 
 def mask_sweep(

@@ -23,13 +23,20 @@ FOREIGN_TEXTURE = "gravel"  # the source of the "patch" defect's foreign texture
 
 
 def paint_validation_set(
-    images: torch.Tensor, seed: int = 0, copies: int = 2, boxes: list[D.geometry.Box] | None = None
+    images: torch.Tensor,
+    seed: int = 0,
+    copies: int = 2,
+    boxes: list[D.geometry.Box] | None = None,
+    fade: float = 1.0,
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[str]]:
     """Clean ``images`` (N, 3, S, S) in [0, 1] plus ``copies`` painted versions of each.
 
     ``boxes`` (one per image, ``data.resize``: pad or center) keep each defect on the image's content: it is
     painted in the largest centred square of the box. Returns (images (M, 3, S, S), masks (M, S, S)
-    bool, labels (M,), defect types), M = N * (1 + copies); defect types cycle through DEFECT_TYPES."""
+    bool, labels (M,), defect types), M = N * (1 + copies); defect types cycle through DEFECT_TYPES.
+    ``fade`` < 1 blends each painted image with its clean one, x + a (painted - x), at a strength a
+    drawn from U(fade, 1) per image (its own generator, so the defects are the same as unfaded);
+    the mask stays the defect's full extent (``infer.mask_fade``)."""
     rng = np.random.default_rng(seed)
     other = texture(FOREIGN_TEXTURE)
     n, _, s, _ = images.shape
@@ -50,7 +57,12 @@ def paint_validation_set(
             out.append(torch.from_numpy(np.clip(img, 0, 255) / 255.0).permute(2, 0, 1)[None].float())
             kinds.append(kind)
     labels = np.array([0] * n + [1] * (n * copies))
-    return torch.cat(out), np.concatenate(masks), labels, kinds
+    x = torch.cat(out)  # (M, 3, S, S)
+    if fade < 1.0:
+        clean = images.repeat(1 + copies, 1, 1, 1)  # (M, 3, S, S), in x's order
+        a = torch.from_numpy(np.random.default_rng(seed + 1000).uniform(fade, 1.0, len(x))).float()  # (M,)
+        x = clean + a[:, None, None, None] * (x - clean)  # the clean copies: x - clean = 0
+    return x, np.concatenate(masks), labels, kinds
 
 
 def held_out_images(
@@ -62,10 +74,10 @@ def held_out_images(
     return torch.stack([x for x, _ in loaded]), [D.content_box(hw, size, resize) for _, hw in loaded]
 
 
-def painted_set(images: torch.Tensor, boxes: list[D.geometry.Box] | None, seed: int, copies: int):
+def painted_set(images: torch.Tensor, boxes: list[D.geometry.Box] | None, seed: int, copies: int, fade: float = 1.0):
     """:func:`paint_validation_set`, plus the content box of each of its M = N * (1 + copies) images
     and, where any of them is padded, their content maps (M, 1, S, S) (else None)."""
-    x, masks, labels, kinds = paint_validation_set(images, seed, copies, boxes)
+    x, masks, labels, kinds = paint_validation_set(images, seed, copies, boxes, fade)
     s = x.shape[-1]
     boxes = (list(boxes) if boxes else [(0, 0, s, s)] * len(images)) * (1 + copies)
     padded = any(b != (0, 0, s, s) for b in boxes)
@@ -89,12 +101,17 @@ def held_out_normals(run_dir: str | Path) -> list[D.Record]:
 
 
 def predict_painted(
-    predictor: Predictor, images: torch.Tensor, boxes: list[D.geometry.Box] | None, seed: int, copies: int
+    predictor: Predictor,
+    images: torch.Tensor,
+    boxes: list[D.geometry.Box] | None,
+    seed: int,
+    copies: int,
+    fade: float = 1.0,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str], list[D.geometry.Box]]:
     """``predictor``'s answers for the held-out ``images`` (N, 3, S, S), clean and painted: the
     columns raw score, verdict, map, mask (ungated), residual map and reconstruction BCE (M images each), then
     the painted set's masks (M, S, S), labels (M,), defect kinds and content boxes."""
-    x, masks, labels, kinds, boxes, valid = painted_set(images, boxes, seed, copies)  # M images, M boxes
+    x, masks, labels, kinds, boxes, valid = painted_set(images, boxes, seed, copies, fade)  # M images, M boxes
     cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res", "bce")}
     b = predictor.cfg.infer.batch_size
     for i in range(0, len(x), b):
@@ -112,5 +129,6 @@ def predict_painted(
     return {k: np.concatenate(v) for k, v in cols.items()}, masks, labels, kinds, boxes
 
 
-def protocol_text(n: int, copies: int, seed: int) -> str:
-    return f"{n} held-out normals + {copies} painted copies each, seed {seed}"
+def protocol_text(n: int, copies: int, seed: int, fade: float = 1.0) -> str:
+    faded = f", faded to U({fade:g}, 1)" if fade < 1.0 else ""
+    return f"{n} held-out normals + {copies} painted copies each{faded}, seed {seed}"

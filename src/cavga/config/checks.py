@@ -77,6 +77,11 @@ def check_run_config(cfg: RunConfig) -> None:
             "its classifier or flattened z reads z of the training size only"
         )
     _in_range("infer.map_blur", cfg.infer.map_blur, 0.0, float(cfg.data.image_size))  # pixels at the model's size
+    _in_range("infer.mask_copies", cfg.infer.mask_copies, 1, 64)
+    if cfg.infer.mask_fade != "auto":
+        if isinstance(cfg.infer.mask_fade, str):
+            raise CavgaError(f"infer.mask_fade: {cfg.infer.mask_fade!r} is neither auto nor a number in (0, 1]")
+        _in_range("infer.mask_fade", cfg.infer.mask_fade, 0.0, 1.0, low_open=True)
     if not 0 <= cfg.model.attention_layer <= 3:
         raise CavgaError(f"model.attention_layer: {cfg.model.attention_layer} is outside 0..3")
     if cfg.loss.reduction not in ("sum", "mean"):

@@ -226,6 +226,18 @@ class InferConfig:
     # with an auto mask quantile, jointly, on the same painted held-out normals (MASK_PEAK_FRACTIONS;
     # docs/method.md, "The mask threshold"); 0 (the plain threshold) where nothing decided it.
     mask_peak_fraction: float | str = "auto"
+    # Painted copies of each held-out normal the auto mask threshold is decided on (the other
+    # decisions and `cavga validate` paint 2). More copies steady the choice between neighbouring
+    # quantiles: on bottle's CAVGA-Ru, 2 copies chose 0.999 in two seeds of three, and 6 copies with
+    # other paint seeds chose 0.995 in 5 of 6 (docs/results.md, "Session 50"). Each copy costs one
+    # more prediction over the held-out normals at the end of training.
+    mask_copies: int = 2
+    # The painted defects of the auto mask threshold's decision, faded: each painted copy blended
+    # with its clean image at a strength drawn from U(mask_fade, 1); 1 paints them at full strength
+    # (as every other decision). Painted stains and patches stand far above the normal pixels, so
+    # quantiles 0.99-0.999 tie on them while real defects, fainter, tell them apart; faded ones do
+    # too. "auto": 0.3 for CAVGA-R, 1 otherwise (cavga.config.resolve; docs/results.md, "Sessions 49-50").
+    mask_fade: float | str = "auto"
     # The masks an image's answer carries (predict, the reports, exported graphs): "verdict" empties
     # the mask of an image whose verdict is normal, so that no image judged normal shows a defect
     # region; "none" keeps every image's mask, as the paper's IoU reads them. The map is the same
