@@ -229,7 +229,7 @@ class InferConfig:
     # Painted copies of each held-out normal the auto mask threshold is decided on (the other
     # decisions and `cavga validate` paint 2). More copies steady the choice between neighbouring
     # quantiles: on bottle's CAVGA-Ru, 2 copies chose 0.999 in two seeds of three, and 6 copies with
-    # other paint seeds chose 0.995 in 5 of 6 (docs/results.md, "Session 50"). Each copy costs one
+    # other paint seeds chose 0.995 in 5 of 6 (docs/results.md, "Sessions 49-50"). Each copy costs one
     # more prediction over the held-out normals at the end of training.
     mask_copies: int = 2
     # The painted defects of the auto mask threshold's decision, faded: each painted copy blended
