@@ -13,6 +13,7 @@ from torch import nn
 
 from _scripts import benchmark_script
 from cavga import mask_threshold, validation
+from cavga.cli import main
 from cavga.config import ModelConfig, RunConfig, apply_overrides, resolve
 from cavga.decisions import CLASS_ANOMALY_SCORES
 from cavga.demo_data import DEFECT_TYPES, generate_demo_dataset
@@ -20,9 +21,16 @@ from cavga.errors import CavgaError
 from cavga.evaluate import evaluate_run
 from cavga.image_scores import MAP_VERSION
 from cavga.inference import Predictor, ThresholdForAnotherMap
-from cavga.mask_threshold import MASK_MARGINS, MASK_PEAK_FRACTIONS, MASK_QUANTILES, mask_candidates, mask_label
+from cavga.mask_threshold import (
+    MASK_MARGINS,
+    MASK_PEAK_FRACTIONS,
+    MASK_QUANTILES,
+    mask_candidates,
+    mask_label,
+    mask_sweep,
+)
 from cavga.networks import CAVGA
-from cavga.painting import held_out_images, held_out_normals, paint_validation_set
+from cavga.painting import held_out_images, held_out_normals, paint_validation_set, predict_painted
 from cavga.redecide import redecide_run
 from cavga.restarts import candidate_dir
 from cavga.runfolder import RunData
@@ -250,6 +258,28 @@ def test_infer_mask_fade_decides_the_mask_threshold_on_faded_painted_defects(tin
     images, boxes = held_out_images(held_out_normals(out), 32)
     again = mask_threshold.decide_mask_quantile(predictor, images, boxes, fraction="auto", fade=0.3)
     assert again["mask_quantile"]["validation_iou"] == pytest.approx(decided["validation_iou"], abs=1e-6)
+
+
+def test_cavga_validate_sweeps_the_mask_threshold_on_the_decisions_faded_paint(
+    tiny_data, tmp_path, monkeypatch, capsys
+):
+    """With ``infer.mask_fade`` < 1 `cavga validate` sweeps the mask threshold on the faded painted set
+    the decision used (so the threshold in use tops its sweep); its threshold-free metrics stay on
+    full-strength paint."""
+    run, out = _tiny_run(tiny_data, tmp_path / "run", 0.2), tmp_path / "faded"
+    redecide_run(run, out, ["infer.mask_fade=0.3"], "cpu")
+    swept = []
+    monkeypatch.setattr(validation, "mask_sweep", lambda p, maps, *a: swept.append(maps) or mask_sweep(p, maps, *a))
+    assert main(["validate", str(out), "--device", "cpu"]) == 0
+    assert "defects faded to U(0.3, 1)" in capsys.readouterr().out
+    checked = json.loads((out / VALIDATION_FILE).read_text())
+    assert checked["mask_fade"] == 0.3 and "faded to U(0.3, 1)" in checked["mask_sweep_protocol"]
+    assert "faded" not in checked["protocol"]
+    predictor = Predictor.from_run(out, "cpu")
+    images, boxes = held_out_images(held_out_normals(out), 32)
+    maps = {f: predict_painted(predictor, images, boxes, 0, 2, f)[0]["map"] for f in (0.3, 1.0)}  # (M, S, S) each
+    assert np.allclose(np.stack(swept[0]), maps[0.3], rtol=0, atol=1e-7)  # the decision's faded set
+    assert not np.allclose(maps[0.3], maps[1.0], rtol=0, atol=1e-6)  # which full-strength paint would not give
 
 
 def test_a_peak_fraction_set_at_inference_takes_the_quantile_the_sweep_ranks_best_at_it():

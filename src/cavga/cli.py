@@ -247,7 +247,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         if result["mask_quantile_iou"]:
             # "1.0+0.05": margin 0.05; "0.9@0.5": peak fraction 0.5
             in_use = mask_label(result["mask_quantile"], result["mask_margin"], result["mask_peak_fraction"])
-            print(f"IoU by infer.mask_quantile[+mask_margin][@mask_peak_fraction] (in use: {in_use}): "
+            faded = f"; defects faded to U({result['mask_fade']:g}, 1)" if result["mask_fade"] < 1 else ""
+            print(f"IoU by infer.mask_quantile[+mask_margin][@mask_peak_fraction] (in use: {in_use}{faded}): "
                   f"{mask_sweep_text(result['mask_quantile_iou'])}")  # fmt: skip
         print(f"protocol: {result['protocol']}; written: {Path(args.run_dir) / VALIDATION_FILE}")
         return 0

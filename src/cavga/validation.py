@@ -21,6 +21,7 @@ import torch
 
 from . import data as D
 from .config import IMAGE_SCORES, load_config
+from .config.resolve import mask_fade
 from .demo_data import DEFECT_TYPES
 from .errors import CavgaError
 from .evaluate import GATE_KEYS, METRIC_KEYS, residual_baseline
@@ -229,8 +230,8 @@ def validate_run(
         raise CavgaError(f"{run_dir}: the run held out no normal images to validate on (data.val_fraction is 0)")
     predictor = Predictor.from_run(run_dir, device, infer)
     cfg = predictor.cfg
-    images, boxes = held_out_images(held_out, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S), N boxes
-    cols, masks, labels, kinds, boxes = predict_painted(predictor, images, boxes, seed, copies)  # M images
+    images, given = held_out_images(held_out, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S), N boxes
+    cols, masks, labels, kinds, boxes = predict_painted(predictor, images, given, seed, copies)  # M images
     maps, masks = content_only(cols["map"], boxes), content_only(masks, boxes)  # M x (h_i, w_i)
     pred_masks, res = content_only(cols["pmask"], boxes), content_only(cols["res"], boxes)
     recon = np.array([r.mean() for r in res])  # (M,) the residual's raw image score
@@ -248,7 +249,12 @@ def validate_run(
                 "pixel_auroc": round(pixel_auroc([maps[j] for j in sel], [masks[j] for j in sel]), 4),
                 "residual_pixel_auroc": round(pixel_auroc([res[j] for j in sel], [masks[j] for j in sel]), 4),
             }
-    sweep = mask_sweep(predictor, maps, masks, labels, *_asked_mask_settings(run_dir, cfg))
+    fade = mask_fade(cfg)
+    swept = (maps, masks, labels)
+    if fade < 1.0:  # the mask threshold is decided on faded paint (infer.mask_fade): its sweep is too
+        faded, f_masks, labels_f, _, f_boxes = predict_painted(predictor, images, given, seed, copies, fade)
+        swept = (content_only(faded["map"], f_boxes), content_only(f_masks, f_boxes), labels_f)
+    sweep = mask_sweep(predictor, *swept, *_asked_mask_settings(run_dir, cfg))
     result = {
         "run": str(run_dir),
         "model": cfg.model.label,
@@ -264,6 +270,8 @@ def validate_run(
         "mask_peak_fraction": predictor.mask_peak_fraction,
         # the thresholds an auto mask quantile weighs, at the run's mask margin and peak fraction as asked:
         # their painted IoU, and the share of a clean held-out image each flags
+        "mask_fade": fade,  # the sweep's painted set: faded as the mask decision's (infer.mask_fade)
+        "mask_sweep_protocol": protocol_text(len(held_out), copies, seed, fade),
         "mask_quantile_iou": sweep[0] if sweep else None,
         "mask_normal_share": sweep[1] if sweep else None,
         "image_auroc_by_score": _image_auroc_by_score(cfg, raw, recon, cols["bce"], maps, labels),
