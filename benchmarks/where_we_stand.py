@@ -168,6 +168,11 @@ ROWS = [
         "out too): the first row's runs, image AUROC, IoU and det. recomputed from their stored per-image scores "
         "(pixel AUROC and AUPRO need the maps: the first row's, on test sets with one more image)", _DU_TODAY46,
         _DU_PAPER, {k: _DU_TARGET[k] for k in ("iou", "detection_accuracy")}),
+    Row(8, "bottle 128 px", "CAVGA-Dw, the next row's three runs, their mask threshold decided again on "
+        "painted defects faded to U(0.3, 1) (`cavga redecide RUN OUT --set infer.mask_fade=0.3`, same weights; "
+        "split 0 chooses 0.9 at peak fraction 0.6 both ways, sessions 50-51)",
+        [_B + "dw-s51/bottle-Dw-seed0-fade0.3", _B + "ru-s50/bottle-Dw-seed1-k2-fade03",
+         _B + "ru-s50/bottle-Dw-seed2-k2-fade03"], **_DW_VS_DU46),
     Row(8, "bottle 128 px", "CAVGA-Dw, today's defaults and count (two anomalous training images, rounded "
         "up since session 46), the issue's command with `--model Dw`, seeds 0 (session 46, started before the "
         "change with `--anomalous-fraction 0.03`, which draws the same two images; the chosen candidate's painted "
