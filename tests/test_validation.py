@@ -221,7 +221,7 @@ def test_the_mask_threshold_is_decided_on_infer_mask_copies_painted_copies(tiny_
     only: its sweep is `cavga validate`'s at the same copies, and a copy count below 1 is refused."""
     run = _tiny_run(tiny_data, tmp_path / "run", 0.2, mask_copies=3)
     decided = load_checkpoint(run / CHECKPOINT)["mask_quantile"]
-    assert "+ 3 painted copies each, seed" in decided["protocol"]  # not faded by default
+    assert "+ 3 painted copies each, faded to U(0.3, 1), seed" in decided["protocol"]  # CAVGA's auto fade
     three = validate_run(run, device="cpu", copies=3)
     assert three["mask_quantile_iou"] == pytest.approx(decided["validation_iou"], abs=1e-4)
     assert "+ 2 painted copies each" in validate_run(run, device="cpu")["protocol"]  # validate's own default
@@ -236,11 +236,12 @@ def test_the_mask_threshold_is_decided_on_infer_mask_copies_painted_copies(tiny_
             cfg.validate()
 
 
-FADES = [("Ru", "auto", 0.3), ("Rw", "auto", 0.3), ("Du", "auto", 1.0), ("Dw", "auto", 1.0), ("Ru", 0.7, 0.7)]
+FADES = [("Ru", "auto", 0.3), ("Rw", "auto", 0.3), ("Du", "auto", 0.3), ("Dw", "auto", 0.3), ("Ru", 0.7, 0.7),
+         ("Du", 1.0, 1.0), ("AE-L2", "auto", 1.0), ("AE-SSIM", "auto", 1.0), ("PatchCore", "auto", 1.0)]  # fmt: skip
 
 
 @pytest.mark.parametrize(("variant", "asked", "fade"), FADES)
-def test_the_auto_mask_fade_is_0_3_for_cavga_r_and_full_strength_otherwise(variant, asked, fade):
+def test_the_auto_mask_fade_is_0_3_for_cavga_and_full_strength_for_the_baselines(variant, asked, fade):
     cfg = RunConfig()
     cfg.model.variant, cfg.infer.mask_fade = variant, asked
     assert resolve.mask_fade(cfg) == fade

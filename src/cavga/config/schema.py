@@ -236,7 +236,8 @@ class InferConfig:
     # with its clean image at a strength drawn from U(mask_fade, 1); 1 paints them at full strength
     # (as every other decision). Painted stains and patches stand far above the normal pixels, so
     # quantiles 0.99-0.999 tie on them while real defects, fainter, tell them apart; faded ones do
-    # too. "auto": 0.3 for CAVGA-R, 1 otherwise (cavga.config.resolve; docs/results.md, "Sessions 49-50").
+    # too. "auto": 0.3 for CAVGA, 1 for the baselines (cavga.config.resolve; docs/results.md,
+    # "Sessions 49-50" and "Session 52").
     mask_fade: float | str = "auto"
     # The masks an image's answer carries (predict, the reports, exported graphs): "verdict" empties
     # the mask of an image whose verdict is normal, so that no image judged normal shows a defect
