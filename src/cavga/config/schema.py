@@ -237,7 +237,7 @@ class InferConfig:
     # (as every other decision). Painted stains and patches stand far above the normal pixels, so
     # quantiles 0.99-0.999 tie on them while real defects, fainter, tell them apart; faded ones do
     # too. "auto": 0.3 for CAVGA, 1 for the baselines (cavga.config.resolve; docs/results.md,
-    # "Sessions 49-50" and "Session 52").
+    # "Sessions 49-50" and "Sessions 52-53").
     mask_fade: float | str = "auto"
     # The masks an image's answer carries (predict, the reports, exported graphs): "verdict" empties
     # the mask of an image whose verdict is normal, so that no image judged normal shows a defect
