@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ SHORT = {"image_auroc": "image", "pixel_auroc": "pixel", "iou": "IoU", "detectio
 
 @dataclass
 class Row:
+    key: str  # how other rows' texts name this one: "[[key]]", printed as "row N" (its place in the table)
     issue: int
     data: str
     what: str
@@ -121,193 +123,237 @@ _D52 = _B + "du-s52/"
 _DU_DEFAULT53 = [_D52 + f"bottle-Du-seed{s}-fade0.3" for s in (0, 1, 2)]
 _DU_FULL52 = [_D52 + f"bottle-Du-seed{s}" for s in (0, 1, 2)]
 
-_DW_VS_DU42 = _dw_vs_du(_DU_DEFAULT42, "(the session-42 Du's IoU, third row)")
-_DW_VS_DU53 = _dw_vs_du(_DU_DEFAULT53, "(today's Du's IoU, first row: decided on faded paint, as this row)")
+_DW_VS_DU42 = _dw_vs_du(_DU_DEFAULT42, "(the session-42 Du's IoU, [[du42]])")
+_DW_VS_DU53 = _dw_vs_du(_DU_DEFAULT53, "(today's Du's IoU, [[du53]]: decided on faded paint, as this row)")
 # the same target on today's test sets (the Du row recomputed on them)
-_DW_VS_DU46 = _dw_vs_du(_DU_TODAY46, "(the session-42 Du's IoU on today's test sets, two rows above)")
+_DW_VS_DU46 = _dw_vs_du(_DU_TODAY46, "(the session-42 Du's IoU on today's test sets, [[du46]])")
 
 ROWS = [
-    Row(8, "bottle 128 px", "CAVGA-Du, today's defaults (since session 53 the mask threshold is decided on painted "
+    Row("du53",
+        8, "bottle 128 px", "CAVGA-Du, today's defaults (since session 53 the mask threshold is decided on painted "
         "defects faded to U(0.3, 1), `infer.mask_fade` auto, as CAVGA-R's since session 50), the issue's command "
         "retrained in session 52, seeds 0, 1 and 2, decided with `cavga redecide RUN OUT --set "
         "infer.mask_fade=0.3` (quantile 0.9 at peak fraction 0.6 in all three); today's test sets, 81 images",
         _DU_DEFAULT53, _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Du, the session-52 defaults (the mask threshold decided on full-strength paint: "
-        "`--set infer.mask_fade=1`), the same weights as the row above (quantiles 0.995, 0.9, 0.98 at peak "
+    Row("du52-full",
+        8, "bottle 128 px", "CAVGA-Du, the session-52 defaults (the mask threshold decided on full-strength paint: "
+        "`--set infer.mask_fade=1`), the same weights as [[du53]] (quantiles 0.995, 0.9, 0.98 at peak "
         "fractions 0.6, 0.7, 0.6)", _DU_FULL52, _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Du, the session-42 defaults (since session 42: the verdict threshold at the "
+    Row("du42",
+        8, "bottle 128 px", "CAVGA-Du, the session-42 defaults (since session 42: the verdict threshold at the "
         "conformal rank of the held-out scores, `infer.normalizer_rank`; since session 41: the encoder distilled from "
-        "ImageNet Lite0 for 300 passes, once, shared by the three candidates; the rest as the sixth row, "
+        "ImageNet Lite0 for 300 passes, once, shared by the three candidates; the rest as [[du35]], "
         "with the map blur and the cosine), the issue's command, seeds 0, 1 and 2 (they chose seeds 1, 5 "
-        "and 6, which chose epochs 20, 20 and 20; the next row's runs evaluated again)", _DU_DEFAULT42,
+        "and 6, which chose epochs 20, 20 and 20; [[du41]]'s runs evaluated again)", _DU_DEFAULT42,
         _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Du, the session-41 defaults (as above, the verdict threshold at numpy's "
+    Row("du41",
+        8, "bottle 128 px", "CAVGA-Du, the session-41 defaults (as [[du42]], the verdict threshold at numpy's "
         "interpolated quantile: `--set infer.normalizer_rank=interpolated`), the same runs", _DU_DEFAULT41,
         _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Du, the session-40 defaults (as above, each candidate distilling its own "
+    Row("du40",
+        8, "bottle 128 px", "CAVGA-Du, the session-40 defaults (as [[du41]], each candidate distilling its own "
         "encoder: `--set distill.share=false`), the issue's command, seed 0 (it chose seed 2, which chose "
         "epoch 20)", [_D41 + "bottle-Du-seed0-own"],
         _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Du, the session-35 defaults (encoder distilled from ImageNet Lite0 "
+    Row("du35",
+        8, "bottle 128 px", "CAVGA-Du, the session-35 defaults (encoder distilled from ImageNet Lite0 "
         "with CutPaste patches, frozen, mu_energy; three seeds to the first painted check, the best trained "
         "on, up to 100 epochs, stopping two checks after the best and ending on the epoch its painted check "
         "chose; the mask threshold raised towards each map's peak), the issue's command, seeds 0, 1 and 2 "
         "(they chose seeds 1, 3 and 8, which chose epochs 20, 20 and 20; seeds 0 and 1 stood in for by the "
-        "plain runs of seeds 1 and 3, which split the data with their own seeds; the seventh row's runs, their "
+        "plain runs of seeds 1 and 3, which split the data with their own seeds; [[du34]]'s runs, their "
         "decisions made again; made before the map blur and with 100 distillation passes at a constant "
         "rate, the defaults until sessions 38-40)", _DU_DEFAULT35,
         _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Du, the session-34 defaults (as above, the mask threshold a quantile "
+    Row("du34",
+        8, "bottle 128 px", "CAVGA-Du, the session-34 defaults (as [[du35]], the mask threshold a quantile "
         "alone: `--set infer.mask_peak_fraction=0`)", _DU_DEFAULT,
         _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Du, the session-32 defaults (as above, two seeds to the first check: "
+    Row("du32",
+        8, "bottle 128 px", "CAVGA-Du, the session-32 defaults (as [[du34]], two seeds to the first check: "
         "`--restarts 2`, 100 epochs), seeds 0, 1 and 2 (they chose seeds 1, 3 and 5; seeds 0 and 1 stood in for "
         "by the plain runs of the seeds they chose, on those seeds' splits)", _DU_RESTARTS2,
         _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Du, the session-31 defaults (as above, one seed each: `--restarts 1`; "
+    Row("du31",
+        8, "bottle 128 px", "CAVGA-Du, the session-31 defaults (as [[du32]], one seed each: `--restarts 1`; "
         "seeds 0-5 chose epochs 40, 20, 40, 20, 40, 40; seeds 4 and 5 were trained as seed 2's restart "
         "candidates, on its split)", _DU_PLAIN,
         _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Du, the session-30 defaults (as above, ending on epoch 100: "
+    Row("du30",
+        8, "bottle 128 px", "CAVGA-Du, the session-30 defaults (as [[du31]], ending on epoch 100: "
         "`--validate-every 0`)", _DU_S30,
         _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Du, today's defaults but one candidate to 20 epochs (`--seed S --restarts 1 "
+    Row("du-e20-d300",
+        8, "bottle 128 px", "CAVGA-Du, today's defaults but one candidate to 20 epochs (`--seed S --restarts 1 "
         "--epochs 20`; not the issue's command): the distillation 300 passes (`distill.epochs`, the default since "
         "session 40), seeds 0, 1 and 2", _DU_E20_D300,
         _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Du, as the row above with the distillation's 100 passes of sessions 30-39 "
+    Row("du-e20-d100",
+        8, "bottle 128 px", "CAVGA-Du, as [[du-e20-d300]] with the distillation's 100 passes of sessions 30-39 "
         "(`--set distill.epochs=100`), the same seeds", _DU_E20_D100,
         _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Du, defaults, on today's test sets (since session 46 CAVGA-w's anomalous "
+    Row("du46",
+        8, "bottle 128 px", "CAVGA-Du, defaults, on today's test sets (since session 46 CAVGA-w's anomalous "
         "training count is rounded up, the paper's Table 2: two bottle images, which CAVGA-u's test set leaves "
-        "out too): the third row's runs, image AUROC, IoU and det. recomputed from their stored per-image scores "
-        "(pixel AUROC and AUPRO need the maps: the third row's, on test sets with one more image)", _DU_TODAY46,
+        "out too): [[du42]]'s runs, image AUROC, IoU and det. recomputed from their stored per-image scores "
+        "(pixel AUROC and AUPRO need the maps: [[du42]]'s, on test sets with one more image)", _DU_TODAY46,
         _DU_PAPER, {k: _DU_TARGET[k] for k in ("iou", "detection_accuracy")}),
-    Row(8, "bottle 128 px", "CAVGA-Dw, today's defaults: the next row's three runs, their mask threshold decided "
+    Row("dw53",
+        8, "bottle 128 px", "CAVGA-Dw, today's defaults: [[dw46]]'s three runs, their mask threshold decided "
         "again on painted defects faded to U(0.3, 1) (`cavga redecide RUN OUT --set infer.mask_fade=0.3`, same "
         "weights; split 0 chooses 0.9 at peak fraction 0.6 both ways, sessions 50-51)",
         [_B + "dw-s51/bottle-Dw-seed0-fade0.3", _B + "ru-s50/bottle-Dw-seed1-k2-fade03",
          _B + "ru-s50/bottle-Dw-seed2-k2-fade03"], **_DW_VS_DU53),
-    Row(8, "bottle 128 px", "CAVGA-Dw, today's defaults and count (two anomalous training images, rounded "
+    Row("dw46",
+        8, "bottle 128 px", "CAVGA-Dw, today's defaults and count (two anomalous training images, rounded "
         "up since session 46), the issue's command with `--model Dw`, seeds 0 (session 46, started before the "
         "change with `--anomalous-fraction 0.03`, which draws the same two images; the chosen candidate's painted "
         "checks 0.972-0.979, ending on epoch 100), 1 (session 47; 0.940, 0.882, 0.935 chose seed 3, ending "
         "on epoch 100; 83 min) and 2 (session 48; 0.972, 0.954, 0.944 chose seed 6, ending on epoch 20; 76 min)",
         [_B + "dw-s46/bottle-Dw-seed0-k2", _B + "dw-s47/bottle-Dw-seed1-k2", _B + "dw-s48/bottle-Dw-seed2-k2"],
         **_DW_VS_DU46),
-    Row(8, "bottle 128 px", "CAVGA-Dw, the third row's defaults (`distill.share` `auto`: each candidate "
+    Row("dw43",
+        8, "bottle 128 px", "CAVGA-Dw, [[du42]]'s defaults (`distill.share` `auto`: each candidate "
         "distils its own encoder), the issue's command with `--model Dw`, seeds 0 (session 43; painted checks at "
         "epoch 20 of seeds 0-2: 0.779, 0.880, 0.944; trained on seed 2, ending on epoch 20; 85 min on two threads) "
         "and 1 (session 45; seeds 3-5: 0.966, 0.882, 0.944; trained on seed 3 to epoch 100, ending on epoch 100; "
         "88 min)", [_B + "dw-s43/bottle-Dw-seed0-auto", _B + "dw-s45/bottle-Dw-seed1"], **_DW_VS_DU42),
-    Row(8, "bottle 128 px", "CAVGA-Dw, the third row's defaults with the distillation shared (session 42's "
+    Row("dw42",
+        8, "bottle 128 px", "CAVGA-Dw, [[du42]]'s defaults with the distillation shared (session 42's "
         "code before `distill.share` `auto`), the issue's command with `--model Dw`, seed 0 (painted checks at "
         "epoch 20 of seeds 0-2, all from seed 0's shared distillation: "
         "0.779, 0.698, 0.726; trained on seed 0, ending on epoch 40)",
         [_B + "dw-s42/bottle-Dw-seed0"], **_DW_VS_DU42),
-    Row(8, "bottle 128 px", "CAVGA-Dw, one candidate to 20 epochs distilling its own encoder (`--seed S "
-        "--restarts 1 --epochs 20`; not the issue's command), seeds 1 and 2: what the row above's candidates 1 "
+    Row("dw42-own",
+        8, "bottle 128 px", "CAVGA-Dw, one candidate to 20 epochs distilling its own encoder (`--seed S "
+        "--restarts 1 --epochs 20`; not the issue's command), seeds 1 and 2: what [[dw42]]'s candidates 1 "
         "and 2 are with their own distillations (painted checks at epoch 20 0.937 and 0.892; `distill.share` "
         "`auto` is false for CAVGA-w since session 42)",
         [_B + f"dw-s42/bottle-Dw-seed{s}-own-e20" for s in (1, 2)], **_DW_VS_DU42),
-    Row(8, "bottle 128 px", "CAVGA-Dw, the session-35 defaults (as the sixth row, no map blur), the issue's "
+    Row("dw35",
+        8, "bottle 128 px", "CAVGA-Dw, the session-35 defaults (as [[du35]], no map blur), the issue's "
         "command, written up as seeds 0 and 1 but **both on split 1** (found in session 45): seed 1 (it chose "
         "seed 5 of seeds 3-5, painted checks at epoch 20 0.931, 0.927, 0.942; trained in sessions 37-38) and, "
-        "for seed 0, the next row's run, its decisions made again: seed 2, trained in session 33 as seed 1's "
+        "for seed 0, [[dw34]]'s run, its decisions made again: seed 2, trained in session 33 as seed 1's "
         "restart candidate (`--restarts 2`), so on seed 1's split, and compared in session 34 with seeds 0 "
         "and 1 run on their own splits (0.673, 0.833 against its 0.941)",
         [_P + "Dw-seed2-s34", _M + "bottle-Dw-base1-blur0"],
-        **_dw_vs_du(_DU_DEFAULT35, "(the session-35 Du's IoU, sixth row)")),
-    Row(8, "bottle 128 px", "CAVGA-Dw, the session-34 defaults (as the seventh row), written up as seed 0: the "
-        "seed-2 candidate on seed 1's split (the row above)",
-        [_B + "bottle-Dw-seed2-s34"], **_dw_vs_du(_DU_DEFAULT, "(the session-34 Du's IoU, seventh row)")),
-    Row(8, "bottle 128 px", "CAVGA-Dw, the session-32 defaults (`--restarts 2`), seeds 0 and 1 (they chose "
+        **_dw_vs_du(_DU_DEFAULT35, "(the session-35 Du's IoU, [[du35]])")),
+    Row("dw34",
+        8, "bottle 128 px", "CAVGA-Dw, the session-34 defaults (as [[du34]]), written up as seed 0: the "
+        "seed-2 candidate on seed 1's split ([[dw35]])",
+        [_B + "bottle-Dw-seed2-s34"], **_dw_vs_du(_DU_DEFAULT, "(the session-34 Du's IoU, [[du34]])")),
+    Row("dw32",
+        8, "bottle 128 px", "CAVGA-Dw, the session-32 defaults (`--restarts 2`), seeds 0 and 1 (they chose "
         "seeds 1 and 3: painted checks at epoch 20 0.833 against 0.673, 0.950 against 0.941; seed 0 stood in "
         "for by the plain run of seed 1, so both runs are on split 1)",
         [_B + "bottle-Dw-default-seed1-s32", _B + "bottle-Dw-default-base1-s33"],
-        **_dw_vs_du(_DU_RESTARTS2, "(the session-32 Du's IoU, eighth row)")),
-    Row(8, "bottle 128 px", "CAVGA-Dw, the session-31 defaults (one seed each: `--restarts 1`)",
+        **_dw_vs_du(_DU_RESTARTS2, "(the session-32 Du's IoU, [[du32]])")),
+    Row("dw31",
+        8, "bottle 128 px", "CAVGA-Dw, the session-31 defaults (one seed each: `--restarts 1`)",
         [_B + "bottle-Dw-default-seed0-s31", _B + "bottle-Dw-default-seed1-s32"],
-        **_dw_vs_du(_DU_PLAIN, "(the session-31 Du's IoU, ninth row)")),
-    Row(8, "bottle 128 px", "CAVGA-Dw, the session-30 defaults (distilled, frozen, mu_energy), ending on epoch 100",
+        **_dw_vs_du(_DU_PLAIN, "(the session-31 Du's IoU, [[du31]])")),
+    Row("dw30",
+        8, "bottle 128 px", "CAVGA-Dw, the session-30 defaults (distilled, frozen, mu_energy), ending on epoch 100",
         [_B + f"bottle-Dw-default-seed{s}-s30" for s in (0, 1)],
-        **_dw_vs_du(_DU_S30, "(the session-30 Du's IoU, tenth row)")),
-    Row(8, "bottle 128 px", "CAVGA-Du, from scratch (`--encoder-init dcgan`, the defaults until session 29), "
+        **_dw_vs_du(_DU_S30, "(the session-30 Du's IoU, [[du30]])")),
+    Row("du-scratch",
+        8, "bottle 128 px", "CAVGA-Du, from scratch (`--encoder-init dcgan`, the defaults until session 29), "
         "100 epochs", [_B + "bottle-Du-default-100ep-s20"], _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Dw, from scratch (the defaults until session 29), 100 epochs",
+    Row("dw-scratch",
+        8, "bottle 128 px", "CAVGA-Dw, from scratch (the defaults until session 29), 100 epochs",
         [_B + "bottle-Dw-100ep-seed1-s24", _B + "bottle-Dw-100ep-seed2-s24"],
-        **_dw_vs_du([_B + "bottle-Du-default-100ep-s20"], "(the from-scratch Du's IoU, the row above)")),
-    Row(8, "bottle 128 px", "CAVGA-Du, encoder distilled from ImageNet Lite0 with CutPaste patches "
+        **_dw_vs_du([_B + "bottle-Du-default-100ep-s20"], "(the from-scratch Du's IoU, [[du-scratch]])")),
+    Row("du29-cutpaste",
+        8, "bottle 128 px", "CAVGA-Du, encoder distilled from ImageNet Lite0 with CutPaste patches "
         "(distill.cutpaste 0.5), frozen, mu_energy, 40 epochs (half-cell shifts: on, decided by training)",
         [_B + f"bottle-Du-distill-cutpaste-seed{s}-s29" for s in range(3)],
         _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Ru, frozen ImageNet EfficientNet-Lite0, today's defaults (the README's "
-        "command at 128 px): the next row's three runs, their mask threshold decided again on painted defects "
+    Row("ru50",
+        8, "bottle 128 px", "CAVGA-Ru, frozen ImageNet EfficientNet-Lite0, today's defaults (the README's "
+        "command at 128 px): [[ru48]]'s three runs, their mask threshold decided again on painted defects "
         "faded to U(0.3, 1) (`infer.mask_fade` auto for CAVGA-R since session 50; `cavga redecide`, same "
         "weights): quantiles 0.98, 0.95, 0.99 at peak fraction 0.8 instead of 0.995, 0.999, 0.999",
         [_B + f"ru-s50/bottle-Ru-seed{s}-fade03" for s in range(3)],
         _RU_PAPER, _RU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Ru, frozen ImageNet EfficientNet-Lite0, the defaults until session 49 (the README's "
-        "command at 128 px: three candidates to the first painted check, every 20 epochs, patience 2; the rows "
-        "below are one candidate to 40 epochs), seeds 0 (session 48; chose candidate 0, ending on epoch 60; 54 "
-        "min on two threads), 1 and 2 (session 49; candidates 5 and 6, ending on epochs 40 and 60; 43 and 51 "
-        "min; both chose mask quantile 0.999, where 0.995 gives IoU 0.292 and 0.307 on the test set: "
+    Row("ru48",
+        8, "bottle 128 px", "CAVGA-Ru, frozen ImageNet EfficientNet-Lite0, the defaults until session 49 (the README's "
+        "command at 128 px: three candidates to the first painted check, every 20 epochs, patience 2; "
+        "[[ru38]] to [[ru29]] are one candidate to 40 epochs), seeds 0 (session 48; chose candidate 0, ending "
+        "on epoch 60; 54 min on two threads), 1 and 2 (session 49; candidates 5 and 6, ending on epochs 40 and "
+        "60; 43 and 51 min; both chose mask quantile 0.999, where 0.995 gives IoU 0.292 and 0.307 on the test set: "
         "\"Sessions 49-50\"); today's test sets, 81 images",
         [_B + "ru-s48/bottle-Ru-seed0-default"] + [_B + f"ru-s49/bottle-Ru-seed{s}-default" for s in (1, 2)],
         _RU_PAPER, _RU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Ru, frozen ImageNet EfficientNet-Lite0, 40 epochs, ending on epoch 40, "
+    Row("ru38",
+        8, "bottle 128 px", "CAVGA-Ru, frozen ImageNet EfficientNet-Lite0, 40 epochs, ending on epoch 40, "
         "the map blurred by 4 px (`infer.map_blur`, the default since session 38): seed 0 of session 37 "
         "decided again with it, seeds 1 and 2 trained in session 38 (the same weights without the blur: "
-        "IoU 0.305, 0.313 and 0.334, the next row's)",
+        "IoU 0.305, 0.313 and 0.334, [[ru35]]'s)",
         [_M + "bottle-Ru-seed0-40ep-blur4-option", _M + "bottle-Ru-seed1-40ep", _M + "bottle-Ru-seed2-40ep"],
         _RU_PAPER, _RU_TARGET),
-    Row(8, "bottle 128 px", "CAVGA-Ru, frozen ImageNet EfficientNet-Lite0, 40 epochs, ending on epoch 40 "
-        "(the next row's runs, their decisions made again by the code of session 35: the mask threshold "
+    Row("ru35",
+        8, "bottle 128 px", "CAVGA-Ru, frozen ImageNet EfficientNet-Lite0, 40 epochs, ending on epoch 40 "
+        "([[ru29]]'s runs, their decisions made again by the code of session 35: the mask threshold "
         "raised towards each map's peak; no map blur)",
         [_P + "Ru-seed0-s29", _P + "Ru-seed1-s29", _P + "Ru-seed2-s28"],
         _RU_PAPER, _RU_TARGET,
-        note="(pixel: on the line, as the next row: the map is the same)"),
-    Row(8, "bottle 128 px", "CAVGA-Ru, frozen ImageNet EfficientNet-Lite0, 40 epochs, ending on epoch 40 "
+        note="(pixel: on the line, as [[ru29]]: the map is the same)"),
+    Row("ru29",
+        8, "bottle 128 px", "CAVGA-Ru, frozen ImageNet EfficientNet-Lite0, 40 epochs, ending on epoch 40 "
         "(made before `validate_every`; half-cell shifts: off, decided by training)",
         [_B + "bottle-Ru-lite0-frozen-seed0-s29", _B + "bottle-Ru-lite0-frozen-seed1-s29",
          _B + "bottle-Ru-lite0-frozen-seed2-s28"],
         _RU_PAPER, _RU_TARGET,
         note="(pixel: on the line, 0.0001 over; a rerun of seed 1 moved the mean by 0.0002)"),
-    Row(8, "bottle 128 px", "CAVGA-Rw, frozen EfficientNet-Lite0, 20 epochs", [_B + "bottle-Rw-lite0-frozen-s20"],
+    Row("rw20",
+        8, "bottle 128 px", "CAVGA-Rw, frozen EfficientNet-Lite0, 20 epochs", [_B + "bottle-Rw-lite0-frozen-s20"],
         {"iou": 0.39, "detection_accuracy": 0.96}),
-    Row(8, "bottle 256 px (H200)", "CAVGA-Du, from scratch (the defaults until session 29), 100 epochs",
+    Row("gpu-du",
+        8, "bottle 256 px (H200)", "CAVGA-Du, from scratch (the defaults until session 29), 100 epochs",
         [_B + f"gpu-h200-s23/bottle-Du-seed{s}" for s in range(3)],
         _DU_PAPER, _DU_TARGET),
-    Row(8, "bottle 256 px (H200)", "CAVGA-Ru, frozen EfficientNet-Lite0",
+    Row("gpu-ru",
+        8, "bottle 256 px (H200)", "CAVGA-Ru, frozen EfficientNet-Lite0",
         [_B + f"gpu-h200-s23/bottle-Ru-lite0-seed{s}" for s in range(3)],
         _RU_PAPER, _RU_TARGET),
-    Row(8, "MTD 128 px", "CAVGA-Du, from scratch (the defaults until session 29), 10 epochs", [_B + "mtd-Du-defaults"],
+    Row("mtd-du-scratch",
+        8, "MTD 128 px", "CAVGA-Du, from scratch (the defaults until session 29), 10 epochs", [_B + "mtd-Du-defaults"],
         target={"pixel_auroc": (0.75, 1), "image_auroc": (0.77, 1)}),
-    Row(8, "MTD 128 px", "CAVGA-Du, encoder distilled from ImageNet Lite0 with CutPaste patches, frozen, 10 epochs",
+    Row("mtd-du-distill29",
+        8, "MTD 128 px", "CAVGA-Du, encoder distilled from ImageNet Lite0 with CutPaste patches, frozen, 10 epochs",
         [_B + "mtd-Du-distill-cutpaste-s29"], target={"pixel_auroc": (0.75, 1), "image_auroc": (0.77, 1)}),
-    Row(8, "MTD 128 px, aspect kept", "CAVGA-Ru, frozen EfficientNet-Lite0, 20 epochs",
+    Row("mtd-ru",
+        8, "MTD 128 px, aspect kept", "CAVGA-Ru, frozen EfficientNet-Lite0, 20 epochs",
         [_B + "mtd-Ru-lite0-pad-20ep-s20"], target={"pixel_auroc": (0.75, 1), "image_auroc": (0.77, 1)},
         note="(the issue sets it for Du)"),
-    Row(8, "demo (brick, 128 px)", "CAVGA-Du, `cavga demo`", [_B + "demo-s53/Du"], target={"pixel_auroc": (0.90, 1)}),
-    Row(8, "demo (brick, 128 px)", "CAVGA-Dw, `cavga demo --model Dw`", [_B + "demo-s53/Dw"],
+    Row("demo-du",
+        8, "demo (brick, 128 px)", "CAVGA-Du, `cavga demo`", [_B + "demo-s53/Du"], target={"pixel_auroc": (0.90, 1)}),
+    Row("demo-dw",
+        8, "demo (brick, 128 px)", "CAVGA-Dw, `cavga demo --model Dw`", [_B + "demo-s53/Dw"],
         target={"pixel_auroc": (0.90, 1), "detection_accuracy": (_stored(_B + "demo-s53/Du", "detection_accuracy"), 1)},
-        note="(det.: Du's, the row above)"),
-    Row(10, "MNIST, 10 digits", "CAVGA-Du, 2 epochs, from scratch (configs/mnist.yaml until session 39; "
+        note="(det.: Du's, [[demo-du]])"),
+    Row("mnist-scratch",
+        10, "MNIST, 10 digits", "CAVGA-Du, 2 epochs, from scratch (configs/mnist.yaml until session 39; "
         "`--encoder-init dcgan` now)", [],
         {"image_auroc": 0.986}, {"image_auroc": (0.95, 1)}, grids=["issue10/mnist/image-score-s22/defaults-3seeds"]),
-    Row(10, "MNIST, 10 digits", "CAVGA-Du, 2 epochs, the distilled frozen start (configs/mnist.yaml since "
+    Row("mnist-distill",
+        10, "MNIST, 10 digits", "CAVGA-Du, 2 epochs, the distilled frozen start (configs/mnist.yaml since "
         "session 40), seeds 0 (session 40), 1 and 2 (session 44; digit 1's two runs decided again with the one-class "
         "image score rule of session 44, which changes none of seed 0's choices)", [],
         {"image_auroc": 0.986}, {"image_auroc": (0.95, 1)},
         grids=["issue10/mnist/distill-s40", "issue10/mnist/distill-s44"]),
-    Row(10, "MNIST, 10 digits", "CAVGA-Du, 2 epochs, the distilled frozen start (configs/mnist.yaml since "
+    Row("mnist-distill-seed0",
+        10, "MNIST, 10 digits", "CAVGA-Du, 2 epochs, the distilled frozen start (configs/mnist.yaml since "
         "session 40), seed 0", [],
         {"image_auroc": 0.986}, {"image_auroc": (0.95, 1)}, grids=["issue10/mnist/distill-s40"]),
-    Row(10, "bottle 128 px", "AE-L2 [6], 1000 epochs",
+    Row("ae-l2",
+        10, "bottle 128 px", "AE-L2 [6], 1000 epochs",
         ["issue10/bottle-cpu/ae-schedule-s23/AE-L2-1000ep", "issue10/bottle-cpu/ae-schedule-s24/AE-L2-1000ep-seed1",
          "issue10/bottle-cpu/ae-schedule-s26/AE-L2-1000ep-seed2"],
         {"iou": 0.22, "detection_accuracy": 0.80}, {"iou": (0.17, 0.27)}),
-    Row(10, "bottle 128 px", "AE-SSIM [6], 1000 epochs", ["issue10/bottle-cpu/ae-schedule-s23/AE-SSIM-1000ep"],
+    Row("ae-ssim",
+        10, "bottle 128 px", "AE-SSIM [6], 1000 epochs", ["issue10/bottle-cpu/ae-schedule-s23/AE-SSIM-1000ep"],
         {"iou": 0.15, "detection_accuracy": 0.88}, {"iou": (0.10, 0.20)}),
 ]  # fmt: skip
 
@@ -331,7 +377,23 @@ def _mean(values: list[float | None]) -> float | None:
     return statistics.fmean(values) if values and all(v is not None for v in values) else None
 
 
-def summarise(row: Row) -> dict:
+def _resolve(text: str, place: dict[str, int]) -> str:
+    """``text`` with each ``[[key]]`` written as the row's number in the table, so that a row added anywhere
+    renumbers every reference."""
+    return re.sub(r"\[\[([\w.-]+)\]\]", lambda m: f"row {place[m.group(1)]}", text)
+
+
+def places(rows: list[Row]) -> dict[str, int]:
+    """Each row's key: its number in the table (from 1)."""
+    place = {row.key: i for i, row in enumerate(rows, 1)}
+    if len(place) != len(rows):
+        raise SystemExit("where_we_stand: two rows share a key")
+    return place
+
+
+def summarise(row: Row, place: dict[str, int] | None = None) -> dict:
+    """The row's numbers against its target; ``place``: every row's number (``places``), for references."""
+    place = place or {row.key: 1}
     if row.grids:
         ours, residual = _grid_seed_means([RESULTS / g for g in row.grids])
         sources, splits = row.grids, []  # a grid cell's split is its own (category, seed)
@@ -347,9 +409,10 @@ def summarise(row: Row) -> dict:
             stats[k] = {"mean": statistics.fmean(values), "std": sd, "values": values}
     res = {k: _mean([r[k] for r in residual]) for k in METRICS}
     met = {k: k in stats and lo <= stats[k]["mean"] <= hi for k, (lo, hi) in row.target.items()}
-    return {"issue": row.issue, "data": row.data, "what": row.what, "seeds": len(ours), "splits": splits,
-            "sources": sources, "ours": stats, "residual": res, "paper": row.paper,
-            "target": {k: list(v) for k, v in row.target.items()}, "met": met, "note": row.note}  # fmt: skip
+    return {"row": place[row.key], "key": row.key, "issue": row.issue, "data": row.data,
+            "what": _resolve(row.what, place), "seeds": len(ours), "splits": splits, "sources": sources,
+            "ours": stats, "residual": res, "paper": row.paper, "target": {k: list(v) for k, v in row.target.items()},
+            "met": met, "note": _resolve(row.note, place)}  # fmt: skip
 
 
 def _cell(s: dict, k: str) -> str:
@@ -387,13 +450,13 @@ def _target(s: dict) -> str:
 
 
 def table(summaries: list[dict]) -> str:
-    head = ["issue", "data", "model, setting", "runs", *(SHORT[k] for k in METRICS), "same-run residual", "target"]
+    head = ["#", "issue", "data", "model, setting", "runs", *(SHORT[k] for k in METRICS), "same-run residual", "target"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summaries:
         r = s["residual"]  # on the metrics the target is set on (pixel AUROC and IoU where it sets none)
         keys = [k for k in s["target"] if r[k] is not None] or [k for k in ("pixel_auroc", "iou") if r[k] is not None]
         residual = ", ".join(f"{SHORT[k]} {r[k]:.3f}" for k in keys)
-        cells = [str(s["issue"]), s["data"], s["what"], _runs(s), *(_cell(s, k) for k in METRICS)]
+        cells = [str(s["row"]), str(s["issue"]), s["data"], s["what"], _runs(s), *(_cell(s, k) for k in METRICS)]
         lines.append("| " + " | ".join([*cells, residual, _target(s)]) + " |")
     return "\n".join(lines)
 
@@ -402,7 +465,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="also write the rows as JSON here")
     args = ap.parse_args()
-    summaries = [summarise(row) for row in ROWS]
+    place = places(ROWS)
+    summaries = [summarise(row, place) for row in ROWS]
     print(table(summaries))
     print("\nmean ± sample std over runs; runs (splits): the data seed each run split its images with (its held-out")
     print("normals, its test set, CAVGA-w's training anomalies; grids: one split per cell); (x): the paper's number")

@@ -23,7 +23,7 @@ def test_a_row_averages_its_seeds_and_judges_the_mean_against_the_target(tmp_pat
     monkeypatch.setattr(wws, "RESULTS", tmp_path)
     _store(tmp_path / "a", 0.30, 0.9499, 0.10)
     _store(tmp_path / "b", 0.40, 0.9500, 0.20)
-    row = wws.Row(8, "d", "m", ["a", "b"], {"iou": 0.34}, {"iou": (0.34, 1), "pixel_auroc": (0.95, 1)})
+    row = wws.Row("k", 8, "d", "m", ["a", "b"], {"iou": 0.34}, {"iou": (0.34, 1), "pixel_auroc": (0.95, 1)})
     s = wws.summarise(row)
     assert abs(s["ours"]["iou"]["mean"] - 0.35) < 1e-12 and abs(s["ours"]["iou"]["std"] - 0.0707107) < 1e-6
     assert abs(s["residual"]["iou"] - 0.15) < 1e-12 and s["ours"]["image_auroc"]["mean"] == 0.9  # top-level key
@@ -36,7 +36,20 @@ def test_a_row_averages_its_seeds_and_judges_the_mean_against_the_target(tmp_pat
 def test_a_band_target_is_missed_above_it_too(tmp_path, monkeypatch):
     monkeypatch.setattr(wws, "RESULTS", tmp_path)
     _store(tmp_path / "a", 0.369, 0.9, 0.08)
-    assert wws.summarise(wws.Row(10, "d", "AE-SSIM", ["a"], target={"iou": (0.10, 0.20)}))["met"] == {"iou": False}
+    assert wws.summarise(wws.Row("k", 10, "d", "AE-SSIM", ["a"], target={"iou": (0.10, 0.20)}))["met"] == {"iou": False}
+
+
+def test_a_reference_names_the_rows_place_so_a_row_added_above_renumbers_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(wws, "RESULTS", tmp_path)
+    _store(tmp_path / "a", 0.3, 0.9, 0.1)
+    rows = [wws.Row("old", 8, "d", "m", ["a"]), wws.Row("new", 8, "d", "as [[old]]", ["a"], note="([[old]])")]
+    s = wws.summarise(rows[1], wws.places(rows))
+    assert s["what"] == "as row 1" and s["note"] == "(row 1)" and s["row"] == 2
+    rows.insert(0, wws.Row("top", 8, "d", "m", ["a"]))
+    assert wws.summarise(rows[2], wws.places(rows))["what"] == "as row 2"
+    assert wws.table([s]).splitlines()[-1].startswith("| 2 | 8 | d | as row 1 |")
+    with pytest.raises(SystemExit, match="share a key"):
+        wws.places([*rows, wws.Row("old", 8, "d", "m", ["a"])])
 
 
 def test_the_runs_cell_names_each_runs_split_and_says_when_runs_share_one(tmp_path, monkeypatch):
@@ -45,15 +58,17 @@ def test_the_runs_cell_names_each_runs_split_and_says_when_runs_share_one(tmp_pa
     _store(tmp_path / "b", 0.3, 0.9, 0.1, split=1)  # a restart candidate's plain run on another seed's split
     _store(tmp_path / "c", 0.3, 0.9, 0.1, split=0)
     _store(tmp_path / "old", 0.3, 0.9, 0.1)  # stored before metrics.json said its split
-    cell = lambda runs: wws.table([wws.summarise(wws.Row(8, "d", "m", runs))]).splitlines()[-1].split(" | ")[3]  # noqa: E731
+    cell = lambda runs: wws.table([wws.summarise(wws.Row("k", 8, "d", "m", runs))]).splitlines()[-1].split(" | ")[4]  # noqa: E731
     assert cell(["a", "b"]) == "2 (splits 1, 1: 1 split)"
     assert cell(["c", "a"]) == "2 (splits 0, 1)" and cell(["c"]) == "1 (split 0)"
     assert cell(["a", "old"]) == "2"  # an unknown split claims nothing
 
 
 def test_every_row_reads_stored_results():
+    place = wws.places(wws.ROWS)
     for row in wws.ROWS:
-        s = wws.summarise(row)  # raises if a folder is missing
+        s = wws.summarise(row, place)  # raises if a folder is missing, or a text names a key no row has
+        assert "[[" not in s["what"] + s["note"]
         assert s["seeds"] >= 1 and set(s["target"]) <= set(s["ours"])
 
 
@@ -68,13 +83,13 @@ def test_a_grid_row_reads_seeds_run_as_separate_grids_and_rejects_a_cell_twice(t
     monkeypatch.setattr(wws, "RESULTS", tmp_path)
     _grid(tmp_path / "s0", [("0", 0, 0.90), ("1", 0, 1.00)])
     _grid(tmp_path / "s12", [("0", 1, 0.80), ("1", 1, 0.90), ("0", 2, 0.96), ("1", 2, 0.98)])
-    s = wws.summarise(wws.Row(10, "d", "m", [], target={"image_auroc": (0.95, 1)}, grids=["s0", "s12"]))
+    s = wws.summarise(wws.Row("k", 10, "d", "m", [], target={"image_auroc": (0.95, 1)}, grids=["s0", "s12"]))
     assert s["seeds"] == 3 and s["ours"]["image_auroc"]["values"] == pytest.approx([0.95, 0.85, 0.97])  # per seed
     assert abs(s["ours"]["image_auroc"]["mean"] - 0.9233333) < 1e-6 and s["met"] == {"image_auroc": False}
     assert abs(s["residual"]["image_auroc"] - 0.8233333) < 1e-6
     _grid(tmp_path / "again", [("0", 0, 0.5)])
     with pytest.raises(SystemExit, match="twice"):
-        wws.summarise(wws.Row(10, "d", "m", [], grids=["s0", "again"]))
+        wws.summarise(wws.Row("k", 10, "d", "m", [], grids=["s0", "again"]))
 
 
 def _weak_run(folder, split, moved, iou, by_defect, model="CAVGA-Dw (distilled)", painted=None):
