@@ -318,9 +318,10 @@ ROWS = [
         [_B + f"gpu-h200-s23/bottle-Ru-lite0-seed{s}" for s in range(3)],
         _RU_PAPER, _RU_TARGET),
     Row("mtd-du54",
-        8, "MTD 128 px", "CAVGA-Du, today's defaults, the issue's command with no `--set` (session 54: 300 distilling "
-        "passes; candidates' painted checks at epoch 20 0.645, 0.574, 0.628; seed 0 trained on, checks 0.658, 0.670, "
-        "0.713 at epochs 40-80, ending on epoch 80; about 2 h 40 min on two threads)", [_B + "mtd-Du-s54"],
+        8, "MTD 128 px", "CAVGA-Du, today's defaults, the issue's command with no `--set` (session 54: 300 "
+        "distillation passes; candidates' painted checks at epoch 20 0.645, 0.574, 0.628; seed 0 trained on to "
+        "epoch 100, checks 0.658, 0.670, 0.713, 0.705 at epochs 40-100, ending on epoch 80; about 2 h 40 min on two "
+        "threads)", [_B + "mtd-Du-s54"],
         target={"pixel_auroc": (0.75, 1), "image_auroc": (0.77, 1)}),
     Row("mtd-du-scratch",
         8, "MTD 128 px", "CAVGA-Du, from scratch (the defaults until session 29), 10 epochs", [_B + "mtd-Du-defaults"],
