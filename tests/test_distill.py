@@ -17,6 +17,7 @@ from cavga.distill import (
     cut_paste,
     distill_encoder,
     distilled_start,
+    masked_mse,
     teacher_features,
 )
 from cavga.errors import CavgaError
@@ -49,6 +50,35 @@ def test_teacher_statistics_match_a_hand_computation(teacher_file, data):
             ref = f.transpose(0, 1).flatten(1)  # (C, N*h*w)
             torch.testing.assert_close(mean.flatten(), ref.mean(1), rtol=1e-4, atol=1e-5)
             torch.testing.assert_close(std.flatten(), ref.std(1, unbiased=False) + 1e-3, rtol=1e-3, atol=1e-4)
+
+
+def test_padding_enters_neither_the_statistics_nor_the_loss(teacher_file, data):
+    """With ``data.resize`` pad the teacher's statistics and the distillation loss count content only:
+    on images whose right half is padding (whole cells at strides 4, 8 and 16) the statistics are
+    those of the left half's positions alone, and the loss does not see what lies on the padding."""
+    teacher = EfficientNetLite0Encoder(str(teacher_file), stride=16).eval()
+    batches = [b.image for b in _loader(data)]  # (4, 3, 32, 32) each
+    valid = torch.zeros(4, 1, 32, 32)
+    valid[..., :16] = 1  # the left half is content
+    stats = _channel_stats(teacher, ((x, valid[: len(x)]) for x in batches), [4, 8, 16])
+    with torch.no_grad():
+        for (mean, std), s in zip(stats, [4, 8, 16], strict=True):
+            f = torch.cat([teacher_features(teacher, x, [s])[0] for x in batches])  # (N, C, 32/s, 32/s)
+            ref = f[..., : 16 // s].transpose(0, 1).flatten(1)  # (C, N*h*w/2): the content's positions
+            torch.testing.assert_close(mean.flatten(), ref.mean(1), rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(std.flatten(), ref.std(1, unbiased=False) + 1e-3, rtol=1e-3, atol=1e-4)
+
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    torch.testing.assert_close(masked_mse(pred, target, torch.ones(1, 1, 1, 1)), ((pred - target) ** 2).mean())
+    w = torch.zeros(2, 1, 4, 4)
+    w[..., :2] = 1.0  # content on the left two columns
+    w[1, ..., 1] = 0.5  # a cell half content
+    other = pred.clone()
+    other[..., 2:] += 100  # the padding's predictions changed
+    by_hand = (((pred - target) ** 2) * w).sum() / (w.sum() * 3)
+    torch.testing.assert_close(masked_mse(pred, target, w), by_hand)
+    torch.testing.assert_close(masked_mse(other, target, w), by_hand)
 
 
 def test_distillation_teaches_the_encoder_the_teachers_features(teacher_file, data):

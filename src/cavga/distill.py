@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .backbones import PRETRAINED_HINT, EfficientNetLite0Encoder
 from .config import DistillConfig, RunConfig
-from .data import augment_batch, epoch_generator, make_loader
+from .data import augment_batch, cell_weights, epoch_generator, make_loader
 from .distributed import is_main
 from .errors import CavgaError
 from .runtime import load_checkpoint, save_checkpoint
@@ -59,22 +58,40 @@ def teacher_features(teacher: nn.Module, x: Tensor, strides: list[int]) -> list[
 
 @torch.no_grad()
 def _channel_stats(teacher: nn.Module, batches, strides: list[int]) -> list[tuple[Tensor, Tensor]]:
-    """Per-channel mean and standard deviation of the teacher's maps over all training images."""
-    sums, squares, count = [0.0] * len(strides), [0.0] * len(strides), 0
-    for x in batches:
+    """Per-channel mean and standard deviation of the teacher's maps over all training images.
+    ``batches`` yields images (B, 3, S, S), or (images, valid) pairs where ``valid`` (B, 1, S, S) marks
+    content (``data.resize``: pad or center): each map position then counts by its share of content,
+    so the padding does not enter the statistics."""
+    sums, squares, counts = [0.0] * len(strides), [0.0] * len(strides), [0.0] * len(strides)
+    for item in batches:
+        x, valid = item if isinstance(item, tuple) else (item, None)
         for k, f in enumerate(teacher_features(teacher, x, strides)):
-            sums[k] = sums[k] + f.sum((0, 2, 3))  # (C_k,)
-            squares[k] = squares[k] + (f * f).sum((0, 2, 3))  # (C_k,)
-        count += x.shape[0]
-    if count == 0:
+            w = _content_weights(valid, f)  # (B, 1, h, w)
+            sums[k] = sums[k] + (f * w).sum((0, 2, 3))  # (C_k,)
+            squares[k] = squares[k] + (f * f * w).sum((0, 2, 3))  # (C_k,)
+            counts[k] = counts[k] + w.expand(f.shape[0], 1, *f.shape[2:]).sum()  # values per channel
+    if not counts[0]:
         raise CavgaError("model.encoder_init: distill: no training images to distil on")
     stats = []
-    for k, s in enumerate(strides):
-        n = count * (x.shape[2] // s) * (x.shape[3] // s)  # values per channel
-        mean = sums[k] / n
-        std = (squares[k] / n - mean**2).clamp_min(0).sqrt() + 1e-3
+    for k in range(len(strides)):
+        mean = sums[k] / counts[k]
+        std = (squares[k] / counts[k] - mean**2).clamp_min(0).sqrt() + 1e-3
         stats.append((mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)))
     return stats
+
+
+def _content_weights(valid: Tensor | None, f: Tensor) -> Tensor:
+    """(B, 1, h, w): each position of the map ``f`` (B, C, h, w) weighted by its share of content
+    (``valid`` (B, 1, S, S)); all ones (1, 1, 1, 1) where the images have no padding."""
+    return f.new_ones(1, 1, 1, 1) if valid is None else cell_weights(valid, f.shape[-2:])
+
+
+def masked_mse(pred: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+    """The mean squared error of ``pred`` against ``target`` (B, C, h, w), each position weighted by
+    ``weights`` (B, 1, h, w) or (1, 1, 1, 1): ``torch.nn.functional.mse_loss`` where every weight is 1, and nothing of
+    the padding where ``weights`` is the share of content (:func:`_content_weights`)."""
+    w = weights.expand(pred.shape[0], 1, *pred.shape[2:])  # (B, 1, h, w)
+    return ((pred - target) ** 2 * w).sum() / (w.sum() * pred.shape[1]).clamp_min(1e-12)
 
 
 def cut_paste(x: Tensor, share: float, generator: torch.Generator) -> Tensor:
@@ -97,6 +114,10 @@ def cut_paste(x: Tensor, share: float, generator: torch.Generator) -> Tensor:
     return out
 
 
+def _on(valid: Tensor | None, device: torch.device) -> Tensor | None:
+    return None if valid is None else valid.to(device)
+
+
 def distill_encoder(
     encoder: nn.Module,
     teacher: nn.Module,
@@ -111,7 +132,7 @@ def distill_encoder(
     taps = [i for i in range(len(encoder.body)) if 2 ** (i + 1) in TEACHER_AT_STRIDE]
     strides = [2 ** (i + 1) for i in taps]
     teacher = teacher.to(device).eval().requires_grad_(False)
-    stats = _channel_stats(teacher, (b.image.to(device) for b in loader), strides)
+    stats = _channel_stats(teacher, ((b.image.to(device), _on(b.valid, device)) for b in loader), strides)
     heads = nn.ModuleList(  # 1x1 convolutions from the encoder's widths to the teacher's
         nn.Conv2d(encoder.body[i][0].out_channels, mean.shape[1], 1) for i, (mean, _) in zip(taps, stats, strict=True)
     ).to(device)
@@ -125,13 +146,14 @@ def distill_encoder(
         rng = epoch_generator(seed, epoch)
         total, count = torch.zeros((), device=device), 0
         for batch in loader:
-            x, _ = augment_batch(batch.image.to(device), None, cfg.augment, rng)  # (B, 3, S, S)
+            # (B, 3, S, S), (B, 1, S, S) or None: the padding (data.resize pad or center) is left out of the loss
+            x, valid = augment_batch(batch.image.to(device), _on(batch.valid, device), cfg.augment, rng)
             if cfg.cutpaste > 0:
                 x = cut_paste(x, cfg.cutpaste, rng)  # (B, 3, S, S)
             with torch.no_grad():
                 target = [(t - m) / s for t, (m, s) in zip(teacher_features(teacher, x, strides), stats, strict=True)]
             pred = [h(f) for h, f in zip(heads, block_outputs(encoder, x, taps), strict=True)]
-            loss = sum(F.mse_loss(p, t) for p, t in zip(pred, target, strict=True))
+            loss = sum(masked_mse(p, t, _content_weights(valid, p)) for p, t in zip(pred, target, strict=True))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
