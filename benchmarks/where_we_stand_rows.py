@@ -312,6 +312,12 @@ ROWS = [
         "epoch 100, checks 0.658, 0.670, 0.713, 0.705 at epochs 40-100, ending on epoch 80; about 2 h 40 min on two "
         "threads)", [_B + "mtd-Du-s54"],
         target={"pixel_auroc": (0.75, 1), "image_auroc": (0.77, 1)}),
+    Row("mtd-du-pad55",
+        8, "MTD 128 px, aspect kept", "CAVGA-Du, today's defaults with the tiles at their own aspect ratio "
+        "(`--set data.resize=pad`; since session 55 the distillation leaves the padding out), one candidate "
+        "(`--restarts 1`), 60 epochs, seed 0 (session 55): painted checks 0.558, 0.534, 0.571 at epochs 20, 40, 60 "
+        "against [[mtd-du54]]'s 0.645, 0.658, 0.670 for the same candidate stretched; validation favours stretch",
+        [_B + "mtd-Du-pad-s55"], target={"pixel_auroc": (0.75, 1), "image_auroc": (0.77, 1)}),
     Row("mtd-du-scratch",
         8, "MTD 128 px", "CAVGA-Du, from scratch (the defaults until session 29), 10 epochs", [_B + "mtd-Du-defaults"],
         target={"pixel_auroc": (0.75, 1), "image_auroc": (0.77, 1)}),
