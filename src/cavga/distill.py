@@ -88,8 +88,8 @@ def _content_weights(valid: Tensor | None, f: Tensor) -> Tensor:
 
 def masked_mse(pred: Tensor, target: Tensor, weights: Tensor) -> Tensor:
     """The mean squared error of ``pred`` against ``target`` (B, C, h, w), each position weighted by
-    ``weights`` (B, 1, h, w) or (1, 1, 1, 1): ``torch.nn.functional.mse_loss`` where every weight is 1, and nothing of
-    the padding where ``weights`` is the share of content (:func:`_content_weights`)."""
+    ``weights`` (B, 1, h, w) or (1, 1, 1, 1): ``torch.nn.functional.mse_loss`` where every weight is 1,
+    and nothing of the padding where ``weights`` is the share of content (:func:`_content_weights`)."""
     w = weights.expand(pred.shape[0], 1, *pred.shape[2:])  # (B, 1, h, w)
     return ((pred - target) ** 2 * w).sum() / (w.sum() * pred.shape[1]).clamp_min(1e-12)
 
@@ -115,6 +115,7 @@ def cut_paste(x: Tensor, share: float, generator: torch.Generator) -> Tensor:
 
 
 def _on(valid: Tensor | None, device: torch.device) -> Tensor | None:
+    """A batch's padding mask on ``device`` (None: no padding)."""
     return None if valid is None else valid.to(device)
 
 
