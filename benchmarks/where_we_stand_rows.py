@@ -37,7 +37,7 @@ def run_metrics(folder: Path) -> tuple[dict[str, float | None], dict[str, float 
     whose choice it stands for."""
     m = json.loads((folder / "metrics.json").read_text())
     ours = {k: m["metrics"].get(k, m.get(k)) for k in METRICS}
-    return ours, {k: m.get("baseline_residual", {}).get(k) for k in METRICS}, m.get("split", {}).get("seed")
+    return ours, {k: (m.get("baseline_residual") or {}).get(k) for k in METRICS}, m.get("split", {}).get("seed")
 
 
 def _stored(run: str, metric: str) -> float:
@@ -328,6 +328,10 @@ ROWS = [
         8, "MTD 128 px, aspect kept", "CAVGA-Ru, frozen EfficientNet-Lite0, 20 epochs",
         [_B + "mtd-Ru-lite0-pad-20ep-s20"], target={"pixel_auroc": (0.75, 1), "image_auroc": (0.77, 1)},
         note="(the issue sets it for Du)"),
+    Row("mtd-patchcore",
+        10, "MTD 128 px", "PatchCore-like reference (not in the paper: nearest-neighbour distance of frozen "
+        "ImageNet EfficientNet-Lite0 patch features, 10% greedy coreset), `--model PatchCore`, seed 0 (session 55; "
+        "fit 316 s on two threads); the same test set as [[mtd-du54]]", ["issue10/mtd-PatchCore-s55"]),
     Row("demo-du",
         8, "demo (brick, 128 px)", "CAVGA-Du, `cavga demo`", [_B + "demo-s53/Du"], target={"pixel_auroc": (0.90, 1)}),
     Row("demo-dw",

@@ -120,3 +120,14 @@ def test_weak_split_groups_cavga_w_runs_by_the_anomalies_they_trained_on(tmp_pat
     assert summary[0]["iou_by_defect"] == pytest.approx({"broken": 0.10, "contamination": 0.25})
     assert summary[1]["trained_on"] == ["broken/004.png", "contamination/012.png"] and summary[1]["iou"] == 0.40
     assert summary[2]["trained_on"] == ["broken/008.png"] and summary[2]["iou"] == pytest.approx(0.30)
+
+
+def test_a_run_without_a_residual_baseline_reads_as_none(tmp_path, monkeypatch):
+    """A baseline's metrics.json (PatchCore) stores ``baseline_residual: null``: its residual cell stays empty."""
+    monkeypatch.setattr(wws, "RESULTS", tmp_path)
+    (tmp_path / "pc").mkdir()
+    metrics = {"metrics": {"pixel_auroc": 0.85}, "baseline_residual": None}
+    (tmp_path / "pc" / "metrics.json").write_text(json.dumps(metrics))
+    s = wws.summarise(wws.Row("pc", 10, "d", "PatchCore", ["pc"]))
+    assert s["ours"]["pixel_auroc"]["mean"] == 0.85 and set(s["residual"].values()) == {None}
+    assert wws.table([s]).splitlines()[-1].endswith("| 1 |  | 0.850 |  |  |  |  | (none) |")
