@@ -42,7 +42,7 @@ def test_teacher_statistics_match_a_hand_computation(teacher_file, data):
     teacher = EfficientNetLite0Encoder(str(teacher_file), stride=16).eval()
     loader = _loader(data)
     batches = [b.image for b in loader]
-    stats = _channel_stats(teacher, iter(batches), [4, 8, 16])
+    stats = _channel_stats(teacher, ((x, None) for x in batches), [4, 8, 16])
     with torch.no_grad():
         for (mean, std), s in zip(stats, [4, 8, 16], strict=True):
             f = torch.cat([teacher_features(teacher, x, [s])[0] for x in batches])  # (N, C, 32/s, 32/s)

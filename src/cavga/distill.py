@@ -59,12 +59,11 @@ def teacher_features(teacher: nn.Module, x: Tensor, strides: list[int]) -> list[
 @torch.no_grad()
 def _channel_stats(teacher: nn.Module, batches, strides: list[int]) -> list[tuple[Tensor, Tensor]]:
     """Per-channel mean and standard deviation of the teacher's maps over all training images.
-    ``batches`` yields images (B, 3, S, S), or (images, valid) pairs where ``valid`` (B, 1, S, S) marks
-    content (``data.resize``: pad or center): each map position then counts by its share of content,
-    so the padding does not enter the statistics."""
+    ``batches`` yields (images, valid) pairs: images (B, 3, S, S) and ``valid`` (B, 1, S, S) marking
+    content (``data.resize``: pad or center), or None where there is no padding: each map position
+    counts by its share of content, so the padding does not enter the statistics."""
     sums, squares, counts = [0.0] * len(strides), [0.0] * len(strides), [0.0] * len(strides)
-    for item in batches:
-        x, valid = item if isinstance(item, tuple) else (item, None)
+    for x, valid in batches:
         for k, f in enumerate(teacher_features(teacher, x, strides)):
             w = _content_weights(valid, f)  # (B, 1, h, w)
             sums[k] = sums[k] + (f * w).sum((0, 2, 3))  # (C_k,)
