@@ -222,9 +222,10 @@ def test_cut_paste_moves_a_rectangle_of_another_image():
     changes nothing; the same generator seed gives the same batch."""
     b, s = 4, 32
     x = torch.arange(b * s * s, dtype=torch.float32).view(b, 1, s, s).expand(b, 3, s, s).contiguous()
-    assert torch.equal(cut_paste(x, 0.0, torch.Generator().manual_seed(0)), x)
-    out = cut_paste(x, 1.0, torch.Generator().manual_seed(0))
-    assert torch.equal(out, cut_paste(x, 1.0, torch.Generator().manual_seed(0)))
+    assert torch.equal(cut_paste(x, 0.0, torch.Generator().manual_seed(0))[0], x)
+    out, valid = cut_paste(x, 1.0, torch.Generator().manual_seed(0))
+    assert valid is None  # no padding in, none out
+    assert torch.equal(out, cut_paste(x, 1.0, torch.Generator().manual_seed(0))[0])
     for i in range(b):
         changed = (out[i] != x[i]).any(0).nonzero()  # (n, 2) rows, columns
         assert len(changed) > 0
@@ -237,11 +238,27 @@ def test_cut_paste_moves_a_rectangle_of_another_image():
         assert len((row - rows).unique()) == 1 and len((col - cols).unique()) == 1  # one translation
 
 
+def test_the_pasted_rectangle_carries_its_padding_mask_with_it():
+    """With padding (``data.resize`` pad): the rectangle's part of the padding mask moves with it, the
+    same rectangle as the pixels (each image's pixels equal its mask here), and the draws are those of
+    the call without a mask, so a run with padding pastes the same rectangles."""
+    b, s = 4, 32
+    valid = torch.zeros(b, 1, s, s)
+    for i in range(b):
+        valid[i, :, :, : 8 * (i + 1)] = 1.0  # content on the left, padding on the right, each its own width
+    x = valid.expand(b, 3, s, s).contiguous()  # (B, 3, S, S): white content, black padding
+    out, out_valid = cut_paste(x, 1.0, torch.Generator().manual_seed(0), valid)
+    assert torch.equal(out, cut_paste(x, 1.0, torch.Generator().manual_seed(0))[0])
+    assert torch.equal(out_valid, out[:, :1])  # the mask moved exactly as the pixels did
+    assert not torch.equal(out_valid, valid)  # and something moved
+    assert torch.equal(valid[:, :, :, :8], torch.ones(b, 1, s, 8))  # the caller's mask is not written to
+
+
 def test_distillation_sees_cut_pasted_images_only_when_asked(teacher_file, data, monkeypatch):
     import cavga.distill as distill_module
 
     calls = []
-    monkeypatch.setattr(distill_module, "cut_paste", lambda x, share, g: calls.append(share) or x)
+    monkeypatch.setattr(distill_module, "cut_paste", lambda x, share, g, v: calls.append(share) or (x, v))
     teacher = EfficientNetLite0Encoder(str(teacher_file), stride=16)
     loader = _loader(data)
     for share in (0.0, 0.5):

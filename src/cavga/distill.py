@@ -93,13 +93,19 @@ def masked_mse(pred: Tensor, target: Tensor, weights: Tensor) -> Tensor:
     return ((pred - target) ** 2 * w).sum() / (w.sum() * pred.shape[1]).clamp_min(1e-12)
 
 
-def cut_paste(x: Tensor, share: float, generator: torch.Generator) -> Tensor:
+def cut_paste(
+    x: Tensor, share: float, generator: torch.Generator, valid: Tensor | None = None
+) -> tuple[Tensor, Tensor | None]:
     """Images ``x`` (B, C, S, S), each with probability ``share`` given one rectangle of another image
     of the batch (itself when alone) cut at one random place and pasted at another: content out of
     place, as in CutPaste (Li et al., CVPR 2021). The rectangle covers 2-15 % of the image, its
-    aspect ratio between 1/3 and 3. Draws from ``generator`` (CPU), so a resumed run repeats them."""
+    aspect ratio between 1/3 and 3. Draws from ``generator`` (CPU), so a resumed run repeats them.
+    Returns the images and their padding masks: the rectangle carries its source's part of ``valid``
+    (B, 1, S, S) with it, so padding pasted into content stays out of the loss and content pasted onto
+    padding enters it (None stays None: no padding)."""
     b, _, s, _ = x.shape
     out = x.clone()  # (B, C, S, S)
+    out_valid = None if valid is None else valid.clone()  # (B, 1, S, S)
     for i in range(b):
         u, area, log_aspect = torch.rand(3, generator=generator).tolist()
         if u >= share:
@@ -110,7 +116,9 @@ def cut_paste(x: Tensor, share: float, generator: torch.Generator) -> Tensor:
         j = (i + 1 + int(torch.randint(b - 1, (), generator=generator))) % b if b > 1 else i  # another image
         sy, sx, dy, dx = (int(torch.randint(s - n + 1, (), generator=generator)) for n in (h, w, h, w))
         out[i, :, dy : dy + h, dx : dx + w] = x[j, :, sy : sy + h, sx : sx + w]
-    return out
+        if out_valid is not None:
+            out_valid[i, :, dy : dy + h, dx : dx + w] = valid[j, :, sy : sy + h, sx : sx + w]
+    return out, out_valid
 
 
 def _on(valid: Tensor | None, device: torch.device) -> Tensor | None:
@@ -149,7 +157,7 @@ def distill_encoder(
             # (B, 3, S, S), (B, 1, S, S) or None: the padding (data.resize pad or center) is left out of the loss
             x, valid = augment_batch(batch.image.to(device), _on(batch.valid, device), cfg.augment, rng)
             if cfg.cutpaste > 0:
-                x = cut_paste(x, cfg.cutpaste, rng)  # (B, 3, S, S)
+                x, valid = cut_paste(x, cfg.cutpaste, rng, valid)  # (B, 3, S, S), (B, 1, S, S) or None
             with torch.no_grad():
                 target = [(t - m) / s for t, (m, s) in zip(teacher_features(teacher, x, strides), stats, strict=True)]
             pred = [h(f) for h, f in zip(heads, block_outputs(encoder, x, taps), strict=True)]
