@@ -321,6 +321,12 @@ ROWS = [
         "(`--restarts 1`), 60 epochs, seed 0 (session 55): painted checks 0.558, 0.534, 0.571 at epochs 20, 40, 60 "
         "against [[mtd-du54]]'s 0.645, 0.658, 0.670 for the same candidate stretched; validation favours stretch",
         [_B + "mtd-Du-pad-s55"], target=_MTD_TARGET),
+    Row("mtd-du-stride8-56",
+        8, "MTD 128 px", "CAVGA-Du, today's defaults with a 16 x 16 latent grid (`--set model.latent_stride=8`), one "
+        "candidate (`--restarts 1`), 60 epochs, seed 0 (session 56): painted checks 0.506, 0.530, 0.531 at epochs 20, "
+        "40, 60 against [[mtd-du54]]'s 0.645, 0.658, 0.670 for the same candidate at stride 16; validation favours "
+        "stride 16 (the test's pixel AUROC orders them the other way, one run each)",
+        [_B + "mtd-Du-stride8-s56"], target=_MTD_TARGET),
     Row("mtd-du-scratch",
         8, "MTD 128 px", "CAVGA-Du, from scratch (the defaults until session 29), 10 epochs", [_B + "mtd-Du-defaults"],
         target=_MTD_TARGET),
