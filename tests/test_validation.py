@@ -569,6 +569,11 @@ def test_validation_vs_test_pairs_runs_counts_copies_once_and_ranks_as_scipy(tmp
     assert [b["n"] for b in summary["bands"]] == [1, 1, 1]
     assert summary["bands"][2] == {"val_pixel_auroc": "[0.9, 1.0]", "n": 1, "test_min": 0.7, "test_median": 0.7,
                                    "test_max": 0.7}  # fmt: skip
+    _stored(tmp_path / "ru", "CAVGA-Ru (EfficientNet-Lite0, frozen)", (0.9, 0.9, 0.3), (0.8, 0.8, 0.2))
+    named = script.groups(script.collect(tmp_path))
+    assert {r["run"] for r in named["CAVGA-D on bottle"]} == {"copy/r1", "r0", "r2"}
+    assert [r["run"] for r in named["CAVGA-R on bottle"]] == ["ru"] and len(named["cavga on bottle"]) == 4
+    assert [r["run"] for r in named["baselines"]] == ["ae"]
 
 
 def test_training_warns_when_few_held_out_normals_stand_behind_the_check():
