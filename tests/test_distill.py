@@ -349,3 +349,23 @@ def test_restart_candidates_share_one_distillation_when_asked(teacher_file, data
     cfg = from_dict(candidate("shared", 1)["config"], saved=True)
     with pytest.raises(CavgaError, match="distilled-encoder.pt: distilled for another configuration"):
         distilled_start(None, None, None, cfg, torch.device("cpu"), False, saved, {"split": "another"})
+
+
+def test_the_feature_probe_reads_the_encoders_last_two_blocks_on_the_finer_grid():
+    """benchmarks/encoder_features_probe.py: the stride-8 and stride-16 blocks of a stride-16
+    encoder, each 3x3-averaged, the stride-16 one upsampled onto the stride-8 grid, concatenated."""
+    import torch.nn.functional as F
+
+    from _scripts import benchmark_script
+
+    script = benchmark_script("encoder_features_probe")
+    encoder = DCGANEncoder(3, 4, 16).eval()
+    x = torch.rand(2, 3, 32, 32)
+    f = script.encoder_features(encoder, x)
+    with torch.no_grad():
+        h8 = encoder.body[:3](x)  # (2, 16, 4, 4)
+        h16 = encoder.body[3](h8)  # (2, 32, 2, 2)
+    assert f.shape == (2, 16 + 32, 4, 4)
+    assert torch.allclose(f[:, :16], F.avg_pool2d(h8, 3, 1, 1, count_include_pad=False), atol=1e-6)
+    up = F.interpolate(F.avg_pool2d(h16, 3, 1, 1, count_include_pad=False), size=(4, 4), mode="bilinear")
+    assert torch.allclose(f[:, 16:], up, atol=1e-6)
