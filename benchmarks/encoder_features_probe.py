@@ -21,17 +21,14 @@ score is the map's maximum.
 from __future__ import annotations
 
 import argparse
-import functools
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from cavga import data as D
-from cavga.attention import gaussian_blur
-from cavga.baselines.patchcore import PatchFeatures, nearest_distance
+from cavga.baselines.patchcore import PatchCore, patch_descriptors
 from cavga.distill import block_outputs
 from cavga.evaluate import native_mask
 from cavga.inference import Predictor, eval_loader
@@ -40,48 +37,45 @@ from cavga.metrics import image_auroc, pixel_auroc
 from cavga.runfolder import RunData
 
 
-def encoder_features(encoder: torch.nn.Module, x: Tensor) -> Tensor:
-    """The run's encoder's last two blocks, 3x3-averaged, the coarser upsampled onto the finer grid
-    and concatenated: the layout of the PatchCore-like reference's Lite0 features."""
-    last = len(encoder.body) - 1
-    maps = [F.avg_pool2d(f, 3, 1, 1, count_include_pad=False) for f in block_outputs(encoder, x, [last - 1, last])]
-    maps[1] = F.interpolate(maps[1], size=maps[0].shape[-2:], mode="bilinear", align_corners=False)
-    return torch.cat(maps, dim=1)  # (B, C1 + C2, S/stride*2, S/stride*2)
+class EncoderPatches(nn.Module):
+    """A CAVGA-D encoder's last two blocks as PatchCore's patch vectors (the layout of the
+    reference's Lite0 features, :func:`cavga.baselines.patchcore.patch_descriptors`)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder.eval()
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        last = len(self.encoder.body) - 1
+        return patch_descriptors(block_outputs(self.encoder, x, [last - 1, last]))  # (B, C1 + C2, h, w)
 
 
 @torch.no_grad()
-def probe(features, run_data: RunData, cfg, share: float, seed: int) -> dict:
-    """Test image and pixel AUROC of the nearest-bank distance on ``features`` (images -> (B, C, h, w))."""
+def probe(model: PatchCore, run_data: RunData, cfg, share: float, seed: int) -> dict:
+    """Test image and pixel AUROC of ``model``'s nearest-bank distance, its bank a seeded random
+    ``share`` of the training normals' patches."""
     t0 = time.perf_counter()
     normals = [r for r in run_data.train if r.label == 0]
-    patches = []
-    for b in eval_loader(normals, cfg):
-        f = features(b.image)  # (B, C, h, w)
-        patches.append(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]))
-    patches = torch.cat(patches)  # (N, C)
+    patches = torch.cat([model.patches(b.image) for b in eval_loader(normals, cfg)])  # (N, C)
     g = torch.Generator().manual_seed(seed)
-    bank = patches[torch.randperm(len(patches), generator=g)[: max(1, int(share * len(patches)))]]  # (M, C)
+    model.bank = patches[torch.randperm(len(patches), generator=g)[: max(1, int(share * len(patches)))]]  # (M, C)
     maps, masks, labels, scores = [], [], [], []
     records = iter(run_data.test)
     for b in eval_loader(run_data.test, cfg):
-        f = features(b.image)  # (B, C, h, w)
-        n, c, h, w = f.shape
-        d = nearest_distance(f.permute(0, 2, 3, 1).reshape(-1, c), bank).view(n, 1, h, w)  # (B, 1, h, w)
-        d = F.interpolate(d, size=b.image.shape[-2:], mode="bilinear", align_corners=False)  # (B, 1, S, S)
-        d = gaussian_blur(d[:, 0], 4.0)  # (B, S, S)
-        for i in range(n):
+        d = model.distance_map(b.image)  # (B, S, S)
+        for i in range(len(d)):
             gt, _ = native_mask(next(records))  # (H, W)
             maps.append(D.from_canvas(d[i], gt.shape, cfg.data.resize).numpy())  # (H, W)
             masks.append(gt)
         scores.append(d.amax(dim=(1, 2)))
         labels.append(b.label)
-    labels_np = torch.cat(labels).numpy()
     return {
-        "image_auroc": image_auroc(torch.cat(scores).numpy(), labels_np),
+        "image_auroc": image_auroc(torch.cat(scores).numpy(), torch.cat(labels).numpy()),
         "pixel_auroc": pixel_auroc(maps, masks),
         "feature_dim": int(patches.shape[1]),
         "n_patches": len(patches),
-        "bank": len(bank),
+        "bank": len(model.bank),
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
@@ -93,18 +87,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    rows, teacher = [], PatchFeatures("imagenet")
+    rows = []
     print("| run | features | dim | test image AUROC | test pixel AUROC | seconds |\n|---|---|---|---|---|---|")
     for run in args.runs:
         predictor = Predictor.from_run(run, "cpu")
-        run_data, encoder = RunData.load(run), predictor.model.encoder.eval()
-        stride = predictor.cfg.model.latent_stride
-        own = f"the run's distilled encoder (strides {stride // 2}, {stride})"
-        for name, feats in (
-            ("Lite0 teacher (strides 8, 16)", teacher),
-            (own, functools.partial(encoder_features, encoder)),
+        cfg, run_data = predictor.cfg, RunData.load(run)
+        stride = cfg.model.latent_stride
+        own = PatchCore(cfg.data.image_size)  # the map's 4 px blur, as the reference's
+        own.features = EncoderPatches(predictor.model.encoder)
+        for name, model in (
+            ("Lite0 teacher (strides 8, 16)", PatchCore(cfg.data.image_size)),
+            (f"the run's distilled encoder (strides {stride // 2}, {stride})", own),
         ):
-            row = {"run": str(run), "features": name, **probe(feats, run_data, predictor.cfg, args.share, args.seed)}
+            row = {"run": str(run), "features": name, **probe(model, run_data, cfg, args.share, args.seed)}
             rows.append(row)
             print(
                 f"| {run.name} | {name} | {row['feature_dim']} | {row['image_auroc']:.3f} | "

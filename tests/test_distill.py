@@ -361,7 +361,7 @@ def test_the_feature_probe_reads_the_encoders_last_two_blocks_on_the_finer_grid(
     script = benchmark_script("encoder_features_probe")
     encoder = DCGANEncoder(3, 4, 16).eval()
     x = torch.rand(2, 3, 32, 32)
-    f = script.encoder_features(encoder, x)
+    f = script.EncoderPatches(encoder)(x)
     with torch.no_grad():
         h8 = encoder.body[:3](x)  # (2, 16, 4, 4)
         h16 = encoder.body[3](h8)  # (2, 32, 2, 2)

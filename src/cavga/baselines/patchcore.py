@@ -23,6 +23,16 @@ FEATURE_STAGES = (3, 5)  # indices into the encoder body: [stem, stage 1, ..., s
 FEATURE_DIM = 40 + 112
 
 
+def patch_descriptors(maps: list[Tensor]) -> Tensor:
+    """Feature maps of one batch, finest first, as one patch vector per position of the finest grid:
+    each map averaged over 3x3 neighbourhoods, the coarser ones upsampled bilinearly onto the finest
+    grid, all concatenated (B, sum C_i, h, w)."""
+    pooled = [F.avg_pool2d(m, 3, stride=1, padding=1, count_include_pad=False) for m in maps]  # local 3x3 means
+    grid = pooled[0].shape[-2:]  # (h, w)
+    ups = [F.interpolate(p, size=grid, mode="bilinear", align_corners=False) for p in pooled[1:]]  # (B, C_i, h, w)
+    return torch.cat([pooled[0], *ups], dim=1)  # (B, sum C_i, h, w)
+
+
 class PatchFeatures(nn.Module):
     """Frozen Lite0 patch features (B, 152, S/8, S/8) of images in [0, 1]."""
 
@@ -41,10 +51,8 @@ class PatchFeatures(nn.Module):
         for i, block in enumerate(self.encoder.body):
             h = block(h)
             if i in FEATURE_STAGES:
-                maps.append(F.avg_pool2d(h, 3, stride=1, padding=1, count_include_pad=False))  # local 3x3 mean
-        grid = maps[0].shape[-2:]  # (S/8, S/8)
-        maps[1] = F.interpolate(maps[1], size=grid, mode="bilinear", align_corners=False)  # (B, 112, S/8, S/8)
-        return torch.cat(maps, dim=1)  # (B, 152, S/8, S/8)
+                maps.append(h)  # (B, 40, S/8, S/8), then (B, 112, S/16, S/16)
+        return patch_descriptors(maps)  # (B, 152, S/8, S/8)
 
 
 def greedy_coreset(features: Tensor, n: int, projection: int = 128, seed: int = 0) -> Tensor:
