@@ -265,7 +265,7 @@ def test_scores_are_the_map_mean_for_the_ae_and_the_distance_maximum_for_patchco
     cfg = RunConfig()
     cfg.data.image_size, cfg.baseline.ae_input_size = 64, 64
     x = torch.rand(2, 3, 64, 64)
-    cfg.model.variant = "AE-L2"
+    cfg.model.variant, cfg.infer.map_blur = "AE-L2", 0.0
     ae = build_baseline(cfg)
     amap, raw, x_hat = evidence(ae, cfg, x)
     with torch.no_grad():
@@ -280,6 +280,55 @@ def test_scores_are_the_map_mean_for_the_ae_and_the_distance_maximum_for_patchco
     d = pc.distance_map(x)  # (B, 64, 64)
     assert x_hat is None and torch.allclose(raw, d.flatten(1).amax(dim=1))
     assert torch.allclose(amap, d / (d + 3.0)) and float(amap.max()) < 1
+
+
+@pytest.mark.parametrize("model", ["AE-L2", "AE-SSIM"])
+def test_the_ae_map_is_blurred_by_infer_map_blur_as_cavgas_and_its_score_is_not(model):
+    """The AE's residual map goes through CAVGA's post-processing: at ``infer.map_blur`` 4 it is the
+    unblurred map filtered as scipy's gaussian_filter (mode mirror) does; the image score stays the
+    unblurred map's mean."""
+    from scipy.ndimage import gaussian_filter
+
+    from cavga.baselines.scoring import build_baseline, evidence
+
+    cfg = RunConfig()
+    cfg.data.image_size, cfg.baseline.ae_input_size, cfg.model.variant = 48, 48, model
+    torch.manual_seed(0)
+    ae, x = build_baseline(cfg), torch.rand(2, 3, 48, 48)
+    cfg.infer.map_blur = 0.0
+    sharp, raw_sharp, _ = evidence(ae, cfg, x)
+    cfg.infer.map_blur = 4.0
+    blurred, raw, _ = evidence(ae, cfg, x)
+    by_hand = gaussian_filter(sharp.double().numpy(), sigma=(0, 4, 4), mode="mirror", truncate=4.0).clip(0, 1)
+    assert np.allclose(blurred.numpy(), by_hand, atol=1e-5) and not torch.allclose(blurred, sharp, atol=1e-3)
+    assert torch.equal(raw, raw_sharp)
+
+
+def test_an_ae_fitted_before_its_maps_were_blurred_keeps_its_numbers(tiny_data, tmp_path):
+    """A run of the code before the AEs honoured ``infer.map_blur``: its config says 4 px (the default)
+    and so does its normaliser, but its maps and their statistics were unblurred (map version 2). It is
+    read unblurred, giving the same maps as before; ``--set infer.map_blur=4`` blurs them and refits
+    the held-out statistics, warning that the mask threshold was chosen for the other map."""
+    from cavga.inference import ThresholdForAnotherMap
+
+    cfg = _cfg(tiny_data, "AE-L2", epochs=1)
+    cfg.infer.map_blur = 0.0
+    run = tmp_path / "old"
+    state = torch.load(train(cfg, run, progress=False), weights_only=True)
+    sharp = Predictor.from_run(run, "cpu")
+    paths = [r.image_path for r in RunData.load(run).test[:2]]
+    before = [p.anomaly_map for p in sharp.predict_paths(paths)]
+    state["config"]["infer"]["map_blur"], state["normalizer"]["blur"], state["normalizer"]["map_version"] = 4.0, 4.0, 2
+    torch.save(state, run / CHECKPOINT)  # as the old code wrote it (config.yaml is not what is read)
+    old = Predictor.from_run(run, "cpu")
+    assert old.cfg.infer.map_blur == 0.0 and old.normalizer.blur == 0.0
+    assert old.normalizer.map_quantiles == state["normalizer"]["map_quantiles"]  # not refitted
+    assert all(np.array_equal(a, p.anomaly_map) for a, p in zip(before, old.predict_paths(paths), strict=True))
+    with pytest.warns(ThresholdForAnotherMap):
+        blurred = Predictor.from_run(run, "cpu", ["infer.map_blur=4"])
+    assert blurred.normalizer.blur == 4.0 and blurred.normalizer.map_quantiles != state["normalizer"]["map_quantiles"]
+    after = [p.anomaly_map for p in blurred.predict_paths(paths)]
+    assert all(a.std() < b.std() for a, b in zip(after, before, strict=True))  # smoother maps
 
 
 def test_redecide_gives_a_baseline_run_the_mask_quantile_its_fitting_would_decide(tiny_data, tmp_path):

@@ -174,3 +174,29 @@ def test_the_channels_last_layout_changes_no_result(variant, monkeypatch):
         torch.testing.assert_close(getattr(fast, name), getattr(plain, name), atol=1e-5, rtol=1e-5)
     assert fast.anomaly_map.std() > 0  # a map with content, not a constant that would match anyway
     assert all(p.is_contiguous() for p in model.parameters())  # the model itself is left as it was
+
+
+def test_the_residual_baseline_is_blurred_as_the_map_since_map_version_3(tmp_path_factory):
+    """The same-run residual |x - x_hat| goes through the map's blur: a run fitted now gives it
+    blurred as scipy's gaussian_filter (mode mirror) blurs it, its held-out peak is of that blurred
+    residual; statistics of an older map version (fitted on the raw residual) keep it raw."""
+    from scipy.ndimage import gaussian_filter
+
+    from _tiny_run import shared_run
+    from cavga.image_scores import MAP_VERSION, reconstruction_score
+    from cavga.inference import eval_loader
+    from cavga.runfolder import RunData
+
+    run = shared_run(tmp_path_factory)
+    predictor = Predictor.from_run(run, "cpu")
+    assert predictor.normalizer.map_version == MAP_VERSION and predictor.residual_blur == 4.0
+    batch = next(iter(eval_loader(RunData.load(run).test, predictor.cfg)))
+    pred = predictor.predict_batch(batch.image)
+    raw = reconstruction_score(batch.image, pred.reconstruction)[0]  # (B, S, S)
+    by_hand = gaussian_filter(raw.double().numpy(), sigma=(0, 4, 4), mode="mirror", truncate=4.0)
+    assert np.allclose(pred.residual_map.numpy(), by_hand, atol=1e-6) and not torch.allclose(pred.residual_map, raw)
+    held = [r for r in RunData.load(run).val if r.label == 0]
+    peaks = [float(predictor.predict_batch(b.image).residual_map.max()) for b in eval_loader(held, predictor.cfg)]
+    assert max(peaks) == pytest.approx(predictor.normalizer.residual_peak, rel=1e-5)
+    predictor.normalizer.map_version = 2  # as a run fitted before the baselines were blurred
+    assert predictor.residual_blur == 0.0 and torch.equal(predictor.predict_batch(batch.image).residual_map, raw)

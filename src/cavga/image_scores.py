@@ -132,7 +132,9 @@ class Normalizer:
     hi: float
     quantile: float
     n_images: int
-    residual_peak: float  # the held-out images' highest residual pixel: scales the baseline map
+    residual_peak: (
+        float  # the held-out images' highest residual pixel (blurred as residual_blur): scales the baseline map
+    )
     scores: list[float] = field(default_factory=list)  # the held-out raw scores, to refit ``hi``
     # Quantiles 0, 0.0001, ..., 1 (MAP_QUANTILE_LEVELS; 0, 0.001, ... in runs from before) of the
     # anomalous map over the held-out images' pixels: the thresholds ``infer.mask_quantile`` picks from.
@@ -171,6 +173,12 @@ class Normalizer:
             map_quantiles=map_quantiles,
         )
 
+    @property
+    def residual_blur(self) -> float:
+        """The Gaussian blur, in pixels, of the reconstruction residual these statistics were fitted
+        with: the map's (``blur``) since map version 3, none before."""
+        return self.blur if self.map_version >= BLURRED_BASELINES_MAP_VERSION else 0.0
+
     def with_quantile(self, quantile: float, rank: str) -> Normalizer:
         """The same held-out scores with another false-alarm quantile or rank (no retraining needed)."""
         if (quantile, rank) == (self.quantile, self.rank) or not self.scores:
@@ -208,8 +216,13 @@ def held_out_quantile(scores: np.ndarray, quantile: float, rank: str) -> float:
 
 
 # The maps' version: 2 since A (CAVGA-u, direct) and A_ca (CAVGA-w) are read unclamped above the
-# normal peak (cavga.attention.unsaturated_cam). Statistics of an older version of such a map are refitted.
-MAP_VERSION = 2
+# normal peak (cavga.attention.unsaturated_cam); statistics of an older version of such a map are
+# refitted. 3 since the baselines' maps are blurred by infer.map_blur as CAVGA's are: the AEs' maps
+# and every run's reconstruction residual. A run fitted before read those unblurred, whatever its
+# config says, and keeps doing so (cavga.runfolder.saved_run, Normalizer.residual_blur).
+UNCLAMPED_MAP_VERSION = 2
+BLURRED_BASELINES_MAP_VERSION = 3
+MAP_VERSION = 3
 
 # How many evenly spaced quantiles of the held-out map are stored: steps of 0.0001, so that
 # infer.mask_quantile 0.9999 is a stored quantile, not an interpolation towards the maximum.

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from . import data as D
-from .attention import image_map
+from .attention import gaussian_blur, image_map
 from .config import RunConfig
 from .errors import CavgaError
 from .evidence import anomaly_evidence
@@ -43,6 +43,7 @@ from .image_scores import (
     MAP_QUANTILE_LEVELS,
     MAP_VERSION,
     OWN_HELD_OUT,
+    UNCLAMPED_MAP_VERSION,
     Normalizer,
     answer_mask,
     bce_score,
@@ -53,6 +54,7 @@ from .image_scores import (
 from .map_choice import (
     AUTO_SETTINGS,
     reads_direct,
+    reads_map_blur,
     resolve_auto_settings,
     resolved_direction,
     resolved_enlarged,
@@ -66,6 +68,22 @@ from .runtime import resolve_device
 # the inference settings that change the anomaly map itself (not only how it is read)
 MAP_SETTINGS = tuple(
     f"infer.{key}" for key in ("attention_direction", "weak_map", "shifted_map", "enlarged_map", "map_blur")
+)
+
+
+# what a refit of the map statistics replaces (the score normaliser itself stays)
+REFITTED = (
+    "residual_peak",
+    "map_quantiles",
+    "map_max",
+    "map_min",
+    "bce_scores",
+    "weak_map",
+    "direction",
+    "map_version",
+    "shifted",
+    "enlarged",
+    "blur",
 )
 
 
@@ -95,7 +113,9 @@ class BatchPrediction:
     mask: Tensor  # (B, S, S) bool
     raw_score: Tensor  # (B,)
     reconstruction: Tensor  # (B, 3, S, S)
-    residual_map: Tensor  # (B, S, S) mean |x - x_hat| over channels: the reconstruction baseline
+    # (B, S, S) mean |x - x_hat| over channels, blurred as the map (Normalizer.residual_blur): the
+    # reconstruction baseline, read through the same post-processing as the map it is compared with
+    residual_map: Tensor
 
 
 class Predictor:
@@ -182,53 +202,37 @@ class Predictor:
         check_run_folder(run_dir, state)  # config.yaml and split.json belong to this checkpoint
         if not training_done(state, cfg) or (not cfg.model.weakly_supervised and state.get("normalizer") is None):
             raise CavgaError(f"{run_dir}: training stopped at epoch {state.get('epoch')}; finish it with --resume")
+        device = resolve_device(device)
         if cfg.model.is_baseline:  # AE-L2, AE-SSIM, PatchCore: same Prediction, their own maps and scores
-            from .baselines.scoring import BaselinePredictor
+            from .baselines.scoring import BaselinePredictor, evidence
 
-            return BaselinePredictor.from_state(state, cfg, resolve_device(device))
+            predictor = BaselinePredictor.from_state(state, cfg, device)
+            if reads_map_blur(cfg) and predictor.normalizer.blur != cfg.infer.map_blur:  # an AE's map blurred otherwise
+                model = predictor.model
+
+                def forward(x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+                    return evidence(model, cfg, x)
+
+                _refit_map_statistics(predictor.normalizer, run_dir, state, cfg, infer, model, device, forward)
+            return predictor
         model, _ = build_networks(cfg.model, cfg.data.image_size, from_checkpoint=True)
         model.load_state_dict(state["model"])
         norm = state.get("normalizer")
         normalizer = (
             Normalizer(**norm).with_quantile(cfg.infer.normalizer_quantile, cfg.infer.normalizer_rank) if norm else None
         )
-        device = resolve_device(device)
         stale = normalizer is not None and (
             # trained before infer.image_score map or bce
             (cfg.infer.image_score in OWN_HELD_OUT and not getattr(normalizer, OWN_HELD_OUT[cfg.infer.image_score][0]))
             or (cfg.model.weakly_supervised and normalizer.weak_map != cfg.infer.weak_map)  # the other map
             or normalizer.direction != resolved_direction(cfg)  # A, or statistics from before A had its own
-            or (normalizer.map_version < MAP_VERSION and reads_direct(cfg))  # A or A_ca, clamped then
+            or (normalizer.map_version < UNCLAMPED_MAP_VERSION and reads_direct(cfg))  # A or A_ca, clamped then
             or normalizer.shifted != resolved_shifted(cfg)  # the map with or without half-cell shifts
             or normalizer.enlarged != resolved_enlarged(cfg)  # or the enlarged image's map
             or normalizer.blur != cfg.infer.map_blur  # blurred otherwise
         )
         if stale:  # the map statistics of the map in use, from the same held-out normals, computed now
-            changed = [item for item in infer or [] if item.split("=")[0] in MAP_SETTINGS]
-            if state.get("mask_quantile") and changed:  # the threshold was chosen for the run's own map
-                flags = " ".join(f"--set {item}" for item in changed)
-                warnings.warn(
-                    f"{run_dir}: its mask threshold was chosen on painted held-out defects for the map it was "
-                    f"trained with, not for this one; `cavga redecide {run_dir} NEW_DIR {flags}` chooses it "
-                    "again for the new map",
-                    ThresholdForAnotherMap,
-                    stacklevel=2,
-                )
-            run_data = RunData.load(run_dir)
-            refit = fit_normalizer(model.to(device), run_data.val or run_data.train, cfg, device)
-            for key in (
-                "map_quantiles",
-                "map_max",
-                "map_min",
-                "bce_scores",
-                "weak_map",
-                "direction",
-                "map_version",
-                "shifted",
-                "enlarged",
-                "blur",
-            ):
-                setattr(normalizer, key, refit[key])
+            _refit_map_statistics(normalizer, run_dir, state, cfg, infer, model.to(device), device)
         return cls(model, cfg, normalizer, device)
 
     def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> BatchPrediction:
@@ -258,8 +262,14 @@ class Predictor:
             mask=answer_mask(self, amap, label, valid).cpu(),
             raw_score=raw.cpu(),
             reconstruction=x_hat.cpu(),
-            residual_map=residual.cpu(),
+            residual_map=gaussian_blur(residual, self.residual_blur).cpu(),  # (B, S, S)
         )
+
+    @property
+    def residual_blur(self) -> float:
+        """The blur of the reconstruction residual: as its held-out statistics were fitted (the map's
+        since map version 3), the map's where there are none."""
+        return self.normalizer.residual_blur if self.normalizer else float(self.cfg.infer.map_blur)
 
     def predict_paths(self, paths: list[str | Path]) -> list[Prediction]:
         """Predict image files; maps and masks come back at each image's own size."""
@@ -291,6 +301,28 @@ class Predictor:
         sizes = [hw for _, hw in loaded]
         valid = torch.stack([D.valid_mask(hw, size, resize) for hw in sizes]) if resize != "stretch" else None
         return torch.stack([x for x, _ in loaded]), valid, sizes
+
+
+def _refit_map_statistics(
+    normalizer: Normalizer, run_dir, state, cfg: RunConfig, infer, model, device: torch.device, evidence=None
+) -> None:
+    """Replace ``normalizer``'s map statistics by those of the map in use (changed by ``infer``), fitted
+    now on the run's held-out normals (``evidence``: a baseline's forward pass); warn where the run's
+    mask threshold was chosen for its own map."""
+    changed = [item for item in infer or [] if item.split("=")[0] in MAP_SETTINGS]
+    if state.get("mask_quantile") and changed:  # the threshold was chosen for the run's own map
+        flags = " ".join(f"--set {item}" for item in changed)
+        warnings.warn(
+            f"{run_dir}: its mask threshold was chosen on painted held-out defects for the map it was "
+            f"trained with, not for this one; `cavga redecide {run_dir} NEW_DIR {flags}` chooses it "
+            "again for the new map",
+            ThresholdForAnotherMap,
+            stacklevel=3,
+        )
+    run_data = RunData.load(run_dir)
+    refit = fit_normalizer(model, run_data.val or run_data.train, cfg, device, evidence)
+    for key in REFITTED:
+        setattr(normalizer, key, refit[key])
 
 
 def eval_loader(records: list[D.Record], cfg: RunConfig) -> torch.utils.data.DataLoader:
@@ -329,7 +361,7 @@ def fit_normalizer(
         bces += [] if evidence is not None else bce_score(x, x_hat, valid).cpu().tolist()
         map_max += map_peak(amap, valid).cpu().tolist()
         map_min += map_peak(amap, valid, lowest=True).cpu().tolist()
-        peaks.append(residual.flatten(1).amax(dim=1).cpu())
+        peaks.append(gaussian_blur(residual, cfg.infer.map_blur).flatten(1).amax(dim=1).cpu())  # as residual_blur
         amap = amap.cpu()
         maps += [
             native_map(m, D.image_size_of(p), cfg.data.resize).ravel() for m, p in zip(amap, batch.path, strict=True)

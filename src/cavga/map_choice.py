@@ -52,8 +52,15 @@ def map_settings(cfg: RunConfig) -> dict[str, Any]:
         "shifted_map": None if cfg.model.is_baseline else resolved_shifted(cfg),  # averaged over half-cell shifts
         # averaged with the map of the image enlarged twofold (CAVGA-u)
         "enlarged_map": resolved_enlarged(cfg) if cfg.model.has_attention_direction else None,
-        "map_blur": None if cfg.model.is_baseline else cfg.infer.map_blur,  # Gaussian sigma, pixels (0: none)
+        "map_blur": cfg.infer.map_blur if reads_map_blur(cfg) else None,  # Gaussian sigma, pixels (0: none)
     }
+
+
+def reads_map_blur(cfg: RunConfig) -> bool:
+    """Whether ``infer.map_blur`` blurs the run's map: CAVGA's and the AE baselines' (their residuals, so
+    that every method of a table is read through the same post-processing); not the PatchCore-like
+    reference's, whose distance map is blurred by its own ``baseline.blur_sigma``."""
+    return cfg.model.variant != "PatchCore"
 
 
 def resolved_weak_map(cfg: RunConfig) -> str:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from . import data as D
-from .config import RunConfig, apply_overrides, from_dict, old_defaults, save_config, to_dict
+from .config import AE_BASELINES, RunConfig, apply_overrides, from_dict, old_defaults, save_config, to_dict
 from .errors import CavgaError
 from .fingerprint import split_fingerprint
+from .image_scores import BLURRED_BASELINES_MAP_VERSION
 from .io_utils import atomic_write_json, atomic_write_text, read_json
 from .runtime import CHECKPOINT, load_checkpoint
 
@@ -146,6 +147,10 @@ def saved_run(run_dir: str | Path, infer: list[str] | None = None) -> tuple[dict
     change after training."""
     state = load_checkpoint(Path(run_dir) / CHECKPOINT)
     cfg = from_dict(state["config"], f"{run_dir}/{CHECKPOINT}", saved=True)
+    norm = state.get("normalizer")
+    if cfg.model.variant in AE_BASELINES and norm and norm.get("map_version", 1) < BLURRED_BASELINES_MAP_VERSION:
+        # fitted before the AEs' maps honoured infer.map_blur: read unblurred, as then (its numbers stay)
+        cfg.infer.map_blur = norm["blur"] = 0.0
     if infer:
         if any(not item.startswith("infer.") for item in infer):
             raise CavgaError("only infer.* settings can change after training (e.g. infer.mask_threshold=0.4)")

@@ -7,6 +7,12 @@ predict all go through it, via :class:`BaselinePredictor`, exactly as they go th
 Image scores: the AEs take the mean of their map (the per-image MSE for AE-L2, the mean SSIM
 residual for AE-SSIM), as CAVGA-u scores the mean reconstruction residual; PatchCore takes the
 maximum of its (blurred) distance map, as PatchCore does.
+
+Maps: an AE's residual map is upsampled to the run's image size and blurred by ``infer.map_blur``
+(4 px by default), the same post-processing as CAVGA's maps, so that a table compares the maps
+and not their smoothing (docs/baselines.md, "The AEs' maps"); an AE fitted before that read its
+maps unblurred and keeps its numbers (:func:`cavga.runfolder.saved_run`). PatchCore's distance map
+has its own blur (``baseline.blur_sigma``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..attention import gaussian_blur, image_map
 from ..config import RunConfig
 from ..errors import CavgaError
 from ..image_scores import Normalizer, answer_mask
@@ -65,10 +72,10 @@ def evidence(model: torch.nn.Module, cfg: RunConfig, x: Tensor) -> Evidence:
     small = to_ae_size(x, model.image_size)  # (B, 3, s, s)
     x_hat = model(small).clamp(0, 1)  # (B, 3, s, s): the image range
     amap = ae_map(cfg.model.variant, small, x_hat, cfg.baseline.ssim_window)  # (B, s, s)
-    raw = amap.flatten(1).mean(dim=1)  # (B,)
-    amap = F.interpolate(amap[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]  # (B, S, S)
+    raw = amap.flatten(1).mean(dim=1)  # (B,): of the map as the loss sees it, unblurred
+    amap = image_map(amap[:, None], size, cfg.infer.map_blur)  # (B, S, S): upsampled, blurred as CAVGA's, clamped
     recon = F.interpolate(x_hat, size=(size, size), mode="bilinear", align_corners=False)  # (B, 3, S, S)
-    return amap.clamp(0, 1), raw, recon
+    return amap, raw, recon
 
 
 class BaselinePredictor(Predictor):
@@ -102,5 +109,7 @@ class BaselinePredictor(Predictor):
             mask=answer_mask(self, amap, label).cpu(),
             raw_score=raw.cpu(),
             reconstruction=recon.cpu(),
-            residual_map=(x - recon).abs().mean(dim=1).cpu(),  # (B, S, S); zero for PatchCore
+            residual_map=gaussian_blur(
+                (x - recon).abs().mean(dim=1), self.residual_blur
+            ).cpu(),  # (B, S, S); 0: PatchCore
         )

@@ -9,6 +9,7 @@ every run as ``config.yaml`` (``save_config``) (:mod:`.io`).
 from .io import ADDED, apply_overrides, from_dict, load_config, old_defaults, save_config, to_dict
 from .resolve import PretrainedStartMissing, resolved, teacher_available
 from .schema import (
+    AE_BASELINES,
     ATTENTION_DIRECTIONS,
     AUGMENTS,
     BACKBONE_NAMES,
@@ -41,6 +42,7 @@ __all__ = [
     "AUGMENTS",
     "BACKBONE_NAMES",
     "BACKBONES",
+    "AE_BASELINES",
     "BASELINES",
     "CAVGA_IMAGE_SCORES",
     "DEMO_SETTINGS",

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 LAYOUTS = ("mvtec", "mtd", "folder", "mnist", "fashion-mnist", "cifar10", "digits")  # last four: one-class (Table 7)
 VARIANTS = ("Du", "Ru", "Dw", "Rw")
 # The paper's localisation baselines [6] and a pretrained-feature reference (cavga.baselines, docs/baselines.md)
-BASELINES = ("AE-L2", "AE-SSIM", "PatchCore")
+AE_BASELINES = ("AE-L2", "AE-SSIM")
+BASELINES = (*AE_BASELINES, "PatchCore")
 MODELS = VARIANTS + BASELINES
 BACKBONES = ("resnet18", "efficientnet_lite0")  # CAVGA-R encoders (cavga.backbones)
 BACKBONE_NAMES = {"resnet18": "ResNet-18", "efficientnet_lite0": "EfficientNet-Lite0"}
