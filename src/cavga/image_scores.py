@@ -132,9 +132,7 @@ class Normalizer:
     hi: float
     quantile: float
     n_images: int
-    residual_peak: (
-        float  # the held-out images' highest residual pixel (blurred as residual_blur): scales the baseline map
-    )
+    residual_peak: float  # the held-out images' highest residual pixel (of residual_blur): scales the baseline
     scores: list[float] = field(default_factory=list)  # the held-out raw scores, to refit ``hi``
     # Quantiles 0, 0.0001, ..., 1 (MAP_QUANTILE_LEVELS; 0, 0.001, ... in runs from before) of the
     # anomalous map over the held-out images' pixels: the thresholds ``infer.mask_quantile`` picks from.

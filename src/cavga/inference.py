@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -208,12 +209,10 @@ class Predictor:
 
             predictor = BaselinePredictor.from_state(state, cfg, device)
             if reads_map_blur(cfg) and predictor.normalizer.blur != cfg.infer.map_blur:  # an AE's map blurred otherwise
-                model = predictor.model
-
-                def forward(x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-                    return evidence(model, cfg, x)
-
-                _refit_map_statistics(predictor.normalizer, run_dir, state, cfg, infer, model, device, forward)
+                forward = partial(evidence, predictor.model, cfg)
+                _refit_map_statistics(
+                    predictor.normalizer, run_dir, state, cfg, infer, predictor.model, device, forward
+                )
             return predictor
         model, _ = build_networks(cfg.model, cfg.data.image_size, from_checkpoint=True)
         model.load_state_dict(state["model"])
