@@ -179,7 +179,8 @@ def test_the_channels_last_layout_changes_no_result(variant, monkeypatch):
 def test_the_residual_baseline_is_blurred_as_the_map_since_map_version_3(tmp_path_factory):
     """The same-run residual |x - x_hat| goes through the map's blur: a run fitted now gives it
     blurred as scipy's gaussian_filter (mode mirror) blurs it, its held-out peak is of that blurred
-    residual; statistics of an older map version (fitted on the raw residual) keep it raw."""
+    residual, its image score stays the unblurred mean; statistics of an older map version (fitted
+    on the raw residual) keep it raw."""
     from scipy.ndimage import gaussian_filter
 
     from _tiny_run import shared_run
@@ -195,6 +196,7 @@ def test_the_residual_baseline_is_blurred_as_the_map_since_map_version_3(tmp_pat
     raw = reconstruction_score(batch.image, pred.reconstruction)[0]  # (B, S, S)
     by_hand = gaussian_filter(raw.double().numpy(), sigma=(0, 4, 4), mode="mirror", truncate=4.0)
     assert np.allclose(pred.residual_map.numpy(), by_hand, atol=1e-6) and not torch.allclose(pred.residual_map, raw)
+    assert torch.allclose(pred.residual_score, raw.flatten(1).mean(dim=1), rtol=0, atol=1e-8)  # its score: unblurred
     held = [r for r in RunData.load(run).val if r.label == 0]
     peaks = [float(predictor.predict_batch(b.image).residual_map.max()) for b in eval_loader(held, predictor.cfg)]
     assert max(peaks) == pytest.approx(predictor.normalizer.residual_peak, rel=1e-5)

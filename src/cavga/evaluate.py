@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from . import data as D
 from .data import Record, image_size_of, load_mask
 from .errors import CavgaError
-from .image_scores import content_mean, native_map, peak_mask
+from .image_scores import native_map, peak_mask
 from .inference import Predictor, eval_loader
 from .io_utils import atomic_write_json
 from .map_choice import map_settings
@@ -86,7 +86,7 @@ def evaluate_run(
             cols["res"].append(native_map(residual[i], gt.shape, cfg.data.resize))  # (H, W)
             content = D.crop(pred.anomaly_map[i], D.content_box(gt.shape, cfg.data.image_size, cfg.data.resize))
             save_map16(content.numpy(), run_dir / MAPS_DIR / f"{len(cols['map']) - 1:04d}.png")  # (h, w)
-        cols["raw"].append(content_mean(residual, batch.valid))  # the residual's raw image score
+        cols["raw"].append(pred.residual_score)  # the residual's raw image score (of the unblurred residual)
         cols["defect"] += batch.defect_type
         cols["path"] += batch.path
         if show & set(batch.path):

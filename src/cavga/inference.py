@@ -117,6 +117,7 @@ class BatchPrediction:
     # (B, S, S) mean |x - x_hat| over channels, blurred as the map (Normalizer.residual_blur): the
     # reconstruction baseline, read through the same post-processing as the map it is compared with
     residual_map: Tensor
+    residual_score: Tensor  # (B,) the unblurred residual's mean over the content: the baseline's image score
 
 
 class Predictor:
@@ -262,6 +263,7 @@ class Predictor:
             raw_score=raw.cpu(),
             reconstruction=x_hat.cpu(),
             residual_map=gaussian_blur(residual, self.residual_blur).cpu(),  # (B, S, S)
+            residual_score=recon_score.cpu(),
         )
 
     @property

@@ -109,10 +109,10 @@ def predict_painted(
     fade: float = 1.0,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str], list[D.geometry.Box]]:
     """``predictor``'s answers for the held-out ``images`` (N, 3, S, S), clean and painted: the
-    columns raw score, verdict, map, mask (ungated), residual map and reconstruction BCE (M images each), then
+    columns raw score, verdict, map, mask (ungated), residual map and score, reconstruction BCE (M images each), then
     the painted set's masks (M, S, S), labels (M,), defect kinds and content boxes."""
     x, masks, labels, kinds, boxes, valid = painted_set(images, boxes, seed, copies, fade)  # M images, M boxes
-    cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res", "bce")}
+    cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res", "res_score", "bce")}
     b = predictor.cfg.infer.batch_size
     for i in range(0, len(x), b):
         vb = None if valid is None else valid[i : i + b]  # (b, 1, S, S)
@@ -126,6 +126,7 @@ def predict_painted(
             peak_mask(pred.anomaly_map, predictor.mask_threshold, predictor.mask_peak_fraction, vb).numpy()
         )
         cols["res"].append(pred.residual_map.numpy())
+        cols["res_score"].append(pred.residual_score.numpy())
     return {k: np.concatenate(v) for k, v in cols.items()}, masks, labels, kinds, boxes
 
 

@@ -234,7 +234,7 @@ def validate_run(
     cols, masks, labels, kinds, boxes = predict_painted(predictor, images, given, seed, copies)  # M images
     maps, masks = content_only(cols["map"], boxes), content_only(masks, boxes)  # M x (h_i, w_i)
     pred_masks, res = content_only(cols["pmask"], boxes), content_only(cols["res"], boxes)
-    recon = np.array([r.mean() for r in res])  # (M,) the residual's raw image score
+    recon = cols["res_score"]  # (M,) the residual's raw image score: its unblurred mean over the content
     peak = predictor.normalizer.residual_peak if predictor.normalizer else max(float(r.max()) for r in res)
     res = [np.clip(r / max(peak, 1e-12), 0.0, 1.0) for r in res]  # scaled as evaluate scales it
     raw = cols["raw"]

@@ -101,7 +101,6 @@ class BaselinePredictor(Predictor):
         amap, raw, x_hat = evidence(self.model, self.cfg, x)  # (B, S, S), (B,), (B, 3, S, S) | None
         recon = x if x_hat is None else x_hat
         residual = (x - recon).abs().mean(dim=1)  # (B, S, S); zero for PatchCore
-        residual = gaussian_blur(residual, self.residual_blur)  # blurred as CAVGA's
         score = self.normalizer(raw)
         label = (score >= self.cfg.infer.score_threshold).long()  # (B,)
         return BatchPrediction(
@@ -111,5 +110,6 @@ class BaselinePredictor(Predictor):
             mask=answer_mask(self, amap, label).cpu(),
             raw_score=raw.cpu(),
             reconstruction=recon.cpu(),
-            residual_map=residual.cpu(),
+            residual_map=gaussian_blur(residual, self.residual_blur).cpu(),  # blurred as CAVGA's
+            residual_score=residual.flatten(1).mean(dim=1).cpu(),
         )
