@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from cavga.attention import gaussian_blur
+from cavga.config.resolve import map_blur
 from cavga.evaluate import native_mask, residual_baseline
 from cavga.image_scores import content_mean, native_map, reconstruction_score
 from cavga.inference import Predictor, eval_loader
@@ -35,7 +36,7 @@ def residual_both_ways(run: Path) -> dict:
     """The run's residual baseline at sigma 0 and at its ``infer.map_blur``, and its map's stored metrics."""
     predictor = Predictor.from_run(run, "cpu")
     cfg, data = predictor.cfg, RunData.load(run)
-    sigmas = (0.0, float(cfg.infer.map_blur))
+    sigmas = (0.0, map_blur(cfg))
 
     def residuals(records):  # (N, S, S) per sigma, the raw image scores, labels, (H, W) masks
         maps, raw, labels, masks, real = {s: [] for s in sigmas}, [], [], [], []

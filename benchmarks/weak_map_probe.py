@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from cavga.attention import unsupervised_cam_raw, upsample
+from cavga.config.resolve import map_blur
 from cavga.evidence import anomaly_evidence
 from cavga.inference import Predictor
 from cavga.io_utils import atomic_write_json
@@ -53,7 +54,7 @@ def probe(run: Path, batch_size: int = 16) -> dict[str, float]:
         xb = x[i : i + batch_size]  # (B, 3, S, S)
         for weak in ("anomalous", "normal"):
             amap = anomaly_evidence(model, xb, "inverse", weak)[0]  # (B, 1, h, w)
-            maps[weak].append(at_size(amap, xb.shape[-1], cfg.infer.map_blur))  # blurred, as training read it
+            maps[weak].append(at_size(amap, xb.shape[-1], map_blur(cfg)))  # blurred, as training read it
         raw = latent_cam(model, xb, cfg.model.attention_score).numpy()  # (B, S, S)
         maps["latent_direct"].append(raw)
         maps["latent_inverse"].append(-raw)  # 1 - A up to a monotone map: the same ranking

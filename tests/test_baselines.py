@@ -169,6 +169,7 @@ def test_baseline_trains_and_maps_at_the_image_size(tiny_data, tmp_path, model):
     run = tmp_path / "run"
     state = torch.load(train(_cfg(tiny_data, model), run, progress=False), weights_only=True)
     assert state["epoch"] == 2 and state["normalizer"]["n_images"] >= 1
+    assert state["config"]["infer"]["map_blur"] == 0.0 == state["normalizer"]["blur"]  # auto: unblurred, as [6]
     if model != "PatchCore":
         assert [r["epoch"] for r in state["history"]] == [1, 2]
     decided = state["mask_quantile"]  # infer.mask_quantile: auto, decided on painted held-out normals as for CAVGA

@@ -1,6 +1,7 @@
 import pytest
 import yaml
 
+from cavga.config.resolve import map_blur
 from cavga.config import RunConfig, apply_overrides, from_dict, load_config, save_config, to_dict
 from cavga.errors import CavgaError
 
@@ -88,6 +89,7 @@ def test_overrides_from_strings_and_flags():
         ("infer.enlarged_map", "twice"),
         ("infer.map_blur", -1.0),
         ("infer.map_blur", 1000.0),
+        ("infer.map_blur", "sharp"),
     ],
 )
 def test_validate_rejects_values(dotted, value):
@@ -118,4 +120,6 @@ def test_a_run_saved_before_the_map_blur_reads_it_unblurred():
     saved = to_dict(RunConfig())
     del saved["infer"]["map_blur"]
     assert from_dict(saved, "checkpoint.pt", saved=True).infer.map_blur == 0.0
-    assert from_dict(saved).infer.map_blur == 4.0
+    assert map_blur(from_dict(saved)) == 4.0  # auto: 4 px for CAVGA
+    saved["model"]["variant"] = "AE-L2"
+    assert map_blur(from_dict(saved)) == 0.0  # and none for the baselines (session 57's rule)

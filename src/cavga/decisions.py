@@ -14,6 +14,7 @@ import torch
 
 from . import data as D
 from .config import RunConfig
+from .config.resolve import map_blur
 from .image_scores import Normalizer
 from .inference import Predictor, fit_normalizer
 from .map_choice import AUTO_SETTINGS, resolve_auto_settings
@@ -75,7 +76,7 @@ def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, devic
         boxes,
         shifted=shifted,
         enlarged=enlarged,
-        blur=cfg.infer.map_blur,
+        blur=map_blur(cfg),
         image_scores=CLASS_ANOMALY_SCORES if cfg.data.layout in D.ONE_CLASS_LAYOUTS else IMAGE_SCORE_CHOICES,
     )
 

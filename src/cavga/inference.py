@@ -37,6 +37,7 @@ from torch import Tensor
 from . import data as D
 from .attention import gaussian_blur, image_map
 from .config import RunConfig
+from .config.resolve import map_blur
 from .errors import CavgaError
 from .evidence import anomaly_evidence
 from .fingerprint import check_run_folder
@@ -209,7 +210,7 @@ class Predictor:
             from .baselines.scoring import BaselinePredictor, evidence
 
             predictor = BaselinePredictor.from_state(state, cfg, device)
-            if reads_map_blur(cfg) and predictor.normalizer.blur != cfg.infer.map_blur:  # an AE's map blurred otherwise
+            if reads_map_blur(cfg) and predictor.normalizer.blur != map_blur(cfg):  # an AE's map blurred otherwise
                 forward = partial(evidence, predictor.model, cfg)
                 _refit_map_statistics(
                     predictor.normalizer, run_dir, state, cfg, infer, predictor.model, device, forward
@@ -229,7 +230,7 @@ class Predictor:
             or (normalizer.map_version < UNCLAMPED_MAP_VERSION and reads_direct(cfg))  # A or A_ca, clamped then
             or normalizer.shifted != resolved_shifted(cfg)  # the map with or without half-cell shifts
             or normalizer.enlarged != resolved_enlarged(cfg)  # or the enlarged image's map
-            or normalizer.blur != cfg.infer.map_blur  # blurred otherwise
+            or normalizer.blur != map_blur(cfg)  # blurred otherwise
         )
         if stale:  # the map statistics of the map in use, from the same held-out normals, computed now
             _refit_map_statistics(normalizer, run_dir, state, cfg, infer, model.to(device), device)
@@ -244,7 +245,7 @@ class Predictor:
         amap, x_hat, p_anomalous = anomaly_evidence(
             self.model, x, self._direction, self._weak_map, self._shifted, self._enlarged
         )
-        amap = image_map(amap, size, self.cfg.infer.map_blur)  # (B, S, S)
+        amap = image_map(amap, size, map_blur(self.cfg))  # (B, S, S)
         x_hat = D.paste_padding(x_hat, x, valid)  # (B, 3, S, S)
         residual, recon_score = reconstruction_score(x, x_hat, valid)  # (B, S, S), (B,)
         raw = recon_score if p_anomalous is None else p_anomalous  # (B,)
@@ -270,7 +271,7 @@ class Predictor:
     def residual_blur(self) -> float:
         """The blur of the reconstruction residual: as its held-out statistics were fitted (the map's
         since map version 3), the map's where there are none."""
-        return self.normalizer.residual_blur if self.normalizer else float(self.cfg.infer.map_blur)
+        return self.normalizer.residual_blur if self.normalizer else map_blur(self.cfg)
 
     def predict_paths(self, paths: list[str | Path]) -> list[Prediction]:
         """Predict image files; maps and masks come back at each image's own size."""
@@ -354,7 +355,7 @@ def fit_normalizer(
                 model, x, resolved_direction(cfg), resolved_weak_map(cfg), resolved_shifted(cfg), resolved_enlarged(cfg)
             )
             probs += [] if p_anomalous is None else p_anomalous.cpu().tolist()
-            amap = image_map(amap, cfg.data.image_size, cfg.infer.map_blur)  # (B, S, S)
+            amap = image_map(amap, cfg.data.image_size, map_blur(cfg))  # (B, S, S)
         else:
             amap, raw, x_hat = evidence(x)  # (B, S, S), (B,), (B, 3, S, S) or None
         residual, recon = reconstruction_score(x, x if x_hat is None else x_hat, valid)  # (B, S, S), (B,)
@@ -362,7 +363,7 @@ def fit_normalizer(
         bces += [] if evidence is not None else bce_score(x, x_hat, valid).cpu().tolist()
         map_max += map_peak(amap, valid).cpu().tolist()
         map_min += map_peak(amap, valid, lowest=True).cpu().tolist()
-        peaks.append(gaussian_blur(residual, cfg.infer.map_blur).flatten(1).amax(dim=1).cpu())  # as residual_blur
+        peaks.append(gaussian_blur(residual, map_blur(cfg)).flatten(1).amax(dim=1).cpu())  # as residual_blur
         amap = amap.cpu()
         maps += [
             native_map(m, D.image_size_of(p), cfg.data.resize).ravel() for m, p in zip(amap, batch.path, strict=True)
@@ -379,5 +380,5 @@ def fit_normalizer(
     norm.classifier_scores, norm.bce_scores = [float(p) for p in probs], bces
     norm.map_max, norm.map_min, norm.weak_map = map_max, map_min, resolved_weak_map(cfg)
     norm.direction, norm.map_version, norm.shifted = resolved_direction(cfg), MAP_VERSION, resolved_shifted(cfg)
-    norm.enlarged, norm.blur = resolved_enlarged(cfg), float(cfg.infer.map_blur)
+    norm.enlarged, norm.blur = resolved_enlarged(cfg), map_blur(cfg)
     return norm.to_dict()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import RunConfig
+from .config.resolve import map_blur
 
 # The inference settings training may leave at "auto" (decided on painted held-out defects at its
 # end, cavga.validation.decide_on_painted) and what "auto" means for runs trained before each existed
@@ -52,7 +53,7 @@ def map_settings(cfg: RunConfig) -> dict[str, Any]:
         "shifted_map": None if cfg.model.is_baseline else resolved_shifted(cfg),  # averaged over half-cell shifts
         # averaged with the map of the image enlarged twofold (CAVGA-u)
         "enlarged_map": resolved_enlarged(cfg) if cfg.model.has_attention_direction else None,
-        "map_blur": cfg.infer.map_blur if reads_map_blur(cfg) else None,  # Gaussian sigma, pixels (0: none)
+        "map_blur": map_blur(cfg) if reads_map_blur(cfg) else None,  # Gaussian sigma, pixels (0: none)
     }
 
 

@@ -21,7 +21,7 @@ import torch
 
 from . import data as D
 from .config import IMAGE_SCORES, load_config
-from .config.resolve import mask_fade
+from .config.resolve import map_blur, mask_fade
 from .demo_data import DEFECT_TYPES
 from .errors import CavgaError
 from .evaluate import GATE_KEYS, METRIC_KEYS, residual_baseline
@@ -95,7 +95,7 @@ def painted_pixel_auroc(model: CAVGA, images: torch.Tensor, boxes: list[D.geomet
     (``train.validate_every`` chooses the epoch by it)."""
     direction, weak_map = asked_maps(cfg)
     args = (model, images, cfg.infer.batch_size, device, direction, "fixed", weak_map, boxes)
-    maps_as = {"shifted": cfg.infer.shifted_map, "enlarged": cfg.infer.enlarged_map, "blur": cfg.infer.map_blur}
+    maps_as = {"shifted": cfg.infer.shifted_map, "enlarged": cfg.infer.enlarged_map, "blur": map_blur(cfg)}
     _, maps, masks = _painted_decisions(*args, **maps_as)
     return pixel_auroc(maps, masks)
 

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ..attention import gaussian_blur, image_map
 from ..config import RunConfig
+from ..config.resolve import map_blur
 from ..errors import CavgaError
 from ..image_scores import Normalizer, answer_mask
 from ..inference import BatchPrediction, Predictor
@@ -73,7 +74,7 @@ def evidence(model: torch.nn.Module, cfg: RunConfig, x: Tensor) -> Evidence:
     x_hat = model(small).clamp(0, 1)  # (B, 3, s, s): the image range
     amap = ae_map(cfg.model.variant, small, x_hat, cfg.baseline.ssim_window)  # (B, s, s)
     raw = amap.flatten(1).mean(dim=1)  # (B,): of the map as the loss sees it, unblurred
-    amap = image_map(amap[:, None], size, cfg.infer.map_blur)  # (B, S, S): upsampled, blurred as CAVGA's, clamped
+    amap = image_map(amap[:, None], size, map_blur(cfg))  # (B, S, S): upsampled, blurred if asked, clamped
     recon = F.interpolate(x_hat, size=(size, size), mode="bilinear", align_corners=False)  # (B, 3, S, S)
     return amap, raw, recon
 

@@ -76,7 +76,10 @@ def check_run_config(cfg: RunConfig) -> None:
             f"infer.enlarged_map needs CAVGA-u with a convolutional z (CAVGA-Du, CAVGA-Ru), not {cfg.model.label}: "
             "its classifier or flattened z reads z of the training size only"
         )
-    _in_range("infer.map_blur", cfg.infer.map_blur, 0.0, float(cfg.data.image_size))  # pixels at the model's size
+    if cfg.infer.map_blur != "auto":
+        if isinstance(cfg.infer.map_blur, str):
+            raise CavgaError(f"infer.map_blur: {cfg.infer.map_blur!r} is neither auto nor a number of pixels")
+        _in_range("infer.map_blur", cfg.infer.map_blur, 0.0, float(cfg.data.image_size))  # pixels at the model's size
     _in_range("infer.mask_copies", cfg.infer.mask_copies, 1, 64)
     if cfg.infer.mask_fade != "auto":
         if isinstance(cfg.infer.mask_fade, str):

@@ -286,8 +286,10 @@ class InferConfig:
     # (0: none), which rounds the latent grid's cell corners in a defect's region (cavga.attention.image_map;
     # docs/method.md, "The map's blur"). 4 px is a quarter cell at stride 16, and the field's usual
     # sigma (PatchCore, PaDiM); chosen on painted held-out defects (docs/results.md, "Session 38").
-    # A run saved before it existed reads 0. The baselines ignore it (PatchCore: baseline.blur_sigma).
-    map_blur: float = 4.0
+    # A run saved before it existed reads 0. "auto": 4 px for CAVGA, 0 for the baselines (the AEs'
+    # residual maps read raw, as [6] read them: on painted defects the blur lowered AE-L2's IoU,
+    # session 57; PatchCore blurs its own map by baseline.blur_sigma) (cavga.config.resolve).
+    map_blur: float | str = "auto"
     normalizer_quantile: float = 0.95  # quantile of held-out normal scores that maps to 0.5
     # How that quantile is read off the n held-out scores: "conformal", the k-th smallest with
     # k = ceil((n + 1) q), keeps unseen normals' false alarms at most 1 - q; "interpolated", numpy's

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..attention import ENLARGEMENT, enlarged_average, half_cell_average, image_map, normalise_cam, unsaturated_cam
+from ..config.resolve import map_blur
 from ..image_scores import bce_score, map_peak, peak_mask, reconstruction_score, verdict_gate
 from ..inference import Predictor
 from ..map_choice import reads_direct, resolved_enlarged, resolved_shifted
@@ -50,7 +51,7 @@ class InferenceGraph(nn.Module):
         self.image_score = cfg.infer.image_score  # "paper", "map" or "bce" (resolved by from_run)
         self.enlarged = resolved_enlarged(cfg)  # averaged with the enlarged image's map (infer.enlarged_map)
         self.shifted = resolved_shifted(cfg)
-        self.blur = float(cfg.infer.map_blur)  # Gaussian sigma of the upsampled map, pixels (0: none)
+        self.blur = map_blur(cfg)  # Gaussian sigma of the upsampled map, pixels (0: none)
         self.half = 0  # half a cell of the map's grid, in pixels, fixed before any trace (shifted only)
         if self.shifted:
             with torch.no_grad():
