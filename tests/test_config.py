@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from cavga.config.resolve import map_blur
 from cavga.config import RunConfig, apply_overrides, from_dict, load_config, save_config, to_dict
+from cavga.config.resolve import map_blur
 from cavga.errors import CavgaError
 
 

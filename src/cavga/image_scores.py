@@ -215,9 +215,9 @@ def held_out_quantile(scores: np.ndarray, quantile: float, rank: str) -> float:
 
 # The maps' version: 2 since A (CAVGA-u, direct) and A_ca (CAVGA-w) are read unclamped above the
 # normal peak (cavga.attention.unsaturated_cam); statistics of an older version of such a map are
-# refitted. 3 since the baselines' maps are blurred by infer.map_blur as CAVGA's are: the AEs' maps
-# and every run's reconstruction residual. A run fitted before read those unblurred, whatever its
-# config says, and keeps doing so (cavga.runfolder.saved_run, Normalizer.residual_blur).
+# refitted. 3 since every run's reconstruction residual is blurred as its map (infer.map_blur) and
+# the AEs' maps honour infer.map_blur (auto: none). A run fitted before read those unblurred,
+# whatever its config says, and keeps doing so (cavga.runfolder.saved_run, Normalizer.residual_blur).
 UNCLAMPED_MAP_VERSION = 2
 BLURRED_BASELINES_MAP_VERSION = 3
 MAP_VERSION = 3

@@ -8,11 +8,11 @@ Image scores: the AEs take the mean of their map (the per-image MSE for AE-L2, t
 residual for AE-SSIM), as CAVGA-u scores the mean reconstruction residual; PatchCore takes the
 maximum of its (blurred) distance map, as PatchCore does.
 
-Maps: an AE's residual map is upsampled to the run's image size and blurred by ``infer.map_blur``
-(4 px by default), the same post-processing as CAVGA's maps, so that a table compares the maps
-and not their smoothing (docs/baselines.md, "The AEs' maps"); an AE fitted before that read its
-maps unblurred and keeps its numbers (:func:`cavga.runfolder.saved_run`). PatchCore's distance map
-has its own blur (``baseline.blur_sigma``).
+Maps: an AE's residual map is upsampled to the run's image size and blurred by ``infer.map_blur``,
+the same post-processing as CAVGA's maps; its ``auto`` is no blur for the baselines (the rule of
+docs/baselines.md, "The AEs' maps"). An AE fitted before session 57 read its maps unblurred and keeps
+its numbers (:func:`cavga.runfolder.saved_run`). PatchCore's distance map has its own blur
+(``baseline.blur_sigma``).
 """
 
 from __future__ import annotations
