@@ -58,9 +58,8 @@ def map_settings(cfg: RunConfig) -> dict[str, Any]:
 
 
 def reads_map_blur(cfg: RunConfig) -> bool:
-    """Whether ``infer.map_blur`` blurs the run's map: CAVGA's and the AE baselines' (their residuals, so
-    that every method of a table is read through the same post-processing); not the PatchCore-like
-    reference's, whose distance map is blurred by its own ``baseline.blur_sigma``."""
+    """Whether ``infer.map_blur`` applies to the run's map: CAVGA's and the AE baselines' (whose ``auto``
+    is no blur); not the PatchCore-like reference's, blurred by its own ``baseline.blur_sigma``."""
     return cfg.model.variant != "PatchCore"
 
 
