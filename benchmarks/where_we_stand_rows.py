@@ -383,4 +383,12 @@ ROWS = [
     Row("ae-ssim",
         10, "bottle 128 px", "AE-SSIM [6], 1000 epochs", ["issue10/bottle-cpu/ae-schedule-s23/AE-SSIM-1000ep"],
         {"iou": 0.15, "detection_accuracy": 0.88}, {"iou": (0.10, 0.20)}),
+    Row("ae-ssim-57",
+        10, "bottle 128 px", "AE-SSIM [6], 1000 epochs, today's default (its map raw; today's mask rule), seed 0 "
+        "trained in session 57", [_AE + "AE-SSIM-seed0"],
+        {"iou": 0.15, "detection_accuracy": 0.88}, {"iou": (0.10, 0.20)}),
+    Row("ae-ssim-blur-57",
+        10, "bottle 128 px", "AE-SSIM [6], 1000 epochs, its map blurred by 4 px (`--set infer.map_blur=4`), the same "
+        "weights as [[ae-ssim-57]]", [_AE + "AE-SSIM-seed0-blur4"],
+        {"iou": 0.15, "detection_accuracy": 0.88}, {"iou": (0.10, 0.20)}),
 ]  # fmt: skip
