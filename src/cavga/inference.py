@@ -211,10 +211,8 @@ class Predictor:
 
             predictor = BaselinePredictor.from_state(state, cfg, device)
             if reads_map_blur(cfg) and predictor.normalizer.blur != map_blur(cfg):  # an AE's map blurred otherwise
-                forward = partial(evidence, predictor.model, cfg)
-                _refit_map_statistics(
-                    predictor.normalizer, run_dir, state, cfg, infer, predictor.model, device, forward
-                )
+                forward = partial(evidence, predictor.model, cfg)  # the baseline's own forward pass
+                _refit_map_statistics(predictor.normalizer, run_dir, state, cfg, infer, None, device, forward)
             return predictor
         model, _ = build_networks(cfg.model, cfg.data.image_size, from_checkpoint=True)
         model.load_state_dict(state["model"])
@@ -306,11 +304,18 @@ class Predictor:
 
 
 def _refit_map_statistics(
-    normalizer: Normalizer, run_dir, state, cfg: RunConfig, infer, model, device: torch.device, evidence=None
+    normalizer: Normalizer,
+    run_dir,
+    state,
+    cfg: RunConfig,
+    infer,
+    model: CAVGA | None,
+    device: torch.device,
+    evidence=None,
 ) -> None:
     """Replace ``normalizer``'s map statistics by those of the map in use (changed by ``infer``), fitted
-    now on the run's held-out normals (``evidence``: a baseline's forward pass); warn where the run's
-    mask threshold was chosen for its own map."""
+    now on the run's held-out normals by ``model``, or by ``evidence`` (a baseline's forward pass, as
+    :func:`fit_normalizer` takes it); warn where the run's mask threshold was chosen for its own map."""
     changed = [item for item in infer or [] if item.split("=")[0] in MAP_SETTINGS]
     if state.get("mask_quantile") and changed:  # the threshold was chosen for the run's own map
         flags = " ".join(f"--set {item}" for item in changed)

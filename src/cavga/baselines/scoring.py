@@ -27,7 +27,7 @@ from ..attention import gaussian_blur, image_map
 from ..config import RunConfig
 from ..config.resolve import map_blur
 from ..errors import CavgaError
-from ..image_scores import Normalizer, answer_mask
+from ..image_scores import Normalizer, answer_mask, reconstruction_score
 from ..inference import BatchPrediction, Predictor
 from .ae import ConvAutoencoder, ae_map
 from .patchcore import PatchCore
@@ -101,7 +101,7 @@ class BaselinePredictor(Predictor):
         x = x.to(self.device)
         amap, raw, x_hat = evidence(self.model, self.cfg, x)  # (B, S, S), (B,), (B, 3, S, S) | None
         recon = x if x_hat is None else x_hat
-        residual = (x - recon).abs().mean(dim=1)  # (B, S, S); zero for PatchCore
+        residual, residual_score = reconstruction_score(x, recon)  # (B, S, S), (B,); zero for PatchCore
         score = self.normalizer(raw)
         label = (score >= self.cfg.infer.score_threshold).long()  # (B,)
         return BatchPrediction(
@@ -112,5 +112,5 @@ class BaselinePredictor(Predictor):
             raw_score=raw.cpu(),
             reconstruction=recon.cpu(),
             residual_map=gaussian_blur(residual, self.residual_blur).cpu(),  # blurred as CAVGA's
-            residual_score=residual.flatten(1).mean(dim=1).cpu(),
+            residual_score=residual_score.cpu(),
         )
