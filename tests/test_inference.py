@@ -202,3 +202,47 @@ def test_the_residual_baseline_is_blurred_as_the_map_since_map_version_3(tmp_pat
     assert max(peaks) == pytest.approx(predictor.normalizer.residual_peak, rel=1e-5)
     predictor.normalizer.map_version = 2  # as a run fitted before the baselines were blurred
     assert predictor.residual_blur == 0.0 and torch.equal(predictor.predict_batch(batch.image).residual_map, raw)
+
+
+def test_the_residual_mask_diagnosis_repeats_evaluate_and_takes_the_best_painted_threshold(tmp_path_factory):
+    """benchmarks/residual_mask.py: its fixed-rule residual is evaluate's stored residual baseline,
+    its painted choice is the sweep's best (ties aside) and masks the test residual at that level;
+    at threshold 0.5 and fraction 0, residual_baseline is evaluate's rule."""
+    from _scripts import benchmark_script
+    from _tiny_run import shared_run
+    from cavga.io_utils import read_json
+
+    run = shared_run(tmp_path_factory)
+    out = tmp_path_factory.mktemp("residual-mask") / "r.json"
+    assert benchmark_script("residual_mask").main([str(run), "--out", str(out)]) == 0
+    row = read_json(out, "", "diagnosis")["rows"][0]
+    stored = read_json(run / "metrics.json", "", "metrics")["baseline_residual"]
+    for k in ("pixel_auroc", "aupro", "iou"):
+        assert row["residual_fixed"][k] == pytest.approx(stored[k], abs=1e-4)
+        if k != "iou":  # the threshold moves the masks only
+            assert row["residual_painted"][k] == row["residual_fixed"][k]
+    choice = row["choice"]
+    assert choice["painted_iou"] == max(choice["sweep"].values())
+    assert 0.0 < choice["threshold"] < 1.0 and choice["peak_fraction"] in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def test_the_residual_baseline_masks_at_a_given_threshold_raised_towards_each_maps_peak():
+    """residual_baseline(threshold=t, fraction=r) masks each map at t + r (peak - t), by hand on one
+    anomalous image; the default is evaluate's fixed rule, the map at 0.5."""
+    from types import SimpleNamespace
+
+    from cavga.evaluate import residual_baseline
+
+    amap = np.array([[0.9, 0.7, 0.4, 0.1]], dtype=np.float32)  # (1, 4): peak 0.9
+    truth = np.array([[True, True, False, False]])
+    normal = np.zeros((1, 4), dtype=np.float32)
+    args = (SimpleNamespace(normalizer=None), np.array([0.1, 0.5]), np.array([0, 1]), [normal, amap])
+    masks = [np.zeros((1, 4), dtype=bool), truth]
+
+    def at(*how):
+        return residual_baseline(*args, masks, np.array([True, True]), *how)["iou"]
+
+    assert at() == pytest.approx(2 / 2)  # >= 0.5: the two defect pixels
+    assert at(0.3) == pytest.approx(2 / 3)  # >= 0.3: three pixels, two of them right
+    assert at(0.3, 0.5) == pytest.approx(2 / 2)  # >= 0.3 + 0.5 (0.9 - 0.3) = 0.6: the defect again
+    assert at(0.3, 0.8) == pytest.approx(1 / 2)  # >= 0.78: the peak pixel alone

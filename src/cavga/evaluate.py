@@ -192,9 +192,19 @@ def _write_scores(run_dir: Path, run_data: RunData, cols: dict[str, list], resul
     )
 
 
-def residual_baseline(predictor: Predictor, recon, labels, residual_maps, masks, has_mask=None) -> dict[str, Any]:
-    """The residual baseline's metrics: the scaled maps |x - x_hat| thresholded at 0.5, their raw
-    means ``recon`` (N,) as image scores and the run's own normaliser for the verdict."""
+def residual_baseline(
+    predictor: Predictor,
+    recon,
+    labels,
+    residual_maps,
+    masks,
+    has_mask=None,
+    threshold: float = 0.5,
+    fraction: float = 0.0,
+) -> dict[str, Any]:
+    """The residual baseline's metrics: the scaled maps |x - x_hat| masked at ``threshold`` raised
+    ``fraction`` towards each map's peak (:func:`peak_mask`; evaluate's rule: 0.5 of the held-out peak,
+    0), their raw means ``recon`` (N,) as image scores and the run's own normaliser for the verdict."""
     if predictor.normalizer:
         verdict = (predictor.normalizer(torch.as_tensor(recon)) >= predictor.cfg.infer.score_threshold).long().numpy()
     else:
@@ -205,7 +215,7 @@ def residual_baseline(predictor: Predictor, recon, labels, residual_maps, masks,
         pred_labels=verdict,
         anomaly_maps=residual_maps,
         masks=masks,
-        pred_masks=[r >= 0.5 for r in residual_maps],
+        pred_masks=[peak_mask(r, threshold, fraction) for r in residual_maps],
         has_mask=has_mask,
     )
 
