@@ -6,10 +6,11 @@ sets nothing.
 ``cavga evaluate`` masks the residual |x - x_hat| (scaled by the highest held-out residual) at 0.5,
 a rule fixed in advance, while the attention's threshold is chosen on the held-out normals with
 painted defects (``infer.mask_quantile`` / ``mask_peak_fraction`` ``auto``, faded by
-``infer.mask_fade``; :mod:`cavga.mask_threshold`). This script gives the residual the same choice:
-the same candidates (quantiles of the held-out normals' residual pixels, each raised towards each
-map's peak by each peak fraction), the same painted set (same seed, copies and fade), the same
-tie-breaks, then scores the test split's residual masks both ways. No test label chooses anything.
+``infer.mask_fade``; :mod:`cavga.mask_threshold`). This script gives the residual the same choice
+(:func:`cavga.mask_threshold.decide_residual_mask`, which training's end makes since session 58: the
+map's candidates, quantiles of the held-out normals' residual pixels each raised towards each map's
+peak by each peak fraction, and the fixed rule, on the same painted set), then scores the test
+split's residual masks both ways. No test label chooses anything.
 
     OMP_NUM_THREADS=2 python benchmarks/residual_mask.py runs/demo/run runs/s58/bottle-Du-seed0 ... \\
         --out benchmarks/results/issue8/residual-mask-s58.json
@@ -25,45 +26,28 @@ import numpy as np
 
 from cavga.config.resolve import mask_fade
 from cavga.evaluate import native_mask, residual_baseline
-from cavga.image_scores import native_map, peak_mask
+from cavga.image_scores import native_map
 from cavga.inference import Predictor, eval_loader
 from cavga.io_utils import atomic_write_json, read_json
-from cavga.mask_threshold import best_mask_label, mask_candidates
-from cavga.metrics import iou
-from cavga.painting import content_only, held_out_images, held_out_normals, predict_painted
+from cavga.mask_threshold import FIXED_RESIDUAL_LABEL, decide_residual_mask
+from cavga.painting import content_only, held_out_images, held_out_normals, predict_painted, protocol_text
 from cavga.runfolder import RunData
 
 KEYS = ("pixel_auroc", "aupro", "iou", "f1_max")
 
 
-def painted_choice(predictor: Predictor, run: Path, peak: float) -> dict:
-    """The residual's (quantile, peak fraction) with the best painted IoU on the run's held-out
-    normals, by :func:`cavga.mask_threshold.decide_mask_quantile`'s candidates and tie-breaks."""
+def painted_choice(predictor: Predictor, run: Path) -> dict:
+    """The residual's mask level as training's end now decides it (:func:`decide_residual_mask`: the
+    map's candidates and the fixed rule, on the run's painted held-out normals), made here for runs
+    fitted before it was decided."""
     cfg = predictor.cfg
     images, boxes = held_out_images(held_out_normals(run), cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
-    fade = mask_fade(cfg)
-    cols, masks, labels, _, pboxes = predict_painted(predictor, images, boxes, 0, cfg.infer.mask_copies, fade)
-    maps = content_only(np.clip(cols["res"] / peak, 0, 1), pboxes)  # M x (h, w), scaled as evaluate scales them
-    masks = content_only(masks, pboxes)
-    pixels = np.concatenate([m.ravel() for m in maps[: len(images)]])  # the clean held-out normals come first
-    candidates = mask_candidates(cfg.infer.mask_margin, "auto")  # as the attention's: margin as set, fraction auto
-    by_label, thresholds = {}, {}
-    for label, (q, margin, r) in candidates.items():
-        t = float(np.quantile(pixels, q))
-        t = float(np.nextafter(np.float32(t + margin * (1.0 - t)), np.float32(np.inf)))  # strictly above, as the map's
-        thresholds[label] = (t, r)
-        by_label[label] = round(iou([peak_mask(m, t, r) for m in maps], masks, labels), 4)
-    fixed = round(iou([m >= 0.5 for m in maps], masks, labels), 4)
-    best = best_mask_label(by_label, candidates)
-    return {
-        "chosen": best,
-        "threshold": thresholds[best][0],
-        "peak_fraction": thresholds[best][1],
-        "painted_iou": by_label[best],
-        "painted_iou_fixed_rule": fixed,
-        "sweep": by_label,
-        "painted": f"{len(images)} held-out normals + {cfg.infer.mask_copies} painted copies each, fade {fade:g}",
-    }
+    cols, masks, labels, _, pboxes = predict_painted(predictor, images, boxes, 0, cfg.infer.mask_copies, mask_fade(cfg))
+    decision = decide_residual_mask(
+        predictor, content_only(cols["res"], pboxes), content_only(masks, pboxes), labels, cfg.infer.mask_margin, "auto"
+    )["residual_mask"]
+    decision["painted"] = protocol_text(len(images), cfg.infer.mask_copies, 0, mask_fade(cfg))
+    return decision
 
 
 def residual_both_ways(run: Path) -> dict:
@@ -71,7 +55,7 @@ def residual_both_ways(run: Path) -> dict:
     predictor = Predictor.from_run(run, "cpu")
     cfg, data = predictor.cfg, RunData.load(run)
     peak = predictor.normalizer.residual_peak
-    choice = painted_choice(predictor, run, peak)
+    choice = painted_choice(predictor, run)
     maps, raw, labels, masks, real = [], [], [], [], []
     records = iter(data.test)
     for batch in eval_loader(data.test, cfg):
@@ -85,7 +69,7 @@ def residual_both_ways(run: Path) -> dict:
         labels.append(batch.label.numpy())
     raw, labels, real = np.concatenate(raw), np.concatenate(labels), np.array(real)
     fixed = residual_baseline(predictor, raw, labels, maps, masks, real)
-    painted = residual_baseline(predictor, raw, labels, maps, masks, real, choice["threshold"], choice["peak_fraction"])
+    painted = residual_baseline(predictor, raw, labels, maps, masks, real, *choice["residual_mask"])
     out = {"run": str(run), "model": cfg.model.label, "residual_blur": predictor.residual_blur, "choice": choice}
     out["residual_fixed"] = {k: round(float(fixed[k]), 4) for k in KEYS}
     out["residual_painted"] = {k: round(float(painted[k]), 4) for k in KEYS}
@@ -110,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {run} | {r.get('map', {}).get('iou')} | {r['residual_fixed']['iou']:.3f} | "
             f"{r['residual_painted']['iou']:.3f} ({c['chosen']}) | "
-            f"{c['painted_iou_fixed_rule']:.3f} / {c['painted_iou']:.3f} |",
+            f"{c['validation_iou'][FIXED_RESIDUAL_LABEL]:.3f} / {c['validation_iou'][c['chosen']]:.3f} |",
             flush=True,
         )
     atomic_write_json(args.out, {"rows": rows, "seconds": round(time.time() - started, 1)})

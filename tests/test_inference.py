@@ -204,26 +204,36 @@ def test_the_residual_baseline_is_blurred_as_the_map_since_map_version_3(tmp_pat
     assert predictor.residual_blur == 0.0 and torch.equal(predictor.predict_batch(batch.image).residual_map, raw)
 
 
-def test_the_residual_mask_diagnosis_repeats_evaluate_and_takes_the_best_painted_threshold(tmp_path_factory):
-    """benchmarks/residual_mask.py: its fixed-rule residual is evaluate's stored residual baseline,
-    its painted choice is the sweep's best (ties aside) and masks the test residual at that level;
-    at threshold 0.5 and fraction 0, residual_baseline is evaluate's rule."""
+def test_the_residual_mask_is_decided_on_painted_defects_as_the_maps_and_evaluate_uses_it(tmp_path_factory):
+    """Training's end decides the same-run residual's mask level on the painted held-out normals: the
+    best painted IoU of the map's candidates and the fixed rule (kept at ties); the predictor and
+    evaluate use it; benchmarks/residual_mask.py makes the same decision again and repeats evaluate's
+    residual with it; with the residual's statistics refitted (another blur), the fixed rule."""
     from _scripts import benchmark_script
     from _tiny_run import shared_run
+    from cavga.image_scores import FIXED_RESIDUAL_LEVEL
     from cavga.io_utils import read_json
+    from cavga.mask_threshold import FIXED_RESIDUAL_LABEL
+    from cavga.runtime import CHECKPOINT, load_checkpoint
 
     run = shared_run(tmp_path_factory)
+    decision = load_checkpoint(run / CHECKPOINT)["residual_mask"]
+    sweep, chosen = decision["validation_iou"], decision["chosen"]
+    assert sweep[chosen] == max(sweep.values()) and len(sweep) == 8 * 9 + 1  # quantiles x peak fractions, fixed
+    assert chosen != FIXED_RESIDUAL_LABEL or sweep[FIXED_RESIDUAL_LABEL] >= max(sweep.values())
+    predictor = Predictor.from_run(run, "cpu")
+    assert predictor.residual_level == tuple(decision["residual_mask"])
+    stored = read_json(run / "metrics.json", "", "metrics")
+    assert stored["thresholds"]["residual_mask"] == list(predictor.residual_level)
     out = tmp_path_factory.mktemp("residual-mask") / "r.json"
     assert benchmark_script("residual_mask").main([str(run), "--out", str(out)]) == 0
     row = read_json(out, "", "diagnosis")["rows"][0]
-    stored = read_json(run / "metrics.json", "", "metrics")["baseline_residual"]
+    assert row["choice"]["residual_mask"] == decision["residual_mask"]
     for k in ("pixel_auroc", "aupro", "iou"):
-        assert row["residual_fixed"][k] == pytest.approx(stored[k], abs=1e-4)
+        assert row["residual_painted"][k] == pytest.approx(stored["baseline_residual"][k], abs=1e-4)
         if k != "iou":  # the threshold moves the masks only
             assert row["residual_painted"][k] == row["residual_fixed"][k]
-    choice = row["choice"]
-    assert choice["painted_iou"] == max(choice["sweep"].values())
-    assert 0.0 < choice["threshold"] < 1.0 and choice["peak_fraction"] in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    assert Predictor.from_run(run, "cpu", ["infer.map_blur=0"]).residual_level == FIXED_RESIDUAL_LEVEL
 
 
 def test_the_residual_baseline_masks_at_a_given_threshold_raised_towards_each_maps_peak():

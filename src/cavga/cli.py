@@ -250,6 +250,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             faded = f"; defects faded to U({result['mask_fade']:g}, 1)" if result["mask_fade"] < 1 else ""
             print(f"IoU by infer.mask_quantile[+mask_margin][@mask_peak_fraction] (in use: {in_use}{faded}): "
                   f"{mask_sweep_text(result['mask_quantile_iou'])}")  # fmt: skip
+        if result["baseline_residual"]:  # the residual's mask level (cavga.mask_threshold.decide_residual_mask)
+            t, r = result["residual_mask"]
+            print(f"the reconstruction residual's mask: {t:.3g} of its held-out peak, raised {r:g} to each map's peak")
         print(f"protocol: {result['protocol']}; written: {Path(args.run_dir) / VALIDATION_FILE}")
         return 0
     if args.command == "redecide":

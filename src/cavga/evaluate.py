@@ -7,8 +7,9 @@ the normalised score.
 
 Beside CAVGA's own numbers it measures, from the same forward pass, the trivial baseline the
 attention has to beat: the per-pixel reconstruction difference |x - x_hat| as the anomaly map and
-its mean as the image score (the AE-style localisation of [6, 48]).  Its mask threshold is half the
-highest residual seen on held-out normal images, so neither method looks at test labels.
+its mean as the image score (the AE-style localisation of [6, 48]).  Its mask threshold is decided
+as the map's, on painted defects on held-out normal images (:func:`cavga.mask_threshold.decide_residual_mask`;
+half the highest held-out residual in runs from before session 58), so neither looks at test labels.
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ def evaluate_run(
     if peak:
         for r in residual_maps:
             np.clip(r / peak, 0.0, 1.0, out=r)  # (H, W), in place: bottle's 900x900 maps add up
-    baseline = residual_baseline(predictor, recon.numpy(), labels, residual_maps, masks, has_mask)
+    baseline = residual_baseline(
+        predictor, recon.numpy(), labels, residual_maps, masks, has_mask, *predictor.residual_level
+    )
     pixel_truth = bool(has_mask[labels == 1].any()) if labels.any() else bool(has_mask.any())
     result = {
         "run": str(run_dir),
@@ -130,6 +133,9 @@ def evaluate_run(
             "mask_margin": cfg.infer.mask_margin,
             "mask_peak_fraction": predictor.mask_peak_fraction,
             "mask_gate": cfg.infer.mask_gate,  # the answers' masks; metrics hold IoU with and without it
+            # the same-run residual's mask: its threshold (of the residual over its held-out peak) and
+            # peak fraction, decided on painted defects as the map's (0.5, 0 in runs from before)
+            "residual_mask": list(predictor.residual_level),
             "score": cfg.infer.score_threshold,
             "normalizer_quantile": cfg.infer.normalizer_quantile,
             "normalizer_rank": cfg.infer.normalizer_rank,  # how that quantile was read off the held-out scores

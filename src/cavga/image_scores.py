@@ -101,6 +101,28 @@ def peak_mask(amap: Tensor | np.ndarray, threshold: float, fraction: float = 0.0
     return amap >= level[:, None, None]  # (B, S, S)
 
 
+def level_above(threshold: float, margin: float = 0.0) -> float:
+    """The float32 just above ``threshold`` raised by ``margin`` of the way to the map's ceiling 1:
+    ties at a quantile (a map that is 0 on most normal pixels) stay unflagged (``infer.mask_margin``)."""
+    return float(np.nextafter(np.float32(threshold + margin * (1.0 - threshold)), np.float32(np.inf)))
+
+
+# The same-run residual's mask before session 58, and where nothing else is decided: the residual
+# scaled by its held-out peak, masked at 0.5 (half the highest held-out residual), no peak fraction.
+FIXED_RESIDUAL_LEVEL = (0.5, 0.0)
+
+
+def residual_mask_level(decision: dict[str, Any] | None, normalizer: Normalizer | None) -> tuple[float, float]:
+    """(threshold, peak fraction) of the residual baseline's mask, on the residual scaled by its
+    held-out peak: as training's end decided it on painted defects (``decision``, the checkpoint's
+    "residual_mask"; :func:`cavga.mask_threshold.decide_residual_mask`) where it was decided on these
+    statistics (the same held-out peak), else FIXED_RESIDUAL_LEVEL."""
+    if decision and normalizer is not None and decision.get("residual_peak") == normalizer.residual_peak:
+        threshold, fraction = decision["residual_mask"]
+        return float(threshold), float(fraction)
+    return FIXED_RESIDUAL_LEVEL
+
+
 def verdict_gate(mask: Tensor | np.ndarray, label: Tensor | int) -> Tensor | np.ndarray:
     """Masks (B, S, S) with verdicts (B,), or one mask (H, W) with its verdict, emptied where the
     verdict is normal (``infer.mask_gate: verdict``): an image judged normal shows no defect region."""

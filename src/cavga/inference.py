@@ -42,6 +42,7 @@ from .errors import CavgaError
 from .evidence import anomaly_evidence
 from .fingerprint import check_run_folder
 from .image_scores import (
+    FIXED_RESIDUAL_LEVEL,
     MAP_QUANTILE_LEVELS,
     MAP_VERSION,
     OWN_HELD_OUT,
@@ -49,9 +50,11 @@ from .image_scores import (
     Normalizer,
     answer_mask,
     bce_score,
+    level_above,
     map_peak,
     native_map,
     reconstruction_score,
+    residual_mask_level,
 )
 from .map_choice import (
     AUTO_SETTINGS,
@@ -137,6 +140,9 @@ class Predictor:
             raise CavgaError("this unsupervised model has no score normaliser (training did not finish)")
         self.mask_threshold = cfg.infer.mask_threshold
         self.has_reconstruction = True  # evaluate measures the residual baseline |x - x_hat| beside the model
+        # that baseline's mask (threshold, peak fraction) on its scaled residual: from_run sets the
+        # level training's end decided on painted defects, as for the map (cavga.mask_threshold)
+        self.residual_level = FIXED_RESIDUAL_LEVEL
         self._direction = resolved_direction(cfg)
         self._weak_map = resolved_weak_map(cfg)
         self._shifted = resolved_shifted(cfg)
@@ -188,11 +194,8 @@ class Predictor:
         by ``margin`` of the way from there to the map's ceiling 1 (``infer.mask_margin``)."""
         if self.normalizer is None:
             raise CavgaError("infer.mask_quantile needs held-out map statistics, which this run lacks")
-        # strictly above the quantile: ties at it (a map that is 0 on most normal pixels) stay unflagged.
         # The stored quantiles are of the map in use (from_run refits them when they are not).
-        t = self.normalizer.map_threshold(quantile)
-        q = np.float32(t + margin * (1.0 - t))
-        return float(np.nextafter(q, np.float32(np.inf)))
+        return level_above(self.normalizer.map_threshold(quantile), margin)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "auto", infer: list[str] | None = None) -> Predictor:
@@ -213,6 +216,7 @@ class Predictor:
             if reads_map_blur(cfg) and predictor.normalizer.blur != map_blur(cfg):  # an AE's map blurred otherwise
                 forward = partial(evidence, predictor.model, cfg)  # the baseline's own forward pass
                 _refit_map_statistics(predictor.normalizer, run_dir, state, cfg, infer, None, device, forward)
+            predictor.residual_level = residual_mask_level(state.get("residual_mask"), predictor.normalizer)
             return predictor
         model, _ = build_networks(cfg.model, cfg.data.image_size, from_checkpoint=True)
         model.load_state_dict(state["model"])
@@ -232,7 +236,9 @@ class Predictor:
         )
         if stale:  # the map statistics of the map in use, from the same held-out normals, computed now
             _refit_map_statistics(normalizer, run_dir, state, cfg, infer, model.to(device), device)
-        return cls(model, cfg, normalizer, device)
+        predictor = cls(model, cfg, normalizer, device)
+        predictor.residual_level = residual_mask_level(state.get("residual_mask"), normalizer)  # refitted: fixed
+        return predictor
 
     def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> BatchPrediction:
         """Predict a batch (B, 3, S, S) as loaded; ``valid`` (B, 1, S, S) marks content when

@@ -13,7 +13,7 @@ import torch
 
 from . import data as D
 from .config.resolve import mask_fade
-from .image_scores import peak_mask
+from .image_scores import FIXED_RESIDUAL_LEVEL, level_above, peak_mask
 from .inference import Predictor
 from .map_choice import AUTO_SETTINGS
 from .metrics import iou
@@ -82,14 +82,17 @@ def decide_mask_quantile(
     "mask_peak_fraction" where those are auto too."""
     cols, masks, labels, _, boxes = predict_painted(predictor, images, boxes, seed, copies, fade)
     maps, masks = content_only(cols["map"], boxes), content_only(masks, boxes)
+    protocol = protocol_text(len(images), copies, seed, fade)
+    residual = decide_residual_mask(predictor, content_only(cols["res"], boxes), masks, labels, margin, fraction)
+    if residual:
+        residual["residual_mask"]["protocol"] = protocol
     sweep = mask_sweep(predictor, maps, masks, labels, margin, fraction)
     if sweep is None:  # no held-out map statistics to threshold by
-        return _fallback_mask_decisions(margin, fraction, "no held-out map statistics")
+        return _fallback_mask_decisions(margin, fraction, "no held-out map statistics") | residual
     by_q, normal_share = sweep
     candidates = mask_candidates(margin, fraction)
     quantile, chosen_margin, chosen_fraction = candidates[best_mask_label(by_q, candidates)]
-    protocol = protocol_text(len(images), copies, seed, fade)
-    out = {
+    out = residual | {
         "mask_quantile": {
             "mask_quantile": quantile,
             "validation_iou": by_q,
@@ -102,6 +105,42 @@ def decide_mask_quantile(
         if how == "auto":
             out[key] = {key: chosen, "protocol": protocol}
     return out
+
+
+FIXED_RESIDUAL_LABEL = "0.5 of the held-out peak"  # the residual's mask before session 58 (FIXED_RESIDUAL_LEVEL)
+
+
+def decide_residual_mask(
+    predictor: Predictor,
+    residuals: list[np.ndarray],
+    masks: list[np.ndarray],
+    labels: np.ndarray,
+    margin: float | str = 0.0,
+    fraction: float | str = 0.0,
+) -> dict[str, dict[str, Any]]:
+    """The same-run residual baseline's mask level, decided as the map's is: of the map's candidates
+    (:func:`mask_candidates` at the run's ``margin`` and ``fraction``, each quantile read off the
+    clean held-out images' scaled residual pixels) and the fixed rule (FIXED_RESIDUAL_LEVEL, kept at
+    ties), the one whose masks overlap the painted defects best. ``residuals``: the painted set's
+    residual maps (M x (h, w), content only, clean images first, as ``labels`` 0); the paper's
+    central claim compares the two maps, so both get their threshold by one protocol (session 58).
+    Returns the checkpoint's "residual_mask", with the held-out peak it is of; {} without one."""
+    peak = predictor.normalizer.residual_peak if predictor.normalizer is not None else 0.0
+    if not peak:
+        return {}
+    scaled = [np.clip(r / peak, 0.0, 1.0) for r in residuals]  # as evaluate scales the test residual
+    clean = np.concatenate([r.ravel() for r, y in zip(scaled, labels, strict=True) if y == 0])
+    candidates = mask_candidates(margin, fraction)
+    levels = {label: (level_above(float(np.quantile(clean, q)), f), r) for label, (q, f, r) in candidates.items()}
+    by_iou = {
+        label: round(iou([peak_mask(m, t, r) for m in scaled], masks, labels), 4)
+        for label, (t, r) in {**levels, FIXED_RESIDUAL_LABEL: FIXED_RESIDUAL_LEVEL}.items()
+    }
+    best = best_mask_label({k: by_iou[k] for k in candidates}, candidates)
+    chosen = FIXED_RESIDUAL_LABEL if by_iou[FIXED_RESIDUAL_LABEL] >= by_iou[best] else best
+    level = FIXED_RESIDUAL_LEVEL if chosen == FIXED_RESIDUAL_LABEL else levels[chosen]
+    decision = {"residual_mask": list(level), "chosen": chosen, "validation_iou": by_iou, "residual_peak": peak}
+    return {"residual_mask": decision}
 
 
 def best_mask_label(iou_by_label: dict[str, float], candidates: dict[str, tuple[float, float, float]]) -> str:

@@ -34,7 +34,15 @@ from .runtime import CHECKPOINT, resolve_device, save_checkpoint
 # what evaluate and validate wrote from the old decisions, and a training's lock
 STALE_FILES = (LOCK_FILE, METRICS_FILE, VALIDATION_FILE, SCORES_FILE)
 STALE_FOLDERS = (MAPS_DIR, REPORT_DIR)  # evaluate's test maps and report page
-DECISIONS = ("attention_direction", "image_score", "weak_map", "mask_quantile", "mask_margin", "mask_peak_fraction")
+DECISIONS = (
+    "attention_direction",
+    "image_score",
+    "weak_map",
+    "mask_quantile",
+    "mask_margin",
+    "mask_peak_fraction",
+    "residual_mask",  # the same-run residual's mask level (since session 58)
+)
 
 
 def redecide_run(run_dir: str | Path, out_dir: str | Path, infer: list[str], device: str = "auto") -> dict[str, Any]:

@@ -239,7 +239,7 @@ def validate_run(
     res = [np.clip(r / max(peak, 1e-12), 0.0, 1.0) for r in res]  # scaled as evaluate scales it
     raw = cols["raw"]
     metrics = compute_metrics(raw, labels, cols["pred"], maps, masks, pred_masks)
-    baseline = residual_baseline(predictor, recon, labels, res, masks)
+    baseline = residual_baseline(predictor, recon, labels, res, masks, None, *predictor.residual_level)
     kinds_arr = np.asarray(kinds)
     per_defect = {}
     for k in DEFECT_TYPES:
@@ -264,6 +264,7 @@ def validate_run(
         **map_settings(cfg),  # the map and image score in use
         "metrics": {k: metrics[k] for k in (*METRIC_KEYS, *GATE_KEYS)},
         "baseline_residual": {k: baseline[k] for k in METRIC_KEYS} if predictor.has_reconstruction else None,
+        "residual_mask": list(predictor.residual_level),  # its (threshold, peak fraction), as training's end decided
         "per_defect": per_defect,
         "mask_quantile": cfg.infer.mask_quantile,  # in use: as decided by training when "auto"
         "mask_margin": cfg.infer.mask_margin,
