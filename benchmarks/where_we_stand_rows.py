@@ -355,8 +355,10 @@ ROWS = [
         "at the earlier fixed half of the held-out peak: IoU 0.279)", [_B + "demo-s58/Du"],
         target={"pixel_auroc": (0.90, 1)}),
     Row("demo-dw",
-        8, "demo (brick, 128 px)", "CAVGA-Dw, `cavga demo --model Dw`", [_B + "demo-s53/Dw"],
-        target={"pixel_auroc": (0.90, 1), "detection_accuracy": (_stored(_B + "demo-s53/Du", "detection_accuracy"), 1)},
+        8, "demo (brick, 128 px)", "CAVGA-Dw, `cavga demo --model Dw` (session 58's fresh clone, as [[demo-du]]: an "
+        "AMD EPYC, as session 46's 0.904 / 0.301; session 53's on an Intel Xeon: image 0.949, pixel 0.891, IoU 0.296, "
+        "det. 0.855, AUPRO 0.736, the same code path)", [_B + "demo-s58/Dw"],
+        target={"pixel_auroc": (0.90, 1), "detection_accuracy": (_stored(_B + "demo-s58/Du", "detection_accuracy"), 1)},
         note="(det.: Du's, [[demo-du]])"),
     Row("mnist-scratch",
         10, "MNIST, 10 digits", "CAVGA-Du, 2 epochs, from scratch (configs/mnist.yaml until session 39; "
