@@ -42,6 +42,11 @@ def test_demo_settings_apply_only_without_a_config(tmp_path):
     assert own.loss.w_ae == 0.01 and own.data.image_size == 256 and own.train.epochs == 100
     assert own.model.disc_channels is None
     assert demo_config(tmp_path, "Du", epochs=3, image_size=32).train.epochs == 3
+    # CAVGA-Dw's demo adds candidates checked at epoch 5 (unstable from scratch); Du's and a --config's do not
+    dw = demo_config(tmp_path, "Dw")
+    assert (dw.train.restarts, dw.train.validate_every) == (3, 5) and dw.loss.w_ae == cfg.loss.w_ae
+    assert (cfg.train.restarts, cfg.train.validate_every) == ("auto", "auto")
+    assert demo_config(tmp_path, "Dw", base=RunConfig()).train.restarts == "auto"
 
 
 class _Brightness(nn.Module):

@@ -9,6 +9,7 @@ from .config import (
     AUGMENTS,
     BACKBONES,
     DEMO_SETTINGS,
+    DEMO_VARIANT_SETTINGS,
     ENCODER_INITS,
     ENCODER_STRIDES,
     LAYOUTS,
@@ -228,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the main job: embedded demo data -> train -> evaluate -> overlays",
         description="Without --config the demo uses its own settings on top of the paper's: "
         + ", ".join(f"{k}={v}" for k, v in DEMO_SETTINGS.items())
+        + "; "
+        + "; ".join(
+            f"--model {v} also " + ", ".join(f"{k}={x}" for k, x in extra.items())
+            for v, extra in DEMO_VARIANT_SETTINGS.items()
+        )
         + " (reasons in docs/method.md). With --config the file's values are used instead.",
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")

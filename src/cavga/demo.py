@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import DEMO_SETTINGS, RunConfig, apply_overrides
+from .config import DEMO_SETTINGS, DEMO_VARIANT_SETTINGS, RunConfig, apply_overrides
 from .demo_data import generate_demo_dataset
 from .evaluate import evaluate_run
 from .predict import predict_to_folder
@@ -26,14 +26,15 @@ def demo_config(
     seed: int | None = None,
     base: RunConfig | None = None,
 ) -> RunConfig:
-    """The demo's configuration: ``base`` (or the defaults) pointed at the demo data in ``out_dir/data``."""
+    """The demo's configuration: ``base`` (or the defaults with the demo's settings, and the variant's own
+    where it has some) pointed at the demo data in ``out_dir/data``."""
     cfg = base or RunConfig()
     cfg.data.root = str(Path(out_dir) / "data")
     cfg.data.layout = "mvtec"
     cfg.data.category = DEMO_CATEGORY
     cfg.model.variant = variant
     if base is None:
-        apply_overrides(cfg, DEMO_SETTINGS)
+        apply_overrides(cfg, {**DEMO_SETTINGS, **DEMO_VARIANT_SETTINGS.get(variant, {})})
     cfg.data.image_size = image_size or cfg.data.image_size
     cfg.train.epochs = epochs or cfg.train.epochs
     cfg.train.device = device or cfg.train.device
