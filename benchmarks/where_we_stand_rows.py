@@ -348,17 +348,18 @@ ROWS = [
         "ImageNet EfficientNet-Lite0 patch features, 10% greedy coreset), `--model PatchCore`, seed 0 (session 55; "
         "fit 316 s on two threads); the same test set as [[mtd-du54]]", ["issue10/mtd-PatchCore-s55"]),
     Row("demo-du",
-        8, "demo (brick, 128 px)", "CAVGA-Du, `cavga demo` (session 58's code, a fresh clone on an AMD EPYC, two "
-        "threads; session 57's on an Intel Xeon: image 0.896, pixel 0.967, IoU 0.426, det. 0.828, AUPRO 0.880). "
-        "The same-run residual blurred as the map (since session 57; raw in session 53: pixel 0.915, AUPRO "
-        "0.837, IoU 0.333) and masked at a threshold decided on painted defects as the map's (since session 58; "
-        "at the earlier fixed half of the held-out peak: IoU 0.279)", [_B + "demo-s58/Du"],
+        8, "demo (brick, 128 px)", "CAVGA-Du, `cavga demo` (session 59's code, an Intel Xeon, two threads, 3 min "
+        "27 s; the same numbers as session 57's Intel run; session 58's on an AMD EPYC is [[demo-du58]]). The "
+        "same-run residual blurred as the map (since session 57; raw in session 53: pixel 0.915, AUPRO 0.837, IoU "
+        "0.333) and masked at a threshold decided on painted defects as the map's (since session 58; at the "
+        "earlier fixed half of the held-out peak, session 58: IoU 0.279)", [_B + "demo-s59/Du"],
         target={"pixel_auroc": (0.90, 1)}),
     Row("demo-dw",
-        8, "demo (brick, 128 px)", "CAVGA-Dw, `cavga demo --model Dw` (session 58's fresh clone, as [[demo-du]]: an "
-        "AMD EPYC, as session 46's 0.904 / 0.301; session 53's on an Intel Xeon: image 0.949, pixel 0.891, IoU 0.296, "
-        "det. 0.855, AUPRO 0.736, the same code path)", [_B + "demo-s58/Dw"],
-        target={"pixel_auroc": (0.90, 1), "detection_accuracy": (_stored(_B + "demo-s58/Du", "detection_accuracy"), 1)},
+        8, "demo (brick, 128 px)", "CAVGA-Dw, `cavga demo --model Dw` (since session 59 three candidates to a "
+        "painted check at epoch 5, the best trained on and ending on its best checked epoch: `train.restarts` 3, "
+        "`validate_every` 5 for the demo's Dw; the same machine and code as [[demo-du]], 4 min 34 s; without "
+        "them on this machine: [[demo-dw-k1]])", [_B + "demo-s59/Dw"],
+        target={"pixel_auroc": (0.90, 1), "detection_accuracy": (_stored(_B + "demo-s59/Du", "detection_accuracy"), 1)},
         note="(det.: Du's, [[demo-du]])"),
     Row("mnist-scratch",
         10, "MNIST, 10 digits", "CAVGA-Du, 2 epochs, from scratch (configs/mnist.yaml until session 39; "
@@ -407,4 +408,20 @@ ROWS = [
         "same-run residual masked at the threshold decided on painted defects as the map's (0.997 and 0.996 of "
         "its held-out peak, peak fractions 0.1 and 0.4; at the earlier fixed half of that peak: IoU 0.126, 0.127)",
         _DU_S58, _DU_PAPER, _DU_TARGET),
+    Row("demo-du58",
+        8, "demo (brick, 128 px)", "CAVGA-Du, `cavga demo` (session 58's code, a fresh clone on an AMD EPYC, two "
+        "threads; the training code as [[demo-du]]'s)", [_B + "demo-s58/Du"],
+        target={"pixel_auroc": (0.90, 1)}),
+    Row("demo-dw58",
+        8, "demo (brick, 128 px)", "CAVGA-Dw, `cavga demo --model Dw` with the demo settings until session 58 (one "
+        "candidate, ending on epoch 15), session 58's fresh clone on an AMD EPYC (as session 46's 0.904 / 0.301)",
+        [_B + "demo-s58/Dw"],
+        target={"pixel_auroc": (0.90, 1), "detection_accuracy": (_stored(_B + "demo-s58/Du", "detection_accuracy"), 1)},
+        note="(det.: Du's on that machine, [[demo-du58]])"),
+    Row("demo-dw-k1",
+        8, "demo (brick, 128 px)", "CAVGA-Dw, the demo settings until session 58 (`cavga demo --model Dw` of session "
+        "58's code) on [[demo-du]]'s Intel Xeon, as session 53's there (the same numbers)",
+        [_B + "demo-s59/Dw-no-restarts"],
+        target={"pixel_auroc": (0.90, 1), "detection_accuracy": (_stored(_B + "demo-s59/Du", "detection_accuracy"), 1)},
+        note="(det.: Du's, [[demo-du]])"),
 ]  # fmt: skip
