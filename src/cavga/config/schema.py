@@ -52,7 +52,7 @@ DEMO_SETTINGS: dict[str, object] = {
 }
 
 # On top of DEMO_SETTINGS for one variant. CAVGA-Dw from scratch is unstable on the demo: one run in
-# six at the same settings gave a map near chance on the painted check (0.66-0.70 against 0.93-0.98).
+# six at the same settings gave a map near chance on the painted check (0.66-0.70 against 0.87-0.98).
 # Three candidates to a painted check at epoch 5, the best trained on, ending on its best checked
 # epoch (cavga.restarts), removed those failures on the demo's validation sets (seeds 1, 2, three
 # base seeds each, scored on a second painted set: mean pixel AUROC 0.967 -> 0.978 and 0.860 ->
