@@ -76,7 +76,7 @@ def test_the_cli_flag_and_bad_values(data, tmp_path):
             cfg.validate()
     cfg = _cfg(data, 1, restarts=2)
     cfg.train.validate_every = 0
-    with pytest.raises(CavgaError, match="compared at the first painted check"):
+    with pytest.raises(CavgaError, match="compared at the first painted check.*train.restarts to 1"):
         cfg.validate()
 
 

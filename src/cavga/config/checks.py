@@ -156,7 +156,10 @@ def check_run_config(cfg: RunConfig) -> None:
     if restarts != "auto" and (isinstance(restarts, str) or restarts < 1):
         raise CavgaError(f"train.restarts: {restarts!r} is not a number of seeds >= 1 or auto")
     if restarts not in ("auto", 1) and cfg.train.validate_every == 0:
-        raise CavgaError("train.restarts: the seeds are compared at the first painted check; set train.validate_every")
+        raise CavgaError(
+            f"train.restarts: the {restarts} seeds are compared at the first painted check; set "
+            "train.validate_every above 0, or train.restarts to 1 for a single run"
+        )
     patience = cfg.train.patience
     if patience != "auto" and (isinstance(patience, str) or patience < 0):
         raise CavgaError(f"train.patience: {patience!r} is not a number of painted checks >= 0 or auto")
