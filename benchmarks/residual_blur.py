@@ -14,19 +14,17 @@ its mask threshold then half the highest *blurred* held-out residual (no test la
 
 from __future__ import annotations
 
-import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from run_rows import main_over_runs, stored_metrics
 
 from cavga.attention import gaussian_blur
 from cavga.config.resolve import map_blur
 from cavga.evaluate import native_mask, residual_baseline
 from cavga.image_scores import content_mean, native_map, reconstruction_score
 from cavga.inference import Predictor, eval_loader
-from cavga.io_utils import atomic_write_json, read_json
 from cavga.runfolder import RunData
 
 KEYS = ("pixel_auroc", "aupro", "iou")
@@ -63,26 +61,21 @@ def residual_both_ways(run: Path) -> dict:
         ]
         metrics = residual_baseline(predictor, raw.numpy(), labels, maps, masks, np.array(real))
         out[f"residual_sigma{s:g}"] = {k: round(float(metrics[k]), 4) for k in KEYS}
-    if (run / "metrics.json").is_file():  # the map's own numbers, as evaluate stored them
-        stored = read_json(run / "metrics.json", "run `cavga evaluate` first", "metrics")
+    stored = stored_metrics(run)  # the map's own numbers, as evaluate stored them
+    if stored is not None:
         out["map"] = {k: stored["metrics"].get(k) for k in KEYS}
     return out
 
 
+def table_line(run: Path, r: dict) -> str:
+    """One printed row: the map's numbers, then the residual's at sigma 0 and at the map's blur."""
+    cells = [r.get("map", {}).get(k) for k in KEYS]
+    cells += [r[f"residual_sigma{s:g}"][k] for s in (0.0, r["map_blur"]) for k in KEYS]
+    return f"| {run} | " + " | ".join("" if c is None else f"{c:.3f}" for c in cells) + " |"
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args(argv)
-    rows, started = [], time.time()
-    for run in args.runs:
-        rows.append(residual_both_ways(run))
-        r = rows[-1]
-        cells = [r.get("map", {}).get(k) for k in KEYS]
-        cells += [r[f"residual_sigma{s:g}"][k] for s in (0.0, r["map_blur"]) for k in KEYS]
-        print(f"| {run} | " + " | ".join("" if c is None else f"{c:.3f}" for c in cells) + " |", flush=True)
-    atomic_write_json(args.out, {"rows": rows, "seconds": round(time.time() - started, 1)})
-    return 0
+    return main_over_runs(__doc__, residual_both_ways, table_line, argv=argv)
 
 
 if __name__ == "__main__":

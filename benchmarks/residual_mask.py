@@ -18,17 +18,15 @@ split's residual masks both ways. No test label chooses anything.
 
 from __future__ import annotations
 
-import argparse
-import time
 from pathlib import Path
 
 import numpy as np
+from run_rows import main_over_runs, stored_metrics
 
 from cavga.config.resolve import mask_fade
 from cavga.evaluate import native_mask, residual_baseline
 from cavga.image_scores import native_map
 from cavga.inference import Predictor, eval_loader
-from cavga.io_utils import atomic_write_json, read_json
 from cavga.mask_threshold import FIXED_RESIDUAL_LABEL, decide_residual_mask
 from cavga.painting import content_only, held_out_images, held_out_normals, predict_painted, protocol_text
 from cavga.runfolder import RunData
@@ -73,32 +71,28 @@ def residual_both_ways(run: Path) -> dict:
     out = {"run": str(run), "model": cfg.model.label, "residual_blur": predictor.residual_blur, "choice": choice}
     out["residual_fixed"] = {k: round(float(fixed[k]), 4) for k in KEYS}
     out["residual_painted"] = {k: round(float(painted[k]), 4) for k in KEYS}
-    if (run / "metrics.json").is_file():  # the map's own numbers, and evaluate's residual, as stored
-        stored = read_json(run / "metrics.json", "run `cavga evaluate` first", "metrics")
+    stored = stored_metrics(run)  # the map's own numbers, and evaluate's residual, as stored
+    if stored is not None:
         out["map"] = {k: stored["metrics"].get(k) for k in KEYS}
         out["stored_residual"] = {k: stored.get("baseline_residual", {}).get(k) for k in KEYS}
     return out
 
 
+def table_line(run: Path, r: dict) -> str:
+    """One printed row: the map's IoU, the residual's at the fixed rule and at the painted choice."""
+    c = r["choice"]
+    return (
+        f"| {run} | {r.get('map', {}).get('iou')} | {r['residual_fixed']['iou']:.3f} | "
+        f"{r['residual_painted']['iou']:.3f} ({c['chosen']}) | "
+        f"{c['validation_iou'][FIXED_RESIDUAL_LABEL]:.3f} / {c['validation_iou'][c['chosen']]:.3f} |"
+    )
+
+
+HEADER = "| run | map IoU | residual IoU: fixed 0.5 | painted choice (label) | painted IoU: fixed / chosen |"
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args(argv)
-    rows, started = [], time.time()
-    print("| run | map IoU | residual IoU: fixed 0.5 | painted choice (label) | painted IoU: fixed / chosen |")
-    for run in args.runs:
-        r = residual_both_ways(run)
-        rows.append(r)
-        c = r["choice"]
-        print(
-            f"| {run} | {r.get('map', {}).get('iou')} | {r['residual_fixed']['iou']:.3f} | "
-            f"{r['residual_painted']['iou']:.3f} ({c['chosen']}) | "
-            f"{c['validation_iou'][FIXED_RESIDUAL_LABEL]:.3f} / {c['validation_iou'][c['chosen']]:.3f} |",
-            flush=True,
-        )
-    atomic_write_json(args.out, {"rows": rows, "seconds": round(time.time() - started, 1)})
-    return 0
+    return main_over_runs(__doc__, residual_both_ways, table_line, HEADER, argv)
 
 
 if __name__ == "__main__":

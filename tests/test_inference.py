@@ -241,6 +241,25 @@ def test_the_residual_mask_is_decided_on_painted_defects_as_the_maps_and_evaluat
     assert Predictor.from_run(run, "cpu", ["infer.map_blur=0"]).residual_level == FIXED_RESIDUAL_LEVEL
 
 
+def test_the_residual_blur_diagnosis_repeats_evaluates_blurred_residual_and_reads_the_maps_numbers(tmp_path_factory):
+    """benchmarks/residual_blur.py: at the run's map blur its residual's threshold-free figures are
+    evaluate's (which blurs the residual as the map since map version 3); the map's row is metrics.json's."""
+    from _scripts import benchmark_script
+    from _tiny_run import shared_run
+    from cavga.io_utils import read_json
+
+    run = shared_run(tmp_path_factory)
+    out = tmp_path_factory.mktemp("residual-blur") / "r.json"
+    assert benchmark_script("residual_blur").main([str(run), "--out", str(out)]) == 0
+    row = read_json(out, "", "diagnosis")["rows"][0]
+    stored = read_json(run / "metrics.json", "", "metrics")
+    blurred = row[f"residual_sigma{row['map_blur']:g}"]
+    assert row["map_blur"] > 0 and blurred != row["residual_sigma0"]
+    for k in ("pixel_auroc", "aupro"):
+        assert blurred[k] == pytest.approx(stored["baseline_residual"][k], abs=1e-3)
+        assert row["map"][k] == stored["metrics"][k]
+
+
 def test_the_residual_baseline_masks_at_a_given_threshold_raised_towards_each_maps_peak():
     """residual_baseline(threshold=t, fraction=r) masks each map at t + r (peak - t), by hand on one
     anomalous image; the default is evaluate's fixed rule, the map at 0.5."""
