@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from _tiny_run import exported_and_eager, shared_run
-from cavga.config import RunConfig
+from cavga.config import ModelConfig, RunConfig
 from cavga.data import load_image
 from cavga.evidence import anomaly_evidence
 from cavga.image_scores import MAP_VERSION
 from cavga.inference import Predictor, fit_normalizer
+from cavga.networks import CAVGA
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 from cavga.validation import validate_run
@@ -104,3 +105,18 @@ def test_the_weak_map_probe_scores_the_maps_training_compared(run, capsys):
     assert got["anomalous"] == pytest.approx(by_map["anomalous"], abs=2e-4)
     assert got["normal"] == pytest.approx(by_map["normal"], abs=2e-4)
     assert got["latent_direct"] + got["latent_inverse"] == pytest.approx(1.0, abs=2e-4)
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_class_map_weights_are_one_alpha_for_every_image_at_the_last_map_and_per_image_earlier(layer):
+    """C is linear in z and mu a 1x1 convolution of the last map, so at attention_layer 0 Grad-CAM's alpha
+    of C's logit is the same for every image (a CAM read-out); a layer earlier, a strided convolution,
+    batch norm and LeakyReLU lie between F and z, and alpha is each image's own."""
+    torch.manual_seed(0)
+    model = CAVGA(ModelConfig(variant="Dw", base_channels=8, latent_channels=8, attention_layer=layer), 32).eval()
+    features = model.encode_features(torch.rand(4, 3, 32, 32)).detach().requires_grad_(True)  # (B, K, h, w)
+    logits = model.classify(model.latent(features).mu)  # (B, 2)
+    (grads,) = torch.autograd.grad(logits[:, 1].sum(), features)
+    alphas = grads.mean(dim=(2, 3))  # (B, K)
+    spread = (alphas - alphas[:1]).abs().max() / alphas.abs().max()
+    assert spread < 1e-5 if layer == 0 else spread > 1e-2

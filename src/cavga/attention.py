@@ -6,13 +6,15 @@ The gradient is taken with ``create_graph=True``, so a loss on A (L_ae, Eq. 3; L
 back-propagates into the encoder, the latent heads and (for CAVGA-w) the classifier.
 
 Which score? (the paper leaves the unsupervised case open)
-    * CAVGA-u: the sum of the latent mean, ``score = sum(mu)``.  This is the gradient-based
-      attention "from the latent space" of ADVAE [32] (whose authors overlap with CAVGA's):
-      it highlights the feature-map regions that drive the latent variable, so L_ae asks the
-      encoder to let *every* normal region drive z.  It needs no decoder or discriminator in the
-      double-backward pass, which keeps the attention loss cheap.  It works unchanged for the
-      flattened-z ablation (CAVGA-R*), where z has no spatial grid of its own.
+    * CAVGA-u: ``model.attention_score`` (:data:`ATTENTION_SCORES`, below): ``sum(mu)``, the
+      gradient-based attention "from the latent space" of ADVAE [32], or ``|mu|^2 / 2``, whose
+      channel weights are the image's own mean latent; ``auto`` takes the second on a frozen
+      encoder, the first otherwise (docs/method.md, "Attention").
     * CAVGA-w: the classifier's logit for the class (normal or anomalous), as in Grad-CAM proper.
+      C is linear in the flattened z and z's mean a 1x1 convolution of the last feature map, so at
+      ``attention_layer`` 0 its alpha is the same for every image, as Grad-CAM's is on a classifier
+      that pools its last features into one linear layer (the CAM of Zhou et al.): the class maps
+      are a learnt linear read-out of F, image-dependent only through F itself.
 
 Normalisation.  Grad-CAM is usually divided by each image's own maximum, for display.  For anomaly
 localisation that is unsound: every image, a defect-free one too, then has a region at 1, and maps
