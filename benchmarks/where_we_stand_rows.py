@@ -428,4 +428,12 @@ ROWS = [
         "58's code) on [[demo-du]]'s Intel Xeon, as session 53's there (the same numbers)",
         [_B + "demo-s59/Dw-no-restarts"],
         **_demo_dw(_B + "demo-s59/Du", "(det.: Du's, [[demo-du]])")),
+    Row("rw60",
+        8, "bottle 128 px", "CAVGA-Rw, frozen ImageNet EfficientNet-Lite0, today's defaults (the README's Ru "
+        "command with `--model Rw`: three candidates to the first painted check at epoch 20, patience 2; the "
+        "mask threshold decided on faded paint), seeds 0, 1 and 2 (session 60; one thread each beside other jobs); "
+        "today's test sets, 81 images, as [[ru50]]'s",
+        [_B + f"rw-s60/bottle-Rw-seed{s}-default" for s in range(3)],
+        {"iou": 0.39, "detection_accuracy": 0.96}, _RU_TARGET,
+        note="(the issue's CAVGA-R target)"),
 ]  # fmt: skip
