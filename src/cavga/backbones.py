@@ -153,12 +153,16 @@ class SameConv2d(nn.Conv2d):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
         super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def same_pads(self, x: Tensor) -> list[int]:
+        """F.pad's [left, right, top, bottom] for ``x``: the extra pixel, if any, at the right and bottom."""
         pads = []
         for size, k, s in zip(x.shape[:1:-1], self.kernel_size[::-1], self.stride[::-1], strict=True):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads))  # (B, cout, ceil(H/s), ceil(W/s))
+        return pads
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(F.pad(x, self.same_pads(x)))  # (B, cout, ceil(H/s), ceil(W/s))
 
 
 class MBConv(nn.Module):

@@ -60,9 +60,7 @@ class InferenceGraph(nn.Module):
     def _map(self, image: Tensor) -> tuple[Tensor, Tensor]:
         """The anomalous map at z's grid (B, 1, h, w) and mu."""
         m = self.model
-        features = m.encode_features(image)  # (B, K, h, w)
-        mu = m.to_mu(m.encoder.body[m._split() :](features))  # (B, C, h, w) or (B, d)
-        cam = self.cam(features, mu)  # (B, 1, h, w)
+        cam, mu = self.cam(m.encode_features(image))  # (B, 1, h, w), (B, C, h, w) or (B, d)
         scale = None if self.per_image else self.scale
         # (B, 1, h, w): A or A_ca unclamped above the normal peak, or 1 - A or 1 - A_cn (clamped A, A_cn)
         return (unsaturated_cam(cam, scale) if self.direct else 1 - normalise_cam(cam, scale)), mu
