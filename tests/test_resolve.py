@@ -53,6 +53,14 @@ def test_the_defaults_are_pretrained_frozen_energy_where_the_teacher_is_there(pa
     assert _settings(resolved(_cfg("AE-L2"))) == ("dcgan", False, "mu_sum")  # as the baselines always saved
 
 
+def test_auto_takes_cavga_rw_attention_one_frozen_stage_below_z(package):
+    assert resolved(_cfg("Rw")).model.attention_layer == 1  # ImageNet backbone, frozen
+    assert resolved(_cfg("Rw", backbone_weights="none")).model.attention_layer == 0  # trained: the paper's map
+    assert resolved(_cfg("Ru")).model.attention_layer == 0
+    assert resolved(_cfg("Dw")).model.attention_layer == 0  # distilled and frozen, but not measured there
+    assert resolved(_cfg("Rw", attention_layer=0)).model.attention_layer == 0  # explicit: kept
+
+
 def test_the_epoch_is_chosen_on_painted_defects_for_a_frozen_pretrained_encoder(package):
     assert resolved(RunConfig()).train.validate_every == 20  # distilled, frozen
     assert resolved(_cfg("Ru")).train.validate_every == 20  # ImageNet backbone, frozen
@@ -145,9 +153,10 @@ def test_a_network_built_on_its_own_is_from_scratch(package):
 
 def test_saved_configs_without_the_keys_read_their_old_values():
     scratch = to_dict(resolved(_cfg(encoder_init="dcgan")))
-    for key in ("encoder_init", "freeze_encoder", "attention_score"):
+    for key in ("encoder_init", "freeze_encoder", "attention_score", "attention_layer"):
         del scratch["model"][key]  # a config.yaml from before these keys
     assert _settings(from_dict(scratch, "config.yaml", saved=True)) == ("dcgan", False, "mu_sum")
+    assert from_dict(scratch, "config.yaml", saved=True).model.attention_layer == 0
     assert _settings(from_dict(scratch, "user.yaml")) == ("auto", "auto", "auto")  # a user's file: the defaults
     # resuming that run with its own settings, now written out, is no change
     check_resumable({"config": scratch}, resolved(_cfg(encoder_init="dcgan")), None)

@@ -85,8 +85,11 @@ def check_run_config(cfg: RunConfig) -> None:
         if isinstance(cfg.infer.mask_fade, str):
             raise CavgaError(f"infer.mask_fade: {cfg.infer.mask_fade!r} is neither auto nor a number in (0, 1]")
         _in_range("infer.mask_fade", cfg.infer.mask_fade, 0.0, 1.0, low_open=True)
-    if not 0 <= cfg.model.attention_layer <= 3:
-        raise CavgaError(f"model.attention_layer: {cfg.model.attention_layer} is outside 0..3")
+    if cfg.model.attention_layer != "auto":
+        if isinstance(cfg.model.attention_layer, str):
+            raise CavgaError(f"model.attention_layer: {cfg.model.attention_layer!r} is neither auto nor 0..3")
+        if not 0 <= cfg.model.attention_layer <= 3:
+            raise CavgaError(f"model.attention_layer: {cfg.model.attention_layer} is outside 0..3")
     if cfg.loss.reduction not in ("sum", "mean"):
         raise CavgaError(f"loss.reduction: {cfg.loss.reduction!r} is not 'sum' or 'mean'")
     if cfg.model.backbone not in BACKBONES:

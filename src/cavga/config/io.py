@@ -71,10 +71,10 @@ ADDED = {
     "distill": {"cutpaste": 0.0, "schedule": "constant", "share": False},
     "infer": {"mask_margin": 0.0, "mask_peak_fraction": 0.0, "map_blur": 0.0, "normalizer_rank": "interpolated"},
 }
-# Defaults that became "auto" (session 30, cavga.config.resolve): a saved config without the key was
+# Defaults that became "auto" (sessions 30 and 61, cavga.config.resolve): a saved config without the key was
 # made with the old default. They are not in ADDED: every run since the keys exist records them, and
 # their old values stay part of a run's fingerprint.
-BEFORE_AUTO = {"model": {"freeze_encoder": False, "attention_score": "mu_sum"}}
+BEFORE_AUTO = {"model": {"freeze_encoder": False, "attention_score": "mu_sum", "attention_layer": 0}}
 
 
 def old_defaults() -> RunConfig:

@@ -15,6 +15,12 @@ attention differentiates ``mu_energy``. Each part rests on a painted-defect chec
   session 19; distilled CAVGA-Du: 0.52 against 0.60, session 26).
 * ``model.attention_score: auto``: ``mu_energy`` on a frozen encoder (its Grad-CAM weights are the
   image's own mean latent), else ``mu_sum`` (distilled frozen CAVGA-Du: 0.64 against 0.60).
+* ``model.attention_layer: auto``: 1 for CAVGA-Rw on a frozen encoder, else 0. At layer 0 C is
+  linear in z and z in F, so CAVGA-w's class maps are a fixed read-out of frozen features; one
+  frozen stage earlier alpha is each image's own. The rule written before session 61's runs (on
+  each of seeds 0-2 of the README's bottle command with ``--model Rw``, the kept candidate's
+  painted check above the same seed's layer-0 run) passed: every candidate of every seed scored 0.90-0.93
+  against 0.811, 0.896, 0.851 (docs/results.md, "Session 61").
 * ``train.validate_every: auto``: every 20 epochs for a frozen pretrained CAVGA encoder, the run
   ending on the epoch whose painted check scored best (cavga.epoch_choice), else 0 (the last epoch).
   On a frozen encoder the attention's localisation peaked early and then fell (distilled CAVGA-Du
@@ -103,6 +109,8 @@ def resolve_model(m: ModelConfig, teacher: bool, allow_random_init: bool) -> Mod
             m.freeze_encoder = m.backbone_weights != "none" and not allow_random_init
     if m.attention_score == AUTO:
         m.attention_score = "mu_energy" if m.freeze_encoder is True else "mu_sum"
+    if m.attention_layer == AUTO:
+        m.attention_layer = 1 if m.variant == "Rw" and m.freeze_encoder is True else 0
     return m
 
 

@@ -112,11 +112,12 @@ class ModelConfig:
     encoder_init: str = "auto"
     encoder_stride: int = 32  # CAVGA-R: image size / feature grid; 16 (8) stops the encoder one (two) stage(s) earlier
     attention_norm: str = "running"  # Grad-CAM into [0, 1]: "running" training peak, or per-"image" max
-    # CAVGA-u's Grad-CAM score (see cavga.attention.ATTENTION_SCORES) and the encoder block it is
-    # taken at, counted back from the last feature map (0: the map z is computed from). "auto":
-    # mu_energy on a frozen encoder, else mu_sum (cavga.config.resolve)
+    # CAVGA-u's Grad-CAM score (see cavga.attention.ATTENTION_SCORES), "auto": mu_energy on a frozen
+    # encoder, else mu_sum; and the encoder block Grad-CAM is taken at, counted back from the last
+    # feature map (0: the map z is computed from), "auto": 1 for CAVGA-Rw on a frozen encoder, else 0
+    # (cavga.config.resolve)
     attention_score: str = "auto"
-    attention_layer: int = 0
+    attention_layer: int | str = "auto"
     attention_momentum: float = 0.1  # update rate of the running Grad-CAM peak
 
     @property
