@@ -436,4 +436,11 @@ ROWS = [
         [_B + f"rw-s60/bottle-Rw-seed{s}-default" for s in range(3)],
         {"iou": 0.39, "detection_accuracy": 0.96}, _RU_TARGET,
         note="(the issue's CAVGA-R target)"),
+    Row("rw61",
+        8, "bottle 128 px", "CAVGA-Rw as [[rw60]] (the same command and seeds 0, 1, 2) with Grad-CAM one frozen "
+        "Lite0 stage below z (`model.attention_layer` 1, the `auto` default for CAVGA-Rw on a frozen encoder since "
+        "session 61); one thread each beside two other jobs; today's test sets, 81 images, as [[ru50]]'s",
+        [_B + f"rw-s61/bottle-Rw-seed{s}-default-layer1" for s in range(3)],
+        {"iou": 0.39, "detection_accuracy": 0.96}, _RU_TARGET,
+        note="(the issue's CAVGA-R target)"),
 ]  # fmt: skip
