@@ -20,7 +20,7 @@ from cavga.networks import build_networks
 from cavga.painting import held_out_images
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint
-from cavga.validation import painted_pixel_auroc
+from cavga.validation import epoch_check
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     model.load_state_dict(state["model"])
     images, boxes = held_out_images(RunData.load(args.run).val, cfg.data.image_size, cfg.data.resize)
     t0 = time.perf_counter()
-    score = painted_pixel_auroc(model, images, boxes, cfg, torch.device("cpu"))
+    score, _ = epoch_check(model, images, boxes, cfg, torch.device("cpu"))
     seconds = time.perf_counter() - t0
     print(f"one check: {seconds:.1f} s at {torch.get_num_threads()} thread(s); painted pixel AUROC {score:.4f}")
     return 0

@@ -443,4 +443,12 @@ ROWS = [
         [_B + f"rw-s61/bottle-Rw-seed{s}-default-layer1" for s in range(3)],
         {"iou": 0.39, "detection_accuracy": 0.96}, _RU_TARGET,
         note="(the issue's CAVGA-R target)"),
+    Row("rw62",
+        8, "bottle 128 px", "CAVGA-Rw as [[rw61]] (layer 1) with one candidate (`--restarts 1`), fresh seeds 3 "
+        "and 4, ending on epoch 20: where the painted check ends with or without session 62's guard (every later "
+        "check lower; the BCE's painted image AUROC under 0.5 by epoch 40 or 60); trained in stages, these the "
+        "first; one thread each beside other jobs",
+        [_B + f"rw-s62/bottle-Rw-seed{s}-e20" for s in (3, 4)],
+        {"iou": 0.39, "detection_accuracy": 0.96}, _RU_TARGET,
+        note="(the issue's CAVGA-R target)"),
 ]  # fmt: skip

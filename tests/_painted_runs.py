@@ -26,9 +26,10 @@ def tiny_config(root, epochs, every=0, val_fraction=0.25, seed=0, restarts=1, pa
 
 
 def scripted(monkeypatch, scores) -> None:
-    """The painted check answers ``scores`` in turn (one per check)."""
-    answers = iter(scores)
-    monkeypatch.setattr(epoch_choice, "painted_pixel_auroc", lambda *a: next(answers))
+    """The painted check answers ``scores`` in turn (one per check): a pixel AUROC (the BCE's image
+    AUROC then 1.0, never guarded) or a pair (pixel AUROC, BCE image AUROC)."""
+    answers = iter(s if isinstance(s, tuple) else (s, 1.0) for s in scores)
+    monkeypatch.setattr(epoch_choice, "epoch_check", lambda *a: next(answers))
 
 
 def same(a, b) -> bool:

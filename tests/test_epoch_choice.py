@@ -84,6 +84,45 @@ def test_patience_stops_the_run_where_the_full_run_would_have_ended_on(data, tmp
     assert more["epoch"] == 6 and more["epoch_choice"]["best_epoch"] == 5  # patience 0: trained on
 
 
+def test_the_guard_bars_epochs_whose_reconstruction_ranks_the_painted_set_backwards(data, tmp_path, monkeypatch):
+    """(pixel AUROC, BCE image AUROC) per check: epoch 2 scores the map highest but its BCE has fallen
+    under 0.5 from 0.95 at the first check, so epoch 1 is kept (epoch 3 scores lower); the history
+    and checkpoint say why."""
+    plain1 = load_checkpoint(train(tiny_config(data, 1), tmp_path / "plain1", progress=False))
+    scripted(monkeypatch, [(0.80, 0.95), (0.90, 0.30), (0.70, 0.92)])
+    state = load_checkpoint(train(tiny_config(data, 3, every=1), tmp_path / "run", progress=False))
+    choice = state["epoch_choice"]
+    assert choice["best_epoch"] == 1 and choice["barred"] == [2] and choice["bce"] == {1: 0.95, 2: 0.30, 3: 0.92}
+    assert same(state["model"], plain1["model"])
+    assert [r.get("painted_barred", False) for r in state["history"]] == [False, True, False]
+    assert [r["painted_bce_image_auroc"] for r in state["history"]] == [0.95, 0.30, 0.92]
+
+
+def test_the_guard_leaves_runs_whose_reconstruction_never_ranked_the_painted_set(data, tmp_path, monkeypatch):
+    scripted(monkeypatch, [(0.80, 0.40), (0.90, 0.20)])  # the first check's BCE is under 0.9: no guard
+    state = load_checkpoint(train(tiny_config(data, 2, every=1), tmp_path / "run", progress=False))
+    assert state["epoch_choice"]["best_epoch"] == 2 and state["epoch_choice"]["barred"] == []
+
+
+def test_a_barred_check_counts_towards_patience(data, tmp_path, monkeypatch):
+    """Patience 1: the barred epoch 2 did not match epoch 1, so training stops there, on epoch 1's
+    weights, and the run reads as finished from its checkpoint and from its history alone."""
+    plain1 = load_checkpoint(train(tiny_config(data, 1), tmp_path / "plain1", progress=False))
+    scripted(monkeypatch, [(0.80, 0.95), (0.90, 0.30)])  # a third check would raise StopIteration
+    cfg = tiny_config(data, 4, every=1, patience=1)
+    state = load_checkpoint(train(cfg, tmp_path / "run", progress=False))
+    assert state["epoch"] == 2 and state["epoch_choice"]["best_epoch"] == 1
+    assert same(state["model"], plain1["model"])
+    assert history_done(tmp_path / "run", cfg) and Predictor.from_run(tmp_path / "run", "cpu").model is not None
+
+
+def test_the_epoch_checks_bce_is_the_image_score_decisions(data, tmp_path):
+    """epoch_check's second number is the BCE's painted image AUROC that the image score is decided on."""
+    run = tmp_path / "run"
+    state = load_checkpoint(train(tiny_config(data, 1, every=1), run, progress=False))
+    assert state["epoch_choice"]["bce"][1] == state["image_score"]["validation_image_auroc"]["bce"]
+
+
 def test_the_score_is_the_pixel_auroc_cavga_validate_reports(data, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--data", str(data), "--layout", "mvtec", "--category", "brick", "--out", str(out)]

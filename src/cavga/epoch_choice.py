@@ -2,7 +2,7 @@
 
 Every ``validate_every`` epochs, and at the last, the model scores the painted held-out normals:
 the pixel AUROC of the map it would use, its ``auto`` settings decided as training's end decides
-them (:func:`cavga.validation.painted_pixel_auroc`, the number ``cavga validate`` reports). Training
+them (:func:`cavga.validation.epoch_check`, the number ``cavga validate`` reports). Training
 then ends on the weights of the best-scoring epoch (ties: the later); the end-of-training decisions,
 statistics and checkpoint are of those weights. No test image and no real anomaly is read.
 
@@ -19,6 +19,17 @@ With ``train.patience`` P > 0 training also stops early, once P checks in a row 
 best one (:func:`patience_spent`): the epochs after would only be trained to be passed over, unless a
 later check climbed back above an earlier peak, which none of the stored runs did two checks after
 it (cavga.config.resolve). Such a run is finished at the epoch it stopped on.
+
+The guard: each check also scores the painted images by the reconstruction BCE above its floor (the
+VAE's own evidence, Eq. 1). An epoch cannot be kept where that image AUROC has fallen below
+``BCE_INVERTED`` (0.5: it ranks the painted images *under* the clean ones) after being at least
+``BCE_SOUND`` (0.9) at the run's first check: the reconstruction's verdict has collapsed during
+training, whatever the map does. Why: on bottle's CAVGA-Rw (frozen Lite0) the map's painted pixel
+AUROC kept climbing while the BCE's painted image AUROC fell from 0.99-1.00 at epoch 20 to 0.01-0.33
+at epochs 60-100 and the KL term sixfold (docs/method.md, "The epoch, chosen on painted defects";
+docs/results.md, "Session 62"). A run whose reconstruction never ranked the painted set well (CAVGA-Du on
+bottle: 0.26-0.41 at epoch 20, its map localising) is untouched. A barred epoch counts towards
+``train.patience`` as a check that did not match the best.
 """
 
 from __future__ import annotations
@@ -34,8 +45,11 @@ from .config import RunConfig
 from .errors import CavgaError
 from .networks import CAVGA
 from .painting import held_out_images
-from .runfolder import RunData, patience_spent
-from .validation import painted_pixel_auroc
+from .runfolder import RunData, eligible_scores, patience_spent
+from .validation import epoch_check
+
+BCE_SOUND = 0.9  # the guard applies where the BCE ranked the painted images at least this well at the first check
+BCE_INVERTED = 0.5  # ... and bars the epochs where it has fallen under this (below chance)
 
 
 @dataclass
@@ -46,6 +60,7 @@ class EpochChoice:
     images: torch.Tensor  # (N, 3, S, S) held-out normals, painted at each check
     boxes: list
     scores: dict[int, float] = field(default_factory=dict)  # epoch -> painted pixel AUROC
+    bce: dict[int, float] = field(default_factory=dict)  # epoch -> the BCE's painted image AUROC (the guard)
     best_epoch: int = 0
     best_model: dict[str, torch.Tensor] | None = None  # on the CPU
     patience: int = 0  # train.patience: stop once this many checks have come after the best (0: never)
@@ -62,6 +77,7 @@ class EpochChoice:
         saved = (state or {}).get("epoch_choice")
         if saved:
             choice.scores = {int(e): float(v) for e, v in saved["scores"].items()}
+            choice.bce = {int(e): float(v) for e, v in (saved.get("bce") or {}).items()}  # none before the guard
             choice.best_epoch = int(saved["best_epoch"])
             choice.best_model = saved.get("best_model") or state["model"]  # a finished run's model is the best
         return choice
@@ -69,24 +85,37 @@ class EpochChoice:
     def due(self, epoch: int, last: int) -> bool:
         return epoch % self.every == 0 or epoch == last
 
-    def check(self, model: CAVGA, epoch: int, cfg: RunConfig, device: torch.device) -> float:
-        """Score ``model`` after ``epoch``; keep its weights if it is the best so far."""
+    def check(self, model: CAVGA, epoch: int, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
+        """Score ``model`` after ``epoch``; keep its weights if it is the best so far and not barred.
+        Returns the history record's fields."""
         with torch.random.fork_rng(devices=[]):  # the check draws nothing from training's stream
-            score = painted_pixel_auroc(model, self.images, self.boxes, cfg, device)
-        score = -math.inf if math.isnan(score) else score
-        self.scores[epoch] = score
-        if score >= self.scores.get(self.best_epoch, -math.inf):
+            score, bce = epoch_check(model, self.images, self.boxes, cfg, device)
+        self.scores[epoch] = -math.inf if math.isnan(score) else score
+        self.bce[epoch] = bce
+        barred = self.barred()  # an epoch's standing is fixed once checked: its own BCE against the first's
+        best = eligible_scores(self.scores, barred).get(self.best_epoch, -math.inf)
+        if epoch not in barred and self.scores[epoch] >= best:
             self.best_epoch = epoch
             self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        return score
+        record = {"painted_pixel_auroc": self.scores[epoch], "painted_bce_image_auroc": bce}
+        return record | ({"painted_barred": True} if epoch in barred else {})
+
+    def barred(self) -> list[int]:
+        """The checked epochs the guard bars: the BCE's painted image AUROC under ``BCE_INVERTED``
+        after at least ``BCE_SOUND`` at the first check (module docstring)."""
+        first = min(self.scores, default=None)  # a run resumed from before the guard has no BCE there: unguarded
+        if first not in self.bce or self.bce[first] < BCE_SOUND:
+            return []
+        return sorted(e for e, v in self.bce.items() if v < BCE_INVERTED)
 
     def stale(self) -> bool:
         """Whether training should stop here (``train.patience`` checks after the best)."""
-        return patience_spent(self.scores, self.patience)
+        return patience_spent(eligible_scores(self.scores, self.barred()), self.patience)
 
     def saved(self, with_weights: bool = True) -> dict[str, Any]:
-        """For the checkpoint: the scores and best epoch, and (mid-run) the best weights."""
+        """For the checkpoint: the scores, the guard's and best epoch, and (mid-run) the best weights."""
         out: dict[str, Any] = {"scores": dict(self.scores), "best_epoch": self.best_epoch, "every": self.every}
+        out |= {"bce": dict(self.bce), "barred": self.barred()}
         if with_weights:
             out["best_model"] = self.best_model
         return out

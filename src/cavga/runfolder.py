@@ -5,6 +5,7 @@ resume checks, and history.jsonl."""
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,9 +159,18 @@ def saved_run(run_dir: str | Path, infer: list[str] | None = None) -> tuple[dict
     return state, cfg.validate()
 
 
+def eligible_scores(scores: dict[int, float], barred) -> dict[int, float]:
+    """``scores`` (epoch -> painted check) with the ``barred`` epochs (cavga.epoch_choice's guard) at -inf:
+    what the choice and the patience count see."""
+    barred = {int(e) for e in barred}
+    return {e: -math.inf if e in barred else s for e, s in scores.items()}
+
+
 def training_done(state: dict[str, Any], cfg: RunConfig) -> bool:
     """Whether the checkpoint ``state`` has trained all ``train.epochs`` or stopped early by ``train.patience``."""
-    scores = {int(e): float(v) for e, v in ((state.get("epoch_choice") or {}).get("scores") or {}).items()}
+    choice = state.get("epoch_choice") or {}
+    scores = {int(e): float(v) for e, v in (choice.get("scores") or {}).items()}
+    scores = eligible_scores(scores, choice.get("barred") or ())
     return state.get("epoch", 0) >= cfg.train.epochs or patience_spent(scores, int(cfg.train.patience))
 
 
@@ -172,8 +182,11 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def painted_scores(history: list[dict[str, Any]]) -> dict[int, float]:
-    """Epoch -> painted pixel AUROC of the history records that hold a check (``train.validate_every``)."""
-    return {int(r["epoch"]): float(r["painted_pixel_auroc"]) for r in history if "painted_pixel_auroc" in r}
+    """Epoch -> painted pixel AUROC of the history records that hold a check (``train.validate_every``);
+    -inf where the check barred the epoch (``painted_barred``: cavga.epoch_choice's guard)."""
+    checked = [r for r in history if "painted_pixel_auroc" in r]
+    scores = {int(r["epoch"]): float(r["painted_pixel_auroc"]) for r in checked}
+    return eligible_scores(scores, [r["epoch"] for r in checked if r.get("painted_barred")])
 
 
 def history_done(run_dir: Path, cfg: RunConfig) -> bool:

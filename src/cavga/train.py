@@ -344,7 +344,7 @@ def _train_locked(
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 2)}
         record.update(log.means())
         if choice is not None and choice.due(epoch + 1, cfg.train.epochs):  # every rank: same weights, same choice
-            record["painted_pixel_auroc"] = choice.check(model, epoch + 1, cfg, device)
+            record.update(choice.check(model, epoch + 1, cfg, device))
         history.append(record)
         reached = epoch + 1
         if not ctx.is_main:  # rank 0 logs and checkpoints (its shard's losses) for every rank

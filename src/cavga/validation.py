@@ -89,15 +89,18 @@ def decide_on_painted(
     return _painted_decisions(*args, enlarged=enlarged, blur=blur, image_scores=image_scores)[0]
 
 
-def painted_pixel_auroc(model: CAVGA, images: torch.Tensor, boxes: list[D.geometry.Box] | None, cfg, device) -> float:
-    """The pixel AUROC on painted held-out normals ``images`` of the map ``cfg`` asks for, its ``auto``
-    settings decided as :func:`decide_on_painted` decides them: the number ``cavga validate`` reports
-    (``train.validate_every`` chooses the epoch by it)."""
+def epoch_check(
+    model: CAVGA, images: torch.Tensor, boxes: list[D.geometry.Box] | None, cfg, device
+) -> tuple[float, float]:
+    """On painted held-out normals ``images``: the pixel AUROC of the map ``cfg`` asks for, its ``auto``
+    settings decided as :func:`decide_on_painted` decides them (the number ``cavga validate`` reports;
+    ``train.validate_every`` chooses the epoch by it), and the image AUROC of the reconstruction BCE
+    above its floor (the epoch choice's guard, cavga.epoch_choice)."""
     direction, weak_map = asked_maps(cfg)
-    args = (model, images, cfg.infer.batch_size, device, direction, "fixed", weak_map, boxes)
+    args = (model, images, cfg.infer.batch_size, device, direction, "auto", weak_map, boxes)
     maps_as = {"shifted": cfg.infer.shifted_map, "enlarged": cfg.infer.enlarged_map, "blur": map_blur(cfg)}
-    _, maps, masks = _painted_decisions(*args, **maps_as)
-    return pixel_auroc(maps, masks)
+    decided, maps, masks = _painted_decisions(*args, **maps_as)
+    return pixel_auroc(maps, masks), float(decided["image_score"]["validation_image_auroc"]["bce"])
 
 
 def asked_maps(cfg) -> tuple[str, str]:
