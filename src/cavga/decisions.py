@@ -14,7 +14,7 @@ import torch
 
 from . import data as D
 from .config import RunConfig
-from .config.resolve import map_blur
+from .config.resolve import map_blur, score_fade
 from .image_scores import Normalizer
 from .inference import Predictor, fit_normalizer
 from .map_choice import AUTO_SETTINGS, resolve_auto_settings
@@ -78,6 +78,7 @@ def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, devic
         enlarged=enlarged,
         blur=map_blur(cfg),
         image_scores=CLASS_ANOMALY_SCORES if cfg.data.layout in D.ONE_CLASS_LAYOUTS else IMAGE_SCORE_CHOICES,
+        score_fade=score_fade(cfg),
     )
 
 

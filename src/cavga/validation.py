@@ -62,6 +62,7 @@ def decide_on_painted(
     enlarged: bool | str = False,
     blur: float = 0.0,
     image_scores: tuple[str, ...] = IMAGE_SCORE_CHOICES,
+    score_fade: float = 1.0,
 ) -> dict[str, dict[str, Any] | None]:
     """The ``auto`` inference settings of a trained model, decided on painted defects on held-out
     normals ``images`` (N, 3, S, S) (with their content ``boxes`` when padded); None where a setting
@@ -76,7 +77,10 @@ def decide_on_painted(
       kept unless the chosen map's peak ("map") or the reconstruction BCE above its floor ("bce")
       ranks the painted images above the clean ones better (image AUROC); then the better of those.
       ``image_scores`` are the candidates (all three are scored and stored): the one-class layouts
-      pass the whole-image scores only (:data:`cavga.decisions.CLASS_ANOMALY_SCORES`).
+      pass the whole-image scores only (:data:`cavga.decisions.CLASS_ANOMALY_SCORES`). With
+      ``score_fade`` < 1 (``infer.score_fade``) they are ranked on a second painted set, the same
+      defects faded to U(score_fade, 1), the map read as decided; the full-strength numbers are kept
+      beside them (``full_strength_image_auroc``: the epoch check's guard reads those).
     * ``infer.shifted_map``: the chosen map is averaged over half-cell shifts of the image where that
       has the higher pixel AUROC on the painted set (decided before the image score, whose "map" is
       the peak of the map so chosen).
@@ -86,7 +90,8 @@ def decide_on_painted(
 
     Every map is read blurred by ``blur`` pixels (``infer.map_blur``, not decided here)."""
     args = (model, images, batch_size, device, direction, image_score, weak_map, boxes, seed, copies, shifted)
-    return _painted_decisions(*args, enlarged=enlarged, blur=blur, image_scores=image_scores)[0]
+    kw = {"enlarged": enlarged, "blur": blur, "image_scores": image_scores, "score_fade": score_fade}
+    return _painted_decisions(*args, **kw)[0]
 
 
 def epoch_check(
@@ -99,7 +104,7 @@ def epoch_check(
     direction, weak_map = asked_maps(cfg)
     args = (model, images, cfg.infer.batch_size, device, direction, "auto", weak_map, boxes)
     maps_as = {"shifted": cfg.infer.shifted_map, "enlarged": cfg.infer.enlarged_map, "blur": map_blur(cfg)}
-    decided, maps, masks = _painted_decisions(*args, **maps_as)
+    decided, maps, masks = _painted_decisions(*args, **maps_as)  # the image scores at full strength
     return pixel_auroc(maps, masks), float(decided["image_score"]["validation_image_auroc"]["bce"])
 
 
@@ -124,11 +129,13 @@ def _painted_decisions(
     enlarged=False,
     blur=0.0,
     image_scores=IMAGE_SCORE_CHOICES,
+    score_fade=1.0,
 ) -> tuple[dict[str, dict[str, Any] | None], list[np.ndarray], list[np.ndarray]]:
     """:func:`decide_on_painted`'s decisions, and the painted set's maps as decided and masks (content only)."""
     if enlarged == "auto" and not model.cfg.reads_any_size:  # CAVGA-w, CAVGA-R*: z of the training size only
         enlarged = False
-    x, masks, labels, _, boxes, valid = painted_set(images, boxes, seed, copies)
+    given = boxes  # the held-out images' N content boxes (None: unpadded); below, the painted set's M
+    x, masks, labels, _, boxes, valid = painted_set(images, given, seed, copies)
     s = x.shape[-1]
     asked = (shifted is True, enlarged is True)  # the map as asked, before the auto ones are decided
     both_weak = model.cfg.weakly_supervised and weak_map == "auto"  # score A_ca and 1 - A_cn
@@ -141,10 +148,8 @@ def _painted_decisions(
         maps.append(at_size(amap, s, blur))  # (B, S, S)
         if both_weak:
             normal_maps.append(at_size(anomaly_evidence(model, xb, "inverse", "normal", *asked)[0], s, blur))
-        if image_score == "auto":  # the paper's score: C's probability (w), the reconstruction score (u)
-            score = p_anomalous if p_anomalous is not None else reconstruction_score(xb, x_hat, vb)[1]  # (B,)
-            paper.append(score.cpu().numpy())
-            bce.append(bce_score(xb, x_hat, vb).cpu().numpy())  # (B,)
+        if image_score == "auto":
+            _whole_image_scores(xb, vb, x_hat, p_anomalous, paper, bce)
     maps, masks = content_only(np.concatenate(maps), boxes), content_only(masks, boxes)
     protocol = protocol_text(len(images), copies, seed)
     out: dict[str, dict[str, Any] | None] = {
@@ -192,18 +197,51 @@ def _painted_decisions(
         grown = painted_maps(*decided, shifted is True, True)
         out["enlarged_map"], maps = _kept_if_better("enlarged_map", "enlargement", maps, grown, masks, protocol)
     if image_score == "auto":
-        by_score = {
-            "paper": round(image_auroc(np.concatenate(paper), labels), 4),
-            "map": round(image_auroc(np.array([m.max() for m in maps]), labels), 4),
-            "bce": round(image_auroc(np.concatenate(bce), labels), 4),
-        }
+        by_score = _image_aurocs(np.concatenate(paper), [m.max() for m in maps], np.concatenate(bce), labels)
+        chosen_on = {"validation_image_auroc": by_score, "protocol": protocol}
+        if score_fade < 1.0:  # infer.score_fade: ranked on faded paint, the map read as decided
+            grown = out["enlarged_map"]["enlarged_map"] if out["enlarged_map"] else enlarged is True
+            read = (*decided, shifted is True, grown)
+            faded = _faded_image_aurocs(model, images, given, seed, copies, score_fade, batch_size, device, read, blur)
+            chosen_on = {"validation_image_auroc": faded, "full_strength_image_auroc": by_score}
+            chosen_on["protocol"] = protocol_text(len(images), copies, seed, score_fade)
         out["image_score"] = {
-            "image_score": choose_image_score(by_score, image_scores),
-            "validation_image_auroc": by_score,
+            "image_score": choose_image_score(chosen_on["validation_image_auroc"], image_scores),
             "candidates": list(image_scores),
-            "protocol": protocol,
-        }
+        } | chosen_on
     return out, maps, masks
+
+
+def _image_aurocs(paper: np.ndarray, peaks: list, bce: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The image score candidates' image AUROCs on a painted set: the paper's score, the map's peak, the BCE."""
+    return {
+        "paper": round(image_auroc(paper, labels), 4),
+        "map": round(image_auroc(np.asarray(peaks), labels), 4),
+        "bce": round(image_auroc(bce, labels), 4),
+    }
+
+
+def _whole_image_scores(x, valid, x_hat, p_anomalous, paper: list, bce: list) -> None:
+    """Append a batch's paper score (C's probability for CAVGA-w, the reconstruction score for
+    CAVGA-u) and reconstruction BCE, each (B,), to ``paper`` and ``bce``."""
+    score = p_anomalous if p_anomalous is not None else reconstruction_score(x, x_hat, valid)[1]  # (B,)
+    paper.append(score.cpu().numpy())
+    bce.append(bce_score(x, x_hat, valid).cpu().numpy())  # (B,)
+
+
+def _faded_image_aurocs(model, images, boxes, seed, copies, fade, batch_size, device, read, blur) -> dict[str, float]:
+    """:func:`_image_aurocs` on the painted set's defects faded to U(``fade``, 1), the map read as
+    ``read`` (:func:`anomaly_evidence`'s direction, weak map, shift, enlargement)."""
+    x, _, labels, _, boxes, valid = painted_set(images, boxes, seed, copies, fade)  # (M, 3, S, S)
+    paper, peaks, bce = [], [], []
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size].to(device)  # (B, 3, S, S)
+        vb = None if valid is None else valid[i : i + batch_size].to(device)  # (B, 1, S, S)
+        amap, x_hat, p_anomalous = anomaly_evidence(model, xb, *read)  # (B, 1, h, w)
+        _whole_image_scores(xb, vb, x_hat, p_anomalous, paper, bce)
+        maps = content_only(at_size(amap, x.shape[-1], blur), boxes[i : i + batch_size])
+        peaks += [m.max() for m in maps]
+    return _image_aurocs(np.concatenate(paper), peaks, np.concatenate(bce), labels)
 
 
 def choose_image_score(by_score: dict[str, float], candidates: tuple[str, ...] = IMAGE_SCORE_CHOICES) -> str:

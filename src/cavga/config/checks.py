@@ -81,10 +81,12 @@ def check_run_config(cfg: RunConfig) -> None:
             raise CavgaError(f"infer.map_blur: {cfg.infer.map_blur!r} is neither auto nor a number of pixels")
         _in_range("infer.map_blur", cfg.infer.map_blur, 0.0, float(cfg.data.image_size))  # pixels at the model's size
     _in_range("infer.mask_copies", cfg.infer.mask_copies, 1, 64)
-    if cfg.infer.mask_fade != "auto":
-        if isinstance(cfg.infer.mask_fade, str):
-            raise CavgaError(f"infer.mask_fade: {cfg.infer.mask_fade!r} is neither auto nor a number in (0, 1]")
-        _in_range("infer.mask_fade", cfg.infer.mask_fade, 0.0, 1.0, low_open=True)
+    for key in ("mask_fade", "score_fade"):  # the painted defects' strength, U(fade, 1)
+        fade = getattr(cfg.infer, key)
+        if fade != "auto":
+            if isinstance(fade, str):
+                raise CavgaError(f"infer.{key}: {fade!r} is neither auto nor a number in (0, 1]")
+            _in_range(f"infer.{key}", fade, 0.0, 1.0, low_open=True)
     if cfg.model.attention_layer != "auto":
         if isinstance(cfg.model.attention_layer, str):
             raise CavgaError(f"model.attention_layer: {cfg.model.attention_layer!r} is neither auto nor 0..3")

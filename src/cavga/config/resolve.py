@@ -61,6 +61,15 @@ attention differentiates ``mu_energy``. Each part rests on a painted-defect chec
   seeds 0-2 and Dw over its three splits) passed: Du 0.284 -> 0.314, Dw 0.287 -> 0.301 (session 52).
   The baselines keep 1: AE-L2 fell 0.163 -> 0.128 faded (session 51).
 
+* ``infer.score_fade: auto``: ``infer.mask_fade``'s value for CAVGA-Rw, else 1. ``infer.image_score:
+  auto`` is then chosen on paint faded as the mask's. At full strength CAVGA-Rw's reconstruction
+  BCE ranks painted bottles 0.93-1.0 and is chosen, while on bottle's real defects the map's peak
+  ranks better. The rule written before the probe (``benchmarks/image_score_fade.py``; the fade-0.3
+  choice's mean test image AUROC at least 0.02 above the full-strength choice's, no weight set
+  losing more than 0.02, on the eleven session-61 bottle CAVGA-Rw weight sets on disk) passed:
+  0.866 -> 0.908, two sets gaining 0.17 and 0.29, none losing (session 63). Not measured on the
+  other variants, which keep the full strength.
+
 The resolved values are what the run's config.yaml and checkpoint record, so a run says what it did
 whatever was installed when it ran. Explicit values are never changed.
 """
@@ -139,6 +148,7 @@ def resolved(cfg: RunConfig) -> RunConfig:
     if cfg.distill.share == AUTO:
         cfg.distill.share = not cfg.model.weakly_supervised
     cfg.infer.mask_fade = mask_fade(cfg)
+    cfg.infer.score_fade = score_fade(cfg)
     cfg.infer.map_blur = map_blur(cfg)
     return cfg
 
@@ -155,3 +165,10 @@ def mask_fade(cfg: RunConfig) -> float:
     if cfg.infer.mask_fade != AUTO:
         return float(cfg.infer.mask_fade)
     return 1.0 if cfg.model.is_baseline else MASK_FADE
+
+
+def score_fade(cfg: RunConfig) -> float:
+    """``infer.score_fade`` as a number: its ``auto`` is infer.mask_fade's for CAVGA-Rw, else 1 (module docstring)."""
+    if cfg.infer.score_fade != AUTO:
+        return float(cfg.infer.score_fade)
+    return mask_fade(cfg) if cfg.model.variant == "Rw" else 1.0
