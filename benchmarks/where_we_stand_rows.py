@@ -451,4 +451,12 @@ ROWS = [
         "first; one thread each beside other jobs",
         [_B + f"rw-s62/bottle-Rw-seed{s}-e20" for s in (3, 4)],
         **_RW_VS_TARGET),
+    Row("rw63",
+        8, "bottle 128 px", "CAVGA-Rw, today's defaults: [[rw61]]'s command and seeds with session 62's guard and "
+        "session 63's image score on faded paint. Seeds 0 and 1: their candidates of session 61 (epoch 20) trained "
+        "on by today's code, which ended seed 0 on epoch 20 (60 barred) and seed 1 on epoch 40 (60 and 80 barred); "
+        "seed 2 (ended on 20 then too) decided again by `cavga redecide`, the same weights. The faded paint chose "
+        "as full strength did on all three (BCE, map peak, BCE); one thread each",
+        [_B + f"rw-s63/bottle-Rw-seed{s}-default-today" for s in range(3)],
+        **_RW_VS_TARGET),
 ]  # fmt: skip
