@@ -200,8 +200,8 @@ def _painted_decisions(
         by_score = _image_aurocs(np.concatenate(paper), [m.max() for m in maps], np.concatenate(bce), labels)
         chosen_on = {"validation_image_auroc": by_score, "protocol": protocol}
         if score_fade < 1.0:  # infer.score_fade: ranked on faded paint, the map read as decided
-            grown = out["enlarged_map"]["enlarged_map"] if out["enlarged_map"] else enlarged is True
-            read = (*decided, shifted is True, grown)
+            enlarge = out["enlarged_map"]["enlarged_map"] if out["enlarged_map"] else enlarged is True
+            read = (*decided, shifted is True, enlarge)
             faded = _faded_image_aurocs(model, images, given, seed, copies, score_fade, batch_size, device, read, blur)
             chosen_on = {"validation_image_auroc": faded, "full_strength_image_auroc": by_score}
             chosen_on["protocol"] = protocol_text(len(images), copies, seed, score_fade)
