@@ -63,8 +63,8 @@ attention differentiates ``mu_energy``. Each part rests on a painted-defect chec
 
 * ``infer.score_fade: auto``: ``infer.mask_fade``'s value for CAVGA-Rw, else 1. ``infer.image_score:
   auto`` is then chosen on paint faded as the mask's. At full strength CAVGA-Rw's reconstruction
-  BCE ranks painted bottles 0.93-1.0 and is chosen, while on bottle's real defects the map's peak
-  ranks better. The rule written before the probe (``benchmarks/image_score_fade.py``; the fade-0.3
+  BCE ranks painted bottles 0.935-1.000 at epoch 20 and is chosen, while on bottle's real defects
+  the map's peak ranks better. The rule written before the probe (``benchmarks/image_score_fade.py``; the fade-0.3
   choice's mean test image AUROC at least 0.02 above the full-strength choice's, no weight set
   losing more than 0.02, on the eleven session-61 bottle CAVGA-Rw weight sets on disk) passed:
   0.866 -> 0.908, two sets gaining 0.17 and 0.29, none losing (session 63). Not measured on the

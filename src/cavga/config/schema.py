@@ -252,10 +252,10 @@ class InferConfig:
     # "Sessions 49-50" and "Sessions 52-53").
     mask_fade: float | str = "auto"
     # The painted defects infer.image_score: auto is decided on, faded the same way: U(score_fade, 1).
-    # At full strength CAVGA-R's BCE ranks painted bottles 0.97-1.0 and wins, while the map's peak
-    # ranks bottle's real defects better (test image AUROC 0.94-0.98 against 0.69-0.95 on eleven
-    # session-61 CAVGA-Rw weight sets; session 63). "auto": infer.mask_fade's value for CAVGA-Rw, 1 for
-    # the rest (unmeasured there; cavga.config.resolve).
+    # At full strength CAVGA-Rw's BCE ranks painted bottles 0.935-1.000 at epoch 20 and wins, while the
+    # map's peak ranks bottle's real defects better (test image AUROC 0.877-0.982, above the BCE on ten
+    # of eleven session-61 CAVGA-Rw weight sets; session 63). "auto": infer.mask_fade's value for
+    # CAVGA-Rw, 1 for the rest (unmeasured there; cavga.config.resolve).
     score_fade: float | str = "auto"
     # The masks an image's answer carries (predict, the reports, exported graphs): "verdict" empties
     # the mask of an image whose verdict is normal, so that no image judged normal shows a defect
