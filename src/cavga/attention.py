@@ -73,6 +73,27 @@ def unsaturated_cam(cam: Tensor, scale: Tensor | float | None = None) -> Tensor:
     return s / (1.0 + s)
 
 
+def scale_free_cam(cam: Tensor, scale: Tensor | float | None = None) -> Tensor:
+    """A raw Grad-CAM in units of the running normal peak, s = cam / ``scale``, unclamped (each
+    image's own peak without one): what :func:`departure` compares with the normal level."""
+    if scale is None:
+        return normalise_cam(cam, None)  # (B, 1, h, w)
+    return cam / (scale + EPS)  # (B, 1, h, w)
+
+
+def departure(s: Tensor, level: Tensor) -> Tensor:
+    """The attention's departure from its normal level, either way, in [0, 1): d / (1 + d) with
+    d = |s - ``level``|, s (B, 1, S, S) from :func:`scale_free_cam` upsampled, ``level`` (S, S) the
+    median of s at each pixel over held-out normal images (``infer.attention_direction: two_sided``).
+
+    1 - A finds defects that lower the attention and A those that raise it; on MTD's painted
+    defects stains do the one and scratches the other (docs/method.md, "Direction of the
+    unsupervised map"). Measured against each pixel's own normal level, an aligned object's parts
+    with their own normal attention (bottle's rim and background) are not departures."""
+    d = (s - level).abs()  # (B, 1, S, S)
+    return d / (1.0 + d)
+
+
 def grad_cam(features: Tensor, score: Tensor, scale: Tensor | float | None = None, create_graph: bool = True) -> Tensor:
     """Grad-CAM map in [0, 1], (B, 1, h, w), of per-image ``score`` (B,) w.r.t. ``features`` (B, K, h, w)."""
     return normalise_cam(grad_cam_raw(features, score, create_graph), scale)

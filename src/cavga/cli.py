@@ -239,7 +239,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         if result.get("map_blur"):  # infer.map_blur
             read += f", blurred by a Gaussian of {result['map_blur']:g} px"
         if result["attention_direction"]:
-            print(f"anomaly map: {'1 - A' if result['attention_direction'] == 'inverse' else 'A'}{read}")
+            shown = {"inverse": "1 - A", "direct": "A", "two_sided": "|A - A's normal level|"}
+            print(f"anomaly map: {shown[result['attention_direction']]}{read}")
         if result["weak_map"]:
             print(f"anomaly map: {'1 - A_cn' if result['weak_map'] == 'normal' else 'A_ca'}{read}")
         scores = result["image_auroc_by_score"]

@@ -17,9 +17,10 @@ from .config import RunConfig
 from .config.resolve import map_blur, score_fade
 from .image_scores import Normalizer
 from .inference import Predictor, fit_normalizer
-from .map_choice import AUTO_SETTINGS, resolve_auto_settings
+from .map_choice import AUTO_SETTINGS, resolve_auto_settings, resolved_enlarged, resolved_shifted
 from .mask_threshold import decide_held_out_mask_quantile
 from .networks import CAVGA
+from .normal_level import LEVEL_KEY, fit_level
 from .painting import held_out_images
 from .runfolder import RunData
 from .validation import IMAGE_SCORE_CHOICES, asked_maps, decide_on_painted
@@ -37,14 +38,23 @@ CLASS_ANOMALY_SCORES = ("paper", "bce")
 
 def finish_decisions(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
     """What training's end adds to the checkpoint: the ``auto`` inference settings decided on
-    painted held-out normals, then the score normaliser and map statistics of the map so chosen,
-    then (``infer.mask_quantile: auto``) the mask quantile, which needs those statistics."""
+    painted held-out normals, then (CAVGA-u) the attention's normal level for the map so read, the
+    score normaliser and map statistics of the map so chosen, then (``infer.mask_quantile: auto``)
+    the mask quantile, which needs those statistics."""
     decided = _decide_auto_settings(model, run_data, cfg, device)
     resolved = copy.deepcopy(cfg)  # the map statistics are of the map in use (1 - A or A, A_ca or 1 - A_cn)
     resolve_auto_settings(resolved, decided)
-    decided["normalizer"] = fit_normalizer(model, run_data.val or run_data.train, resolved, device)  # held-out
+    held_out = run_data.val or run_data.train
+    level = None
+    if cfg.model.has_attention_direction:  # stored whatever the direction: a run can be read two-sided later
+        shifted, enlarged = resolved_shifted(resolved), resolved_enlarged(resolved)
+        level = fit_level(
+            model, held_out, cfg.data.image_size, cfg.data.resize, cfg.infer.batch_size, device, shifted, enlarged
+        )
+        decided[LEVEL_KEY] = level
+    decided["normalizer"] = fit_normalizer(model, held_out, resolved, device, level=level)  # held-out
     if cfg.infer.mask_quantile == "auto":  # with an auto mask margin and peak fraction, if asked
-        decided.update(_decide_mask_quantile(model, run_data, cfg, resolved, decided["normalizer"], device))
+        decided.update(_decide_mask_quantile(model, run_data, cfg, resolved, decided["normalizer"], device, level))
     return decided
 
 
@@ -83,12 +93,18 @@ def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, devic
 
 
 def _decide_mask_quantile(
-    model: CAVGA, run_data: RunData, cfg: RunConfig, resolved: RunConfig, normalizer: dict, device: torch.device
+    model: CAVGA,
+    run_data: RunData,
+    cfg: RunConfig,
+    resolved: RunConfig,
+    normalizer: dict,
+    device: torch.device,
+    level: torch.Tensor | None,
 ) -> dict[str, Any]:
     """``infer.mask_quantile: auto`` (and an auto ``mask_margin``, ``mask_peak_fraction``) decided on
     the same painted held-out normals, with the other settings ``resolved`` as training decided them
     (:func:`cavga.mask_threshold.decide_mask_quantile`)."""
     held_out_stats = Normalizer(**normalizer)  # fitted just now at resolved.infer.normalizer_quantile
-    predictor = Predictor(model, resolved, held_out_stats, device)
+    predictor = Predictor(model, resolved, held_out_stats, device, level)
     asked = cfg.infer.mask_margin, cfg.infer.mask_peak_fraction  # "auto" or a number
     return decide_held_out_mask_quantile(predictor, run_data.val, *asked)

@@ -8,14 +8,18 @@ import torch
 from torch import Tensor
 
 from .attention import (
+    departure,
     enlarged_average,
     grad_cam,
     grad_cam_raw,
     half_cell_average,
     normalise_cam,
+    scale_free_cam,
     unsaturated_cam,
     unsupervised_cam_raw,
+    upsample,
 )
+from .errors import CavgaError
 from .networks import CAVGA
 
 # The layout anomaly_evidence runs the network in (benchmarks/inference_layout.py compares the two).
@@ -29,12 +33,17 @@ def anomaly_evidence(
     weak_map: str = "anomalous",
     shifted: bool = False,
     enlarged: bool = False,
+    level: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Forward pass in eval mode: (anomalous attention map (B, 1, h, w), reconstruction, C's p_anomalous or None).
 
     ``direction`` (CAVGA-u only): "inverse" is the paper's 1 - A; "direct" reports A itself, for
     runs whose validation shows the attention rising on defects (``infer.attention_direction``),
     unclamped above the running peak (:func:`cavga.attention.unsaturated_cam`): there lie the defects.
+    "two_sided" reports A's departure either way from ``level`` (S, S), its normal level at each
+    pixel (:func:`cavga.attention.departure`; :mod:`cavga.normal_level`), at the image's size
+    (B, 1, S, S): the shifted and enlarged views average A in the running peak's units before it.
+    "scale_free" returns that A in the running peak's units itself, unclamped (what the level is fitted on).
     ``weak_map`` (CAVGA-w only): "anomalous" is the paper's A_ca, unclamped like the direct A;
     "normal" is 1 - A_cn (``infer.weak_map``).
 
@@ -58,10 +67,14 @@ def anomaly_evidence(
         first = plain(v) if first is None else first  # (B, 1, h, w)
         return enlarged_average(plain, v, first) if enlarged else first  # (B, 1, 2h, 2w) enlarged
 
+    if direction == "two_sided" and level is None:
+        raise CavgaError("infer.attention_direction two_sided needs the attention's normal level (cavga.normal_level)")
     amap, mu, p_anomalous = _attention(model, x, direction, weak_map)
     amap = map_of(x, amap)  # (B, 1, h, w), or (B, 1, 2h, 2w) enlarged
     if shifted:
         amap = half_cell_average(map_of, x, amap)  # (B, 1, S, S)
+    if direction == "two_sided" and not model.cfg.weakly_supervised:
+        amap = departure(upsample(amap, x.shape[-1]), level.to(amap.device))  # (B, 1, S, S)
     with torch.inference_mode():  # only the attention needs gradients
         x_hat = model.decode(mu)  # (B, 3, S, S)
     return amap, x_hat, p_anomalous
@@ -87,6 +100,9 @@ def _attention(model: CAVGA, x: Tensor, direction: str, weak_map: str) -> tuple[
             raw = unsupervised_cam_raw(enc, model.cfg.attention_score, create_graph=False)  # (B, 1, h, w)
             if direction == "inverse":  # 1 - A
                 anomalous_map = 1 - normalise_cam(raw, model.attention_scale())
+            elif direction in ("two_sided", "scale_free"):  # A in the running peak's units (two_sided: then
+                # compared with its level, below)
+                anomalous_map = scale_free_cam(raw, model.attention_scale())
             else:  # A, every value above the normal peak kept apart
                 anomalous_map = unsaturated_cam(raw, model.attention_scale())
             p_anomalous = None

@@ -67,6 +67,7 @@ from .map_choice import (
     resolved_weak_map,
 )
 from .networks import CAVGA, build_networks
+from .normal_level import LEVEL_KEY
 from .runfolder import RunData, saved_run, training_done
 from .runtime import resolve_device
 
@@ -127,11 +128,19 @@ class BatchPrediction:
 class Predictor:
     """A trained model ready to answer: ``predict_batch`` for tensors, ``predict_paths`` for files."""
 
-    def __init__(self, model: CAVGA, cfg: RunConfig, normalizer: Normalizer | None, device: torch.device):
+    def __init__(
+        self,
+        model: CAVGA,
+        cfg: RunConfig,
+        normalizer: Normalizer | None,
+        device: torch.device,
+        level: Tensor | None = None,
+    ):
         """Settings still at "auto" count as the paper's here (``AUTO_SETTINGS``: 1 - A, the paper's
         image score, A_ca, the 0.99 mask quantile, no shifts); ``from_run`` resolves them as training decided.
         ``normalizer``'s map statistics must be of the map in use (``from_run`` refits them when
-        they are not)."""
+        they are not). ``level`` (S, S): the attention's normal level, which the two-sided map needs
+        (:mod:`cavga.normal_level`)."""
         self.model = model.to(device).eval()
         self.cfg = cfg
         self.normalizer = normalizer
@@ -144,6 +153,7 @@ class Predictor:
         # level training's end decided on painted defects, as for the map (cavga.mask_threshold)
         self.residual_level = FIXED_RESIDUAL_LEVEL
         self._direction = resolved_direction(cfg)
+        self.level = level  # the two-sided map's; anomaly_evidence names it where it is missing
         self._weak_map = resolved_weak_map(cfg)
         self._shifted = resolved_shifted(cfg)
         self._enlarged = resolved_enlarged(cfg)
@@ -220,7 +230,13 @@ class Predictor:
             return predictor
         model, _ = build_networks(cfg.model, cfg.data.image_size, from_checkpoint=True)
         model.load_state_dict(state["model"])
-        norm = state.get("normalizer")
+        norm, level = state.get("normalizer"), state.get(LEVEL_KEY)
+        if resolved_direction(cfg) == "two_sided" and level is None:
+            raise CavgaError(
+                f"{run_dir}: infer.attention_direction two_sided needs the attention's normal level, which this run "
+                f"(trained before cavga stored it) lacks; `cavga redecide {run_dir} NEW_DIR "
+                "--set infer.attention_direction=two_sided` fits it on the held-out normals"
+            )
         normalizer = (
             Normalizer(**norm).with_quantile(cfg.infer.normalizer_quantile, cfg.infer.normalizer_rank) if norm else None
         )
@@ -235,8 +251,8 @@ class Predictor:
             or normalizer.blur != map_blur(cfg)  # blurred otherwise
         )
         if stale:  # the map statistics of the map in use, from the same held-out normals, computed now
-            _refit_map_statistics(normalizer, run_dir, state, cfg, infer, model.to(device), device)
-        predictor = cls(model, cfg, normalizer, device)
+            _refit_map_statistics(normalizer, run_dir, state, cfg, infer, model.to(device), device, level=level)
+        predictor = cls(model, cfg, normalizer, device, level)
         predictor.residual_level = residual_mask_level(state.get("residual_mask"), normalizer)  # refitted: fixed
         return predictor
 
@@ -247,7 +263,7 @@ class Predictor:
         valid = None if valid is None else valid.to(self.device)
         size = self.cfg.data.image_size
         amap, x_hat, p_anomalous = anomaly_evidence(
-            self.model, x, self._direction, self._weak_map, self._shifted, self._enlarged
+            self.model, x, self._direction, self._weak_map, self._shifted, self._enlarged, self.level
         )
         amap = image_map(amap, size, map_blur(self.cfg))  # (B, S, S)
         x_hat = D.paste_padding(x_hat, x, valid)  # (B, 3, S, S)
@@ -318,10 +334,12 @@ def _refit_map_statistics(
     model: CAVGA | None,
     device: torch.device,
     evidence=None,
+    level: Tensor | None = None,
 ) -> None:
     """Replace ``normalizer``'s map statistics by those of the map in use (changed by ``infer``), fitted
-    now on the run's held-out normals by ``model``, or by ``evidence`` (a baseline's forward pass, as
-    :func:`fit_normalizer` takes it); warn where the run's mask threshold was chosen for its own map."""
+    now on the run's held-out normals by ``model`` (``level``: the attention's normal level), or by
+    ``evidence`` (a baseline's forward pass, as :func:`fit_normalizer` takes it); warn where the run's
+    mask threshold was chosen for its own map."""
     changed = [item for item in infer or [] if item.split("=")[0] in MAP_SETTINGS]
     if state.get("mask_quantile") and changed:  # the threshold was chosen for the run's own map
         flags = " ".join(f"--set {item}" for item in changed)
@@ -333,7 +351,7 @@ def _refit_map_statistics(
             stacklevel=3,
         )
     run_data = RunData.load(run_dir)
-    refit = fit_normalizer(model, run_data.val or run_data.train, cfg, device, evidence)
+    refit = fit_normalizer(model, run_data.val or run_data.train, cfg, device, evidence, level)
     for key in REFITTED:
         setattr(normalizer, key, refit[key])
 
@@ -346,14 +364,20 @@ def eval_loader(records: list[D.Record], cfg: RunConfig) -> torch.utils.data.Dat
 
 
 def fit_normalizer(
-    model: CAVGA | None, records: list[D.Record], cfg: RunConfig, device: torch.device, evidence=None
+    model: CAVGA | None,
+    records: list[D.Record],
+    cfg: RunConfig,
+    device: torch.device,
+    evidence=None,
+    level: Tensor | None = None,
 ) -> dict[str, Any] | None:
     """Fit the score normaliser and the map quantiles on normal images the model did not train on
     (the held-out ones; the training normals only when ``data.val_fraction`` is 0). The quantiles
     pool the held-out maps at each image's own resolution, where maps are scored and thresholded.
 
     ``evidence(x)`` replaces CAVGA's forward pass for a baseline: it returns the anomaly map
-    (B, S, S) in [0, 1], the raw image score (B,) and the reconstruction (B, 3, S, S) or None."""
+    (B, S, S) in [0, 1], the raw image score (B,) and the reconstruction (B, 3, S, S) or None.
+    ``level``: the attention's normal level (S, S), for the two-sided map (:mod:`cavga.normal_level`)."""
     records = [r for r in records if r.label == 0]
     if not records:
         return None
@@ -362,9 +386,8 @@ def fit_normalizer(
         x = batch.image.to(device)
         valid = None if batch.valid is None else batch.valid.to(device)  # (B, 1, S, S)
         if evidence is None:
-            amap, x_hat, p_anomalous = anomaly_evidence(
-                model, x, resolved_direction(cfg), resolved_weak_map(cfg), resolved_shifted(cfg), resolved_enlarged(cfg)
-            )
+            read = resolved_direction(cfg), resolved_weak_map(cfg), resolved_shifted(cfg), resolved_enlarged(cfg)
+            amap, x_hat, p_anomalous = anomaly_evidence(model, x, *read, level)
             probs += [] if p_anomalous is None else p_anomalous.cpu().tolist()
             amap = image_map(amap, cfg.data.image_size, map_blur(cfg))  # (B, S, S)
         else:

@@ -46,7 +46,7 @@ def map_settings(cfg: RunConfig) -> dict[str, Any]:
     """The settings that make a run's anomaly map and image score, as resolved from "auto" at
     training's end, for ``metrics.json`` and ``validation.json`` (None where a model has no such choice)."""
     return {
-        # CAVGA-u: "inverse" (1 - A) or "direct" (A)
+        # CAVGA-u: "inverse" (1 - A), "direct" (A) or "two_sided" (A's departure from its normal level)
         "attention_direction": cfg.infer.attention_direction if cfg.model.has_attention_direction else None,
         "image_score": cfg.infer.image_score,
         "weak_map": cfg.infer.weak_map if cfg.model.weakly_supervised else None,  # CAVGA-w: A_ca or 1 - A_cn
@@ -71,7 +71,9 @@ def resolved_weak_map(cfg: RunConfig) -> str:
 def resolved_direction(cfg: RunConfig) -> str:
     """CAVGA-u's map as ``infer.attention_direction`` says ("auto" not yet decided counts as the
     paper's 1 - A); "inverse" for the models it does not apply to."""
-    return "direct" if cfg.model.has_attention_direction and cfg.infer.attention_direction == "direct" else "inverse"
+    if cfg.model.has_attention_direction and cfg.infer.attention_direction in ("direct", "two_sided"):
+        return cfg.infer.attention_direction
+    return "inverse"
 
 
 def reads_direct(cfg: RunConfig) -> bool:

@@ -33,6 +33,7 @@ from .map_choice import map_settings
 from .mask_threshold import mask_sweep
 from .metrics import compute_metrics, image_auroc, pixel_auroc
 from .networks import CAVGA
+from .normal_level import held_out_departures
 from .painting import (
     at_size,
     content_only,
@@ -168,11 +169,16 @@ def _painted_decisions(
 
     def painted_maps(way: str, weak: str, shift: bool, enlarge: bool) -> list[np.ndarray]:
         """The painted set's maps read so (:func:`anomaly_evidence`'s settings), content only; one batch on
-        the device at a time."""
+        the device at a time. Two-sided, each against the level of the other clean held-out images."""
+        if way == "two_sided":
+            departures = held_out_departures(model, x, len(images), batch_size, device, shift, enlarge, valid)
+            return content_only(at_size(departures, s, blur), boxes)
         batches = (x[i : i + batch_size].to(device) for i in range(0, len(x), batch_size))
         read = [at_size(anomaly_evidence(model, xb, way, weak, shift, enlarge)[0], s, blur) for xb in batches]
         return content_only(np.concatenate(read), boxes)
 
+    if model.cfg.has_attention_direction and direction == "two_sided":  # asked for (auto never chooses it)
+        maps = painted_maps("two_sided", "anomalous", *asked)
     if model.cfg.has_attention_direction and direction in ("auto", "direct"):
         direct = painted_maps("direct", "anomalous", *asked)  # A's own map, unclamped above the normal peak
         if direction == "auto":
@@ -186,7 +192,7 @@ def _painted_decisions(
             }
         maps = direct if direction == "direct" else maps
     decided = (  # the direction and CAVGA-w map as decided
-        "direct" if direction == "direct" else "inverse",
+        direction if direction in ("direct", "two_sided") else "inverse",
         out["weak_map"]["weak_map"] if out["weak_map"] else first,
     )
     if shifted == "auto":  # averaged over half-cell shifts (half_cell_average)
@@ -233,11 +239,15 @@ def _faded_image_aurocs(model, images, boxes, seed, copies, fade, batch_size, de
     """:func:`_image_aurocs` on the painted set's defects faded to U(``fade``, 1), the map read as
     ``read`` (:func:`anomaly_evidence`'s direction, weak map, shift, enlargement)."""
     x, _, labels, _, boxes, valid = painted_set(images, boxes, seed, copies, fade)  # (M, 3, S, S)
+    two_sided = read[0] == "two_sided"  # each image against the other clean images' level
+    departures = held_out_departures(model, x, len(images), batch_size, device, *read[2:], valid) if two_sided else None
     paper, peaks, bce = [], [], []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device)  # (B, 3, S, S)
         vb = None if valid is None else valid[i : i + batch_size].to(device)  # (B, 1, S, S)
-        amap, x_hat, p_anomalous = anomaly_evidence(model, xb, *read)  # (B, 1, h, w)
+        way = ("inverse", *read[1:]) if two_sided else read  # the reconstruction and C do not depend on it
+        amap, x_hat, p_anomalous = anomaly_evidence(model, xb, *way)  # (B, 1, h, w)
+        amap = departures[i : i + batch_size] if two_sided else amap
         _whole_image_scores(xb, vb, x_hat, p_anomalous, paper, bce)
         maps = content_only(at_size(amap, x.shape[-1], blur), boxes[i : i + batch_size])
         peaks += [m.max() for m in maps]

@@ -15,7 +15,7 @@ BACKBONES = ("resnet18", "efficientnet_lite0")  # CAVGA-R encoders (cavga.backbo
 BACKBONE_NAMES = {"resnet18": "ResNet-18", "efficientnet_lite0": "EfficientNet-Lite0"}
 ENCODER_STRIDES = (8, 16, 32)
 
-ATTENTION_DIRECTIONS = ("auto", "inverse", "direct")
+ATTENTION_DIRECTIONS = ("auto", "inverse", "direct", "two_sided")
 RESIZE_MODES = ("stretch", "pad", "center")  # data.resize (cavga.data.geometry)
 AUGMENTS = ("none", "flips", "dihedral", "shift")  # train.augment (cavga.data.augment)
 ENCODER_INITS = ("auto", "dcgan", "distill")  # model.encoder_init: CAVGA-D's encoder start (cavga.config.resolve)
@@ -265,7 +265,9 @@ class InferConfig:
     # CAVGA-u's anomaly map: "inverse" = 1 - A (Sec. 3.1), "direct" = A (unclamped above the normal
     # peak), or "auto": training ends by painting defects on the held-out normals and keeps 1 - A
     # unless A ranks them higher there, i.e. unless the attention rises on defects (docs/method.md,
-    # "Direction of the unsupervised map").
+    # "Direction of the unsupervised map"). "two_sided" (opt-in, not among auto's choices) = A's
+    # departure either way from its median at that pixel over the held-out normals
+    # (cavga.normal_level): defects that lower A and defects that raise it both come out high.
     attention_direction: str = "auto"
     score_threshold: float = 0.5
     # CAVGA-w's verdict: "calibrated" scores C's anomalous probability like CAVGA-u's reconstruction
