@@ -30,43 +30,28 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from cavga.attention import gaussian_blur, half_cell_average, unsupervised_cam_raw, upsample
+from cavga.attention import gaussian_blur
 from cavga.config.resolve import map_blur
+from cavga.data.geometry import box_mask
 from cavga.evaluate import native_mask
-from cavga.evidence import MEMORY_FORMAT
 from cavga.image_scores import native_map
 from cavga.inference import Predictor, eval_loader
-from cavga.map_choice import resolved_shifted
+from cavga.map_choice import resolved_enlarged, resolved_shifted
 from cavga.metrics import pixel_auroc
+from cavga.normal_level import median_level, scale_free_maps
 from cavga.painting import content_only, held_out_images, held_out_normals, painted_set, protocol_text
 from cavga.runfolder import RunData
 
 WAYS = ("inverse", "direct", "two_sided", "two_sided_position")
 
 
-def _grid(predictor: Predictor, x: torch.Tensor) -> torch.Tensor:
-    """s = raw Grad-CAM / the running peak on the latent grid, (B, 1, h, w)."""
-    model = predictor.model
-    x = x.contiguous(memory_format=MEMORY_FORMAT)
-    with torch.no_grad():
-        features = model.encode_features(x)  # (B, K, h, w)
-    with torch.enable_grad():
-        features.requires_grad_(True)
-        raw = unsupervised_cam_raw(model.latent(features), model.cfg.attention_score, create_graph=False)
-    return (raw / (model.attention_scale() + 1e-8)).detach()  # (B, 1, h, w)
-
-
 def scale_free(predictor: Predictor, x: torch.Tensor) -> torch.Tensor:
     """s, (B, S, S): averaged over half-cell shifts where the run decided so and upsampled as the map
-    is, unclamped and not yet blurred (the shifts average s itself, before any way reads it)."""
-    cfg, size = predictor.cfg, predictor.cfg.data.image_size
-    s = _grid(predictor, x)  # (B, 1, h, w)
-    if resolved_shifted(cfg):
-        s = half_cell_average(lambda v: _grid(predictor, v), x, s)  # (B, 1, S, S)
-    return upsample(s, size)[:, 0]  # (B, S, S)
+    is, unclamped and not yet blurred (the package's own reading, :func:`cavga.normal_level.scale_free_maps`)."""
+    cfg = predictor.cfg
+    return scale_free_maps(predictor.model, x, resolved_shifted(cfg), resolved_enlarged(cfg))  # (B, S, S)
 
 
 def batched(predictor: Predictor, x: torch.Tensor) -> torch.Tensor:
@@ -92,7 +77,7 @@ def levels(s_fit: torch.Tensor, inside: torch.Tensor | None) -> tuple[float, tor
     """The normal level of s from clean images (N, S, S): the median over their content pixels
     (``inside`` (N, S, S) bool, None: all), and the median at each pixel over the images (S, S)."""
     level = float(s_fit[inside].median()) if inside is not None else float(s_fit.median())
-    return level, s_fit.median(dim=0).values  # (S, S)
+    return level, median_level(s_fit, inside)  # (S, S)
 
 
 def probe(run: Path, test: bool, fade: float = 1.0) -> dict:
@@ -103,7 +88,7 @@ def probe(run: Path, test: bool, fade: float = 1.0) -> dict:
     fit_boxes = boxes[0::2] if boxes else None
     scored_boxes = boxes[1::2] if boxes else None
     s_fit = batched(predictor, fit)  # (N/2, S, S)
-    inside = torch.stack([torch.from_numpy(_content(b, s_fit.shape[-1])) for b in fit_boxes]) if fit_boxes else None
+    inside = torch.cat([box_mask(b, s_fit.shape[-1]) > 0.5 for b in fit_boxes]) if fit_boxes else None  # (N/2, S, S)
     level, level_map = levels(s_fit, inside)
     x, masks, labels, kinds, pboxes, _ = painted_set(scored, scored_boxes, 0, 2, fade)
     maps = ways(predictor, batched(predictor, x), level, level_map)
@@ -129,13 +114,6 @@ def probe(run: Path, test: bool, fade: float = 1.0) -> dict:
     if test:
         out["test_pixel_auroc"] = _test(predictor, run, level, level_map)
     return out
-
-
-def _content(box, s: int) -> np.ndarray:
-    top, left, h, w = box
-    m = np.zeros((s, s), dtype=bool)
-    m[top : top + h, left : left + w] = True
-    return m
 
 
 def _test(predictor: Predictor, run: Path, level: float, level_map: torch.Tensor) -> dict[str, float]:
