@@ -12,7 +12,7 @@ from cavga.config import RunConfig
 from cavga.config.checks import check_run_config
 from cavga.errors import CavgaError
 from cavga.export.files import export_run
-from cavga.inference import Predictor
+from cavga.inference import Predictor, eval_loader
 from cavga.map_choice import resolved_direction
 from cavga.metrics import pixel_auroc
 from cavga.runfolder import RunData
@@ -80,7 +80,8 @@ def test_a_two_sided_run_stores_its_level_and_maps_departures_from_it(runs):
     assert level.shape == (size, size)
     shifted, enlarged = cfg.infer.shifted_map is True, cfg.infer.enlarged_map is True
     held_out = RunData.load(run).val
-    refit = normal_level.fit_level(predictor.model, held_out, size, cfg.data.resize, 4, "cpu", shifted, enlarged)
+    normals = eval_loader([r for r in held_out if r.label == 0], cfg)
+    refit = normal_level.fit_level(predictor.model, normals, "cpu", shifted, enlarged)
     assert torch.allclose(refit, level)  # the median over the held-out normals, as stored
     # a level of our own (the tiny run's attention may be flat): each pixel's map is its departure from it
     level = torch.linspace(0.0, 0.6, size * size).reshape(size, size)

@@ -16,7 +16,7 @@ from . import data as D
 from .config import RunConfig
 from .config.resolve import map_blur, score_fade
 from .image_scores import Normalizer
-from .inference import Predictor, fit_normalizer
+from .inference import Predictor, eval_loader, fit_normalizer
 from .map_choice import AUTO_SETTINGS, resolve_auto_settings, resolved_enlarged, resolved_shifted
 from .mask_threshold import decide_held_out_mask_quantile
 from .networks import CAVGA
@@ -48,9 +48,7 @@ def finish_decisions(model: CAVGA, run_data: RunData, cfg: RunConfig, device: to
     level = None
     if cfg.model.has_attention_direction:  # stored whatever the direction: a run can be read two-sided later
         shifted, enlarged = resolved_shifted(resolved), resolved_enlarged(resolved)
-        level = fit_level(
-            model, held_out, cfg.data.image_size, cfg.data.resize, cfg.infer.batch_size, device, shifted, enlarged
-        )
+        level = fit_level(model, eval_loader([r for r in held_out if r.label == 0], cfg), device, shifted, enlarged)
         decided[LEVEL_KEY] = level
     decided["normalizer"] = fit_normalizer(model, held_out, resolved, device, level=level)  # held-out
     if cfg.infer.mask_quantile == "auto":  # with an auto mask margin and peak fraction, if asked

@@ -15,7 +15,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import data as D
 from .attention import departure, upsample
 from .evidence import anomaly_evidence
 from .networks import CAVGA
@@ -39,19 +38,15 @@ def scale_free_maps(model: CAVGA, x: Tensor, shifted: bool, enlarged: bool) -> T
     return upsample(amap, x.shape[-1])[:, 0]  # (B, S, S)
 
 
-def fit_level(
-    model: CAVGA, records: list[D.Record], image_size: int, resize: str, batch_size: int, device, shifted, enlarged
-) -> Tensor | None:
-    """The normal level (S, S) on ``records``' normal images (the held-out ones); None without any."""
-    normals = [r for r in records if r.label == 0]
-    if not normals:
-        return None
+def fit_level(model: CAVGA, batches, device, shifted: bool, enlarged: bool) -> Tensor | None:
+    """The normal level (S, S) over ``batches`` of normal images (the held-out ones, as
+    :func:`cavga.inference.eval_loader` yields them: ``image``, ``valid``); None without any."""
     maps, valid = [], []
-    for batch in D.make_loader(normals, image_size, batch_size, False, 0, resize=resize):
+    for batch in batches:
         s = scale_free_maps(model, batch.image.to(device), shifted, enlarged).cpu()  # (B, S, S)
         maps.append(s)
         valid.append(torch.ones_like(s, dtype=torch.bool) if batch.valid is None else batch.valid[:, 0] > 0.5)
-    return median_level(torch.cat(maps), torch.cat(valid)).float()
+    return median_level(torch.cat(maps), torch.cat(valid)).float() if maps else None
 
 
 def held_out_departures(
