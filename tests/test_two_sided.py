@@ -8,17 +8,18 @@ import torch
 from _painted_runs import small_data, tiny_config
 from cavga import normal_level
 from cavga.attention import departure, gaussian_blur
-from cavga.config import RunConfig
+from cavga.config import DIRECTION_CANDIDATES, ModelConfig, RunConfig
 from cavga.config.checks import check_run_config
 from cavga.errors import CavgaError
 from cavga.export.files import export_run
 from cavga.inference import Predictor, eval_loader
 from cavga.map_choice import resolved_direction
 from cavga.metrics import pixel_auroc
+from cavga.networks import CAVGA
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 from cavga.train import train
-from cavga.validation import validate_run
+from cavga.validation import decide_on_painted, validate_run
 
 
 def test_departure_is_high_where_the_attention_rises_and_where_it_falls():
@@ -137,3 +138,84 @@ def test_the_image_score_on_faded_paint_reads_the_two_sided_map(tmp_path):
     decided = load_checkpoint(run / CHECKPOINT)["image_score"]
     assert "faded to U(0.5, 1)" in decided["protocol"] and "full_strength_image_auroc" in decided
     assert set(decided["validation_image_auroc"]) == {"paper", "map", "bce"}  # the map's peak read two-sided, faded
+
+
+class _Signed(torch.nn.Module):
+    """An encoder of one block whose every channel is each 8x8 cell's mean colour: on a mid-grey
+    surface, darker paint lowers A and lighter paint raises it."""
+
+    stride = 8
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.out_channels = channels
+        self.body = torch.nn.Sequential(torch.nn.Identity())
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        v = torch.nn.functional.avg_pool2d(x.mean(dim=1, keepdim=True), 8)  # (B, 1, S/8, S/8)
+        return v.expand(-1, self.out_channels, -1, -1).contiguous()
+
+
+def _two_way_model() -> CAVGA:
+    torch.manual_seed(0)
+    model = CAVGA(ModelConfig(variant="Du", base_channels=8, latent_channels=4), 64, allow_random_init=True)
+    model.encoder = _Signed(model.encoder.out_channels)
+    with torch.no_grad():
+        for m in model.to_mu.modules():
+            if getattr(m, "weight", None) is not None:
+                m.weight.fill_(0.05)  # a positive read-out: A follows the cell's brightness
+                m.bias.zero_()
+        model.cam_scale.fill_(1.0)
+        clean_peak = normal_level.scale_free_maps(model, torch.full((1, 3, 64, 64), 0.5), False, False).max()
+        model.cam_scale.fill_(2 * float(clean_peak))  # a running peak: the plain surface's A at 0.5, room both ways
+    return model
+
+
+@pytest.mark.parametrize("fade", [1.0, 0.5])
+def test_auto_weighs_two_sided_only_when_asked_and_chooses_it_where_paint_moves_a_both_ways(fade):
+    images = torch.full((4, 3, 64, 64), 0.5)  # (N, 3, S, S) mid-grey held-out normals
+    args = (_two_way_model(), images, 4, torch.device("cpu"))
+    one_sided = decide_on_painted(*args, image_score="paper", direction_fade=fade)["attention_direction"]
+    assert set(one_sided["validation_pixel_auroc_by_direction"]) == {"inverse", "direct"}
+    asked = {"directions": DIRECTION_CANDIDATES["with_two_sided"], "direction_fade": fade}
+    chosen = decide_on_painted(*args, image_score="paper", **asked)["attention_direction"]
+    by_way = chosen["validation_pixel_auroc_by_direction"]
+    assert chosen["attention_direction"] == "two_sided" and chosen["candidates"] == ["inverse", "direct", "two_sided"]
+    assert by_way["two_sided"] > max(by_way["inverse"], by_way["direct"]) + 0.05  # either one way misses a kind
+    for way in ("inverse", "direct"):  # the same painted set for the one-way readings, whatever the candidates
+        assert by_way[way] == one_sided["validation_pixel_auroc_by_direction"][way]
+    assert ("faded to U(0.5, 1)" in chosen["protocol"]) is (fade < 1)
+
+
+def test_the_faded_direction_choice_ranks_the_ways_on_fainter_paint_and_the_rest_reads_full_strength():
+    images = torch.full((4, 3, 64, 64), 0.5)  # (N, 3, S, S)
+    args = (_two_way_model(), images, 4, torch.device("cpu"))
+    three = DIRECTION_CANDIDATES["with_two_sided"]
+    full, faded = (
+        decide_on_painted(*args, image_score="paper", directions=three, direction_fade=f) for f in (1.0, 0.2)
+    )
+    by_full = full["attention_direction"]["validation_pixel_auroc_by_direction"]
+    by_faded = faded["attention_direction"]["validation_pixel_auroc_by_direction"]
+    assert by_full != by_faded  # another painted set: the same defects, blended with the clean image
+    assert full["attention_direction"]["attention_direction"] == faded["attention_direction"]["attention_direction"]
+    # the shift decision after it reads the chosen map on the full-strength set, as without the fade
+    assert faded["shifted_map"] == full["shifted_map"]
+    assert full["shifted_map"]["validation_pixel_auroc_by_shift"]["off"] == by_full["two_sided"]
+
+
+def test_training_decides_among_three_ways_when_asked_and_the_predictor_reads_the_choice(tmp_path):
+    cfg = tiny_config(small_data(tmp_path / "data"), 1)
+    cfg.infer.direction_candidates, cfg.infer.direction_fade = "with_two_sided", 0.5
+    run = train(cfg, tmp_path / "run", progress=False).parent
+    decided = load_checkpoint(run / CHECKPOINT)["attention_direction"]
+    assert set(decided["validation_pixel_auroc_by_direction"]) == {"inverse", "direct", "two_sided"}
+    assert "faded to U(0.5, 1)" in decided["protocol"]
+    assert Predictor.from_run(run, "cpu").cfg.infer.attention_direction == decided["attention_direction"]
+
+
+@pytest.mark.parametrize(("key", "value"), [("direction_candidates", "all"), ("direction_fade", 0.0)])
+def test_direction_candidates_and_fade_are_checked(key, value):
+    cfg = RunConfig()
+    setattr(cfg.infer, key, value)
+    with pytest.raises(CavgaError, match=f"infer.{key}"):
+        check_run_config(cfg)

@@ -68,3 +68,18 @@ def test_the_probe_scores_a_trained_run_on_paint_and_test(tmp_path_factory):
     assert "faded to U(0.5, 1)" in out["painted"]
     painted = out["painted_pixel_auroc"]
     assert painted["inverse"] == pytest.approx(1 - painted["direct"], abs=0.05)  # opposite readings of one s
+
+
+def test_the_direction_choice_probe_compares_todays_choice_and_the_proposed_on_unseen_paint(tmp_path_factory):
+    root = small_data(tmp_path_factory.mktemp("data"))
+    run = train(tiny_config(root, 1), tmp_path_factory.mktemp("runs") / "run", progress=False).parent
+    out = benchmark_script("direction_choice_probe").probe(run, fade=0.5, check_seed=1)
+    deciding = out["deciding_paint"]["pixel_auroc_by_way"]
+    assert set(deciding) == {"inverse", "direct", "two_sided"} and out["today"] in ("inverse", "direct")
+    assert out["proposed"] == max(deciding, key=deciding.get)
+    assert (out["deciding_paint"]["seed"], out["check_paint"]["seed"]) == (0, 1)  # defects no decision saw
+    for paint in ("faded", "full_strength"):
+        check = out["check_paint"][paint]
+        assert out["proposed_minus_today"][paint] == pytest.approx(
+            check[out["proposed"]] - check[out["today"]], abs=1e-4
+        )

@@ -23,7 +23,7 @@ from .networks import CAVGA
 from .normal_level import LEVEL_KEY, fit_level
 from .painting import held_out_images
 from .runfolder import RunData
-from .validation import IMAGE_SCORE_CHOICES, asked_maps, decide_on_painted
+from .validation import IMAGE_SCORE_CHOICES, asked_maps, decide_on_painted, direction_options
 
 # infer.image_score: auto on a one-class layout (MNIST, Fashion-MNIST, CIFAR-10, digits) chooses among
 # the whole-image reconstruction scores only. There the anomalies are images of other classes, not local
@@ -87,6 +87,7 @@ def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, devic
         blur=map_blur(cfg),
         image_scores=CLASS_ANOMALY_SCORES if cfg.data.layout in D.ONE_CLASS_LAYOUTS else IMAGE_SCORE_CHOICES,
         score_fade=score_fade(cfg),
+        **direction_options(cfg),
     )
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import data as D
-from .config import IMAGE_SCORES, load_config
+from .config import DIRECTION_CANDIDATES, IMAGE_SCORES, load_config
 from .config.resolve import map_blur, mask_fade
 from .demo_data import DEFECT_TYPES
 from .errors import CavgaError
@@ -64,6 +64,8 @@ def decide_on_painted(
     blur: float = 0.0,
     image_scores: tuple[str, ...] = IMAGE_SCORE_CHOICES,
     score_fade: float = 1.0,
+    directions: tuple[str, ...] = DIRECTION_CANDIDATES["one_sided"],
+    direction_fade: float = 1.0,
 ) -> dict[str, dict[str, Any] | None]:
     """The ``auto`` inference settings of a trained model, decided on painted defects on held-out
     normals ``images`` (N, 3, S, S) (with their content ``boxes`` when padded); None where a setting
@@ -71,7 +73,10 @@ def decide_on_painted(
 
     * ``infer.attention_direction`` (CAVGA-u): the paper's 1 - A is kept unless A (unclamped above
       the normal peak) has the higher pixel AUROC on the painted set, i.e. unless the attention
-      *rises* on defects; then A is used.
+      *rises* on defects; then A is used. ``directions`` are the candidates (``infer.direction_candidates``;
+      "two_sided" among them: A's departure either way from its normal level), the first kept on a
+      tie; with ``direction_fade`` < 1 (``infer.direction_fade``) they are ranked on the same defects
+      faded to U(direction_fade, 1), and the decisions below read the chosen map at full strength.
     * ``infer.weak_map`` (CAVGA-w): the paper's A_ca is kept unless 1 - A_cn has the higher pixel
       AUROC on the painted set; then "normal".
     * ``infer.image_score``: the paper's score (CAVGA-u's reconstruction difference, CAVGA-w's C) is
@@ -92,7 +97,15 @@ def decide_on_painted(
     Every map is read blurred by ``blur`` pixels (``infer.map_blur``, not decided here)."""
     args = (model, images, batch_size, device, direction, image_score, weak_map, boxes, seed, copies, shifted)
     kw = {"enlarged": enlarged, "blur": blur, "image_scores": image_scores, "score_fade": score_fade}
-    return _painted_decisions(*args, **kw)[0]
+    return _painted_decisions(*args, **kw, directions=directions, direction_fade=direction_fade)[0]
+
+
+def direction_options(cfg) -> dict[str, Any]:
+    """What ``infer.attention_direction: auto`` weighs and on what paint, as the painted decisions take them."""
+    return {
+        "directions": DIRECTION_CANDIDATES[cfg.infer.direction_candidates],
+        "direction_fade": cfg.infer.direction_fade,
+    }
 
 
 def epoch_check(
@@ -105,7 +118,9 @@ def epoch_check(
     direction, weak_map = asked_maps(cfg)
     args = (model, images, cfg.infer.batch_size, device, direction, "auto", weak_map, boxes)
     maps_as = {"shifted": cfg.infer.shifted_map, "enlarged": cfg.infer.enlarged_map, "blur": map_blur(cfg)}
-    decided, maps, masks = _painted_decisions(*args, **maps_as)  # the image scores at full strength
+    decided, maps, masks = _painted_decisions(
+        *args, **maps_as, **direction_options(cfg)
+    )  # the image scores at full strength
     return pixel_auroc(maps, masks), float(decided["image_score"]["validation_image_auroc"]["bce"])
 
 
@@ -131,12 +146,19 @@ def _painted_decisions(
     blur=0.0,
     image_scores=IMAGE_SCORE_CHOICES,
     score_fade=1.0,
+    directions=DIRECTION_CANDIDATES["one_sided"],
+    direction_fade=1.0,
 ) -> tuple[dict[str, dict[str, Any] | None], list[np.ndarray], list[np.ndarray]]:
     """:func:`decide_on_painted`'s decisions, and the painted set's maps as decided and masks (content only)."""
     if enlarged == "auto" and not model.cfg.reads_any_size:  # CAVGA-w, CAVGA-R*: z of the training size only
         enlarged = False
     given = boxes  # the held-out images' N content boxes (None: unpadded); below, the painted set's M
-    x, masks, labels, _, boxes, valid = painted_set(images, given, seed, copies)
+
+    def painted_set_of(fade: float) -> tuple:
+        """The painted set of the held-out images at this strength: images, masks, labels, kinds, boxes, content."""
+        return painted_set(images, given, seed, copies, fade)
+
+    x, masks, labels, _, boxes, valid = painted_set_of(1.0)
     s = x.shape[-1]
     asked = (shifted is True, enlarged is True)  # the map as asked, before the auto ones are decided
     both_weak = model.cfg.weakly_supervised and weak_map == "auto"  # score A_ca and 1 - A_cn
@@ -167,30 +189,30 @@ def _painted_decisions(
         out["weak_map"] = {"weak_map": chosen, "validation_pixel_auroc": by_map, "protocol": protocol}
         maps = normal_maps if chosen == "normal" else maps
 
-    def painted_maps(way: str, weak: str, shift: bool, enlarge: bool) -> list[np.ndarray]:
+    def painted_maps(way: str, weak: str, shift: bool, enlarge: bool, on=None) -> list[np.ndarray]:
         """The painted set's maps read so (:func:`anomaly_evidence`'s settings), content only; one batch on
-        the device at a time. Two-sided, each against the level of the other clean held-out images."""
+        the device at a time. Two-sided, each against the level of the other clean held-out images.
+        ``on``: another painted set of the same held-out images (its images, boxes, content maps)."""
+        xs, bs, vs = on or (x, boxes, valid)
         if way == "two_sided":
-            departures = held_out_departures(model, x, len(images), batch_size, device, shift, enlarge, valid)
-            return content_only(at_size(departures, s, blur), boxes)
-        batches = (x[i : i + batch_size].to(device) for i in range(0, len(x), batch_size))
+            departures = held_out_departures(model, xs, len(images), batch_size, device, shift, enlarge, vs)
+            return content_only(at_size(departures, s, blur), bs)
+        batches = (xs[i : i + batch_size].to(device) for i in range(0, len(xs), batch_size))
         read = [at_size(anomaly_evidence(model, xb, way, weak, shift, enlarge)[0], s, blur) for xb in batches]
-        return content_only(np.concatenate(read), boxes)
+        return content_only(np.concatenate(read), bs)
 
-    if model.cfg.has_attention_direction and direction == "two_sided":  # asked for (auto never chooses it)
-        maps = painted_maps("two_sided", "anomalous", *asked)
-    if model.cfg.has_attention_direction and direction in ("auto", "direct"):
-        direct = painted_maps("direct", "anomalous", *asked)  # A's own map, unclamped above the normal peak
-        if direction == "auto":
-            by_map = {"inverse": round(pixel_auroc(maps, masks), 4), "direct": round(pixel_auroc(direct, masks), 4)}
-            direction = "direct" if by_map["direct"] > by_map["inverse"] else "inverse"
-            out["attention_direction"] = {
-                "attention_direction": direction,
-                "validation_pixel_auroc": by_map[direction],
-                "validation_pixel_auroc_by_direction": by_map,
-                "protocol": protocol,
-            }
-        maps = direct if direction == "direct" else maps
+    if model.cfg.has_attention_direction and direction == "auto":
+        args = (painted_maps, maps, masks, asked, directions, direction_fade, painted_set_of)
+        direction, by_map, maps = _direction_choice(*args)  # maps: the chosen way's, at full strength
+        out["attention_direction"] = {
+            "attention_direction": direction,
+            "validation_pixel_auroc": by_map[direction],
+            "validation_pixel_auroc_by_direction": by_map,
+            "candidates": list(directions),
+            "protocol": protocol_text(len(images), copies, seed, direction_fade),
+        }
+    elif model.cfg.has_attention_direction and direction in ("direct", "two_sided"):  # asked for
+        maps = painted_maps(direction, "anomalous", *asked)
     decided = (  # the direction and CAVGA-w map as decided
         direction if direction in ("direct", "two_sided") else "inverse",
         out["weak_map"]["weak_map"] if out["weak_map"] else first,
@@ -216,6 +238,26 @@ def _painted_decisions(
             "candidates": list(image_scores),
         } | chosen_on
     return out, maps, masks
+
+
+def _direction_choice(painted_maps, inverse, masks, asked, directions, fade, painted_set_of) -> tuple:
+    """``infer.attention_direction: auto``: each candidate way's painted pixel AUROC (on the defects
+    faded to U(``fade``, 1) where ``fade`` < 1: a second painted set of the same images, the same
+    defects), the way with the highest (ties keep the earlier: the paper's 1 - A first), and its maps
+    on the full-strength set (``inverse``: 1 - A's there, already read)."""
+    read = {"inverse": inverse}
+    if fade >= 1.0:
+        read |= {way: painted_maps(way, "anomalous", *asked) for way in directions if way != "inverse"}
+        by_way = {way: round(pixel_auroc(read[way], masks), 4) for way in directions}
+    else:
+        x, faded_masks, _, _, boxes, valid = painted_set_of(fade)
+        faded_masks = content_only(faded_masks, boxes)
+        on = (x, boxes, valid)
+        by_way = {
+            way: round(pixel_auroc(painted_maps(way, "anomalous", *asked, on), faded_masks), 4) for way in directions
+        }
+    chosen = max(by_way, key=by_way.get)
+    return chosen, by_way, read[chosen] if chosen in read else painted_maps(chosen, "anomalous", *asked)
 
 
 def _image_aurocs(paper: np.ndarray, peaks: list, bce: np.ndarray, labels: np.ndarray) -> dict[str, float]:

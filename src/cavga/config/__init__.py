@@ -18,6 +18,7 @@ from .schema import (
     CAVGA_IMAGE_SCORES,
     DEMO_SETTINGS,
     DEMO_VARIANT_SETTINGS,
+    DIRECTION_CANDIDATES,
     ENCODER_INITS,
     ENCODER_STRIDES,
     IMAGE_SCORES,
@@ -40,6 +41,7 @@ from .schema import (
 __all__ = [
     "ADDED",
     "ATTENTION_DIRECTIONS",
+    "DIRECTION_CANDIDATES",
     "AUGMENTS",
     "BACKBONE_NAMES",
     "BACKBONES",

@@ -12,6 +12,7 @@ from .schema import (
     AUGMENTS,
     BACKBONES,
     CAVGA_IMAGE_SCORES,
+    DIRECTION_CANDIDATES,
     DISTILL_SCHEDULES,
     ENCODER_INITS,
     ENCODER_STRIDES,
@@ -47,6 +48,12 @@ def check_run_config(cfg: RunConfig) -> None:
             f"infer.attention_direction: {cfg.infer.attention_direction!r} is not one of "
             + ", ".join(ATTENTION_DIRECTIONS)
         )
+    if cfg.infer.direction_candidates not in DIRECTION_CANDIDATES:
+        raise CavgaError(
+            f"infer.direction_candidates: {cfg.infer.direction_candidates!r} is not one of "
+            + ", ".join(DIRECTION_CANDIDATES)
+        )
+    _in_range("infer.direction_fade", cfg.infer.direction_fade, 0.0, 1.0, low_open=True)
     if cfg.infer.classifier_verdict not in ("calibrated", "probability"):
         raise CavgaError(
             f"infer.classifier_verdict: {cfg.infer.classifier_verdict!r} is not 'calibrated' or 'probability'"

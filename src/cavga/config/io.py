@@ -69,7 +69,14 @@ ADDED = {
     "data": {"resize": "stretch"},
     "train": {"augment": "none", "validate_every": 0, "restarts": 1, "patience": 0},
     "distill": {"cutpaste": 0.0, "schedule": "constant", "share": False},
-    "infer": {"mask_margin": 0.0, "mask_peak_fraction": 0.0, "map_blur": 0.0, "normalizer_rank": "interpolated"},
+    "infer": {
+        "mask_margin": 0.0,
+        "mask_peak_fraction": 0.0,
+        "map_blur": 0.0,
+        "normalizer_rank": "interpolated",
+        "direction_candidates": "one_sided",
+        "direction_fade": 1.0,
+    },
 }
 # Defaults that became "auto" (sessions 30 and 61, cavga.config.resolve): a saved config without the key was
 # made with the old default. They are not in ADDED: every run since the keys exist records them, and

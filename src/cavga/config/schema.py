@@ -16,6 +16,8 @@ BACKBONE_NAMES = {"resnet18": "ResNet-18", "efficientnet_lite0": "EfficientNet-L
 ENCODER_STRIDES = (8, 16, 32)
 
 ATTENTION_DIRECTIONS = ("auto", "inverse", "direct", "two_sided")
+# infer.direction_candidates: what infer.attention_direction: auto chooses among, by name
+DIRECTION_CANDIDATES = {"one_sided": ("inverse", "direct"), "with_two_sided": ("inverse", "direct", "two_sided")}
 RESIZE_MODES = ("stretch", "pad", "center")  # data.resize (cavga.data.geometry)
 AUGMENTS = ("none", "flips", "dihedral", "shift")  # train.augment (cavga.data.augment)
 ENCODER_INITS = ("auto", "dcgan", "distill")  # model.encoder_init: CAVGA-D's encoder start (cavga.config.resolve)
@@ -269,6 +271,12 @@ class InferConfig:
     # departure either way from its median at that pixel over the held-out normals
     # (cavga.normal_level): defects that lower A and defects that raise it both come out high.
     attention_direction: str = "auto"
+    # What infer.attention_direction: auto chooses among: "one_sided" = 1 - A or A; "with_two_sided"
+    # adds "two_sided" (docs/method.md, "Both ways at once").
+    direction_candidates: str = "one_sided"
+    # The painted defects infer.attention_direction: auto is decided on, faded as infer.mask_fade's:
+    # U(direction_fade, 1); 1 paints them at full strength.
+    direction_fade: float = 1.0
     score_threshold: float = 0.5
     # CAVGA-w's verdict: "calibrated" scores C's anomalous probability like CAVGA-u's reconstruction
     # score, 0.5 at the normalizer_quantile of held-out normal images' probabilities (a few anomalous

@@ -40,7 +40,10 @@ NOT_IDENTITY = {"train": ("device", "num_workers"), "infer": ("mask_gate",)}
 # Keys of cavga.config.ADDED added since session 31: at their "as before" value they stay out of a
 # cell's fingerprint, so that the cells of older grids stay finished. Each new key joins here (the
 # older ones of ADDED stay in: leaving them out now would unfinish every cell made since they came).
-ADDED_SINCE = {"infer": ("mask_margin", "mask_peak_fraction"), "train": ("validate_every", "restarts", "patience")}
+ADDED_SINCE = {
+    "infer": ("mask_margin", "mask_peak_fraction", "direction_candidates", "direction_fade"),
+    "train": ("validate_every", "restarts", "patience"),
+}
 
 
 @dataclass
