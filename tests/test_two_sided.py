@@ -1,7 +1,9 @@
 """infer.attention_direction two_sided: CAVGA-u's attention read as its departure from its normal level."""
 
 import json
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,6 +18,7 @@ from cavga.inference import Predictor, eval_loader
 from cavga.map_choice import resolved_direction
 from cavga.metrics import pixel_auroc
 from cavga.networks import CAVGA
+from cavga.painting import painted_set, predict_painted
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 from cavga.train import train
@@ -219,3 +222,36 @@ def test_direction_candidates_and_fade_are_checked(key, value):
     setattr(cfg.infer, key, value)
     with pytest.raises(CavgaError, match=f"infer.{key}"):
         check_run_config(cfg)
+
+
+def test_painted_answers_of_a_two_sided_run_read_each_image_against_the_other_images_level(runs, monkeypatch):
+    predictor = Predictor.from_run(runs[0], "cpu")  # a two-sided run, its network swapped for one whose A moves
+    predictor.model, predictor.level = _two_way_model(), torch.zeros(64, 64)
+    stored = predictor.level
+    images = torch.stack([torch.full((3, 64, 64), v) for v in (0.4, 0.5, 0.6)])  # (n, 3, S, S) held-out normals
+    seen = []
+
+    def answers(x, valid=None):  # what predict_painted reads of an answer; the raw score names the image
+        seen.append((x.clone(), predictor.level.clone()))
+        zeros = torch.zeros(len(x), 64, 64)
+        return SimpleNamespace(
+            reconstruction=x,
+            raw_score=x.flatten(1).mean(1),
+            label=torch.zeros(len(x)),
+            anomaly_map=zeros,
+            residual_map=zeros,
+            residual_score=torch.zeros(len(x)),
+        )
+
+    monkeypatch.setattr(predictor, "predict_batch", answers)
+    cols, _, labels, _, _ = predict_painted(predictor, images, None, 0, 1)
+    s = normal_level.scale_free_maps(predictor.model, images, *predictor.map_views)  # (n, S, S)
+    want = normal_level.leave_one_out_levels(s)  # (n, S, S)
+    assert not torch.allclose(want[0], want[2], atol=1e-3) and not torch.allclose(want[0], stored, atol=1e-3)
+    assert [len(x) for x, _ in seen] == [2, 2, 2]  # image j, clean and its one painted copy
+    for j, (x, level) in enumerate(seen):
+        assert torch.equal(x[0], images[j]) and torch.allclose(level, want[j])
+    assert predictor.level is stored  # restored
+    x = painted_set(images, None, 0, 1)[0]  # the answers come back in the painted set's order
+    assert list(labels) == [0, 0, 0, 1, 1, 1]
+    assert np.allclose(cols["raw"], x.flatten(1).mean(1).numpy())

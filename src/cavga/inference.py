@@ -199,6 +199,16 @@ class Predictor:
             return self.image_score_normalizer
         return self.classifier_normalizer if self.cfg.model.weakly_supervised else self.normalizer
 
+    @property
+    def reads_two_sided(self) -> bool:
+        """Whether the map is the attention's departure from its normal level (``two_sided``)."""
+        return self._direction == "two_sided"
+
+    @property
+    def map_views(self) -> tuple[bool, bool]:
+        """Whether the map averages half-cell shifts and the enlarged image, as resolved."""
+        return self._shifted, self._enlarged
+
     def threshold_at_quantile(self, quantile: float, margin: float = 0.0) -> float:
         """The mask threshold that flags about 1 - ``quantile`` of the held-out normal pixels, raised
         by ``margin`` of the way from there to the map's ceiling 1 (``infer.mask_margin``)."""

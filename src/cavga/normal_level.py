@@ -58,12 +58,32 @@ def held_out_departures(
     the level of the other n - 1 clean images, so no map is scored against a level its own clean
     image helped fit (a median of these very images would favour the two-sided map in a choice).
     ``valid`` (M, 1, S, S) marks content where any image is padded."""
-    b = batch_size
-    s = torch.cat(
-        [scale_free_maps(model, x[i : i + b].to(device), shifted, enlarged).cpu() for i in range(0, len(x), b)]
-    )
-    inside = torch.ones_like(s, dtype=torch.bool) if valid is None else valid[:, 0].cpu() > 0.5  # (M, S, S)
-    others = [torch.cat([torch.arange(j), torch.arange(j + 1, n)]) for j in range(n)]
-    levels = torch.stack([median_level(s[o], inside[o]) for o in others])  # (n, S, S)
+    s = _scale_free_batched(model, x, batch_size, device, shifted, enlarged)  # (M, S, S)
+    levels = leave_one_out_levels(s[:n], None if valid is None else valid[:n])  # (n, S, S)
     source = torch.arange(len(x)) % n  # (M,) the held-out image each one was painted on
     return departure(s[:, None], levels[source][:, None])  # (M, 1, S, S)
+
+
+def held_out_levels(
+    model: CAVGA, images: Tensor, batch_size: int, device, shifted, enlarged, valid: Tensor | None = None
+) -> Tensor:
+    """For each of the held-out normals ``images`` (n, 3, S, S), the level of the other n - 1, (n, S, S)
+    (:func:`leave_one_out_levels`; ``valid`` (n, 1, S, S) their content where any is padded)."""
+    s = _scale_free_batched(model, images, batch_size, device, shifted, enlarged)  # (n, S, S)
+    return leave_one_out_levels(s, valid)
+
+
+def leave_one_out_levels(s: Tensor, valid: Tensor | None = None) -> Tensor:
+    """For each of n clean images' ``s`` (n, S, S), the median level of the other n - 1, (n, S, S)."""
+    n = len(s)
+    inside = torch.ones_like(s, dtype=torch.bool) if valid is None else valid[:, 0].cpu() > 0.5  # (n, S, S)
+    others = [torch.cat([torch.arange(j), torch.arange(j + 1, n)]) for j in range(n)]
+    return torch.stack([median_level(s[o], inside[o]) for o in others])  # (n, S, S)
+
+
+def _scale_free_batched(model: CAVGA, x: Tensor, batch_size: int, device, shifted, enlarged) -> Tensor:
+    """:func:`scale_free_maps` of ``x`` (M, 3, S, S), one batch on the device at a time: (M, S, S) on the CPU."""
+    b = batch_size
+    return torch.cat(
+        [scale_free_maps(model, x[i : i + b].to(device), shifted, enlarged).cpu() for i in range(0, len(x), b)]
+    )

@@ -17,6 +17,7 @@ from .attention import image_map
 from .demo_data import DEFECT_TYPES, paint_defect, texture
 from .image_scores import bce_score, peak_mask
 from .inference import Predictor
+from .normal_level import held_out_levels
 from .runfolder import RunData
 
 FOREIGN_TEXTURE = "gravel"  # the source of the "patch" defect's foreign texture
@@ -113,21 +114,39 @@ def predict_painted(
     the painted set's masks (M, S, S), labels (M,), defect kinds and content boxes."""
     x, masks, labels, kinds, boxes, valid = painted_set(images, boxes, seed, copies, fade)  # M images, M boxes
     cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res", "res_score", "bce")}
-    b = predictor.cfg.infer.batch_size
-    for i in range(0, len(x), b):
-        vb = None if valid is None else valid[i : i + b]  # (b, 1, S, S)
-        pred = predictor.predict_batch(x[i : i + b], vb)
-        cols["bce"].append(bce_score(x[i : i + b], pred.reconstruction, vb).numpy())
-        cols["raw"].append(pred.raw_score.numpy())
-        cols["pred"].append(pred.label.numpy())
-        cols["map"].append(pred.anomaly_map.numpy())
-        # every image's mask, whatever its verdict (the paper's IoU; compute_metrics gates it itself)
-        cols["pmask"].append(
-            peak_mask(pred.anomaly_map, predictor.mask_threshold, predictor.mask_peak_fraction, vb).numpy()
-        )
-        cols["res"].append(pred.residual_map.numpy())
-        cols["res_score"].append(pred.residual_score.numpy())
-    return {k: np.concatenate(v) for k, v in cols.items()}, masks, labels, kinds, boxes
+    b, n = predictor.cfg.infer.batch_size, len(images)
+    groups = [torch.arange(i, min(i + b, len(x))) for i in range(0, len(x), b)]
+    levels = None
+    if predictor.reads_two_sided:  # each held-out image and its painted copies against the others' level
+        clean_valid = None if valid is None else valid[:n]
+        levels = held_out_levels(predictor.model, images, b, predictor.device, *predictor.map_views, clean_valid)
+        groups = [torch.arange(j, len(x), n) for j in range(n)]  # image j, clean, then its copies
+    stored = predictor.level
+    try:
+        for j, idx in enumerate(groups):
+            if levels is not None:
+                predictor.level = levels[j].to(predictor.device)  # (S, S)
+            vb = None if valid is None else valid[idx]  # (b, 1, S, S)
+            pred = predictor.predict_batch(x[idx], vb)
+            _append_answers(cols, predictor, x[idx], vb, pred)
+    finally:
+        predictor.level = stored
+    order = torch.cat(groups).argsort().numpy()  # back to the painted set's order
+    return {k: np.concatenate(v)[order] for k, v in cols.items()}, masks, labels, kinds, boxes
+
+
+def _append_answers(cols: dict[str, list], predictor: Predictor, x, vb, pred) -> None:
+    """Append one batch's answers (:func:`predict_painted`'s columns) to ``cols``."""
+    cols["bce"].append(bce_score(x, pred.reconstruction, vb).numpy())
+    cols["raw"].append(pred.raw_score.numpy())
+    cols["pred"].append(pred.label.numpy())
+    cols["map"].append(pred.anomaly_map.numpy())
+    # every image's mask, whatever its verdict (the paper's IoU; compute_metrics gates it itself)
+    cols["pmask"].append(
+        peak_mask(pred.anomaly_map, predictor.mask_threshold, predictor.mask_peak_fraction, vb).numpy()
+    )
+    cols["res"].append(pred.residual_map.numpy())
+    cols["res_score"].append(pred.residual_score.numpy())
 
 
 def protocol_text(n: int, copies: int, seed: int, fade: float = 1.0) -> str:
