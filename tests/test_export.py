@@ -20,6 +20,7 @@ from cavga.export import FORMATS, AnalyticGradCAM, ExportedPredictor, export_run
 from cavga.export.analytic import score_kind
 from cavga.inference import Predictor
 from cavga.networks import build_networks
+from cavga.normal_level import LEVEL_KEY
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 
@@ -145,6 +146,8 @@ def test_exported_model_matches_the_checkpoint(runs, tmp_path, model, fmt):
 MAP_OPTIONS = {
     "enlarged-and-shifted": (["infer.enlarged_map=true", "infer.shifted_map=true"], ["infer.enlarged_map=false"]),
     "blurred": (["infer.map_blur=3"], ["infer.map_blur=0"]),
+    # A's departure from its stored normal level, read over half-cell shifts (the level a buffer of the graph)
+    "two-sided": (["infer.attention_direction=two_sided", "infer.shifted_map=true"], ["infer.shifted_map=true"]),
 }
 
 
@@ -195,7 +198,10 @@ def _low_peak_copy(run: Path, tmp_path: Path, infer: list[str]) -> Path:
     low = tmp_path / "low"
     shutil.copytree(run, low)
     state = load_checkpoint(low / CHECKPOINT)
-    state["model"]["cam_scale"] *= float((a / (1 - a)).median())  # s = A / (1 - A)
+    factor = float((a / (1 - a)).median())  # s = A / (1 - A)
+    state["model"]["cam_scale"] *= factor
+    if LEVEL_KEY in state:  # CAVGA-u's normal level is in the running peak's units too
+        state[LEVEL_KEY] = state[LEVEL_KEY] / factor
     save_checkpoint(state, low / CHECKPOINT)
     return low
 

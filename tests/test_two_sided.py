@@ -13,7 +13,6 @@ from cavga.attention import departure, gaussian_blur
 from cavga.config import DIRECTION_CANDIDATES, ModelConfig, RunConfig
 from cavga.config.checks import check_run_config
 from cavga.errors import CavgaError
-from cavga.export.files import export_run
 from cavga.inference import Predictor, eval_loader
 from cavga.map_choice import resolved_direction
 from cavga.metrics import pixel_auroc
@@ -105,13 +104,11 @@ def test_auto_chooses_between_one_way_readings_only_and_validation_reads_the_ask
     assert json.loads((runs[0] / "validation.json").read_text())["metrics"] == validation["metrics"]
 
 
-def test_any_cavga_u_run_can_be_read_two_sided_but_not_exported_so(runs, tmp_path):
+def test_any_cavga_u_run_can_be_read_two_sided(runs):
     default = runs[1]
     assert normal_level.LEVEL_KEY in load_checkpoint(default / CHECKPOINT)  # stored whatever the direction
     predictor = Predictor.from_run(default, "cpu", ["infer.attention_direction=two_sided"])
     assert predictor.predict_batch(torch.rand(2, 3, 32, 32)).anomaly_map.shape == (2, 32, 32)
-    with pytest.raises(CavgaError, match="two_sided is not exported"):
-        export_run(runs[0], tmp_path / "model.pt")
 
 
 def test_a_run_without_a_stored_level_names_the_command_that_fits_it(runs, tmp_path):

@@ -22,7 +22,6 @@ from ..config import RunConfig, from_dict, to_dict
 from ..errors import CavgaError
 from ..inference import Predictor
 from ..io_utils import atomic_write
-from ..map_choice import resolved_direction
 from .graph import InferenceGraph
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
@@ -89,11 +88,6 @@ def export_run(
     if predictor.cfg.data.resize != "stretch":  # the graph takes square inputs and scores all of them
         raise CavgaError(
             f"{run_dir}: data.resize is {predictor.cfg.data.resize}; export takes stretch-resized runs only"
-        )
-    if resolved_direction(predictor.cfg) == "two_sided":
-        raise CavgaError(
-            f"{run_dir}: infer.attention_direction two_sided is not exported yet; predict with the run folder "
-            "(`cavga predict RUN ...`), or export another map (--set infer.attention_direction=direct or inverse)"
         )
     graph = InferenceGraph(predictor).eval()
     meta = json.dumps(metadata(predictor))

@@ -3,11 +3,12 @@
 ``InferenceGraph(image) -> (score, anomaly_map, mask, raw_score)`` for images (B, 3, S, S) in [0, 1]
 (the run's resize already done): the encoder (with its own ImageNet normalisation for CAVGA-R), the
 latent mean, the closed-form Grad-CAM (:mod:`.analytic`), its running-scale normalisation, 1 - A
-(or A, unclamped) for CAVGA-u and A_ca (unclamped; or 1 - A_cn) for CAVGA-w, averaged with the
-enlarged image's map and over half-cell shifts where ``infer.enlarged_map`` and ``infer.shifted_map``
-say so, bilinear upsampling to S, the Gaussian blur of ``infer.map_blur``, the mask threshold, and
-the image score: CAVGA-u's normalised reconstruction difference, CAVGA-w's anomalous probability,
-the map's peak (``infer.image_score: map``) or the reconstruction BCE (``bce``).
+(or A, unclamped; or A's departure either way from its normal level, held as a buffer) for CAVGA-u
+and A_ca (unclamped; or 1 - A_cn) for CAVGA-w, averaged with the enlarged image's map and over
+half-cell shifts where ``infer.enlarged_map`` and ``infer.shifted_map`` say so, bilinear upsampling
+to S, the Gaussian blur of ``infer.map_blur``, the mask threshold, and the image score: CAVGA-u's
+normalised reconstruction difference, CAVGA-w's anomalous probability, the map's peak
+(``infer.image_score: map``) or the reconstruction BCE (``bce``).
 It computes what :meth:`cavga.inference.Predictor.predict_batch` does, with no autograd.
 """
 
@@ -16,11 +17,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..attention import ENLARGEMENT, enlarged_average, half_cell_average, image_map, normalise_cam, unsaturated_cam
+from ..attention import (
+    ENLARGEMENT,
+    departure,
+    enlarged_average,
+    half_cell_average,
+    image_map,
+    normalise_cam,
+    scale_free_cam,
+    unsaturated_cam,
+    upsample,
+)
 from ..config.resolve import map_blur
 from ..image_scores import bce_score, map_peak, peak_mask, reconstruction_score, verdict_gate
 from ..inference import Predictor
-from ..map_choice import reads_direct, resolved_enlarged, resolved_shifted
+from ..map_choice import reads_direct, resolved_direction, resolved_enlarged, resolved_shifted
 from .analytic import AnalyticGradCAM, score_kind
 
 
@@ -36,6 +47,11 @@ class InferenceGraph(nn.Module):
         self.size = cfg.data.image_size
         self.weakly = cfg.model.weakly_supervised
         self.direct = reads_direct(cfg)  # the map is A or A_ca itself, not its complement 1 - A or 1 - A_cn
+        # CAVGA-u two-sided: A's departure from its normal level at each pixel (cavga.normal_level), a buffer
+        self.two_sided = resolved_direction(cfg) == "two_sided" and not cfg.model.weakly_supervised
+        size = cfg.data.image_size
+        level = predictor.level if self.two_sided else None
+        self.register_buffer("level", torch.zeros(size, size) if level is None else level.detach().float().cpu())
         scale = model.attention_scale()
         self.per_image = scale is None  # "image" normalisation, or no running peak recorded
         self.register_buffer("scale", torch.tensor(0.0 if scale is None else float(scale)))
@@ -62,6 +78,8 @@ class InferenceGraph(nn.Module):
         m = self.model
         cam, mu = self.cam(m.encode_features(image))  # (B, 1, h, w), (B, C, h, w) or (B, d)
         scale = None if self.per_image else self.scale
+        if self.two_sided:  # (B, 1, h, w): A in the running peak's units, compared with its level in forward
+            return scale_free_cam(cam, scale), mu
         # (B, 1, h, w): A or A_ca unclamped above the normal peak, or 1 - A or 1 - A_cn (clamped A, A_cn)
         return (unsaturated_cam(cam, scale) if self.direct else 1 - normalise_cam(cam, scale)), mu
 
@@ -77,6 +95,8 @@ class InferenceGraph(nn.Module):
         amap, mu = self._grid_map(image)  # (B, 1, h, w), or (B, 1, 2h, 2w) enlarged
         if self.shifted:  # infer.shifted_map
             amap = half_cell_average(lambda v: self._grid_map(v)[0], image, amap, self.half)  # (B, 1, S, S)
+        if self.two_sided:
+            amap = departure(upsample(amap, self.size), self.level)  # (B, 1, S, S)
         amap = image_map(amap, self.size, self.blur)  # (B, S, S), blurred where infer.map_blur says so
         if self.image_score == "map":
             raw = map_peak(amap)  # (B,)
