@@ -111,7 +111,9 @@ def predict_painted(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str], list[D.geometry.Box]]:
     """``predictor``'s answers for the held-out ``images`` (N, 3, S, S), clean and painted: the
     columns raw score, verdict, map, mask (ungated), residual map and score, reconstruction BCE (M images each), then
-    the painted set's masks (M, S, S), labels (M,), defect kinds and content boxes."""
+    the painted set's masks (M, S, S), labels (M,), defect kinds and content boxes. A two-sided map reads
+    each held-out image and its painted copies against the level of the other held-out images
+    (leave-one-out, as :func:`cavga.normal_level.held_out_departures`), not the level stored from all."""
     x, masks, labels, kinds, boxes, valid = painted_set(images, boxes, seed, copies, fade)  # M images, M boxes
     cols: dict[str, list] = {k: [] for k in ("raw", "pred", "map", "pmask", "res", "res_score", "bce")}
     b, n = predictor.cfg.infer.batch_size, len(images)

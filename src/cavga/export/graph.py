@@ -49,9 +49,9 @@ class InferenceGraph(nn.Module):
         self.direct = reads_direct(cfg)  # the map is A or A_ca itself, not its complement 1 - A or 1 - A_cn
         # CAVGA-u two-sided: A's departure from its normal level at each pixel (cavga.normal_level), a buffer
         self.two_sided = resolved_direction(cfg) == "two_sided" and not cfg.model.weakly_supervised
-        size = cfg.data.image_size
         level = predictor.level if self.two_sided else None
-        self.register_buffer("level", torch.zeros(size, size) if level is None else level.detach().float().cpu())
+        zeros = torch.zeros(self.size, self.size)
+        self.register_buffer("level", zeros if level is None else level.detach().float().cpu())  # (S, S)
         scale = model.attention_scale()
         self.per_image = scale is None  # "image" normalisation, or no running peak recorded
         self.register_buffer("scale", torch.tensor(0.0 if scale is None else float(scale)))
