@@ -53,7 +53,8 @@ def probe(run: Path, fade: float, check_seed: int) -> dict:
     predictor = Predictor.from_run(run, "cpu")
     cfg = predictor.cfg
     images, boxes = held_out_images(held_out_normals(run), cfg.data.image_size, cfg.data.resize)
-    today = load_checkpoint(run / CHECKPOINT)["attention_direction"]["attention_direction"]  # as trained
+    decided = load_checkpoint(run / CHECKPOINT).get("attention_direction")  # None where it was asked, not decided
+    today = decided["attention_direction"] if decided else cfg.infer.attention_direction
     deciding = by_way(predictor, images, boxes, 0, fade)  # the decision's own paint (seed 0), faded
     proposed = max(deciding, key=deciding.get)  # ties keep the earlier, as the package does
     checks = {"faded": by_way(predictor, images, boxes, check_seed, fade)}
