@@ -459,4 +459,9 @@ ROWS = [
         "as full strength did on all three (BCE, map peak, BCE); one thread each",
         [_B + f"rw-s63/bottle-Rw-seed{s}-default-today" for s in range(3)],
         **_RW_VS_TARGET),
+    Row("du65",
+        8, "bottle 128 px", "CAVGA-Du, today's defaults, the issue's command trained afresh in session 65 on "
+        "today's code, seeds 0, 1 and 2 (they chose candidates 1, 5 and 6, each ending on epoch 20; `auto` kept A "
+        "on all three); the same command as [[du53]], other weights: the seed spread, not the code, sets them apart",
+        [_B + f"direction-choice-s65/bottle-Du-seed{s}" for s in range(3)], _DU_PAPER, _DU_TARGET),
 ]  # fmt: skip
