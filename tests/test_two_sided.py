@@ -228,8 +228,8 @@ def test_painted_answers_of_a_two_sided_run_read_each_image_against_the_other_im
     images = torch.stack([torch.full((3, 64, 64), v) for v in (0.4, 0.5, 0.6)])  # (n, 3, S, S) held-out normals
     seen = []
 
-    def answers(x, valid=None):  # what predict_painted reads of an answer; the raw score names the image
-        seen.append((x.clone(), predictor.level.clone()))
+    def answers(x, valid=None, level=None):  # what predict_painted reads of an answer; the raw score names the image
+        seen.append((x.clone(), (predictor.level if level is None else level).clone()))
         zeros = torch.zeros(len(x), 64, 64)
         return SimpleNamespace(
             reconstruction=x,
@@ -248,7 +248,17 @@ def test_painted_answers_of_a_two_sided_run_read_each_image_against_the_other_im
     assert [len(x) for x, _ in seen] == [2, 2, 2]  # image j, clean and its one painted copy
     for j, (x, level) in enumerate(seen):
         assert torch.equal(x[0], images[j]) and torch.allclose(level, want[j])
-    assert predictor.level is stored  # restored
+    assert predictor.level is stored  # the run's own level, untouched
     x = painted_set(images, None, 0, 1)[0]  # the answers come back in the painted set's order
     assert list(labels) == [0, 0, 0, 1, 1, 1]
     assert np.allclose(cols["raw"], x.flatten(1).mean(1).numpy())
+
+
+def test_a_batch_can_be_read_against_another_level_than_the_runs(runs):
+    predictor = Predictor.from_run(runs[0], "cpu")
+    stored = predictor.level.clone()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))  # (B, 3, S, S)
+    own = predictor.predict_batch(x).anomaly_map  # (B, S, S)
+    other = predictor.predict_batch(x, level=stored + 1.0).anomaly_map  # every pixel's level one peak higher
+    assert (other - own).abs().min() > 0.1  # another level: another departure everywhere
+    assert torch.equal(predictor.level, stored) and torch.equal(predictor.predict_batch(x).anomaly_map, own)

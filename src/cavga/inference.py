@@ -266,15 +266,16 @@ class Predictor:
         predictor.residual_level = residual_mask_level(state.get("residual_mask"), normalizer)  # refitted: fixed
         return predictor
 
-    def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> BatchPrediction:
+    def predict_batch(self, x: Tensor, valid: Tensor | None = None, level: Tensor | None = None) -> BatchPrediction:
         """Predict a batch (B, 3, S, S) as loaded; ``valid`` (B, 1, S, S) marks content when
-        ``data.resize`` is pad or center (a Batch's ``valid``), so the score ignores the padding."""
+        ``data.resize`` is pad or center (a Batch's ``valid``), so the score ignores the padding.
+        ``level`` (S, S): a two-sided map's normal level for this batch instead of the run's own."""
         x = x.to(self.device)
         valid = None if valid is None else valid.to(self.device)
         size = self.cfg.data.image_size
-        amap, x_hat, p_anomalous = anomaly_evidence(
-            self.model, x, self._direction, self._weak_map, self._shifted, self._enlarged, self.level
-        )
+        level = self.level if level is None else level  # (S, S), the two-sided map's
+        read = (self._direction, self._weak_map, self._shifted, self._enlarged, level)
+        amap, x_hat, p_anomalous = anomaly_evidence(self.model, x, *read)
         amap = image_map(amap, size, map_blur(self.cfg))  # (B, S, S)
         x_hat = D.paste_padding(x_hat, x, valid)  # (B, 3, S, S)
         residual, recon_score = reconstruction_score(x, x_hat, valid)  # (B, S, S), (B,)

@@ -123,16 +123,10 @@ def predict_painted(
         clean_valid = None if valid is None else valid[:n]
         levels = held_out_levels(predictor.model, images, b, predictor.device, *predictor.map_views, clean_valid)
         groups = [torch.arange(j, len(x), n) for j in range(n)]  # image j, clean, then its copies
-    stored = predictor.level
-    try:
-        for j, idx in enumerate(groups):
-            if levels is not None:
-                predictor.level = levels[j].to(predictor.device)  # (S, S)
-            vb = None if valid is None else valid[idx]  # (b, 1, S, S)
-            pred = predictor.predict_batch(x[idx], vb)
-            _append_answers(cols, predictor, x[idx], vb, pred)
-    finally:
-        predictor.level = stored
+    for j, idx in enumerate(groups):
+        vb = None if valid is None else valid[idx]  # (b, 1, S, S)
+        pred = predictor.predict_batch(x[idx], vb, None if levels is None else levels[j])  # level: (S, S)
+        _append_answers(cols, predictor, x[idx], vb, pred)
     order = torch.cat(groups).argsort().numpy()  # back to the painted set's order
     return {k: np.concatenate(v)[order] for k, v in cols.items()}, masks, labels, kinds, boxes
 

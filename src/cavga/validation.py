@@ -97,7 +97,8 @@ def decide_on_painted(
     Every map is read blurred by ``blur`` pixels (``infer.map_blur``, not decided here)."""
     args = (model, images, batch_size, device, direction, image_score, weak_map, boxes, seed, copies, shifted)
     kw = {"enlarged": enlarged, "blur": blur, "image_scores": image_scores, "score_fade": score_fade}
-    return _painted_decisions(*args, **kw, directions=directions, direction_fade=direction_fade)[0]
+    kw |= {"directions": directions, "direction_fade": direction_fade}
+    return _painted_decisions(*args, **kw)[0]
 
 
 def direction_options(cfg) -> dict[str, Any]:
@@ -118,9 +119,8 @@ def epoch_check(
     direction, weak_map = asked_maps(cfg)
     args = (model, images, cfg.infer.batch_size, device, direction, "auto", weak_map, boxes)
     maps_as = {"shifted": cfg.infer.shifted_map, "enlarged": cfg.infer.enlarged_map, "blur": map_blur(cfg)}
-    decided, maps, masks = _painted_decisions(
-        *args, **maps_as, **direction_options(cfg)
-    )  # the image scores at full strength
+    # the image scores at full strength
+    decided, maps, masks = _painted_decisions(*args, **maps_as, **direction_options(cfg))
     return pixel_auroc(maps, masks), float(decided["image_score"]["validation_image_auroc"]["bce"])
 
 
