@@ -125,7 +125,8 @@ def predict_painted(
         groups = [torch.arange(j, len(x), n) for j in range(n)]  # image j, clean, then its copies
     for j, idx in enumerate(groups):
         vb = None if valid is None else valid[idx]  # (b, 1, S, S)
-        pred = predictor.predict_batch(x[idx], vb, None if levels is None else levels[j])  # level: (S, S)
+        own = {} if levels is None else {"level": levels[j]}  # (S, S): the other held-out images' level
+        pred = predictor.predict_batch(x[idx], vb, **own)
         _append_answers(cols, predictor, x[idx], vb, pred)
     order = torch.cat(groups).argsort().numpy()  # back to the painted set's order
     return {k: np.concatenate(v)[order] for k, v in cols.items()}, masks, labels, kinds, boxes
