@@ -349,3 +349,26 @@ def test_redecide_gives_a_baseline_run_the_mask_quantile_its_fitting_would_decid
     assert state["normalizer"]["map_quantiles"] == fitted["normalizer"]["map_quantiles"]  # same weights
     predictor = Predictor.from_run(out, "cpu")
     assert predictor.mask_threshold == predictor.threshold_at_quantile(state["mask_quantile"]["mask_quantile"])
+
+
+def test_the_blur_fade_probe_reads_the_run_raw_and_blurred_as_validate_does(tiny_data, tmp_path):
+    """benchmarks/blur_fade_probe.py: its raw numbers on full-strength paint seeds 0 and 1 are ``cavga
+    validate``'s (the same painted sets, the run's own raw map), the blurred map gives other numbers,
+    and its rule flag is the comparison it names."""
+    from cavga.validation import validate_run
+
+    run = tmp_path / "ae"
+    train(_cfg(tiny_data, "AE-L2", epochs=1), run, progress=False)
+    out = benchmark_script("blur_fade_probe").probe(run, blur=4.0, fade=0.5)
+    raw, blurred = out["raw"], out["blurred"]
+    for seed in (0, 1):
+        checked = validate_run(run, device="cpu", seed=seed)  # two painted copies each, as the probe
+        probed = raw[f"seed{seed}_full"]
+        assert probed["pixel_auroc"] == pytest.approx(checked["metrics"]["pixel_auroc"], abs=1e-4)
+        assert probed["aupro"] == pytest.approx(checked["metrics"]["aupro"], abs=1e-4)
+        for kind, by in checked["per_defect"].items():
+            assert probed[f"{kind}_pixel_auroc"] == by["pixel_auroc"]
+    assert blurred["seed0_full"]["pixel_auroc"] != raw["seed0_full"]["pixel_auroc"]
+    faded = ("pixel_auroc", "aupro")
+    expected = all(blurred["seed0_faded"][k] >= raw["seed0_faded"][k] for k in faded)
+    assert out["rule"] == {"paint": "seed0_faded", "blurred_not_lower": expected}
