@@ -16,13 +16,12 @@ import argparse
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from cavga.demo_data import DEFECT_TYPES
 from cavga.inference import Predictor, ThresholdForAnotherMap
 from cavga.io_utils import atomic_write_json
 from cavga.metrics import aupro, pixel_auroc
 from cavga.painting import content_only, held_out_images, held_out_normals, predict_painted
+from cavga.validation import pixel_auroc_by_kind
 
 COPIES = 2  # painted copies per held-out normal, as cavga validate and training's decisions
 
@@ -33,26 +32,24 @@ def painted_numbers(predictor: Predictor, images, boxes, seed: int, fade: float)
     cols, masks, labels, kinds, painted_boxes = predict_painted(predictor, images, boxes, seed, COPIES, fade)
     maps, masks = content_only(cols["map"], painted_boxes), content_only(masks, painted_boxes)
     out = {"pixel_auroc": round(pixel_auroc(maps, masks), 4), "aupro": round(aupro(maps, masks), 4)}
-    kinds = np.asarray(kinds)
-    for kind in DEFECT_TYPES:
-        sel = np.flatnonzero((kinds == kind) | (labels == 0))  # this kind against the clean images
-        if (kinds == kind).any():
-            out[f"{kind}_pixel_auroc"] = round(pixel_auroc([maps[j] for j in sel], [masks[j] for j in sel]), 4)
-    return out
+    return out | {f"{k}_pixel_auroc": v for k, v in pixel_auroc_by_kind(maps, masks, kinds, labels).items()}
+
+
+def paint_key(seed: int, fade: float) -> str:
+    """The probe's name for a painted set: paint seed and strength (faded or full)."""
+    return f"seed{seed}_{'faded' if fade < 1 else 'full'}"
 
 
 def probe(run: Path, blur: float, fade: float) -> dict:
-    cfg = Predictor.from_run(run, "cpu").cfg
+    blurs = {"raw": 0.0, "blurred": blur}
+    read = {name: Predictor.from_run(run, "cpu", [f"infer.map_blur={b:g}"]) for name, b in blurs.items()}
+    cfg = read["raw"].cfg
     images, boxes = held_out_images(held_out_normals(run), cfg.data.image_size, cfg.data.resize)
     out: dict = {"run": str(run), "model": cfg.model.label, "n_held_out": len(images), "blur_candidate": blur}
-    for name, b in (("raw", 0.0), ("blurred", blur)):
-        predictor = Predictor.from_run(run, "cpu", [f"infer.map_blur={b:g}"])
-        out[name] = {
-            f"seed{seed}_{'faded' if f < 1 else 'full'}": painted_numbers(predictor, images, boxes, seed, f)
-            for seed in (0, 1)
-            for f in (fade, 1.0)
-        }
-    deciding = f"seed0_{'faded' if fade < 1 else 'full'}"
+    for name, predictor in read.items():
+        painted = ((seed, f) for seed in (0, 1) for f in (fade, 1.0))
+        out[name] = {paint_key(*p): painted_numbers(predictor, images, boxes, *p) for p in painted}
+    deciding = paint_key(0, fade)
     raw, blurred = out["raw"][deciding], out["blurred"][deciding]
     out["rule"] = {  # session 66's rule: on the deciding paint, the blurred map not lower on either number
         "paint": deciding,

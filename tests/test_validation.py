@@ -36,7 +36,7 @@ from cavga.restarts import candidate_dir
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 from cavga.train import train
-from cavga.validation import VALIDATION_FILE, decide_on_painted, validate_run
+from cavga.validation import VALIDATION_FILE, decide_on_painted, pixel_auroc_by_kind, validate_run
 
 
 def test_painting_changes_only_the_masked_pixels_and_keeps_clean_copies():
@@ -702,3 +702,22 @@ def test_the_mask_gate_study_reads_the_threshold_and_the_numbers_evaluate_report
     assert test["iou_gated"] == pytest.approx(metrics["iou_gated"], abs=1e-4)
     assert test["normal_any_all"] == pytest.approx(metrics["normal_flagged"], abs=1e-4)
     assert test["normal_any_gated"] == pytest.approx(metrics["normal_flagged_gated"], abs=1e-4)
+
+
+def test_pixel_auroc_by_kind_scores_each_painted_type_against_the_clean_images_only():
+    """Per painted type: its images' pixels and the clean images' pixels, scored by scikit-learn's
+    ROC AUC; the other types' images stay out, and a type the set lacks is left out."""
+    from sklearn.metrics import roc_auc_score
+
+    g = np.random.default_rng(0)
+    maps = [g.random((4, 4)) for _ in range(5)]
+    masks = [np.zeros((4, 4), bool) for _ in range(5)]
+    for m in masks[2:]:
+        m[1:3, 1:3] = True
+    kinds, labels = ["", "", "scratch", "hole", "scratch"], np.array([0, 0, 1, 1, 1])
+    got = pixel_auroc_by_kind(maps, masks, kinds, labels)
+    assert set(got) == {"scratch", "hole"}
+    for kind, idx in (("scratch", [0, 1, 2, 4]), ("hole", [0, 1, 3])):
+        y = np.concatenate([masks[j].ravel() for j in idx])
+        s = np.concatenate([maps[j].ravel() for j in idx])
+        assert got[kind] == round(roc_auc_score(y, s), 4)

@@ -333,15 +333,8 @@ def validate_run(
     raw = cols["raw"]
     metrics = compute_metrics(raw, labels, cols["pred"], maps, masks, pred_masks)
     baseline = residual_baseline(predictor, recon, labels, res, masks, None, *predictor.residual_level)
-    kinds_arr = np.asarray(kinds)
-    per_defect = {}
-    for k in DEFECT_TYPES:
-        sel = np.flatnonzero((kinds_arr == k) | (labels == 0))  # this defect type against the clean images
-        if (kinds_arr == k).any():
-            per_defect[k] = {
-                "pixel_auroc": round(pixel_auroc([maps[j] for j in sel], [masks[j] for j in sel]), 4),
-                "residual_pixel_auroc": round(pixel_auroc([res[j] for j in sel], [masks[j] for j in sel]), 4),
-            }
+    by_map, by_residual = (pixel_auroc_by_kind(m, masks, kinds, labels) for m in (maps, res))
+    per_defect = {k: {"pixel_auroc": by_map[k], "residual_pixel_auroc": by_residual[k]} for k in by_map}
     fade = mask_fade(cfg)
     swept = (maps, masks, labels)
     if fade < 1.0:  # the mask threshold is decided on faded paint (infer.mask_fade): its sweep is too
@@ -372,6 +365,18 @@ def validate_run(
     }
     atomic_write_json(run_dir / VALIDATION_FILE, result)
     return result
+
+
+def pixel_auroc_by_kind(maps: list, masks: list, kinds: list[str], labels: np.ndarray) -> dict[str, float]:
+    """Each painted defect type's pixel AUROC against the clean images (the painted set's ``kinds``
+    and ``labels``), to four decimals; types the set does not hold are left out."""
+    kinds = np.asarray(kinds)
+    out = {}
+    for k in DEFECT_TYPES:
+        if (kinds == k).any():
+            sel = np.flatnonzero((kinds == k) | (labels == 0))  # this defect type against the clean images
+            out[k] = round(pixel_auroc([maps[j] for j in sel], [masks[j] for j in sel]), 4)
+    return out
 
 
 def _asked_mask_settings(run_dir: Path, cfg) -> tuple[float | str, float | str]:
