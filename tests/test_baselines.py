@@ -372,3 +372,27 @@ def test_the_blur_fade_probe_reads_the_run_raw_and_blurred_as_validate_does(tiny
     faded = ("pixel_auroc", "aupro")
     expected = all(blurred["seed0_faded"][k] >= raw["seed0_faded"][k] for k in faded)
     assert out["rule"] == {"paint": "seed0_faded", "blurred_not_lower": expected}
+
+
+def test_the_min_area_probe_reads_the_decided_mask_as_training_decided_it_and_the_rule_as_redecide(tiny_data, tmp_path):
+    """benchmarks/min_area_probe.py on an AE run: the decided mask's painted IoU is the one training's
+    sweep stored for the chosen threshold, the area rule's threshold is the one ``cavga redecide --set
+    infer.mask_min_area=A`` decides, and the rule flag compares what it names."""
+    from cavga.mask_threshold import mask_label
+    from cavga.redecide import redecide_run
+    from cavga.runtime import CHECKPOINT, load_checkpoint
+
+    run = tmp_path / "ae"
+    train(_cfg(tiny_data, "AE-L2", epochs=1), run, progress=False)
+    script = benchmark_script("min_area_probe")
+    out = script.probe(run, (0.01, 0.05))
+    state = load_checkpoint(run / CHECKPOINT)
+    chosen = mask_label(state["mask_quantile"]["mask_quantile"], 0.0, state["mask_peak_fraction"]["mask_peak_fraction"])
+    assert out["decided"]["painted_iou"] == state["mask_quantile"]["validation_iou"][chosen]
+    redecide_run(run, tmp_path / "area", ["infer.mask_min_area=0.05"], "cpu")
+    rule = load_checkpoint(tmp_path / "area" / CHECKPOINT)["mask_quantile"]
+    assert out["area_rule"]["0.05"]["threshold"] == rule["min_area_rule"]["threshold"]
+    assert out["area_rule"]["0.05"]["painted_iou"] == rule["validation_iou_at_rule"]
+    best = script.verdict([out], "area_rule")
+    area = str(best["best_area"])
+    assert best["passes"] == (out["area_rule"][area]["painted_iou"] > out["decided"]["painted_iou"])

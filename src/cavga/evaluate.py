@@ -81,7 +81,11 @@ def evaluate_run(
             gt, real = native_mask(record)  # (H, W) bool at the image's own size
             amap = native_map(pred.anomaly_map[i], gt.shape, cfg.data.resize)  # (H, W)
             cols["map"].append(amap)
-            cols["pmask"].append(peak_mask(amap, predictor.mask_threshold, predictor.mask_peak_fraction))
+            cols["pmask"].append(
+                peak_mask(
+                    amap, predictor.mask_threshold, predictor.mask_peak_fraction, min_area=predictor.mask_min_area
+                )
+            )
             cols["mask"].append(gt)
             cols["has_mask"].append(real)
             cols["res"].append(native_map(residual[i], gt.shape, cfg.data.resize))  # (H, W)
@@ -132,6 +136,7 @@ def evaluate_run(
             "mask_quantile": cfg.infer.mask_quantile,
             "mask_margin": cfg.infer.mask_margin,
             "mask_peak_fraction": predictor.mask_peak_fraction,
+            "mask_min_area": predictor.mask_min_area,
             "mask_gate": cfg.infer.mask_gate,  # the answers' masks; metrics hold IoU with and without it
             # the same-run residual's mask: its threshold (of the residual over its held-out peak) and
             # peak fraction, decided on painted defects as the map's (0.5, 0 in runs from before)

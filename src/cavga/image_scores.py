@@ -40,6 +40,7 @@ from torch import Tensor
 from . import data as D
 from .errors import CavgaError
 from .losses import reconstruction_terms
+from .min_area import drop_small_regions
 
 
 def native_map(m: Tensor, size: tuple[int, int], resize: str = "stretch") -> np.ndarray:
@@ -89,16 +90,24 @@ def map_peak(amap: Tensor, valid: Tensor | None = None, lowest: bool = False) ->
     return m.amin(dim=1) if lowest else m.amax(dim=1)
 
 
-def peak_mask(amap: Tensor | np.ndarray, threshold: float, fraction: float = 0.0, valid: Tensor | None = None):
+def peak_mask(
+    amap: Tensor | np.ndarray,
+    threshold: float,
+    fraction: float = 0.0,
+    valid: Tensor | None = None,
+    min_area: float = 0.0,
+):
     """The mask of maps (B, S, S) (a Tensor; ``valid`` marks content) or of one map (H, W) (an array):
     pixels at or above ``threshold`` raised ``fraction`` of the way to the map's own peak over its
     content, ``t + r * max(peak - t, 0)`` (``infer.mask_peak_fraction``; the plain threshold at 0).
     The level never drops below ``t``: a map below it keeps an empty mask, and one at the quantile
-    itself (``t`` is the float32 just above it) does not round its ties back in."""
+    itself (``t`` is the float32 just above it) does not round its ties back in. Regions smaller than
+    ``min_area`` of the content are dropped (``infer.mask_min_area``, :mod:`cavga.min_area`)."""
     if isinstance(amap, np.ndarray):  # one map at its image's own size
-        return amap >= threshold + fraction * max(float(amap.max()) - threshold, 0.0)  # (H, W)
+        mask = amap >= threshold + fraction * max(float(amap.max()) - threshold, 0.0)  # (H, W)
+        return drop_small_regions(mask, min_area)
     level = threshold + fraction * (map_peak(amap, valid) - threshold).clamp_min(0.0)  # (B,)
-    return amap >= level[:, None, None]  # (B, S, S)
+    return drop_small_regions(amap >= level[:, None, None], min_area, valid)  # (B, S, S)
 
 
 def level_above(threshold: float, margin: float = 0.0) -> float:
@@ -133,9 +142,10 @@ def verdict_gate(mask: Tensor | np.ndarray, label: Tensor | int) -> Tensor | np.
 
 def answer_mask(predictor: Any, amap: Tensor | np.ndarray, label: Tensor | int, valid: Tensor | None = None):
     """The mask an image's answer carries (``amap`` and ``label`` as :func:`verdict_gate` takes them):
-    the map at ``predictor``'s ``mask_threshold`` raised by its ``mask_peak_fraction`` (:func:`peak_mask`),
-    emptied where the verdict is normal when its ``mask_gate`` is on."""
-    mask = peak_mask(amap, predictor.mask_threshold, predictor.mask_peak_fraction, valid)
+    the map at ``predictor``'s ``mask_threshold`` raised by its ``mask_peak_fraction``, without regions
+    under its ``mask_min_area`` (:func:`peak_mask`), emptied where the verdict is normal when its
+    ``mask_gate`` is on."""
+    mask = peak_mask(amap, predictor.mask_threshold, predictor.mask_peak_fraction, valid, predictor.mask_min_area)
     return verdict_gate(mask, label) if predictor.mask_gate else mask
 
 

@@ -164,6 +164,7 @@ class Predictor:
             self.mask_threshold = self.threshold_at_quantile(quantile, margin)
         fraction = cfg.infer.mask_peak_fraction  # each map's threshold raised towards its own peak
         self.mask_peak_fraction = float(AUTO_SETTINGS["mask_peak_fraction"] if fraction == "auto" else fraction)
+        self.mask_min_area = float(cfg.infer.mask_min_area)  # masks drop smaller regions (cavga.min_area)
         self.mask_gate = cfg.infer.mask_gate == "verdict"  # an image judged normal shows no mask
         # CAVGA-w's probability -> score, as CAVGA-u's reconstruction score (None: the probability itself)
         self.classifier_normalizer = None

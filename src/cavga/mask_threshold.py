@@ -17,6 +17,7 @@ from .image_scores import FIXED_RESIDUAL_LEVEL, level_above, peak_mask
 from .inference import Predictor
 from .map_choice import AUTO_SETTINGS
 from .metrics import iou
+from .min_area import area_rule_threshold
 from .painting import content_only, held_out_images, predict_painted, protocol_text
 
 # infer.mask_quantile values whose validation IoU `cavga validate` reports, and "auto" chooses from
@@ -86,6 +87,8 @@ def decide_mask_quantile(
     residual = decide_residual_mask(predictor, content_only(cols["res"], boxes), masks, labels, margin, fraction)
     if residual:
         residual["residual_mask"]["protocol"] = protocol
+    if predictor.mask_min_area > 0 and predictor.normalizer is not None and predictor.normalizer.map_quantiles:
+        return residual | area_rule_decisions(predictor, maps, masks, labels, margin, fraction, protocol)
     sweep = mask_sweep(predictor, maps, masks, labels, margin, fraction)
     if sweep is None:  # no held-out map statistics to threshold by
         return _fallback_mask_decisions(margin, fraction, "no held-out map statistics") | residual
@@ -104,6 +107,33 @@ def decide_mask_quantile(
     for key, how, chosen in asked:
         if how == "auto":
             out[key] = {key: chosen, "protocol": protocol}
+    return out
+
+
+def area_rule_decisions(
+    predictor: Predictor, maps: list, masks: list, labels: np.ndarray, margin, fraction, protocol: str
+) -> dict[str, dict[str, Any]]:
+    """The mask threshold of MVTec AD's rule (``infer.mask_min_area`` > 0, :func:`cavga.min_area.area_rule_threshold`)
+    on the clean held-out maps of the painted set (``labels`` 0), stored as the quantile of the held-out
+    normal pixels it stands at, so that inference, export and reports read it as any decided quantile.
+    The painted defects decide nothing here; their IoU at that threshold is stored beside, for reading."""
+    clean = [m for m, y in zip(maps, labels, strict=True) if y == 0]
+    threshold = area_rule_threshold(clean, predictor.mask_min_area)
+    levels = predictor.normalizer.map_quantiles
+    quantile = float(np.interp(threshold, levels, np.linspace(0.0, 1.0, len(levels))))
+    t = predictor.threshold_at_quantile(quantile)
+    pred = [peak_mask(m, t, 0.0, min_area=predictor.mask_min_area) for m in maps]
+    out = {
+        "mask_quantile": {
+            "mask_quantile": quantile,
+            "min_area_rule": {"min_area": predictor.mask_min_area, "threshold": threshold},
+            "validation_iou_at_rule": round(iou(pred, masks, labels), 4),
+            "protocol": f"MVTec AD's minimum-area rule on {len(clean)} held-out normals; IoU on {protocol}",
+        }
+    }
+    for key, asked in (("mask_margin", margin), ("mask_peak_fraction", fraction)):
+        if asked == "auto":  # the rule thresholds each map as it is
+            out[key] = {key: 0.0, "protocol": "MVTec AD's minimum-area rule"}
     return out
 
 

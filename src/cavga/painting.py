@@ -140,7 +140,9 @@ def _append_answers(cols: dict[str, list], predictor: Predictor, x, vb, pred) ->
     cols["map"].append(pred.anomaly_map.numpy())
     # every image's mask, whatever its verdict (the paper's IoU; compute_metrics gates it itself)
     cols["pmask"].append(
-        peak_mask(pred.anomaly_map, predictor.mask_threshold, predictor.mask_peak_fraction, vb).numpy()
+        peak_mask(
+            pred.anomaly_map, predictor.mask_threshold, predictor.mask_peak_fraction, vb, predictor.mask_min_area
+        ).numpy()
     )
     cols["res"].append(pred.residual_map.numpy())
     cols["res_score"].append(pred.residual_score.numpy())

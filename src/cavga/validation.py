@@ -355,6 +355,7 @@ def validate_run(
         "mask_quantile": cfg.infer.mask_quantile,  # in use: as decided by training when "auto"
         "mask_margin": cfg.infer.mask_margin,
         "mask_peak_fraction": predictor.mask_peak_fraction,
+        "mask_min_area": predictor.mask_min_area,
         # the thresholds an auto mask quantile weighs, at the run's mask margin and peak fraction as asked:
         # their painted IoU, and the share of a clean held-out image each flags
         "mask_fade": fade,  # the sweep's painted set: faded as the mask decision's (infer.mask_fade)

@@ -136,6 +136,7 @@ def check_run_config(cfg: RunConfig) -> None:
                 raise CavgaError(f"infer.{name}: {v!r} is not a number in [0, 1) or auto")
         else:
             _in_range(f"infer.{name}", v, 0.0, 1.0, high_open=True)
+    _in_range("infer.mask_min_area", cfg.infer.mask_min_area, 0.0, 1.0, high_open=True)
     if cfg.infer.mask_gate not in MASK_GATES:
         raise CavgaError(f"infer.mask_gate: {cfg.infer.mask_gate!r} is not one of {', '.join(MASK_GATES)}")
     for name in ("mask_threshold", "mask_quantile", "score_threshold", "normalizer_quantile"):

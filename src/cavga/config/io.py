@@ -72,6 +72,7 @@ ADDED = {
     "infer": {
         "mask_margin": 0.0,
         "mask_peak_fraction": 0.0,
+        "mask_min_area": 0.0,
         "map_blur": 0.0,
         "normalizer_rank": "interpolated",
         "direction_candidates": "one_sided",

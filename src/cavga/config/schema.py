@@ -240,6 +240,11 @@ class InferConfig:
     # with an auto mask quantile, jointly, on the same painted held-out normals (MASK_PEAK_FRACTIONS;
     # docs/method.md, "The mask threshold"); 0 (the plain threshold) where nothing decided it.
     mask_peak_fraction: float | str = "auto"
+    # The minimum defect area, a share of the image's content (MVTec AD's rule, Bergmann et al. 2019,
+    # Sec. 4.3; cavga.min_area): masks keep only 8-connected regions at least this large, and an auto
+    # mask quantile becomes MVTec AD's threshold, the lowest at which no held-out normal image holds a
+    # region that large (no painted defects; the peak fraction, if auto, is 0). 0: off, as the paper.
+    mask_min_area: float = 0.0
     # Painted copies of each held-out normal the auto mask threshold is decided on (the other
     # decisions and `cavga validate` paint 2). More copies steady the choice between neighbouring
     # quantiles: on bottle's CAVGA-Ru, 2 copies chose 0.999 in two seeds of three, and 6 copies with

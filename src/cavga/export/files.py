@@ -69,6 +69,9 @@ def metadata(predictor: Predictor) -> dict[str, Any]:
         "mask_threshold": predictor.mask_threshold,
         "mask_peak_fraction": predictor.mask_peak_fraction,
         "mask_gate": "verdict" if predictor.mask_gate else "none",  # applied in the graph's mask output
+        # infer.mask_min_area: connected regions are no graph operator, so the graph's mask output keeps
+        # every region and `cavga predict` drops the smaller ones after it (cavga.min_area)
+        "mask_min_area": predictor.mask_min_area,
         "normalizer": None if predictor.score_normalizer is None else {
             "lo": predictor.score_normalizer.lo,
             "hi": predictor.score_normalizer.hi,
@@ -149,6 +152,7 @@ class ExportedPredictor:
         self.mask_threshold = float(meta["mask_threshold"])
         self.mask_peak_fraction = float(meta.get("mask_peak_fraction", 0.0))  # exported before it existed: 0
         self.mask_gate = meta.get("mask_gate") == "verdict"  # exported before it existed: every mask kept
+        self.mask_min_area = float(meta.get("mask_min_area", 0.0))  # applied after the graph (answer_mask)
 
     def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> ExportedBatch:
         """As :meth:`Predictor.predict_batch`; exported runs are stretch-resized (``valid`` is None)."""

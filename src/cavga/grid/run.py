@@ -41,7 +41,7 @@ NOT_IDENTITY = {"train": ("device", "num_workers"), "infer": ("mask_gate",)}
 # cell's fingerprint, so that the cells of older grids stay finished. Each new key joins here (the
 # older ones of ADDED stay in: leaving them out now would unfinish every cell made since they came).
 ADDED_SINCE = {
-    "infer": ("mask_margin", "mask_peak_fraction", "direction_candidates", "direction_fade"),
+    "infer": ("mask_margin", "mask_peak_fraction", "mask_min_area", "direction_candidates", "direction_fade"),
     "train": ("validate_every", "restarts", "patience"),
 }
 
