@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from _tiny_run import shared_run
+from cavga.cli import main
 from cavga.config import RunConfig
 from cavga.data import load_image
 from cavga.errors import CavgaError
@@ -85,7 +86,7 @@ def test_the_config_rejects_an_area_outside_zero_one(area):
 
 
 def test_redecide_with_a_minimum_area_sets_mvtecs_threshold_and_masks_keep_no_smaller_region(
-    tmp_path_factory, tmp_path
+    tmp_path_factory, tmp_path, capsys
 ):
     """On a trained run: the decided threshold leaves no held-out normal map a region of the area, the
     stored quantile gives that threshold back, and every test mask's regions are at least that large."""
@@ -109,6 +110,9 @@ def test_redecide_with_a_minimum_area_sets_mvtecs_threshold_and_masks_keep_no_sm
     smallest = [region_areas(m)[1].min() / m.size for m in masks if m.any()]
     assert all(s >= area for s in smallest)
     assert not np.array_equal(masks, peak_mask(maps, predictor.mask_threshold).numpy()) or not smallest
+    capsys.readouterr()
+    assert main(["validate", str(out), "--device", "cpu"]) == 0  # names the area beside the quantile in use
+    assert f"regions under {area:g} of the image dropped" in capsys.readouterr().out
 
 
 def test_an_answers_mask_keeps_no_region_under_the_minimum_area():

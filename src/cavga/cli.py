@@ -249,6 +249,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             # "1.0+0.05": margin 0.05; "0.9@0.5": peak fraction 0.5
             in_use = mask_label(result["mask_quantile"], result["mask_margin"], result["mask_peak_fraction"])
             faded = f"; defects faded to U({result['mask_fade']:g}, 1)" if result["mask_fade"] < 1 else ""
+            if result["mask_min_area"]:  # the sweep is of unfiltered masks; the metrics above are filtered
+                area = result["mask_min_area"]
+                in_use = f"{result['mask_quantile']:.6g}, regions under {area:g} of the image dropped"
             print(f"IoU by infer.mask_quantile[+mask_margin][@mask_peak_fraction] (in use: {in_use}{faded}): "
                   f"{mask_sweep_text(result['mask_quantile_iou'])}")  # fmt: skip
         if result["baseline_residual"]:  # the residual's mask level (cavga.mask_threshold.decide_residual_mask)
