@@ -479,4 +479,11 @@ ROWS = [
         "from 100% to 35% and 25%)",
         [_AE67 + f"bottle-AE-L2-1000-seed{s}-filter0.005" for s in (0, 1)],
         {"iou": 0.22, "detection_accuracy": 0.80}, {"iou": (0.17, 0.27)}),
+    Row("du-amd-67",
+        8, "bottle 128 px", "CAVGA-Du, today's defaults, the issue's command on an AMD EPYC (two threads): seeds 0 "
+        "and 1 of [[du58]] (session 58) and seed 2 trained in session 67 (it chose candidate 6, which ended on "
+        "epoch 20; the whole command 46 minutes); since session 58 the code that trains CAVGA-Du changed only by "
+        "session 62's guard on the epoch check, which applies where the BCE ranked the first check's paint at 0.9 "
+        "or better (here 0.23: it barred nothing)",
+        _DU_S58 + [_B + "du-s67/bottle-Du-seed2"], _DU_PAPER, _DU_TARGET),
 ]  # fmt: skip
