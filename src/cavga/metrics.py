@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 # 8-connectivity, as in the official MVTec AD evaluation code (``structure = np.ones((3, 3))``).
-_STRUCTURE_8 = np.ones((3, 3), dtype=bool)
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)  # regions of masks here and in cavga.min_area
 
 
 class UndefinedMetricError(ValueError):
@@ -218,7 +218,7 @@ def _regions(masks: list[np.ndarray]) -> tuple[np.ndarray, int]:
     """Every image's 8-connected ground-truth regions, numbered 1..R across images, pooled: (P,), R."""
     out, total = [], 0
     for m in masks:
-        lab, n = ndimage.label(m, structure=_STRUCTURE_8)  # (H_i, W_i) int32
+        lab, n = ndimage.label(m, structure=EIGHT_CONNECTED)  # (H_i, W_i) int32
         lab = lab.ravel()
         if total:
             lab[lab > 0] += total

@@ -18,7 +18,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+from .metrics import EIGHT_CONNECTED
 
 
 def region_areas(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -33,15 +33,16 @@ def drop_small_regions(mask: Tensor | np.ndarray, min_area: float, valid: Tensor
     if min_area <= 0:
         return mask
     if isinstance(mask, np.ndarray):
-        labels, areas = region_areas(mask)
-        keep = np.concatenate([[False], areas >= min_area * mask.size])  # label 0 is the background
-        return keep[labels]  # (H, W)
+        return _kept_regions(mask, min_area * mask.size)  # (H, W)
     content = [mask[0].numel()] * len(mask) if valid is None else valid.flatten(1).sum(dim=1).tolist()
-    kept = []
-    for m, n in zip(mask.cpu().numpy(), content, strict=True):
-        labels, areas = region_areas(m)
-        kept.append(np.concatenate([[False], areas >= min_area * n])[labels])
+    kept = [_kept_regions(m, min_area * n) for m, n in zip(mask.cpu().numpy(), content, strict=True)]
     return torch.from_numpy(np.stack(kept)).to(mask.device)  # (B, S, S)
+
+
+def _kept_regions(mask: np.ndarray, min_pixels: float) -> np.ndarray:
+    """``mask`` (H, W) with only its regions of at least ``min_pixels`` pixels."""
+    labels, areas = region_areas(mask)
+    return np.concatenate([[False], areas >= min_pixels])[labels]  # label 0 is the background
 
 
 def largest_region_share(mask: np.ndarray) -> float:
