@@ -87,6 +87,11 @@ def test_image_auroc_hand_case():
     assert image_auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
 
 
+def test_integer_scores_above_float32s_precision_stay_distinct():
+    # float32 holds integers exactly only up to 2**24; these two would tie there
+    assert image_auroc(np.array([2**24, 2**24 + 1]), np.array([0, 1])) == 1.0
+
+
 def test_image_auroc_matches_sklearn_and_accepts_torch():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 50)

@@ -43,6 +43,14 @@ def test_the_area_is_a_share_of_each_images_content():
     assert torch.equal(peak_mask(masks.float(), 0.5, 0.0, valid, 0.1), kept)  # the mask rule passes it on
 
 
+def test_a_region_of_exactly_the_minimum_area_is_kept_as_the_area_rule_counts_it():
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[0, :7] = True  # 7 px of 100: exactly 0.07, where 0.07 * 100 is 7.000000000000001 in floats
+    assert not largest_region_share(mask) < 0.07  # a defect to the area rule ...
+    assert drop_small_regions(mask, 0.07).sum() == 7  # ... and kept by the filter
+    assert drop_small_regions(torch.from_numpy(mask)[None], 0.07).sum() == 7
+
+
 def _brute_force(maps, min_area):
     """The lowest pixel value whose masks hold no region of min_area in any map, by trying every one."""
     for t in np.unique(np.concatenate([m.ravel() for m in maps])):

@@ -47,10 +47,11 @@ def _np(x: Any) -> np.ndarray:
 
 
 def _scores(x: Any, name: str) -> np.ndarray:
-    """Real-valued scores as float32 (float64 is kept), checked non-empty and finite."""
+    """Real-valued scores as float32 (float64 and integers as float64: float32 would tie integers above
+    2**24), checked non-empty and finite."""
     x = _np(x)
     if x.dtype != np.float64:
-        x = x.astype(np.float32, copy=False)
+        x = x.astype(np.float64 if x.dtype.kind in "iub" else np.float32, copy=False)
     if x.size == 0:
         raise ValueError(f"{name} is empty")
     if not np.isfinite(x).all():

@@ -33,16 +33,18 @@ def drop_small_regions(mask: Tensor | np.ndarray, min_area: float, valid: Tensor
     if min_area <= 0:
         return mask
     if isinstance(mask, np.ndarray):
-        return _kept_regions(mask, min_area * mask.size)  # (H, W)
+        return _kept_regions(mask, min_area, mask.size)  # (H, W)
     content = [mask[0].numel()] * len(mask) if valid is None else valid.flatten(1).sum(dim=1).tolist()
-    kept = [_kept_regions(m, min_area * n) for m, n in zip(mask.cpu().numpy(), content, strict=True)]
+    kept = [_kept_regions(m, min_area, n) for m, n in zip(mask.cpu().numpy(), content, strict=True)]
     return torch.from_numpy(np.stack(kept)).to(mask.device)  # (B, S, S)
 
 
-def _kept_regions(mask: np.ndarray, min_pixels: float) -> np.ndarray:
-    """``mask`` (H, W) with only its regions of at least ``min_pixels`` pixels."""
+def _kept_regions(mask: np.ndarray, min_area: float, content: int) -> np.ndarray:
+    """``mask`` (H, W) with only its regions covering at least ``min_area`` of ``content`` pixels: the
+    share compared as ``largest_region_share`` computes it, so a region of exactly the minimum area is a
+    defect both here and to the area rule (``min_area * content`` can round above a whole number)."""
     labels, areas = region_areas(mask)
-    return np.concatenate([[False], areas >= min_pixels])[labels]  # label 0 is the background
+    return np.concatenate([[False], areas / content >= min_area])[labels]  # label 0 is the background
 
 
 def largest_region_share(mask: np.ndarray) -> float:
