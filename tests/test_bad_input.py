@@ -193,6 +193,10 @@ def test_medium4_resume_refuses_conflicting_flags(trained, tmp_path, capsys):
         argv = ["train", "--out", str(run), "--resume", "--no-progress", "--device", "cpu", flag, value]
         assert main(argv) == 2, flag
         _one_line_error(capsys, flag, "conflicts")
+    for key in ("train.augment=dihedral", "train.validate_every=1", "loss.w_ae=1"):  # a --set is held to it too
+        argv = ["train", "--out", str(run), "--resume", "--no-progress", "--device", "cpu", "--set", key]
+        assert main(argv) == 2, key
+        _one_line_error(capsys, "cannot resume with " + key.partition("=")[0], "the run was started with")
     same = ["train", "--out", str(run), "--resume", "--no-progress", "--device", "cpu", "--image-size", "32"]
     assert main(same) == 0  # agreeing flags and the ones a resume may change are fine
 
@@ -346,7 +350,7 @@ def test_low10_stale_temp_files_of_a_killed_save_are_removed(trained, tmp_path):
     """Low 10: `.checkpoint.pt.*.tmp` files that a kill -9 during a save left are removed when the
     run starts again."""
     run = _copy_run(trained, tmp_path)
-    stale = run / ".checkpoint.pt.k1ll3d00.tmp"
+    stale = run / ".checkpoint.pt.deadbeef.tmp"
     stale.write_bytes(b"\0" * 1024)
     assert main(["train", "--out", str(run), "--resume", "--no-progress", "--device", "cpu"]) == 0
     assert not stale.exists() and not list(run.glob(".*.tmp"))
@@ -461,6 +465,28 @@ def test_also_nan_loss_stops_the_run_and_keeps_the_checkpoint(tiny_data, tmp_pat
     state = load_checkpoint(run / "checkpoint.pt")
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_also_a_nan_loss_that_reaches_the_weights_between_reads_is_named(tiny_data, tmp_path, capsys, monkeypatch):
+    """Also: a NaN loss read only later (losses are read every LOG_EVERY steps) has already made the
+    weights NaN, and the next step's BCE fails on the NaN reconstruction: the run still stops with the
+    one-line divergence message naming the NaN step, and says which checkpoint it kept (here none:
+    train.checkpoint_every 2 had not saved epoch 1)."""
+    real_loss = train_module.reconstruction_loss
+    calls = {"n": 0}
+
+    def nan_from_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 3 else loss  # epoch 2, step 1: a real NaN, backpropagated
+
+    monkeypatch.setattr(train_module, "reconstruction_loss", nan_from_epoch_two)
+    run = tmp_path / "run"
+    argv = _train_args(tiny_data, run, "Du", 3, "--set", "train.checkpoint_every=2", "--no-check")
+    assert main(argv) == 2
+    line = _one_line_error(capsys, "epoch 2", "step 1", "rec=nan")
+    assert "no checkpoint was written" in line
+    assert not (run / "checkpoint.pt").exists()
 
 
 def _adam_steps(state) -> int:

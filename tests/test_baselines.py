@@ -12,6 +12,7 @@ from cavga.baselines.patchcore import PatchCore, greedy_coreset, nearest_distanc
 from cavga.config import RunConfig, from_dict, to_dict
 from cavga.demo_data import generate_demo_dataset, paint_defect, texture
 from cavga.errors import CavgaError
+from cavga.export import export_run
 from cavga.fingerprint import config_fingerprint
 from cavga.inference import Predictor
 from cavga.mask_threshold import MASK_PEAK_FRACTIONS, mask_candidates
@@ -160,6 +161,13 @@ def _cfg(root, model, epochs=2):
     cfg.train.epochs, cfg.train.batch_size, cfg.train.device = epochs, 4, "cpu"
     cfg.baseline.ae_input_size = 32
     return cfg
+
+
+def test_a_baseline_run_refuses_to_export_in_one_line(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    train(_cfg(tiny_data, "AE-L2", epochs=1), run, progress=False)
+    with pytest.raises(CavgaError, match="AE-L2 run; export takes CAVGA runs only"):
+        export_run(run, tmp_path / "ae.onnx")
 
 
 @pytest.mark.parametrize("model", ["AE-L2", "AE-SSIM", "PatchCore"])

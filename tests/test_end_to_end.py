@@ -264,3 +264,22 @@ def test_demo_command_runs_end_to_end_and_ends_with_the_painted_defect_check(tmp
     assert (out / "run" / "report" / "index.html").is_file() and (out / "predictions" / "predictions.json").is_file()
     # the check ran before the report was written, so the page shows it beside the test metrics
     assert 'class="painted"' in (out / "run" / "report" / "index.html").read_text()
+
+
+@pytest.mark.gpu
+def test_a_resumed_cuda_run_continues_the_gpus_noise_as_an_uninterrupted_one(tiny_data, tmp_path):
+    """On a GPU the reparameterisation draws from the device's generator: the checkpoint carries its
+    state, so 1 epoch then --resume to 2 ends on the weights of 2 epochs at once (deterministic kernels)."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+
+    def args(out, epochs):
+        cuda = [a if a != "cpu" else "cuda" for a in _train_args(tiny_data, out, "Du", epochs)]
+        return [*cuda, "--no-check", "--set", "train.deterministic=true"]
+
+    assert main(args(tmp_path / "whole", 2)) == 0
+    assert main(args(tmp_path / "parts", 1)) == 0
+    assert "cuda_rng" in torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=True)
+    assert main(["train", "--out", str(tmp_path / "parts"), "--resume", "--epochs", "2", "--no-progress"]) == 0
+    whole, parts = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=True)["model"] for r in ("whole", "parts"))
+    assert all(torch.equal(whole[k], parts[k]) for k in whole)

@@ -245,3 +245,10 @@ def test_exported_models_refuse_changed_settings_and_foreign_files(runs, tmp_pat
         ExportedPredictor(plain)
     with pytest.raises(CavgaError, match="cannot tell the format"):
         export_run(runs["Dw"], tmp_path / "m.bin")
+    # predict tells the format by the extension: a name that says another one is refused before any work
+    for out, fmt in (("m2.onnx", "torchscript"), ("m2", "onnx"), ("m2.pt", "onnx")):
+        with pytest.raises(CavgaError, match="must end in"):
+            export_run(runs["Dw"], tmp_path / out, fmt)
+    (tmp_path / "folder.pt").mkdir()
+    with pytest.raises(CavgaError, match="is a folder"):
+        export_run(runs["Dw"], tmp_path / "folder.pt")

@@ -3,6 +3,7 @@
 import json
 import shutil
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +91,62 @@ def test_files_from_several_folders_keep_their_folders(run, test_folder, tmp_pat
     assert main(["predict", str(run), *one_folder, "--out", str(tmp_path / "b"), "--device", "cpu"]) == 0
     rows = json.loads((tmp_path / "b" / "predictions.json").read_text())["predictions"]
     assert [r["mask"] for r in rows] == [p.split("/")[-1].replace(".png", "_mask.png") for p in one_folder]
+
+
+def test_report_never_touches_the_users_files_and_old_outputs_stay_ours(run, test_folder, tmp_path):
+    """--out is an input folder that holds report/img/a.png of the user's: --report refuses before any
+    work; elsewhere, a run with --report then two without never read the page's thumbnails as inputs
+    (the outputs list of predictions.json keeps every run's files while they exist)."""
+    users = tmp_path / "photos"
+    shutil.copytree(test_folder / "hole", users)
+    (users / "report" / "img").mkdir(parents=True)
+    shutil.copy(next(users.glob("*.png")), users / "report" / "img" / "0000_input.png")
+    before = {p: p.read_bytes() for p in users.rglob("*") if p.is_file()}
+    assert main(["predict", str(run), str(users), "--out", str(users), "--device", "cpu", "--report"]) == 2
+    after = {p: p.read_bytes() for p in users.rglob("*") if p.is_file() and p.name != ".lock"}  # the lock stays
+    assert after == before  # nothing written or removed
+
+    out = tmp_path / "same"
+    shutil.copytree(test_folder / "hole", out)
+    n = len(list(out.glob("*.png")))
+    for flags in (["--report"], [], []):
+        assert main(["predict", str(run), str(out), "--out", str(out), "--device", "cpu", *flags]) == 0
+        rows = json.loads((out / "predictions.json").read_text())["predictions"]
+        assert len(rows) == n and all(Path(r["path"]).parent == out for r in rows)  # no thumbnail read back
+    assert (out / "report" / "img" / "0000_input.png").is_file()  # the first run's, still listed as ours
+    assert "report/img/0000_input.png" in json.loads((out / "predictions.json").read_text())["outputs"]
+
+
+def test_a_predictions_file_and_hidden_files_of_the_users_are_kept(run, test_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "predictions.json").write_text('{"mine": true}')
+    (out / ".notes.tmp").write_text("x")  # a hidden file ending in .tmp, not an atomic write's leftover
+    argv = ["predict", str(run), str(test_folder / "hole"), "--out", str(out), "--device", "cpu"]
+    assert main(argv) == 2
+    assert "not written by `cavga predict`" in capsys.readouterr().err
+    assert (out / "predictions.json").read_text() == '{"mine": true}'
+    (out / "predictions.json").unlink()
+    assert main(argv) == 0 and (out / ".notes.tmp").read_text() == "x"
+
+
+def test_an_input_with_a_name_near_the_file_systems_limit_is_predicted(run, test_folder, tmp_path):
+    folder = tmp_path / "long"
+    folder.mkdir()
+    name = "名" * 82 + ".png"  # 250 bytes of UTF-8: an allowed name, too long with "_overlay.png" added
+    shutil.copy(next((test_folder / "hole").glob("*.png")), folder / name)
+    assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    (row,) = json.loads((tmp_path / "out" / "predictions.json").read_text())["predictions"]
+    assert all((tmp_path / "out" / row[k]).is_file() for k in ("overlay", "mask", "map"))
+    assert len(row["overlay"].encode()) <= 255 and row["overlay"].startswith("名" * 70)
+
+
+def test_the_reports_thumbnail_of_a_16_bit_image_is_not_white(run, tmp_path):
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    grey = (np.linspace(0, 30000, 32 * 32).reshape(32, 32)).astype(np.uint16)  # dark: up to 46% of 65535
+    Image.fromarray(grey).save(folder / "a.png")
+    out = tmp_path / "out"
+    assert main(["predict", str(run), str(folder), "--out", str(out), "--device", "cpu", "--report"]) == 0
+    thumb = np.asarray(Image.open(out / "report" / "img" / "0000_input.png"), dtype=np.float64)
+    assert abs(thumb.mean() - 255 * 15000 / 65535) < 3  # what cavga's reader makes of it, not PIL's clipping

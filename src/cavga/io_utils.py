@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -11,12 +12,23 @@ from typing import Any
 
 from .errors import CavgaError
 
+NAME_MAX = 255  # bytes in one file name on the usual file systems (ext4, xfs, APFS, NTFS in UTF-16 units)
+_TEMP = re.compile(r"\..*\.[0-9a-f]{8}\.tmp")  # what _temp_path makes, and all remove_stale_temp_files removes
+
+
+def cut_to_bytes(name: str, limit: int) -> str:
+    """``name`` cut (on a character boundary) to at most ``limit`` bytes in the file system's encoding."""
+    raw = os.fsencode(name)
+    return name if len(raw) <= limit else os.fsdecode(raw[:limit].decode("utf-8", "ignore").encode())
+
 
 def _temp_path(path: Path) -> Path:
-    """A new empty file ``.<name>.<random>.tmp`` beside ``path``, created with the umask's permissions
-    (``mkstemp`` would make it, and so the final file, 0600 whatever the umask)."""
+    """A new empty file ``.<name>.<random>.tmp`` beside ``path`` (the name cut to fit a file name),
+    created with the umask's permissions (``mkstemp`` would make it, and so the final file, 0600
+    whatever the umask)."""
+    base = cut_to_bytes(path.name, NAME_MAX - 14)  # "." + base + ".<8 hex>.tmp"
     while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        tmp = path.parent / f".{base}.{secrets.token_hex(4)}.tmp"
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return tmp
@@ -24,19 +36,40 @@ def _temp_path(path: Path) -> Path:
             continue
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], durable: bool = False) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    ``durable``: the file's bytes reach the disk before the rename, and the rename before returning
+    (fsync of the file, then of its folder), so that not even a power cut can leave ``path`` empty
+    or half-written (checkpoints; a few milliseconds a file, so not for every prediction)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = str(_temp_path(path))
     try:
         write(tmp)
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    if durable:
+        _fsync(path.parent, getattr(os, "O_DIRECTORY", 0))
     return path
+
+
+def _fsync(path: str | os.PathLike, flags: int = 0) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | flags)
+    except OSError:  # a folder where the OS cannot open one (Windows): the rename stands as is
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # a file system that cannot sync a folder
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -52,13 +85,14 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
-    """Delete the ``.<name>.*.tmp`` files that a killed atomic write left in ``folder``; return them.
+    """Delete the ``.<name>.<8 hex digits>.tmp`` files that a killed atomic write left in ``folder``;
+    return them. Other hidden files, whatever they end in, are not this package's and stay.
 
     Only call this while holding the folder's lock (no other writer is then mid-write)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file() and _TEMP.fullmatch(p.name)]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

@@ -21,8 +21,8 @@ from .errors import CavgaError
 class LossLog:
     """One epoch's step losses; ``read`` brings the unread ones to the host at once."""
 
-    def __init__(self, epoch: int, ckpt_path: Path):
-        self.epoch, self.ckpt_path = epoch, ckpt_path
+    def __init__(self, epoch: int, ckpt_path: Path, kept_epoch: int | None = None):
+        self.epoch, self.ckpt_path, self.kept_epoch = epoch, ckpt_path, kept_epoch
         self.pending: list[dict[str, Any]] = []  # steps not read yet (tensors or floats)
         self.sums: dict[str, float] = defaultdict(float)
         self.steps = 0  # steps read so far
@@ -46,7 +46,7 @@ class LossLog:
             row = dict(zip(k, values[i : i + len(k)], strict=True))
             i += len(k)
             self.steps += 1
-            check_finite(row, self.epoch, self.steps, self.ckpt_path)
+            check_finite(row, self.epoch, self.steps, self.ckpt_path, self.kept_epoch)
             for name, v in row.items():
                 self.sums[name] += v
             self.last = row
@@ -59,14 +59,18 @@ class LossLog:
         return {k: v / max(self.steps, 1) for k, v in self.sums.items()}
 
 
-def check_finite(losses: dict[str, float], epoch: int, step: int, ckpt_path: Path) -> None:
-    """Stop the run at the first NaN or infinite loss, naming where; the checkpoint is not touched."""
+def check_finite(
+    losses: dict[str, float], epoch: int, step: int, ckpt_path: Path, kept_epoch: int | None = None
+) -> None:
+    """Stop the run at the first NaN or infinite loss, naming where; the checkpoint is not touched.
+    ``kept_epoch``: the epoch the checkpoint holds (``epoch - 1`` when every epoch is saved)."""
     bad = [k for k, v in losses.items() if not math.isfinite(v) and k != "total"] or [
         k for k, v in losses.items() if not math.isfinite(v)
     ]
     if bad:
         terms = ", ".join(f"{k}={losses[k]}" for k in bad)
-        kept = f"{ckpt_path} (epoch {epoch - 1}) is kept" if epoch > 1 else "no checkpoint was written"
+        kept_epoch = epoch - 1 if kept_epoch is None else kept_epoch
+        kept = f"{ckpt_path} (epoch {kept_epoch}) is kept" if kept_epoch > 0 else "no checkpoint was written"
         raise CavgaError(
             f"training diverged at epoch {epoch}, step {step}: loss {terms}; stopped, {kept} "
             "(try a lower train.lr or loss weights)"

@@ -26,18 +26,28 @@ from . import data as D
 from .errors import CavgaError
 from .image_scores import answer_mask, native_map
 from .inference import Predictor
-from .io_utils import atomic_write, atomic_write_json, check_output_folder, remove_stale_temp_files
+from .io_utils import (
+    NAME_MAX,
+    atomic_write,
+    atomic_write_json,
+    check_output_folder,
+    cut_to_bytes,
+    remove_stale_temp_files,
+)
 from .report.scores import MAP_SCALE, save_map16
 from .runlock import LOCK_FILE, RunLock
 from .visualize import heatmap_overlay, mask_image, save_png
 
 PREDICTIONS_FILE = "predictions.json"
 REPORT_DIR = "report"  # predict --report: the gallery page and its thumbnails
+REPORT_PAGE = f"{REPORT_DIR}/index.html"
 # How the raw anomaly map of each image is written, and how to read it back (stored in predictions.json).
 MAP_FORMATS = {
     "png16": f"<name>_map.png: 16-bit grey PNG at the image's own size; anomaly map = value / {MAP_SCALE}",
     "npy": "<name>_map.npy: float32 (H, W) array at the image's own size, the anomaly map in [0, 1]",
 }
+# an output's stem in bytes: room for "_overlay.png" and a "_k" that tells two alike apart in NAME_MAX
+OUTPUT_STEM_MAX = NAME_MAX - len("_overlay.png") - 8
 SAVE_EVERY_S = 10.0  # predictions.json is rewritten at most this often while a long job runs
 
 
@@ -84,19 +94,52 @@ def collect_named(inputs: list[str | Path], exclude: set[Path] | None = None) ->
     return found
 
 
+def report_thumbnail(i: int) -> str:
+    """The ``--report`` page's thumbnail of the ``i``-th prediction, relative to ``--out``."""
+    return f"{REPORT_DIR}/img/{i:04d}_input.png"
+
+
+def report_files(n: int) -> list[str]:
+    """Every file ``--report`` writes for ``n`` predictions, relative to ``--out``."""
+    return [REPORT_PAGE] + [report_thumbnail(i) for i in range(n)]
+
+
 def earlier_outputs(out_dir: str | Path) -> set[Path]:
-    """Resolved paths of the files an earlier ``predict`` into ``out_dir`` wrote (its predictions.json)."""
+    """Resolved paths of the files earlier ``predict`` runs into ``out_dir`` wrote: its predictions.json
+    lists them under ``outputs`` (every run's, while they exist), and, for folders written before that
+    list, the rows' files and the report's page and thumbnails."""
     out_dir = Path(out_dir)
     try:
         saved = json.loads((out_dir / PREDICTIONS_FILE).read_text(encoding="utf-8"))
         rows = saved.get("predictions", [])
-    except (OSError, ValueError, AttributeError):
+        names = [r.get(k) for r in rows if isinstance(r, dict) for k in ("overlay", "mask", "map")]
+        names += list(saved.get("outputs", []))
+    except (OSError, ValueError, AttributeError, TypeError):
         return set()
-    names = [r.get(k) for r in rows if isinstance(r, dict) for k in ("overlay", "mask", "map")]
-    found = {(out_dir / n).resolve() for n in names if isinstance(n, str)}
-    if saved.get("report"):  # the gallery page and its thumbnails
-        found |= {q.resolve() for q in (out_dir / REPORT_DIR).rglob("*") if q.is_file()}
-    return found
+    if saved.get("report"):
+        names += report_files(len(rows))
+    return {(out_dir / n).resolve() for n in names if isinstance(n, str)}
+
+
+def _check_predictions_file(path: Path) -> None:
+    """Refuse to replace a ``predictions.json`` that an earlier ``predict`` did not write."""
+    if not path.exists():
+        return
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        ours = isinstance(saved, dict) and {"run", "predictions"} <= saved.keys()
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise CavgaError(f"{path}: not written by `cavga predict`; it would be replaced (use another --out)")
+
+
+def _check_report_targets(out_dir: Path, n: int, previous: set[Path]) -> None:
+    """Refuse ``--report`` before any work if one of its files would replace a file of the user's."""
+    for name in report_files(n):
+        target = out_dir / name
+        if target.exists() and target.resolve() not in previous:
+            raise CavgaError(f"{target}: not written by `cavga predict`; --report would replace it (use another --out)")
 
 
 def predict_to_folder(
@@ -122,16 +165,19 @@ def predict_to_folder(
     out_dir = check_output_folder(out_dir)
     predictor = load_predictor(run_dir, device, infer)
     with RunLock(out_dir, "predict"):
+        _check_predictions_file(out_dir / PREDICTIONS_FILE)
         remove_stale_temp_files(out_dir)  # left by a predict killed mid-write
         previous = earlier_outputs(out_dir)
         named = collect_named(inputs, exclude=previous)
+        if report:
+            _check_report_targets(out_dir, len(named), previous)
         try:
             return _predict(predictor, run_dir, dict(named), out_dir, previous, on_result, on_error, maps, report)
         finally:
             if report and (out_dir / PREDICTIONS_FILE).is_file():  # also when some images failed
                 from .report import write_predict_report
 
-                write_predict_report(out_dir)
+                write_predict_report(out_dir, previous)
 
 
 def load_predictor(model: str | Path, device: str = "auto", infer: list[str] | None = None):
@@ -152,10 +198,14 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
     rows: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     used: set[str] = set()
+    written: set[Path] = set()  # this run's outputs, resolved
     size, bs, resize = predictor.cfg.data.image_size, predictor.cfg.infer.batch_size, predictor.cfg.data.resize
     last_save = time.monotonic()
 
     def save() -> None:
+        owned = {q for q in previous | written if q.exists()}  # earlier runs' outputs stay ours
+        if report:
+            owned |= {(out_dir / f).resolve() for f in report_files(len(rows))}  # written right after
         atomic_write_json(
             out_dir / PREDICTIONS_FILE,
             {
@@ -166,9 +216,10 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
                 "mask_min_area": predictor.mask_min_area,
                 "mask_gate": "verdict" if predictor.mask_gate else "none",
                 "maps": MAP_FORMATS[maps],
-                "report": f"{REPORT_DIR}/index.html" if report else None,
+                "report": REPORT_PAGE if report else None,
                 "predictions": rows,
                 "failed": failed,
+                "outputs": sorted(os.path.relpath(q, out_dir.resolve()) for q in owned),
             },
         )
 
@@ -217,6 +268,7 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
                 "map": map_file,
             }
             rows.append(row)
+            written.update((out_dir / row[k]).resolve() for k in ("overlay", "mask", "map"))
             if on_result is not None:
                 on_result(row)
             del image, amap, mask
@@ -251,6 +303,8 @@ def _unique_name(
                 return False
         return name not in used
 
+    folder, _, last = stem.rpartition("/")
+    stem = (folder + "/" if folder else "") + cut_to_bytes(last, OUTPUT_STEM_MAX)  # a long input name
     name, k = stem, 1
     while not free(name):
         name = f"{stem}_{k}"

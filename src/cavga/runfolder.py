@@ -14,7 +14,7 @@ from typing import Any
 from . import data as D
 from .config import AE_BASELINES, RunConfig, apply_overrides, from_dict, old_defaults, save_config, to_dict
 from .errors import CavgaError
-from .fingerprint import split_fingerprint
+from .fingerprint import MUTABLE, split_fingerprint
 from .image_scores import BLURRED_BASELINES_MAP_VERSION
 from .io_utils import atomic_write_json, atomic_write_text, read_json
 from .runtime import CHECKPOINT, load_checkpoint
@@ -196,23 +196,25 @@ def history_done(run_dir: Path, cfg: RunConfig) -> bool:
 
 
 def check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> None:
-    """A resumed run may change its epoch count, device and inference settings, nothing else.
+    """A resumed run may change its epoch count, patience, device, speed settings and inference
+    settings (``cavga.fingerprint.MUTABLE``), nothing else: a flag or a ``--set`` alike.
 
     A key the checkpoint lacks (added to the configuration, or made ``auto``, after the run was
     started) counts as its value of that time (``cavga.config.old_defaults``), as when a saved
     configuration file is read; it is not a change."""
     saved, now, default = state["config"], to_dict(cfg), to_dict(old_defaults())
-    for section in ("data", "model", "loss") + (("baseline",) if cfg.model.is_baseline else ()):
+    sections = ["data", "model", "loss", "train"]
+    sections += ["baseline"] if cfg.model.is_baseline else []
+    sections += ["distill"] if cfg.model.encoder_init == "distill" else []  # only a distilled start reads it
+    for section in sections:
         for key, value in now[section].items():
+            if key in (MUTABLE.get(section) or ()) or (section, key) == ("train", "patience"):
+                continue
             started = saved.get(section, {}).get(key, default[section][key])
             if started != value:
                 raise CavgaError(
                     f"{run_dir}: cannot resume with {section}.{key}={value!r}; the run was started with {started!r}"
                 )
-    for key in ("batch_size", "lr", "beta1", "beta2", "seed", "restarts"):
-        started = saved.get("train", {}).get(key, default["train"][key])
-        if started != now["train"][key]:
-            raise CavgaError(f"{run_dir}: cannot resume with train.{key}={now['train'][key]!r} (run has {started!r})")
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:

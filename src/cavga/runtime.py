@@ -72,7 +72,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
         torch.save(state, tmp)
         _safe_load(tmp, mmap=True)  # a broken or unsafe file never replaces a good one
 
-    return atomic_write(path, write)
+    return atomic_write(path, write, durable=True)
 
 
 def load_checkpoint(path: str | Path, required: tuple[str, ...] = CHECKPOINT_KEYS) -> dict[str, Any]:

@@ -292,6 +292,8 @@ def _train_locked(
         if ctx.is_main:
             write_history(run_dir, history)  # the checkpoint's history is the record of what was trained
         torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state and device.type == "cuda":  # the reparameterisation's noise on a GPU
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         if training_done(state, cfg) and state.get("normalizer") is not None:
             if progress and ctx.is_main and start_epoch < cfg.train.epochs:
                 tqdm.write(f"{run_dir}: stopped at epoch {start_epoch} by train.patience; --patience 0 trains on")
@@ -305,6 +307,7 @@ def _train_locked(
     accel.compile_modules(model, disc)
     ddp_model, ddp_disc = dist.wrap(model, ctx), dist.wrap(disc, ctx)
     reached = start_epoch  # the epochs trained: train.epochs, or fewer where train.patience stopped the run
+    saved = start_epoch  # the epoch the checkpoint holds (train.checkpoint_every may skip some)
     for epoch in range(start_epoch, cfg.train.epochs):
         if choice is not None and choice.stale():  # train.patience: so many checks since the best one
             if progress and ctx.is_main:
@@ -327,7 +330,7 @@ def _train_locked(
                 seed,
                 accel.pin_memory,
             )
-        log = LossLog(epoch + 1, ckpt_path)
+        log = LossLog(epoch + 1, ckpt_path, saved)
         augment_rng = D.epoch_generator(train_seed, epoch, ctx.rank)  # train.augment's draws for this epoch
         t0 = time.perf_counter()
         show = progress and ctx.is_main
@@ -336,8 +339,13 @@ def _train_locked(
             x, labels = accel.input(batch.image), batch.label.to(device, non_blocking=accel.pin_memory)
             valid = None if batch.valid is None else accel.input(batch.valid)  # (B, 1, S, S): padding
             x, valid = D.augment_batch(x, valid, cfg.train.augment, augment_rng)  # (B, C, S, S); as is for "none"
-            with accel.autocast():
-                log.add(train_step(ddp_model, ddp_disc, opt_g, opt_d, x, labels, cfg, class_weight, valid))
+            try:
+                with accel.autocast():
+                    log.add(train_step(ddp_model, ddp_disc, opt_g, opt_d, x, labels, cfg, class_weight, valid))
+            except RuntimeError:  # e.g. BCE on a NaN reconstruction: NaN weights from an unread step's loss
+                log.read()  # names that step's NaN loss, if it was one
+                check_finite_parameters(model.named_parameters(), epoch + 1)
+                raise
             if step % LOG_EVERY == 0:  # one host sync per log interval, not per step
                 latest = log.read()
                 bar.set_postfix({k: f"{v:.3f}" for k, v in latest.items() if k in ("rec", "adv", "ae", "cga", "bce")})
@@ -358,6 +366,7 @@ def _train_locked(
         if choice is not None:
             state["epoch_choice"] = choice.saved()
         save_checkpoint(state, ckpt_path)
+        saved = epoch + 1
         write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
 
     if ctx.is_main:
@@ -373,6 +382,9 @@ def _train_locked(
 def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, fp, restarts=None) -> dict[str, Any]:
     check_finite_parameters(list(model.named_parameters()) + list(disc.named_parameters()), epoch)
     extra = {} if restarts is None else {"restarts": restarts}  # the candidates' scores and the seed chosen
+    device = next(model.parameters()).device
+    if device.type == "cuda":  # randn_like on a GPU draws from its own generator: a resume continues it
+        extra["cuda_rng"] = torch.cuda.get_rng_state(device)
     return {
         "format": 1,
         "config": to_dict(cfg),

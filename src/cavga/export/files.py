@@ -45,15 +45,18 @@ def _quiet_jit():
 
 
 def export_format(out: str | Path, fmt: str | None) -> str:
-    """The format asked for, or the one ``out``'s extension names."""
-    if fmt is not None:
-        if fmt not in FORMATS:
-            raise CavgaError(f"--format {fmt}: not one of {', '.join(FORMATS)}")
-        return fmt
-    for name, ext in FORMATS.items():
-        if Path(out).suffix.lower() == ext:
-            return name
-    raise CavgaError(f"{out}: cannot tell the format from the extension; pass --format torchscript or onnx")
+    """The format asked for, or the one ``out``'s extension names; ``out`` must be a file name with
+    that format's extension (``cavga predict`` tells an exported model by it), checked before any work."""
+    if fmt is not None and fmt not in FORMATS:
+        raise CavgaError(f"--format {fmt}: not one of {', '.join(FORMATS)}")
+    named = next((name for name, ext in FORMATS.items() if Path(out).suffix.lower() == ext), None)
+    if named is None and fmt is None:
+        raise CavgaError(f"{out}: cannot tell the format from the extension; name it .pt (torchscript) or .onnx")
+    if fmt is not None and named != fmt:
+        raise CavgaError(f"--out {out}: a {fmt} model's name must end in {FORMATS[fmt]} (predict reads it by that)")
+    if Path(out).is_dir():
+        raise CavgaError(f"--out {out}: is a folder; give the model's file name")
+    return named
 
 
 def metadata(predictor: Predictor) -> dict[str, Any]:
@@ -88,6 +91,8 @@ def export_run(
     """Export a finished run's inference path to ``out`` (TorchScript or ONNX); return the path."""
     fmt = export_format(out, fmt)
     predictor = Predictor.from_run(run_dir, "cpu", infer)
+    if predictor.cfg.model.is_baseline:
+        raise CavgaError(f"{run_dir}: a {predictor.cfg.model.variant} run; export takes CAVGA runs only")
     if predictor.cfg.data.resize != "stretch":  # the graph takes square inputs and scores all of them
         raise CavgaError(
             f"{run_dir}: data.resize is {predictor.cfg.data.resize}; export takes stretch-resized runs only"

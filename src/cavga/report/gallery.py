@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from .. import data as D
@@ -18,6 +19,13 @@ def thumb_size(h: int, w: int, longest: int = THUMB) -> tuple[int, int]:
     """(H, W) scaled so that the longest side is at most ``longest`` (never enlarged)."""
     s = min(1.0, longest / max(h, w))
     return max(1, round(h * s)), max(1, round(w * s))
+
+
+def thumbnail(image: torch.Tensor) -> np.ndarray:
+    """An image (3, H, W) in [0, 1] as an 8-bit (h', w', 3) thumbnail, its longest side ``THUMB``."""
+    size = thumb_size(*image.shape[1:])
+    rgb = Image.fromarray(np.round(image.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    return np.asarray(rgb.resize(size[::-1], Image.Resampling.BILINEAR))  # (h', w', 3)
 
 
 def _resized(x: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarray:
@@ -48,9 +56,8 @@ def write_panels(
     image's size; with a ``verdict`` (``infer.mask_gate: verdict``), a normal one empties the mask."""
     image = D.load_image(image_path, None)  # (3, H, W)
     h, w = image.shape[1:]
-    size = thumb_size(h, w)
-    rgb = np.asarray(Image.fromarray(np.round(image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).resize(
-        size[::-1], Image.Resampling.BILINEAR))  # (h', w', 3) uint8  # fmt: skip
+    rgb = thumbnail(image)  # (h', w', 3) uint8
+    size = rgb.shape[:2]
     m = np.clip(_resized(amap, size, nearest=False), 0.0, 1.0)  # (h', w')
     pred = peak_mask(m, mask_threshold, peak_fraction)  # (h', w')
     if verdict is not None:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from ..errors import CavgaError
-from .gallery import THUMB, thumb_size
+from .gallery import thumbnail
 from .render import render_page
 
 PREDICT_PANELS = (("input", "input"), ("overlay", "heatmap overlay"), ("mask", "predicted mask"))
 PREDICT_SORTS = (("score", "score (highest first)"), ("name", "name"))
 
 
-def write_predict_report(out_dir: str | Path) -> Path:
-    """Write ``OUT/report/index.html`` from ``OUT/predictions.json`` (input thumbnails in ``report/img``)."""
+def write_predict_report(out_dir: str | Path, previous: set[Path] = frozenset()) -> Path:
+    """Write ``OUT/report/index.html`` from ``OUT/predictions.json`` (input thumbnails in ``report/img``).
+    Of the files already there, only an earlier run's thumbnails (in ``previous``, resolved: the
+    outputs ``predict`` recorded) are removed; nothing else in ``OUT/report`` is touched."""
     from PIL import Image
 
+    from .. import data as D
+    from ..predict import REPORT_PAGE, report_thumbnail
     from ..visualize import save_png
 
     out_dir = Path(out_dir)
@@ -26,17 +29,17 @@ def write_predict_report(out_dir: str | Path) -> Path:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise CavgaError(f"{path}: unreadable ({e})") from None
-    page = out_dir / "report" / "index.html"
-    img_dir = page.parent / "img"
-    if img_dir.is_dir():
-        shutil.rmtree(img_dir)
+    page = out_dir / REPORT_PAGE
+    img_dir = (page.parent / "img").resolve()
+    for stale in previous:  # an earlier run's thumbnails (a longer run leaves more of them)
+        if stale.parent == img_dir:
+            stale.unlink(missing_ok=True)
     items = []
     for i, row in enumerate(saved.get("predictions", [])):
-        thumb = f"img/{i:04d}_input.png"
-        with Image.open(row["path"]) as im:
-            im = im.convert("RGB")
-            h, w = thumb_size(im.height, im.width, THUMB)
-            save_png(im.resize((w, h), Image.Resampling.BILINEAR), page.parent / thumb)
+        thumb = report_thumbnail(i)
+        rgb = thumbnail(D.load_image(row["path"], None))  # cavga's reader: 16-bit and float images too
+        save_png(Image.fromarray(rgb), out_dir / thumb)
+        thumb = Path(thumb).relative_to(page.parent.relative_to(out_dir)).as_posix()  # from the page
         name = row["overlay"].removesuffix("_overlay.png")
         anomalous = row["verdict"] == "anomalous"
         items.append(
