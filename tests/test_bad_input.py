@@ -573,3 +573,31 @@ def test_also_killed_ten_times_with_sigkill_resumes_to_the_same_run(tiny_data, t
     state = load_checkpoint(run / "checkpoint.pt")
     assert state["epoch"] == epochs and _adam_steps(state) == epochs * steps_per_epoch
     assert not list(run.glob(".*.tmp"))
+
+
+def test_also_bad_values_met_only_at_resolution_or_validation_are_one_line(trained, tiny_data, tmp_path, capsys):
+    """Also: a word where a number or auto goes is refused before training resolves it, and validate's
+    --copies must be 1 or more."""
+    assert main(_train_args(tiny_data, tmp_path / "r", "Du", 1, "--set", "infer.mask_fade=Auto")) == 2
+    _one_line_error(capsys, "infer.mask_fade", "'Auto'")
+    assert not (tmp_path / "r").exists()
+    for copies in ("0", "-1"):
+        assert main(["validate", str(_copy_run(trained, tmp_path / copies)), "--copies", copies]) == 2
+        _one_line_error(capsys, f"--copies {copies}", "1 or more")
+
+
+def test_also_demo_takes_every_training_flag(monkeypatch, tmp_path):
+    """Also: `cavga demo` reads the training flags `cavga train` reads (--resize and --patience were dropped)."""
+    import cavga.demo
+
+    seen = {}
+
+    def stop(out, cfg, progress):
+        seen["cfg"] = cfg
+        raise CavgaError("stopped by the test")
+
+    monkeypatch.setattr(cavga.demo, "run_demo", stop)
+    argv = ["demo", "--out", str(tmp_path / "d"), "--resize", "pad", "--patience", "3", "--validate-every", "5"]
+    assert main([*argv, "--no-progress"]) == 2
+    cfg = seen["cfg"]
+    assert (cfg.data.resize, cfg.train.patience, cfg.train.validate_every) == ("pad", 3, 5)

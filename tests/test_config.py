@@ -34,6 +34,9 @@ def test_yaml_round_trip_and_types(tmp_path):
         ({"model": {"varient": "Du"}}, "unknown key model.varient"),
         ({"train": {"epochs": "many"}}, "train.epochs"),
         ({"train": {"epochs": 2.5}}, "train.epochs"),
+        ({"train": {"lr": True}}, "train.lr: True is not a valid float"),  # YAML's yes is no number
+        ({"infer": {"mask_margin": None}}, "infer.mask_margin: cannot be null here"),  # a number or auto
+        ({"train": {"patience": None}}, "train.patience: cannot be null here"),
     ],
 )
 def test_unknown_or_badly_typed_keys_are_rejected(raw, message):
@@ -103,6 +106,13 @@ def test_patience_needs_painted_checks_to_count():
     with pytest.raises(CavgaError, match="train.patience: it counts painted checks"):
         cfg.validate()
     apply_overrides(cfg, {"train.patience": 0}).validate()  # 0: train every epoch, checked or not
+
+
+def test_a_section_given_twice_in_a_file_is_refused(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("data:\n  image_size: 64\ntrain:\n  epochs: 3\ndata:\n  image_size: 128\n")
+    with pytest.raises(CavgaError, match="twice.yaml: not valid YAML \\(key 'data' given twice"):
+        load_config(path)
 
 
 def test_missing_and_broken_files(tmp_path):

@@ -162,12 +162,21 @@ def test_missing_root_and_empty_training_folder(tmp_path):
 def test_non_image_files_are_skipped_with_a_warning(tmp_path):
     base = _mvtec(tmp_path)
     (base / "train" / "good" / "README.txt").write_text("notes")
-    (base / "test" / "good" / ".DS_Store").write_bytes(b"\0\1")
+    (base / "test" / "good" / ".DS_Store").write_bytes(b"\0\1")  # hidden files are no one's images: left out
+    (base / "test" / "crack" / "._001.png").write_bytes(b"\0\5\26\7")  # macOS's attributes beside a copied file
+    (base / "ground_truth" / "crack" / "._001_mask.png").write_bytes(b"\0\5\26\7")
     with pytest.warns(UserWarning) as record:
         split = mvtec_split(tmp_path, "widget")
     messages = " ".join(str(w.message) for w in record)
-    assert "README.txt" in messages and ".DS_Store" in messages
+    assert "README.txt" in messages and "._001" not in messages and ".DS_Store" not in messages
     assert len(split.train) == 3 and len(split.test) == 5
+
+
+def test_a_category_folder_given_as_the_root_refuses_another_category(tmp_path):
+    base = _mvtec(tmp_path)
+    assert mvtec_split(base, "widget").info["category"] == "widget"
+    with pytest.raises(CavgaError, match="is the category folder 'widget', not 'cable'"):
+        mvtec_split(base, "cable")
 
 
 def test_corrupt_and_truncated_images_fail_with_one_line_naming_them(tmp_path):

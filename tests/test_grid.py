@@ -6,11 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from cavga import grid as G
 from cavga.cli import main
 from cavga.config import MODELS, RunConfig, to_dict
+from cavga.demo_data import generate_demo_dataset
 from cavga.errors import CavgaError
 from cavga.grid import report as grid_report
 from cavga.grid import run as grid_run
@@ -243,6 +245,9 @@ def test_a_run_trained_outside_the_grid_with_the_cells_config_is_adopted(tmp_pat
     grid_run.evaluate_run(cell.dir, device="cpu", progress=False, report=False)
     other = G.build_cells(spec, tmp_path / "out", sets=["train.epochs=2"])[0]
     assert G.finished(other) is None  # the saved config is not this cell's
+    grid_run.evaluate_run(cell.dir, device="cpu", progress=False, report=False, infer=["infer.score_threshold=0.9"])
+    assert G.finished(cell) is None  # its metrics.json was evaluated under other inference settings
+    grid_run.evaluate_run(cell.dir, device="cpu", progress=False, report=False)
     metrics = cell.dir / "metrics.json"
     os.utime(metrics, (1, 1))  # evaluated before its last training: not adopted
     assert G.finished(cell) is None
@@ -379,3 +384,21 @@ def test_a_key_added_since_a_cell_ran_does_not_unfinish_it(monkeypatch):
     assert now == before
     cfg.infer.mask_margin = 0.05
     assert grid_run.cell_fingerprint(cfg) != before
+
+
+def test_a_rerun_with_another_inference_setting_decides_the_cell_again_as_a_fresh_one(tmp_path):
+    """A finished cell rerun with --set infer.mask_quantile=auto (trained at 0.99) is decided again on its
+    held-out normals, in place, without training: its numbers are those of the same cell run with auto
+    from the start (same seed, same weights)."""
+    generate_demo_dataset(tmp_path / "data", seed=0, n_train=12, n_test_good=3, n_test_defect=5, crop=48)
+    data = {"root": str(tmp_path / "data"), "layout": "mvtec", "image_size": 32, "val_fraction": 0.3}
+    spec = G.load_grid(_grid_file(tmp_path, tmp_path / "data", models=["Du"], categories=["brick"], data=data))
+    G.run_grid(spec, tmp_path / "a", sets=["infer.mask_quantile=0.99"], progress=False)
+    G.run_grid(spec, tmp_path / "a", sets=["infer.mask_quantile=auto"], progress=False)
+    G.run_grid(spec, tmp_path / "b", sets=["infer.mask_quantile=auto"], progress=False)
+    (a,), (b,) = (G.build_cells(spec, tmp_path / r) for r in ("a", "b"))
+    ma, mb = (json.loads((c.dir / "metrics.json").read_text()) for c in (a, b))
+    decided = torch.load(a.dir / "checkpoint.pt", weights_only=True)["mask_quantile"]
+    assert "held-out normals" in decided["protocol"]  # decided on painted held-out defects, as b's
+    assert ma["thresholds"] == mb["thresholds"] and ma["metrics"] == mb["metrics"]
+    assert ma["infer"]["mask_quantile"] == "auto" and len((a.dir / "history.jsonl").read_text().splitlines()) == 1

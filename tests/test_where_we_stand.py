@@ -65,6 +65,20 @@ def test_the_runs_cell_names_each_runs_split_and_says_when_runs_share_one(tmp_pa
     assert cell(["a", "old"]) == "2"  # an unknown split claims nothing
 
 
+def test_a_by_split_row_averages_each_splits_runs_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(wws, "RESULTS", tmp_path)
+    _store(tmp_path / "a", 0.2, 0.9, 0.1, split=0)
+    _store(tmp_path / "b", 0.4, 0.9, 0.1, split=0)  # a second run on split 0: the same test set
+    _store(tmp_path / "c", 0.5, 0.9, 0.3, split=1)
+    s = wws.summarise(wws.Row("k", 8, "d", "m", ["a", "b", "c"], by_split=True))
+    assert s["ours"]["iou"]["values"] == pytest.approx([0.3, 0.5]) and s["ours"]["iou"]["mean"] == pytest.approx(0.4)
+    assert s["residual"]["iou"] == pytest.approx(0.2) and s["seeds"] == 3  # (0.1 + 0.3) / 2; three runs
+    assert wws.table([s]).splitlines()[-1].split(" | ")[4] == "3 (splits 0, 0, 1: 2 splits)"
+    _store(tmp_path / "old", 0.3, 0.9, 0.1)  # no split stored: cannot be placed
+    with pytest.raises(SystemExit, match="split"):
+        wws.summarise(wws.Row("k", 8, "d", "m", ["a", "old"], by_split=True))
+
+
 def test_every_row_reads_stored_results():
     place = wws.places(wws.ROWS)
     for row in wws.ROWS:

@@ -328,22 +328,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         out = Path(args.out)
         base = load_config(args.config) if args.config else None
         cfg = demo_config(out, args.model, args.epochs, args.image_size, args.device, args.seed, base)
-        apply_overrides(
-            cfg,
-            {
-                "train.batch_size": args.batch_size,
-                "train.lr": args.lr,
-                "train.augment": args.augment,
-                "train.validate_every": args.validate_every,
-                "train.restarts": args.restarts,
-                "model.backbone": args.backbone,
-                "model.backbone_weights": args.backbone_weights,
-                "model.freeze_encoder": args.freeze_encoder,
-                "model.encoder_init": args.encoder_init,
-                "model.encoder_stride": args.encoder_stride,
-                "train.allow_random_init": args.allow_random_init,
-            },
-        )
+        # every other training flag as `cavga train` reads it (demo_config set the data and these)
+        own = ("data.root", "data.layout", "data.category", "data.image_size", "data.seed", "model.variant")
+        own += ("train.epochs", "train.device", "train.seed")
+        apply_overrides(cfg, {k: v for k, v in _flag_values(args).items() if k not in own})
         apply_overrides(cfg, args.overrides)
         result, checked = run_demo(out, cfg.validate(), progress=not args.no_progress)
         _print_result(result)

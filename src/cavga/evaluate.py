@@ -131,6 +131,9 @@ def evaluate_run(
         "split": run_data.info,
         "scoring": {"pixel": "each image's own size (maps upsampled bilinearly)", "image_auroc": "raw score"},
         "seed": cfg.data.seed,
+        # the inference settings asked for (the run's, with this evaluation's --set; autos as "auto"): a grid
+        # adopts a folder evaluated outside it only under its own settings (cavga.grid.run)
+        "infer": predictor.requested_infer,
         "thresholds": {
             "mask": predictor.mask_threshold,
             "mask_quantile": cfg.infer.mask_quantile,

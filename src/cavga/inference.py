@@ -36,7 +36,7 @@ from torch import Tensor
 
 from . import data as D
 from .attention import gaussian_blur, image_map
-from .config import RunConfig
+from .config import RunConfig, to_dict
 from .config.resolve import map_blur
 from .errors import CavgaError
 from .evidence import anomaly_evidence
@@ -152,6 +152,7 @@ class Predictor:
         # that baseline's mask (threshold, peak fraction) on its scaled residual: from_run sets the
         # level training's end decided on painted defects, as for the map (cavga.mask_threshold)
         self.residual_level = FIXED_RESIDUAL_LEVEL
+        self.requested_infer: dict | None = None  # from_run: the inference settings asked for, autos unresolved
         self._direction = resolved_direction(cfg)
         self.level = level  # the two-sided map's; anomaly_evidence names it where it is missing
         self._weak_map = resolved_weak_map(cfg)
@@ -222,6 +223,7 @@ class Predictor:
     def from_run(cls, run_dir: str | Path, device: str = "auto", infer: list[str] | None = None) -> Predictor:
         """Load a finished run; ``infer`` overrides inference settings (``"infer.mask_threshold=0.4"``)."""
         state, cfg = saved_run(run_dir, infer)
+        requested = to_dict(cfg)["infer"]  # as saved and overridden, before the run's decisions fill in its autos
         from .mask_threshold import requantile
 
         requantile(cfg, state)  # an auto quantile beside a margin or peak fraction set here, not at training
@@ -238,6 +240,7 @@ class Predictor:
                 forward = partial(evidence, predictor.model, cfg)  # the baseline's own forward pass
                 _refit_map_statistics(predictor.normalizer, run_dir, state, cfg, infer, None, device, forward)
             predictor.residual_level = residual_mask_level(state.get("residual_mask"), predictor.normalizer)
+            predictor.requested_infer = requested
             return predictor
         model, _ = build_networks(cfg.model, cfg.data.image_size, from_checkpoint=True)
         model.load_state_dict(state["model"])
@@ -265,6 +268,7 @@ class Predictor:
             _refit_map_statistics(normalizer, run_dir, state, cfg, infer, model.to(device), device, level=level)
         predictor = cls(model, cfg, normalizer, device, level)
         predictor.residual_level = residual_mask_level(state.get("residual_mask"), normalizer)  # refitted: fixed
+        predictor.requested_infer = requested
         return predictor
 
     def predict_batch(self, x: Tensor, valid: Tensor | None = None, level: Tensor | None = None) -> BatchPrediction:

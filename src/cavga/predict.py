@@ -72,6 +72,8 @@ def collect_named(inputs: list[str | Path], exclude: set[Path] | None = None) ->
             for q in sorted(p.rglob("*")):
                 if not q.is_file() or q.resolve() in exclude or q.name in (PREDICTIONS_FILE, LOCK_FILE):
                     continue
+                if q.name.startswith("._"):  # macOS's copy of a file's attributes beside it: no image
+                    continue
                 if q.suffix.lower() in D.IMAGE_EXTENSIONS:
                     found.append((q, q.relative_to(p).with_suffix("").as_posix()))
                 elif not q.name.startswith("."):

@@ -76,6 +76,33 @@ def redecide_run(run_dir: str | Path, out_dir: str | Path, infer: list[str], dev
     return {key: decided[key] for key in DECISIONS if decided.get(key)}
 
 
+def redecide_in_place(run_dir: str | Path, infer: list[str], device: str = "auto") -> dict[str, Any] | None:
+    """Training's end made again inside ``run_dir`` where the ``infer`` settings (the full section, as
+    ``"infer.K=V"``) differ from those its decisions were made under (a grid cell rerun with
+    ``--set infer.K=V``); None where they are the same. The checkpoint is replaced whole (atomically),
+    then what evaluate wrote from the old decisions is removed; the run's lock is held throughout."""
+    from .runlock import RunLock
+
+    run_dir = Path(run_dir)
+    with RunLock(run_dir, "redecide"):
+        state, cfg = saved_run(run_dir)
+        before = to_dict(cfg)["infer"]
+        state, cfg = saved_run(run_dir, infer)
+        if to_dict(cfg)["infer"] == before:
+            return None
+        check_run_folder(run_dir, state)
+        decided = _decide(state, cfg, RunData.load(run_dir), resolve_device(device))
+        state["config"] = to_dict(cfg)
+        state.update(decided)
+        save_checkpoint(state, run_dir / CHECKPOINT)
+        save_config(cfg, run_dir / "config.yaml")
+        for name in set(STALE_FILES) - {LOCK_FILE}:
+            (run_dir / name).unlink(missing_ok=True)
+        for name in STALE_FOLDERS:
+            shutil.rmtree(run_dir / name, ignore_errors=True)
+    return {key: decided[key] for key in DECISIONS if decided.get(key)}
+
+
 def _renewed(run_dir: Path, folder: str, names: list[str]) -> set[str]:
     """Of ``names`` in ``folder`` (copytree's walk), those the copy gets anew or without: at the run's
     top level its checkpoint and what the old decisions produced."""

@@ -206,7 +206,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     """
     run_dir = Path(run_dir)
     check_output_folder(run_dir)
-    cfg = resolved(cfg).validate()  # the "auto" model settings made concrete (cavga.config.resolve)
+    cfg = resolved(cfg.validate()).validate()  # checked, then the "auto" model settings made concrete
     with deterministic_kernels(cfg.train.deterministic):
         return _train_checked(cfg, run_dir, resume, progress)
 

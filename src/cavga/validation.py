@@ -318,6 +318,8 @@ def validate_run(
 ) -> dict[str, Any]:
     """Score the run's held-out normals, clean and with painted defects; write ``validation.json``."""
     run_dir = Path(run_dir)
+    if copies < 1:
+        raise CavgaError(f"--copies {copies}: give 1 or more painted copies of each held-out image")
     held_out = held_out_normals(run_dir)
     if not held_out:
         raise CavgaError(f"{run_dir}: the run held out no normal images to validate on (data.val_fraction is 0)")

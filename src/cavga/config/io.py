@@ -17,6 +17,25 @@ from ..io_utils import atomic_write_text
 from .schema import RunConfig
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last one,
+    silently dropping the first block of a ``data:`` section written twice)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys (a ``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
     return asdict(cfg)
 
@@ -26,9 +45,13 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     hint = annotation
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
+        nullable = type(None) in typing.get_args(hint)
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            return None
+            if nullable:
+                return None
+            given = "a number or auto" if str in args else " or ".join(a.__name__ for a in args)
+            raise CavgaError(f"{where}: cannot be null here (give {given})")
         for alternative in args[:-1]:  # float | str: a number if it reads as one, else the word
             try:
                 return _coerce(value, alternative, where)
@@ -47,6 +70,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
                 raise ValueError(value)
             return int(value)
         if hint is float:
+            if isinstance(value, bool):  # YAML's yes/true: not a number
+                raise ValueError(value)
             return float(value)
         if hint is str:
             return str(value)
@@ -125,7 +150,7 @@ def load_config(path: str | Path, saved: bool = False) -> RunConfig:
     config.yaml (:func:`from_dict`)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = read_yaml(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise CavgaError(f"{path}: config file not found") from None
     except IsADirectoryError:

@@ -18,7 +18,9 @@ def mvtec_split(root: str | Path, category: str | None) -> Split:
     path = _check_root(root)
     if (path / "train").is_dir() and (path / "test").is_dir():
         base = path
-        category = category or path.name
+        if category not in (None, path.name):  # a category folder given as the root: it names itself
+            raise CavgaError(f"{path}: is the category folder {path.name!r}, not {category!r}; drop --category")
+        category = path.name
     else:
         found = [p.name for p in _subfolders(path) if (p / "train").is_dir()]
         if category is None:

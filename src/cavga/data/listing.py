@@ -15,9 +15,13 @@ def _is_image(p: Path) -> bool:
 
 
 def _list_images(folder: Path) -> list[Path]:
-    """Image files in ``folder``, sorted by name; anything else is skipped with a warning."""
+    """Image files in ``folder``, sorted by name; hidden files (``.DS_Store``, macOS's ``._name.png``
+    copies of a file's attributes, which are no images) are left out, anything else is skipped
+    with a warning."""
     out = []
     for p in sorted(folder.iterdir(), key=lambda q: q.name):
+        if p.name.startswith("."):
+            continue
         if p.is_file() and _is_image(p):
             out.append(p)
         elif p.is_file():

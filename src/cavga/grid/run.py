@@ -29,6 +29,7 @@ from ..config import ADDED, RunConfig, apply_overrides, from_dict, load_config, 
 from ..errors import CavgaError
 from ..evaluate import METRICS_FILE, evaluate_run
 from ..io_utils import atomic_write_json, check_output_folder
+from ..redecide import redecide_in_place
 from ..runfolder import completed_epochs
 from ..runlock import RunLock
 from ..runtime import CHECKPOINT
@@ -133,6 +134,8 @@ def _adopt(cell: Cell, result: dict[str, Any]) -> dict[str, Any] | None:
     fp = cell_fingerprint(cell.cfg)
     if cell_fingerprint(saved) != fp or not evaluated_after:
         return None
+    if result.get("infer") != to_dict(cell.cfg)["infer"]:  # evaluated under other inference settings
+        return None
     result["grid_cell"] = {**cell.key(), "fingerprint": fp, "resumed": False, "adopted": True}
     atomic_write_json(cell.dir / METRICS_FILE, result)
     return result
@@ -150,9 +153,12 @@ def run_cell(cell: Cell, progress: bool = True) -> dict[str, Any]:
         )
     train(cell.cfg, cell.dir, resume=resume, progress=progress)  # a finished run returns at once
     t_train = time.perf_counter() - t0
-    # the cell's inference settings, which may differ from those the checkpoint was trained with
-    # (a grid rerun with --set infer.X re-evaluates its finished cells without retraining them)
+    # the cell's inference settings, which may differ from those the checkpoint was trained with: a grid
+    # rerun with --set infer.X decides the finished cell's auto settings again under them, on its held-out
+    # normals (as `cavga redecide`, in place), and evaluates it, without retraining it
     infer = [f"infer.{k}={json.dumps(v)}" for k, v in to_dict(cell.cfg)["infer"].items()]
+    if resume:
+        redecide_in_place(cell.dir, infer, cell.cfg.train.device)
     result = evaluate_run(cell.dir, device=cell.cfg.train.device, progress=progress, infer=infer)
     result["wall_seconds"] = {
         "train_this_call": round(t_train, 1),

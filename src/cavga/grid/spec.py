@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from ..config import RunConfig, apply_overrides, from_dict
+from ..config.io import read_yaml
 from ..data.oneclass import CLASSES, ONE_CLASS_LAYOUTS, normal_class
 from ..errors import CavgaError
 
@@ -270,7 +271,7 @@ def load_grid(path: str | Path) -> GridSpec:
     """Read and parse a grid YAML file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CavgaError(f"{path}: grid file not found") from None
     except (OSError, UnicodeDecodeError) as e:
