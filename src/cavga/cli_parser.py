@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue an interrupted run in --out with its own settings (only --epochs and --device may change)",
+        help="continue an interrupted run in --out with its own settings (only --epochs, --patience, --device, "
+        "the speed settings and infer.* may change)",
     )
     p.add_argument(
         "--no-check",
