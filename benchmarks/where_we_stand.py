@@ -39,6 +39,15 @@ def _grid_seed_means(folders: list[Path]) -> tuple[list[dict], list[dict]]:
     return ours, residual
 
 
+def _split_means(runs: list[dict], splits: list[int | None]) -> list[dict]:
+    """Per data split (in order of first appearance), each metric's mean over that split's runs."""
+    if None in splits:
+        raise SystemExit("where_we_stand: a by_split row needs every run's split in its metrics.json")
+    order = list(dict.fromkeys(splits))
+    return [{k: _mean([r[k] for r, s in zip(runs, splits, strict=True) if s == split]) for k in METRICS}
+            for split in order]  # fmt: skip
+
+
 def _mean(values: list[float | None]) -> float | None:
     return statistics.fmean(values) if values and all(v is not None for v in values) else None
 
@@ -67,6 +76,9 @@ def summarise(row: Row, place: dict[str, int] | None = None) -> dict:
         read = [run_metrics(RESULTS / r) for r in row.runs]
         ours, residual, splits = [x[0] for x in read], [x[1] for x in read], [x[2] for x in read]
         sources = row.runs
+    n_runs = len(ours)
+    if row.by_split:
+        ours, residual = _split_means(ours, splits), _split_means(residual, splits)
     stats = {}
     for k in METRICS:
         values = [o[k] for o in ours]
@@ -76,7 +88,7 @@ def summarise(row: Row, place: dict[str, int] | None = None) -> dict:
     res = {k: _mean([r[k] for r in residual]) for k in METRICS}
     met = {k: k in stats and lo <= stats[k]["mean"] <= hi for k, (lo, hi) in row.target.items()}
     return {"row": place[row.key], "key": row.key, "issue": row.issue, "data": row.data,
-            "what": _resolve(row.what, place), "seeds": len(ours), "splits": splits, "sources": sources,
+            "what": _resolve(row.what, place), "seeds": n_runs, "splits": splits, "sources": sources,
             "ours": stats, "residual": res, "paper": row.paper, "target": {k: list(v) for k, v in row.target.items()},
             "met": met, "note": _resolve(row.note, place)}  # fmt: skip
 

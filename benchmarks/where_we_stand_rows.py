@@ -25,6 +25,9 @@ class Row:
     target: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric: (low, high) the mean must lie in
     grids: list[str] = field(default_factory=list)  # or grids' results.json: the mean over the categories, per seed
     note: str = ""  # after the target, where the target is another row's number
+    # the mean and std over the data splits of each split's mean over its runs (several runs on one split
+    # share its held-out normals and test set, so they are not independent draws of the test set)
+    by_split: bool = False
 
 
 _B = "issue8/"
@@ -487,4 +490,13 @@ ROWS = [
         "session 62's guard on the epoch check, which applies where the BCE ranked the first check's paint at 0.9 "
         "or better (here 0.23: it barred nothing)",
         _DU_S58 + [_B + "du-s67/bottle-Du-seed2"], _DU_PAPER, _DU_TARGET),
+    Row("du-splits-68",
+        8, "bottle 128 px", "CAVGA-Du, today's defaults, the issue's command: every distinct stored run of it, "
+        "**each data split's runs averaged first, then the mean ± std over the five splits** (runs on one split "
+        "share its held-out normals and test set). Splits 0-2: [[du53]]'s Intel runs (session 52; [[du65]] "
+        "rebuilt seeds 0 and 1 identically, so only its seed 2 is another run), [[du-amd-67]]'s AMD runs; splits 3 "
+        "and 4: seeds 3 and 4 trained in session 68 on an AMD EPYC (one thread each, both at once), by a rule "
+        "posted before their numbers",
+        _DU_DEFAULT53 + _DU_S58 + [_B + "direction-choice-s65/bottle-Du-seed2", _B + "du-s67/bottle-Du-seed2"]
+        + [_B + f"du-s68/bottle-Du-seed{s}" for s in (3, 4)], _DU_PAPER, _DU_TARGET, by_split=True),
 ]  # fmt: skip

@@ -28,7 +28,7 @@ from .fingerprint import check_run_folder
 from .report.run_report import REPORT_DIR
 from .report.scores import MAPS_DIR, SCORES_FILE
 from .runfolder import VALIDATION_FILE, RunData, saved_run, training_done
-from .runlock import LOCK_FILE
+from .runlock import LOCK_FILE, RunLock
 from .runtime import CHECKPOINT, resolve_device, save_checkpoint
 
 # what evaluate and validate wrote from the old decisions, and a training's lock
@@ -81,8 +81,6 @@ def redecide_in_place(run_dir: str | Path, infer: list[str], device: str = "auto
     ``"infer.K=V"``) differ from those its decisions were made under (a grid cell rerun with
     ``--set infer.K=V``); None where they are the same. The checkpoint is replaced whole (atomically),
     then what evaluate wrote from the old decisions is removed; the run's lock is held throughout."""
-    from .runlock import RunLock
-
     run_dir = Path(run_dir)
     with RunLock(run_dir, "redecide"):
         state, cfg = saved_run(run_dir)
