@@ -601,3 +601,15 @@ def test_also_demo_takes_every_training_flag(monkeypatch, tmp_path):
     assert main([*argv, "--no-progress"]) == 2
     cfg = seen["cfg"]
     assert (cfg.data.resize, cfg.train.patience, cfg.train.validate_every) == ("pad", 3, 5)
+
+
+def test_also_a_changed_map_setting_says_why_it_needs_the_moved_training_data(tiny_data, tmp_path, capsys):
+    """Also: --set infer.map_blur refits the map's statistics on the held-out normals; where the data set
+    has moved since training, the one line says that, not only which image is missing."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    run = tmp_path / "run"
+    assert main(_train_args(data, run, "Du", 1, "--no-check")) == 0
+    shutil.rmtree(data)
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress", "--set", "infer.map_blur=0"]) == 2
+    _one_line_error(capsys, "infer.map_blur=0", "held-out normal images", "image file not found")

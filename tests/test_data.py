@@ -150,7 +150,7 @@ def test_mvtec_missing_or_absent_category_lists_the_categories(tmp_path):
 
 
 def test_missing_root_and_empty_training_folder(tmp_path):
-    with pytest.raises(CavgaError, match="nowhere: data folder not found"):
+    with pytest.raises(CavgaError, match=r"nowhere: data folder not found; the layout expects ROOT/<category>/train"):
         mvtec_split(tmp_path / "nowhere", "widget")
     base = _mvtec(tmp_path)
     for p in (base / "train" / "good").iterdir():

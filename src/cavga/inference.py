@@ -367,7 +367,13 @@ def _refit_map_statistics(
             stacklevel=3,
         )
     run_data = RunData.load(run_dir)
-    refit = fit_normalizer(model, run_data.val or run_data.train, cfg, device, evidence, level)
+    try:
+        refit = fit_normalizer(model, run_data.val or run_data.train, cfg, device, evidence, level)
+    except CavgaError as e:  # the data set moved or was deleted since training
+        raise CavgaError(
+            f"{run_dir}: the map settings asked for ({', '.join(changed) or 'another map'}) need the run's held-out "
+            f"normal images to refit the map's statistics, and one cannot be read: {e}"
+        ) from None
     for key in REFITTED:
         setattr(normalizer, key, refit[key])
 

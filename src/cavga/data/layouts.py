@@ -15,7 +15,7 @@ from .records import GOOD, MASK_FOLDERS, Record, Split, _check_fraction, _info
 
 def mvtec_split(root: str | Path, category: str | None) -> Split:
     """MVTec AD's own split of one category; ``root`` holds categories or is a category folder."""
-    path = _check_root(root)
+    path = _check_root(root, "ROOT/<category>/train/good/*.png, ROOT/<category>/test/<type>/*.png and masks")
     if (path / "train").is_dir() and (path / "test").is_dir():
         base = path
         if category not in (None, path.name):  # a category folder given as the root: it names itself
@@ -45,7 +45,7 @@ def _seeded_normals(normals: list[Record], train_fraction: float, seed: int) -> 
 
 def mtd_split(root: str | Path, train_fraction: float = 0.8, seed: int = 0) -> Split:
     """Magnetic Tile Defect: ``train_fraction`` of MT_Free trains; the rest and all defects test."""
-    path = _check_root(root)
+    path = _check_root(root, "ROOT/MT_Free/Imgs/*.jpg and ROOT/MT_<defect>/Imgs/*.jpg with *.png masks")
     _check_fraction("train_fraction", train_fraction)
     classes = [p for p in _subfolders(path) if p.name.startswith("MT_")]
     if not classes:
@@ -90,7 +90,7 @@ def mtd_split(root: str | Path, train_fraction: float = 0.8, seed: int = 0) -> S
 def folder_split(root: str | Path, train_fraction: float = 0.8, seed: int = 0) -> Split:
     """A user's folder: ``good/`` + one folder per defect type (or ``train/`` + ``test/``); masks optional.
     A folder holding images and no sub-folder is taken as ``good/`` alone: every image normal."""
-    path = _check_root(root)
+    path = _check_root(root, "ROOT/good/*.png and, optionally, ROOT/<defect>/*.png")
     masks_ok = ("_mask", "")
     if (path / "train").is_dir() and (path / "test").is_dir():
         train, test = _fixed_split(path, False, MASK_FOLDERS, masks_ok)

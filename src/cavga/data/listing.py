@@ -39,12 +39,14 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
 
 
-def _check_root(root: str | Path | None) -> Path:
+def _check_root(root: str | Path | None, expected: str = "") -> Path:
+    """The data set's folder, resolved; ``expected``: the layout's tree, said when it is missing."""
     if root is None:
         raise CavgaError("data.root is not set: point it at a data set folder (or use the demo data)")
     path = Path(root).expanduser()
     if not path.exists():
-        raise CavgaError(f"{path}: data folder not found")
+        where = f"; the layout expects {expected} (docs/data.md)" if expected else ""
+        raise CavgaError(f"{path}: data folder not found{where}")
     if not path.is_dir():
         raise CavgaError(f"{path}: not a folder")
     return path.resolve()
