@@ -613,3 +613,39 @@ def test_also_a_changed_map_setting_says_why_it_needs_the_moved_training_data(ti
     shutil.rmtree(data)
     assert main(["evaluate", str(run), "--device", "cpu", "--no-progress", "--set", "infer.map_blur=0"]) == 2
     _one_line_error(capsys, "infer.map_blur=0", "held-out normal images", "image file not found")
+
+
+def test_also_files_from_others_cannot_lead_writes_out_of_their_folders(trained, tiny_data, tmp_path, capsys):
+    """Also (security): a run folder or --out someone else made cannot make cavga write, empty or delete
+    a file elsewhere: a split.json defect type that is a path, a .lock that is a symbolic link, and a
+    predictions.json naming files outside --out beside a symlinked report folder are all refused."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+
+    run = _copy_run(trained, tmp_path)
+    split = json.loads((run / "split.json").read_text())
+    split["test"][-1]["defect_type"] = "../../elsewhere"
+    (run / "split.json").write_text(json.dumps(split))
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 2
+    _one_line_error(capsys, "split.json", "not a plain folder name")
+
+    run = _copy_run(trained, tmp_path / "b")
+    (run / ".lock").unlink(missing_ok=True)
+    (run / ".lock").symlink_to(victim)
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 2
+    _one_line_error(capsys, ".lock", "symbolic link")
+    assert victim.read_text() == "keep me"
+
+    out = tmp_path / "out"
+    (out / "report").mkdir(parents=True)
+    (out / "report" / "img").symlink_to(tmp_path)  # the victim's folder
+    outputs = ["report/img/victim.txt", "../victim.txt", str(victim)]
+    (out / "predictions.json").write_text(json.dumps({"run": "x", "predictions": [], "outputs": outputs}))
+    image = next((tiny_data / "brick" / "test" / "good").glob("*.png"))
+    argv = ["predict", str(_copy_run(trained, tmp_path / "c")), str(image), "--out", str(out), "--device", "cpu"]
+    assert main([*argv, "--report"]) == 2
+    _one_line_error(capsys, "report/img", "symbolic link")
+    assert victim.read_text() == "keep me"
+    from cavga.predict import earlier_outputs
+
+    assert earlier_outputs(out) == set()  # a list naming files elsewhere claims none of them

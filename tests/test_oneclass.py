@@ -116,3 +116,21 @@ def test_train_and_evaluate_one_class_run_without_masks(tmp_path, capsys):
     assert m["pixel_ground_truth"] is False
     assert m["image_auroc"] == m["metrics"]["image_auroc"] and 0.0 <= m["image_auroc"] <= 1.0
     assert m["metrics"]["pixel_auroc"] is None and m["metrics"]["iou"] is None
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (exec, ("open(__import__('os').environ['CAVGA_TEST_PWNED'], 'w').write('ran')",))
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused_unrun(tmp_path, monkeypatch):
+    base = tmp_path / "cifar-10-batches-py"
+    base.mkdir()
+    flag = tmp_path / "pwned"
+    monkeypatch.setenv("CAVGA_TEST_PWNED", str(flag))
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(base / name, "wb") as f:
+            pickle.dump({b"data": _RunsCode(), b"labels": [3]}, f)
+    with pytest.raises(CavgaError, match="refused to load builtins.exec"):
+        one_class_split("cifar10", tmp_path, "cat")
+    assert not flag.exists()  # pickle.load would have run it

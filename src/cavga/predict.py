@@ -120,7 +120,9 @@ def earlier_outputs(out_dir: str | Path) -> set[Path]:
         return set()
     if saved.get("report"):
         names += report_files(len(rows))
-    return {(out_dir / n).resolve() for n in names if isinstance(n, str)}
+    inside = out_dir.resolve()
+    found = {(out_dir / n).resolve() for n in names if isinstance(n, str) and not Path(n).is_absolute()}
+    return {q for q in found if q.is_relative_to(inside)}  # a list edited to name files elsewhere claims none
 
 
 def _check_predictions_file(path: Path) -> None:
@@ -137,7 +139,11 @@ def _check_predictions_file(path: Path) -> None:
 
 
 def _check_report_targets(out_dir: Path, n: int, previous: set[Path]) -> None:
-    """Refuse ``--report`` before any work if one of its files would replace a file of the user's."""
+    """Refuse ``--report`` before any work if one of its files would replace a file of the user's, or
+    its folders are symbolic links (they would lead its writes and deletions out of ``--out``)."""
+    for folder in (out_dir / REPORT_DIR, out_dir / REPORT_DIR / "img"):
+        if folder.is_symlink():
+            raise CavgaError(f"{folder}: a symbolic link; --report writes only into real folders (use another --out)")
     for name in report_files(n):
         target = out_dir / name
         if target.exists() and target.resolve() not in previous:

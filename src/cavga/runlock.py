@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import socket
+import stat
 import sys
 import time
 import warnings
@@ -77,10 +78,15 @@ class RunLock:
         # the folders this lock creates, deepest first: removed again if the run leaves them empty
         self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         self.folder.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if self.path.is_symlink():  # truncating its target would empty a file of anyone's
+            raise CavgaError(f"{self.path}: the folder's lock file is a symbolic link; remove it")
+        try:  # O_NOFOLLOW: nor one put there meanwhile
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as e:
             raise CavgaError(f"{self.path}: cannot open the folder's lock file ({e.strerror or e})") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise CavgaError(f"{self.path}: the folder's lock file is not a regular file; remove it")
         holder = _read(fd)
         try:
             if fcntl is not None:

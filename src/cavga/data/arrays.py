@@ -66,11 +66,33 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds numpy arrays and plain containers and nothing else: a pickle may name
+    any function to call, so a batch file from elsewhere could otherwise run code when it is read."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("copyreg", "_reconstructor"),  # Python 2's pickles of arrays: it builds only a class allowed here
+        ("builtins", "object"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: a CIFAR-10 batch holds only arrays")
+        return super().find_class(module, name)
+
+
 def _read_cifar(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A CIFAR-10 python batch: (N, 32, 32, 3) uint8 images and (N,) labels."""
+    """A CIFAR-10 python batch: (N, 32, 32, 3) uint8 images and (N,) labels, read by an unpickler that
+    builds arrays and nothing else (:class:`_ArraysOnly`)."""
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+            d = _ArraysOnly(f, encoding="bytes").load()
         data = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         labels = np.asarray(d[b"labels"], dtype=np.int64)
     except FileNotFoundError:

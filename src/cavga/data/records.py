@@ -45,7 +45,12 @@ class Record:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Record:
-        return Record(str(d["image_path"]), d.get("mask_path"), int(d["label"]), str(d["defect_type"]))
+        """A record read back from a split.json, its defect type checked to be a plain name: outputs
+        such as evaluate's overlays are named after it, and a path there would write elsewhere."""
+        defect = str(d["defect_type"])
+        if not defect or defect in (".", "..") or any(c in defect for c in "/\\\0"):
+            raise ValueError(f"defect type {defect!r} is not a plain folder name")
+        return Record(str(d["image_path"]), d.get("mask_path"), int(d["label"]), defect)
 
 
 @dataclass

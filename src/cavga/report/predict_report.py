@@ -32,8 +32,8 @@ def write_predict_report(out_dir: str | Path, previous: set[Path] = frozenset())
     page = out_dir / REPORT_PAGE
     img_dir = (page.parent / "img").resolve()
     for stale in previous:  # an earlier run's thumbnails (a longer run leaves more of them)
-        if stale.parent == img_dir:
-            stale.unlink(missing_ok=True)
+        if stale.parent == img_dir and stale.is_file() and not stale.is_symlink():
+            stale.unlink()
     items = []
     for i, row in enumerate(saved.get("predictions", [])):
         thumb = report_thumbnail(i)
