@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=time.strftime("speed-%Y%m%d-%H%M%S"), help="output file name (no suffix)")
     p.add_argument("--out", default="benchmarks/results/speed", help="output folder")
     a = p.parse_args(argv)
+    if a.steps < 1 or a.batch < 1 or a.warmup < 0:
+        p.error("--steps and --batch must be 1 or more, --warmup 0 or more (a median of no steps is NaN)")
     opts = SpeedOptions(
         variants=tuple(v.strip() for v in a.variants.split(",") if v.strip()),
         sizes=_ints(a.sizes),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -104,3 +105,32 @@ def test_truncated_checkpoint_fails_the_memory_mapped_read_back(tmp_path):
     path.write_bytes(path.read_bytes()[:-5000])
     with pytest.raises(Exception):  # noqa: B017 - any failure keeps the old checkpoint
         _safe_load(path, mmap=True)
+
+
+def test_a_rerun_with_changed_settings_is_refused_or_evaluated_anew(two_categories, tmp_path, capsys):
+    """A finished sweep rerun with another training setting is refused as --resume refuses it (it was
+    skipped as finished, the old numbers reported under the new settings); with another inference
+    setting each category is evaluated again under it, without training."""
+    out = tmp_path / "sweep"
+    assert main(_args(two_categories, out) + ["--no-check"]) == 0
+    assert main(_args(two_categories, out) + ["--no-check", "--set", "model.base_channels=16"]) == 2
+    said = capsys.readouterr()
+    assert "cannot resume with model.base_channels=16" in said.out and "2 of 2 categories failed" in said.err
+    assert main(_args(two_categories, out) + ["--no-check", "--set", "infer.score_threshold=0.9"]) == 0
+    metrics = json.loads((out / "brick" / "metrics.json").read_text())
+    assert (
+        metrics["thresholds"]["score"] == 0.9 and len((out / "brick" / "history.jsonl").read_text().splitlines()) == 1
+    )
+
+
+def test_a_failing_category_is_reported_and_the_others_still_train(two_categories, tmp_path, capsys):
+    root = tmp_path / "data"
+    shutil.copytree(two_categories, root)
+    (root / "empty" / "train" / "good").mkdir(parents=True)  # a category without training images
+    (root / "empty" / "test").mkdir()
+    out = tmp_path / "sweep"
+    assert main(_args(root, out) + ["--no-check"]) == 2
+    summary = json.loads((out / "summary.json").read_text())["categories"]
+    status = {r["category"]: r["status"] for r in summary}
+    assert status["brick"] == status["grass"] == "trained" and "no training images" in status["empty"]
+    assert "1 of 3 categories failed (empty" in capsys.readouterr().err

@@ -237,3 +237,10 @@ def test_report_keeps_three_significant_digits_of_milliseconds():
 
     # a GPU's 1.55 ms per image must not print as "2" (nor a CPU's 161.3 ms as "161.3")
     assert (_ms(161.27), _ms(1.554), _ms(0.3081)) == ("161", "1.55", "0.308")
+
+
+def test_the_speed_script_refuses_zero_timed_steps(capsys):
+    speed = benchmark_script("speed")
+    with pytest.raises(SystemExit):
+        speed.main(["--steps", "0", "--variants", "Du", "--sizes", "32", "--devices", "cpu"])
+    assert "--steps and --batch must be 1 or more" in capsys.readouterr().err

@@ -16,12 +16,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, resolved
+from .config import RunConfig, load_config, resolved, to_dict
 from .data.listing import _check_root, _subfolders
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, METRICS_FILE, evaluate_run
 from .io_utils import atomic_write_json, atomic_write_text
-from .runfolder import history_done, stored_check
+from .redecide import redecide_in_place
+from .runfolder import check_resumable, history_done, stored_check
 from .runtime import CHECKPOINT
 from .train import train
 from .validation import painted_check
@@ -53,15 +54,20 @@ def resolve_categories(root: str | Path | None, spec: str) -> list[str]:
 
 def is_finished(run_dir: str | Path, cfg: RunConfig) -> bool:
     """A run whose history holds all of ``cfg``'s epochs (or stopped early by train.patience) and whose
-    metrics.json is newer than its checkpoint."""
+    metrics.json is newer than its checkpoint and was evaluated under ``cfg``'s inference settings. A run
+    started with other settings (the epochs, patience, device and infer.* apart) is refused, as
+    ``--resume`` refuses it, rather than reported under these."""
     run_dir = Path(run_dir)
     ckpt, metrics = run_dir / CHECKPOINT, run_dir / METRICS_FILE
     if not (ckpt.is_file() and metrics.is_file()):
         return False
     with warnings.catch_warnings():  # train warns about the settings it resolves, if it runs
         warnings.simplefilter("ignore")
-        done = history_done(run_dir, resolved(cfg))  # train.patience "auto" made concrete
-    return done and metrics.stat().st_mtime >= ckpt.stat().st_mtime
+        now = resolved(cfg)  # train.patience "auto" made concrete
+    check_resumable({"config": to_dict(load_config(run_dir / "config.yaml", saved=True))}, now, run_dir)
+    if not (history_done(run_dir, now) and metrics.stat().st_mtime >= ckpt.stat().st_mtime):
+        return False
+    return json.loads(metrics.read_text(encoding="utf-8")).get("infer") == to_dict(now)["infer"]
 
 
 def train_categories(
@@ -76,14 +82,10 @@ def train_categories(
         cfg.data.layout, cfg.data.category = "mvtec", category
         run_dir = out_dir / category
         t0 = time.perf_counter()
-        if is_finished(run_dir, cfg):
-            result, status = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8")), "skipped (finished)"
-            checked = stored_check(run_dir) if check else None
-        else:
-            train(cfg.validate(), run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=progress)
-            # the check before evaluate: a category counted as finished has its validation.json
-            checked = painted_check(run_dir, cfg.train.device) if check else None
-            result, status = evaluate_run(run_dir, device=cfg.train.device, progress=progress), "trained"
+        try:
+            result, status, checked = _one_category(cfg, run_dir, progress, check)
+        except CavgaError as e:  # this category's data or run is bad: said in its row, the others go on
+            result, status, checked = {"metrics": {}}, f"failed: {e}", None
         rows.append(
             {
                 "category": category,
@@ -99,6 +101,23 @@ def train_categories(
         if on_done:
             on_done(rows[-1])
     return rows
+
+
+def _one_category(cfg: RunConfig, run_dir: Path, progress: bool, check: bool) -> tuple[dict[str, Any], str, Any]:
+    """One category's metrics, status and painted-defect check: read back where it is finished, else
+    trained (or resumed) and evaluated under ``cfg``'s inference settings."""
+    if is_finished(run_dir, cfg):
+        result = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+        return result, "skipped (finished)", stored_check(run_dir) if check else None
+    resume = (run_dir / CHECKPOINT).exists()
+    train(cfg.validate(), run_dir, resume=resume, progress=progress)
+    # inference settings other than the run's: its auto ones decided again on its held-out normals
+    infer = [f"infer.{k}={json.dumps(v)}" for k, v in to_dict(resolved(cfg))["infer"].items()]
+    if resume:
+        redecide_in_place(run_dir, infer, cfg.train.device)
+    # the check before evaluate: a category counted as finished has its validation.json
+    checked = painted_check(run_dir, cfg.train.device) if check else None
+    return evaluate_run(run_dir, device=cfg.train.device, progress=progress, infer=infer), "trained", checked
 
 
 def format_summary(rows: list[dict[str, Any]]) -> str:

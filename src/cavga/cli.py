@@ -105,6 +105,12 @@ def _train_categories(args: argparse.Namespace) -> int:
 
     rows = train_categories(cfg, categories, args.out, not args.no_progress, done, check=not args.no_check)
     print(format_summary(rows))
+    failed = [r["category"] for r in rows if r["status"].startswith("failed")]
+    if failed:
+        raise CavgaError(
+            f"{len(failed)} of {len(rows)} categories failed ({', '.join(failed)}; their errors are in "
+            f"{Path(args.out) / SUMMARY}.md); the others were done"
+        )
     print(f"written: {Path(args.out) / SUMMARY}.md and .json")
     return 0
 
