@@ -21,7 +21,7 @@ from .data.listing import _check_root, _subfolders
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, METRICS_FILE, evaluate_run
 from .io_utils import atomic_write_json, atomic_write_text
-from .redecide import redecide_in_place
+from .redecide import infer_settings, redecide_in_place
 from .runfolder import check_resumable, history_done, stored_check
 from .runtime import CHECKPOINT
 from .train import train
@@ -112,7 +112,7 @@ def _one_category(cfg: RunConfig, run_dir: Path, progress: bool, check: bool) ->
     resume = (run_dir / CHECKPOINT).exists()
     train(cfg.validate(), run_dir, resume=resume, progress=progress)
     # inference settings other than the run's: its auto ones decided again on its held-out normals
-    infer = [f"infer.{k}={json.dumps(v)}" for k, v in to_dict(resolved(cfg))["infer"].items()]
+    infer = infer_settings(resolved(cfg))
     if resume:
         redecide_in_place(run_dir, infer, cfg.train.device)
     # the check before evaluate: a category counted as finished has its validation.json

@@ -13,6 +13,7 @@ written in a temporary folder beside OUT and renamed to OUT once complete.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -74,6 +75,12 @@ def redecide_run(run_dir: str | Path, out_dir: str | Path, infer: list[str], dev
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {key: decided[key] for key in DECISIONS if decided.get(key)}
+
+
+def infer_settings(cfg: RunConfig) -> list[str]:
+    """``cfg``'s whole inference section as ``"infer.K=V"`` items (a run evaluated, or decided again,
+    under exactly these settings)."""
+    return [f"infer.{k}={json.dumps(v)}" for k, v in to_dict(cfg)["infer"].items()]
 
 
 def redecide_in_place(run_dir: str | Path, infer: list[str], device: str = "auto") -> dict[str, Any] | None:

@@ -29,7 +29,7 @@ from ..config import ADDED, RunConfig, apply_overrides, from_dict, load_config, 
 from ..errors import CavgaError
 from ..evaluate import METRICS_FILE, evaluate_run
 from ..io_utils import atomic_write_json, check_output_folder
-from ..redecide import redecide_in_place
+from ..redecide import infer_settings, redecide_in_place
 from ..runfolder import completed_epochs
 from ..runlock import RunLock
 from ..runtime import CHECKPOINT
@@ -156,7 +156,7 @@ def run_cell(cell: Cell, progress: bool = True) -> dict[str, Any]:
     # the cell's inference settings, which may differ from those the checkpoint was trained with: a grid
     # rerun with --set infer.X decides the finished cell's auto settings again under them, on its held-out
     # normals (as `cavga redecide`, in place), and evaluates it, without retraining it
-    infer = [f"infer.{k}={json.dumps(v)}" for k, v in to_dict(cell.cfg)["infer"].items()]
+    infer = infer_settings(cell.cfg)
     if resume:
         redecide_in_place(cell.dir, infer, cell.cfg.train.device)
     result = evaluate_run(cell.dir, device=cell.cfg.train.device, progress=progress, infer=infer)
