@@ -28,7 +28,7 @@ from .evaluate import METRICS_FILE
 from .fingerprint import check_run_folder
 from .report.run_report import REPORT_DIR
 from .report.scores import MAPS_DIR, SCORES_FILE
-from .runfolder import VALIDATION_FILE, RunData, saved_run, training_done
+from .runfolder import VALIDATION_FILE, RunData, saved_run, training_done, with_infer
 from .runlock import LOCK_FILE, RunLock
 from .runtime import CHECKPOINT, resolve_device, save_checkpoint
 
@@ -66,15 +66,11 @@ def redecide_run(run_dir: str | Path, out_dir: str | Path, infer: list[str], dev
         shutil.copytree(
             run_dir, copy, ignore=lambda folder, names: _renewed(run_dir, folder, names), copy_function=_link_checkpoint
         )
-        decided = _decide(state, cfg, RunData.load(copy), resolve_device(device))
-        state["config"] = to_dict(cfg)
-        state.update(decided)
-        save_checkpoint(state, copy / CHECKPOINT)
-        save_config(cfg, copy / "config.yaml")
+        decided = _decide_into(copy, state, cfg, device)
         copy.rename(out_dir)  # complete, or not there at all
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {key: decided[key] for key in DECISIONS if decided.get(key)}
+    return decided
 
 
 def infer_settings(cfg: RunConfig) -> list[str]:
@@ -92,19 +88,25 @@ def redecide_in_place(run_dir: str | Path, infer: list[str], device: str = "auto
     with RunLock(run_dir, "redecide"):
         state, cfg = saved_run(run_dir)
         before = to_dict(cfg)["infer"]
-        state, cfg = saved_run(run_dir, infer)
-        if to_dict(cfg)["infer"] == before:
+        if to_dict(with_infer(cfg, infer))["infer"] == before:  # as saved_run(run_dir, infer), one read
             return None
         check_run_folder(run_dir, state)
-        decided = _decide(state, cfg, RunData.load(run_dir), resolve_device(device))
-        state["config"] = to_dict(cfg)
-        state.update(decided)
-        save_checkpoint(state, run_dir / CHECKPOINT)
-        save_config(cfg, run_dir / "config.yaml")
+        decided = _decide_into(run_dir, state, cfg, device)
         for name in set(STALE_FILES) - {LOCK_FILE}:
             (run_dir / name).unlink(missing_ok=True)
         for name in STALE_FOLDERS:
             shutil.rmtree(run_dir / name, ignore_errors=True)
+    return decided
+
+
+def _decide_into(folder: Path, state: dict[str, Any], cfg: RunConfig, device: str) -> dict[str, Any]:
+    """Training's end made again for ``state``'s weights under ``cfg``, written into ``folder`` (its
+    checkpoint replaced whole, its config.yaml rewritten); the decisions, by setting."""
+    decided = _decide(state, cfg, RunData.load(folder), resolve_device(device))
+    state["config"] = to_dict(cfg)
+    state.update(decided)
+    save_checkpoint(state, folder / CHECKPOINT)
+    save_config(cfg, folder / "config.yaml")
     return {key: decided[key] for key in DECISIONS if decided.get(key)}
 
 

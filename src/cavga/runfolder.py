@@ -152,11 +152,17 @@ def saved_run(run_dir: str | Path, infer: list[str] | None = None) -> tuple[dict
     if cfg.model.variant in AE_BASELINES and norm and norm.get("map_version", 1) < BLURRED_BASELINES_MAP_VERSION:
         # fitted before the AEs' maps honoured infer.map_blur: read unblurred, as then (its numbers stay)
         cfg.infer.map_blur = norm["blur"] = 0.0
+    return state, with_infer(cfg, infer)
+
+
+def with_infer(cfg: RunConfig, infer: list[str] | None) -> RunConfig:
+    """A trained run's ``cfg`` with the ``infer`` overrides applied and checked; no other section may
+    change after training."""
     if infer:
         if any(not item.startswith("infer.") for item in infer):
             raise CavgaError("only infer.* settings can change after training (e.g. infer.mask_threshold=0.4)")
         apply_overrides(cfg, infer)
-    return state, cfg.validate()
+    return cfg.validate()
 
 
 def eligible_scores(scores: dict[int, float], barred) -> dict[int, float]:
