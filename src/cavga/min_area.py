@@ -13,6 +13,8 @@ at the model's size and at the image's own; regions are 8-connected, as the grou
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 import torch
 from scipy import ndimage
@@ -64,11 +66,6 @@ def area_rule_threshold(maps: list[np.ndarray], min_area: float) -> float:
     def passes(t: float) -> bool:
         return all(largest_region_share(m >= t) < min_area for m in maps)
 
-    lo, hi = 0, len(values)  # values[hi] would be above every pixel: an empty mask, which passes
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if passes(values[mid]):
-            hi = mid
-        else:
-            lo = mid + 1
+    lo = bisect.bisect_left(values, True, key=passes)  # the first value that passes (False sorts first)
+    # len(values): no pixel value passes; just above every pixel, an empty mask, does
     return float(values[lo]) if lo < len(values) else float(np.nextafter(values[-1], np.inf))
