@@ -11,6 +11,7 @@ from cavga.cli import main
 from cavga.config import DataConfig, DistillConfig, RunConfig, from_dict, to_dict
 from cavga.data import ImageDataset, load_split, make_loader
 from cavga.distill import (
+    OWN_ENCODER,
     SHARED_ENCODER,
     _channel_stats,
     block_outputs,
@@ -369,3 +370,72 @@ def test_the_feature_probe_reads_the_encoders_last_two_blocks_on_the_finer_grid(
     assert torch.allclose(f[:, :16], F.avg_pool2d(h8, 3, 1, 1, count_include_pad=False), atol=1e-6)
     up = F.interpolate(F.avg_pool2d(h16, 3, 1, 1, count_include_pad=False), size=(4, 4), mode="bilinear")
     assert torch.allclose(f[:, 16:], up, atol=1e-6)
+
+
+@pytest.mark.parametrize("share", ["false", "true"])
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_its_distilled_encoder(
+    teacher_file, data, tmp_path, monkeypatch, capsys, share
+):
+    """Stopped after distilling but before its first checkpoint (Ctrl-C in the first step), a run keeps
+    its distilled encoder (its own file, or the candidates' shared one) and --resume does not distil
+    again; it ends identical to the uninterrupted run, as the file gives back the random state the
+    distillation left. Its own file goes once the checkpoint holds the encoder."""
+    import cavga.distill as distill_module
+    import cavga.train as train_module
+
+    calls, steps = [], []
+    real_distill, real_step = distill_module.distill_encoder, train_module.train_step
+
+    def distill_spy(*args, **kwargs):
+        calls.append(1)
+        return real_distill(*args, **kwargs)
+
+    def stop_once(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == 1:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(distill_module, "distill_encoder", distill_spy)
+    common = ["--set", "model.encoder_init=distill", "--set", "model.freeze_encoder=true",
+              "--set", f"distill.teacher_weights={teacher_file}", "--set", "distill.epochs=2",
+              "--set", "train.restarts=2", "--set", f"distill.share={share}"]  # fmt: skip
+    whole = _train(data, tmp_path / "whole", *common)
+    first = candidate_dir(tmp_path / "whole", 0)
+    assert not (first / OWN_ENCODER).exists()  # gone once the checkpoint held the encoder
+    calls.clear()
+
+    monkeypatch.setattr(train_module, "train_step", stop_once)
+    with pytest.raises(AssertionError):  # main returns 130 on the interrupt: _train asserts 0
+        _train(data, tmp_path / "stopped", *common)
+    assert "interrupted; --resume continues from the last saved epoch (or from the start" in capsys.readouterr().err
+    stopped = candidate_dir(tmp_path / "stopped", 0)
+    kept = stopped.parent / SHARED_ENCODER if share == "true" else stopped / OWN_ENCODER
+    assert calls == [1] and kept.is_file() and not (stopped / "checkpoint.pt").exists()
+    resumed = _train(data, tmp_path / "stopped", *common, "--resume")
+    assert calls == ([1] if share == "true" else [1, 1])  # only the second candidate's own, if any
+    for seed in (0, 1):
+        a = load_checkpoint(candidate_dir(tmp_path / "whole", seed) / "checkpoint.pt")
+        b = load_checkpoint(candidate_dir(tmp_path / "stopped", seed) / "checkpoint.pt")
+        assert same(a["model"], b["model"]) and same(a["disc"], b["disc"])
+    assert same(whole["model"], resumed["model"])
+
+
+def test_an_unreadable_teacher_file_is_named_as_such(data, tmp_path, monkeypatch, capsys):
+    """A corrupt Lite0 file, the package's own or the user's, is said to be unreadable (not that the
+    package is missing), in one line without torch's advice to load it with weights_only=False."""
+    import cavga.backbones as backbones
+    import cavga.distill as distill_module
+
+    garbage = tmp_path / "lite0.pth"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    monkeypatch.setattr(backbones, "lite0_weights_path", lambda: garbage)
+    monkeypatch.setattr(distill_module, "teacher_available", lambda weights: True)  # the package is installed
+    args = ["train", "--data", str(data), "--layout", "mvtec", "--category", "brick", "--model", "Du",
+            "--out", str(tmp_path / "run"), "--epochs", "1", "--image-size", "32", "--device", "cpu",
+            "--no-progress", "--encoder-init", "distill"]  # fmt: skip
+    for extra in ([], ["--set", f"distill.teacher_weights={garbage}"]):
+        assert main(args + extra) != 0
+        err = capsys.readouterr().err
+        assert f"{garbage}: cannot read these weights (not a PyTorch weights file" in err, err
+        assert "pip install" not in err and "weights_only" not in err and len(err.strip().splitlines()) == 1

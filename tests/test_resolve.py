@@ -197,3 +197,35 @@ def test_grid_cells_hold_concrete_settings(package, tmp_path):
     cells = build_cells(load_grid(spec), tmp_path / "out", validate=False)
     assert [_settings(c.cfg) for c in cells] == [("distill", True, "mu_energy"), ("dcgan", True, "mu_energy")]
     assert [c.cfg.train.validate_every for c in cells] == [20, 20]
+
+
+def test_a_named_teacher_file_that_is_missing_is_an_error_not_a_fallback(tmp_path):
+    """Under encoder_init auto a teacher file the user named but that is not there stops the run with
+    the path, rather than warning about the package and training from scratch; a frozen encoder asked
+    for without any teacher says the teacher is missing, not that it was started from DCGAN's init."""
+    cfg = RunConfig()
+    cfg.distill.teacher_weights = str(tmp_path / "lite0.pth")
+    with pytest.raises(CavgaError, match=f"distill.teacher_weights: {tmp_path / 'lite0.pth'}: file not found"):
+        resolved(cfg)
+    frozen = _cfg(freeze_encoder=True)
+    with pytest.raises(CavgaError, match="EfficientNet-Lite0 teacher is not installed"):
+        resolved(frozen)
+    saved = _cfg(encoder_init="distill")  # a saved run's concrete setting: the teacher is read only if it distils
+    saved.distill.teacher_weights = str(tmp_path / "moved.pth")
+    assert _settings(resolved(saved))[0] == "distill"
+
+
+def test_the_distill_section_is_checked_only_where_cavga_d_distils():
+    """distill.* is read only by CAVGA-D's distilled start: a run that does not distil is not stopped by it."""
+    for variant, init in (("Du", "dcgan"), ("Ru", "auto"), ("AE-L2", "auto")):
+        cfg = _cfg(variant, encoder_init=init)
+        cfg.distill.epochs = 0
+        cfg.validate()
+    for init in ("auto", "distill"):
+        cfg = _cfg(encoder_init=init)
+        cfg.distill.epochs = 0
+        with pytest.raises(CavgaError, match="distill.epochs: 0 must be >= 1"):
+            cfg.validate()
+    baseline = _cfg("AE-L2", encoder_init="distill")
+    with pytest.raises(CavgaError, match="distill is for CAVGA-D; AE-L2 has no pretrained start"):
+        baseline.validate()

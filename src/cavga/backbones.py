@@ -17,6 +17,7 @@ scaled to [-1, 1] (TF's lite preprocessing: (x * 255 - 127) / 128, i.e. about (x
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import torch
@@ -35,11 +36,15 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """A state dict from a file (tensors only: ``weights_only=True``); a CavgaError naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise CavgaError(f"{path}: backbone weights file not found")
+        raise CavgaError(f"{path}: weights file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input problem
-        raise CavgaError(f"{path}: cannot read backbone weights ({type(e).__name__}: {e})") from None
+        if isinstance(e, pickle.UnpicklingError):  # torch's advice, weights_only=False, would run the file's code
+            reason = "not a PyTorch weights file, or one holding more than tensors, which is refused"
+        else:
+            reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+        raise CavgaError(f"{path}: cannot read these weights ({reason})") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         trains = args.command in ("train", "demo", "benchmark")
-        print("cavga: interrupted" + ("; the last complete epoch is saved (continue with --resume)" if trains else ""),
-              file=sys.stderr)  # fmt: skip
+        resume = "; --resume continues from the last saved epoch (or from the start if none was saved)"
+        print("cavga: interrupted" + (resume if trains else ""), file=sys.stderr)
         return 130
 
 

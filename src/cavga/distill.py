@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .backbones import PRETRAINED_HINT, EfficientNetLite0Encoder
 from .config import DistillConfig, RunConfig
+from .config.resolve import teacher_available
 from .data import augment_batch, cell_weights, epoch_generator, make_loader
 from .distributed import is_main
 from .errors import CavgaError
@@ -38,6 +39,7 @@ from .runtime import load_checkpoint, save_checkpoint
 # output has this stride: the end of the stage with that stride and the most channels
 TEACHER_AT_STRIDE = {4: 2, 8: 3, 16: 5}
 SHARED_ENCODER = "distilled-encoder.pt"  # distill.share: the restart candidates' encoder, in RUN/restarts/
+OWN_ENCODER = SHARED_ENCODER  # a run's own, the same name in its own folder until its first checkpoint
 
 
 def block_outputs(net: nn.Module, x: Tensor, indices: list[int]) -> list[Tensor]:
@@ -58,7 +60,8 @@ def teacher_features(teacher: nn.Module, x: Tensor, strides: list[int]) -> list[
 
 @torch.no_grad()
 def _channel_stats(teacher: nn.Module, batches, strides: list[int]) -> list[tuple[Tensor, Tensor]]:
-    """Per-channel mean and standard deviation of the teacher's maps over all training images.
+    """Per-channel mean and standard deviation of the teacher's maps over the batches given (the
+    training images of the full batches: the loader drops a last incomplete one).
     ``batches`` yields (images, valid) pairs: images (B, 3, S, S) and ``valid`` (B, 1, S, S) marking
     content (``data.resize``: pad or center), or None where there is no padding: each map position
     counts by its share of content, so the padding does not enter the statistics."""
@@ -180,8 +183,8 @@ def distill_teacher(cfg: RunConfig) -> nn.Module:
     try:
         return EfficientNetLite0Encoder(cfg.distill.teacher_weights, allow_random_init=False, stride=16)
     except CavgaError as e:
-        if cfg.distill.teacher_weights != "imagenet":
-            raise
+        if cfg.distill.teacher_weights != "imagenet" or teacher_available("imagenet"):
+            raise  # a file of the user's, or the package's own file unreadable: that error says which
         raise CavgaError(
             f"model.encoder_init: distill needs the ImageNet EfficientNet-Lite0 teacher: {PRETRAINED_HINT}, "
             "or --set distill.teacher_weights=PATH to a Lite0 state dict"
@@ -197,6 +200,7 @@ def distilled_start(
     progress: bool = True,
     shared: Path | None = None,
     key: dict[str, Any] | None = None,
+    own: Path | None = None,
 ) -> None:
     """Give a CAVGA-D ``model`` its pretrained start from ``teacher`` on ``dataset`` (the training
     images); the encoder records the source, which the checkpoint keeps.
@@ -204,22 +208,31 @@ def distilled_start(
     ``shared`` (``distill.share``: the restart candidates' one encoder): where that file exists the
     encoder is loaded from it, its ``key`` (what the distillation depended on: configuration, image
     size, split) checked against this run's, and nothing is distilled; otherwise the encoder is
-    distilled and saved there (atomically; by the only process, or rank 0) for the next candidates."""
+    distilled and saved there (atomically; by the only process, or rank 0) for the next candidates.
+    ``own`` (a run without a shared encoder): the same, in the run's own folder, so that a run stopped
+    before its first checkpoint does not distil again on ``--resume``; a file of another ``key`` or
+    seed is distilled over. Either file keeps the random state the distillation left (its heads' draws), which
+    the run that distilled gets back on loading it: a resumed run draws what the uninterrupted one did."""
     t, epochs = cfg.train, cfg.distill.epochs
-    if shared is not None and shared.is_file():
-        record = load_checkpoint(shared, ("encoder", "key", "losses", "seed"))
-        if record.get("key") != key:
+    path = shared if shared is not None else own
+    record = load_checkpoint(path, ("encoder", "key", "losses", "seed")) if path and path.is_file() else None
+    if record is not None and (record.get("key") != key or (shared is None and record.get("seed") != t.seed)):
+        if shared is not None:
             raise CavgaError(f"{shared}: distilled for another configuration or split than this run; remove it")
+        record = None  # this run's own file, left by a start under other settings: distilled again
+    if record is not None:
         model.encoder.load_state_dict(record["encoder"])
         losses, seed = record["losses"], record["seed"]
+        if seed == t.seed and "rng" in record:  # the run that distilled: on as if it had just done so
+            torch.set_rng_state(record["rng"])
     else:
         loader = make_loader(dataset, cfg.data.image_size, t.batch_size, True, t.num_workers, t.seed)
         losses, seed = distill_encoder(model.encoder, teacher, loader, cfg.distill, device, t.seed, progress), t.seed
-        if shared is not None and is_main():
+        if path is not None and is_main():
             record = {"encoder": model.encoder.state_dict(), "key": key, "losses": losses, "seed": seed}
-            save_checkpoint(record, shared)
+            save_checkpoint({**record, "rng": torch.get_rng_state()}, path)
     how = f"{epochs} epochs" + ("" if shared is None else f" with seed {seed}, shared by the restart candidates")
+    how += f", loss {losses[0]:.3f} -> {losses[-1]:.3f}"  # the sum over the tapped strides of each masked MSE
     if progress:
-        where = "" if shared is None else f" ({how})"
-        tqdm.write(f"encoder distilled from EfficientNet-Lite0{where}: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+        tqdm.write(f"encoder distilled from EfficientNet-Lite0 ({how})")
     model.encoder_pretrained(f"distilled from EfficientNet-Lite0 ({teacher.loaded_weights}), {how}")

@@ -29,7 +29,7 @@ from .accel import accel_for
 from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
 from .config import RunConfig, resolved, to_dict
 from .decisions import finish_decisions
-from .distill import SHARED_ENCODER, distill_teacher, distilled_start
+from .distill import OWN_ENCODER, SHARED_ENCODER, distill_teacher, distilled_start
 from .epoch_choice import EpochChoice
 from .fingerprint import fingerprint
 from .io_utils import check_output_folder, remove_stale_temp_files
@@ -277,7 +277,8 @@ def _train_locked(
     if teacher is not None:
         key = {**{k: v for k, v in to_dict(cfg).items() if k in ("data", "model", "distill")}, "split": fp["split"]}
         key["batch_size"] = cfg.train.batch_size  # what the distillation depended on, checked where it is shared
-        distilled_start(model, teacher, train_set, cfg, device, progress and ctx.is_main, shared, key)
+        own = None if shared is not None else run_dir / OWN_ENCODER  # kept until the first checkpoint
+        distilled_start(model, teacher, train_set, cfg, device, progress and ctx.is_main, shared, key, own)
         del teacher
     opt_g, opt_d = _optimizers(model, disc, cfg)
     start_epoch = 0
@@ -366,6 +367,7 @@ def _train_locked(
         if choice is not None:
             state["epoch_choice"] = choice.saved()
         save_checkpoint(state, ckpt_path)
+        (run_dir / OWN_ENCODER).unlink(missing_ok=True)  # cavga.distill: the checkpoint now holds the encoder
         saved = epoch + 1
         write_history(run_dir, history)  # after the checkpoint: the history never runs ahead of it
 

