@@ -218,3 +218,64 @@ def test_a_centered_run_scores_small_tiles_on_their_own_unresampled_pixels(tmp_p
     assert pred.raw_score[0].item() == pytest.approx(residual.mean().item(), rel=1e-5)
     [p] = predictor.predict_paths([tile])
     assert np.allclose(p.anomaly_map, pred.anomaly_map[0, 20:44, 8:56].clamp(0, 1).numpy())  # no resampling back
+
+
+def test_a_padded_runs_overlay_strips_show_the_tile_not_the_padded_square(padded_run):
+    from cavga.visualize import comparison_strip
+
+    strips = sorted((padded_run / "overlays").glob("*.png"))
+    assert strips
+    blank = np.zeros((16, 32))  # the content box of a 24 x 48 tile in the 32 px square
+    expected = comparison_strip(np.zeros((16, 32, 3)), np.zeros((16, 32, 3)), blank, blank, blank, caption="c")
+    for path in strips:  # five panels (anomalous, with a mask) or four, each 16 x 32 before enlargement
+        assert Image.open(path).height == expected.height, path.name
+
+
+def test_a_mask_never_marks_the_padding():
+    from cavga.image_scores import final_mask, peak_mask
+
+    valid = D.valid_mask((20, 40), 32, "pad")[None]  # (1, 1, 32, 32), content rows 8..23
+    amap = torch.where(valid[:, 0] > 0, 0.2, 0.9)  # (1, 32, 32): high only on the padding
+    amap[0, 12:16, 10:20] = 0.8  # a defect on the content
+    mask = peak_mask(amap, 0.5, 0.0, valid)  # (1, 32, 32)
+    assert not mask[0, :8].any() and not mask[0, 24:].any()
+    assert mask[0, 12:16, 10:20].all() and mask.sum() == 40
+
+    assert torch.equal(final_mask(amap, torch.ones(1), 0.5, 0.5, 0.01, True, valid), mask)
+
+
+def test_the_maps_blur_never_sees_the_padding(padded_run, monkeypatch):
+    """A map flat on a tile's content stays flat there after infer.map_blur, whatever the padding holds."""
+    import cavga.inference as inference
+
+    def flat(model, x, *read):  # 0.3 on the content rows 8..23 of a 24 x 48 tile, 1 on the padding
+        amap = torch.ones(x.shape[0], 1, 32, 32)
+        amap[:, :, 8:24] = 0.3
+        return amap, x, None
+
+    monkeypatch.setattr(inference, "anomaly_evidence", flat)
+    predictor = Predictor.from_run(padded_run, "cpu")
+    assert predictor.cfg.infer.map_blur > 0
+    x, valid, _ = predictor.load_inputs([RunData.load(padded_run).test[0].image_path])
+    pred = predictor.predict_batch(x, valid)
+    assert torch.allclose(pred.anomaly_map[0, 8:24], torch.tensor(0.3), atol=1e-6)
+
+
+def test_a_padded_run_fitted_before_the_content_blur_refits_its_map_statistics(padded_run, tmp_path):
+    """Statistics of map version 3 were fitted on maps blurred across the padding: a padded run that
+    holds them refits them from its held-out normals when loaded, as for any other change of map."""
+    import shutil
+
+    from cavga.image_scores import CONTENT_BLUR_MAP_VERSION
+    from cavga.runtime import load_checkpoint, save_checkpoint
+
+    old = tmp_path / "old"
+    shutil.copytree(padded_run, old)
+    state = load_checkpoint(old / "checkpoint.pt")
+    assert state["normalizer"]["map_version"] == CONTENT_BLUR_MAP_VERSION
+    state["normalizer"]["map_version"] = CONTENT_BLUR_MAP_VERSION - 1
+    state["normalizer"]["map_quantiles"] = [0.0] * len(state["normalizer"]["map_quantiles"])
+    save_checkpoint(state, old / "checkpoint.pt")
+    refitted = Predictor.from_run(old, "cpu").normalizer
+    assert refitted.map_version == CONTENT_BLUR_MAP_VERSION
+    assert refitted.map_quantiles == Predictor.from_run(padded_run, "cpu").normalizer.map_quantiles

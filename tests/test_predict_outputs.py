@@ -4,6 +4,7 @@ import json
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -150,3 +151,53 @@ def test_the_reports_thumbnail_of_a_16_bit_image_is_not_white(run, tmp_path):
     assert main(["predict", str(run), str(folder), "--out", str(out), "--device", "cpu", "--report"]) == 0
     thumb = np.asarray(Image.open(out / "report" / "img" / "0000_input.png"), dtype=np.float64)
     assert abs(thumb.mean() - 255 * 15000 / 65535) < 3  # what cavga's reader makes of it, not PIL's clipping
+
+
+def _srcs(page: Path) -> list[str]:
+    class Imgs(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.srcs = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.srcs.append(dict(attrs)["src"])
+
+    parser = Imgs()
+    parser.feed(page.read_text())
+    return parser.srcs
+
+
+def test_report_links_to_names_with_url_characters_find_their_files(run, test_folder, tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for name in ("a#1.png", "b?x.png", "c%41.png"):
+        shutil.copy(next((test_folder / "hole").glob("*.png")), folder / name)
+    out = tmp_path / "out"
+    assert main(["predict", str(run), str(folder), "--out", str(out), "--device", "cpu", "--report"]) == 0
+    srcs = _srcs(out / "report" / "index.html")
+    assert len(srcs) == 9 and not any("#" in s or "?" in s for s in srcs)
+    assert all((out / "report" / unquote(s)).is_file() for s in srcs)  # as a browser reads the link
+
+
+def test_a_rerun_without_report_removes_the_earlier_page_only(run, test_folder, tmp_path):
+    out = tmp_path / "out"
+    argv = ["predict", str(run), str(test_folder / "hole"), "--out", str(out), "--device", "cpu"]
+    assert main([*argv, "--report"]) == 0
+    page = out / "report" / "index.html"
+    assert page.is_file()
+    assert main(argv) == 0  # its overlays now hold new results: the page listing the old ones goes
+    assert not page.exists() and (out / "report" / "img" / "0000_input.png").is_file()
+    assert "report/index.html" not in json.loads((out / "predictions.json").read_text())["outputs"]
+
+
+def test_the_predict_page_states_the_colour_scale_and_the_mask_rule(run, test_folder, tmp_path):
+    out = tmp_path / "out"
+    argv = ["predict", str(run), str(test_folder / "hole"), "--out", str(out), "--device", "cpu", "--report"]
+    assert main([*argv, "--set", "infer.mask_gate=none"]) == 0
+    text = (out / "report" / "index.html").read_text()
+    legend = text.split('id="colour-legend"')[1].split("</p>")[0]
+    t = json.loads((out / "predictions.json").read_text())["mask_threshold"]
+    assert "fixed scale" in legend and f"{t:.4g}" in legend and "shown whatever the verdict" in legend
+    assert "repeat(3, 1fr)" in text  # three panels, three columns
+    assert text.count('class="maskpanel"') == len(_srcs(out / "report" / "index.html")) // 3  # a framed mask

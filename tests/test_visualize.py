@@ -113,3 +113,25 @@ def test_comparison_strip_layout():
     assert np.array_equal(arr[:, 3 * (W + 2) : 4 * W + 6, 0] == 255, mask)  # predicted mask
     no_gt = comparison_strip(image, image[: H // 2, : W // 2], amap, mask, None, gap=0)
     assert no_gt.size == (4 * W, H)
+
+
+def test_the_mask_outline_widens_on_large_images():
+    big = np.zeros((2000, 3000, 3), dtype=np.float32)
+    mask = np.zeros((2000, 3000), dtype=bool)
+    mask[500:1500, 1000:2000] = True
+    out = np.asarray(heatmap_overlay(big, np.zeros((20, 30), dtype=np.float32), mask))  # (2000, 3000, 3)
+    assert (out[1000, 1000:1010] == 255).all(axis=1).sum() == 6  # 6 px across on a 3000 px image
+    small = np.asarray(heatmap_overlay(*_inputs()))
+    assert (small[10, 8:12] == 255).all(axis=1).sum() == 1  # thumbnails keep 1 px
+
+
+def test_the_overlay_blends_in_float32():
+    import tracemalloc
+
+    image = np.random.default_rng(0).random((1000, 1000, 3)).astype(np.float32)
+    amap = np.random.default_rng(1).random((1000, 1000)).astype(np.float32)
+    tracemalloc.start()
+    heatmap_overlay(image, amap)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 60e6  # float64 colours alone, (H, W, 4), would take 32 MB, their blend 24 MB more

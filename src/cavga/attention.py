@@ -107,6 +107,20 @@ def cam_peak(cam: Tensor, normal: Tensor | None = None) -> Tensor:
     return cam.detach().amax(dim=(2, 3)).mean()
 
 
+def cam_peak_parts(cam: Tensor, normal: Tensor) -> Tensor:
+    """(4,) what :func:`cam_peak` averages, as sums that add up over shards of a batch: the per-image
+    peaks' sum and count over the ``normal`` (B,) images, then over all images."""
+    peaks = cam.detach().amax(dim=(2, 3)).flatten()  # (B,)
+    weights = normal.to(peaks.dtype)  # (B,)
+    return torch.stack([(peaks * weights).sum(), weights.sum(), peaks.sum(), peaks.new_tensor(float(len(peaks)))])
+
+
+def peak_from_parts(parts: Tensor) -> Tensor:
+    """:func:`cam_peak` of the batch whose (summed) :func:`cam_peak_parts` are ``parts``: the normal
+    images' mean peak where there are any, else all images' (without a host sync)."""
+    return torch.where(parts[1] > 0, parts[0] / parts[1].clamp_min(1), parts[2] / parts[3].clamp_min(1))
+
+
 def latent_score(mu: Tensor) -> Tensor:
     """The sum of the latent mean per image, (B,): the "mu_sum" score."""
     return mu.flatten(1).sum(dim=1)
@@ -175,9 +189,22 @@ def gaussian_blur(maps: Tensor, sigma: float, side: int | None = None) -> Tensor
     return h[:, 0]
 
 
-def image_map(amap: Tensor, size: int, blur: float = 0.0) -> Tensor:
+def content_blur(maps: Tensor, sigma: float, valid: Tensor | None = None, side: int | None = None) -> Tensor:
+    """:func:`gaussian_blur` of (B, H, W) maps that never sees the padding: within each image's content
+    (``valid`` (B, 1, H, W), ``data.resize`` pad or center) the normalised convolution
+    blur(map * valid) / blur(valid), a weighted mean of content pixels only; the padding keeps its
+    values. Without ``valid`` (stretch), :func:`gaussian_blur` itself."""
+    if valid is None or sigma <= 0:
+        return gaussian_blur(maps, sigma, side)
+    v = valid[:, 0].to(maps)  # (B, H, W)
+    blurred = gaussian_blur(maps * v, sigma, side) / gaussian_blur(v, sigma, side).clamp_min(EPS)  # (B, H, W)
+    return torch.where(v > 0, blurred, maps)
+
+
+def image_map(amap: Tensor, size: int, blur: float = 0.0, valid: Tensor | None = None) -> Tensor:
     """A map (B, 1, h, w) as it is read at the model's resolution, (B, S, S) in [0, 1]: upsampled
-    bilinearly, blurred by a Gaussian of ``blur`` pixels (``infer.map_blur``) and clamped.
+    bilinearly, blurred by a Gaussian of ``blur`` pixels (``infer.map_blur``) within each image's
+    content (``valid`` (B, 1, S, S) where ``data.resize`` pads: :func:`content_blur`) and clamped.
 
     Why blur: a Grad-CAM is one value per latent cell (16 px at 128 px and stride 16), so even
     upsampled, or averaged over half-cell shifts, its level sets keep the grid's corners and a
@@ -186,7 +213,7 @@ def image_map(amap: Tensor, size: int, blur: float = 0.0) -> Tensor:
     sigma 4 px); on painted defects it raised IoU by 0.01-0.02 at an unchanged pixel AUROC, on
     bottle's real ones it left pixel AUROC and AUPRO as they were and IoU went either way
     (docs/results.md, "Session 38")."""
-    return gaussian_blur(upsample(amap, size)[:, 0], blur, size).clamp(0, 1)
+    return content_blur(upsample(amap, size)[:, 0], blur, valid, size).clamp(0, 1)
 
 
 def half_cell_average(map_of, x: Tensor, first: Tensor, half: int | None = None, views: int = 2) -> Tensor:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from . import data as D
 from .data import Record, image_size_of, load_mask
 from .errors import CavgaError
-from .image_scores import native_map, peak_mask
+from .image_scores import final_mask, native_map, peak_mask
 from .inference import Predictor, eval_loader
 from .io_utils import atomic_write_json
 from .map_choice import map_settings
@@ -81,11 +81,8 @@ def evaluate_run(
             gt, real = native_mask(record)  # (H, W) bool at the image's own size
             amap = native_map(pred.anomaly_map[i], gt.shape, cfg.data.resize)  # (H, W)
             cols["map"].append(amap)
-            cols["pmask"].append(
-                peak_mask(
-                    amap, predictor.mask_threshold, predictor.mask_peak_fraction, min_area=predictor.mask_min_area
-                )
-            )
+            p = predictor  # the ungated mask: the metrics gate it themselves (iou_gated)
+            cols["pmask"].append(final_mask(amap, 1, p.mask_threshold, p.mask_peak_fraction, p.mask_min_area))
             cols["mask"].append(gt)
             cols["has_mask"].append(real)
             cols["res"].append(native_map(residual[i], gt.shape, cfg.data.resize))  # (H, W)
@@ -95,7 +92,7 @@ def evaluate_run(
         cols["defect"] += batch.defect_type
         cols["path"] += batch.path
         if show & set(batch.path):
-            _save_overlays(run_dir / "overlays", batch, pred, show, cfg.infer.score_threshold)
+            _save_overlays(run_dir / "overlays", batch, pred, show, cfg)
 
     labels = torch.cat(cols["label"]).numpy()
     maps, masks, has_mask, pred_masks = cols["map"], cols["mask"], np.array(cols["has_mask"]), cols["pmask"]
@@ -291,21 +288,24 @@ def _overlay_picks(records, n: int) -> list[str]:
     return picks + [r.image_path for r in records if r.label == 0][: n - len(picks)]
 
 
-def _save_overlays(folder: Path, batch, pred, show: set[str], score_threshold: float) -> None:
+def _save_overlays(folder: Path, batch, pred, show: set[str], cfg) -> None:
+    """Comparison strips of the picked images, each cropped to its content (``data.resize``: pad or
+    center leave padding around it in the model's square)."""
     from .visualize import comparison_strip, save_png
 
     for i, path in enumerate(batch.path):
         if path not in show:
             continue
-        gt = batch.mask[i, 0].numpy() > 0.5 if bool(batch.has_mask[i]) else None
+        box = D.content_box(image_size_of(path), cfg.data.image_size, cfg.data.resize)
+        gt = D.crop(batch.mask[i, 0], box).numpy() > 0.5 if bool(batch.has_mask[i]) else None  # (h, w)
         verdict = "anomalous" if int(pred.label[i]) else "normal"
         caption = f"{Path(path).parent.name}/{Path(path).name}: score {float(pred.score[i]):.3f} "
-        caption += f"(threshold {score_threshold:g}) -> {verdict}"
+        caption += f"(threshold {cfg.infer.score_threshold:g}) -> {verdict}"
         strip = comparison_strip(
-            batch.image[i],
-            pred.reconstruction[i],
-            pred.anomaly_map[i].numpy(),
-            pred.mask[i].numpy(),
+            D.crop(batch.image[i], box),  # (3, h, w)
+            D.crop(pred.reconstruction[i], box),  # (3, h, w)
+            D.crop(pred.anomaly_map[i], box).numpy(),  # (h, w)
+            D.crop(pred.mask[i], box).numpy(),  # (h, w)
             gt,
             caption=caption,
         )

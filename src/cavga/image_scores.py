@@ -107,7 +107,10 @@ def peak_mask(
         mask = amap >= threshold + fraction * max(float(amap.max()) - threshold, 0.0)  # (H, W)
         return drop_small_regions(mask, min_area)
     level = threshold + fraction * (map_peak(amap, valid) - threshold).clamp_min(0.0)  # (B,)
-    return drop_small_regions(amap >= level[:, None, None], min_area, valid)  # (B, S, S)
+    mask = amap >= level[:, None, None]  # (B, S, S)
+    if valid is not None:  # the padding is never part of a defect region
+        mask = mask & (valid[:, 0].to(mask.device) > 0)  # (B, S, S)
+    return drop_small_regions(mask, min_area, valid)  # (B, S, S)
 
 
 def level_above(threshold: float, margin: float = 0.0) -> float:
@@ -140,13 +143,28 @@ def verdict_gate(mask: Tensor | np.ndarray, label: Tensor | int) -> Tensor | np.
     return mask & (label.to(mask.device) > 0)[:, None, None]  # (B, S, S)
 
 
+def final_mask(
+    amap: Tensor | np.ndarray,
+    label: Tensor | int,
+    threshold: float,
+    fraction: float = 0.0,
+    min_area: float = 0.0,
+    gate: bool = False,
+    valid: Tensor | None = None,
+):
+    """The one rule from a map to its final mask (``amap`` and ``label`` as :func:`verdict_gate` takes
+    them): :func:`peak_mask` at ``threshold`` raised by ``fraction``, without regions under ``min_area``,
+    emptied where the verdict is normal when ``gate`` (``infer.mask_gate: verdict``) is on. Answers,
+    evaluate and the report's gallery all draw their masks with it."""
+    mask = peak_mask(amap, threshold, fraction, valid, min_area)
+    return verdict_gate(mask, label) if gate else mask
+
+
 def answer_mask(predictor: Any, amap: Tensor | np.ndarray, label: Tensor | int, valid: Tensor | None = None):
-    """The mask an image's answer carries (``amap`` and ``label`` as :func:`verdict_gate` takes them):
-    the map at ``predictor``'s ``mask_threshold`` raised by its ``mask_peak_fraction``, without regions
-    under its ``mask_min_area`` (:func:`peak_mask`), emptied where the verdict is normal when its
-    ``mask_gate`` is on."""
-    mask = peak_mask(amap, predictor.mask_threshold, predictor.mask_peak_fraction, valid, predictor.mask_min_area)
-    return verdict_gate(mask, label) if predictor.mask_gate else mask
+    """The mask an image's answer carries: :func:`final_mask` with ``predictor``'s ``mask_threshold``,
+    ``mask_peak_fraction``, ``mask_min_area`` and ``mask_gate``."""
+    p = predictor
+    return final_mask(amap, label, p.mask_threshold, p.mask_peak_fraction, p.mask_min_area, bool(p.mask_gate), valid)
 
 
 def content_mean(m: Tensor, valid: Tensor | None = None) -> Tensor:
@@ -250,9 +268,12 @@ def held_out_quantile(scores: np.ndarray, quantile: float, rank: str) -> float:
 # refitted. 3 since every run's reconstruction residual is blurred as its map (infer.map_blur) and
 # the AEs' maps honour infer.map_blur (auto: none). A run fitted before read those unblurred,
 # whatever its config says, and keeps doing so (cavga.runfolder.saved_run, Normalizer.residual_blur).
+# 4 since the blur of a padded run's maps (data.resize pad or center) stays within each image's
+# content (cavga.attention.content_blur); such a run's older statistics are refitted.
 UNCLAMPED_MAP_VERSION = 2
 BLURRED_BASELINES_MAP_VERSION = 3
-MAP_VERSION = 3
+CONTENT_BLUR_MAP_VERSION = 4
+MAP_VERSION = 4
 
 # How many evenly spaced quantiles of the held-out map are stored: steps of 0.0001, so that
 # infer.mask_quantile 0.9999 is a stored quantile, not an interpolation towards the maximum.

@@ -35,13 +35,14 @@ import torch
 from torch import Tensor
 
 from . import data as D
-from .attention import gaussian_blur, image_map
+from .attention import content_blur, image_map
 from .config import RunConfig, to_dict
 from .config.resolve import map_blur
 from .errors import CavgaError
 from .evidence import anomaly_evidence
 from .fingerprint import check_run_folder
 from .image_scores import (
+    CONTENT_BLUR_MAP_VERSION,
     FIXED_RESIDUAL_LEVEL,
     MAP_QUANTILE_LEVELS,
     MAP_VERSION,
@@ -263,7 +264,8 @@ class Predictor:
             or normalizer.shifted != resolved_shifted(cfg)  # the map with or without half-cell shifts
             or normalizer.enlarged != resolved_enlarged(cfg)  # or the enlarged image's map
             or normalizer.blur != map_blur(cfg)  # blurred otherwise
-        )
+            or (normalizer.map_version < CONTENT_BLUR_MAP_VERSION and cfg.data.resize != "stretch" and normalizer.blur)
+        )  # the last: a padded run's maps blurred across its padding then
         if stale:  # the map statistics of the map in use, from the same held-out normals, computed now
             _refit_map_statistics(normalizer, run_dir, state, cfg, infer, model.to(device), device, level=level)
         predictor = cls(model, cfg, normalizer, device, level)
@@ -281,7 +283,7 @@ class Predictor:
         level = self.level if level is None else level  # (S, S), the two-sided map's
         read = (self._direction, self._weak_map, self._shifted, self._enlarged, level)
         amap, x_hat, p_anomalous = anomaly_evidence(self.model, x, *read)
-        amap = image_map(amap, size, map_blur(self.cfg))  # (B, S, S)
+        amap = image_map(amap, size, map_blur(self.cfg), valid)  # (B, S, S), blurred within the content
         x_hat = D.paste_padding(x_hat, x, valid)  # (B, 3, S, S)
         residual, recon_score = reconstruction_score(x, x_hat, valid)  # (B, S, S), (B,)
         raw = recon_score if p_anomalous is None else p_anomalous  # (B,)
@@ -299,7 +301,7 @@ class Predictor:
             mask=answer_mask(self, amap, label, valid).cpu(),
             raw_score=raw.cpu(),
             reconstruction=x_hat.cpu(),
-            residual_map=gaussian_blur(residual, self.residual_blur).cpu(),  # (B, S, S)
+            residual_map=content_blur(residual, self.residual_blur, valid).cpu(),  # (B, S, S)
             residual_score=recon_score.cpu(),
         )
 
@@ -411,7 +413,7 @@ def fit_normalizer(
             read = resolved_direction(cfg), resolved_weak_map(cfg), resolved_shifted(cfg), resolved_enlarged(cfg)
             amap, x_hat, p_anomalous = anomaly_evidence(model, x, *read, level)
             probs += [] if p_anomalous is None else p_anomalous.cpu().tolist()
-            amap = image_map(amap, cfg.data.image_size, map_blur(cfg))  # (B, S, S)
+            amap = image_map(amap, cfg.data.image_size, map_blur(cfg), valid)  # (B, S, S), as predict_batch
         else:
             amap, raw, x_hat = evidence(x)  # (B, S, S), (B,), (B, 3, S, S) or None
         residual, recon = reconstruction_score(x, x if x_hat is None else x_hat, valid)  # (B, S, S), (B,)
@@ -419,7 +421,7 @@ def fit_normalizer(
         bces += [] if evidence is not None else bce_score(x, x_hat, valid).cpu().tolist()
         map_max += map_peak(amap, valid).cpu().tolist()
         map_min += map_peak(amap, valid, lowest=True).cpu().tolist()
-        peaks.append(gaussian_blur(residual, map_blur(cfg)).flatten(1).amax(dim=1).cpu())  # as residual_blur
+        peaks.append(content_blur(residual, map_blur(cfg), valid).flatten(1).amax(dim=1).cpu())  # as residual_blur
         amap = amap.cpu()
         maps += [
             native_map(m, D.image_size_of(p), cfg.data.resize).ravel() for m, p in zip(amap, batch.path, strict=True)

@@ -150,6 +150,15 @@ def _check_report_targets(out_dir: Path, n: int, previous: set[Path]) -> None:
             raise CavgaError(f"{target}: not written by `cavga predict`; --report would replace it (use another --out)")
 
 
+def _remove_stale_page(out_dir: Path, previous: set[Path]) -> None:
+    """Remove an earlier ``--report`` page (``previous``: the outputs predict recorded) before a run
+    without ``--report``: it would list the earlier images beside overlays that now hold new results.
+    Its thumbnails stay, still recorded as predict's; a later ``--report`` replaces them."""
+    page = out_dir / REPORT_PAGE
+    if page.resolve() in previous and page.is_file() and not page.is_symlink() and not page.parent.is_symlink():
+        page.unlink()
+
+
 def predict_to_folder(
     run_dir: str | Path,
     inputs: list[str | Path],
@@ -179,6 +188,8 @@ def predict_to_folder(
         named = collect_named(inputs, exclude=previous)
         if report:
             _check_report_targets(out_dir, len(named), previous)
+        else:
+            _remove_stale_page(out_dir, previous)
         try:
             return _predict(predictor, run_dir, dict(named), out_dir, previous, on_result, on_error, maps, report)
         finally:

@@ -69,7 +69,7 @@ def _resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _to_pil(rgb: np.ndarray) -> Image.Image:
     """float (H, W, 3) in [0, 1] -> 8-bit RGB image."""
-    return Image.fromarray(np.round(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8))
+    return Image.fromarray(np.round(np.clip(rgb, 0.0, 1.0) * np.float32(255)).astype(np.uint8))
 
 
 def contour(mask: Any, width: int = 1) -> np.ndarray:
@@ -81,6 +81,23 @@ def contour(mask: Any, width: int = 1) -> np.ndarray:
     return m & ~ndimage.binary_erosion(m, iterations=width, border_value=0)
 
 
+CONTOUR_PIXELS_PER_WIDTH = 500  # the mask outline is 1 px wide per this many pixels of the longer side
+
+
+def contour_width_for(size: tuple[int, int]) -> int:
+    """The mask outline's width for an image of (H, W) ``size``: 1 px up to 749 px, wider beyond,
+    so that it stays visible when a large image is viewed shrunk (6 px on 3000 x 2000)."""
+    return max(1, round(max(size) / CONTOUR_PIXELS_PER_WIDTH))
+
+
+def coloured(amap: np.ndarray, cmap: str = "jet") -> np.ndarray:
+    """A map (H, W) in [0, 1] in ``cmap``'s colours, float32 (H, W, 3): matplotlib's lookup
+    (min(floor(v N), N - 1) into its N-colour table) without its float64 (H, W, 4) copy."""
+    cm = colormaps[cmap]
+    lut = cm(np.arange(cm.N))[:, :3].astype(np.float32)  # (N, 3)
+    return lut[np.minimum((amap * np.float32(cm.N)).astype(np.int32), cm.N - 1)]  # (H, W, 3)
+
+
 def heatmap_overlay(
     image: Any,
     anomaly_map: Any,
@@ -88,26 +105,30 @@ def heatmap_overlay(
     alpha: float = 0.5,
     cmap: str = "jet",
     contour_color: tuple[int, int, int] = (255, 255, 255),
-    contour_width: int = 1,
+    contour_width: int | None = None,
 ) -> Image.Image:
-    """The anomaly map (values in [0, 1]) coloured with ``cmap`` and blended over the image.
+    """The anomaly map coloured with ``cmap`` over the fixed range 0..1 (never stretched to each map's
+    own range) and blended over the image, in float32.
 
     ``alpha`` is the weight of the heatmap. The optional predicted mask is drawn as a solid
-    ``contour_color`` boundary ``contour_width`` px wide. A map or mask of a different size than the
-    image is resized to it (bilinear / nearest).
+    ``contour_color`` boundary ``contour_width`` px wide (None: :func:`contour_width_for` the image).
+    A map or mask of a different size than the image is resized to it (bilinear / nearest).
     """
-    rgb = _rgb(image)  # (H, W, 3)
+    rgb = _rgb(image)  # (H, W, 3) float32
     size = rgb.shape[:2]
     amap = _np(anomaly_map).astype(np.float32, copy=False)
     amap = np.squeeze(amap, axis=0) if amap.ndim == 3 and amap.shape[0] == 1 else amap
     if amap.ndim != 2:
         raise ValueError(f"anomaly_map must be (H, W), got shape {amap.shape}")
     amap = np.clip(_resize(amap, size), 0.0, 1.0)  # (H, W)
-    colored = colormaps[cmap](amap)[..., :3]  # (H, W, 3) float64
-    out = (1.0 - alpha) * rgb + alpha * colored  # (H, W, 3)
+    out = coloured(amap, cmap)  # (H, W, 3) float32
+    del amap
+    out *= np.float32(alpha)
+    out += np.float32(1.0 - alpha) * rgb  # (H, W, 3) float32
     if mask is not None:
-        edge = contour(_resize(_mask(mask), size), contour_width)  # (H, W)
-        out[edge] = np.asarray(contour_color, dtype=np.float64) / 255.0
+        width = contour_width_for(size) if contour_width is None else contour_width
+        edge = contour(_resize(_mask(mask), size), width)  # (H, W)
+        out[edge] = np.asarray(contour_color, dtype=np.float32) / 255.0
     return _to_pil(out)
 
 

@@ -10,6 +10,16 @@ from .render import render_page
 from .run_report import NAMES
 
 REPORT_FILE = "report.html"
+WALL_LABEL = "wall this call, train + evaluate (s)"
+
+
+def wall_text(result: dict[str, Any]) -> str:
+    """A result's wall time for a table: this call's training and evaluation, marked "resumed" where
+    the run existed before (its earlier training, possibly all of it, is not counted)."""
+    wall = result.get("wall_seconds") or {}
+    if wall.get("total") is None:
+        return ""
+    return f"{wall['total']}" + (" (resumed)" if wall.get("resumed") else "")
 
 
 def write_benchmark_report(
@@ -38,7 +48,7 @@ def write_benchmark_report(
                 "run": str(run),
                 "link": link,
                 "cells": [(ours.get(k), theirs.get(k)) for k in keys],
-                "wall": (r.get("wall_seconds") or {}).get("total"),
+                "wall": wall_text(r) or None,
             }
         )
     return render_page(
@@ -48,4 +58,5 @@ def write_benchmark_report(
         keys=keys,
         rows=rows,
         with_paper=bool(paper),
+        wall_label=WALL_LABEL,
     )

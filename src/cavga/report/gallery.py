@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .. import data as D
-from ..image_scores import peak_mask, verdict_gate
+from ..image_scores import final_mask
 from ..visualize import heatmap_overlay, mask_image, save_png
 
 THUMB = 224  # longest side of a gallery thumbnail, in pixels
@@ -38,30 +39,52 @@ def _resized(x: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarray:
     return np.asarray(Image.fromarray(x.astype(np.float32)).resize(size[::-1], Image.Resampling.BILINEAR))
 
 
+def mask_rule(threshold: float, fraction: float = 0.0, min_area: float = 0.0, gate: bool = False) -> str:
+    """The predicted mask's rule in words, for a page's colour legend."""
+    rule = f"the map at or above {threshold:.4g}"
+    rule += f", raised {fraction:g} of the way to each map's own peak" if fraction else ""
+    rule += f", regions under {min_area:g} of the image dropped" if min_area else ""
+    return rule + ("; empty where the verdict is normal" if gate else "; shown whatever the verdict")
+
+
+def native_mask(amap: np.ndarray, size: tuple[int, int], thresholds: dict, verdict: int) -> np.ndarray:
+    """The mask (H, W) evaluate scored for a stored map ``amap`` (h, w): the map upsampled bilinearly to
+    the image's own ``size`` (as :func:`cavga.image_scores.native_map`) and masked by
+    :func:`cavga.image_scores.final_mask` with scores.json's ``thresholds`` (its mask threshold, peak
+    fraction, minimum area, and gate: ``verdict`` empties it where the gate is on)."""
+    m = torch.from_numpy(np.ascontiguousarray(amap, dtype=np.float32))  # (h, w)
+    if tuple(m.shape) != tuple(size):
+        m = F.interpolate(m[None, None], size=tuple(size), mode="bilinear", align_corners=False)[0, 0]  # (H, W)
+    return final_mask(
+        m.clamp(0, 1).numpy(),
+        verdict,
+        float(thresholds["mask"]),
+        float(thresholds.get("mask_peak_fraction") or 0.0),  # evaluated before it existed: 0
+        float(thresholds.get("mask_min_area") or 0.0),
+        thresholds.get("mask_gate") == "verdict",  # evaluated before it existed: every mask shown
+    )  # (H, W)
+
+
 def write_panels(
     image_path: str,
     amap: np.ndarray,
-    mask_threshold: float,
+    thresholds: dict,
     mask_path: str | None,
     label: int,
+    verdict: int,
     out_dir: Path,
     stem: str,
-    peak_fraction: float = 0.0,
-    verdict: int | None = None,
 ) -> dict[str, str | None]:
     """Write ``<stem>_{input,overlay,pred,true}.png`` thumbnails into ``out_dir``; return their names
-    (``true`` is None for an anomalous image without a mask). ``amap`` (h, w) in [0, 1] is upsampled
-    bilinearly to the thumbnail and thresholded there (``mask_threshold`` raised by ``peak_fraction``
-    towards the map's peak: :func:`cavga.image_scores.peak_mask`), as evaluate thresholds it at the
-    image's size; with a ``verdict`` (``infer.mask_gate: verdict``), a normal one empties the mask."""
+    (``true`` is None for an anomalous image without a mask). ``amap`` (h, w) in [0, 1] is coloured at
+    the thumbnail's size; the predicted mask is the one evaluate scored (:func:`native_mask`, at the
+    image's own size, gated by ``verdict`` where scores.json's ``thresholds`` say so), shrunk to it."""
     image = D.load_image(image_path, None)  # (3, H, W)
     h, w = image.shape[1:]
     rgb = thumbnail(image)  # (h', w', 3) uint8
     size = rgb.shape[:2]
     m = np.clip(_resized(amap, size, nearest=False), 0.0, 1.0)  # (h', w')
-    pred = peak_mask(m, mask_threshold, peak_fraction)  # (h', w')
-    if verdict is not None:
-        pred = verdict_gate(pred, verdict)  # (h', w')
+    pred = _resized(native_mask(amap, (h, w), thresholds, verdict), size, nearest=True)  # (h', w')
     names: dict[str, str | None] = {k: f"{stem}_{k}.png" for k in ("input", "overlay", "pred", "true")}
     save_png(Image.fromarray(rgb), out_dir / names["input"])
     save_png(heatmap_overlay(rgb.astype(np.float32) / 255, m, pred), out_dir / names["overlay"])

@@ -17,9 +17,13 @@ from ..io_utils import atomic_write_text  # noqa: E402
 NORMAL, ANOMALOUS, HELD_OUT, THRESHOLD = "#1f77b4", "#d62728", "#7f7f7f", "#000000"
 
 
+SVG_SALT = "cavga"  # matplotlib's svg.hashsalt: the same figure gets the same element ids each time
+
+
 def _save(fig, path: str | Path) -> Path:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})  # no date: reproducible files
+    with matplotlib.rc_context({"svg.hashsalt": SVG_SALT}):  # with no date: byte-reproducible files
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     return atomic_write_text(path, buf.getvalue())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
@@ -35,8 +36,23 @@ def _json(obj: Any) -> Markup:
     return Markup(json.dumps(obj, sort_keys=True).replace("<", "\\u003c"))
 
 
+def page_link(path: str) -> str:
+    """A relative file path as a link from a page: percent-encoded, so that a name with "#", "?" or
+    "%" names the file rather than a fragment, a query or an escape."""
+    return quote(path, safe="/")
+
+
+def colour_scale(cmap: str = "jet", stops: int = 11) -> str:
+    """A CSS gradient of ``cmap`` over the heatmaps' fixed range 0..1 (:func:`cavga.visualize.heatmap_overlay`)."""
+    from matplotlib import colormaps
+
+    hexes = ["#" + "".join(f"{round(255 * c):02x}" for c in colormaps[cmap](i / (stops - 1))[:3]) for i in range(stops)]
+    return f"linear-gradient(to right, {', '.join(hexes)})"
+
+
 _ENV.filters["fmt"] = _fmt
 _ENV.filters["tojson_safe"] = _json
+_ENV.globals["colour_scale"] = colour_scale
 
 
 def render_page(template: str, path: str | Path, **context: Any) -> Path:

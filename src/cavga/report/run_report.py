@@ -13,16 +13,18 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..errors import CavgaError
 from ..io_utils import read_json
 from ..metrics import UndefinedMetricError, image_auroc
 from ..runfolder import stored_check
 from ..runlock import locked
 from . import plots
-from .gallery import write_panels
-from .render import render_page
+from .gallery import mask_rule, write_panels
+from .render import page_link, render_page
 from .scores import load_map16, load_scores
 
 REPORT_DIR = "report"
+BUILDING, REPLACED = ".report.new", ".report.old"  # beside REPORT_DIR while a new report is swapped in
 IMG_DIR = "img"
 GALLERY_LIMIT = 400  # test images shown in the gallery, worst first
 PANELS = (("input", "input"), ("overlay", "heatmap overlay"), ("pred", "predicted mask"), ("true", "true mask"))
@@ -131,40 +133,76 @@ def write_run_report(run_dir: str | Path) -> Path:
 
 def build_run_report(run_dir: str | Path) -> Path:
     """Write ``RUN_DIR/report/index.html`` with its figures and thumbnails beside it; return its path.
-    The caller holds the run's lock (``evaluate`` does)."""
+    The caller holds the run's lock (``evaluate`` does). The new report is built in a sibling folder
+    and swapped in only once complete: a failure leaves the earlier report as it was."""
     run_dir = Path(run_dir)
+    out, new, old = run_dir / REPORT_DIR, run_dir / BUILDING, run_dir / REPLACED
+    for leftover in (new, old):  # of a build killed midway (the lock keeps out any other)
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+    try:
+        _write_report(run_dir, new)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    if out.exists():
+        out.rename(old)
+    new.rename(out)  # the moment without a report/ is two renames long
+    shutil.rmtree(old, ignore_errors=True)
+    return out / "index.html"
+
+
+def gated_iou(im: dict[str, Any], gated: bool) -> tuple[float | None, float | None]:
+    """(IoU of the predicted-mask panel, the ungated IoU where the gate emptied that mask) of a
+    scores.json image: the gate (``infer.mask_gate: verdict``) empties a normal verdict's mask, whose
+    IoU is then 0, as metrics.json's ``iou_gated`` counts it; ``iou`` is the ungated one."""
+    if im["iou"] is None or not gated or im["verdict"]:
+        return im["iou"], None
+    return 0.0, im["iou"]
+
+
+def _card(im: dict[str, Any], run_dir: Path, out: Path, thr: dict[str, Any]) -> dict[str, Any]:
+    """One gallery card: its thumbnails written into ``out/img``, or, for an image or mask that cannot
+    be read, the reason instead of them."""
+    gated = thr.get("mask_gate") == "verdict"  # evaluated before it existed: every mask shown
+    try:
+        amap = load_map16(run_dir / im["map"])
+        stem = f"{im['index']:04d}"
+        panels = write_panels(im["path"], amap, thr, im["mask_path"], im["label"], im["verdict"], out / IMG_DIR, stem)
+        missing = None
+    except CavgaError as e:  # a test image moved or deleted since evaluate: a placeholder card
+        panels, missing = {k: None for k, _ in PANELS}, str(e)
+    kind, kind_text = _kind(im["label"], im["verdict"])
+    iou, ungated = gated_iou(im, gated)
+    return {
+        **im,
+        "name": _name(im["path"]),
+        "kind": kind,
+        "kind_text": kind_text,
+        "verdict": "anomalous" if im["verdict"] else "normal",
+        "error": round(error_of(im["score"], im["label"], float(thr["score"])), 6),
+        "iou": iou,
+        "iou_ungated": ungated,
+        "gate_emptied": gated and not im["verdict"],
+        "missing": missing,
+        "panels": {k: page_link(f"{IMG_DIR}/{v}") if v else None for k, v in panels.items()},
+    }
+
+
+def _write_report(run_dir: Path, out: Path) -> Path:
+    """Write the report of ``run_dir`` into the folder ``out``: index.html, its figures and thumbnails."""
     metrics, scores = _load_metrics(run_dir), load_scores(run_dir)
-    out = run_dir / REPORT_DIR
-    if (out / IMG_DIR).is_dir():
-        shutil.rmtree(out / IMG_DIR)  # thumbnails of an earlier evaluation
     thr = scores["thresholds"]
     t_score, t_mask = float(thr["score"]), float(thr["mask"])
     peak_fraction = float(thr.get("mask_peak_fraction") or 0.0)  # evaluated before it existed: 0
+    min_area = float(thr.get("mask_min_area") or 0.0)
     gated = thr.get("mask_gate") == "verdict"  # evaluated before it existed: every mask shown
     images = scores["images"]
 
     # the worst misses and false alarms first; a large test set (the one-class protocol's 10000
     # images) shows its GALLERY_LIMIT worst, the page says how many it left out
     ranked = sorted(images, key=lambda im: -error_of(im["score"], im["label"], t_score))
-    gallery = []
-    for im in ranked[:GALLERY_LIMIT]:
-        amap = load_map16(run_dir / im["map"])
-        panels = write_panels(
-            im["path"], amap, t_mask, im["mask_path"], im["label"], out / IMG_DIR, f"{im['index']:04d}", peak_fraction,
-            im["verdict"] if gated else None,
-        )  # fmt: skip
-        kind, kind_text = _kind(im["label"], im["verdict"])
-        gallery.append(
-            {
-                **im,
-                "name": _name(im["path"]),
-                "kind": kind,
-                "kind_text": kind_text,
-                "verdict": "anomalous" if im["verdict"] else "normal",
-                "error": round(error_of(im["score"], im["label"], t_score), 6),
-                "panels": {k: f"{IMG_DIR}/{v}" if v else None for k, v in panels.items()},
-            }
-        )
+    gallery = [_card(im, run_dir, out, thr) for im in ranked[:GALLERY_LIMIT]]
 
     weak = scores["score_kind"] == "probability"
     t_raw = thr.get("raw_score")
@@ -218,6 +256,8 @@ def build_run_report(run_dir: str | Path) -> Path:
         thresholds.append(("mask margin", thr["mask_margin"]))
     if peak_fraction:  # raised towards each map's own peak (infer.mask_peak_fraction)
         thresholds.append(("mask peak fraction", peak_fraction))
+    if min_area:  # smaller regions dropped (infer.mask_min_area)
+        thresholds.append(("mask min area (share of the image)", min_area))
     if gated:  # infer.mask_gate
         thresholds.append(("masks shown", "only where the verdict is anomalous"))
 
@@ -253,5 +293,7 @@ def build_run_report(run_dir: str | Path) -> Path:
         n_images=len(images),
         panels=PANELS,
         sorts=SORTS,
+        legend=mask_rule(t_mask, peak_fraction, min_area, gated),
+        n_missing=sum(g["missing"] is not None for g in gallery),
         data={"metrics": {k: m.get(k) for k in NAMES}, "thresholds": thr, "n_images": len(images)},
     )
