@@ -6,15 +6,18 @@ Trains a 1-epoch CAVGA-Du (and -Dw) on a small generated demo set (the weights d
 cost), exports it both ways, and times the same batch of images (score, map and mask; images
 already decoded). A model may carry settings after ``+``: ``--models Dw,Dw+model.attention_layer=1``
 (Grad-CAM one encoder block below z, its gradient exported through that block).
-Prints images/s and the largest score/map difference to the checkpoint; writes
-benchmarks/results/export_speed.json. Quoted in docs/performance.md (Deployable inference).
+The three predictors of a model are timed in turns (``cavga.speed.ab.alternate``: one untimed
+round, then --repeats rounds, the order reversed every other round), and each one's median round
+is reported. Prints images/s and the largest score/map difference to the checkpoint; writes
+benchmarks/results/export_speed.json (with every round's seconds). The demo data, runs and
+exported files live in a temporary folder, removed at the end.
+Quoted in docs/performance.md (Deployable inference).
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -24,29 +27,36 @@ from cavga.demo_data import generate_demo_dataset
 from cavga.export import ExportedPredictor, export_run
 from cavga.inference import Predictor
 from cavga.io_utils import atomic_write_json
+from cavga.speed import ab
 
 
-def _ips(predict, x: torch.Tensor, repeats: int) -> float:
-    predict(x)  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        predict(x)
-        best = min(best, time.perf_counter() - t0)
-    return len(x) / best
+def images_per_s(predictors: dict, x: torch.Tensor, repeats: int) -> dict[str, float]:
+    """images/s of each ``predictors[name](x)``: the median of ``repeats`` rounds taken in turns."""
+    seconds = ab.alternate({name: (lambda f=f: f(x)) for name, f in predictors.items()}, repeats)
+    return {name: round(len(x) / s, 1) for name, s in seconds.items()}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=ab.image_size, default=128)
+    ap.add_argument("--batch", type=ab.at_least(1), default=16)
+    ap.add_argument("--repeats", type=ab.at_least(1), default=5, help="timed rounds (the median is kept)")
+    ap.add_argument("--threads", type=ab.at_least(1), default=2)
     ap.add_argument("--models", default="Du,Dw")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "export_speed.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    tmp = Path(tempfile.mkdtemp())
+    ab.ROUNDS.clear()
+    with tempfile.TemporaryDirectory(prefix="export_speed-") as tmp:
+        rows = _measure(args, Path(tmp))
+    result = {"image_size": args.size, "batch": args.batch, "threads": args.threads, "repeats": args.repeats}
+    rounds = [{k: [round(t, 5) for t in v] for k, v in r.items()} for r in ab.ROUNDS]  # one per model, in order
+    result |= {"images_per_s": rows, "seconds_per_round": rounds}
+    print(f"written: {atomic_write_json(args.out, result)}")
+
+
+def _measure(args: argparse.Namespace, tmp: Path) -> list[dict]:
+    """Train, export and time each of ``args.models`` in ``tmp``: one row each."""
     root = generate_demo_dataset(tmp / "data", seed=0, n_train=24, n_test_good=2, n_test_defect=4, crop=args.size)
     x = torch.rand(args.batch, 3, args.size, args.size)  # (B, 3, S, S)
     rows = []
@@ -60,18 +70,19 @@ def main() -> None:
         ])  # fmt: skip
         eager = Predictor.from_run(run, "cpu")
         ref = eager.predict_batch(x)
-        row = {"model": spec, "eager": round(_ips(eager.predict_batch, x, args.repeats), 1)}
+        predictors = {"eager": eager.predict_batch}
+        row = {"model": spec}
         for fmt, ext in (("torchscript", "pt"), ("onnx", "onnx")):
             exported = ExportedPredictor(export_run(run, tmp / f"{i}-{model}.{ext}", fmt))
             got = exported.predict_batch(x)
-            row[fmt] = round(_ips(exported.predict_batch, x, args.repeats), 1)
+            predictors[fmt] = exported.predict_batch
             row[f"{fmt}_max_diff"] = float(
                 max((got.score - ref.score).abs().max(), (got.anomaly_map - ref.anomaly_map).abs().max())
             )
+        row |= images_per_s(predictors, x, args.repeats)
         rows.append(row)
         print(row, flush=True)
-    result = {"image_size": args.size, "batch": args.batch, "threads": args.threads, "images_per_s": rows}
-    atomic_write_json(args.out, result)
+    return rows
 
 
 if __name__ == "__main__":

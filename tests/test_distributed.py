@@ -40,8 +40,8 @@ def _one_step(model, disc, x, cfg):
     train_step(model, disc, opt_g, opt_d, x, torch.zeros(len(x), dtype=torch.long), cfg)
 
 
-def _worker(rank: int, ports: tuple[int, int], root: str, out: str) -> None:
-    faulthandler.dump_traceback_later(150, exit=True)  # a hung collective fails the test, not CI's clock
+def _worker(rank: int, ports: tuple[int, ...], root: str, out: str) -> None:
+    faulthandler.dump_traceback_later(300, exit=True)  # a hung collective fails the test, not CI's clock
     torch.set_num_threads(1)
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(ports[0]), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD)
@@ -96,10 +96,39 @@ def _worker(rank: int, ports: tuple[int, int], root: str, out: str) -> None:
     cfg.train.epochs, cfg.train.validate_every, cfg.train.restarts = 2, 1, 2
     T.train(cfg, run_dir, progress=False)
     state = {**seen["model"].state_dict(), **{f"d.{k}": v for k, v in seen["disc"].state_dict().items()}}
+    steps = seen["steps"]
+
+    # 3. train.patience on painted checks that would score differently on each rank (each rank's own
+    # batch-norm statistics): rank 0's scores decide on every rank, so both train the same epochs.
+    import cavga.epoch_choice as E
+
+    checks = []
+
+    def rank_dependent_check(*args, **kwargs):
+        checks.append(1)
+        return (0.5 + 0.1 * len(checks), 0.95) if rank == 0 else (0.9 - 0.1 * len(checks), 0.95)
+
+    E.epoch_check = rank_dependent_check
+    os.environ["MASTER_PORT"] = str(ports[2])
+    seen["steps"] = 0
+    cfg.train.epochs, cfg.train.restarts, cfg.train.patience = 3, 1, 1
+    T.train(cfg, os.path.join(out, f"patience{rank}"), progress=False)
+    patience_steps = seen["steps"]
+
+    # 4. Ranks that see different runs (a multi-node --out on disks of their own) all stop, alike.
+    os.environ["MASTER_PORT"] = str(ports[3])
+    ctx = dist.init(torch.device("cpu"))
+    try:
+        dist.check_same_view("RUN", (None if rank == 0 else 3, "split"))
+        view_error = ""
+    except CavgaError as e:
+        view_error = str(e)
+    dist.close(ctx)
     torch.save(
-        {"step": step, "params": state, "steps": seen["steps"], "wrapped": seen["wrapped"]},
+        {"step": step, "params": state, "steps": steps, "wrapped": seen["wrapped"],
+         "patience_steps": patience_steps, "checks": len(checks), "view_error": view_error},
         os.path.join(out, f"rank{rank}.pt"),
-    )
+    )  # fmt: skip
     faulthandler.cancel_dump_traceback_later()
 
 
@@ -118,7 +147,7 @@ def ddp_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     generate_demo_dataset(root, seed=0, n_train=12, n_test_good=2, n_test_defect=2, crop=32)
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(_free_ports(2), str(root), str(out)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(_free_ports(4), str(root), str(out)), nprocs=WORLD, join=True)
     return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
@@ -185,6 +214,28 @@ def test_rank_0_alone_writes_the_run_folder(ddp_run):
         assert torch.equal(v, ranks[0]["params"][k]), k
 
 
+def test_the_ranks_stop_alike_on_rank_0s_painted_checks(ddp_run):
+    """Rank 1's own checks would have stopped it after epoch 2 (patience 1) while rank 0 trained on,
+    leaving the two in mismatched collectives; rank 0 alone checks, and both train all 3 epochs."""
+    out, ranks = ddp_run
+    assert [r["checks"] for r in ranks] == [3, 0]
+    assert [r["patience_steps"] for r in ranks] == [6, 6]  # 3 epochs of 2 steps
+    assert torch.load(out / "patience0" / "checkpoint.pt", weights_only=True)["epoch"] == 3
+
+
+def test_ranks_that_see_different_runs_all_stop_with_one_line(ddp_run):
+    _, ranks = ddp_run
+    for r in ranks:
+        assert "rank 0: no checkpoint, rank 1: epoch 3" in r["view_error"]
+        assert "a filesystem every node shares" in r["view_error"]
+
+
+def test_every_rank_needs_an_image_and_the_global_batch_must_split_evenly():
+    with pytest.raises(CavgaError, match="1 training image\\(s\\) for 2 processes"):
+        dist.check_shards(1, 4, dist.Context(rank=0, world_size=2))
+    dist.check_shards(2, 4, dist.Context(rank=0, world_size=2))
+
+
 def test_the_global_batch_must_split_evenly():
     ctx = dist.Context(rank=0, world_size=3)
     with pytest.raises(CavgaError, match="not divisible by the 3 processes"):
@@ -200,3 +251,39 @@ def test_shards_are_disjoint_and_reshuffle_by_epoch():
     a, b = order(0, 3), order(1, 3)
     assert not set(a) & set(b) and len(a) == len(b) == 5
     assert order(0, 3) == a and order(0, 4) != a  # deterministic, and set_epoch reshuffles
+
+
+def test_under_torchrun_only_one_cavga_training_runs(monkeypatch, tmp_path, capsys):
+    """Commands that would run whole on every rank (evaluate, demo, benchmark, a category sweep, a
+    baseline's fit) are refused under torchrun before any work, in one line; ranks above 0 say who they are."""
+    from cavga.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    for argv in (["evaluate", str(tmp_path)], ["demo", "--out", str(tmp_path / "d")],
+                 ["train", "--data", str(tmp_path), "--category", "all", "--out", str(tmp_path / "all")]):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("cavga: error (rank 1): cavga ") and "under torchrun only `cavga train`" in err, err
+    root = tmp_path / "data"
+    generate_demo_dataset(root, seed=0, n_train=4, n_test_good=1, n_test_defect=1, crop=32)
+    argv = ["train", "--data", str(root), "--category", "brick", "--model", "AE-L2", "--out", str(tmp_path / "ae"),
+            "--image-size", "32", "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    assert "AE-L2 trains in one process" in capsys.readouterr().err
+    assert not (tmp_path / "ae").exists()
+
+
+def test_the_running_scales_peak_adds_up_over_shards_of_unequal_normal_counts():
+    """cam_peak over a whole batch equals the one computed from its shards' summed parts, also where
+    one shard holds three normal images and the other none (the mean of the shards' peaks does not)."""
+    from cavga.attention import cam_peak, cam_peak_parts, peak_from_parts
+
+    cam = torch.arange(1.0, 7.0).view(6, 1, 1, 1) * torch.ones(6, 1, 2, 2)  # (B, 1, h, w), peaks 1 ... 6
+    normal = torch.tensor([True, True, True, False, False, False])
+    whole = cam_peak(cam, normal)  # 2.0: the normal images' mean peak
+    halves = [cam_peak_parts(cam[:3], normal[:3]), cam_peak_parts(cam[3:], normal[3:])]
+    assert float(peak_from_parts(halves[0] + halves[1])) == float(whole) == 2.0
+    assert float((cam_peak(cam[:3], normal[:3]) + cam_peak(cam[3:], normal[3:])) / 2) != 2.0  # the old mean
+    none = torch.zeros(6, dtype=torch.bool)
+    assert float(peak_from_parts(cam_peak_parts(cam, none))) == float(cam_peak(cam, none)) == 3.5

@@ -200,7 +200,7 @@ def test_measure_one_on_cuda_uses_bf16_and_its_peak():
     peaks = machine_peaks(device)
     assert set(peaks) == {"fp32", "bf16"}
     row = measure_one("Dw", 64, 4, device, SpeedOptions(warmup=1, steps=1), peaks)
-    assert row.train.peak_dtype == "bf16" and row.train.images_per_s > 0 and row.train.peak_memory_mb > 0
+    assert row.train.peak_dtype == "bf16" and row.train.images_per_s > 0 and row.train.peak_memory_rise_mb > 0
     assert row.infer.peak_dtype == "fp32" and row.infer.images_per_s > 0
 
 
@@ -243,4 +243,81 @@ def test_the_speed_script_refuses_zero_timed_steps(capsys):
     speed = benchmark_script("speed")
     with pytest.raises(SystemExit):
         speed.main(["--steps", "0", "--variants", "Du", "--sizes", "32", "--devices", "cpu"])
-    assert "--steps and --batch must be 1 or more" in capsys.readouterr().err
+    assert "--steps 0: must be 1 or more" in capsys.readouterr().err
+
+
+def test_fp32_probe_runs_with_the_convolutions_tf32_setting_and_restores_it(monkeypatch):
+    """On CUDA cuDNN convolutions run in TF32 by default, plain fp32 matmuls not: the fp32 probe
+    takes the convolutions' setting for its own products (then puts the matmul flag back)."""
+    from cavga.speed import flops
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    assert flops.fp32_tf32(torch.device("cuda")) is False and flops.fp32_tf32(torch.device("cpu")) is None
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    assert flops.fp32_tf32(torch.device("cuda")) is True
+    monkeypatch.setattr(flops, "fp32_tf32", lambda device: True)  # as on CUDA (the flag is harmless on a CPU)
+    seen, mm = [], torch.mm
+
+    def spy(*args, **kw):
+        seen.append(torch.backends.cuda.matmul.allow_tf32)
+        return mm(*args, **kw)
+
+    monkeypatch.setattr(torch, "mm", spy)
+    before = torch.backends.cuda.matmul.allow_tf32  # a property monkeypatch cannot restore
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        probe = flops.MatmulProbe(torch.device("cpu"), torch.float32, n=8, repeats=2)
+        assert probe() > 0 and probe.tf32 is True and seen == [True, True, True]
+        assert torch.backends.cuda.matmul.allow_tf32 is False  # restored
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+    assert flops.MatmulProbe(torch.device("cpu"), torch.bfloat16, n=8).tf32 is None  # bf16: no TF32
+
+
+def test_cpu_peak_memory_fallback_reads_ru_maxrss_in_the_platforms_unit(monkeypatch):
+    """getrusage's ru_maxrss is KB on Linux but bytes on macOS."""
+    from types import SimpleNamespace
+
+    from cavga.speed import measure
+
+    monkeypatch.setattr(measure.resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=2048 * 1024))
+    monkeypatch.setattr(measure.sys, "platform", "darwin")
+    assert measure._maxrss_kb() == 2048
+    monkeypatch.setattr(measure.sys, "platform", "linux")
+    assert measure._maxrss_kb() == 2048 * 1024
+
+
+def test_run_speed_silences_the_made_up_normalisers_warning_and_rounds_the_load(monkeypatch):
+    import warnings
+
+    from cavga.speed import run_speed
+    from cavga.speed.bench import environment
+
+    monkeypatch.setattr("cavga.speed.bench.os.getloadavg", lambda: (4.66123, 1.0, 1.0))
+    assert environment()["load_average_1min"] == 4.66
+    monkeypatch.setattr("cavga.speed.bench.matmul_peak", lambda device, dtype: 1e10)
+    opts = SpeedOptions(variants=("Dw",), sizes=(32,), batch=2, devices=("cpu",), warmup=0, steps=1, threads=1)
+    opts.sweep_sizes, opts.sweep_batches, opts.probe_peak = (), (), False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_speed(opts, progress=lambda line: None)
+    assert not [w for w in caught if "held-out" in str(w.message)]
+
+
+def test_ab_refuses_no_rounds_and_keeps_every_rounds_times(tmp_path, capsys):
+    import json
+    from types import SimpleNamespace
+
+    from cavga.speed import ab
+
+    for bad in (["--repeats", "0"], ["--size", "100"], ["--variants", "Du,PatchCore"], ["--threads", "0"]):
+        with pytest.raises(SystemExit):
+            ab.parser("t", "Du", 3, "x.json").parse_args(bad)
+    assert "--repeats: 0: must be 1 or more" in capsys.readouterr().err.replace("argument ", "")
+    with pytest.raises(ValueError):
+        ab.alternate({"a": lambda: None}, 0)
+    ab.ROUNDS.clear()
+    ab.alternate({"a": lambda: None, "b": lambda: None}, 3)
+    args = SimpleNamespace(size=32, batch=2, threads=1, repeats=3)
+    result = json.loads(ab.write_comparison(tmp_path / "r.json", args, (1.0, 1.0), []).read_text())
+    assert [len(v) for v in result["seconds_per_round"][0].values()] == [3, 3]

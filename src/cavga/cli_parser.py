@@ -202,10 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "benchmark",
-        help="train and evaluate several variants on one data set, or a grid (--grid): one table",
+        help="train and evaluate several variants on one data set, or a grid (--grid): one table; "
+        "--speed: the speed benchmark",
         description="Either --data (several --models on one data set) or --grid FILE.yaml (models x categories "
         "x seeds, resumable; docs/benchmark.md). With --grid, run options (--epochs, --device, --set ...) "
-        "apply to every cell.",
+        "apply to every cell. Or --speed: the speed benchmark (docs/performance.md), with its own options "
+        "(`cavga benchmark --speed --help`) and none of these.",
+    )
+    p.add_argument(
+        "--speed",
+        action="store_true",
+        help="the speed benchmark instead: training and inference images/s, FLOPs and memory of the variants on "
+        "synthetic batches (no data); its options: `cavga benchmark --speed --help`; --out defaults to "
+        "./speed-results there",
     )
     p.add_argument("--grid", help="grid YAML: models x categories x seeds (docs/benchmark.md)")
     p.add_argument(

@@ -109,13 +109,41 @@ def broadcast_object(obj: Any) -> Any:
     return box[0]
 
 
-def all_reduce_mean(t: Tensor) -> Tensor:
-    """The mean of ``t`` over ranks, a new tensor (``t`` itself for one process)."""
+def all_reduce_sum(t: Tensor) -> Tensor:
+    """The sum of ``t`` over ranks, a new tensor (``t`` itself for one process)."""
     if not _active():
         return t
     out = t.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    return out / dist.get_world_size()
+    return out
+
+
+def check_same_view(run_dir: Any, view: Any) -> None:
+    """Every rank must see the same run (``view``: the epoch its checkpoint holds, the split's
+    fingerprint); else, on every rank alike, one line: a multi-node ``--out`` on disks of their own
+    would train replicas from different starts, and the data must be the same on every node."""
+    if not _active():
+        return
+    views: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(views, view)
+    if any(v != views[0] for v in views):
+        seen = ", ".join(
+            f"rank {r}: {'no checkpoint' if v[0] is None else f'epoch {v[0]}'}" for r, v in enumerate(views)
+        )
+        raise CavgaError(
+            f"{run_dir}: the processes see different runs or data ({seen}; or different splits); under a "
+            "multi-node torchrun --out and --data must be on a filesystem every node shares"
+        )
+
+
+def check_shards(n_images: int, batch_size: int, ctx: Context) -> None:
+    """The global batch splits evenly over the ranks, and every rank gets at least one image an epoch."""
+    if batch_size % ctx.world_size:
+        raise CavgaError(f"train.batch_size {batch_size} is not divisible by the {ctx.world_size} processes")
+    if n_images < ctx.world_size:
+        raise CavgaError(
+            f"{n_images} training image(s) for {ctx.world_size} processes: each needs at least one; use fewer processes"
+        )
 
 
 def wrap(module: nn.Module, ctx: Context) -> nn.Module:
@@ -143,8 +171,7 @@ def shard_loader(
     ``batch_size / world_size`` of it."""
     from .data import collate
 
-    if batch_size % ctx.world_size:
-        raise CavgaError(f"train.batch_size {batch_size} is not divisible by the {ctx.world_size} processes")
+    check_shards(len(dataset), batch_size, ctx)
     per_rank = batch_size // ctx.world_size
     sampler = DistributedSampler(
         dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed, drop_last=True

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from .config import RunConfig
+from .distributed import broadcast_object, is_main
 from .errors import CavgaError
 from .networks import CAVGA
 from .painting import held_out_images
@@ -88,8 +89,13 @@ class EpochChoice:
     def check(self, model: CAVGA, epoch: int, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
         """Score ``model`` after ``epoch``; keep its weights if it is the best so far and not barred.
         Returns the history record's fields."""
-        with torch.random.fork_rng(devices=[]):  # the check draws nothing from training's stream
-            score, bce = epoch_check(model, self.images, self.boxes, cfg, device)
+        scores = None
+        if is_main():  # under DDP rank 0's (its batch-norm statistics are the saved ones), on every rank:
+            with torch.random.fork_rng(
+                devices=[]
+            ):  # the ranks stop and choose alike; it draws nothing from training's stream
+                scores = epoch_check(model, self.images, self.boxes, cfg, device)
+        score, bce = broadcast_object(scores)
         self.scores[epoch] = -math.inf if math.isnan(score) else score
         self.bce[epoch] = bce
         barred = self.barred()  # an epoch's standing is fixed once checked: its own BCE against the first's

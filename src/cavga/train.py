@@ -26,11 +26,19 @@ from tqdm.auto import tqdm
 from . import data as D
 from . import distributed as dist
 from .accel import accel_for
-from .attention import cam_peak, grad_cam_raw, normalise_cam, unsupervised_cam_raw
+from .attention import (
+    cam_peak,
+    cam_peak_parts,
+    grad_cam_raw,
+    normalise_cam,
+    peak_from_parts,
+    unsupervised_cam_raw,
+)
 from .config import RunConfig, resolved, to_dict
 from .decisions import finish_decisions
 from .distill import OWN_ENCODER, SHARED_ENCODER, distill_teacher, distilled_start
 from .epoch_choice import EpochChoice
+from .errors import CavgaError
 from .fingerprint import fingerprint
 from .io_utils import check_output_folder, remove_stale_temp_files
 from .losses import (
@@ -96,7 +104,7 @@ def generator_loss(
 
     if not cfg.model.weakly_supervised:
         cam = unsupervised_cam_raw(enc, model.cfg.attention_score)  # (B, 1, h, w)
-        model.track_attention_peak(dist.all_reduce_mean(cam_peak(cam, normal)))  # one scale on every rank
+        model.track_attention_peak(_global_peak(cam, normal))  # one scale on every rank
         if w.w_ae > 0:
             cells = None if valid is None else D.cell_weights(valid, cam.shape[-2:])  # (B, 1, h, w)
             terms["ae"] = attention_expansion_loss(normalise_cam(cam, model.attention_scale()), cells)
@@ -106,7 +114,7 @@ def generator_loss(
         terms["bce"] = classifier_loss(logits, labels, class_weight)
         total = total + unit * w.w_c * terms["bce"]
         cam_normal = grad_cam_raw(enc.features, logits[:, 0])  # (B, 1, h, w)
-        model.track_attention_peak(dist.all_reduce_mean(cam_peak(cam_normal, normal)))
+        model.track_attention_peak(_global_peak(cam_normal, normal))
         if w.w_cga > 0:
             scale = model.attention_scale()
             a_normal = normalise_cam(cam_normal, scale)  # A_cn
@@ -216,6 +224,9 @@ def _train_checked(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) 
     if cfg.model.is_baseline:  # AE-L2, AE-SSIM, PatchCore: their own loop or fit, the same run folder
         from .baselines.fit import train_baseline
 
+        if dist.env_world_size() > 1:
+            raise CavgaError(f"{cfg.model.variant} trains in one process; under torchrun only CAVGA's variants train")
+
         resolve_device(cfg.train.device)  # a device this machine lacks fails now, not after the data is read
         with RunLock(run_dir, "train"):
             remove_stale_temp_files(run_dir)
@@ -245,6 +256,9 @@ def _train_locked(
     ckpt_path = run_dir / CHECKPOINT
     state, run_data = open_run(cfg, run_dir, resume, write=ctx.is_main)
     fp = fingerprint(to_dict(cfg), run_data.to_dict())
+    if ctx.enabled:  # before anything is written or distilled: every rank must see one run and get batches
+        dist.check_same_view(run_dir, (None if state is None else state["epoch"], fp["split"]))
+        dist.check_shards(len(run_data.train), cfg.train.batch_size, ctx)
     if state is None and cfg.train.restarts > 1:  # cavga.restarts: candidates first, in folders of their own
 
         def train_candidate(c: RunConfig, folder: Path) -> Path:
@@ -352,7 +366,7 @@ def _train_locked(
                 bar.set_postfix({k: f"{v:.3f}" for k, v in latest.items() if k in ("rec", "adv", "ae", "cga", "bce")})
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 2)}
         record.update(log.means())
-        if choice is not None and choice.due(epoch + 1, cfg.train.epochs):  # every rank: same weights, same choice
+        if choice is not None and choice.due(epoch + 1, cfg.train.epochs):  # rank 0's score, on every rank
             record.update(choice.check(model, epoch + 1, cfg, device))
         history.append(record)
         reached = epoch + 1
@@ -379,6 +393,14 @@ def _train_locked(
         save_checkpoint(state, ckpt_path)
     dist.barrier()  # the other ranks return once the run folder is complete
     return ckpt_path
+
+
+def _global_peak(cam: Tensor, normal: Tensor) -> Tensor:
+    """The running scale's peak (cavga.attention.cam_peak) over the whole global batch: under DDP from
+    the ranks' summed parts, so a shard with fewer (or no) normal images weighs what it holds."""
+    if dist.world_size() == 1:
+        return cam_peak(cam, normal)
+    return peak_from_parts(dist.all_reduce_sum(cam_peak_parts(cam, normal)))
 
 
 def _state(cfg, model, disc, opt_g, opt_d, epoch, history, backbone, fp, restarts=None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..accel import Accel
-from ..config import RunConfig
+from ..config import VARIANTS, RunConfig
 from ..io_utils import atomic_write_json
 from ..networks import CAVGA, build_networks
 from .bench import _batch, _config, environment
@@ -24,14 +24,42 @@ from .flops import matmul_peak
 from .measure import training_call
 
 
+def at_least(least: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value}: must be {least} or more")
+        return value
+
+    return parse
+
+
+def image_size(text: str) -> int:
+    size = at_least(32)(text)
+    if size & (size - 1):
+        raise argparse.ArgumentTypeError(f"{size}: image sizes are powers of two >= 32")
+    return size
+
+
+def _variants(text: str) -> str:
+    bad = [v for v in text.split(",") if v not in VARIANTS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{','.join(bad)}: choose from {', '.join(VARIANTS)}")
+    return text
+
+
 def parser(description: str, variants: str, repeats: int, out: str) -> argparse.ArgumentParser:
-    """--variants, --size, --batch, --repeats, --threads, --out, with a script's defaults."""
+    """--variants, --size, --batch, --repeats, --threads, --out, with a script's defaults (each
+    checked as it is parsed: a bad one is an argparse error before anything is timed)."""
     ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--variants", default=variants)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=repeats)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--variants", type=_variants, default=variants)
+    ap.add_argument("--size", type=image_size, default=128)
+    ap.add_argument("--batch", type=at_least(1), default=16)
+    ap.add_argument("--repeats", type=at_least(1), default=repeats, help="timed rounds (the median is kept)")
+    ap.add_argument("--threads", type=at_least(1), default=2)
     ap.add_argument("--out", default=out)
     return ap
 
@@ -61,9 +89,15 @@ def prediction_setup(variant: str, args: Any) -> tuple[RunConfig, CAVGA, torch.T
     return cfg, model, torch.rand(args.batch, 3, args.size, args.size)
 
 
+ROUNDS: list[dict[str, list[float]]] = []  # each alternate()'s seconds per round, in order; start() clears it
+
+
 def alternate(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Median seconds of each call over ``repeats`` rounds, the calls taking turns (the order
-    reversed every other round); one untimed round first, to warm up."""
+    reversed every other round); one untimed round first, to warm up. Every round's seconds go
+    to ``ROUNDS`` too (written beside the medians: is a difference more than the noise?)."""
+    if repeats < 1:
+        raise ValueError(f"repeats {repeats}: a median of no rounds is undefined")
     seconds: dict[str, list[float]] = {name: [] for name in calls}
     names = list(calls)
     for r in range(repeats + 1):
@@ -72,6 +106,7 @@ def alternate(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str,
             calls[name]()
             if r:
                 seconds[name].append(time.perf_counter() - t0)
+    ROUNDS.append(seconds)
     return {name: statistics.median(s) for name, s in seconds.items()}
 
 
@@ -98,6 +133,7 @@ def start(args: Any) -> float:
     """Threads as ``args`` asks, the synthetic normaliser's warning silenced; the fp32 matmul peak
     (GFLOP/s) before the timings."""
     torch.set_num_threads(args.threads)
+    ROUNDS.clear()
     warnings.filterwarnings("ignore", message="this CAVGA-w run stored no held-out")  # synthetic normaliser
     return matmul_peak(torch.device("cpu"), torch.float32) / 1e9
 
@@ -116,7 +152,7 @@ def finish(args: Any, peak_before: float, rows: list[dict[str, Any]], table: lis
 
 def write_comparison(path: str | Path, args: Any, peaks: tuple[float, float], rows: list[dict[str, Any]]) -> Path:
     """The script's JSON: its settings (``args`` from :func:`parser`), the fp32 matmul peak before
-    and after, the machine and ``rows``; prints where it went."""
+    and after, the machine, ``rows`` and every timed round (``ROUNDS``); prints where it went."""
     result = {
         "size": args.size,
         "batch": args.batch,
@@ -125,6 +161,8 @@ def write_comparison(path: str | Path, args: Any, peaks: tuple[float, float], ro
         "matmul_peak_fp32_gflop_s": [round(p, 2) for p in peaks],
         "environment": environment(),
         "rows": rows,
+        # every round's seconds of each comparison the medians in ``rows`` came from, in the order they ran
+        "seconds_per_round": [{k: [round(t, 5) for t in v] for k, v in r.items()} for r in ROUNDS],
     }
     path = atomic_write_json(path, result)
     print(f"\nwritten: {path}")

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import os
 import platform
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
 from ..accel import Accel
-from ..config import RunConfig, resolved
+from ..config import VARIANTS, RunConfig, resolved
+from ..errors import CavgaError
 from ..networks import build_networks
-from .flops import MatmulProbe, count_flops, matmul_peak, step_flops_by_part
+from .flops import MatmulProbe, count_flops, fp32_tf32, matmul_peak, step_flops_by_part
 from .measure import synthetic_predictor, time_calls, training_call
 
 
@@ -52,7 +54,9 @@ class Measured:
 
     images_per_s: float
     ms_per_image: float
-    peak_memory_mb: float | None
+    # the block's rise above its start (weights, optimiser state and batch excluded): CUDA's max
+    # allocated minus the allocated at the start; a CPU's peak resident set minus the resident at the start
+    peak_memory_rise_mb: float | None
     gflop_per_image: float
     achieved_gflop_s: float
     fraction_of_peak: float  # achieved / the matmul peak of the dtype the arithmetic runs in
@@ -72,6 +76,9 @@ class SpeedRow:
 
 
 def _config(variant: str, size: int, batch: int, frozen: bool = False) -> RunConfig:
+    """A resolved config of CAVGA ``variant`` (Du, Ru, Dw, Rw: no baseline) at ``size`` and ``batch``."""
+    if variant not in VARIANTS:
+        raise CavgaError(f"variant {variant!r}: the speed benchmark measures {', '.join(VARIANTS)} only")
     cfg = RunConfig()
     cfg.model.variant = variant
     # SpeedOptions.frozen; else the from-scratch step of docs/performance.md: every layer trains
@@ -103,7 +110,7 @@ def _measured(timing, gflop: float, peaks: dict[str, float], dtype: str) -> Meas
     return Measured(
         images_per_s=round(timing.images_per_s, 3),
         ms_per_image=round(1000 / timing.images_per_s, 2),
-        peak_memory_mb=None if timing.peak_memory_mb is None else round(timing.peak_memory_mb, 1),
+        peak_memory_rise_mb=None if timing.peak_memory_mb is None else round(timing.peak_memory_mb, 1),
         gflop_per_image=round(gflop, 3),
         achieved_gflop_s=round(achieved, 2),
         fraction_of_peak=round(achieved / (peak / 1e9), 4),
@@ -169,7 +176,7 @@ def environment() -> dict[str, Any]:
         "processor": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 
@@ -184,38 +191,96 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
-def run_speed(opts: SpeedOptions, progress=print) -> dict[str, Any]:
-    """The whole benchmark as a JSON-ready dict: per device its peaks, the grid of rows and the sweeps."""
+DEVICES = ("cpu", "cuda")
+
+
+def _sizes_error(flag: str, sizes: tuple[int, ...]) -> str | None:
+    bad = [s for s in sizes if not isinstance(s, int) or s < 32 or s & (s - 1)]
+    return f"{flag} {','.join(map(str, bad))}: image sizes are powers of two >= 32 (32, 64, 128, ...)" if bad else None
+
+
+def check_options(opts: SpeedOptions) -> None:
+    """Raise CavgaError naming the first option ``run_speed`` could not measure (checked before any
+    measurement, so that no finished row is thrown away by a bad value found later)."""
+    bad = [v for v in opts.variants if v not in VARIANTS]
+    if bad or not opts.variants:
+        raise CavgaError(f"--variants {','.join(bad) or '(none)'}: choose from {', '.join(VARIANTS)}")
+    for flag, sizes in (("--sizes", opts.sizes), ("--sweep-sizes", opts.sweep_sizes)):
+        if why := _sizes_error(flag, sizes):
+            raise CavgaError(why)
+    if not opts.sizes:
+        raise CavgaError("--sizes: give at least one image size")
+    for flag, values in (("--batch", (opts.batch,)), ("--sweep-batches", opts.sweep_batches)):
+        if bad := [b for b in values if not isinstance(b, int) or b < 1]:
+            raise CavgaError(f"{flag} {','.join(map(str, bad))}: batch sizes are 1 or more")
+    if opts.steps < 1:
+        raise CavgaError(f"--steps {opts.steps}: must be 1 or more (a median of no steps is NaN)")
+    if opts.threads < 1 or opts.warmup < 0:
+        raise CavgaError(
+            f"--threads {opts.threads}, --warmup {opts.warmup}: threads 1 or more, warm-up steps 0 or more"
+        )
+    bad = [d for d in opts.devices if d not in DEVICES]
+    if bad or not opts.devices:
+        raise CavgaError(f"--devices {','.join(bad) or '(none)'}: choose from {', '.join(DEVICES)}")
+    if opts.compile and opts.warmup < 1:
+        raise CavgaError("--compile needs --warmup 1 or more: the first call compiles, and would be timed")
+
+
+def available_devices(devices: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``devices`` split into those this machine has and those it lacks (CUDA without a GPU)."""
+    have = tuple(d for d in devices if d == "cpu" or torch.cuda.is_available())
+    return have, tuple(d for d in devices if d not in have)
+
+
+def run_speed(opts: SpeedOptions, progress=print, into: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole benchmark as a JSON-ready dict: per device its peaks, the grid of rows and the sweeps.
+
+    Options are checked first (``check_options``); a CavgaError if none of ``opts.devices`` is
+    here (those missing are listed under ``skipped_devices``). The result is built in ``into`` where
+    given, row by row, so a caller still holds the finished rows, and an ``error`` entry naming the
+    setting that failed, when a later one raises."""
+    check_options(opts)
+    have, skipped = available_devices(opts.devices)
+    if not have:
+        raise CavgaError(f"--devices {','.join(opts.devices)}: none is available here (torch sees no CUDA device)")
     torch.set_num_threads(opts.threads)
-    out: dict[str, Any] = {"options": asdict(opts), "environment": environment(), "devices": {}}
-    for name in opts.devices:
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            continue
-        device = torch.device(name)
-        peaks = machine_peaks(device)
-        progress(f"{name}: matmul peak " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items()))
-        rows, sweep = [], []
-        for variant in opts.variants:
-            for size in opts.sizes:
-                row = measure_one(variant, size, opts.batch, device, opts, peaks)
-                rows.append(asdict(row))
-                progress(_line(row))
-        for size in opts.sweep_sizes:
-            row = measure_one("Du", size, opts.batch, device, opts, peaks, inference=False)
-            sweep.append(asdict(row))
-            progress("sweep " + _line(row))
-        for batch in opts.sweep_batches:
-            row = measure_one("Du", 128, batch, device, opts, peaks, inference=False)
-            sweep.append(asdict(row))
-            progress("sweep " + _line(row))
-        out["devices"][name] = {
-            "peak_gflop_s": {k: round(v / 1e9, 2) for k, v in peaks.items()},
-            "rows": rows,
-            "sweep": sweep,
-        }
-        peaks_after = machine_peaks(device)  # the machine is shared: did its limit move during the run?
-        out["devices"][name]["peak_gflop_s_after"] = {k: round(v / 1e9, 2) for k, v in peaks_after.items()}
+    out = into if into is not None else {}
+    out.update(options=asdict(opts), environment=environment(), skipped_devices=list(skipped), devices={})
+    if skipped:
+        progress(f"skipped (not available here): {', '.join(skipped)}")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="this CAVGA-w run stored no held-out")  # the made-up normaliser
+        for name in have:
+            _run_device(torch.device(name), opts, progress, out)
     return out
+
+
+def _run_device(device: torch.device, opts: SpeedOptions, progress, out: dict[str, Any]) -> None:
+    name, cuda = str(device), device.type == "cuda"
+    peaks = machine_peaks(device)
+    progress(f"{name}: matmul peak " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items()))
+    dev = out["devices"][name] = {
+        "peak_gflop_s": {k: round(v / 1e9, 2) for k, v in peaks.items()},
+        # what of the options applied here (bf16 and channels_last act on CUDA only)
+        "applied": {"bf16": cuda and opts.bf16, "channels_last": cuda and opts.channels_last, "compile": opts.compile},
+        # CUDA: the fp32 probes ran with TF32 as cuDNN's convolutions do (torch.backends.cudnn.allow_tf32)
+        "fp32_peak_tf32": fp32_tf32(device),
+        "rows": [],
+        "sweep": [],
+    }
+    grid = [(v, s, opts.batch, True) for v in opts.variants for s in opts.sizes]
+    grid += [("Du", s, opts.batch, False) for s in opts.sweep_sizes]
+    grid += [("Du", 128, b, False) for b in opts.sweep_batches]
+    for variant, size, batch, full in grid:
+        try:
+            row = measure_one(variant, size, batch, device, opts, peaks, inference=full)
+        except BaseException as e:  # the rows done are kept (``into``); say which setting failed
+            out["error"] = f"{name} {variant} {size} px batch {batch}: {type(e).__name__}: {e}"
+            raise
+        dev["rows" if full else "sweep"].append(asdict(row))
+        progress(("" if full else "sweep ") + _line(row))
+    peaks_after = machine_peaks(device)  # the machine is shared: did its limit move during the run?
+    dev["peak_gflop_s_after"] = {k: round(v / 1e9, 2) for k, v in peaks_after.items()}
 
 
 def _line(row: SpeedRow) -> str:

@@ -17,7 +17,8 @@ nearly all the arithmetic is; element-wise work and the optimiser updates are no
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -63,25 +64,52 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def fp32_tf32(device: torch.device) -> bool | None:
+    """Whether CUDA fp32 arithmetic may run in TF32 on ``device``: cuDNN's convolutions do when
+    ``torch.backends.cudnn.allow_tf32`` (True by default); None on a CPU, where no TF32 applies."""
+    return bool(torch.backends.cudnn.allow_tf32) if device.type == "cuda" else None
+
+
+@contextmanager
+def _matmul_tf32(allow: bool | None) -> Iterator[None]:
+    """``torch.backends.cuda.matmul.allow_tf32`` set to ``allow`` for the block, restored after
+    (None: left alone)."""
+    if allow is None:
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
 class MatmulProbe:
     """The machine's dense matmul rate right now, FLOP/s: the best of ``repeats`` (n, n) @ (n, n)
-    products per call, on operands and output allocated (and warmed up) once."""
+    products per call, on operands and output allocated (and warmed up) once.
+
+    fp32 on CUDA runs with TF32 exactly when the convolutions do (:func:`fp32_tf32`), so a
+    convolution's fraction is of the limit it runs against; ``tf32`` says which (None: a CPU)."""
 
     def __init__(self, device: torch.device, dtype: torch.dtype, n: int | None = None, repeats: int = 3):
         self.device, self.repeats = device, repeats
+        self.tf32 = fp32_tf32(device) if dtype == torch.float32 else None
         self.n = n or (8192 if device.type == "cuda" else 2048)
         self.a = torch.randn(self.n, self.n, device=device).to(dtype)  # (n, n)
         self.b = torch.randn(self.n, self.n, device=device).to(dtype)  # (n, n)
-        self.c = torch.mm(self.a, self.b)  # (n, n) warm-up: kernels chosen, memory touched; reused as out
+        with _matmul_tf32(self.tf32):
+            self.c = torch.mm(self.a, self.b)  # (n, n) warm-up: kernels chosen, memory touched; reused as out
 
     def __call__(self) -> float:
         best = float("inf")
-        for _ in range(self.repeats):
-            _sync(self.device)
-            t0 = time.perf_counter()
-            torch.mm(self.a, self.b, out=self.c)  # allocates nothing: a timed call's peak memory is its own
-            _sync(self.device)
-            best = min(best, time.perf_counter() - t0)
+        with _matmul_tf32(self.tf32):
+            for _ in range(self.repeats):
+                _sync(self.device)
+                t0 = time.perf_counter()
+                torch.mm(self.a, self.b, out=self.c)  # allocates nothing: a timed call's peak memory is its own
+                _sync(self.device)
+                best = min(best, time.perf_counter() - t0)
         return 2.0 * self.n**3 / best
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import resource
+import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -29,7 +30,7 @@ class Timing:
     images_per_s: float
     seconds_per_step: float  # the median over the timed steps
     steps: int
-    peak_memory_mb: float | None  # CUDA: max allocated; CPU: rise of the peak resident set (VmHWM)
+    peak_memory_mb: float | None  # the block's rise: CUDA's max allocated (CPU: peak resident set) less the start
     probe_median: float | None = None  # the median of ``probe``'s values, one taken before each timed step
 
 
@@ -43,6 +44,12 @@ def _rss_kb(field: str) -> int | None:
     return None
 
 
+def _maxrss_kb() -> int:
+    """getrusage's lifetime peak resident set in KB: Linux reports KB, macOS bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak
+
+
 def _return_freed_memory() -> None:
     """glibc keeps freed heap memory resident; ``malloc_trim`` hands it back (elsewhere: nothing)."""
     try:
@@ -52,9 +59,10 @@ def _return_freed_memory() -> None:
 
 
 class PeakMemory:
-    """Peak memory of a block: CUDA's max allocated bytes, or on a CPU the peak resident set size
-    above the resident size at the start (Linux resets the peak through /proc/self/clear_refs;
-    elsewhere the rise of getrusage's lifetime peak, which undercounts after a bigger run)."""
+    """Peak memory of a block above its start: CUDA's max allocated bytes less those allocated at the
+    start, or on a CPU the peak resident set size above the resident size at the start (Linux resets
+    the peak through /proc/self/clear_refs; elsewhere the rise of getrusage's lifetime peak, which
+    undercounts after a bigger run). Weights, optimiser state and the batch, there before, are not in it."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -72,7 +80,7 @@ class PeakMemory:
             self.reset = True
         except OSError:
             self.reset = False
-        self.start = _rss_kb("VmRSS") if self.reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.start = _rss_kb("VmRSS") if self.reset else _maxrss_kb()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -80,7 +88,7 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             self.mb = (torch.cuda.max_memory_allocated(self.device) - self.start) / 2**20
         elif self.start is not None:
-            peak = _rss_kb("VmHWM") if self.reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak = _rss_kb("VmHWM") if self.reset else _maxrss_kb()
             self.mb = max(peak - self.start, 0) / 1024 if peak is not None else None
 
 
