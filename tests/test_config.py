@@ -31,6 +31,7 @@ def test_yaml_round_trip_and_types(tmp_path):
     ("raw", "message"),
     [
         ({"modle": {}}, "unknown section 'modle'"),
+        ({"name": "t", "models": ["Du"]}, r"unknown section 'name' .*a grid file\? `cavga benchmark --grid`"),
         ({"model": {"varient": "Du"}}, "unknown key model.varient"),
         ({"train": {"epochs": "many"}}, "train.epochs"),
         ({"train": {"epochs": 2.5}}, "train.epochs"),

@@ -301,3 +301,12 @@ def test_a_run_scored_by_the_maps_peak_or_the_bce_says_so_and_stores_that_normal
         if abs(im["raw_score"] - scores["thresholds"]["raw_score"]) > 1e-6:
             assert im["verdict"] == int(im["raw_score"] > scores["thresholds"]["raw_score"])
     assert label in (run / "report" / "histogram.svg").read_text()
+
+
+def test_evaluate_says_where_the_report_page_is(tmp_path_factory, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_run(tmp_path_factory), run)
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 0
+    assert f"and {run / 'report' / 'index.html'} (open it in a browser)" in capsys.readouterr().out

