@@ -499,4 +499,11 @@ ROWS = [
         "posted before their numbers",
         _DU_DEFAULT53 + _DU_S58 + [_B + "direction-choice-s65/bottle-Du-seed2", _B + "du-s67/bottle-Du-seed2"]
         + [_B + f"du-s68/bottle-Du-seed{s}" for s in (3, 4)], _DU_PAPER, _DU_TARGET, by_split=True),
+    Row("ru-splits-69",
+        8, "bottle 128 px", "CAVGA-Ru, frozen ImageNet EfficientNet-Lite0, today's defaults (the README's command "
+        "at 128 px), **each data split's runs averaged first, then the mean ± std over the five splits**: "
+        "[[ru50]]'s three runs (splits 0-2) and seeds 3 and 4 trained in session 69 on an AMD EPYC (one thread "
+        "each, both at once), by a rule posted before their numbers",
+        [_B + f"ru-s50/bottle-Ru-seed{s}-fade03" for s in range(3)]
+        + [_B + f"ru-s69/bottle-Ru-seed{s}" for s in (3, 4)], _RU_PAPER, _RU_TARGET, by_split=True),
 ]  # fmt: skip
