@@ -153,12 +153,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["benchmark"] and any(_is_speed_flag(t) for t in argv[1:]):
-        return _speed(argv[1:])
-    args = build_parser().parse_args(argv)
+    speed = argv[:1] == ["benchmark"] and any(_is_speed_flag(t) for t in argv[1:])  # its own parser
+    args = None if speed else build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
     try:
-        return _dispatch(args)
+        return _speed(argv[1:]) if speed else _dispatch(args)
     except CavgaError as e:
         rank = os.environ.get("RANK", "0")  # under torchrun every rank may fail alike: say which one speaks
         print(f"cavga: error{'' if rank == '0' else f' (rank {rank})'}: {e}", file=sys.stderr)
@@ -166,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
             return 130
-        trains = args.command in ("train", "demo", "benchmark")
+        trains = args is not None and args.command in ("train", "demo", "benchmark")
         resume = "; --resume continues from the last saved epoch (or from the start if none was saved)"
         print("cavga: interrupted" + (resume if trains else ""), file=sys.stderr)
         return 130
@@ -181,17 +180,9 @@ def _speed(argv: list[str]) -> int:
     """`cavga benchmark --speed [options]`: the speed benchmark's own parser (cavga.speed.command)."""
     from .speed.command import CLI_OUT, speed_main
 
-    warnings.showwarning = _show_warning
     mixed = "the speed benchmark takes none of the training benchmark's options (--grid, --data, --models, ...)"
-    try:
-        rest = [t for t in argv if not _is_speed_flag(t)]
-        return speed_main(rest, "cavga benchmark --speed", CLI_OUT, "The speed benchmark (docs/performance.md).", mixed)
-    except CavgaError as e:
-        print(f"cavga: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("cavga: interrupted", file=sys.stderr)
-        return 130
+    rest = [t for t in argv if not _is_speed_flag(t)]
+    return speed_main(rest, "cavga benchmark --speed", CLI_OUT, "The speed benchmark (docs/performance.md).", mixed)
 
 
 def _grid(args: argparse.Namespace) -> int:
@@ -226,8 +217,9 @@ def _seed_list(text: str) -> tuple[int, ...]:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    torchrun = os.environ.get("WORLD_SIZE", "1") not in ("", "1")  # cavga.distributed reads it when training
-    if torchrun and (args.command != "train" or _many_categories(args)):
+    from .distributed import env_world_size
+
+    if env_world_size() > 1 and (args.command != "train" or _many_categories(args)):  # under torchrun
         raise CavgaError(
             f"cavga {args.command}{' --category ' + args.category if args.command == 'train' else ''} runs in one "
             "process; under torchrun only `cavga train` of one category trains (docs/performance.md)"

@@ -89,11 +89,11 @@ class EpochChoice:
     def check(self, model: CAVGA, epoch: int, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
         """Score ``model`` after ``epoch``; keep its weights if it is the best so far and not barred.
         Returns the history record's fields."""
+        # under DDP rank 0's scores (its batch-norm statistics are the saved ones) on every rank, so that
+        # the ranks stop and choose alike; the check draws nothing from training's random stream
         scores = None
-        if is_main():  # under DDP rank 0's (its batch-norm statistics are the saved ones), on every rank:
-            with torch.random.fork_rng(
-                devices=[]
-            ):  # the ranks stop and choose alike; it draws nothing from training's stream
+        if is_main():
+            with torch.random.fork_rng(devices=[]):
                 scores = epoch_check(model, self.images, self.boxes, cfg, device)
         score, bce = broadcast_object(scores)
         self.scores[epoch] = -math.inf if math.isnan(score) else score
