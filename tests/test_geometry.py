@@ -279,3 +279,25 @@ def test_a_padded_run_fitted_before_the_content_blur_refits_its_map_statistics(p
     refitted = Predictor.from_run(old, "cpu").normalizer
     assert refitted.map_version == CONTENT_BLUR_MAP_VERSION
     assert refitted.map_quantiles == Predictor.from_run(padded_run, "cpu").normalizer.map_quantiles
+
+
+@pytest.mark.parametrize("direction", ["inverse", "auto"])
+def test_the_painted_decisions_read_maps_blurred_within_the_content(padded_run, monkeypatch, direction):
+    """The maps `auto` settings are decided on are the maps the run answers with: a map flat on each
+    image's content stays flat there after the blur, whatever the padding holds."""
+    import cavga.validation as validation
+    from cavga.painting import held_out_images, held_out_normals
+
+    def flat(model, x, way, *read):  # 0.3 on every image's content, 1 on its padding
+        ink = x.abs().sum(dim=1, keepdim=True)  # (B, 1, S, S): padding rows and columns are all black
+        valid = (ink.sum(dim=3, keepdim=True) > 0) & (ink.sum(dim=2, keepdim=True) > 0)  # (B, 1, S, S)
+        return torch.where(valid, 0.3, 1.0), x, None
+
+    monkeypatch.setattr(validation, "anomaly_evidence", flat)
+    predictor = Predictor.from_run(padded_run, "cpu")
+    images, boxes = held_out_images(held_out_normals(padded_run), 32, "pad")  # (N, 3, 32, 32)
+    assert any(b != (0, 0, 32, 32) for b in boxes)
+    args = (predictor.model, images, 4, torch.device("cpu"), direction, "paper", "fixed", boxes)
+    _, maps, _ = validation._painted_decisions(*args, shifted=False, blur=4.0)
+    for m in maps:  # each cropped to its content
+        assert np.allclose(m, 0.3, atol=1e-6)

@@ -86,9 +86,10 @@ def painted_set(images: torch.Tensor, boxes: list[D.geometry.Box] | None, seed: 
     return x, masks, labels, kinds, boxes, valid
 
 
-def at_size(amap: torch.Tensor, size: int, blur: float = 0.0) -> np.ndarray:
-    """Maps (B, 1, h, w) as read at the model's resolution (:func:`cavga.attention.image_map`), (B, S, S) in [0, 1]."""
-    return image_map(amap, size, blur).cpu().numpy()
+def at_size(amap: torch.Tensor, size: int, blur: float = 0.0, valid: torch.Tensor | None = None) -> np.ndarray:
+    """Maps (B, 1, h, w) as read at the model's resolution (:func:`cavga.attention.image_map`), (B, S, S) in [0, 1],
+    blurred within each image's content ``valid`` (B, 1, S, S) where padded, as the maps a run answers with."""
+    return image_map(amap, size, blur, None if valid is None else valid.to(amap.device)).cpu().numpy()
 
 
 def content_only(maps: np.ndarray, boxes: list[D.geometry.Box]) -> list[np.ndarray]:

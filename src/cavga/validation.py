@@ -168,9 +168,9 @@ def _painted_decisions(
         xb = x[i : i + batch_size].to(device)  # (B, 3, S, S)
         vb = None if valid is None else valid[i : i + batch_size].to(device)  # (B, 1, S, S)
         amap, x_hat, p_anomalous = anomaly_evidence(model, xb, "inverse", first, *asked)  # (B, 1, h, w)
-        maps.append(at_size(amap, s, blur))  # (B, S, S)
+        maps.append(at_size(amap, s, blur, vb))  # (B, S, S)
         if both_weak:
-            normal_maps.append(at_size(anomaly_evidence(model, xb, "inverse", "normal", *asked)[0], s, blur))
+            normal_maps.append(at_size(anomaly_evidence(model, xb, "inverse", "normal", *asked)[0], s, blur, vb))
         if image_score == "auto":
             _whole_image_scores(xb, vb, x_hat, p_anomalous, paper, bce)
     maps, masks = content_only(np.concatenate(maps), boxes), content_only(masks, boxes)
@@ -196,9 +196,12 @@ def _painted_decisions(
         xs, bs, vs = on or (x, boxes, valid)
         if way == "two_sided":
             departures = held_out_departures(model, xs, len(images), batch_size, device, shift, enlarge, vs)
-            return content_only(at_size(departures, s, blur), bs)
-        batches = (xs[i : i + batch_size].to(device) for i in range(0, len(xs), batch_size))
-        read = [at_size(anomaly_evidence(model, xb, way, weak, shift, enlarge)[0], s, blur) for xb in batches]
+            return content_only(at_size(departures, s, blur, vs), bs)
+        read = []
+        for i in range(0, len(xs), batch_size):
+            part = None if vs is None else vs[i : i + batch_size]  # (B, 1, S, S)
+            amap = anomaly_evidence(model, xs[i : i + batch_size].to(device), way, weak, shift, enlarge)[0]
+            read.append(at_size(amap, s, blur, part))  # (B, S, S)
         return content_only(np.concatenate(read), bs)
 
     if model.cfg.has_attention_direction and direction == "auto":
@@ -291,7 +294,7 @@ def _faded_image_aurocs(model, images, boxes, seed, copies, fade, batch_size, de
         amap, x_hat, p_anomalous = anomaly_evidence(model, xb, *way)  # (B, 1, h, w)
         amap = departures[i : i + batch_size] if two_sided else amap
         _whole_image_scores(xb, vb, x_hat, p_anomalous, paper, bce)
-        maps = content_only(at_size(amap, x.shape[-1], blur), boxes[i : i + batch_size])
+        maps = content_only(at_size(amap, x.shape[-1], blur, vb), boxes[i : i + batch_size])
         peaks += [m.max() for m in maps]
     return _image_aurocs(np.concatenate(paper), peaks, np.concatenate(bce), labels)
 
