@@ -35,7 +35,7 @@ def test_yaml_round_trip_and_types(tmp_path):
         ({"model": {"varient": "Du"}}, "unknown key model.varient"),
         ({"train": {"epochs": "many"}}, "train.epochs"),
         ({"train": {"epochs": 2.5}}, "train.epochs"),
-        ({"train": {"lr": True}}, "train.lr: True is not a valid float"),  # YAML's yes is no number
+        ({"train": {"lr": True}}, r"train.lr: True \(read as a boolean: YAML reads yes/no/on/off so\) is not a valid"),
         ({"infer": {"mask_margin": None}}, "infer.mask_margin: cannot be null here"),  # a number or auto
         ({"train": {"patience": None}}, "train.patience: cannot be null here"),
     ],
@@ -64,6 +64,23 @@ def test_overrides_from_strings_and_flags():
     assert from_dict({"infer": {"mask_quantile": "0.995"}}).infer.mask_quantile == 0.995
     with pytest.raises(CavgaError, match="not a valid float"):
         apply_overrides(cfg, ["infer.mask_threshold=null"])
+
+
+def test_a_word_yaml_reads_as_a_boolean_is_quoted_as_written(tmp_path):
+    """YAML reads yes/no/on/off as booleans before the type check: the error quotes the word, not True."""
+    with pytest.raises(CavgaError, match=r"^loss.w_ae: 'yes' \(read as a boolean\) is not a valid float$"):
+        apply_overrides(RunConfig(), ["loss.w_ae=yes"])
+    with pytest.raises(CavgaError, match=r"^train.epochs: 'off' \(read as a boolean\) is not a valid int$"):
+        apply_overrides(RunConfig(), ["train.epochs=off"])
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {epochs: 3}\nloss:\n  w_ae: On\n")
+    with pytest.raises(CavgaError, match=r"c.yaml: loss.w_ae: 'On' \(read as a boolean\) is not a valid float$"):
+        load_config(path)
+    # valid input reads as before: booleans for boolean keys, in a file or from --set
+    path.write_text("model:\n  flat_latent: yes\nloss: {w_ae: 0.5}\n")
+    cfg = load_config(path)
+    assert cfg.model.flat_latent is True and cfg.loss.w_ae == 0.5
+    assert apply_overrides(cfg, ["model.flat_latent=off"]).model.flat_latent is False
 
 
 @pytest.mark.parametrize(

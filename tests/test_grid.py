@@ -169,6 +169,35 @@ def test_seeds_on_the_command_line_replace_the_grid_files(tmp_path, monkeypatch,
     assert "--seeds is for --grid" in capsys.readouterr().err
 
 
+def test_progress_lines_name_the_data_set(tmp_path):
+    """digits 0 and mnist 0 are two cells: their progress lines say which data set each is."""
+    spec = G.parse_grid({"datasets": [{"name": "digits", "data": {"layout": "digits"}, "categories": [0]},
+                                      {"name": "mnist", "data": {"layout": "mnist", "root": str(tmp_path)},
+                                       "categories": [0]}], "models": ["Du"]}, "g")  # fmt: skip
+    lines = [G.progress_line(c, "run") for c in G.build_cells(spec, tmp_path / "o")]
+    assert lines == ["digits: Du / 0 / seed 0: training", "mnist: Du / 0 / seed 0: training"]
+    one = G.parse_grid({"data": {"layout": "digits"}, "categories": [0]}, "g")  # one data set: named by its layout
+    line = G.progress_line(G.build_cells(one, tmp_path / "o")[0], "done")
+    assert line == "digits: Du / 0 / seed 0: finished before, kept"
+
+
+def test_results_md_states_the_epochs_the_cells_ran(tmp_path, monkeypatch):
+    """--epochs (or --set train.epochs) over the grid file's: results.md says what the cells ran with."""
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump({"name": "digits, 10 epochs", "data": {"layout": "digits"}, "categories": [0],
+                                    "train": {"epochs": 10}, "models": ["Du"]}))  # fmt: skip
+    monkeypatch.setattr(grid_run, "run_cell", lambda cell, progress: {"metrics": {"image_auroc": 0.9}})
+    spec = G.load_grid(path)
+    G.run_grid(spec, tmp_path / "a", {"train.epochs": 2}, progress=False)
+    head = (tmp_path / "a" / "results.md").read_text().splitlines()[2]
+    assert "; trained 2 epochs (set on the command line; the grid file gives 10 epochs);" in head
+    assert json.loads((tmp_path / "a" / "results.json").read_text())["cells"][0]["epochs"] == 2
+    G.run_grid(spec, tmp_path / "b", sets=["train.epochs=3"], progress=False)
+    assert "; trained 3 epochs (set on the command line" in (tmp_path / "b" / "results.md").read_text()
+    G.run_grid(spec, tmp_path / "c", progress=False)
+    assert "; trained 10 epochs;" in (tmp_path / "c" / "results.md").read_text().splitlines()[2]
+
+
 def test_grid_file_errors_are_one_line(tmp_path, capsys):
     base = {"data": {"layout": "digits"}, "categories": [0], "models": ["Du"]}
     for bad, words in (

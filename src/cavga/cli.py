@@ -187,7 +187,7 @@ def _speed(argv: list[str]) -> int:
 
 def _grid(args: argparse.Namespace) -> int:
     """`cavga benchmark --grid FILE.yaml --out OUT`."""
-    from .grid import load_grid, run_grid
+    from .grid import load_grid, progress_line, run_grid
 
     for flag in ("config", "data", "layout", "category", "models", "seed"):
         if getattr(args, flag) is not None:
@@ -197,8 +197,7 @@ def _grid(args: argparse.Namespace) -> int:
         spec = dataclasses.replace(spec, seeds=_seed_list(args.seeds))
 
     def show(cell, status: str) -> None:
-        what = {"done": "finished before, kept", "run": "training", "queued": "queued", "finished": "finished"}
-        print(f"{cell.model.name} / {cell.row} / seed {cell.seed}: {what[status]}", flush=True)
+        print(progress_line(cell, status), flush=True)
 
     rows = run_grid(spec, args.out, _flag_values(args), args.overrides, not args.no_progress, show, args.jobs)
     print(f"{len(rows)} cells; written: {Path(args.out) / 'results.md'}, results.csv and results.json")

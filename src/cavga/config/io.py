@@ -40,8 +40,9 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
     return asdict(cfg)
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Convert a YAML or command-line value to the field's declared type."""
+def _coerce(value: Any, annotation: Any, where: str, text: str | None = None) -> Any:
+    """Convert a YAML or command-line value to the field's declared type; ``text``: what the user typed
+    (a ``--set`` value before YAML read it), quoted in the error."""
     hint = annotation
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -54,7 +55,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise CavgaError(f"{where}: cannot be null here (give {given})")
         for alternative in args[:-1]:  # float | str: a number if it reads as one, else the word
             try:
-                return _coerce(value, alternative, where)
+                return _coerce(value, alternative, where, text)
             except CavgaError:
                 pass
         hint = args[-1]
@@ -76,8 +77,18 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if hint is str:
             return str(value)
     except (TypeError, ValueError):
-        raise CavgaError(f"{where}: {value!r} is not a valid {hint.__name__}") from None
+        raise CavgaError(f"{where}: {_as_given(value, text)} is not a valid {hint.__name__}") from None
     return value
+
+
+def _as_given(value: Any, text: str | None) -> str:
+    """A rejected value as the user wrote it: YAML reads yes/no/on/off (and true/false) as booleans
+    before the type check sees them, so ``True`` alone would quote a word nobody typed."""
+    if isinstance(value, bool):
+        if text is not None:
+            return f"{text.strip()!r} (read as a boolean)"
+        return f"{value!r} (read as a boolean: YAML reads yes/no/on/off so)"
+    return repr(value if text is None else text.strip())
 
 
 def _section_types(section: Any) -> dict[str, Any]:
@@ -120,11 +131,14 @@ def old_defaults() -> RunConfig:
     return cfg
 
 
-def from_dict(raw: dict[str, Any], source: str = "config", saved: bool = False) -> RunConfig:
+def from_dict(
+    raw: dict[str, Any], source: str = "config", saved: bool = False, typed: dict[tuple[str, str], str] | None = None
+) -> RunConfig:
     """Build a RunConfig from nested dicts; unknown sections or keys are an error naming ``source``.
     ``saved``: ``raw`` is a finished run's own config (its config.yaml, checkpoint or export), complete
     when it was written, so a key missing from it is one added (or made ``auto``) since: it takes its
-    value of that time (:func:`old_defaults`)."""
+    value of that time (:func:`old_defaults`). ``typed``: (section, key) -> the value as written in the
+    file, where YAML read it as something else (:func:`_booleans_as_written`), for error messages."""
     if not isinstance(raw, dict):
         raise CavgaError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     cfg = old_defaults() if saved else RunConfig()
@@ -142,7 +156,8 @@ def from_dict(raw: dict[str, Any], source: str = "config", saved: bool = False) 
         for key, value in values.items():
             if key not in types_:
                 raise CavgaError(f"{source}: unknown key {section_name}.{key} (known: {', '.join(sorted(types_))})")
-            setattr(section, key, _coerce(value, types_[key], f"{source}: {section_name}.{key}"))
+            where = f"{source}: {section_name}.{key}"
+            setattr(section, key, _coerce(value, types_[key], where, (typed or {}).get((section_name, key))))
     return cfg
 
 
@@ -151,7 +166,8 @@ def load_config(path: str | Path, saved: bool = False) -> RunConfig:
     config.yaml (:func:`from_dict`)."""
     path = Path(path)
     try:
-        raw = read_yaml(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        raw = read_yaml(text) or {}
     except FileNotFoundError:
         raise CavgaError(f"{path}: config file not found") from None
     except IsADirectoryError:
@@ -162,7 +178,19 @@ def load_config(path: str | Path, saved: bool = False) -> RunConfig:
         raise CavgaError(f"{path}: cannot read config file ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         raise CavgaError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return from_dict(raw, str(path), saved)
+    return from_dict(raw, str(path), saved, _booleans_as_written(text))
+
+
+def _booleans_as_written(text: str) -> dict[tuple[str, str], str]:
+    """(section, key) -> the word written, for each ``section: {key: value}`` that YAML reads as a
+    boolean (yes, no, on, off, true, false), so an error can quote the word instead of True/False."""
+    root = yaml.compose(text, Loader=_UniqueKeyLoader)
+    out = {}
+    for section, values in root.value if isinstance(root, yaml.MappingNode) else []:
+        for key, value in values.value if isinstance(values, yaml.MappingNode) else []:
+            if isinstance(value, yaml.ScalarNode) and value.tag == "tag:yaml.org,2002:bool":
+                out[(str(section.value), str(key.value))] = str(value.value)
+    return out
 
 
 def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> RunConfig:
@@ -172,15 +200,19 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> Ru
     explicit = isinstance(overrides, list)
     if explicit:
         pairs: dict[str, Any] = {}
+        typed: dict[str, str] = {}  # the values as given, for error messages
         for item in overrides:
             if "=" not in item:
                 raise CavgaError(f"--set {item!r}: expected section.key=value")
             k, v = item.split("=", 1)
+            typed[k.strip()] = v
             try:
                 pairs[k.strip()] = yaml.safe_load(v) if v.strip() else v
             except yaml.YAMLError as e:
                 raise CavgaError(f"--set {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
         overrides = pairs
+    else:
+        typed = {}
     for dotted, value in overrides.items():
         if value is None and not explicit:  # an unset command-line flag keeps the config's value
             continue
@@ -191,7 +223,7 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> Ru
         types_ = _section_types(section)
         if key not in types_:
             raise CavgaError(f"unknown config key {dotted!r} (known: {', '.join(sorted(types_))})")
-        setattr(section, key, _coerce(value, types_[key], dotted))
+        setattr(section, key, _coerce(value, types_[key], dotted, typed.get(dotted)))
     return cfg
 
 

@@ -3,7 +3,7 @@ paper's numbers beside ours. ``spec`` parses the YAML (and names Table 8's ablat
 trains and evaluates the cells, ``report`` writes results.csv, results.json and results.md."""
 
 from .report import markdown_report, markdown_table, results_csv, write_results
-from .run import Cell, build_cells, cell_fingerprint, finished, run_cell, run_grid
+from .run import Cell, build_cells, cell_fingerprint, finished, progress_line, run_cell, run_grid
 from .spec import ABLATION, NAMED_MODELS, DatasetSpec, GridSpec, ModelSpec, load_grid, parse_grid
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "markdown_report",
     "markdown_table",
     "parse_grid",
+    "progress_line",
     "results_csv",
     "run_cell",
     "run_grid",

@@ -37,6 +37,8 @@ def cell_row(cell, result: dict[str, Any]) -> dict[str, Any]:
         **cell.key(),
         "label": cell.model.label or cell.model.name,
         "variant": cell.cfg.model.variant,
+        "epochs": cell.cfg.train.epochs,
+        "file_epochs": cell.file_epochs,  # as the grid file gives them; epochs differ where the command line set them
         "run": str(cell.dir),
         "metrics": metrics,
         "baseline_residual": base,
@@ -112,7 +114,8 @@ def markdown_report(spec: GridSpec, rows: list[dict[str, Any]], n_cells: int | N
     done = f"{len(rows)} of {n_cells} cells" if n_cells is not None else f"{len(rows)} cells"
     spread = "mean ± sample std over seeds" if n_seeds > 1 else "one seed"
     out += [
-        f"Grid `{spec.source}`; {done} finished; seeds {', '.join(map(str, spec.seeds))} ({spread}). The paper's "
+        f"Grid `{spec.source}`; {done} finished{_epochs_clause(rows)}; seeds {', '.join(map(str, spec.seeds))} "
+        f"({spread}). The paper's "
         'numbers are from Venkataramanan et al., ECCV 2020 (cavga.paper_numbers), beside ours as "(paper x)".',
         "",
     ]
@@ -137,6 +140,37 @@ def markdown_report(spec: GridSpec, rows: list[dict[str, Any]], n_cells: int | N
                 out += [f"## {ds.name}: {name}{why}", ""]
                 out += [markdown_table(rows, ds.name, cats, rest, metric, decimals=decimals), ""]
     return "\n".join(out)
+
+
+def _epochs_summary(rows: list[dict[str, Any]], key: str) -> str:
+    """``rows``' ``key`` epochs: "2 epochs", or by data set (by data set and model where those differ),
+    e.g. "30 epochs (digits), 5 epochs (mnist)"."""
+    by_ds: dict[str, dict[str, int]] = {}
+    for r in rows:
+        by_ds.setdefault(r["dataset"], {})[r.get("label") or r["model"]] = r[key]
+    groups: dict[int, list[str]] = {}
+    for ds, models in by_ds.items():
+        if len(set(models.values())) == 1:
+            groups.setdefault(next(iter(models.values())), []).append(ds)
+        else:
+            for label, n in models.items():
+                groups.setdefault(n, []).append(f"{ds} {label}")
+    if len(groups) == 1:
+        return f"{next(iter(groups))} epochs"
+    return ", ".join(f"{n} epochs ({', '.join(where)})" for n, where in groups.items())
+
+
+def _epochs_clause(rows: list[dict[str, Any]]) -> str:
+    """The header's "; trained 2 epochs (set on the command line; the grid file gives 10 epochs)": the
+    epochs the finished cells ran with, which a grid file's title or sections may not say (``--epochs``, ``--set``)."""
+    rows = [r for r in rows if r.get("epochs") is not None]
+    if not rows:
+        return ""
+    ran = _epochs_summary(rows, "epochs")
+    if all(r.get("file_epochs") in (None, r["epochs"]) for r in rows):
+        return f"; trained {ran}"
+    given = _epochs_summary([r for r in rows if r.get("file_epochs") is not None], "file_epochs")
+    return f"; trained {ran} (set on the command line; the grid file gives {given})"
 
 
 def results_csv(rows: list[dict[str, Any]]) -> str:

@@ -57,6 +57,7 @@ class Cell:
     seed: int
     cfg: RunConfig
     dir: Path
+    file_epochs: int | None = None  # train.epochs as the grid file gives it, before command-line overrides
 
     @property
     def row(self) -> str:
@@ -64,6 +65,15 @@ class Cell:
 
     def key(self) -> dict[str, Any]:
         return {"model": self.model.name, "dataset": self.dataset.name, "category": self.row, "seed": self.seed}
+
+
+STATUS = {"done": "finished before, kept", "run": "training", "queued": "queued", "finished": "finished"}
+
+
+def progress_line(cell: Cell, status: str) -> str:
+    """The line `cavga benchmark --grid` prints for a cell's ``status`` (a key of ``STATUS``), naming its
+    data set, so that cells of two data sets with the same row (digits 0, mnist 0) read apart."""
+    return f"{cell.dataset.name}: {cell.model.name} / {cell.row} / seed {cell.seed}: {STATUS[status]}"
 
 
 def cell_fingerprint(cfg: RunConfig) -> str:
@@ -95,6 +105,7 @@ def build_cells(spec: GridSpec, out: str | Path, overrides: dict[str, Any] | Non
                     set_values(cfg, ds.overrides)
                     set_values(cfg, {"model.variant": m.variant, **m.overrides})
                     set_values(cfg, {"data.category": category, "data.seed": seed, "train.seed": seed})
+                    file_epochs = cfg.train.epochs
                     apply_overrides(cfg, overrides or {})
                     apply_overrides(cfg, list(sets or []))
                     cfg = resolved(cfg)  # "auto" model settings concrete, so fingerprints compare what runs
@@ -105,7 +116,7 @@ def build_cells(spec: GridSpec, out: str | Path, overrides: dict[str, Any] | Non
                             cfg.validate()
                         except CavgaError as e:
                             raise CavgaError(f"{spec.source}: model {m.name}: {e}") from None
-                    cells.append(Cell(m, ds, category, seed, cfg, folder))
+                    cells.append(Cell(m, ds, category, seed, cfg, folder, file_epochs))
     return cells
 
 
