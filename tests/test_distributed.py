@@ -124,9 +124,22 @@ def _worker(rank: int, ports: tuple[int, ...], root: str, out: str) -> None:
     except CavgaError as e:
         view_error = str(e)
     dist.close(ctx)
+    # 5. A run interrupted after epoch 1 and resumed ends where the uninterrupted one does: rank 1's
+    # reparameterisation noise too is what it would have drawn (CAVGA-Dw: the noise reaches C's loss).
+    ends = {}
+    for name, stops in (("whole", (2,)), ("resumed", (1, 2))):
+        for i, epochs in enumerate(stops):
+            os.environ["MASTER_PORT"] = str(ports[4 + len(ends) * 2 + i])
+            cfg5 = copy.deepcopy(cfg_w)
+            cfg5.train.epochs, cfg5.train.restarts, cfg5.train.validate_every = epochs, 1, 0
+            cfg5.model.encoder_init = "dcgan"
+            T.train(cfg5, os.path.join(out, name), resume=i > 0, progress=False)  # one folder, rank 0 writes
+        ends[name] = {k: v.detach().clone() for k, v in seen["model"].state_dict().items()}
+    resumed_same = all(torch.equal(ends["whole"][k], ends["resumed"][k]) for k in ends["whole"])
     torch.save(
         {"step": step, "params": state, "steps": steps, "wrapped": seen["wrapped"],
-         "patience_steps": patience_steps, "checks": len(checks), "view_error": view_error},
+         "patience_steps": patience_steps, "checks": len(checks), "view_error": view_error,
+         "resumed_same": resumed_same},
         os.path.join(out, f"rank{rank}.pt"),
     )  # fmt: skip
     faulthandler.cancel_dump_traceback_later()
@@ -147,7 +160,7 @@ def ddp_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     generate_demo_dataset(root, seed=0, n_train=12, n_test_good=2, n_test_defect=2, crop=32)
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(_free_ports(4), str(root), str(out)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(_free_ports(8), str(root), str(out)), nprocs=WORLD, join=True)
     return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
@@ -228,6 +241,11 @@ def test_ranks_that_see_different_runs_all_stop_with_one_line(ddp_run):
     for r in ranks:
         assert "rank 0: no checkpoint, rank 1: epoch 3" in r["view_error"]
         assert "a filesystem every node shares" in r["view_error"]
+
+
+def test_a_resumed_ddp_run_ends_where_the_uninterrupted_one_does(ddp_run):
+    _, ranks = ddp_run
+    assert all(r["resumed_same"] for r in ranks)
 
 
 def test_every_rank_needs_an_image_and_the_global_batch_must_split_evenly():

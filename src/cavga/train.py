@@ -313,9 +313,6 @@ def _train_locked(
             if progress and ctx.is_main and start_epoch < cfg.train.epochs:
                 tqdm.write(f"{run_dir}: stopped at epoch {start_epoch} by train.patience; --patience 0 trains on")
             return ckpt_path
-    if ctx.rank > 0:  # each rank its own reparameterisation noise (rank 0 keeps the single-process stream)
-        torch.manual_seed(train_seed + 1_000_003 * ctx.rank + start_epoch)
-
     choice = EpochChoice.start(cfg, run_data, state)  # train.validate_every: the epoch chosen on painted defects
     class_weight = _class_weight(run_data.train, device) if cfg.model.weakly_supervised else None
     backbone = state["backbone_weights"] if state else getattr(model.encoder, "loaded_weights", "dcgan-init")
@@ -332,6 +329,9 @@ def _train_locked(
             break
         model.train()
         disc.train()
+        if ctx.rank > 0:  # each rank its own reparameterisation noise, seeded by epoch so that a resumed
+            # run draws what the uninterrupted one did (rank 0 keeps the single-process stream, checkpointed)
+            torch.manual_seed(train_seed + 1_000_003 * ctx.rank + epoch)
         seed = train_seed * 100_003 + epoch
         if ctx.enabled:  # this rank's shard of each global batch
             loader = dist.shard_loader(train_set, cfg.train.batch_size, cfg.train.num_workers, seed, epoch, ctx)
