@@ -1,9 +1,11 @@
+import copy
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from cavga.attention import grad_cam_raw
 from cavga.config import RunConfig
 from cavga.losses import (
     adversarial_d_loss,
@@ -90,3 +92,44 @@ def test_eq4_total_weights_l_ae_per_reconstruction_term(per_pixel, reduction):
     unit = 3 * 32 * 32 if per_pixel and reduction == "sum" else 1
     expected = t["rec"] + t["kl"] + t["adv"] + 0.01 * unit * t["ae"]  # Eq. 4 with w_r = w_adv = 1
     assert t["ae"] > 0 and torch.allclose(total, expected)
+
+
+def _dw(bias: float = 50.0):
+    """A tiny CAVGA-Dw, its classifier set to call every image normal (L_cga then counts them all)."""
+    cfg = RunConfig()
+    cfg.model.variant, cfg.model.base_channels, cfg.model.latent_channels = "Dw", 8, 8
+    torch.manual_seed(0)
+    model, disc = build_networks(cfg.model, 32)
+    with torch.no_grad():
+        model.classifier.bias.copy_(torch.tensor([bias, -bias]))
+        model.classifier.weight[1].mul_(3.0)  # A_ca's raw map above the normal peak in places
+    return cfg, model.train(), disc
+
+
+def test_cga_reads_the_class_maps_of_zs_mean_whatever_the_sampled_noise():
+    """Eq. 5's maps are those inference reads (C on mu): two draws of z's noise give one L_cga."""
+    cfg, model, disc = _dw()
+    x, labels = torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
+    cga = []
+    for seed in (1, 2):
+        m = copy.deepcopy(model)  # the same running attention scale for both
+        torch.manual_seed(seed)
+        enc = m.encode(x)
+        cga.append(generator_loss(m, disc, x, labels, enc, m.decode(enc.z), cfg)[1]["cga"])
+    assert cga[0] > 0 and torch.equal(cga[0], cga[1])
+
+
+def test_cga_shrinks_a_ca_above_the_normal_peak_too():
+    """L_cga = mean(1 - A_cn + A_ca), A_cn clamped at the running normal peak, A_ca not: by hand."""
+    cfg, model, disc = _dw()
+    x, labels = torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
+    enc = model.encode(x)
+    cga = generator_loss(model, disc, x, labels, enc, model.decode(enc.z), cfg)[1]["cga"]
+    scale = model.attention_scale()  # as generator_loss left it: this batch's mean normal peak
+    logits = model.classify(enc.mu)  # (4, 2)
+    cam_n, cam_a = (grad_cam_raw(enc.features, logits[:, k]) for k in (0, 1))  # (4, 1, h, w)
+    assert (cam_a / scale).amax() > 1  # cells a clamp at the normal peak would take out of the loss
+    expected = (1 - (cam_n / scale).clamp(max=1) + cam_a / scale).mean()
+    assert torch.allclose(cga, expected, rtol=1e-5)
+    grads = torch.autograd.grad(cga, enc.features)[0]  # (4, K, h, w)
+    assert grads.abs().sum() > 0

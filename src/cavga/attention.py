@@ -14,7 +14,8 @@ Which score? (the paper leaves the unsupervised case open)
       C is linear in the flattened z and z's mean a 1x1 convolution of the last feature map, so at
       ``attention_layer`` 0 its alpha is the same for every image, as Grad-CAM's is on a classifier
       that pools its last features into one linear layer (the CAM of Zhou et al.): the class maps
-      are a learnt linear read-out of F, image-dependent only through F itself.
+      are a learnt linear read-out of F, image-dependent only through F itself. The logits are C of
+      z's mean, in training too (cavga.train.generator_loss): the sampled z would add its noise.
 
 Normalisation.  Grad-CAM is usually divided by each image's own maximum, for display.  For anomaly
 localisation that is unsound: every image, a defect-free one too, then has a region at 1, and maps
@@ -25,7 +26,9 @@ constant instead: the running mean, over training batches, of the per-image peak
 [0, 1].  Normal regions are pushed to the normal peak by L_ae; a region whose features drive the
 latent less than normal ones do falls below it, whatever the rest of the image does.  For CAVGA-w
 both class maps use the normal-class map's running peak, so A_cn and A_ca share one unit and
-L_cga cannot shrink A_ca by shrinking its own scale.  ``"image"`` restores per-image maxima.
+L_cga cannot shrink A_ca by shrinking its own scale; L_cga reads A_ca unclamped in that unit
+(:func:`scale_free_cam`), so its cells above the normal peak are shrunk too.  ``"image"`` restores
+per-image maxima.
 Where a map is read the direct way (CAVGA-u's A where the attention rises on defects, CAVGA-w's
 A_ca), the values above the normal peak are the anomalies, so inference reads them unclamped
 (:func:`unsaturated_cam`).

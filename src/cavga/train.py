@@ -8,8 +8,9 @@ In CAVGA-w the few anomalous training images carry image labels only.  They trai
 (L_bce) but not the VAE or the discriminator: L_R, KL and L_adv model the *normal* distribution, and
 a VAE that learned to reconstruct defects, or a discriminator told that defects are "real", would
 work against both.  L_cga, by Eq. 5, only ever sees correctly classified normal images.  The
-classifier's BCE is weighted by inverse class frequency, since ~2% anomalous images would
-otherwise teach C to answer "normal" always.
+classifier's BCE weighs each image by the inverse frequency of its class, since ~2% anomalous images
+would otherwise teach C to answer "normal" always; as a weighted mean per batch, so over an epoch
+the few anomalous images carry well under half of it (docs/method.md, the losses' table).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .attention import (
     grad_cam_raw,
     normalise_cam,
     peak_from_parts,
+    scale_free_cam,
     unsupervised_cam_raw,
 )
 from .config import RunConfig, resolved, to_dict
@@ -110,17 +112,23 @@ def generator_loss(
             terms["ae"] = attention_expansion_loss(normalise_cam(cam, model.attention_scale()), cells)
             total = total + unit * w.w_ae * terms["ae"]
     else:
-        logits = model.classify(enc.z)  # (B, 2)
+        logits = model.classify(enc.z)  # (B, 2): C learns on the sampled z, as the decoder does
         terms["bce"] = classifier_loss(logits, labels, class_weight)
         total = total + unit * w.w_c * terms["bce"]
-        cam_normal = grad_cam_raw(enc.features, logits[:, 0])  # (B, 1, h, w)
+        # The class maps, and the prediction p that Eq. 5's indicator reads, come from z's mean, as
+        # inference reads them: through the sampled z, d logit / dF would also run through the noise
+        # times the log-variance head's gradient, a random map that inference never sees.
+        mean_logits = model.classify(enc.mu)  # (B, 2)
+        cam_normal = grad_cam_raw(enc.features, mean_logits[:, 0])  # (B, 1, h, w)
         model.track_attention_peak(_global_peak(cam_normal, normal))
         if w.w_cga > 0:
             scale = model.attention_scale()
-            a_normal = normalise_cam(cam_normal, scale)  # A_cn
-            a_anomalous = normalise_cam(grad_cam_raw(enc.features, logits[:, 1]), scale)  # A_ca
+            a_normal = normalise_cam(cam_normal, scale)  # A_cn, clamped at the normal peak: raised to it, no further
+            # A_ca unclamped, in the normal peak's units: Eq. 5 shrinks it everywhere, its strongest
+            # cells too, which a clamp at 1 would leave without a gradient
+            a_anomalous = scale_free_cam(grad_cam_raw(enc.features, mean_logits[:, 1]), scale)  # (B, 1, h, w)
             cells = None if valid is None else D.cell_weights(valid, cam_normal.shape[-2:])  # (B, 1, h, w)
-            terms["cga"] = complementary_guided_attention_loss(a_normal, a_anomalous, logits, labels, cells)
+            terms["cga"] = complementary_guided_attention_loss(a_normal, a_anomalous, mean_logits, labels, cells)
             total = total + unit * w.w_cga * terms["cga"]
     terms["total"] = total
     return total, terms

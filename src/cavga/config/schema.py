@@ -1,5 +1,7 @@
-"""One dataclass per component, with the paper's values as defaults. The checks a run's
-configuration must pass (:meth:`RunConfig.validate`) are in :mod:`cavga.config.checks`."""
+"""One dataclass per component, with the paper's values as defaults where it gives them (loss weights,
+latent, architecture); where it does not (optimiser, batch, schedule), DCGAN's settings
+or our own, each said where it is set. The checks a run's configuration must pass
+(:meth:`RunConfig.validate`) are in :mod:`cavga.config.checks`."""
 
 from __future__ import annotations
 
