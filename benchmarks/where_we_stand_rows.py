@@ -130,6 +130,7 @@ def _demo_dw(du_run: str | list[str], note: str) -> dict:
 # `cavga demo --model Dw` before and after L_cga's fix, seeds 0-2, one thread each on an AMD EPYC
 _CGA70 = _B + "cga-fix-s70/"
 _DEMO_DU70 = [_B + "demo-s58/Du"] + [_CGA70 + f"demo-Du-seed{s}" for s in (1, 2)]
+_DW_VS_DU70 = _demo_dw(_DEMO_DU70, "(det.: Du's mean over the same splits, [[demo-du-splits-70]])") | {"by_split": True}
 
 
 # session 52: the issue's command retrained, seeds 0-2, decided both ways on the same weights; since session 53
@@ -522,11 +523,11 @@ ROWS = [
         "before session 70's fix: A_ca clamped at the normal peak, class maps through the sampled z), one thread "
         "each on an AMD EPYC, paired with [[demo-dw-splits-70]]",
         [_CGA70 + f"demo-Dw-old-seed{s}" for s in range(3)],
-        **_demo_dw(_DEMO_DU70, "(det.: Du's mean over the same splits, [[demo-du-splits-70]])"), by_split=True),
+        **_DW_VS_DU70),
     Row("demo-dw-splits-70",
         8, "demo (brick, 128 px)", "CAVGA-Dw, `cavga demo --model Dw --seed S`, S = 0-2, today's code (L_cga as Eq. 5 "
         "writes it since session 70: A_ca unclamped, class maps from z's mean), one thread each on an AMD EPYC; "
         "seed 0 alone: pixel 0.935, det. 0.794 (below Du's 0.845 on that split)",
         [_CGA70 + f"demo-Dw-new-seed{s}" for s in range(3)],
-        **_demo_dw(_DEMO_DU70, "(det.: Du's mean over the same splits, [[demo-du-splits-70]])"), by_split=True),
+        **_DW_VS_DU70),
 ]  # fmt: skip
