@@ -198,9 +198,9 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> Ru
 
     In a dict, None means "not given" (an unset command-line flag); a string ``key=null`` sets None."""
     explicit = isinstance(overrides, list)
+    typed: dict[str, str] = {}  # --set values as given, for error messages
     if explicit:
         pairs: dict[str, Any] = {}
-        typed: dict[str, str] = {}  # the values as given, for error messages
         for item in overrides:
             if "=" not in item:
                 raise CavgaError(f"--set {item!r}: expected section.key=value")
@@ -211,8 +211,6 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> Ru
             except yaml.YAMLError as e:
                 raise CavgaError(f"--set {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
         overrides = pairs
-    else:
-        typed = {}
     for dotted, value in overrides.items():
         if value is None and not explicit:  # an unset command-line flag keeps the config's value
             continue
