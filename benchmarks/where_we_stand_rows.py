@@ -530,4 +530,12 @@ ROWS = [
         "seed 0 alone: pixel 0.935, det. 0.794 (below Du's 0.845 on that split)",
         [_CGA70 + f"demo-Dw-new-seed{s}" for s in range(3)],
         **_DW_VS_DU70),
+    Row("du-splits-70",
+        8, "bottle 128 px", "CAVGA-Du, today's defaults, the issue's command: [[du-splits-68]]'s runs and seeds 5 "
+        "and 6 trained in session 70 on an AMD EPYC (one thread each, both at once, from a frozen copy of session "
+        "69's code), by a rule posted before their numbers; **each data split's runs averaged first, then the mean "
+        "± std over the seven splits**",
+        _DU_DEFAULT53 + _DU_S58 + [_B + "direction-choice-s65/bottle-Du-seed2", _B + "du-s67/bottle-Du-seed2"]
+        + [_B + f"du-s68/bottle-Du-seed{s}" for s in (3, 4)] + [_B + f"du-s70/bottle-Du-seed{s}" for s in (5, 6)],
+        _DU_PAPER, _DU_TARGET, by_split=True),
 ]  # fmt: skip

@@ -41,7 +41,7 @@ def _one_step(model, disc, x, cfg):
 
 
 def _worker(rank: int, ports: tuple[int, ...], root: str, out: str) -> None:
-    faulthandler.dump_traceback_later(300, exit=True)  # a hung collective fails the test, not CI's clock
+    faulthandler.dump_traceback_later(600, exit=True)  # a hung collective fails the test, not CI's clock
     torch.set_num_threads(1)
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(ports[0]), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD)
