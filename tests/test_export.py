@@ -136,7 +136,10 @@ def test_exported_model_matches_the_checkpoint(runs, tmp_path, model, fmt):
     torch.testing.assert_close(got.anomaly_map, ref.anomaly_map, atol=1e-4, rtol=0)
     if model != "Du":  # (mu_sum's A can still be 0 everywhere after one epoch on 10 images)
         assert float(ref.anomaly_map.std()) > 0  # a map with structure, not a constant
-    assert torch.equal(got.label, ref.label)
+    # verdicts agree wherever the score is clear of the threshold: the held-out normal at the normaliser's
+    # rank scores 0.5 itself, where float noise (0.49999994) may flip it
+    decided = (ref.score - eager.cfg.infer.score_threshold).abs() > 1e-4 * stretch
+    assert decided.sum() >= len(x) - 1 and torch.equal(got.label[decided], ref.label[decided])
     # masks agree wherever the map is clear of the threshold (within 1e-4 of it, float noise may flip a pixel)
     clear = (ref.anomaly_map - eager.mask_threshold).abs() > 1e-4
     assert torch.equal(got.mask[clear], ref.mask[clear])
