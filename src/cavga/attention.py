@@ -102,6 +102,16 @@ def grad_cam(features: Tensor, score: Tensor, scale: Tensor | float | None = Non
     return normalise_cam(grad_cam_raw(features, score, create_graph), scale)
 
 
+def class_maps(
+    features: Tensor, logits: Tensor, scale: Tensor | float | None, cam_normal: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Eq. 5's A_cn and A_ca (B, 1, h, w) from C's ``logits`` (B, 2) on z's mean: A_cn clamped at the normal
+    peak ``scale`` (L_cga raises it to that peak, no further), A_ca unclamped in the same unit (L_cga shrinks
+    it everywhere, its cells above the peak too). ``cam_normal``: A_cn's raw Grad-CAM, where already taken."""
+    cam_normal = grad_cam_raw(features, logits[:, 0]) if cam_normal is None else cam_normal  # (B, 1, h, w)
+    return normalise_cam(cam_normal, scale), scale_free_cam(grad_cam_raw(features, logits[:, 1]), scale)
+
+
 def cam_peak(cam: Tensor, normal: Tensor | None = None) -> Tensor:
     """Mean per-image peak of a raw Grad-CAM, detached, over the ``normal`` (B,) images when there
     are any: what the running scale tracks."""

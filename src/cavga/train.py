@@ -30,10 +30,10 @@ from .accel import accel_for
 from .attention import (
     cam_peak,
     cam_peak_parts,
+    class_maps,
     grad_cam_raw,
     normalise_cam,
     peak_from_parts,
-    scale_free_cam,
     unsupervised_cam_raw,
 )
 from .config import RunConfig, resolved, to_dict
@@ -122,11 +122,8 @@ def generator_loss(
         cam_normal = grad_cam_raw(enc.features, mean_logits[:, 0])  # (B, 1, h, w)
         model.track_attention_peak(_global_peak(cam_normal, normal))
         if w.w_cga > 0:
-            scale = model.attention_scale()
-            a_normal = normalise_cam(cam_normal, scale)  # A_cn, clamped at the normal peak: raised to it, no further
-            # A_ca unclamped, in the normal peak's units: Eq. 5 shrinks it everywhere, its strongest
-            # cells too, which a clamp at 1 would leave without a gradient
-            a_anomalous = scale_free_cam(grad_cam_raw(enc.features, mean_logits[:, 1]), scale)  # (B, 1, h, w)
+            # A_cn clamped at the normal peak, A_ca unclamped: a clamp would leave its strongest cells no gradient
+            a_normal, a_anomalous = class_maps(enc.features, mean_logits, model.attention_scale(), cam_normal)
             cells = None if valid is None else D.cell_weights(valid, cam_normal.shape[-2:])  # (B, 1, h, w)
             terms["cga"] = complementary_guided_attention_loss(a_normal, a_anomalous, mean_logits, labels, cells)
             total = total + unit * w.w_cga * terms["cga"]

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..attention import grad_cam_raw, normalise_cam, scale_free_cam, unsupervised_cam_raw
+from ..attention import class_maps, normalise_cam, unsupervised_cam_raw
 from ..config import RunConfig
 from ..losses import (
     adversarial_d_loss,
@@ -180,8 +180,7 @@ def step_flops_by_part(
         if cfg.model.weakly_supervised:
             logits = model.classify(enc.z)  # (B, 2): C's BCE reads the sampled z
             mean_logits = model.classify(enc.mu)  # (B, 2): the class maps read z's mean (train.generator_loss)
-            a_n = normalise_cam(grad_cam_raw(f, mean_logits[:, 0]), scale)
-            a_a = scale_free_cam(grad_cam_raw(f, mean_logits[:, 1]), scale)
+            a_n, a_a = class_maps(f, mean_logits, scale)
             out = out + logits.sum() + complementary_guided_attention_loss(a_n, a_a, mean_logits, labels)
         else:
             cam = unsupervised_cam_raw(enc, model.cfg.attention_score)  # (B, 1, h, w)
