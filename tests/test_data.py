@@ -246,6 +246,42 @@ def test_grayscale_rgba_palette_and_16bit_images_become_rgb(tmp_path):
     assert image_size_of(gray) == (10, 20)
 
 
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "tiff", "webp"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_images_are_read_upright_by_their_exif_orientation(tmp_path, fmt, orientation):
+    """Each of the eight EXIF orientations, against Pillow's own ImageOps.exif_transpose; the size
+    read from the header alone agrees with the decoded image."""
+    from PIL import ImageOps
+
+    stored = Image.fromarray(np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3) * 2)  # 7 wide, 5 high
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o.{fmt}"
+    stored.save(path, exif=exif, **({"lossless": True} if fmt == "webp" else {}))
+    with Image.open(path) as im:
+        expected = np.asarray(ImageOps.exif_transpose(im), dtype=np.float32) / 255.0  # (H, W, 3)
+    got = load_image(path, None)  # (3, H, W)
+    assert np.array_equal(got.permute(1, 2, 0).numpy(), expected)
+    assert image_size_of(path) == expected.shape[:2] == ((7, 5) if orientation >= 5 else (5, 7))
+
+
+def test_a_mask_drawn_on_the_upright_view_of_a_turned_photo_fits_it(tmp_path):
+    """A portrait shot stored as landscape pixels plus EXIF orientation 6: its mask, drawn on what a
+    viewer shows (portrait, no EXIF), loads beside it and covers the defect the upright image shows."""
+    upright = np.zeros((12, 8, 3), dtype=np.uint8)  # (H, W, 3): portrait
+    upright[1:3, 5:7] = 255  # the defect, near the top right
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    photo = tmp_path / "photo.png"
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(photo, exif=exif)  # stored 12 x 8
+    mask = _mask(tmp_path / "photo_mask.png", (8, 12), (5, 1, 7, 3))  # (x0, y0, x1, y1) on the upright view
+
+    assert image_size_of(photo) == (12, 8)
+    m = load_mask(mask, None, expected_size=image_size_of(photo), image_path=photo)  # (1, 12, 8)
+    x = load_image(photo, None)  # (3, 12, 8)
+    assert torch.equal(x[0] > 0.5, m[0] > 0.5)
+
+
 def test_mask_nearest_resize_stays_binary(tmp_path):
     m = _mask(tmp_path / "m.png", (16, 16), (3, 5, 11, 9))
     for size in (5, 8, 32):

@@ -153,6 +153,27 @@ def test_the_reports_thumbnail_of_a_16_bit_image_is_not_white(run, tmp_path):
     assert abs(thumb.mean() - 255 * 15000 / 65535) < 3  # what cavga's reader makes of it, not PIL's clipping
 
 
+def test_a_turned_photo_is_predicted_upright_as_its_viewer_shows_it(run, test_folder, tmp_path):
+    """An image stored sideways with EXIF orientation 6 gets the map, mask and overlay of the same
+    image stored upright: its viewer's shape and pixels, not the stored ones."""
+    upright = Image.open(next(iter(sorted((test_folder / "hole").glob("*.png"))))).convert("RGB")
+    upright = upright.resize((upright.width, upright.height * 3 // 2))  # portrait, so a quarter turn shows
+    folder = tmp_path / "in"
+    folder.mkdir()
+    upright.save(folder / "a_upright.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to display"
+    upright.transpose(Image.Transpose.ROTATE_90).save(folder / "b_turned.png", exif=exif)
+    out = tmp_path / "out"
+    assert main(["predict", str(run), str(folder), "--out", str(out), "--device", "cpu", "--maps", "npy"]) == 0
+    a, b = json.loads((out / "predictions.json").read_text())["predictions"]
+    assert Path(b["path"]).name == "b_turned.png" and b["score"] == pytest.approx(a["score"], abs=1e-5)
+    ma, mb = np.load(out / a["map"]), np.load(out / b["map"])
+    assert mb.shape == (upright.height, upright.width) and np.allclose(ma, mb, atol=1e-5)
+    for k in ("mask", "overlay"):
+        assert np.array_equal(np.asarray(Image.open(out / a[k])), np.asarray(Image.open(out / b[k])))
+
+
 def _srcs(page: Path) -> list[str]:
     class Imgs(HTMLParser):
         def __init__(self):

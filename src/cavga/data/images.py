@@ -1,5 +1,6 @@
-"""Loading images and masks: decoding any PIL mode to RGB floats, resizing, the mask rule, and
-checking that images decode. Every unreadable file is a one-line :class:`CavgaError` naming it."""
+"""Loading images and masks: decoding any PIL mode to RGB floats, turning them upright by their EXIF
+orientation, resizing, the mask rule, and checking that images decode. Every unreadable file is a
+one-line :class:`CavgaError` naming it."""
 
 from __future__ import annotations
 
@@ -20,12 +21,48 @@ def _reason(e: BaseException) -> str:
     return str(e).splitlines()[0] if str(e).strip() else type(e).__name__
 
 
+# EXIF orientation (tag 0x0112) -> the transpose that makes the pixels upright, as a viewer shows them
+# (the table of PIL.ImageOps.exif_transpose, which the tests check it against)
+_ORIENTATION = 0x0112
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation an opened, not yet decoded, file records in its header; 1 (upright) where none.
+
+    Images are read upright, as viewers, OpenCV's ``imread`` and the people who draw masks see them
+    (a phone or camera stores a portrait shot as landscape pixels plus this tag). Read from the header
+    only, so that :func:`image_size_of` and the decoder agree without decoding: a PNG's ``eXIf`` chunk
+    placed after the pixel data, which the PNG extension advises against, is not looked for.
+    """
+    if im.format == "TIFF":
+        return 1  # Pillow (>= 11) opens a TIFF upright itself: its size at open, its pixels at load
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1  # Pillow would decode the whole file to look for a late eXIf chunk
+    try:
+        value = im.getexif().get(_ORIENTATION, 1)
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError):
+        return 1  # a malformed EXIF block: the pixels as stored
+    return value if value in _UPRIGHT else 1
+
+
 def _open(path: str | Path, what: str) -> Image.Image:
-    """Open and fully decode a file, turning every PIL failure into a one-line CavgaError."""
+    """Open and fully decode a file, upright by its EXIF orientation, turning every PIL failure into a
+    one-line CavgaError."""
     try:
         with Image.open(path) as im:
+            turn = _UPRIGHT.get(_orientation(im))
             im.load()
-            return im.copy() if im.mode != "P" else im.convert("RGBA")
+            out = im.copy() if im.mode != "P" else im.convert("RGBA")
+            return out if turn is None else out.transpose(turn)
     except FileNotFoundError:
         raise CavgaError(f"{path}: {what} file not found") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
@@ -33,12 +70,15 @@ def _open(path: str | Path, what: str) -> Image.Image:
 
 
 def image_size_of(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image file, reading only its header (or of an array image ``FILE#INDEX``)."""
+    """(height, width) of an image file as :func:`load_image` reads it (upright by its EXIF orientation),
+    reading only its header (or of an array image ``FILE#INDEX``)."""
     if parse_ref(path) is not None:
         return array_image_size(path)
     try:
         with Image.open(path) as im:
             w, h = im.size
+            if _orientation(im) >= 5:  # a quarter turn or a transposition: the sides swap
+                w, h = h, w
     except FileNotFoundError:
         raise CavgaError(f"{path}: image file not found") from None
     except (OSError, SyntaxError, ValueError) as e:
