@@ -228,6 +228,57 @@ def test_write_run_report_is_repeatable(run):
     assert sorted(p.name for p in (run / "report" / "img").iterdir()) == first
 
 
+def test_a_rebuild_keeps_the_users_files_and_drops_only_what_a_build_wrote(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    report = copy / "report"
+    write_run_report(copy)
+    built = json.loads((report / ".written.json").read_text())
+    assert "index.html" in built and any(n.startswith("img/") for n in built)
+    (report / "notes.txt").write_text("mine")
+    (report / "img" / "circled.png").write_bytes(b"mine too")
+    (report / "img" / "9999_stale.png").write_bytes(b"an earlier build's")
+    (report / "histogram.svg").write_text("the user's own")  # a name the next build writes too
+    listed = [n for n in built if n != "histogram.svg"] + ["img/9999_stale.png"]
+    (report / ".written.json").write_text(json.dumps(listed))
+    write_run_report(copy)
+    assert (report / "notes.txt").read_text() == "mine"
+    assert (report / "img" / "circled.png").read_bytes() == b"mine too"
+    assert (report / "histogram.yours.svg").read_text() == "the user's own"
+    assert (report / "histogram.svg").read_text().lstrip().startswith("<?xml")
+    assert not (report / "img" / "9999_stale.png").exists()  # an earlier build's file the new one did not write
+
+
+def test_a_report_built_before_the_list_keeps_the_users_files_too(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    report = copy / "report"
+    write_run_report(copy)
+    (report / ".written.json").unlink()  # as session 70's builds left it
+    (report / "notes.txt").write_text("mine")
+    (report / "img" / "0000_old_thumbnail.png").write_bytes(b"a build's")
+    write_run_report(copy)
+    assert (report / "notes.txt").read_text() == "mine"
+    assert not (report / "img" / "0000_old_thumbnail.png").exists()
+
+
+def test_a_swap_killed_between_its_renames_gets_the_earlier_report_back(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    write_run_report(copy)
+    (copy / "report" / "notes.txt").write_text("mine")
+    (copy / "report").rename(copy / ".report.old")  # killed after the first rename, before the second
+    write_run_report(copy)
+    assert (copy / "report" / "notes.txt").read_text() == "mine" and (copy / "report" / "index.html").is_file()
+    assert not (copy / ".report.old").exists() and not (copy / ".report.new").exists()
+
+
 def test_map16_round_trip_and_thinning(tmp_path):
     a = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
     save_map16(a, tmp_path / "m.png")

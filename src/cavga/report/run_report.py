@@ -6,6 +6,7 @@ themselves; the model is never run again.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import CavgaError
-from ..io_utils import read_json
+from ..io_utils import atomic_write_text, read_json
 from ..metrics import UndefinedMetricError, image_auroc
 from ..runfolder import stored_check
 from ..runlock import locked
@@ -26,6 +27,7 @@ from .scores import load_map16, load_scores
 REPORT_DIR = "report"
 BUILDING, REPLACED = ".report.new", ".report.old"  # beside REPORT_DIR while a new report is swapped in
 IMG_DIR = "img"
+WRITTEN = ".written.json"  # inside REPORT_DIR: the files its build wrote; a rebuild keeps every other file
 GALLERY_LIMIT = 400  # test images shown in the gallery, worst first
 PANELS = (("input", "input"), ("overlay", "heatmap overlay"), ("pred", "predicted mask"), ("true", "true mask"))
 SORTS = (
@@ -137,11 +139,20 @@ def build_run_report(run_dir: str | Path) -> Path:
     and swapped in only once complete: a failure leaves the earlier report as it was."""
     run_dir = Path(run_dir)
     out, new, old = run_dir / REPORT_DIR, run_dir / BUILDING, run_dir / REPLACED
-    for leftover in (new, old):  # of a build killed midway (the lock keeps out any other)
-        if leftover.is_dir() and not leftover.is_symlink():
-            shutil.rmtree(leftover)
+    # leftovers of a build killed midway (the lock keeps out any other): one killed between the swap's
+    # two renames left the earlier report only as REPLACED, which goes back in place
+    if old.is_dir() and not old.is_symlink():
+        if out.exists() or out.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.rename(out)
+    if new.is_dir() and not new.is_symlink():
+        shutil.rmtree(new)
     try:
         _write_report(run_dir, new)
+        atomic_write_text(new / WRITTEN, json.dumps(sorted(_files_under(new))))
+        if out.is_dir() and not out.is_symlink():
+            _copy_users_files(out, new)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise
@@ -150,6 +161,28 @@ def build_run_report(run_dir: str | Path) -> Path:
     new.rename(out)  # the moment without a report/ is two renames long
     shutil.rmtree(old, ignore_errors=True)
     return out / "index.html"
+
+
+def _files_under(folder: Path) -> set[str]:
+    """Every file and link under ``folder``, as paths relative to it ("img/0001_input.png")."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_symlink() or not p.is_dir()}
+
+
+def _copy_users_files(old: Path, new: Path) -> None:
+    """Copy into the new report every file of the old one that no build wrote: notes or pictures a user
+    put there survive a rebuild (copied, so that the old report stays whole until the swap). The old
+    build's list says which files were its own; a report built before that list (session 71) counts
+    its page, figures and thumbnail folder as its own."""
+    try:
+        ours = set(json.loads((old / WRITTEN).read_text(encoding="utf-8"))) | {WRITTEN}
+    except (OSError, ValueError, TypeError):
+        ours = {p for p in _files_under(old) if p == "index.html" or p.endswith(".svg") or p.startswith(IMG_DIR + "/")}
+    for name in sorted(_files_under(old) - ours):
+        target = new / name
+        if target.exists() or target.is_symlink():  # the new build writes a file of that name: keep both
+            target = target.with_name(f"{target.stem}.yours{target.suffix}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(old / name, target, follow_symlinks=False)
 
 
 def gated_iou(im: dict[str, Any], gated: bool) -> tuple[float | None, float | None]:
