@@ -543,3 +543,20 @@ def test_real_mtd_split_counts():
         s = ds[i]
         assert s.image.shape == (3, 64, 64) and s.mask.shape == (1, 64, 64)
         assert (s.mask.sum() > 0) == (s.label == 1)
+
+
+def test_a_test_mask_of_the_wrong_size_stops_train_before_it_trains(tmp_path, capsys):
+    from cavga.cli import main
+    from cavga.data import verify_masks
+
+    root = _mvtec(tmp_path / "d")
+    bad = root / "ground_truth" / "hole" / "000_mask.png"
+    _mask(bad, (12, 16))
+    with pytest.raises(CavgaError, match=r"000_mask.png: mask is 12x16 but image .*hole/000.png is 16x16"):
+        verify_masks(mvtec_split(tmp_path / "d", "widget").test)
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "d"), "--layout", "mvtec", "--category", "widget", "--out", str(out)]
+    assert main([*argv, "--image-size", "32", "--epochs", "1", "--device", "cpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "000_mask.png: mask is 12x16" in err and "Traceback" not in err
+    assert not (out / "checkpoint.pt").exists() and not (out / "config.yaml").exists()

@@ -4,9 +4,12 @@ Each image's overlay, mask and raw anomaly map (at the image's own size: a 16-bi
 being the map in [0, 1], or float32 ``.npy`` with ``maps="npy"``) are written under a name that mirrors
 the image's place below the input folder (``good/000.png`` -> ``good/000_overlay.png``), as soon as it
 is scored, so memory stays flat in the number of
-images, and an unreadable image is reported and skipped rather than stopping the rest. Outputs
-never overwrite an input or any file that is not an earlier output of ``predict`` (those listed in
-``OUT/predictions.json``), and earlier outputs are never read back as inputs.
+images, and an unreadable image (a broken symbolic link included) is reported and skipped rather
+than stopping the rest. A folder is walked as the data loaders list one: hidden files and folders
+are left out, and so are the masks in the ``folder`` layout's mask folders (``ground_truth``,
+``masks``), with a line saying how many. Outputs never overwrite an input or any file that is not
+an earlier output of ``predict`` (those listed in ``OUT/predictions.json``), and earlier outputs are
+never read back as inputs.
 """
 
 from __future__ import annotations
@@ -51,12 +54,33 @@ OUTPUT_STEM_MAX = NAME_MAX - len("_overlay.png") - 8
 SAVE_EVERY_S = 10.0  # predictions.json is rewritten at most this often while a long job runs
 
 
+BROKEN_LINK = "broken symbolic link (its target does not exist)"
+
+
 def collect_images(inputs: list[str | Path], exclude: set[Path] | None = None) -> list[Path]:
     """Expand files and folders (recursively, sorted) into image paths; anything missing is an error.
 
-    Files in ``exclude`` (resolved paths: earlier outputs) are left out; other files in a folder
-    that are not images are skipped with a warning naming them."""
+    Files in ``exclude`` (resolved paths: earlier outputs) are left out; in a folder, hidden files
+    and folders and the ``folder`` layout's mask folders are left out (the masks counted in a
+    warning), and other files that are not images are skipped with a warning naming them. A broken
+    symbolic link with an image's extension is kept: predicting it fails, listed with the others."""
     return [p for p, _ in collect_named(inputs, exclude)]
+
+
+def _walk(folder: Path, skip_masks: bool = True) -> tuple[list[Path], dict[Path, list[Path]]]:
+    """Files below ``folder`` (sorted; symbolic links to folders not followed, as ``rglob``), leaving
+    out hidden files and folders and, with ``skip_masks``, the ``folder`` layout's mask folders
+    (``D.MASK_FOLDERS``), returned with the files each holds."""
+    files: list[Path] = []
+    masks: dict[Path, list[Path]] = {}
+    for top, dirs, names in os.walk(folder):
+        here = Path(top)
+        for d in [d for d in dirs if D.is_hidden(d) or (skip_masks and d in D.MASK_FOLDERS)]:
+            dirs.remove(d)
+            if not D.is_hidden(d) and not (here / d).is_symlink():  # a linked folder is not walked anyway
+                masks[here / d] = _walk(here / d, skip_masks=False)[0]
+        files += [here / n for n in names if not D.is_hidden(n)]
+    return sorted(files), masks
 
 
 def collect_named(inputs: list[str | Path], exclude: set[Path] | None = None) -> list[tuple[Path, str]]:
@@ -69,15 +93,25 @@ def collect_named(inputs: list[str | Path], exclude: set[Path] | None = None) ->
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            for q in sorted(p.rglob("*")):
-                if not q.is_file() or q.resolve() in exclude or q.name in (PREDICTIONS_FILE, LOCK_FILE):
-                    continue
-                if q.name.startswith("._"):  # macOS's copy of a file's attributes beside it: no image
+            files, masks = _walk(p)
+            for q in files:
+                broken = q.is_symlink() and not q.exists()  # listed among the failed, not passed over
+                if not (q.is_file() or broken) or q.resolve() in exclude or q.name in (PREDICTIONS_FILE, LOCK_FILE):
                     continue
                 if q.suffix.lower() in D.IMAGE_EXTENSIONS:
                     found.append((q, q.relative_to(p).with_suffix("").as_posix()))
-                elif not q.name.startswith("."):
+                else:
                     warnings.warn(f"{q}: not an image file (by its extension); skipped", stacklevel=2)
+            for folder, inside in masks.items():
+                n = sum(q.suffix.lower() in D.IMAGE_EXTENSIONS and q.resolve() not in exclude for q in inside)
+                if n:
+                    warnings.warn(
+                        f"skipped {n} mask{'s' if n != 1 else ''} under {folder} (a data set's mask folder; "
+                        "name it, or its files, to predict them)",
+                        stacklevel=2,
+                    )
+        elif p.is_symlink() and not p.exists():
+            raise CavgaError(f"{p}: {BROKEN_LINK}")
         elif p.is_file():
             if p.resolve() in exclude:
                 warnings.warn(f"{p}: written by an earlier `cavga predict` into this --out; skipped", stacklevel=2)
@@ -251,6 +285,8 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
         images, valid = [], []
         for p in paths[i : i + bs]:
             try:
+                if p.is_symlink() and not p.exists():
+                    raise CavgaError(f"{p}: {BROKEN_LINK}")
                 x, hw = D.read_image(p, size, resize)  # (3, S, S), the image's own (H, W)
                 images.append(x)
                 valid.append(D.valid_mask(hw, size, resize))  # (1, S, S)
@@ -276,6 +312,7 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
                 atomic_write(out_dir / map_file, lambda tmp, a=amap: _save_npy(tmp, a))
             else:
                 save_map16(amap, out_dir / map_file)
+            _remove_other_map(out_dir / f"{name}_map.{'png' if maps == 'npy' else 'npy'}", previous)
             row = {
                 "path": str(p),
                 "score": round(float(pred.score[j]), 6),
@@ -301,6 +338,13 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
             f"{out_dir / PREDICTIONS_FILE}); the other {len(rows)} were written"
         )
     return rows
+
+
+def _remove_other_map(path: Path, previous: set[Path]) -> None:
+    """Remove an earlier run's map of the same output in the other ``--maps`` format, which would sit
+    stale beside the new one; only a file predict recorded as its own (``previous``) goes."""
+    if path.is_file() and not path.is_symlink() and path.resolve() in previous:
+        path.unlink()
 
 
 def _save_npy(path: str, a: np.ndarray) -> None:

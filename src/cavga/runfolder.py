@@ -109,6 +109,7 @@ def open_run(cfg: RunConfig, run_dir: Path, resume: bool, write: bool = True) ->
             )
         run_data = prepare_data(cfg)
         D.verify_images(run_data.train + run_data.val)  # a corrupt image stops the run now, not never
+        D.verify_masks(run_data.train + run_data.val + run_data.test)  # and a mask of the wrong size
         if not run_data.test:
             warnings.warn(
                 f"{cfg.data.root}: the split has no test images; `cavga evaluate` will have nothing to score",
@@ -208,6 +209,12 @@ def check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> Non
     A key the checkpoint lacks (added to the configuration, or made ``auto``, after the run was
     started) counts as its value of that time (``cavga.config.old_defaults``), as when a saved
     configuration file is read; it is not a change."""
+    done = int(state.get("epoch", 0))
+    if done > cfg.train.epochs:  # config.yaml would claim fewer epochs than the checkpoint holds
+        raise CavgaError(
+            f"{run_dir}: has trained {done} epochs, more than --epochs {cfg.train.epochs} (train.epochs); "
+            f"resume with --epochs {done} or more (the run is unchanged)"
+        )
     saved, now, default = state["config"], to_dict(cfg), to_dict(old_defaults())
     sections = ["data", "model", "loss", "train"]
     sections += ["baseline"] if cfg.model.is_baseline else []

@@ -317,6 +317,9 @@ def _train_locked(
         if training_done(state, cfg) and state.get("normalizer") is not None:
             if progress and ctx.is_main and start_epoch < cfg.train.epochs:
                 tqdm.write(f"{run_dir}: stopped at epoch {start_epoch} by train.patience; --patience 0 trains on")
+            elif progress and ctx.is_main:
+                done = f"{start_epoch} epoch" + ("s" if start_epoch != 1 else "")
+                tqdm.write(f"{run_dir}: already trained {done}; nothing to train (a larger --epochs trains on)")
             return ckpt_path
     choice = EpochChoice.start(cfg, run_data, state)  # train.validate_every: the epoch chosen on painted defects
     class_weight = _class_weight(run_data.train, device) if cfg.model.weakly_supervised else None

@@ -23,8 +23,9 @@ below are the public interface; import them from here.
 from .augment import augment_batch, epoch_generator, square_symmetry
 from .dataset import Batch, ImageDataset, Sample, collate, make_loader
 from .geometry import cell_weights, content_box, crop, from_canvas, paste_padding, to_canvas, valid_mask
-from .images import image_size_of, load_image, load_mask, mask_defect, read_image, verify_images
+from .images import image_size_of, load_image, load_mask, mask_defect, read_image, verify_images, verify_masks
 from .layouts import folder_split, load_split, mtd_split, mvtec_split
+from .listing import is_hidden
 from .oneclass import ONE_CLASS_LAYOUTS, one_class_split
 from .protocol import drop_weak_anomalies_from_test, hold_out_normals, move_anomalous_to_train
 from .records import GOOD, IMAGE_EXTENSIONS, MASK_FOLDERS, MVTEC_CATEGORIES, Record, Split
@@ -51,6 +52,7 @@ __all__ = [
     "from_canvas",
     "hold_out_normals",
     "image_size_of",
+    "is_hidden",
     "load_image",
     "load_mask",
     "load_split",
@@ -66,4 +68,5 @@ __all__ = [
     "to_canvas",
     "valid_mask",
     "verify_images",
+    "verify_masks",
 ]

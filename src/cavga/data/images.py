@@ -151,6 +151,15 @@ def mask_defect(a: np.ndarray, full_scale: float, path: str | Path = "mask") -> 
     return a != 0 if binary else a > full_scale / 2
 
 
+def _check_mask_size(
+    path: str | Path, size: tuple[int, int], expected: tuple[int, int], image_path: str | Path | None
+) -> None:
+    """A mask of another (height, width) than its image's is an error naming both."""
+    if tuple(size) != tuple(expected):
+        of = f"image {image_path}" if image_path is not None else "its image"
+        raise CavgaError(f"{path}: mask is {size[1]}x{size[0]} but {of} is {expected[1]}x{expected[0]}")
+
+
 def load_mask(
     path: str | Path,
     image_size: int | None,
@@ -165,10 +174,8 @@ def load_mask(
     the mask (and ``image_path`` when given).
     """
     im = _open(path, "mask")
-    if expected_size is not None and (im.height, im.width) != tuple(expected_size):
-        eh, ew = expected_size
-        of = f"image {image_path}" if image_path is not None else "its image"
-        raise CavgaError(f"{path}: mask is {im.width}x{im.height} but {of} is {ew}x{eh}")
+    if expected_size is not None:
+        _check_mask_size(path, (im.height, im.width), expected_size, image_path)
     if im.mode == "1":
         m = np.asarray(im, dtype=bool)
     elif im.mode in _SIXTEEN_BIT:
@@ -179,6 +186,14 @@ def load_mask(
         m = mask_defect(np.asarray(im.convert("L")), 255.0, path)  # (H, W)
     t = torch.from_numpy(np.ascontiguousarray(m)).to(torch.float32)[None]  # (1, H, W)
     return t if image_size is None else to_canvas(t, image_size, resize, "nearest-exact")  # (1, S, S)
+
+
+def verify_masks(records: list[Record]) -> None:
+    """Check, from the files' headers, that every record's mask has its image's size: a mismatch in
+    the test set stops ``cavga train`` before it trains, not ``cavga evaluate`` after."""
+    for r in records:
+        if r.mask_path is not None:
+            _check_mask_size(r.mask_path, image_size_of(r.mask_path), image_size_of(r.image_path), r.image_path)
 
 
 def verify_images(records: list[Record]) -> None:

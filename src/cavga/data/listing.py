@@ -14,13 +14,19 @@ def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def is_hidden(name: str) -> bool:
+    """A file or folder name that is no image and no folder of images (``.DS_Store``, ``.cache``, macOS's
+    ``._name.png`` copies of a file's attributes): every listing of images leaves it out."""
+    return name.startswith(".")
+
+
 def _list_images(folder: Path) -> list[Path]:
     """Image files in ``folder``, sorted by name; hidden files (``.DS_Store``, macOS's ``._name.png``
     copies of a file's attributes, which are no images) are left out, anything else is skipped
     with a warning."""
     out = []
     for p in sorted(folder.iterdir(), key=lambda q: q.name):
-        if p.name.startswith("."):
+        if is_hidden(p.name):
             continue
         if p.is_file() and _is_image(p):
             out.append(p)
@@ -36,7 +42,7 @@ def _list_images(folder: Path) -> list[Path]:
 
 
 def _subfolders(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name)), key=lambda p: p.name)
 
 
 def _check_root(root: str | Path | None, expected: str = "") -> Path:
