@@ -129,7 +129,7 @@ def test_patience_needs_painted_checks_to_count():
 def test_a_section_given_twice_in_a_file_is_refused(tmp_path):
     path = tmp_path / "twice.yaml"
     path.write_text("data:\n  image_size: 64\ntrain:\n  epochs: 3\ndata:\n  image_size: 128\n")
-    with pytest.raises(CavgaError, match="twice.yaml: not valid YAML \\(key 'data' given twice"):
+    with pytest.raises(CavgaError, match="twice.yaml: not valid YAML at line 5, column 1: key 'data' given twice"):
         load_config(path)
 
 
@@ -151,3 +151,27 @@ def test_a_run_saved_before_the_map_blur_reads_it_unblurred():
     assert map_blur(from_dict(saved)) == 4.0  # auto: 4 px for CAVGA
     saved["model"]["variant"] = "AE-L2"
     assert map_blur(from_dict(saved)) == 0.0  # and none for the baselines (session 57's rule)
+
+
+def test_a_mask_threshold_given_alone_is_the_threshold_used(tmp_path):
+    """infer.mask_threshold without infer.mask_quantile turns the quantile off (null); given with it, or
+    read from a run's own config.yaml, nothing changes."""
+    cfg = apply_overrides(RunConfig(), ["infer.mask_threshold=0.4"])
+    assert cfg.infer.mask_threshold == 0.4 and cfg.infer.mask_quantile is None
+    both = apply_overrides(RunConfig(), ["infer.mask_threshold=0.4", "infer.mask_quantile=0.98"])
+    assert both.infer.mask_quantile == 0.98
+    assert apply_overrides(RunConfig(), ["infer.map_blur=2"]).infer.mask_quantile == "auto"
+    assert from_dict({"infer": {"mask_threshold": 0.3}}).infer.mask_quantile is None
+    saved = to_dict(RunConfig())
+    saved["infer"]["mask_threshold"] = 0.3
+    assert from_dict(saved, saved=True).infer.mask_quantile == "auto"  # every key there, as resolved
+
+
+def test_predict_with_a_mask_threshold_set_uses_it(tmp_path_factory):
+    from _tiny_run import shared_run
+    from cavga.inference import Predictor
+
+    run = shared_run(tmp_path_factory)
+    decided = Predictor.from_run(run, "cpu").mask_threshold
+    assert decided != pytest.approx(0.4)
+    assert Predictor.from_run(run, "cpu", ["infer.mask_threshold=0.4"]).mask_threshold == pytest.approx(0.4)

@@ -124,11 +124,15 @@ def _painted_check(run_dir: Path, device: str) -> None:
 
 def _say_check(run_dir: Path, result: dict | None) -> None:
     """The painted-defect check's summary line, and a warning where the map or the verdict barely
-    finds painted defects."""
-    from .validation import VALIDATION_FILE, check_summary, check_warnings
+    finds painted defects; where the run held out no normal image, why, and a warning that its
+    thresholds were fitted on training images."""
+    from .validation import VALIDATION_FILE, check_summary, check_warnings, skipped_check
 
     if result is None:
-        print("painted-defect check skipped: the run held out no normal images (data.val_fraction is 0)")
+        line, messages = skipped_check(run_dir)
+        print(line)
+        for message in messages:
+            warnings.warn(message, stacklevel=1)
         return
     print(f"{check_summary(result)}; written: {run_dir / VALIDATION_FILE}")
     for message in check_warnings(result):
@@ -136,11 +140,14 @@ def _say_check(run_dir: Path, result: dict | None) -> None:
 
 
 def _print_result(result: dict) -> None:
-    from .evaluate import format_table
+    from .evaluate import format_table, normal_only_test_note
 
     print(format_table([result]))
     undefined = result["metrics"].get("undefined")
-    if result.get("pixel_ground_truth") is False:
+    normal_only = normal_only_test_note(result)
+    if normal_only:  # no anomalous test image: say so, and the false-alarm rate, which is defined
+        print(normal_only)
+    elif result.get("pixel_ground_truth") is False:
         print("no pixel masks in this test set: pixel metrics absent (image AUROC and detection accuracy only)")
     elif undefined:
         print(f"undefined on this test set: {', '.join(undefined)}")
@@ -159,8 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _speed(argv[1:]) if speed else _dispatch(args)
     except CavgaError as e:
-        rank = os.environ.get("RANK", "0")  # under torchrun every rank may fail alike: say which one speaks
-        print(f"cavga: error{'' if rank == '0' else f' (rank {rank})'}: {e}", file=sys.stderr)
+        _say_error(str(e))
+        return 2
+    except OSError as e:  # a file the OS refused (disk full, permission): one line; a bug keeps its traceback
+        if not isinstance(e.filename, (str, bytes, os.PathLike)):  # none, or a descriptor: a bug's
+            raise
+        _say_error(f"{os.fsdecode(e.filename)}: {e.strerror or e}")
         return 2
     except KeyboardInterrupt:
         if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
@@ -169,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         resume = "; --resume continues from the last saved epoch (or from the start if none was saved)"
         print("cavga: interrupted" + (resume if trains else ""), file=sys.stderr)
         return 130
+
+
+def _say_error(message: str) -> None:
+    rank = os.environ.get("RANK", "0")  # under torchrun every rank may fail alike: say which one speaks
+    print(f"cavga: error{'' if rank == '0' else f' (rank {rank})'}: {message}", file=sys.stderr)
 
 
 def _is_speed_flag(token: str) -> bool:
@@ -251,6 +267,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             if not args.no_check:
                 _painted_check(run_dir, cfg.train.device)
         return 0
+    if args.command in ("evaluate", "validate", "redecide", "export", "report"):
+        from .evaluate import METRICS_FILE
+        from .runfolder import check_run_dir
+
+        check_run_dir(args.run_dir, *([METRICS_FILE] if args.command == "report" else []))
     if args.command == "evaluate":
         from .evaluate import evaluate_run
 
@@ -295,8 +316,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"protocol: {result['protocol']}; written: {Path(args.run_dir) / VALIDATION_FILE}")
         return 0
     if args.command == "redecide":
+        from .io_utils import check_output_folder
         from .redecide import redecide_run
 
+        check_output_folder(args.out, "OUT", trial=True)  # not after the run has been copied
         for key, value in redecide_run(args.run_dir, args.out, args.overrides, args.device).items():
             print(f"{key}: {value[key]} ({value.get('protocol', 'as set')})")
         print(f"written: {args.out} (check it with `cavga validate {args.out}`)")

@@ -44,7 +44,7 @@ def finish_decisions(model: CAVGA, run_data: RunData, cfg: RunConfig, device: to
     decided = _decide_auto_settings(model, run_data, cfg, device)
     resolved = copy.deepcopy(cfg)  # the map statistics are of the map in use (1 - A or A, A_ca or 1 - A_cn)
     resolve_auto_settings(resolved, decided)
-    held_out = run_data.val or run_data.train
+    held_out = run_data.val or run_data.train  # none held out: the training images (`cavga train` warns)
     level = None
     if cfg.model.has_attention_direction:  # stored whatever the direction: a run can be read two-sided later
         shifted, enlarged = resolved_shifted(resolved), resolved_enlarged(resolved)
@@ -65,7 +65,7 @@ def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, devic
     enlarged = cfg.infer.enlarged_map if cfg.model.reads_any_size else False  # CAVGA-w, R*: never
     if "auto" not in (direction, image_score, weak_map, shifted, enlarged):
         return {}
-    if not any(r.label == 0 for r in run_data.val):  # data.val_fraction 0: nothing to decide on
+    if not any(r.label == 0 for r in run_data.val):  # none held out (cavga.data.why_none_held_out)
         asked = {"attention_direction": direction, "image_score": image_score, "weak_map": weak_map}
         asked["shifted_map"], asked["enlarged_map"] = shifted, enlarged
         return {

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from .config import RunConfig
+from .data import why_none_held_out
 from .distributed import broadcast_object, is_main
 from .errors import CavgaError
 from .networks import CAVGA
@@ -51,6 +52,17 @@ from .validation import epoch_check
 
 BCE_SOUND = 0.9  # the guard applies where the BCE ranked the painted images at least this well at the first check
 BCE_INVERTED = 0.5  # ... and bars the epochs where it has fallen under this (below chance)
+
+
+def check_held_out(cfg: RunConfig, run_data: RunData) -> None:
+    """``train.validate_every`` needs held-out normal images to paint: an error saying why there are none
+    (``cavga train`` calls it before it writes anything, and :meth:`EpochChoice.start` again)."""
+    if cfg.train.validate_every and not any(r.label == 0 for r in run_data.val):
+        reason = why_none_held_out(sum(r.label == 0 for r in run_data.train), cfg.data.val_fraction)
+        raise CavgaError(
+            f"train.validate_every needs held-out normal images to paint, and none are held out: {reason} "
+            "(or set --validate-every 0 to train without the painted check)"
+        )
 
 
 @dataclass
@@ -71,8 +83,7 @@ class EpochChoice:
         """None without ``train.validate_every``; else the choice, resumed from ``state`` if it holds one."""
         if not cfg.train.validate_every:
             return None
-        if not any(r.label == 0 for r in run_data.val):
-            raise CavgaError("train.validate_every needs held-out normal images to paint (data.val_fraction is 0)")
+        check_held_out(cfg, run_data)
         images, boxes = held_out_images(run_data.val, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S)
         choice = cls(cfg.train.validate_every, images, boxes, patience=int(cfg.train.patience))
         saved = (state or {}).get("epoch_choice")

@@ -325,3 +325,24 @@ def format_table(results: list[dict[str, Any]], with_baseline: bool = True) -> s
         if with_baseline and r.get("baseline_residual"):
             lines.append(row("residual baseline", r["baseline_residual"]))
     return "\n".join(lines)
+
+
+def normal_only_test_note(result: dict[str, Any]) -> str | None:
+    """For an evaluation ``result`` (``cavga evaluate``) of a test split without anomalous images: the
+    line that says so, as its detection and localisation metrics are then undefined, with the share of
+    its normal images flagged anomalous (the false-alarm rate, defined without anomalies), read from
+    the scores.json the evaluation wrote. None where the split holds an anomalous image, or for a
+    painted-defect check's result."""
+    if "split" not in result or (result["split"] or {}).get("n_test_anomalous"):  # validate_run's: never
+        return None
+    from .report.scores import load_scores
+
+    images = load_scores(result["run"])["images"]
+    if not images or any(int(img["label"]) for img in images):
+        return None
+    n, flagged = len(images), sum(int(img["verdict"]) for img in images)
+    return (
+        f"the test split has {n} normal and 0 anomalous images, so detection and localisation metrics are "
+        f"undefined; {flagged} of the {n} normal images {'was' if flagged == 1 else 'were'} flagged anomalous "
+        f"(false-alarm rate {flagged / n:.3f})"
+    )

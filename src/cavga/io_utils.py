@@ -43,8 +43,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], durable:
     (fsync of the file, then of its folder), so that not even a power cut can leave ``path`` empty
     or half-written (checkpoints; a few milliseconds a file, so not for every prediction)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = str(_temp_path(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = str(_temp_path(path))
+    except OSError as e:  # the folder, or the temporary file beside the file: named as the file
+        raise CavgaError(f"{path}: cannot write this file ({os_reason(e, path.parent)})") from None
     try:
         write(tmp)
         if durable:
@@ -98,9 +101,59 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     return stale
 
 
-def check_output_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
-    """Make sure ``path`` is, or can be created as, a writable folder, before any work starts."""
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False where the OS will not look it up (a name too long)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
+def os_reason(e: OSError, folder: str | os.PathLike) -> str:
+    """Why the OS could not create ``folder`` or a file in it (``e``): a file in the way where one of
+    ``folder`` and its parents is a file, else the OS's reason, naming the path it gives where that is
+    a parent of ``folder``."""
+    folder = Path(folder)
+    blocker = next((p for p in (folder, *folder.parents) if _exists(p) and not p.is_dir()), None)
+    if blocker is not None:
+        return f"{blocker} is a file"
+    reason = e.strerror or str(e)
+    named = None if e.filename is None else Path(os.fsdecode(e.filename))
+    return f"{named}: {reason}" if named is not None and named in folder.parents else reason
+
+
+def make_folder(path: str | os.PathLike) -> list[Path]:
+    """Create the folder ``path`` and its missing parents; return those it created, deepest first. A
+    folder that cannot be created is a one-line CavgaError naming it and the OS's reason (the parents
+    made on the way are removed again)."""
     path = Path(path)
+    created = [p for p in (path, *path.parents) if not _exists(p)]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        for folder in created:  # deepest first; only those this call made, and only while empty
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise CavgaError(f"{path}: cannot create this folder ({os_reason(e, path)})") from None
+    return created
+
+
+def check_output_folder(path: str | os.PathLike, flag: str = "--out", trial: bool = False) -> Path:
+    """Make sure ``path`` is, or can be created as, a writable folder, before any work starts.
+
+    ``trial``: a missing ``path`` is also created, and removed again, to hear what the OS says (a
+    place where nothing can be made, as /proc, or a name too long), for a caller that makes it much
+    later; not while another process may make the same folder (the ranks of a torchrun)."""
+    path = Path(path)
+    try:
+        return _check_output_folder(path, flag, trial)
+    except OSError as e:  # a path the OS will not even look up (a name too long, a loop of links)
+        raise CavgaError(f"{flag} {path}: cannot create this folder ({os_reason(e, path)})") from None
+
+
+def _check_output_folder(path: Path, flag: str, trial: bool) -> Path:
     if path.exists() and not path.is_dir():
         raise CavgaError(f"{flag} {path}: exists and is not a folder")
     parent = path
@@ -112,6 +165,12 @@ def check_output_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
         raise CavgaError(f"{flag} {path}: cannot create this folder, {parent} is a file")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CavgaError(f"{flag} {path}: cannot write in {parent} (permission denied)")
+    if trial and not path.exists():
+        for folder in make_folder(path):  # deepest first, while empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
     return path
 
 

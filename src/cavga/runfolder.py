@@ -58,6 +58,18 @@ class RunData:
             raise CavgaError(f"{path}: malformed record in split file ({type(e).__name__}: {e})") from None
 
 
+def check_run_dir(run_dir: str | Path, holds: str = CHECKPOINT) -> Path:
+    """A run folder named on the command line, as a Path; one that does not exist, or a file given
+    for it, is a one-line CavgaError saying so (rather than naming a file missing inside it).
+    ``holds``: the file the folder should hold, named when a file was given."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise CavgaError(f"{run_dir}: no such run folder")
+    if not run_dir.is_dir():
+        raise CavgaError(f"{run_dir}: not a run folder (give the folder that holds {holds})")
+    return run_dir
+
+
 def prepare_data(cfg: RunConfig) -> RunData:
     """Load the split for ``cfg.data`` and apply the variant's protocol (anomalous fraction, hold-out).
 
@@ -215,19 +227,28 @@ def check_resumable(state: dict[str, Any], cfg: RunConfig, run_dir: Path) -> Non
             f"{run_dir}: has trained {done} epochs, more than --epochs {cfg.train.epochs} (train.epochs); "
             f"resume with --epochs {done} or more (the run is unchanged)"
         )
-    saved, now, default = state["config"], to_dict(cfg), to_dict(old_defaults())
+    conflicts = resume_conflicts(state["config"], cfg)
+    if conflicts:
+        dotted, started, value = conflicts[0]
+        raise CavgaError(f"{run_dir}: cannot resume with {dotted}={value!r}; the run was started with {started!r}")
+
+
+def resume_conflicts(saved: dict[str, Any], cfg: RunConfig) -> list[tuple[str, Any, Any]]:
+    """("section.key", the run's value, ``cfg``'s) for every setting a resumed run may not change
+    (:func:`check_resumable`'s rule) where ``cfg`` differs from the run's ``saved`` configuration."""
+    now, default = to_dict(cfg), to_dict(old_defaults())
     sections = ["data", "model", "loss", "train"]
     sections += ["baseline"] if cfg.model.is_baseline else []
     sections += ["distill"] if cfg.model.encoder_init == "distill" else []  # only a distilled start reads it
+    conflicts = []
     for section in sections:
         for key, value in now[section].items():
             if key in (MUTABLE.get(section) or ()) or (section, key) == ("train", "patience"):
                 continue
             started = saved.get(section, {}).get(key, default[section][key])
             if started != value:
-                raise CavgaError(
-                    f"{run_dir}: cannot resume with {section}.{key}={value!r}; the run was started with {started!r}"
-                )
+                conflicts.append((f"{section}.{key}", started, value))
+    return conflicts
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:

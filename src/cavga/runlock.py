@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CavgaError
+from .io_utils import make_folder
 
 try:
     import fcntl
@@ -76,8 +77,7 @@ class RunLock:
         if not self.create and not self.folder.is_dir():
             return
         # the folders this lock creates, deepest first: removed again if the run leaves them empty
-        self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._created = make_folder(self.folder)
         if self.path.is_symlink():  # truncating its target would empty a file of anyone's
             raise CavgaError(f"{self.path}: the folder's lock file is a symbolic link; remove it")
         try:  # O_NOFOLLOW: nor one put there meanwhile

@@ -39,7 +39,7 @@ from .attention import (
 from .config import RunConfig, resolved, to_dict
 from .decisions import finish_decisions
 from .distill import OWN_ENCODER, SHARED_ENCODER, distill_teacher, distilled_start
-from .epoch_choice import EpochChoice
+from .epoch_choice import EpochChoice, check_held_out
 from .errors import CavgaError
 from .fingerprint import fingerprint
 from .io_utils import check_output_folder, remove_stale_temp_files
@@ -260,6 +260,8 @@ def _train_locked(
 ) -> Path:
     ckpt_path = run_dir / CHECKPOINT
     state, run_data = open_run(cfg, run_dir, resume, write=ctx.is_main)
+    if state is None:
+        check_held_out(cfg, run_data)  # before the restart candidates' folders or the run folder are written
     fp = fingerprint(to_dict(cfg), run_data.to_dict())
     if ctx.enabled:  # before anything is written or distilled: every rank must see one run and get batches
         dist.check_same_view(run_dir, (None if state is None else state["epoch"], fp["split"]))

@@ -22,6 +22,7 @@ import torch
 from . import data as D
 from .config import DIRECTION_CANDIDATES, IMAGE_SCORES, load_config
 from .config.resolve import map_blur, mask_fade
+from .data import why_none_held_out
 from .demo_data import DEFECT_TYPES
 from .errors import CavgaError
 from .evaluate import GATE_KEYS, METRIC_KEYS, residual_baseline
@@ -43,7 +44,7 @@ from .painting import (
     predict_painted,
     protocol_text,
 )
-from .runfolder import VALIDATION_FILE
+from .runfolder import VALIDATION_FILE, RunData, saved_run
 
 IMAGE_SCORE_CHOICES = tuple(s for s in IMAGE_SCORES if s != "auto")  # what infer.image_score: auto chooses from
 
@@ -325,7 +326,7 @@ def validate_run(
         raise CavgaError(f"--copies {copies}: give 1 or more painted copies of each held-out image")
     held_out = held_out_normals(run_dir)
     if not held_out:
-        raise CavgaError(f"{run_dir}: the run held out no normal images to validate on (data.val_fraction is 0)")
+        raise CavgaError(f"{run_dir}: the run held out no normal images to validate on: {no_held_out_reason(run_dir)}")
     predictor = Predictor.from_run(run_dir, device, infer)
     cfg = predictor.cfg
     images, given = held_out_images(held_out, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S), N boxes
@@ -458,3 +459,26 @@ def check_warnings(result: dict[str, Any]) -> list[str]:
             f"images; with more images (or a larger data.val_fraction) both would be steadier"
         )
     return out
+
+
+def no_held_out_reason(run_dir: str | Path) -> str:
+    """:func:`why_none_held_out` for a run folder: its split.json and the data.val_fraction it was
+    trained with (its config.yaml, else its checkpoint's)."""
+    run_dir = Path(run_dir)
+    n_normal = sum(r.label == 0 for r in RunData.load(run_dir).train)
+    config_file = run_dir / "config.yaml"
+    cfg = load_config(config_file, saved=True) if config_file.is_file() else saved_run(run_dir)[1]
+    return why_none_held_out(n_normal, cfg.data.val_fraction)
+
+
+def skipped_check(run_dir: str | Path) -> tuple[str, list[str]]:
+    """What ``cavga train`` says where :func:`painted_check` found no held-out normal image: the line
+    saying why, and (as :func:`check_warnings`) the warning that the verdict threshold and the map
+    statistics were fitted on training images instead (cavga.decisions.finish_decisions)."""
+    line = f"painted-defect check skipped: the run held out no normal images: {no_held_out_reason(run_dir)}"
+    warning = (
+        f"{run_dir}: the verdict threshold and the map statistics were fitted on training images, which the model "
+        "has seen, as no normal image was held out; unseen normal images may be flagged anomalous more often than "
+        "infer.normalizer_quantile intends"
+    )
+    return line, [warning]

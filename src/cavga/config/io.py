@@ -36,6 +36,35 @@ def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
+def yaml_problem(e: yaml.YAMLError, text: str | None = None, lines: bool = True) -> str:
+    """A PyYAML error as one line: where (1-based line and column) and PyYAML's ``problem``, e.g.
+    ``at line 3, column 1: found character '\\t' that cannot start any token``, with the construct it
+    was in where that began elsewhere (an unclosed ``{``). ``text``: the YAML read, to place a
+    :class:`yaml.reader.ReaderError` (which knows only its character offset); ``lines``: False for a
+    one-line value (a ``--set``), placed by its column alone."""
+
+    def at(line: int, column: int) -> str:
+        return f"line {line + 1}, column {column + 1}" if lines or line else f"column {column + 1}"
+
+    if isinstance(e, yaml.MarkedYAMLError) and (e.problem or e.context):
+        mark = e.problem_mark or e.context_mark
+        said = f"at {at(mark.line, mark.column)}: {e.problem or e.context}" if mark else str(e.problem or e.context)
+        start = e.context_mark
+        if e.problem and e.context and start and mark and (start.line, start.column) != (mark.line, mark.column):
+            said += f" ({e.context} at {at(start.line, start.column)})"
+        if "'\\t'" in said:
+            said += "; indent with spaces, not tabs"
+    elif isinstance(e, yaml.reader.ReaderError):
+        said = str(e).splitlines()[0]
+        if text is not None:
+            line = text.count("\n", 0, e.position)
+            column = e.position - text.rfind("\n", 0, e.position) - 1
+            said = f"at {at(line, column)}: {said}"
+    else:
+        said = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+    return " ".join(said.split())
+
+
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
     return asdict(cfg)
 
@@ -158,7 +187,18 @@ def from_dict(
                 raise CavgaError(f"{source}: unknown key {section_name}.{key} (known: {', '.join(sorted(types_))})")
             where = f"{source}: {section_name}.{key}"
             setattr(section, key, _coerce(value, types_[key], where, (typed or {}).get((section_name, key))))
+    if not saved:  # a run's own config.yaml holds every key, as it was resolved
+        given = {f"{s}.{k}" for s, values in raw.items() if isinstance(values, dict) for k in values}
+        _threshold_given_alone(cfg, given)
     return cfg
+
+
+def _threshold_given_alone(cfg: RunConfig, given: set[str]) -> None:
+    """``infer.mask_threshold`` given without ``infer.mask_quantile``: the threshold given is the one used
+    (``mask_quantile`` null). Otherwise the default quantile (``auto``) would set the threshold, and
+    the value given would go unused without a word."""
+    if "infer.mask_threshold" in given and "infer.mask_quantile" not in given:
+        cfg.infer.mask_quantile = None
 
 
 def load_config(path: str | Path, saved: bool = False) -> RunConfig:
@@ -177,7 +217,7 @@ def load_config(path: str | Path, saved: bool = False) -> RunConfig:
     except OSError as e:
         raise CavgaError(f"{path}: cannot read config file ({e.strerror or e})") from None
     except yaml.YAMLError as e:
-        raise CavgaError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise CavgaError(f"{path}: not valid YAML {yaml_problem(e, text)}") from None
     return from_dict(raw, str(path), saved, _booleans_as_written(text))
 
 
@@ -209,19 +249,22 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> Ru
             try:
                 pairs[k.strip()] = yaml.safe_load(v) if v.strip() else v
             except yaml.YAMLError as e:
-                raise CavgaError(f"--set {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
+                problem = yaml_problem(e, v, lines=False)
+                raise CavgaError(f"--set {item!r}: the value is not valid YAML {problem}") from None
         overrides = pairs
     for dotted, value in overrides.items():
         if value is None and not explicit:  # an unset command-line flag keeps the config's value
             continue
         section_name, _, key = dotted.partition(".")
         if not hasattr(cfg, section_name) or not dataclasses.is_dataclass(getattr(cfg, section_name)):
-            raise CavgaError(f"unknown config section in {dotted!r}")
+            known = ", ".join(f.name for f in fields(cfg))
+            raise CavgaError(f"unknown config section {section_name!r} in {dotted!r} (known: {known})")
         section = getattr(cfg, section_name)
         types_ = _section_types(section)
         if key not in types_:
             raise CavgaError(f"unknown config key {dotted!r} (known: {', '.join(sorted(types_))})")
         setattr(section, key, _coerce(value, types_[key], dotted, typed.get(dotted)))
+    _threshold_given_alone(cfg, {k for k, v in overrides.items() if v is not None or explicit})
     return cfg
 
 

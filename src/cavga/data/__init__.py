@@ -27,7 +27,7 @@ from .images import image_size_of, load_image, load_mask, mask_defect, read_imag
 from .layouts import folder_split, load_split, mtd_split, mvtec_split
 from .listing import is_hidden
 from .oneclass import ONE_CLASS_LAYOUTS, one_class_split
-from .protocol import drop_weak_anomalies_from_test, hold_out_normals, move_anomalous_to_train
+from .protocol import drop_weak_anomalies_from_test, hold_out_normals, move_anomalous_to_train, why_none_held_out
 from .records import GOOD, IMAGE_EXTENSIONS, MASK_FOLDERS, MVTEC_CATEGORIES, Record, Split
 
 __all__ = [
@@ -69,4 +69,5 @@ __all__ = [
     "valid_mask",
     "verify_images",
     "verify_masks",
+    "why_none_held_out",
 ]

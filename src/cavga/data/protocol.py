@@ -79,3 +79,17 @@ def hold_out_normals(records: list[Record], fraction: float, seed: int) -> tuple
     kept = [r for i, r in enumerate(records) if i not in held]
     held_out = [r for i, r in enumerate(records) if i in held]
     return kept, held_out
+
+
+def why_none_held_out(n_normal: int, val_fraction: float) -> str:
+    """Why ``n_normal`` normal training images at ``val_fraction`` leave no held-out normal image
+    (:func:`hold_out_normals`: none at 0, none from fewer than 2), and what to do."""
+    if val_fraction <= 0:
+        return "data.val_fraction is 0; set it above 0 (e.g. --set data.val_fraction=0.1) to hold some out"
+    if n_normal >= 2:  # hold_out_normals holds out at least one here: a split.json made otherwise
+        return f"its split.json lists none, though {n_normal} training normals at val_fraction {val_fraction:g} would"
+    images = f"{n_normal} normal training image{'' if n_normal == 1 else 's'}"
+    return (
+        f"{images} at data.val_fraction {val_fraction:g} leave{'s' if n_normal == 1 else ''} none held out "
+        "(holding one out needs at least 2); add normal training images"
+    )

@@ -202,7 +202,6 @@ def run_grid(
     if jobs < 1:
         raise CavgaError(f"--jobs {jobs}: give 1 or more cells to run at once")
     cells = build_cells(spec, out, overrides, sets)
-    out.mkdir(parents=True, exist_ok=True)
     notify = on_cell or _quiet
     results: dict[int, dict[str, Any]] = {}
 
@@ -213,7 +212,7 @@ def run_grid(
         results[i] = result
         write()
 
-    with RunLock(out, "benchmark"):
+    with RunLock(out, "benchmark"):  # creates OUT; a grid that fails before writing a thing removes it again
         todo = []
         for i, cell in enumerate(cells):
             result = finished(cell)

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from ..config import RunConfig, apply_overrides, from_dict
-from ..config.io import read_yaml
+from ..config.io import read_yaml, yaml_problem
 from ..data.oneclass import CLASSES, ONE_CLASS_LAYOUTS, normal_class
 from ..errors import CavgaError
 
@@ -68,6 +68,7 @@ NAMED_MODELS: dict[str, ModelSpec] = {
 GROUPS = {"table8": [ABLATION[c].name for c in ABLATION]}
 
 GRID_KEYS = ("name", "data", "categories", "datasets", "seeds", "models", "metrics")
+GRID_ONLY_KEYS = ("models", "categories", "datasets", "seeds")  # what a training config lacks (and makes a grid)
 DATASET_KEYS = ("name", "data", "categories", "paper", "metrics", "overrides")
 MODEL_KEYS = ("name", "variant", "overrides", "paper", "label")
 PAPER_DATASETS = ("mvtec", "mnist", "cifar10", "fashion-mnist")
@@ -226,6 +227,11 @@ def parse_grid(raw: Any, source: str = "grid") -> GridSpec:
     """A GridSpec from the YAML's mapping; every problem is one line naming ``source``."""
     sections_known = tuple(f.name for f in fields(RunConfig))
     raw = _check_keys(raw, GRID_KEYS + sections_known, source)
+    if raw and set(raw) <= set(sections_known):  # data, model, train...: what `cavga train --config` reads
+        raise CavgaError(
+            f"{source}: not a grid file: only config sections ({', '.join(map(str, raw))}), none of a grid's "
+            f"{', '.join(GRID_ONLY_KEYS)} (a training config? give it to `cavga train --config`)"
+        )
     sections = {k: raw[k] for k in sections_known if k in raw}
     from_dict(sections, source)  # unknown config keys are errors now
     shared_data = dict(sections.get("data") or {})
@@ -271,13 +277,14 @@ def load_grid(path: str | Path) -> GridSpec:
     """Read and parse a grid YAML file."""
     path = Path(path)
     try:
-        raw = read_yaml(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = read_yaml(text)
     except FileNotFoundError:
         raise CavgaError(f"{path}: grid file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise CavgaError(f"{path}: cannot read grid file ({e})") from None
     except yaml.YAMLError as e:
-        raise CavgaError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise CavgaError(f"{path}: not valid YAML {yaml_problem(e, text)}") from None
     return parse_grid(raw, str(path))
 
 
