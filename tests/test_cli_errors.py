@@ -217,3 +217,30 @@ def test_evaluate_without_anomalous_test_images_says_so(one_image_run, capsys):
         f"(false-alarm rate {flagged / 3:.3f})"
     ], stdout
     assert "undefined on this test set" not in stdout and "no pixel masks" not in stdout
+
+
+def test_a_bad_flag_value_is_named_by_its_flag_and_its_key(tmp_path, capsys):
+    """The flag as typed beside the config key; the same value through --set names the key alone."""
+    base = ["train", "--data", str(tmp_path / "none"), "--layout", "folder", "--out", str(tmp_path / "run")]
+    for flag, value, key in (("--image-size", "48", "data.image_size"), ("--epochs", "0", "train.epochs")):
+        assert main([*base, flag, value]) == 2
+        line = _one_line_error(capsys, f"{flag} ({key}): {value}")
+        assert main([*base, "--set", f"{key}={value}"]) == 2
+        assert _one_line_error(capsys, key) == line.replace(f"{flag} ({key})", key)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_while_writing_names_the_file_and_leaves_the_old_one(tmp_path):
+    from cavga.errors import CavgaError
+    from cavga.io_utils import atomic_write, atomic_write_text
+
+    target = atomic_write_text(tmp_path / "metrics.json", "old")
+
+    def fill(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write("half")
+            raise OSError(errno.ENOSPC, "No space left on device")  # as f.write raises it: no file name
+
+    with pytest.raises(CavgaError, match=r"metrics.json: cannot write this file \(No space left on device\)"):
+        atomic_write(target, fill)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]

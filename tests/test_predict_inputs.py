@@ -104,3 +104,16 @@ def test_switching_map_format_removes_the_earlier_runs_map_only(run, brick, tmp_
     (mine / f"{stem}_map.png").write_bytes(b"the user's own")
     assert _predict(run, hole, out=mine, flags=["--maps", "npy"]) == 0
     assert (mine / f"{stem}_map.png").read_bytes() == b"the user's own" and (mine / f"{stem}_map.npy").is_file()
+
+
+def test_a_second_predict_into_the_same_out_says_which_earlier_rows_it_drops(run, brick, tmp_path, capsys):
+    first, second = sorted((brick / "test" / "hole").glob("*.png"))[:2]
+    out = tmp_path / "out"
+    assert main(["predict", str(run), str(first), "--out", str(out), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(run), str(first), "--out", str(out), "--device", "cpu"]) == 0
+    assert "replaced; it listed" not in capsys.readouterr().err  # the same image again: nothing dropped
+    assert main(["predict", str(run), str(second), "--out", str(out), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "predictions.json: replaced; it listed 1 earlier prediction of images not given now" in err
+    assert [r["path"] for r in json.loads((out / "predictions.json").read_text())["predictions"]] == [str(second)]

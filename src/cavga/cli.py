@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _speed(argv[1:]) if speed else _dispatch(args)
     except CavgaError as e:
-        _say_error(str(e))
+        _say_error(_with_flag(str(e), args))
         return 2
     except OSError as e:  # a file the OS refused (disk full, permission): one line; a bug keeps its traceback
         if not isinstance(e.filename, (str, bytes, os.PathLike)):  # none, or a descriptor: a bug's
@@ -180,6 +180,19 @@ def main(argv: list[str] | None = None) -> int:
         resume = "; --resume continues from the last saved epoch (or from the start if none was saved)"
         print("cavga: interrupted" + (resume if trains else ""), file=sys.stderr)
         return 130
+
+
+def _with_flag(message: str, args: argparse.Namespace | None) -> str:
+    """A configuration error about a key the user gave as a flag names the flag as typed, beside the
+    key (``--image-size (data.image_size): 48 is not a power of two``); a ``--set`` of that key wins."""
+    key, sep, rest = message.partition(": ")
+    if args is None or not sep:
+        return message
+    given = {item.partition("=")[0].strip() for item in getattr(args, "overrides", None) or []}
+    for flag, dotted, attr in _FLAGS:
+        if dotted == key and key not in given and getattr(args, attr, None) is not None:
+            return f"{flag} ({key}): {rest}"
+    return message
 
 
 def _say_error(message: str) -> None:

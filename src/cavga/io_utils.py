@@ -53,6 +53,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], durable:
         if durable:
             _fsync(tmp)
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, a quota: named as the file being written, which is left as it was
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise CavgaError(f"{path}: cannot write this file ({e.strerror or e}); it is left as it was") from None
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)

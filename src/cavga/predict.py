@@ -220,6 +220,7 @@ def predict_to_folder(
         remove_stale_temp_files(out_dir)  # left by a predict killed mid-write
         previous = earlier_outputs(out_dir)
         named = collect_named(inputs, exclude=previous)
+        _say_rows_dropped(out_dir / PREDICTIONS_FILE, {q.resolve() for q, _ in named})
         if report:
             _check_report_targets(out_dir, len(named), previous)
         else:
@@ -231,6 +232,22 @@ def predict_to_folder(
                 from .report import write_predict_report
 
                 write_predict_report(out_dir, previous)
+
+
+def _say_rows_dropped(path: Path, now: set[Path]) -> None:
+    """Warn where the ``predictions.json`` about to be replaced lists images this run does not predict
+    again (``now``: resolved paths): their rows go, their files stay."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8")).get("predictions", [])
+        gone = sum(Path(r["path"]).resolve() not in now for r in rows if isinstance(r, dict) and "path" in r)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return  # no earlier list (or _check_predictions_file has refused it)
+    if gone:
+        warnings.warn(
+            f"{path}: replaced; it listed {gone} earlier prediction{'s' if gone != 1 else ''} of images not given "
+            "now, whose rows go while their overlay, mask and map files stay (use another --out to keep both lists)",
+            stacklevel=3,
+        )
 
 
 def load_predictor(model: str | Path, device: str = "auto", infer: list[str] | None = None):
