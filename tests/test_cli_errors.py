@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import cavga.report
 from _tiny_run import shared_data, shared_run
@@ -138,6 +139,13 @@ def test_run_folder_missing_or_a_file(tmp_path, command, capsys):
         assert main([args[0], str(run), *args[1:]]) == 2
         _one_line_error(capsys, *words)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r1"]  # nothing written
+
+
+def test_predict_with_a_missing_run_folder_says_so(tmp_path, capsys):
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(image)
+    assert main(["predict", str(tmp_path / "nope"), str(image), "--out", str(tmp_path / "out")]) == 2
+    _one_line_error(capsys, f"{tmp_path / 'nope'}: no such run folder")
 
 
 # ------------------------------------------------------------- a run with no held-out normal image

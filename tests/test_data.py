@@ -560,3 +560,25 @@ def test_a_test_mask_of_the_wrong_size_stops_train_before_it_trains(tmp_path, ca
     err = capsys.readouterr().err
     assert "000_mask.png: mask is 12x16" in err and "Traceback" not in err
     assert not (out / "checkpoint.pt").exists() and not (out / "config.yaml").exists()
+
+
+def test_pillows_size_warning_names_the_image(tmp_path, monkeypatch):
+    """A decompression-bomb warning (an image over Pillow's pixel limit) says which file it is about."""
+    big = _png(tmp_path / "big.png", (40, 30))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1200 pixels: over the limit, under twice it
+    with pytest.warns(Image.DecompressionBombWarning) as caught:
+        load_image(big, None)
+    assert any(str(w.message).startswith(f"{big}: Image size (1200 pixels) exceeds limit") for w in caught)
+
+
+def test_a_category_for_a_layout_without_categories_is_said_and_a_relative_root_shown_absolute(tmp_path, monkeypatch):
+    from cavga.data.layouts import load_split
+
+    root = tmp_path / "plain"
+    for i in range(3):
+        _png(root / "good" / f"{i}.png")
+    with pytest.warns(UserWarning, match="data.category 'bottle': the folder layout has no categories; ignored"):
+        load_split(DataConfig(root=str(root), layout="folder", category="bottle"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CavgaError, match=rf"^nowhere: data folder not found \(looked for {tmp_path}/nowhere\)"):
+        load_split(DataConfig(root="nowhere", layout="folder"))

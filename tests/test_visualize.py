@@ -9,6 +9,7 @@ from matplotlib import colormaps
 from PIL import Image
 from scipy import ndimage
 
+from cavga.errors import CavgaError
 from cavga.visualize import comparison_strip, contour, heatmap_overlay, mask_image, save_png
 
 H, W = 24, 32
@@ -97,7 +98,7 @@ def test_save_png_failure_leaves_nothing(tmp_path):
         def save(self, *args, **kwargs):
             raise OSError("disk full")
 
-    with pytest.raises(OSError):
+    with pytest.raises(CavgaError, match=r"x.png: cannot write this file \(disk full\)"):  # one line naming it
         save_png(Broken(), tmp_path / "x.png")
     assert list(tmp_path.iterdir()) == []
 

@@ -38,6 +38,7 @@ from .io_utils import (
     remove_stale_temp_files,
 )
 from .report.scores import MAP_SCALE, save_map16
+from .runfolder import check_run_dir
 from .runlock import LOCK_FILE, RunLock
 from .visualize import heatmap_overlay, mask_image, save_png
 
@@ -256,7 +257,7 @@ def load_predictor(model: str | Path, device: str = "auto", infer: list[str] | N
     from .export import ExportedPredictor, is_exported_model
 
     if not is_exported_model(model):
-        return Predictor.from_run(model, device, infer)
+        return Predictor.from_run(check_run_dir(model), device, infer)
     if infer:
         raise CavgaError(f"{model}: an exported model's inference settings are fixed; pass --set to `cavga export`")
     return ExportedPredictor(model)

@@ -5,6 +5,8 @@ one-line :class:`CavgaError` naming it."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +56,23 @@ def _orientation(im: Image.Image) -> int:
     return value if value in _UPRIGHT else 1
 
 
+@contextmanager
+def _pil_open(path: str | Path) -> Iterator[Image.Image]:
+    """``Image.open``, its warnings (a decompression-bomb size, a broken EXIF block) naming the file."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        im = Image.open(path)
+    for w in caught:
+        warnings.warn(f"{path}: {w.message}", w.category, stacklevel=4)
+    with im:
+        yield im
+
+
 def _open(path: str | Path, what: str) -> Image.Image:
     """Open and fully decode a file, upright by its EXIF orientation, turning every PIL failure into a
     one-line CavgaError."""
     try:
-        with Image.open(path) as im:
+        with _pil_open(path) as im:
             turn = _UPRIGHT.get(_orientation(im))
             im.load()
             out = im.copy() if im.mode != "P" else im.convert("RGBA")
@@ -75,13 +89,13 @@ def image_size_of(path: str | Path) -> tuple[int, int]:
     if parse_ref(path) is not None:
         return array_image_size(path)
     try:
-        with Image.open(path) as im:
+        with _pil_open(path) as im:
             w, h = im.size
             if _orientation(im) >= 5:  # a quarter turn or a transposition: the sides swap
                 w, h = h, w
     except FileNotFoundError:
         raise CavgaError(f"{path}: image file not found") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise CavgaError(f"{path}: cannot read image ({_reason(e)})") from None
     return h, w
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
 from ..config import LAYOUTS, DataConfig
@@ -138,9 +139,11 @@ def load_split(cfg: DataConfig) -> Split:
         split = one_class_split(cfg.layout, cfg.root, cfg.category, cfg.train_fraction, cfg.seed)
     elif cfg.layout == "mvtec":
         split = mvtec_split(cfg.root, cfg.category)
-    elif cfg.layout == "mtd":
-        split = mtd_split(cfg.root, cfg.train_fraction, cfg.seed)
     else:
-        split = folder_split(cfg.root, cfg.train_fraction, cfg.seed)
+        if cfg.category is not None:  # a leftover of an MVTec command, most likely: said, not silently dropped
+            warnings.warn(
+                f"data.category {cfg.category!r}: the {cfg.layout} layout has no categories; ignored", stacklevel=2
+            )
+        split = (mtd_split if cfg.layout == "mtd" else folder_split)(cfg.root, cfg.train_fraction, cfg.seed)
     split.info.setdefault("seed", cfg.seed)
     return split

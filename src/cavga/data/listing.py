@@ -52,7 +52,8 @@ def _check_root(root: str | Path | None, expected: str = "") -> Path:
     path = Path(root).expanduser()
     if not path.exists():
         where = f"; the layout expects {expected} (docs/data.md)" if expected else ""
-        raise CavgaError(f"{path}: data folder not found{where}")
+        tried = "" if path.is_absolute() else f" (looked for {path.absolute()})"
+        raise CavgaError(f"{path}: data folder not found{tried}{where}")
     if not path.is_dir():
         raise CavgaError(f"{path}: not a folder")
     return path.resolve()
