@@ -19,6 +19,7 @@ import torch
 import yaml
 from PIL import Image
 
+from _errors import one_line_error
 from cavga import runfolder
 from cavga import train as train_module
 from cavga.cli import main
@@ -66,15 +67,6 @@ def _copy_run(trained, tmp_path, model="Du") -> Path:
     return run
 
 
-def _one_line_error(capsys, *words) -> str:
-    err = capsys.readouterr().err
-    errors = [ln for ln in err.splitlines() if ln.startswith("cavga: error:")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    for w in words:
-        assert str(w) in errors[0], (w, errors[0])
-    return errors[0]
-
-
 # ---------------------------------------------------------------------------------------------- High
 
 
@@ -98,7 +90,7 @@ def test_high1_crafted_checkpoint_runs_no_code(trained, tiny_data, tmp_path, cap
         ["train", "--out", str(run), "--resume", "--no-progress", "--device", "cpu", "--epochs", "2"],
     ):
         assert main(argv) == 2, argv
-        _one_line_error(capsys, ckpt, "could run code")
+        one_line_error(capsys, ckpt, "could run code")
         assert not marker.exists(), argv
 
     shutil.copy(trained / "Du" / "checkpoint.pt", ckpt)
@@ -119,10 +111,10 @@ def test_high2_second_writer_is_refused_naming_the_holder(tiny_data, tmp_path, c
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert main(_train_args(tiny_data, run)) == 2
-        _one_line_error(capsys, run, f"pid {holder.pid}")
+        one_line_error(capsys, run, f"pid {holder.pid}")
         assert not (run / "config.yaml").exists()
         assert main(["evaluate", str(run), "--device", "cpu"]) == 2  # evaluate writes too: also refused
-        _one_line_error(capsys, f"pid {holder.pid}")
+        one_line_error(capsys, f"pid {holder.pid}")
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
@@ -150,17 +142,17 @@ def test_high2_mixed_run_folder_is_refused(trained, tiny_data, tmp_path, capsys)
     run = _copy_run(trained, tmp_path, "Du")
     shutil.copy(trained / "Dw" / "checkpoint.pt", run / "checkpoint.pt")
     assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 2
-    _one_line_error(capsys, "config.yaml", "mixes two runs")
+    one_line_error(capsys, "config.yaml", "mixes two runs")
     images = tiny_data / "brick" / "test" / "hole"
     assert main(["predict", str(run), str(images), "--out", str(tmp_path / "p"), "--device", "cpu"]) == 2
-    _one_line_error(capsys, "mixes two runs")
+    one_line_error(capsys, "mixes two runs")
 
     run = _copy_run(trained, tmp_path, "Dw")  # same config, another split
     split = json.loads((run / "split.json").read_text())
     split["test"] = split["test"][1:]
     (run / "split.json").write_text(json.dumps(split))
     assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 2
-    _one_line_error(capsys, "split.json", "mixes two runs")
+    one_line_error(capsys, "split.json", "mixes two runs")
 
 
 # -------------------------------------------------------------------------------------------- Medium
@@ -192,11 +184,11 @@ def test_medium4_resume_refuses_conflicting_flags(trained, tmp_path, capsys):
     for flag, value in (("--image-size", "64"), ("--lr", "0.1"), ("--model", "Dw"), ("--batch-size", "2")):
         argv = ["train", "--out", str(run), "--resume", "--no-progress", "--device", "cpu", flag, value]
         assert main(argv) == 2, flag
-        _one_line_error(capsys, flag, "conflicts")
+        one_line_error(capsys, flag, "conflicts")
     for key in ("train.augment=dihedral", "train.validate_every=1", "loss.w_ae=1"):  # a --set is held to it too
         argv = ["train", "--out", str(run), "--resume", "--no-progress", "--device", "cpu", "--set", key]
         assert main(argv) == 2, key
-        _one_line_error(capsys, "cannot resume with " + key.partition("=")[0], "the run was started with")
+        one_line_error(capsys, "cannot resume with " + key.partition("=")[0], "the run was started with")
     same = ["train", "--out", str(run), "--resume", "--no-progress", "--device", "cpu", "--image-size", "32"]
     assert main(same) == 0  # agreeing flags and the ones a resume may change are fine
 
@@ -226,7 +218,7 @@ def test_medium5_empty_test_split_is_said_at_training_and_by_evaluate(tiny_data,
     assert main(args) == 0
     assert "no test images" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "run"), "--device", "cpu", "--no-progress"]) == 2
-    _one_line_error(capsys, "split.json", "test split is empty")
+    one_line_error(capsys, "split.json", "test split is empty")
 
 
 def test_medium6_one_broken_image_does_not_stop_predict(trained, tiny_data, tmp_path, capsys, monkeypatch):
@@ -273,11 +265,11 @@ def test_medium7_uncreatable_output_path_fails_before_any_work(trained, tiny_dat
     blocker.write_text("x")
     monkeypatch.setattr(runfolder, "prepare_data", lambda cfg: pytest.fail("read the data first"))
     assert main(_train_args(tiny_data, blocker / "sub")) == 2
-    _one_line_error(capsys, "some_file", "is a file")
+    one_line_error(capsys, "some_file", "is a file")
     images = tiny_data / "brick" / "test" / "hole"
     argv = ["predict", str(trained / "Du"), str(images), "--out", str(blocker / "sub"), "--device", "cpu"]
     assert main(argv) == 2
-    _one_line_error(capsys, "some_file", "is a file")
+    one_line_error(capsys, "some_file", "is a file")
 
 
 @pytest.mark.parametrize(
@@ -297,7 +289,7 @@ def test_medium8_values_only_torch_checked_fail_before_the_run(tiny_data, tmp_pa
         pytest.skip("this machine has MPS")
     run = tmp_path / "run"
     assert main([*_train_args(tiny_data, run), *extra]) == 2
-    _one_line_error(capsys, named)
+    one_line_error(capsys, named)
     assert not run.exists()
 
 
@@ -307,7 +299,7 @@ def test_medium8_a_run_that_fails_under_its_lock_leaves_no_folders(tiny_data, tm
     args = _train_args(tiny_data, run)
     args[args.index("--data") + 1] = str(tmp_path / "no-such-data")
     assert main(args) == 2
-    _one_line_error(capsys, "no-such-data")
+    one_line_error(capsys, "no-such-data")
     assert not (tmp_path / "new").exists()
 
 
@@ -318,19 +310,19 @@ def test_low9_malformed_files_and_values_are_one_line_errors(trained, tiny_data,
     """Low 9: malformed YAML in --set, a binary or folder --config, a checkpoint that is not a dict
     or lacks its config, a split.json that is a list or has an empty test list."""
     assert main(_train_args(tiny_data, tmp_path / "r", "Du", 1, "--set", "train.lr=[1,")) == 2
-    _one_line_error(capsys, "train.lr=[1,", "not valid YAML")
+    one_line_error(capsys, "train.lr=[1,", "not valid YAML")
     binary = tmp_path / "c.yaml"
     binary.write_bytes(bytes(range(256)))
     for config, words in ((binary, "not a text file"), (tmp_path, "is a folder")):
         assert main([*_train_args(tiny_data, tmp_path / "r"), "--config", str(config)]) == 2
-        _one_line_error(capsys, config, words)
+        one_line_error(capsys, config, words)
 
     evaluate = ["evaluate", "--device", "cpu", "--no-progress"]
     for state, words in (([1, 2, 3], "not a dict"), ({"model": {}, "epoch": 1}, "no config")):
         run = _copy_run(trained, tmp_path / str(len(words)))
         torch.save(state, run / "checkpoint.pt")
         assert main([*evaluate, str(run)]) == 2
-        _one_line_error(capsys, "checkpoint.pt", words)
+        one_line_error(capsys, "checkpoint.pt", words)
 
     for n, (split, words) in enumerate((([], "not a cavga split file"), (None, "test split is empty"))):
         run = _copy_run(trained, tmp_path / f"s{n}")
@@ -343,7 +335,7 @@ def test_low9_malformed_files_and_values_are_one_line_errors(trained, tiny_data,
             torch.save(ckpt, run / "checkpoint.pt")
         (run / "split.json").write_text(json.dumps(split))
         assert main([*evaluate, str(run)]) == 2
-        _one_line_error(capsys, "split.json", words)
+        one_line_error(capsys, "split.json", words)
 
 
 def test_low10_stale_temp_files_of_a_killed_save_are_removed(trained, tmp_path):
@@ -396,7 +388,7 @@ def test_low13_mask_rule_and_corrupt_training_image(tiny_data, tmp_path, capsys,
     bad = sorted((root / "brick" / "train" / "good").glob("*.png"))[-1]
     bad.write_bytes(bad.read_bytes()[:100])  # truncated
     assert main(_train_args(root, tmp_path / "run", "Du", 1, "--batch-size", "5")) == 2
-    _one_line_error(capsys, bad.name, "cannot read image")
+    one_line_error(capsys, bad.name, "cannot read image")
     assert not (tmp_path / "run").exists()
 
 
@@ -432,13 +424,13 @@ def test_low14_fraction_message_and_resume_without_run(trained, tmp_path, capsys
     run = _copy_run(trained, tmp_path)
     (run / "checkpoint.pt").unlink()
     assert main(["train", "--out", str(run), "--resume", "--no-progress", "--device", "cpu"]) == 2
-    _one_line_error(capsys, "checkpoint.pt", "missing")
+    one_line_error(capsys, "checkpoint.pt", "missing")
     assert main(["train", "--out", str(tmp_path / "nothing"), "--resume"]) == 2
-    line = _one_line_error(capsys, "nothing", "no run to resume")
+    line = one_line_error(capsys, "nothing", "no run to resume")
     assert "folder not found" in line
     (tmp_path / "stopped" / "restarts" / "seed0").mkdir(parents=True)  # stopped while candidates trained
     assert main(["train", "--out", str(tmp_path / "stopped"), "--resume"]) == 2
-    line = _one_line_error(capsys, "stopped", "only restart candidates")
+    line = one_line_error(capsys, "stopped", "only restart candidates")
     assert "rerun the command that started it" in line
 
 
@@ -461,7 +453,7 @@ def test_also_nan_loss_stops_the_run_and_keeps_the_checkpoint(tiny_data, tmp_pat
     monkeypatch.setattr(train_module, "train_step", nan_in_epoch_two)
     run = tmp_path / "run"
     assert main(_train_args(tiny_data, run, "Du", 3)) == 2
-    _one_line_error(capsys, "epoch 2", "step 2", "rec=nan")
+    one_line_error(capsys, "epoch 2", "step 2", "rec=nan")
     state = load_checkpoint(run / "checkpoint.pt")
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
@@ -484,7 +476,7 @@ def test_also_a_nan_loss_that_reaches_the_weights_between_reads_is_named(tiny_da
     run = tmp_path / "run"
     argv = _train_args(tiny_data, run, "Du", 3, "--set", "train.checkpoint_every=2", "--no-check")
     assert main(argv) == 2
-    line = _one_line_error(capsys, "epoch 2", "step 1", "rec=nan")
+    line = one_line_error(capsys, "epoch 2", "step 1", "rec=nan")
     assert "no checkpoint was written" in line
     assert not (run / "checkpoint.pt").exists()
 
@@ -579,11 +571,11 @@ def test_also_bad_values_met_only_at_resolution_or_validation_are_one_line(train
     """Also: a word where a number or auto goes is refused before training resolves it, and validate's
     --copies must be 1 or more."""
     assert main(_train_args(tiny_data, tmp_path / "r", "Du", 1, "--set", "infer.mask_fade=Auto")) == 2
-    _one_line_error(capsys, "infer.mask_fade", "'Auto'")
+    one_line_error(capsys, "infer.mask_fade", "'Auto'")
     assert not (tmp_path / "r").exists()
     for copies in ("0", "-1"):
         assert main(["validate", str(_copy_run(trained, tmp_path / copies)), "--copies", copies]) == 2
-        _one_line_error(capsys, f"--copies {copies}", "1 or more")
+        one_line_error(capsys, f"--copies {copies}", "1 or more")
 
 
 def test_also_demo_takes_every_training_flag(monkeypatch, tmp_path):
@@ -612,7 +604,7 @@ def test_also_a_changed_map_setting_says_why_it_needs_the_moved_training_data(ti
     assert main(_train_args(data, run, "Du", 1, "--no-check")) == 0
     shutil.rmtree(data)
     assert main(["evaluate", str(run), "--device", "cpu", "--no-progress", "--set", "infer.map_blur=0"]) == 2
-    _one_line_error(capsys, "infer.map_blur=0", "held-out normal images", "image file not found")
+    one_line_error(capsys, "infer.map_blur=0", "held-out normal images", "image file not found")
 
 
 def test_also_files_from_others_cannot_lead_writes_out_of_their_folders(trained, tiny_data, tmp_path, capsys):
@@ -627,13 +619,13 @@ def test_also_files_from_others_cannot_lead_writes_out_of_their_folders(trained,
     split["test"][-1]["defect_type"] = "../../elsewhere"
     (run / "split.json").write_text(json.dumps(split))
     assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 2
-    _one_line_error(capsys, "split.json", "not a plain folder name")
+    one_line_error(capsys, "split.json", "not a plain folder name")
 
     run = _copy_run(trained, tmp_path / "b")
     (run / ".lock").unlink(missing_ok=True)
     (run / ".lock").symlink_to(victim)
     assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 2
-    _one_line_error(capsys, ".lock", "symbolic link")
+    one_line_error(capsys, ".lock", "symbolic link")
     assert victim.read_text() == "keep me"
 
     out = tmp_path / "out"
@@ -644,7 +636,7 @@ def test_also_files_from_others_cannot_lead_writes_out_of_their_folders(trained,
     image = next((tiny_data / "brick" / "test" / "good").glob("*.png"))
     argv = ["predict", str(_copy_run(trained, tmp_path / "c")), str(image), "--out", str(out), "--device", "cpu"]
     assert main([*argv, "--report"]) == 2
-    _one_line_error(capsys, "report/img", "symbolic link")
+    one_line_error(capsys, "report/img", "symbolic link")
     assert victim.read_text() == "keep me"
     from cavga.predict import earlier_outputs
 

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 import cavga.report
+from _errors import one_line_error
 from _tiny_run import shared_data, shared_run
 from cavga.cli import main
 from cavga.demo_data import generate_demo_dataset
@@ -25,15 +26,6 @@ TINY = [
     "--set", "model.base_channels=8", "--set", "model.latent_channels=8",
 ]  # fmt: skip
 LONG = "a" * 300  # longer than any file system's file name (255 bytes): no folder of this name can be made
-
-
-def _one_line_error(capsys, *words) -> str:
-    err = capsys.readouterr().err
-    errors = [ln for ln in err.splitlines() if ln.startswith("cavga: error:")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    for w in words:
-        assert str(w) in errors[0], (w, errors[0])
-    return errors[0]
 
 
 @pytest.fixture
@@ -50,14 +42,14 @@ def test_redecide_out_under_a_file_is_one_line(tmp_path_factory, a_file, capsys)
     run = shared_run(tmp_path_factory)
     out = a_file / "sub"
     assert main(["redecide", str(run), str(out), "--device", "cpu"]) == 2
-    _one_line_error(capsys, out, "cannot create this folder", f"{a_file} is a file")
+    one_line_error(capsys, out, "cannot create this folder", f"{a_file} is a file")
 
 
 def test_redecide_out_that_cannot_be_named_is_one_line(tmp_path_factory, tmp_path, capsys):
     run = shared_run(tmp_path_factory)
     out = tmp_path / LONG / "sub"
     assert main(["redecide", str(run), str(out), "--device", "cpu"]) == 2
-    _one_line_error(capsys, out, "cannot create this folder", "too long")
+    one_line_error(capsys, out, "cannot create this folder", "too long")
     assert list(tmp_path.iterdir()) == []  # the trial made nothing that stays
 
 
@@ -65,7 +57,7 @@ def test_export_out_under_a_file_is_one_line(tmp_path_factory, a_file, capsys):
     run = shared_run(tmp_path_factory)
     for out in (a_file / "model.pt", a_file / "sub" / "model.pt"):
         assert main(["export", str(run), "--out", str(out)]) == 2
-        _one_line_error(capsys, out, "cannot write this file", f"{a_file} is a file")
+        one_line_error(capsys, out, "cannot write this file", f"{a_file} is a file")
     assert a_file.read_text() == "not a folder\n"
 
 
@@ -74,9 +66,9 @@ def test_train_and_predict_out_that_cannot_be_named_is_one_line(tmp_path_factory
     out = tmp_path / LONG
     train = ["train", "--data", str(data), "--layout", "mvtec", "--category", "brick", "--out", str(out), *TINY]
     assert main(train) == 2
-    _one_line_error(capsys, "--out", out, "cannot create this folder", "too long")
+    one_line_error(capsys, "--out", out, "cannot create this folder", "too long")
     assert main(["predict", str(run), str(data / "brick" / "test" / "good"), "--out", str(out), "--device", "cpu"]) == 2
-    _one_line_error(capsys, "--out", out, "cannot create this folder", "too long")
+    one_line_error(capsys, "--out", out, "cannot create this folder", "too long")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -137,7 +129,7 @@ def test_run_folder_missing_or_a_file(tmp_path, command, capsys):
     for run, words in expected.items():
         args = [a.replace("NEW", str(tmp_path / "new")).replace("OUT", str(tmp_path / "out")) for a in command]
         assert main([args[0], str(run), *args[1:]]) == 2
-        _one_line_error(capsys, *words)
+        one_line_error(capsys, *words)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r1"]  # nothing written
 
 
@@ -145,7 +137,7 @@ def test_predict_with_a_missing_run_folder_says_so(tmp_path, capsys):
     image = tmp_path / "a.png"
     Image.new("RGB", (8, 8)).save(image)
     assert main(["predict", str(tmp_path / "nope"), str(image), "--out", str(tmp_path / "out")]) == 2
-    _one_line_error(capsys, f"{tmp_path / 'nope'}: no such run folder")
+    one_line_error(capsys, f"{tmp_path / 'nope'}: no such run folder")
 
 
 # ------------------------------------------------------------- a run with no held-out normal image
@@ -184,7 +176,7 @@ def test_no_held_out_normals_says_why_and_warns(one_image_run):
 def test_validate_without_held_out_normals_says_why(one_image_run, capsys):
     out = one_image_run[0]
     assert main(["validate", str(out), "--device", "cpu"]) == 2
-    line = _one_line_error(capsys, out, "held out no normal images", "1 normal training image at data.val_fraction 0.1")
+    line = one_line_error(capsys, out, "held out no normal images", "1 normal training image at data.val_fraction 0.1")
     assert "val_fraction is 0" not in line
 
 
@@ -192,11 +184,11 @@ def test_validate_every_without_held_out_normals_says_why(one_image_data, tmp_pa
     out = tmp_path / "run"
     train = ["train", "--data", str(one_image_data), "--layout", "mvtec", "--category", "brick", "--out", str(out)]
     assert main([*train, *TINY, "--validate-every", "1"]) == 2
-    line = _one_line_error(capsys, "train.validate_every", "1 normal training image at data.val_fraction 0.1")
+    line = one_line_error(capsys, "train.validate_every", "1 normal training image at data.val_fraction 0.1")
     assert "val_fraction is 0" not in line and "--validate-every 0" in line
     assert not out.exists()  # refused before the run folder (or a restart candidate's) was written
     assert main([*train, *TINY, "--validate-every", "1", "--restarts", "2"]) == 2
-    _one_line_error(capsys, "train.validate_every")
+    one_line_error(capsys, "train.validate_every")
     assert not out.exists()
 
 
@@ -232,9 +224,9 @@ def test_a_bad_flag_value_is_named_by_its_flag_and_its_key(tmp_path, capsys):
     base = ["train", "--data", str(tmp_path / "none"), "--layout", "folder", "--out", str(tmp_path / "run")]
     for flag, value, key in (("--image-size", "48", "data.image_size"), ("--epochs", "0", "train.epochs")):
         assert main([*base, flag, value]) == 2
-        line = _one_line_error(capsys, f"{flag} ({key}): {value}")
+        line = one_line_error(capsys, f"{flag} ({key}): {value}")
         assert main([*base, "--set", f"{key}={value}"]) == 2
-        assert _one_line_error(capsys, key) == line.replace(f"{flag} ({key})", key)
+        assert one_line_error(capsys, key) == line.replace(f"{flag} ({key})", key)
     assert not (tmp_path / "run").exists()
 
 
