@@ -175,3 +175,16 @@ def test_predict_with_a_mask_threshold_set_uses_it(tmp_path_factory):
     decided = Predictor.from_run(run, "cpu").mask_threshold
     assert decided != pytest.approx(0.4)
     assert Predictor.from_run(run, "cpu", ["infer.mask_threshold=0.4"]).mask_threshold == pytest.approx(0.4)
+
+
+def test_a_grid_reads_mask_threshold_and_mask_quantile_together_in_either_order():
+    from cavga.grid.spec import set_values
+
+    for values in (
+        {"infer.mask_quantile": 0.98, "infer.mask_threshold": 0.4},
+        {"infer.mask_threshold": 0.4, "infer.mask_quantile": 0.98},
+    ):
+        cfg = set_values(RunConfig(), values)
+        assert cfg.infer.mask_quantile == 0.98 and cfg.infer.mask_threshold == 0.4
+    assert set_values(RunConfig(), {"infer.mask_threshold": 0.4}).infer.mask_quantile is None
+    assert set_values(RunConfig(), {"infer.mask_quantile": None}).infer.mask_quantile is None

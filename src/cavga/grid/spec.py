@@ -289,7 +289,9 @@ def load_grid(path: str | Path) -> GridSpec:
 
 
 def set_values(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
-    """Dotted-key values onto ``cfg``; None sets None (unlike a command line's unset flag)."""
-    for k, v in values.items():
-        apply_overrides(cfg, [f"{k}=null"] if v is None else {k: v})
-    return cfg
+    """Dotted-key values onto ``cfg``; None sets None (unlike a command line's unset flag). The values
+    go in one call, so that settings read together (``infer.mask_threshold`` with or without
+    ``infer.mask_quantile``) are read as one."""
+    apply_overrides(cfg, {k: v for k, v in values.items() if v is not None})
+    nulls = [f"{k}=null" for k, v in values.items() if v is None]
+    return apply_overrides(cfg, nulls) if nulls else cfg
