@@ -166,7 +166,7 @@ def _cfg(root, model, epochs=2):
 def test_a_baseline_run_refuses_to_export_in_one_line(tiny_data, tmp_path):
     run = tmp_path / "run"
     train(_cfg(tiny_data, "AE-L2", epochs=1), run, progress=False)
-    with pytest.raises(CavgaError, match="AE-L2 run; export takes CAVGA runs only"):
+    with pytest.raises(CavgaError, match="the run is AE-L2's; export takes CAVGA runs only"):
         export_run(run, tmp_path / "ae.onnx")
 
 

@@ -244,3 +244,18 @@ def test_a_full_disk_while_writing_names_the_file_and_leaves_the_old_one(tmp_pat
     with pytest.raises(CavgaError, match=r"metrics.json: cannot write this file \(No space left on device\)"):
         atomic_write(target, fill)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_an_interrupted_benchmark_says_to_run_the_same_command_again(tmp_path, monkeypatch, capsys):
+    """`cavga benchmark` has no --resume: its interrupt line says how it does continue."""
+    import cavga.grid
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cavga.grid, "run_grid", interrupted)
+    grid = tmp_path / "g.yaml"
+    grid.write_text("models: [Du]\ndata: {layout: digits}\ncategories: ['0']\n")
+    assert main(["benchmark", "--grid", str(grid), "--out", str(tmp_path / "out")]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("cavga: interrupted; the same command again continues") and "--resume" not in err

@@ -361,3 +361,12 @@ def test_evaluate_says_where_the_report_page_is(tmp_path_factory, tmp_path, caps
     shutil.copytree(shared_run(tmp_path_factory), run)
     assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 0
     assert f"and {run / 'report' / 'index.html'} (open it in a browser)" in capsys.readouterr().out
+
+
+def test_the_benchmark_pages_wall_column_reads_the_grids_cells_too():
+    from cavga.report.benchmark_report import wall_text
+
+    assert wall_text({"wall_seconds": {"train_this_call": 3.0, "total": 3.5, "resumed": False}}) == "3.5"
+    grid_cell = {"wall_seconds": {"train_this_call": 40.0, "total_this_call": 44.2}, "grid_cell": {"resumed": True}}
+    assert wall_text(grid_cell) == "44.2 (resumed)"
+    assert wall_text({}) == ""

@@ -14,7 +14,7 @@ from torch import nn
 from _scripts import benchmark_script
 from cavga import mask_threshold, validation
 from cavga.cli import main
-from cavga.config import ModelConfig, RunConfig, apply_overrides, resolve
+from cavga.config import ModelConfig, RunConfig, apply_overrides, load_config, resolve
 from cavga.decisions import CLASS_ANOMALY_SCORES
 from cavga.demo_data import DEFECT_TYPES, generate_demo_dataset
 from cavga.errors import CavgaError
@@ -462,7 +462,7 @@ def test_cavga_redecide_chooses_the_threshold_again_for_a_changed_map(tiny_data,
     kept = (candidate / CHECKPOINT).read_bytes()
     save_checkpoint({**load_checkpoint(linked), "epoch": 99}, linked)
     assert not linked.samefile(candidate / CHECKPOINT) and (candidate / CHECKPOINT).read_bytes() == kept
-    assert not {"metrics.json", "scores.json", "maps", "report", ".lock"} & {p.name for p in out.iterdir()}
+    assert not {"metrics.json", "scores.json", "maps", "report", "overlays", ".lock"} & {p.name for p in out.iterdir()}
     state = load_checkpoint(out / CHECKPOINT)
     assert state["config"]["infer"]["map_blur"] == 0.0 and state["normalizer"]["blur"] == 0.0
     chosen = state["mask_quantile"]  # the best of the copy's own painted sweep
@@ -721,3 +721,19 @@ def test_pixel_auroc_by_kind_scores_each_painted_type_against_the_clean_images_o
         y = np.concatenate([masks[j].ravel() for j in idx])
         s = np.concatenate([maps[j].ravel() for j in idx])
         assert got[kind] == round(roc_auc_score(y, s), 4)
+
+
+def test_redecide_refuses_an_out_inside_the_run_and_in_place_keeps_the_users_report_files(tiny_data, tmp_path):
+    from cavga.redecide import infer_settings, redecide_in_place, redecide_run
+
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
+    with pytest.raises(CavgaError, match=r"sub: inside the run folder"):
+        redecide_run(run, run / "sub", [], "cpu")
+    assert not (run / "sub").exists()
+    evaluate_run(run, device="cpu", progress=False)
+    (run / "report" / "notes.txt").write_text("mine")
+    cfg = load_config(run / "config.yaml", saved=True)
+    cfg.infer.map_blur = 0.0
+    assert redecide_in_place(run, infer_settings(cfg), "cpu") is not None
+    assert not (run / "overlays").exists() and not (run / "metrics.json").exists()  # of the old decisions
+    assert [p.name for p in (run / "report").iterdir()] == ["notes.txt"]

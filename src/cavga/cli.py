@@ -176,9 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
             return 130
-        trains = args is not None and args.command in ("train", "demo", "benchmark")
-        resume = "; --resume continues from the last saved epoch (or from the start if none was saved)"
-        print("cavga: interrupted" + (resume if trains else ""), file=sys.stderr)
+        command = None if args is None else args.command
+        again = {  # how each training command continues
+            "train": "; --resume continues from the last saved epoch (or from the start if none was saved)",
+            "demo": "; the same command again continues from the last saved epoch",
+            "benchmark": "; the same command again continues (finished cells are kept, a cell from its last epoch)",
+        }
+        print("cavga: interrupted" + again.get(command, ""), file=sys.stderr)
         return 130
 
 

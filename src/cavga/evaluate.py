@@ -35,6 +35,7 @@ from .runfolder import RunData
 from .runlock import locked
 
 METRICS_FILE = "metrics.json"
+OVERLAYS_DIR = "overlays"  # comparison strips of a few test images
 METRIC_KEYS = ("image_auroc", "pixel_auroc", "iou", "detection_accuracy", "aupro", "f1_max")
 # beside them in the painted check and the report: the masks as the answers carry them (infer.mask_gate)
 GATE_KEYS = ("iou_gated", "normal_flagged", "normal_flagged_gated")
@@ -92,7 +93,7 @@ def evaluate_run(
         cols["defect"] += batch.defect_type
         cols["path"] += batch.path
         if show & set(batch.path):
-            _save_overlays(run_dir / "overlays", batch, pred, show, cfg)
+            _save_overlays(run_dir / OVERLAYS_DIR, batch, pred, show, cfg)
 
     labels = torch.cat(cols["label"]).numpy()
     maps, masks, has_mask, pred_masks = cols["map"], cols["mask"], np.array(cols["has_mask"]), cols["pmask"]

@@ -24,9 +24,9 @@ import torch
 
 from .config import RunConfig, save_config, to_dict
 from .errors import CavgaError
-from .evaluate import METRICS_FILE
+from .evaluate import METRICS_FILE, OVERLAYS_DIR
 from .fingerprint import check_run_folder
-from .report.run_report import REPORT_DIR
+from .report.run_report import REPORT_DIR, remove_run_report
 from .report.scores import MAPS_DIR, SCORES_FILE
 from .runfolder import VALIDATION_FILE, RunData, saved_run, training_done, with_infer
 from .runlock import LOCK_FILE, RunLock
@@ -34,7 +34,7 @@ from .runtime import CHECKPOINT, resolve_device, save_checkpoint
 
 # what evaluate and validate wrote from the old decisions, and a training's lock
 STALE_FILES = (LOCK_FILE, METRICS_FILE, VALIDATION_FILE, SCORES_FILE)
-STALE_FOLDERS = (MAPS_DIR, REPORT_DIR)  # evaluate's test maps and report page
+STALE_FOLDERS = (MAPS_DIR, REPORT_DIR, OVERLAYS_DIR)  # evaluate's test maps, report page and comparison strips
 DECISIONS = (
     "attention_direction",
     "image_score",
@@ -53,6 +53,8 @@ def redecide_run(run_dir: str | Path, out_dir: str | Path, infer: list[str], dev
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if out_dir.exists():
         raise CavgaError(f"{out_dir}: already exists; redecide writes a new folder and never overwrites one")
+    if out_dir.resolve().is_relative_to(run_dir.resolve()):  # the copy would copy itself, without end
+        raise CavgaError(f"{out_dir}: inside the run folder {run_dir}; give OUT outside it")
     state, cfg = saved_run(run_dir, infer)
     check_run_folder(run_dir, state)
     if not training_done(state, cfg):
@@ -94,8 +96,9 @@ def redecide_in_place(run_dir: str | Path, infer: list[str], device: str = "auto
         decided = _decide_into(run_dir, state, cfg, device)
         for name in set(STALE_FILES) - {LOCK_FILE}:
             (run_dir / name).unlink(missing_ok=True)
-        for name in STALE_FOLDERS:
+        for name in set(STALE_FOLDERS) - {REPORT_DIR}:
             shutil.rmtree(run_dir / name, ignore_errors=True)
+        remove_run_report(run_dir)  # the page of the old decisions; a file of the user's there stays
     return decided
 
 

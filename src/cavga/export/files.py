@@ -53,7 +53,9 @@ def export_format(out: str | Path, fmt: str | None) -> str:
     if named is None and fmt is None:
         raise CavgaError(f"{out}: cannot tell the format from the extension; name it .pt (torchscript) or .onnx")
     if fmt is not None and named != fmt:
-        raise CavgaError(f"--out {out}: a {fmt} model's name must end in {FORMATS[fmt]} (predict reads it by that)")
+        raise CavgaError(
+            f"--out {out}: the name of an exported {fmt} model must end in {FORMATS[fmt]} (predict reads it by that)"
+        )
     if Path(out).is_dir():
         raise CavgaError(f"--out {out}: is a folder; give the model's file name")
     return named
@@ -92,7 +94,7 @@ def export_run(
     fmt = export_format(out, fmt)
     predictor = Predictor.from_run(run_dir, "cpu", infer)
     if predictor.cfg.model.is_baseline:
-        raise CavgaError(f"{run_dir}: a {predictor.cfg.model.variant} run; export takes CAVGA runs only")
+        raise CavgaError(f"{run_dir}: the run is {predictor.cfg.model.variant}'s; export takes CAVGA runs only")
     if predictor.cfg.data.resize != "stretch":  # the graph takes square inputs and scores all of them
         raise CavgaError(
             f"{run_dir}: data.resize is {predictor.cfg.data.resize}; export takes stretch-resized runs only"

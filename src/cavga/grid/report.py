@@ -156,8 +156,12 @@ def _epochs_summary(rows: list[dict[str, Any]], key: str) -> str:
             for label, n in models.items():
                 groups.setdefault(n, []).append(f"{ds} {label}")
     if len(groups) == 1:
-        return f"{next(iter(groups))} epochs"
-    return ", ".join(f"{n} epochs ({', '.join(where)})" for n, where in groups.items())
+        return _epochs(next(iter(groups)))
+    return ", ".join(f"{_epochs(n)} ({', '.join(where)})" for n, where in groups.items())
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
 
 
 def _epochs_clause(rows: list[dict[str, Any]]) -> str:

@@ -32,6 +32,7 @@ from ..config import RunConfig, apply_overrides, from_dict
 from ..config.io import read_yaml, yaml_problem
 from ..data.oneclass import CLASSES, ONE_CLASS_LAYOUTS, normal_class
 from ..errors import CavgaError
+from ..evaluate import METRIC_KEYS
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ NAMED_MODELS: dict[str, ModelSpec] = {
 }
 GROUPS = {"table8": [ABLATION[c].name for c in ABLATION]}
 
+TABLE_METRICS = (*METRIC_KEYS, "image_f1_max")  # what a results.md table may show
 GRID_KEYS = ("name", "data", "categories", "datasets", "seeds", "models", "metrics")
 GRID_ONLY_KEYS = ("models", "categories", "datasets", "seeds")  # what a training config lacks (and makes a grid)
 DATASET_KEYS = ("name", "data", "categories", "paper", "metrics", "overrides")
@@ -208,6 +210,10 @@ def _dataset(d: dict[str, Any], where: str, default_name: str) -> DatasetSpec:
     if paper is not None and paper not in PAPER_DATASETS:
         raise CavgaError(f"{where}.paper: {paper!r} is not one of {', '.join(PAPER_DATASETS)} (or null)")
     metrics = tuple(d.get("metrics") or _default_metrics(layout))
+    unknown = [m for m in metrics if m not in TABLE_METRICS]
+    if unknown:  # a typo would otherwise show as a table of dashes, after the whole grid has trained
+        said = ", ".join(map(repr, unknown))
+        raise CavgaError(f"{where}.metrics: unknown metric {said} (known: {', '.join(TABLE_METRICS)})")
     overrides = _flatten(d.get("overrides"), f"{where}.overrides")
     try:
         set_values(RunConfig(), overrides)
@@ -226,7 +232,9 @@ def _dataset(d: dict[str, Any], where: str, default_name: str) -> DatasetSpec:
 def parse_grid(raw: Any, source: str = "grid") -> GridSpec:
     """A GridSpec from the YAML's mapping; every problem is one line naming ``source``."""
     sections_known = tuple(f.name for f in fields(RunConfig))
-    raw = _check_keys(raw, GRID_KEYS + sections_known, source)
+    if raw is None:
+        raise CavgaError(f"{source}: empty; a grid names its models, data and categories (docs/benchmark.md)")
+    raw = _check_keys(raw, tuple(dict.fromkeys(GRID_KEYS + sections_known)), source)  # "data" is both
     if raw and set(raw) <= set(sections_known):  # data, model, train...: what `cavga train --config` reads
         raise CavgaError(
             f"{source}: not a grid file: only config sections ({', '.join(map(str, raw))}), none of a grid's "

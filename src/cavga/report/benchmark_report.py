@@ -17,9 +17,11 @@ def wall_text(result: dict[str, Any]) -> str:
     """A result's wall time for a table: this call's training and evaluation, marked "resumed" where
     the run existed before (its earlier training, possibly all of it, is not counted)."""
     wall = result.get("wall_seconds") or {}
-    if wall.get("total") is None:
+    total = wall.get("total", wall.get("total_this_call"))  # `--models`' key, the grid's
+    if total is None:
         return ""
-    return f"{wall['total']}" + (" (resumed)" if wall.get("resumed") else "")
+    resumed = wall.get("resumed", (result.get("grid_cell") or {}).get("resumed"))
+    return f"{total}" + (" (resumed)" if resumed else "")
 
 
 def write_benchmark_report(

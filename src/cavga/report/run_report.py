@@ -168,16 +168,38 @@ def _files_under(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_symlink() or not p.is_dir()}
 
 
+def _built_files(report: Path) -> set[str]:
+    """The files of the report folder ``report`` that its build wrote: those its list names, or, for a
+    report built before that list (session 71), its page, its figures and its thumbnail folder."""
+    try:
+        return set(json.loads((report / WRITTEN).read_text(encoding="utf-8"))) | {WRITTEN}
+    except (OSError, ValueError, TypeError):
+        files = _files_under(report)
+        return {p for p in files if p == "index.html" or p.endswith(".svg") or p.startswith(IMG_DIR + "/")}
+
+
+def remove_run_report(run_dir: str | Path) -> None:
+    """Remove a run's report (stale once its decisions change), keeping any file of the user's in it."""
+    report = Path(run_dir) / REPORT_DIR
+    if not report.is_dir() or report.is_symlink():
+        return
+    built = _built_files(report)
+    if not _files_under(report) - built:
+        shutil.rmtree(report)
+        return
+    for name in built:
+        (report / name).unlink(missing_ok=True)
+    for folder in sorted((d for d in report.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)):
+        if not any(folder.iterdir()):  # emptied above (a folder with a file of the user's stays)
+            folder.rmdir()
+
+
 def _copy_users_files(old: Path, new: Path) -> None:
     """Copy into the new report every file of the old one that no build wrote: notes or pictures a user
     put there survive a rebuild (copied, so that the old report stays whole until the swap). The old
     build's list says which files were its own; a report built before that list (session 71) counts
     its page, figures and thumbnail folder as its own."""
-    try:
-        ours = set(json.loads((old / WRITTEN).read_text(encoding="utf-8"))) | {WRITTEN}
-    except (OSError, ValueError, TypeError):
-        ours = {p for p in _files_under(old) if p == "index.html" or p.endswith(".svg") or p.startswith(IMG_DIR + "/")}
-    for name in sorted(_files_under(old) - ours):
+    for name in sorted(_files_under(old) - _built_files(old)):
         target = new / name
         if target.exists() or target.is_symlink():  # the new build writes a file of that name: keep both
             target = target.with_name(f"{target.stem}.yours{target.suffix}")
