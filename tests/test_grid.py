@@ -431,3 +431,94 @@ def test_a_rerun_with_another_inference_setting_decides_the_cell_again_as_a_fres
     assert "held-out normals" in decided["protocol"]  # decided on painted held-out defects, as b's
     assert ma["thresholds"] == mb["thresholds"] and ma["metrics"] == mb["metrics"]
     assert ma["infer"]["mask_quantile"] == "auto" and len((a.dir / "history.jsonl").read_text().splitlines()) == 1
+
+
+_FAKE: dict = {}  # _fake_run_cell's settings, seen by forked workers
+
+
+def _fake_run_cell(cell, progress):
+    """A cell that sleeps in place of training: it leaves ``started`` in its folder as it starts, and
+    ``metrics.json`` if it ends (a CavgaError instead for a cell in ``_FAKE["fail"]``)."""
+    import time
+
+    cell.dir.mkdir(parents=True)
+    (cell.dir / "started").touch()
+    time.sleep(_FAKE["seconds"][(cell.model.name, cell.row)])
+    if (cell.model.name, cell.row) in _FAKE["fail"]:
+        raise CavgaError(f"cell {cell.model.name} {cell.row} failed")
+    result = {"metrics": {"image_auroc": 0.5}}
+    (cell.dir / "metrics.json").write_text(json.dumps(result))
+    return result
+
+
+def _fake_cells(monkeypatch, tmp_path, seconds: dict[tuple[str, str], float], fail=()):
+    """A four-cell grid (categories 0, 1 by models A, B) whose cells are ``_fake_run_cell``s sleeping
+    ``seconds[(model, category)]``, in forked workers (which see this monkeypatch; spawned ones would
+    not); the cells' folders by (model, category)."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    monkeypatch.setitem(_FAKE, "seconds", seconds)
+    monkeypatch.setitem(_FAKE, "fail", fail)
+    monkeypatch.setattr(grid_run, "run_cell", _fake_run_cell)
+    monkeypatch.setattr(grid_run.multiprocessing, "get_context", lambda method=None: fork)
+    spec = G.parse_grid({"data": {"layout": "digits"}, "categories": [0, 1],
+                         "models": [{"name": "A", "variant": "Du"}, {"name": "B", "variant": "Du"}]}, "g")  # fmt: skip
+    return spec, {(c.model.name, c.row): c.dir for c in G.build_cells(spec, tmp_path / "out")}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="forks its workers")
+def test_ctrl_c_with_jobs_stops_the_running_cells_and_starts_no_other(tmp_path, monkeypatch):
+    """Ctrl-C to the grid process alone (here as its first cell finishes, with B 0 running and A 1 just
+    handed on): the running cells stop, the queued B 1 never starts, and the grid returns at once."""
+    import time
+
+    spec, dirs = _fake_cells(monkeypatch, tmp_path, {("A", "0"): 0.5, ("B", "0"): 8, ("A", "1"): 8, ("B", "1"): 8})
+
+    def on_cell(cell, status):
+        if status == "finished":
+            raise KeyboardInterrupt
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        G.run_grid(spec, tmp_path / "out", progress=False, on_cell=on_cell, jobs=2)
+    assert not dirs[("B", "1")].exists(), "a cell queued at the interrupt started"
+    assert time.monotonic() - t0 < 6, "the grid waited for its running cells to finish"
+    assert (dirs[("B", "0")] / "started").exists() and not (dirs[("B", "0")] / "metrics.json").exists()
+    assert not (dirs[("A", "1")] / "metrics.json").exists()
+    done = json.loads((tmp_path / "out" / "results.json").read_text())["cells"]
+    assert [(c["model"], c["category"]) for c in done] == [("A", "0")]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="forks its workers")
+def test_a_cell_that_ends_after_another_failed_is_tabled(tmp_path, monkeypatch):
+    """--jobs 2, A 0 fails while B 0 runs: B 0 finishes and is in results.csv, the cells not yet
+    started are dropped, then A 0's error is raised."""
+    seconds = {("A", "0"): 1, ("B", "0"): 2.5, ("A", "1"): 0, ("B", "1"): 0}
+    spec, dirs = _fake_cells(monkeypatch, tmp_path, seconds, fail=[("A", "0")])
+    with pytest.raises(CavgaError, match="cell A 0 failed"):
+        G.run_grid(spec, tmp_path / "out", progress=False, jobs=2)
+    rows = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("B,digits,0,0,"), rows
+    assert not dirs[("A", "1")].exists() and not dirs[("B", "1")].exists()
+
+
+def test_a_metric_name_the_tables_do_not_know_is_refused_before_anything_trains(tmp_path):
+    from cavga.grid.spec import parse_grid
+
+    raw = {"models": ["Du"], "data": {"layout": "digits"}, "categories": ["0"], "metrics": ["iou", "auroc"]}
+    with pytest.raises(CavgaError, match=r"grid.metrics: unknown metric 'auroc' \(known: image_auroc, pixel_auroc"):
+        parse_grid(raw)
+    raw["metrics"] = ["image_auroc", "image_f1_max"]
+    assert parse_grid(raw).datasets[0].metrics == ("image_auroc", "image_f1_max")
+
+
+def test_an_empty_grid_and_an_unknown_key_say_so_plainly(tmp_path):
+    from cavga.grid.spec import parse_grid
+
+    with pytest.raises(CavgaError, match=r"^grid: empty; a grid names its models"):
+        parse_grid(None)
+    with pytest.raises(CavgaError, match=r"unknown key 'modles'") as caught:
+        parse_grid({"modles": ["Du"]})
+    known = str(caught.value).split("(known: ")[1].rstrip(")").split(", ")
+    assert len(known) == len(set(known)) and "data" in known
