@@ -522,3 +522,16 @@ def test_an_empty_grid_and_an_unknown_key_say_so_plainly(tmp_path):
         parse_grid({"modles": ["Du"]})
     known = str(caught.value).split("(known: ")[1].rstrip(")").split(", ")
     assert len(known) == len(set(known)) and "data" in known
+
+
+def test_a_missing_category_stops_the_grid_before_its_first_cell_trains(tmp_path, monkeypatch):
+    generate_demo_dataset(tmp_path / "data", seed=0, n_train=4, n_test_good=1, n_test_defect=1, crop=32)
+    grid = _grid_file(tmp_path, tmp_path / "data", data={"root": str(tmp_path / "data"), "layout": "mvtec"})
+    raw = yaml.safe_load(grid.read_text())
+    raw["categories"] = ["brick", "brikc"]
+    grid.write_text(yaml.safe_dump(raw))
+    train_spy = Spy(grid_run.train)
+    monkeypatch.setattr(grid_run, "train", train_spy)
+    with pytest.raises(CavgaError, match=r"brikc: category 'brikc' not found \(categories found: brick\)"):
+        G.run_grid(G.load_grid(grid), tmp_path / "out", progress=False)
+    assert train_spy.calls == [] and not (tmp_path / "out").exists()

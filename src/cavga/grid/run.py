@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 
 from ..config import ADDED, RunConfig, apply_overrides, from_dict, load_config, resolved, to_dict
+from ..data import load_split
 from ..errors import CavgaError
 from ..evaluate import METRICS_FILE, evaluate_run
 from ..io_utils import atomic_write_json, check_output_folder
@@ -118,6 +120,25 @@ def build_cells(spec: GridSpec, out: str | Path, overrides: dict[str, Any] | Non
                             raise CavgaError(f"{spec.source}: model {m.name}: {e}") from None
                     cells.append(Cell(m, ds, category, seed, cfg, folder, file_epochs))
     return cells
+
+
+LISTED_LAYOUTS = ("mvtec", "mtd", "folder")  # listed without opening a file: checked before any cell trains
+
+
+def check_data(cells: list[Cell]) -> None:
+    """List the data folders of ``cells`` (files on disk, not decoded): a missing root or category is
+    an error now, not when its cell's turn comes, hours into the grid. The one-class layouts, whose
+    loading reads whole array files, are checked by their first cell (their class names already are)."""
+    seen = set()
+    for cell in cells:
+        data = cell.cfg.data
+        key = (data.layout, data.root, data.category)
+        if data.layout not in LISTED_LAYOUTS or key in seen:
+            continue
+        seen.add(key)
+        with warnings.catch_warnings():  # skipped files are said when the cell trains
+            warnings.simplefilter("ignore")
+            load_split(data)
 
 
 def finished(cell: Cell) -> dict[str, Any] | None:
@@ -221,6 +242,7 @@ def run_grid(
             else:
                 notify(cell, "done")
                 results[i] = result
+        check_data([cells[i] for i in todo])
         if results:  # the cells finished before, tabled once
             write()
         if jobs == 1 or len(todo) < 2:
