@@ -535,3 +535,14 @@ def test_a_missing_category_stops_the_grid_before_its_first_cell_trains(tmp_path
     with pytest.raises(CavgaError, match=r"brikc: category 'brikc' not found \(categories found: brick\)"):
         G.run_grid(G.load_grid(grid), tmp_path / "out", progress=False)
     assert train_spy.calls == [] and not (tmp_path / "out").exists()
+
+
+def test_a_seed_listed_twice_or_an_empty_model_list_is_refused():
+    from cavga.grid.spec import parse_grid
+
+    base = {"data": {"layout": "digits"}, "categories": ["0"]}
+    with pytest.raises(CavgaError, match="seeds: the same seed is listed twice"):
+        parse_grid({**base, "models": ["Du"], "seeds": [0, 0]})
+    with pytest.raises(CavgaError, match="models must be a non-empty list"):
+        parse_grid({**base, "models": []})
+    assert [m.name for m in parse_grid(base).models] == ["Du"]  # no models key: Du

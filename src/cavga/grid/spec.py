@@ -260,9 +260,9 @@ def parse_grid(raw: Any, source: str = "grid") -> GridSpec:
         datasets = [_dataset(d, source, str(shared_data.get("layout", "mvtec")))]
     if len({d.name for d in datasets}) != len(datasets):
         raise CavgaError(f"{source}: two datasets share a name")
-    entries = raw.get("models") or ["Du"]
-    if not isinstance(entries, list):
-        raise CavgaError(f"{source}: models must be a list")
+    entries = raw.get("models", ["Du"])  # no models key: CAVGA-Du alone
+    if not isinstance(entries, list) or not entries:
+        raise CavgaError(f"{source}: models must be a non-empty list")
     models: list[ModelSpec] = []
     for i, e in enumerate(entries):
         for m in _model(e, f"{source}: models[{i}]"):
@@ -277,8 +277,10 @@ def parse_grid(raw: Any, source: str = "grid") -> GridSpec:
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
         raise CavgaError(f"{source}: seeds must be a non-empty list of integers")
+    if len(set(seeds)) != len(seeds):  # as --seeds 0,0 and a category listed twice
+        raise CavgaError(f"{source}: seeds: the same seed is listed twice")
     return GridSpec(source, str(raw.get("name") or Path(source).stem), sections, tuple(datasets), tuple(models),
-                    tuple(dict.fromkeys(seeds)))  # fmt: skip
+                    tuple(seeds))  # fmt: skip
 
 
 def load_grid(path: str | Path) -> GridSpec:
