@@ -95,12 +95,12 @@ def evaluate_run(
         if show & set(batch.path):
             _save_overlays(run_dir / OVERLAYS_DIR, batch, pred, show, cfg)
 
-    labels = torch.cat(cols["label"]).numpy()
+    labels, pred_labels = torch.cat(cols["label"]).numpy(), torch.cat(cols["pred"]).numpy()
     maps, masks, has_mask, pred_masks = cols["map"], cols["mask"], np.array(cols["has_mask"]), cols["pmask"]
     cavga = compute_metrics(
         scores=torch.cat(cols["score"]).numpy(),
         labels=labels,
-        pred_labels=torch.cat(cols["pred"]).numpy(),
+        pred_labels=pred_labels,
         anomaly_maps=maps,
         masks=masks,
         pred_masks=pred_masks,
@@ -127,6 +127,8 @@ def evaluate_run(
         "baseline_residual": _clean(baseline) if predictor.has_reconstruction else None,
         "per_defect_iou": _per_defect_iou(pred_masks, masks, has_mask, labels, cols["defect"]),
         "split": run_data.info,
+        # the normal test images and how many the verdict flags: the false alarms, defined without anomalies
+        "normal_verdicts": {"n": int((labels == 0).sum()), "flagged": int(pred_labels[labels == 0].sum())},
         "scoring": {"pixel": "each image's own size (maps upsampled bilinearly)", "image_auroc": "raw score"},
         "seed": cfg.data.seed,
         # the inference settings asked for (the run's, with this evaluation's --set; autos as "auto"): a grid
@@ -331,17 +333,12 @@ def format_table(results: list[dict[str, Any]], with_baseline: bool = True) -> s
 def normal_only_test_note(result: dict[str, Any]) -> str | None:
     """For an evaluation ``result`` (``cavga evaluate``) of a test split without anomalous images: the
     line that says so, as its detection and localisation metrics are then undefined, with the share of
-    its normal images flagged anomalous (the false-alarm rate, defined without anomalies), read from
-    the scores.json the evaluation wrote. None where the split holds an anomalous image, or for a
-    painted-defect check's result."""
-    if "split" not in result or (result["split"] or {}).get("n_test_anomalous"):  # validate_run's: never
+    its normal images flagged anomalous (the false-alarm rate, defined without anomalies). None where
+    the split holds an anomalous image, or for a painted-defect check's result."""
+    counts = result.get("normal_verdicts")
+    if not counts or not counts["n"] or (result.get("split") or {}).get("n_test_anomalous"):
         return None
-    from .report.scores import load_scores
-
-    images = load_scores(result["run"])["images"]
-    if not images or any(int(img["label"]) for img in images):
-        return None
-    n, flagged = len(images), sum(int(img["verdict"]) for img in images)
+    n, flagged = counts["n"], counts["flagged"]
     return (
         f"the test split has {n} normal and 0 anomalous images, so detection and localisation metrics are "
         f"undefined; {flagged} of the {n} normal images {'was' if flagged == 1 else 'were'} flagged anomalous "
