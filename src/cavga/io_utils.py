@@ -126,6 +126,16 @@ def os_reason(e: OSError, folder: str | os.PathLike) -> str:
     return f"{named}: {reason}" if named is not None and named in folder.parents else reason
 
 
+def remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (the ones a call created or meant to, deepest first) that are empty: one that
+    holds something put there since stays, and so, being not empty, do the folders above it."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, never made (a creation that failed before it), or a name too long
+            pass
+
+
 def make_folder(path: str | os.PathLike) -> list[Path]:
     """Create the folder ``path`` and its missing parents; return those it created, deepest first. A
     folder that cannot be created is a one-line CavgaError naming it and the OS's reason (the parents
@@ -135,11 +145,7 @@ def make_folder(path: str | os.PathLike) -> list[Path]:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        for folder in created:  # deepest first; only those this call made, and only while empty
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
+        remove_empty(created)  # only those this call made
         raise CavgaError(f"{path}: cannot create this folder ({os_reason(e, path)})") from None
     return created
 
@@ -170,11 +176,7 @@ def _check_output_folder(path: Path, flag: str, trial: bool) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CavgaError(f"{flag} {path}: cannot write in {parent} (permission denied)")
     if trial and not path.exists():
-        for folder in make_folder(path):  # deepest first, while empty
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        remove_empty(make_folder(path))
     return path
 
 

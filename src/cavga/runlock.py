@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CavgaError
-from .io_utils import make_folder
+from .io_utils import make_folder, remove_empty
 
 try:
     import fcntl
@@ -118,10 +118,7 @@ class RunLock:
         os.ftruncate(self._fd, 0)  # an empty lock file: nobody holds the folder
         if self._created and [p.name for p in self.folder.iterdir()] == [LOCK_FILE]:
             os.remove(self.path)
-            for folder in self._created:
-                if any(folder.iterdir()):
-                    break
-                folder.rmdir()
+            remove_empty(self._created)
         os.close(self._fd)  # closing releases the flock
         self._fd = None
 
