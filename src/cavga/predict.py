@@ -55,9 +55,6 @@ OUTPUT_STEM_MAX = NAME_MAX - len("_overlay.png") - 8
 SAVE_EVERY_S = 10.0  # predictions.json is rewritten at most this often while a long job runs
 
 
-BROKEN_LINK = "broken symbolic link (its target does not exist)"
-
-
 def collect_images(inputs: list[str | Path], exclude: set[Path] | None = None) -> list[Path]:
     """Expand files and folders (recursively, sorted) into image paths; anything missing is an error.
 
@@ -112,7 +109,7 @@ def collect_named(inputs: list[str | Path], exclude: set[Path] | None = None) ->
                         stacklevel=2,
                     )
         elif p.is_symlink() and not p.exists():
-            raise CavgaError(f"{p}: {BROKEN_LINK}")
+            raise CavgaError(f"{p}: {D.BROKEN_LINK}")
         elif p.is_file():
             if p.resolve() in exclude:
                 warnings.warn(f"{p}: written by an earlier `cavga predict` into this --out; skipped", stacklevel=2)
@@ -303,8 +300,6 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
         images, valid = [], []
         for p in paths[i : i + bs]:
             try:
-                if p.is_symlink() and not p.exists():
-                    raise CavgaError(f"{p}: {BROKEN_LINK}")
                 x, hw = D.read_image(p, size, resize)  # (3, S, S), the image's own (H, W)
                 images.append(x)
                 valid.append(D.valid_mask(hw, size, resize))  # (1, S, S)

@@ -25,12 +25,13 @@ from .dataset import Batch, ImageDataset, Sample, collate, make_loader
 from .geometry import cell_weights, content_box, crop, from_canvas, paste_padding, to_canvas, valid_mask
 from .images import image_size_of, load_image, load_mask, mask_defect, read_image, verify_images, verify_masks
 from .layouts import folder_split, load_split, mtd_split, mvtec_split
-from .listing import is_hidden
+from .listing import BROKEN_LINK, is_hidden
 from .oneclass import ONE_CLASS_LAYOUTS, one_class_split
 from .protocol import drop_weak_anomalies_from_test, hold_out_normals, move_anomalous_to_train, why_none_held_out
 from .records import GOOD, IMAGE_EXTENSIONS, MASK_FOLDERS, MVTEC_CATEGORIES, Record, Split
 
 __all__ = [
+    "BROKEN_LINK",
     "GOOD",
     "IMAGE_EXTENSIONS",
     "MASK_FOLDERS",

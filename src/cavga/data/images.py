@@ -16,6 +16,7 @@ from PIL import Image
 from ..errors import CavgaError
 from .arrays import array_image_size, parse_ref, read_array_image
 from .geometry import to_canvas
+from .listing import BROKEN_LINK
 from .records import Record
 
 
@@ -78,9 +79,14 @@ def _open(path: str | Path, what: str) -> Image.Image:
             out = im.copy() if im.mode != "P" else im.convert("RGBA")
             return out if turn is None else out.transpose(turn)
     except FileNotFoundError:
-        raise CavgaError(f"{path}: {what} file not found") from None
+        raise CavgaError(_not_found(path, what)) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise CavgaError(f"{path}: cannot read {what} ({_reason(e)})") from None
+
+
+def _not_found(path: str | Path, what: str) -> str:
+    """A missing file's message; a symbolic link whose target is gone is said to be one."""
+    return f"{path}: {BROKEN_LINK}" if Path(path).is_symlink() else f"{path}: {what} file not found"
 
 
 def image_size_of(path: str | Path) -> tuple[int, int]:
@@ -94,7 +100,7 @@ def image_size_of(path: str | Path) -> tuple[int, int]:
             if _orientation(im) >= 5:  # a quarter turn or a transposition: the sides swap
                 w, h = h, w
     except FileNotFoundError:
-        raise CavgaError(f"{path}: image file not found") from None
+        raise CavgaError(_not_found(path, "image")) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise CavgaError(f"{path}: cannot read image ({_reason(e)})") from None
     return h, w

@@ -9,6 +9,8 @@ from pathlib import Path
 from ..errors import CavgaError
 from .records import GOOD, IMAGE_EXTENSIONS, Record
 
+BROKEN_LINK = "broken symbolic link (its target does not exist)"
+
 
 def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_EXTENSIONS
@@ -33,7 +35,7 @@ def _list_images(folder: Path) -> list[Path]:
         elif p.is_file():
             warnings.warn(f"{p}: not an image file (by its extension); skipped", stacklevel=3)
         elif p.is_symlink() and not p.exists():
-            warnings.warn(f"{p}: broken symbolic link (its target does not exist); skipped", stacklevel=3)
+            warnings.warn(f"{p}: {BROKEN_LINK}; skipped", stacklevel=3)
         elif p.is_dir():
             warnings.warn(f"{p}: unexpected folder among images; skipped", stacklevel=3)
         else:
