@@ -1,6 +1,8 @@
 """CAVGA-D's pretrained start (cavga.distill): the encoder learns the teacher's features, only from
 training images, and CAVGA's training then starts from it (fixed when frozen)."""
 
+import math
+
 import pytest
 import torch
 
@@ -133,9 +135,9 @@ def test_a_frozen_distilled_encoder_is_what_training_ends_with(teacher_file, dat
     seen, distilled = [], {}
     real = distill_module.distill_encoder
 
-    def spy(encoder, teacher, loader, cfg, device, seed=0, progress=True):
+    def spy(encoder, teacher, loader, *args, **kwargs):
         seen.extend(p for b in loader for p in b.path)
-        out = real(encoder, teacher, loader, cfg, device, seed, progress)
+        out = real(encoder, teacher, loader, *args, **kwargs)
         distilled.update({k: v.clone() for k, v in encoder.state_dict().items()})
         return out
 
@@ -291,6 +293,35 @@ def test_the_cosine_schedule_decays_the_rate_epoch_by_epoch(teacher_file, data, 
     by_hand = [0.01 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]  # 0.01, 0.00854, 0.005, 0.00146
     assert cosine == pytest.approx([lr for lr in by_hand for _ in range(per_epoch)])
     assert constant == [0.01] * (4 * per_epoch)
+
+
+def test_bf16_distils_both_networks_in_bf16_and_the_loss_in_float32(teacher_file, data, monkeypatch):
+    """With the run's bf16 autocast (train.bf16) the teacher's and the encoder's forward passes run in
+    bf16, the standardised targets and the loss in float32; without it everything is float32."""
+    import cavga.distill as distill_module
+
+    teacher = EfficientNetLite0Encoder(str(teacher_file), stride=16)
+    loader, cfg = _loader(data), DistillConfig(epochs=1, augment="none", cutpaste=0.0)
+    outputs, losses_in = [], []
+    real_mse = distill_module.masked_mse
+    monkeypatch.setattr(
+        distill_module, "masked_mse", lambda p, t, w: losses_in.append((p.dtype, t.dtype)) or real_mse(p, t, w)
+    )
+    in_bf16 = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731 - the run's train.bf16 context
+    for autocast, dtype in ((None, torch.float32), (in_bf16, torch.bfloat16)):
+        outputs.clear(), losses_in.clear()
+        encoder = DCGANEncoder(3, 8, 16)
+        hooks = [
+            m.register_forward_hook(lambda m, i, o: outputs.append(o.dtype)) for m in (teacher.body[2], encoder.body[1])
+        ]
+        kwargs = {} if autocast is None else {"autocast": autocast}
+        losses = distill_encoder(encoder, teacher, loader, cfg, torch.device("cpu"), progress=False, **kwargs)
+        for h in hooks:
+            h.remove()
+        # the statistics pass (float32 always), then both networks on every batch
+        assert outputs[: len(loader)] == [torch.float32] * len(loader)
+        assert set(outputs[len(loader) :]) == {dtype}
+        assert set(losses_in) == {(torch.float32, torch.float32)} and all(map(math.isfinite, losses))
 
 
 def test_the_distillation_schedule_is_checked_and_old_runs_read_constant():

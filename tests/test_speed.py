@@ -102,19 +102,86 @@ def test_loss_log_sums_as_per_step_floats_did_and_names_the_bad_step(tmp_path):
         log.read()
 
 
-def test_bf16_autocast_step_runs_with_float32_losses():
-    """The CUDA path (bf16 autocast, channels_last), forced on the CPU: the step runs, losses finite."""
+def test_bf16_autocast_step_runs_with_float32_losses(monkeypatch):
+    """train.bf16 acts on the CPU too (channels_last only where forced): the step runs, losses finite."""
+    import cavga.accel as accel_module
+
+    monkeypatch.setattr(accel_module, "native_bf16", lambda device: True)
     cfg, model, disc, x, labels = _tiny("Dw")
     cfg.train.bf16 = cfg.train.channels_last = True
     accel = accel_for(cfg.train, torch.device("cpu"), force=True)
     assert accel.autocast_dtype == torch.bfloat16 and accel.channels_last
-    assert accel_for(cfg.train, torch.device("cpu")).autocast_dtype is None  # off on a CPU unless forced
+    plain = accel_for(cfg.train, torch.device("cpu"))
+    assert plain.autocast_dtype == torch.bfloat16 and not plain.channels_last  # channels_last: CUDA or forced
     accel.prepare(model, disc)
     opt_g, opt_d = _optimizers(model, disc, cfg)
     with accel.autocast():
         losses = train_step(model, disc, opt_g, opt_d, accel.input(x), labels, cfg, torch.tensor([0.6, 2.0]))
     assert losses["rec"].dtype == torch.float32
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_applied_with_a_warning(monkeypatch, recwarn):
+    import cavga.accel as accel_module
+
+    cfg = RunConfig()
+    assert accel_for(cfg.train, torch.device("cpu")).autocast_dtype is None  # off unless asked
+    cfg.train.bf16 = True
+    monkeypatch.setattr(accel_module, "native_bf16", lambda device: True)
+    assert accel_for(cfg.train, torch.device("cpu")).autocast_dtype == torch.bfloat16
+    assert not recwarn.list  # native: no warning
+    monkeypatch.setattr(accel_module, "native_bf16", lambda device: False)
+    with pytest.warns(UserWarning, match="no bf16 instructions .* --set train.bf16=false"):
+        assert accel_for(cfg.train, torch.device("cpu")).autocast_dtype == torch.bfloat16
+
+
+def test_native_bf16_reads_the_cpus_instructions(monkeypatch):
+    from cavga.accel import native_bf16
+
+    cpu = torch.device("cpu")
+    for avx512_bf16, amx in ((False, False), (True, False), (False, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert native_bf16(cpu) == (avx512_bf16 or amx)
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert not native_bf16(cpu)  # a torch without the checks: no
+    assert native_bf16(torch.device("cuda"))
+
+
+def test_train_bf16_on_the_cpu_trains_under_autocast(tmp_path, monkeypatch):
+    """``--set train.bf16=true`` on the CPU: every training step runs under bf16 autocast, and the run
+    finishes with finite losses; without it no step does."""
+    import math
+    import warnings
+
+    import cavga.train as train_module
+    from _tiny_run import make_data
+    from cavga.cli import main
+    from cavga.runfolder import read_history
+
+    data = make_data(tmp_path / "data")
+    seen, real = [], train_module.train_step
+
+    def spy(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", spy)
+    for bf16 in ("true", "false"):
+        seen.clear()
+        args = [
+            "train", "--data", str(data), "--layout", "mvtec", "--category", "brick", "--model", "Du",
+            "--out", str(tmp_path / bf16), "--epochs", "1", "--image-size", "32", "--batch-size", "4",
+            "--device", "cpu", "--no-progress", "--set", "model.base_channels=8",
+            "--set", "model.latent_channels=8", "--set", f"train.bf16={bf16}",
+        ]  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the emulation warning, on a CPU without bf16 instructions
+            assert main(args) == 0
+        assert seen and all(seen) == (bf16 == "true") and any(seen) == (bf16 == "true")
+        (record,) = read_history(tmp_path / bf16)  # the one epoch's mean losses
+        assert {"rec", "adv", "ae"} <= record.keys() and all(math.isfinite(record[k]) for k in ("rec", "adv", "ae"))
 
 
 def test_image_cache_stops_at_its_memory_bound(tmp_path):

@@ -1,9 +1,13 @@
 """How a run uses its hardware: bf16 autocast, channels_last, torch.compile, pinned host memory.
 
-The numerics-changing options (``train.bf16``, ``train.channels_last``) act on CUDA only, so a CPU
-run stays bit-for-bit what it was: bf16 is slower on a CPU without bf16 matrix units, and a
-channels_last training step gained 0.5-6.5% here (benchmarks/train_layout.py); prediction, which
-gains 10-40%, always runs channels_last (``cavga.evidence.MEMORY_FORMAT``).
+Both numerics-changing options are off by default, so a run is bit-for-bit what it was unless asked.
+``train.bf16`` runs the training step (and CAVGA-D's distillation, :mod:`cavga.distill`) under bf16
+autocast on CUDA and on the CPU: a CPU with bf16 instructions (AVX512-BF16 or AMX) trains about 1.7x
+(128 px) to 2.3x (256 px) faster and distils 2.7x faster (docs/performance.md, "bf16 on a CPU"); on a
+CPU without them bf16 is emulated and slower, so it is still applied (it was asked for) with a warning.
+``train.channels_last`` acts on CUDA only: a CPU channels_last training step gained 0.5-6.5% here
+(benchmarks/train_layout.py); prediction, which gains 10-40%, always runs channels_last
+(``cavga.evidence.MEMORY_FORMAT``).
 ``train.compile`` compiles the decoder and the discriminator in place (state-dict keys unchanged);
 the encoder is left eager, since Grad-CAM differentiates through it twice and compiled graphs do
 not support double backward. docs/performance.md has the measurements behind each default.
@@ -11,6 +15,7 @@ not support double backward. docs/performance.md has the measurements behind eac
 
 from __future__ import annotations
 
+import warnings
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -58,13 +63,28 @@ class Accel:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 natively: CUDA, or a CPU with AVX512-BF16 or AMX (read from
+    torch.cpu's checks, private in torch 2.14; a torch without them counts as no)."""
+    if device.type == "cuda":
+        return True
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return device.type == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def accel_for(train: TrainConfig, device: torch.device, force: bool = False) -> Accel:
-    """The options of ``train`` that apply on ``device`` (bf16 and channels_last: CUDA only,
-    unless ``force``, which the speed benchmark and tests use to exercise them on a CPU)."""
-    on = device.type == "cuda" or force
+    """The options of ``train`` that apply on ``device``: bf16 on CUDA and the CPU (with a warning
+    where the CPU emulates it), channels_last on CUDA only unless ``force``, which the speed benchmark
+    and tests use to exercise it on a CPU."""
+    if train.bf16 and device.type == "cpu" and not native_bf16(device):
+        warnings.warn(
+            "train.bf16: this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 is emulated "
+            "and usually slower than float32; --set train.bf16=false trains in float32",
+            stacklevel=2,
+        )
     return Accel(
         device=device,
-        autocast_dtype=torch.bfloat16 if train.bf16 and on else None,
-        channels_last=train.channels_last and on,
+        autocast_dtype=torch.bfloat16 if train.bf16 else None,
+        channels_last=train.channels_last and (device.type == "cuda" or force),
         compile=train.compile,
     )

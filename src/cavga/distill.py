@@ -20,6 +20,8 @@ teacher are dropped afterwards; CAVGA's training then starts from the distilled 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +139,12 @@ def distill_encoder(
     device: torch.device,
     seed: int = 0,
     progress: bool = True,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> list[float]:
     """Train ``encoder`` (a DCGANEncoder) in place to predict ``teacher``'s features; return the mean
-    loss of each epoch. ``loader`` yields batches with an ``image`` (B, 3, S, S) in [0, 1]."""
+    loss of each epoch. ``loader`` yields batches with an ``image`` (B, 3, S, S) in [0, 1].
+    ``autocast`` (the run's ``train.bf16``, :mod:`cavga.accel`) wraps both networks' forward passes;
+    the channel statistics, the standardised targets and the loss stay in float32."""
     taps = [i for i in range(len(encoder.body)) if 2 ** (i + 1) in TEACHER_AT_STRIDE]
     strides = [2 ** (i + 1) for i in taps]
     teacher = teacher.to(device).eval().requires_grad_(False)
@@ -161,9 +166,12 @@ def distill_encoder(
             x, valid = augment_batch(batch.image.to(device), _on(batch.valid, device), cfg.augment, rng)
             if cfg.cutpaste > 0:
                 x, valid = cut_paste(x, cfg.cutpaste, rng, valid)  # (B, 3, S, S), (B, 1, S, S) or None
-            with torch.no_grad():
-                target = [(t - m) / s for t, (m, s) in zip(teacher_features(teacher, x, strides), stats, strict=True)]
-            pred = [h(f) for h, f in zip(heads, block_outputs(encoder, x, taps), strict=True)]
+            with torch.no_grad(), autocast():
+                feats = teacher_features(teacher, x, strides)  # [(B, C_k, S/s_k, S/s_k)]
+            target = [(t.float() - m) / s for t, (m, s) in zip(feats, stats, strict=True)]
+            with autocast():
+                pred = [h(f) for h, f in zip(heads, block_outputs(encoder, x, taps), strict=True)]
+            pred = [p.float() for p in pred]  # the loss in float32, as Eq. 1's BCE (cavga.losses)
             loss = sum(masked_mse(p, t, _content_weights(valid, p)) for p, t in zip(pred, target, strict=True))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -201,6 +209,7 @@ def distilled_start(
     shared: Path | None = None,
     key: dict[str, Any] | None = None,
     own: Path | None = None,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> None:
     """Give a CAVGA-D ``model`` its pretrained start from ``teacher`` on ``dataset`` (the training
     images); the encoder records the source, which the checkpoint keeps.
@@ -212,7 +221,8 @@ def distilled_start(
     ``own`` (a run without a shared encoder): the same, in the run's own folder, so that a run stopped
     before its first checkpoint does not distil again on ``--resume``; a file of another ``key`` or
     seed is distilled over. Either file keeps the random state the distillation left (its heads' draws), which
-    the run that distilled gets back on loading it: a resumed run draws what the uninterrupted one did."""
+    the run that distilled gets back on loading it: a resumed run draws what the uninterrupted one did.
+    ``autocast``: the run's ``train.bf16`` context (:func:`distill_encoder`)."""
     t, epochs = cfg.train, cfg.distill.epochs
     path = shared if shared is not None else own
     record = load_checkpoint(path, ("encoder", "key", "losses", "seed")) if path and path.is_file() else None
@@ -227,7 +237,8 @@ def distilled_start(
             torch.set_rng_state(record["rng"])
     else:
         loader = make_loader(dataset, cfg.data.image_size, t.batch_size, True, t.num_workers, t.seed)
-        losses, seed = distill_encoder(model.encoder, teacher, loader, cfg.distill, device, t.seed, progress), t.seed
+        losses = distill_encoder(model.encoder, teacher, loader, cfg.distill, device, t.seed, progress, autocast)
+        seed = t.seed
         if path is not None and is_main():
             record = {"encoder": model.encoder.state_dict(), "key": key, "losses": losses, "seed": seed}
             save_checkpoint({**record, "rng": torch.get_rng_state()}, path)

@@ -299,7 +299,8 @@ def _train_locked(
         key = {**{k: v for k, v in to_dict(cfg).items() if k in ("data", "model", "distill")}, "split": fp["split"]}
         key["batch_size"] = cfg.train.batch_size  # what the distillation depended on, checked where it is shared
         own = None if shared is not None else run_dir / OWN_ENCODER  # kept until the first checkpoint
-        distilled_start(model, teacher, train_set, cfg, device, progress and ctx.is_main, shared, key, own)
+        show = progress and ctx.is_main
+        distilled_start(model, teacher, train_set, cfg, device, show, shared, key, own, accel.autocast)
         del teacher
     opt_g, opt_d = _optimizers(model, disc, cfg)
     start_epoch = 0

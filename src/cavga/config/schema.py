@@ -190,9 +190,10 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     allow_random_init: bool = False  # CAVGA-R: train the ResNet-18 encoder from scratch if no weights
-    # Speed (cavga.accel, docs/performance.md): bf16 autocast and channels_last act on CUDA only
-    # (opt-in); compile: torch.compile the decoder and discriminator; the decoded training images
-    # are cached in memory up to cache_mb megabytes (0: no cache).
+    # Speed (cavga.accel, docs/performance.md), each opt-in: bf16 autocast of the training step and
+    # of the distillation, on CUDA and on the CPU (fast where it has AVX512-BF16 or AMX, warned where
+    # not); channels_last on CUDA only; compile: torch.compile the decoder and discriminator. The
+    # decoded training images are cached in memory up to cache_mb megabytes (0: no cache).
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False

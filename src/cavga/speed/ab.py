@@ -65,19 +65,19 @@ def parser(description: str, variants: str, repeats: int, out: str) -> argparse.
 
 
 def training_setup(
-    variant: str, args: Any, channels_last: bool = False
+    variant: str, args: Any, channels_last: bool = False, bf16: bool = False
 ) -> tuple[RunConfig, CAVGA, torch.Tensor, Callable[[], object]]:
     """A variant at ``args``' size and batch on the CPU, built from seed 0 (random encoder weights:
-    the same arithmetic as ImageNet ones), in either layout: its config, model, synthetic batch
-    (B, 3, S, S) and a full training-step call."""
+    the same arithmetic as ImageNet ones), in either layout, in float32 or under bf16 autocast
+    (``train.bf16``): its config, model, synthetic batch (B, 3, S, S) and a full training-step call."""
     cpu = torch.device("cpu")
     cfg = _config(variant, args.size, args.batch)
     torch.manual_seed(0)
     model, disc = build_networks(cfg.model, args.size, allow_random_init=True)
-    accel = Accel(cpu, None, channels_last=channels_last)
+    accel = Accel(cpu, torch.bfloat16 if bf16 else None, channels_last=channels_last)
     accel.prepare(model, disc)
     x, labels = _batch(cfg, cpu, accel, 0)  # (B, 3, S, S), (B,)
-    return cfg, model, x, training_call(model, disc, cfg, x, labels)
+    return cfg, model, x, training_call(model, disc, cfg, x, labels, accel.autocast)
 
 
 def prediction_setup(variant: str, args: Any) -> tuple[RunConfig, CAVGA, torch.Tensor]:
