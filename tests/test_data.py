@@ -425,6 +425,85 @@ def test_a_plain_folder_of_images_is_all_normal(tmp_path):
         mvtec_split(tmp_path / "mine", None)  # the default layout says which one to use
 
 
+def _said(record) -> list[str]:
+    return [str(w.message) for w in record]
+
+
+def test_a_mask_folder_for_good_images_is_skipped_with_a_warning_not_refused(tmp_path):
+    """A ``good`` folder among the masks (MVTec AD has none; some exports write one, all black) is not
+    read: a normal image's ground truth is empty. Said once, naming the folder; a defect folder's
+    mask without its image is still an error."""
+    base = _mvtec(tmp_path)
+    _png(base / "ground_truth" / "good" / "000_mask.png", mode="L", value=0)  # test/good/000.png exists
+    _png(base / "ground_truth" / "good" / "007_mask.png", mode="L", value=0)  # and no image at all: not read
+    with pytest.warns(UserWarning) as record:
+        split = mvtec_split(tmp_path, "widget")
+    good = base / "ground_truth" / "good"
+    assert _said(record) == [f"{good}: masks of normal images are not used (a normal image's ground truth is empty); "
+                             "folder skipped"]  # fmt: skip
+    assert len(split.train) == 3 and len(split.test) == 5
+    assert all(r.mask_path is None for r in split.test if r.label == 0)
+    _mask(base / "ground_truth" / "crack" / "007_mask.png")
+    with pytest.warns(UserWarning), pytest.raises(CavgaError, match=r"crack/007_mask\.png: mask has no matching image"):
+        mvtec_split(tmp_path, "widget")
+
+    root = _folder(tmp_path / "mine", masks=True)  # the folder layout: ROOT/ground_truth/good beside ROOT/good
+    _png(root / "ground_truth" / "good" / "n0_mask.png", mode="L", value=0)
+    with pytest.warns(UserWarning, match=r"mine/ground_truth/good: masks of normal images are not used"):
+        split = folder_split(root, 0.6, seed=1)
+    assert split.info["counts"] == {"train_normal": 3, "train_anomalous": 0, "test_normal": 2, "test_anomalous": 3}
+    presplit = tmp_path / "presplit"  # and its train/ + test/ form
+    _png(presplit / "train" / "good" / "0.png")
+    _png(presplit / "test" / "good" / "0.png")
+    _png(presplit / "test" / "bad" / "0.png")
+    _png(presplit / "masks" / "good" / "0.png", mode="L", value=0)
+    with pytest.warns(UserWarning, match=r"presplit/masks/good: masks of normal images are not used"):
+        assert len(folder_split(presplit).test) == 2
+
+
+def test_images_lying_beside_the_image_folders_are_said_not_dropped_silently(tmp_path):
+    """Image files directly in a folder whose sub-folders hold the images (MVTec AD's train/ and test/,
+    beside the folder layout's good/, MTD's root and MT_<class>/) are left out with one warning per
+    folder: how many, one or two names, and where images go. Other files there pass unsaid."""
+    base = _mvtec(tmp_path)
+    _png(base / "train" / "stray.png")
+    for name in ("a.png", "b.jpg", "c.PNG"):
+        _png(base / "test" / name)
+    (base / "test" / "readme.txt").write_text("a note, no image")
+    with pytest.warns(UserWarning) as record:
+        split = mvtec_split(tmp_path, "widget")
+    assert len(split.train) == 3 and len(split.test) == 5
+    assert _said(record) == [
+        f"{base / 'train'}: left out 1 image file lying directly in this folder (stray.png); "
+        f"training images go in {base / 'train' / 'good'}/",
+        f"{base / 'test'}: left out 3 image files lying directly in this folder (a.png, b.jpg, ...); "
+        f"test images go in {base / 'test' / 'good'}/ or {base / 'test'}/<defect type>/",
+    ]
+
+    root = _folder(tmp_path / "mine", masks=False)
+    _png(root / "stray.png")
+    with pytest.warns(UserWarning) as record:
+        split = folder_split(root, 0.8, seed=0)
+    assert _said(record) == [f"{root}: left out 1 image file lying directly in this folder (stray.png); normal images "
+                             f"go in {root / 'good'}/, anomalous ones in {root}/<defect type>/"]  # fmt: skip
+    assert "stray.png" not in " ".join(r.image_path for r in split.train + split.test)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a plain folder of images is all normal: nothing left out, nothing said
+        assert len(folder_split(root / "good", 0.8, seed=0).train) == 4
+
+    mtd = _mtd(tmp_path / "mtd")
+    _png(mtd / "loose.jpg")
+    _png(mtd / "MT_Crack" / "Crack_9.jpg")
+    (mtd / "README.md").write_text("the data set's notes")
+    with pytest.warns(UserWarning) as record:
+        mtd_split(mtd)
+    said = _said(record)
+    assert len(said) == 2
+    assert said[0].startswith(f"{mtd}: left out 1 image file lying directly in this folder (loose.jpg); images go in")
+    assert said[1] == (f"{mtd / 'MT_Crack'}: left out 1 image file lying directly in this folder (Crack_9.jpg); "
+                       f"images and their masks go in {mtd / 'MT_Crack' / 'Imgs'}/")  # fmt: skip
+
+
 def test_collate_mixes_real_masks_and_missing_ones():
     img = torch.rand(3, 4, 4)
     m = torch.ones(1, 4, 4)

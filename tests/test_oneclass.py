@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -83,6 +84,20 @@ def test_digits_protocol_counts():
     assert load_split(DataConfig(layout="digits", category="7", seed=4)).test != split.test
     images, _ = load_array("sklearn-digits")
     assert images.shape == (len(labels), 8, 8) and images.max() == 255
+
+
+def test_a_data_root_given_with_digits_is_said_to_be_ignored(tmp_path):
+    """digits ships with scikit-learn: a --data given with it is not read, and a warning says so."""
+    with pytest.warns(UserWarning) as record:
+        split = load_split(DataConfig(root=str(tmp_path), layout="digits", category="7"))
+    assert [str(w.message) for w in record] == [
+        f"data.root {str(tmp_path)!r}: the digits layout reads scikit-learn's digits, which ship with it; ignored"
+    ]
+    assert split.info["root"] == "sklearn-digits"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not set (the default), or set empty: nothing to say
+        assert load_split(DataConfig(layout="digits", category="7")).test == split.test
+        assert load_split(DataConfig(root="", layout="digits", category="7")).test == split.test
 
 
 def test_missing_data_is_one_line_naming_the_folder(tmp_path):

@@ -9,7 +9,16 @@ from pathlib import Path
 
 from ..config import LAYOUTS, DataConfig
 from ..errors import CavgaError
-from .listing import _check_root, _fixed_split, _is_image, _list_images, _mask_index, _subfolders
+from .listing import (
+    _check_root,
+    _fixed_split,
+    _is_image,
+    _list_images,
+    _mask_index,
+    _skip_good_masks,
+    _subfolders,
+    _warn_loose_images,
+)
 from .oneclass import ONE_CLASS_LAYOUTS, one_class_split
 from .records import GOOD, MASK_FOLDERS, Record, Split, _check_fraction, _info
 
@@ -53,12 +62,14 @@ def mtd_split(root: str | Path, train_fraction: float = 0.8, seed: int = 0) -> S
         raise CavgaError(f"{path}: no MT_<class> folders (is this the Magnetic Tile Defect data set?)")
     if not any(c.name == "MT_Free" for c in classes):
         raise CavgaError(f"{path / 'MT_Free'}: folder not found (no defect-free training images)")
+    _warn_loose_images(path, f"images go in {path}/MT_Free/Imgs/ (normal) or {path}/MT_<defect>/Imgs/")
     normals: list[Record] = []
     anomalous: list[Record] = []
     for cls in classes:
         imgs = cls / "Imgs"
         if not imgs.is_dir():
             raise CavgaError(f"{imgs}: folder not found")
+        _warn_loose_images(cls, f"images and their masks go in {imgs}/")
         files = _list_images(imgs)
         by_stem: dict[str, list[Path]] = {}
         for p in files:
@@ -109,6 +120,8 @@ def folder_split(root: str | Path, train_fraction: float = 0.8, seed: int = 0) -
     normals = [Record(str(p), None, 0, GOOD) for p in _list_images(good)]
     if not normals:
         raise CavgaError(f"{good}: no training images")
+    if good != path:
+        _warn_loose_images(path, f"normal images go in {good}/, anomalous ones in {path}/<defect type>/")
     mask_root = next((path / m for m in MASK_FOLDERS if (path / m).is_dir()), None)
     anomalous: list[Record] = []
     used: set[Path] = set()
@@ -121,7 +134,10 @@ def folder_split(root: str | Path, train_fraction: float = 0.8, seed: int = 0) -
                 used.add(m)
             anomalous.append(Record(str(p), str(m) if m else None, 1, sub.name))
     if mask_root is not None:
+        _skip_good_masks(mask_root)
         for sub in _subfolders(mask_root):
+            if sub.name == GOOD:
+                continue
             for m in _list_images(sub):
                 if m not in used:
                     raise CavgaError(f"{m}: mask has no matching image in {path / sub.name}")
@@ -136,6 +152,11 @@ def load_split(cfg: DataConfig) -> Split:
     if cfg.layout not in LAYOUTS:
         raise CavgaError(f"data.layout: unknown layout {cfg.layout!r} (choose from {', '.join(LAYOUTS)})")
     if cfg.layout in ONE_CLASS_LAYOUTS:
+        if cfg.layout == "digits" and cfg.root not in (None, ""):  # set by the user (the default is None): said
+            warnings.warn(
+                f"data.root {cfg.root!r}: the digits layout reads scikit-learn's digits, which ship with it; ignored",
+                stacklevel=2,
+            )
         split = one_class_split(cfg.layout, cfg.root, cfg.category, cfg.train_fraction, cfg.seed)
     elif cfg.layout == "mvtec":
         split = mvtec_split(cfg.root, cfg.category)

@@ -47,6 +47,27 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name)), key=lambda p: p.name)
 
 
+def _warn_loose_images(folder: Path, where: str) -> None:
+    """One warning for the image files lying directly in ``folder``, where only its sub-folders are read:
+    how many, one or two names, and ``where`` images go. Other files there (a README) pass unsaid."""
+    loose = [p.name for p in sorted(folder.iterdir()) if not is_hidden(p.name) and p.is_file() and _is_image(p)]
+    if loose:
+        n = len(loose)
+        files = f"{n} image file{'' if n == 1 else 's'}"
+        names = ", ".join(loose[:2]) + (", ..." if n > 2 else "")
+        warnings.warn(f"{folder}: left out {files} lying directly in this folder ({names}); {where}", stacklevel=3)
+
+
+def _skip_good_masks(mask_root: Path) -> None:
+    """A ``good`` folder of masks is not read (a normal image's ground truth is empty): said, not an error."""
+    good = mask_root / GOOD
+    if good.is_dir():
+        warnings.warn(
+            f"{good}: masks of normal images are not used (a normal image's ground truth is empty); folder skipped",
+            stacklevel=3,
+        )
+
+
 def _check_root(root: str | Path | None, expected: str = "") -> Path:
     """The data set's folder, resolved; ``expected``: the layout's tree, said when it is missing."""
     if root is None:
@@ -93,6 +114,9 @@ def _fixed_split(base: Path, require_masks: bool, mask_folders: tuple[str, ...],
     test_dir = base / "test"
     if not test_dir.is_dir():
         raise CavgaError(f"{test_dir}: folder not found (no test images)")
+    _warn_loose_images(base, f"images go in {train_good}/ and {test_dir}/<{GOOD} or defect type>/")
+    _warn_loose_images(base / "train", f"training images go in {train_good}/")
+    _warn_loose_images(test_dir, f"test images go in {test_dir}/{GOOD}/ or {test_dir}/<defect type>/")
     mask_root = next((base / m for m in mask_folders if (base / m).is_dir()), None)
     test: list[Record] = []
     used: set[Path] = set()
@@ -113,7 +137,10 @@ def _fixed_split(base: Path, require_masks: bool, mask_folders: tuple[str, ...],
     if not test:
         raise CavgaError(f"{test_dir}: no test images")
     if mask_root is not None:
+        _skip_good_masks(mask_root)
         for sub in _subfolders(mask_root):
+            if sub.name == GOOD:
+                continue
             for m in _list_images(sub):
                 if m not in used:
                     raise CavgaError(f"{m}: mask has no matching image in {test_dir / sub.name}")

@@ -10,8 +10,8 @@ The files are torchvision's on-disk layouts (``download=False``: nothing is fetc
 * ``mnist``: ``ROOT/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (or ``.gz``)
 * ``fashion-mnist``: the same names in ``ROOT/FashionMNIST/raw``
 * ``cifar10``: ``ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch}``
-* ``digits``: scikit-learn's ``load_digits`` (no files; ``data.root`` is ignored), split into
-  train/test by a seeded shuffle (``data.train_fraction``, ``data.seed``)
+* ``digits``: scikit-learn's ``load_digits`` (no files; a ``data.root`` is ignored, with a warning),
+  split into train/test by a seeded shuffle (``data.train_fraction``, ``data.seed``)
 
 Records address images inside the array files (``FILE#INDEX``, :mod:`cavga.data.arrays`).
 """
