@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from _tiny_run import shared_data, shared_run
 from cavga.cli import main
@@ -63,6 +64,34 @@ def test_hidden_files_and_folders_are_left_out_as_in_training(run, brick, tmp_pa
 
     assert _predict(run, folder / ".b.png", out=tmp_path / "named") == 0  # asked for by name
     assert [r["path"] for r in _saved(tmp_path / "named")["predictions"]] == [str(folder / ".b.png")]
+
+
+def test_a_file_named_on_the_command_line_is_read_whatever_its_extension(run, brick, tmp_path, capsys):
+    """Named files are read whatever their extension (Pillow reads .webp and .gif); one that is no image
+    is an unreadable image, in one line, and the others are still predicted (exit 2). A folder keeps
+    its extension filter."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = next((brick / "test" / "hole").glob("*.png"))
+    shutil.copy(image, folder / "a.png")
+    with Image.open(image) as im:
+        im.save(folder / "b.webp", lossless=True)
+        im.save(folder / "c.gif")
+    (folder / "notes.txt").write_text("no image")
+    named = [folder / n for n in ("a.png", "b.webp", "c.gif", "notes.txt")]
+    out = tmp_path / "out"
+    assert _predict(run, *named, out=out) == 2
+    err = capsys.readouterr().err
+    said = [ln for ln in err.splitlines() if ln.startswith("cavga: error:")]
+    assert said[0].startswith(f"cavga: error: {folder / 'notes.txt'}: cannot read image (")
+    assert len(said) == 2 and "1 of 4 images could not be read" in said[1]
+    saved = _saved(out)
+    assert [r["path"] for r in saved["predictions"]] == [str(p) for p in named[:3]]
+    assert all((out / r["overlay"]).is_file() for r in saved["predictions"])
+    assert [f["path"] for f in saved["failed"]] == [str(folder / "notes.txt")]
+
+    assert _predict(run, folder, out=tmp_path / "walked") == 0  # a folder: images by their extension only
+    assert [r["path"] for r in _saved(tmp_path / "walked")["predictions"]] == [str(folder / "a.png")]
 
 
 def test_a_broken_symbolic_link_in_a_folder_is_a_failed_image(run, brick, tmp_path, capsys):

@@ -1,22 +1,26 @@
 """The run page says what its pictures show, as evaluate scored them; a failed build keeps the old page."""
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from _tiny_run import shared_run
+from _tiny_run import make_data, make_evaluated_run, shared_run
 from cavga.benchmark import _write as write_benchmark_tables
 from cavga.cli import main
-from cavga.report import plots, run_report, write_run_report
+from cavga.report import plots, run_report, write_benchmark_report, write_run_report
 from cavga.report.gallery import native_mask, write_panels
 from cavga.report.scores import load_map16
 from test_report import Tags
+
+LATIN1 = b"caf\xe9"  # Latin-1 bytes, not UTF-8: Python holds the name as "caf\udce9"
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +165,64 @@ def test_the_benchmark_tables_say_what_their_wall_time_covers(run, tmp_path):
     write_benchmark_tables(tmp_path, [result])
     for text in ((tmp_path / "results.md").read_text(), (tmp_path / "report.html").read_text()):
         assert "wall this call, train + evaluate (s)" in text and "3.5 (resumed)" in text
+
+
+def _latin1_names_or_skip(folder: Path) -> None:
+    """Skip where the file system refuses a file name that is not UTF-8 (macOS's APFS, some shares)."""
+    probe = os.fsencode(folder) + b"/" + LATIN1
+    try:
+        os.mkdir(probe)
+        os.rmdir(probe)
+    except OSError:
+        pytest.skip("this file system refuses file names that are not UTF-8")
+
+
+def test_a_file_name_that_is_not_utf8_gets_its_cards_and_links(tmp_path):
+    """A test image and its mask named in Latin-1: evaluate, report and predict --report write their
+    pages (UTF-8), which show the name with U+FFFD and link to the file's real bytes."""
+    _latin1_names_or_skip(tmp_path)
+    brick = os.fsencode(make_data(tmp_path / "data") / "brick")
+    image = brick + b"/test/hole/" + LATIN1 + b".png"
+    os.rename(brick + b"/test/hole/000.png", image)
+    os.rename(brick + b"/ground_truth/hole/000_mask.png", brick + b"/ground_truth/hole/" + LATIN1 + b"_mask.png")
+    run = make_evaluated_run(tmp_path / "data", tmp_path / "run")  # evaluate writes the page
+    assert main(["report", str(run)]) == 0
+    page = (run / "report" / "index.html").read_bytes().decode("utf-8")  # strictly: no stray bytes
+    (card,) = [c for c in _cards(run) if c["data-name"] == "hole/caf\ufffd.png"]
+    assert sorted(card["panels"]) == ["input", "overlay", "pred", "true"]  # the mask was found and drawn
+    assert all(p.is_file() for p in card["panels"].values()) and "\\udc" not in page  # nor in its JSON
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(image, os.fsencode(folder) + b"/" + LATIN1 + b".png")
+    out = tmp_path / "out"
+    assert main(["predict", str(run), str(folder), "--out", str(out), "--device", "cpu", "--report"]) == 0
+    page = (out / "report" / "index.html").read_bytes().decode("utf-8")
+    links = [a["src"] for a in Tags(page).find("img") if "caf" in a["src"]]
+    assert links == ["../caf%E9_overlay.png", "../caf%E9_mask.png"]
+    assert all(os.path.isfile(os.fsencode(out / "report") + b"/" + unquote_to_bytes(s)) for s in links)
+    assert 'data-name="caf\ufffd"' in page
+
+    os.remove(image)  # moved since evaluate: a placeholder card naming it
+    assert main(["report", str(run)]) == 0
+    (card,) = [c for c in _cards(run) if c["data-name"] == "hole/caf\ufffd.png"]
+    assert 'class="missing"' in card["text"] and "caf\ufffd.png: image file not found" in card["text"]
+
+
+def test_the_benchmark_page_links_a_run_whose_name_is_not_utf8(tmp_path):
+    """A run folder named in Latin-1: the benchmark page links to its real bytes."""
+    _latin1_names_or_skip(tmp_path)
+    report = os.fsencode(tmp_path) + b"/" + LATIN1 + b"/report"
+    os.makedirs(report)
+    with open(report + b"/index.html", "w") as f:
+        f.write("<p>a run's page</p>")
+    page_path = write_benchmark_report(tmp_path, [{"model": "m", "run": os.fsdecode(report[:-7]), "metrics": {}}])
+    (link,) = [a["href"] for a in Tags(page_path.read_bytes().decode("utf-8")).find("a")]
+    assert link == "caf%E9/report/index.html"
+    assert os.path.isfile(os.fsencode(tmp_path) + b"/" + unquote_to_bytes(link))
+
+
+def test_the_pages_json_shows_a_name_that_is_not_utf8_as_the_page_does():
+    from cavga.report.render import _json
+
+    assert json.loads(_json({"name": os.fsdecode(LATIN1 + b".png")})) == {"name": "caf\ufffd.png"}

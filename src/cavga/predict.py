@@ -3,13 +3,13 @@
 Each image's overlay, mask and raw anomaly map (at the image's own size: a 16-bit PNG, value / 65535
 being the map in [0, 1], or float32 ``.npy`` with ``maps="npy"``) are written under a name that mirrors
 the image's place below the input folder (``good/000.png`` -> ``good/000_overlay.png``), as soon as it
-is scored, so memory stays flat in the number of
-images, and an unreadable image (a broken symbolic link included) is reported and skipped rather
-than stopping the rest. A folder is walked as the data loaders list one: hidden files and folders
-are left out, and so are the masks in the ``folder`` layout's mask folders (``ground_truth``,
-``masks``), with a line saying how many. Outputs never overwrite an input or any file that is not
-an earlier output of ``predict`` (those listed in ``OUT/predictions.json``), and earlier outputs are
-never read back as inputs.
+is scored, so memory stays flat in the number of images, and an unreadable image (a broken symbolic
+link included) is reported and skipped rather than stopping the rest. A file named on the command
+line is read whatever its extension (one that is no image is such an unreadable image). A folder is
+walked as the data loaders list one: hidden files and folders are left out, and so are the masks in
+the ``folder`` layout's mask folders (``ground_truth``, ``masks``), with a line saying how many.
+Outputs never overwrite an input or any file that is not an earlier output of ``predict`` (those
+listed in ``OUT/predictions.json``), and earlier outputs are never read back as inputs.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def collect_images(inputs: list[str | Path], exclude: set[Path] | None = None) -
     Files in ``exclude`` (resolved paths: earlier outputs) are left out; in a folder, hidden files
     and folders and the ``folder`` layout's mask folders are left out (the masks counted in a
     warning), and other files that are not images are skipped with a warning naming them. A broken
-    symbolic link with an image's extension is kept: predicting it fails, listed with the others."""
+    symbolic link with an image's extension is kept: predicting it fails, listed with the others. A
+    file given by name is kept whatever its extension: one that is no image fails the same way."""
     return [p for p, _ in collect_named(inputs, exclude)]
 
 
@@ -114,9 +115,7 @@ def collect_named(inputs: list[str | Path], exclude: set[Path] | None = None) ->
             if p.resolve() in exclude:
                 warnings.warn(f"{p}: written by an earlier `cavga predict` into this --out; skipped", stacklevel=2)
                 continue
-            if p.suffix.lower() not in D.IMAGE_EXTENSIONS:
-                raise CavgaError(f"{p}: not an image file (expected one of {', '.join(D.IMAGE_EXTENSIONS)})")
-            found.append((p, ""))  # named below, once all files are known
+            found.append((p, ""))  # whatever its extension (Pillow reads .webp, .gif...); named below
         else:
             raise CavgaError(f"{p}: no such file or folder")
     if not found:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .render import render_page
+from .render import page_link, render_page
 from .run_report import NAMES
 
 REPORT_FILE = "report.html"
@@ -41,7 +41,7 @@ def write_benchmark_report(
     for r in results:
         run = Path(r["run"])
         page = run / "report" / "index.html"
-        link = os.path.relpath(page, out_dir) if page.is_file() else None
+        link = page_link(Path(os.path.relpath(page, out_dir)).as_posix()) if page.is_file() else None
         ours = r.get("metrics") or {}
         theirs = paper.get(r["model"], {})
         rows.append(

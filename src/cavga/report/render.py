@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -30,16 +31,38 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+def shown(text: str) -> str:
+    """``text`` as a page shows it: the bytes of a file name that are not UTF-8 (which Python holds as
+    surrogate escapes) become the replacement character U+FFFD; links keep the real bytes (:func:`page_link`)."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
+def _shown_all(obj: Any) -> Any:
+    """``obj`` with every string in it (keys too) as :func:`shown`."""
+    if isinstance(obj, str):
+        return shown(obj)
+    if isinstance(obj, dict):
+        return {_shown_all(k): _shown_all(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_shown_all(v) for v in obj]
+    return obj
+
+
 def _json(obj: Any) -> Markup:
     """JSON safe inside <script type="application/json">: no "<" can close the element (JSON reads
-    the escape back as "<")."""
-    return Markup(json.dumps(obj, sort_keys=True).replace("<", "\\u003c"))
+    the escape back as "<"), and names as the page shows them (:func:`shown`)."""
+    return Markup(json.dumps(_shown_all(obj), sort_keys=True).replace("<", "\\u003c"))
 
 
 def page_link(path: str) -> str:
-    """A relative file path as a link from a page: percent-encoded, so that a name with "#", "?" or
-    "%" names the file rather than a fragment, a query or an escape."""
-    return quote(path, safe="/")
+    """A relative file path as a link from a page: its bytes percent-encoded, so that a name with "#",
+    "?" or "%" names the file rather than a fragment, a query or an escape, and a name that is not
+    UTF-8 (Latin-1 bytes, held as surrogate escapes) links to the file it names."""
+    return quote(os.fsencode(path), safe="/")
 
 
 def colour_scale(cmap: str = "jet", stops: int = 11) -> str:
@@ -56,5 +79,6 @@ _ENV.globals["colour_scale"] = colour_scale
 
 
 def render_page(template: str, path: str | Path, **context: Any) -> Path:
-    """Render ``templates/<template>`` with ``context`` into ``path``."""
-    return atomic_write_text(path, _ENV.get_template(template).render(**context))
+    """Render ``templates/<template>`` with ``context`` into ``path``; the names in it as :func:`shown`
+    (a page is UTF-8, and its links are percent-encoded already)."""
+    return atomic_write_text(path, shown(_ENV.get_template(template).render(**context)))
