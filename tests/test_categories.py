@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 import cavga.categories as categories
+from _errors import one_line_error
 from cavga.cli import main
 from cavga.demo_data import generate_demo_dataset
 
@@ -59,10 +60,41 @@ def test_all_categories_train_then_skip_when_finished(two_categories, tmp_path, 
     assert {r["status"] for r in summary} == {"skipped (finished)"}
     assert {r["category"]: r["painted_pixel_auroc"] for r in summary} == checked  # read back, not recomputed
 
+    monkeypatch.chdir(two_categories.parent)  # the same data named relatively: the same runs, still finished
+    relative = _args(two_categories.name, out)
+    assert main(relative) == 0 and trained == []
+
     (out / "grass" / "metrics.json").unlink()  # grass not evaluated: it is taken up again
     assert main(_args(two_categories, out, "grass,brick")) == 0
     assert trained == ["grass"]
     assert "grass: trained" in capsys.readouterr().out
+
+
+RUN_COMMANDS = [
+    ["evaluate", "--device", "cpu"], ["report"], ["validate", "--device", "cpu"], ["redecide", "NEW"],
+    ["export", "--out", "NEW.pt"], ["predict", "IMAGES", "--out", "NEW"],
+]  # fmt: skip
+
+
+def test_every_command_given_the_sweeps_folder_says_to_give_a_category(two_categories, tmp_path, capsys):
+    """OUT of a sweep is no run folder: each command that takes one says so, and to give OUT/<category>,
+    rather than naming a file missing in OUT."""
+    out = tmp_path / "sweep"
+    assert main(_args(two_categories, out) + ["--no-check"]) == 0
+    capsys.readouterr()
+    for command in RUN_COMMANDS:
+        rest = [str(two_categories / "brick" / "test") if a == "IMAGES" else a for a in command[1:]]
+        rest = [str(tmp_path / a) if a.startswith("NEW") else a for a in rest]
+        assert main([command[0], str(out), *rest]) == 2, command
+        one_line_error(capsys, f"{out}: holds one run per category (brick, grass)", f"give {out / '<category>'}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # nothing written
+
+
+def test_resuming_a_sweep_without_data_says_to_repeat_its_command(tmp_path, capsys):
+    """A sweep keeps no config.yaml of its own: --resume without --data says to repeat the command."""
+    for extra, said in ((["--resume"], "repeat its own command, with --data"), ([], "--data is required")):
+        assert main(["train", "--category", "all", "--out", str(tmp_path / "sweep"), *extra]) == 2
+        one_line_error(capsys, "--category all", said)
 
 
 def test_unknown_category_in_a_list_is_one_line_error(two_categories, tmp_path, capsys):

@@ -133,6 +133,20 @@ def test_run_folder_missing_or_a_file(tmp_path, command, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r1"]  # nothing written
 
 
+@pytest.mark.parametrize("command", ["evaluate", "report", "validate", "export", "predict"])
+def test_a_folder_of_run_folders_names_them_and_says_to_give_one(tmp_path, command, capsys):
+    """`cavga benchmark`'s OUT holds one run per variant: named as such, not a run missing its files."""
+    out = tmp_path / "bench"
+    for name in ("AE-L2", "Du", "Dw", "Ru", "Rw"):
+        (out / name).mkdir(parents=True)
+        (out / name / "config.yaml").write_text("{}\n")
+    (out / "results.json").write_text("{}\n")
+    rest = {"export": ["--out", str(tmp_path / "m.pt")], "predict": [str(out), "--out", str(tmp_path / "p")]}
+    assert main([command, str(out), *rest.get(command, [])]) == 2
+    one_line_error(capsys, f"{out}: holds run folders (AE-L2, Du, Dw and 2 more)", f"e.g. {out / 'AE-L2'}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]
+
+
 def test_predict_with_a_missing_run_folder_says_so(tmp_path, capsys):
     image = tmp_path / "a.png"
     Image.new("RGB", (8, 8)).save(image)

@@ -305,3 +305,25 @@ def test_the_running_scales_peak_adds_up_over_shards_of_unequal_normal_counts():
     assert float((cam_peak(cam[:3], normal[:3]) + cam_peak(cam[3:], normal[3:])) / 2) != 2.0  # the old mean
     none = torch.zeros(6, dtype=torch.bool)
     assert float(peak_from_parts(cam_peak_parts(cam, none))) == float(cam_peak(cam, none)) == 3.5
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_warnings_are_said_by_rank_0_alone(rank, monkeypatch, tmp_path, capsys):
+    """Under torchrun every rank meets the same warnings; rank 0 says them once (errors name their rank)."""
+    import warnings
+
+    import cavga.cli as cli
+    import cavga.train
+
+    said = "data.category 'foo': the folder layout has no categories; ignored"
+
+    def train(cfg, run_dir, **kwargs):
+        warnings.warn(said, stacklevel=1)
+        return run_dir / "checkpoint.pt"
+
+    monkeypatch.setenv("RANK", rank)  # a rank of torchrun's, faked (the training is stubbed: no group is joined)
+    monkeypatch.setattr(cavga.train, "train", train)
+    argv = ["train", "--data", str(tmp_path), "--layout", "folder", "--category", "foo", "--out", str(tmp_path / "r")]
+    assert cli.main([*argv, "--no-check"]) == 0
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("cavga: warning:")]
+    assert warned == ([f"cavga: warning: {said}"] if rank == "0" else [])

@@ -52,6 +52,9 @@ def test_cavga_benchmark_speed_help_names_its_options_and_default_folder(capsys)
         cli(["benchmark", "--speed", "--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0 and "--sweep-batches" in out and "speed-results" in out
+    # what the sweeps measure, whatever --sizes: Du's training, the batch sweep at 128 px
+    flat = " ".join(out.split())
+    assert "Du's training at 128 px, whatever --sizes" in flat and "Du's training at --batch" in flat
     with pytest.raises(SystemExit):
         cli(["benchmark", "--help"])
     assert "--speed" in capsys.readouterr().out
@@ -77,6 +80,10 @@ def test_speed_does_not_mix_with_the_training_benchmark(fake_rows, tmp_path, cap
         (["--batch", "0"], "--batch 0"),
         (["--sweep-batches", "4,0"], "--sweep-batches 0:"),
         (["--threads", "0"], "--threads 0"),
+        (["--warmup", "-1"], "--warmup -1: must be 0 or more"),
+        (["--name", "../escape"], "--name ../escape: give a file name, not a path"),
+        (["--name", "sub/res.json"], "--name sub/res.json: give a file name"),
+        (["--name", ".."], "--name ..: give a file name"),
         (["--devices", "tpu"], "choose from cpu, cuda"),
         (["--compile", "--warmup", "0"], "--compile needs --warmup 1 or more"),
     ],
@@ -91,6 +98,16 @@ def test_every_option_is_checked_before_anything_is_measured(bad, says, fake_row
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and says in err[-1] and err[-1].startswith("python benchmarks/speed.py: error:")
     assert not fake_rows and not list(tmp_path.iterdir())
+
+
+def test_an_error_names_only_the_bad_option(fake_rows, tmp_path, capsys):
+    """--threads 0 with a valid --warmup blames --threads alone (and the other way round)."""
+    for bad, good in ((["--threads", "0"], "--warmup"), (["--warmup", "-1"], "--threads")):
+        with pytest.raises(SystemExit):
+            cli(["benchmark", "--speed", *TINY, *bad, "--out", str(tmp_path)])
+        err = capsys.readouterr().err.strip().splitlines()[-1]  # the error line, below the usage
+        assert f"{bad[0]} {bad[1]}" in err and good not in err, err
+    assert not fake_rows
 
 
 def test_baselines_are_no_speed_variant():

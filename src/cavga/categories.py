@@ -22,12 +22,10 @@ from .errors import CavgaError
 from .evaluate import METRIC_KEYS, METRICS_FILE, evaluate_run
 from .io_utils import atomic_write_json, atomic_write_text
 from .redecide import infer_settings, redecide_in_place
-from .runfolder import check_resumable, history_done, stored_check
+from .runfolder import SUMMARY, check_resumable, history_done, stored_check
 from .runtime import CHECKPOINT
 from .train import train
 from .validation import painted_check
-
-SUMMARY = "summary"
 
 
 def is_many(category: str | None) -> bool:

@@ -98,6 +98,13 @@ def _train_categories(args: argparse.Namespace) -> int:
     cfg = _run_config(args)
     if cfg.data.layout != "mvtec":
         raise CavgaError(f"--category {args.category}: several categories need --layout mvtec")
+    if cfg.data.root is None and args.resume:  # a sweep keeps no config of its own to resume from
+        raise CavgaError(
+            f"--resume --category {args.category}: a sweep resumes by itself; repeat its own command, with --data "
+            "(finished categories are skipped, an interrupted one continues)"
+        )
+    if cfg.data.root is None:
+        raise CavgaError(f"--category {args.category}: --data is required (the MVTec AD folder of the categories)")
     categories = resolve_categories(cfg.data.root, args.category)
 
     def done(row: dict) -> None:
@@ -154,7 +161,10 @@ def _print_result(result: dict) -> None:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as one line, ``cavga: warning: ...``, without the line of Python source."""
+    """Warnings as one line, ``cavga: warning: ...``, without the line of Python source; under torchrun
+    rank 0 alone says them (every rank would say the same)."""
+    if os.environ.get("RANK", "0") != "0":
+        return
     print(f"cavga: warning: {message}", file=file or sys.stderr)
 
 

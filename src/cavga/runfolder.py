@@ -22,6 +22,7 @@ from .runtime import CHECKPOINT, load_checkpoint
 SPLIT_FILE = "split.json"
 HISTORY_FILE = "history.jsonl"
 VALIDATION_FILE = "validation.json"  # the painted-defect check (cavga.validation)
+SUMMARY = "summary"  # a `--category all` sweep's OUT/summary.json and .md (cavga.categories)
 
 
 @dataclass
@@ -67,7 +68,27 @@ def check_run_dir(run_dir: str | Path, holds: str = CHECKPOINT) -> Path:
         raise CavgaError(f"{run_dir}: no such run folder")
     if not run_dir.is_dir():
         raise CavgaError(f"{run_dir}: not a run folder (give the folder that holds {holds})")
+    if not any((run_dir / name).exists() for name in (CHECKPOINT, "config.yaml", SPLIT_FILE)):
+        _refuse_runs_inside(run_dir)
     return run_dir
+
+
+def _refuse_runs_inside(folder: Path) -> None:
+    """A folder that is no run but holds runs (a `--category all` sweep's OUT/<category>, a benchmark's
+    OUT/<variant>) is a one-line CavgaError naming a few of them and saying to give one."""
+    try:
+        runs = sorted(p.name for p in folder.iterdir() if (p / CHECKPOINT).is_file() or (p / "config.yaml").is_file())
+    except OSError:  # unreadable: the caller's own message says what is missing
+        return
+    if not runs:
+        return
+    shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+    if (folder / f"{SUMMARY}.json").is_file():
+        raise CavgaError(
+            f"{folder}: holds one run per category ({shown}), not a run itself; "
+            f"give {folder / '<category>'}, e.g. {folder / runs[0]}"
+        )
+    raise CavgaError(f"{folder}: holds run folders ({shown}), not a run itself; give one, e.g. {folder / runs[0]}")
 
 
 def prepare_data(cfg: RunConfig) -> RunData:
@@ -246,9 +267,15 @@ def resume_conflicts(saved: dict[str, Any], cfg: RunConfig) -> list[tuple[str, A
             if key in (MUTABLE.get(section) or ()) or (section, key) == ("train", "patience"):
                 continue
             started = saved.get(section, {}).get(key, default[section][key])
+            if (section, key) == ("data", "root") and started and value and _same_folder(started, value):
+                continue  # named another way (relative, absolute)
             if started != value:
                 conflicts.append((f"{section}.{key}", started, value))
     return conflicts
+
+
+def _same_folder(a: str, b: str) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:

@@ -215,10 +215,10 @@ def check_options(opts: SpeedOptions) -> None:
             raise CavgaError(f"{flag} {','.join(map(str, bad))}: batch sizes are 1 or more")
     if opts.steps < 1:
         raise CavgaError(f"--steps {opts.steps}: must be 1 or more (a median of no steps is NaN)")
-    if opts.threads < 1 or opts.warmup < 0:
-        raise CavgaError(
-            f"--threads {opts.threads}, --warmup {opts.warmup}: threads 1 or more, warm-up steps 0 or more"
-        )
+    if opts.threads < 1:
+        raise CavgaError(f"--threads {opts.threads}: must be 1 or more")
+    if opts.warmup < 0:
+        raise CavgaError(f"--warmup {opts.warmup}: must be 0 or more (untimed steps before the timed ones)")
     bad = [d for d in opts.devices if d not in DEVICES]
     if bad or not opts.devices:
         raise CavgaError(f"--devices {','.join(bad) or '(none)'}: choose from {', '.join(DEVICES)}")

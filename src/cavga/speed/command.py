@@ -48,9 +48,21 @@ def speed_parser(prog: str, default_out: str, description: str | None = None) ->
     p.add_argument(
         "--compile", action="store_true", help="torch.compile the decoder and discriminator (needs --warmup 1+)"
     )
-    p.add_argument("--sweep-sizes", type=_ints, default=d.sweep_sizes, help="Du image sizes to sweep (64,128,256)")
-    p.add_argument("--sweep-batches", type=_ints, default=d.sweep_batches, help="Du batch sizes to sweep (4,8,16,32)")
-    p.add_argument("--no-sweep", action="store_true", help="skip the size and batch sweeps")
+    p.add_argument(
+        "--sweep-sizes",
+        type=_ints,
+        default=d.sweep_sizes,
+        help="image sizes of the size sweep: Du's training at --batch, whatever --sizes (default 64,128,256)",
+    )
+    p.add_argument(
+        "--sweep-batches",
+        type=_ints,
+        default=d.sweep_batches,
+        help="batch sizes of the batch sweep: Du's training at 128 px, whatever --sizes (default 4,8,16,32)",
+    )
+    p.add_argument(
+        "--no-sweep", action="store_true", help="skip the size and batch sweeps (only --variants x --sizes run)"
+    )
     p.add_argument(
         "--no-probe", action="store_true", help="fractions of the start's peak, not of the rate probed between steps"
     )
@@ -62,7 +74,7 @@ def speed_parser(prog: str, default_out: str, description: str | None = None) ->
     p.add_argument(
         "--name",
         default=None,
-        help="output file name; .json and .md are added (default speed-YYYYmmdd-HHMMSS)",
+        help="output file name in --out, no path; .json and .md are added (default speed-YYYYmmdd-HHMMSS)",
     )
     p.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing NAME.json / NAME.md")
@@ -93,7 +105,10 @@ def options_from_args(a: argparse.Namespace) -> SpeedOptions:
 
 def report_path(out: str | Path, name: str | None, overwrite: bool = False) -> Path:
     """``out/<name>.json`` (a trailing .json or .md of ``name`` dropped), checked before the run:
-    ``out`` a folder (or creatable), and no earlier report there unless ``overwrite``."""
+    ``out`` a folder (or creatable), ``name`` a file name (no path), and no earlier report there unless
+    ``overwrite``."""
+    if name and (os.sep in name or (os.altsep and os.altsep in name) or name in (".", "..")):
+        raise CavgaError(f"--name {name}: give a file name, not a path (--out chooses the folder)")
     name = name or time.strftime("speed-%Y%m%d-%H%M%S")
     for suffix in (".json", ".md"):
         name = name.removesuffix(suffix)
