@@ -129,6 +129,7 @@ def _demo_dw(du_run: str | list[str], note: str) -> dict:
 # session 70: `cavga demo` (seed 0: session 58's fresh clone, the same numbers as session 69's) and
 # `cavga demo --model Dw` before and after L_cga's fix, seeds 0-2, one thread each on an AMD EPYC
 _CGA70 = _B + "cga-fix-s70/"
+_BF72 = _B + "bf16-s72/"  # session 72: train.bf16 on the CPU against float32, the same code and machine
 _DEMO_DU70 = [_B + "demo-s58/Du"] + [_CGA70 + f"demo-Du-seed{s}" for s in (1, 2)]
 _DW_VS_DU70 = _demo_dw(_DEMO_DU70, "(det.: Du's mean over the same splits, [[demo-du-splits-70]])") | {"by_split": True}
 
@@ -538,4 +539,19 @@ ROWS = [
         _DU_DEFAULT53 + _DU_S58 + [_B + "direction-choice-s65/bottle-Du-seed2", _B + "du-s67/bottle-Du-seed2"]
         + [_B + f"du-s68/bottle-Du-seed{s}" for s in (3, 4)] + [_B + f"du-s70/bottle-Du-seed{s}" for s in (5, 6)],
         _DU_PAPER, _DU_TARGET, by_split=True),
+    Row("demo-du-fp32-72",
+        8, "demo (brick, 128 px)", "CAVGA-Du, `cavga demo --seed S --set train.bf16=false`, S = 0-2, session 72's "
+        "code, float32 (the default), one thread each on an AMD EPYC with AVX512-BF16, beside the bf16 runs: the "
+        "same-session baseline of [[demo-du-bf16-72]] (one thread gives other weights than the README's two)",
+        [_BF72 + f"demo-Du-bf16false-seed{s}" for s in range(3)], target={"pixel_auroc": (0.90, 1)}, by_split=True),
+    Row("demo-du-bf16-72",
+        8, "demo (brick, 128 px)", "CAVGA-Du, `cavga demo --seed S --set train.bf16=true` (bf16 autocast of the "
+        "training step on the CPU, opt-in since session 72), S = 0-2, paired with [[demo-du-fp32-72]]",
+        [_BF72 + f"demo-Du-bf16true-seed{s}" for s in range(3)], target={"pixel_auroc": (0.90, 1)}, by_split=True),
+    Row("du-bf16-72",
+        8, "bottle 128 px", "CAVGA-Du, the issue's command with `--set train.bf16=true` (bf16 autocast of the "
+        "distillation and the training steps on the CPU, opt-in since session 72), seed 0, two threads on an AMD "
+        "EPYC with AVX512-BF16, by a rule posted before its numbers; split 0's float32 runs of the same command: "
+        "IoU 0.315 and 0.319, pixel 0.905 and 0.913, det. 0.918 and 0.900 (sessions 52 and 58)",
+        [_BF72 + "bottle-Du-bf16true-seed0"], _DU_PAPER, _DU_TARGET),
 ]  # fmt: skip
