@@ -461,6 +461,23 @@ def test_a_mask_folder_for_good_images_is_skipped_with_a_warning_not_refused(tmp
         assert len(folder_split(presplit).test) == 2
 
 
+def test_masks_lying_directly_in_the_mask_folder_are_said_not_dropped_silently(tmp_path):
+    """A mask directly in ground_truth/ (not in its defect type's folder) matches no image: one warning
+    naming it and where masks go, in the mvtec and the folder layout alike."""
+    base = _mvtec(tmp_path)
+    _mask(base / "ground_truth" / "000_mask.png")
+    with pytest.warns(UserWarning) as record:
+        split = mvtec_split(tmp_path, "widget")
+    gt = base / "ground_truth"
+    assert _said(record) == [f"{gt}: left out 1 image file lying directly in this folder (000_mask.png); "
+                             f"masks go in {gt}/<defect type>/"]  # fmt: skip
+    assert len(split.test) == 5
+    root = _folder(tmp_path / "mine", masks=True)
+    _mask(root / "ground_truth" / "loose_mask.png")
+    with pytest.warns(UserWarning, match=r"mine/ground_truth: left out 1 image file .*\(loose_mask\.png\)"):
+        folder_split(root, 0.6, seed=1)
+
+
 def test_images_lying_beside_the_image_folders_are_said_not_dropped_silently(tmp_path):
     """Image files directly in a folder whose sub-folders hold the images (MVTec AD's train/ and test/,
     beside the folder layout's good/, MTD's root and MT_<class>/) are left out with one warning per

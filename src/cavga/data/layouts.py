@@ -11,11 +11,11 @@ from ..config import LAYOUTS, DataConfig
 from ..errors import CavgaError
 from .listing import (
     _check_root,
+    _check_unused_masks,
     _fixed_split,
     _is_image,
     _list_images,
     _mask_index,
-    _skip_good_masks,
     _subfolders,
     _warn_loose_images,
 )
@@ -134,13 +134,7 @@ def folder_split(root: str | Path, train_fraction: float = 0.8, seed: int = 0) -
                 used.add(m)
             anomalous.append(Record(str(p), str(m) if m else None, 1, sub.name))
     if mask_root is not None:
-        _skip_good_masks(mask_root)
-        for sub in _subfolders(mask_root):
-            if sub.name == GOOD:
-                continue
-            for m in _list_images(sub):
-                if m not in used:
-                    raise CavgaError(f"{m}: mask has no matching image in {path / sub.name}")
+        _check_unused_masks(mask_root, used, path)
     train, test_normal = _seeded_normals(normals, train_fraction, seed)
     test = test_normal + anomalous
     info = _info("folder", path, train, test, category=None, seed=seed, train_fraction=train_fraction, presplit=False)

@@ -47,7 +47,7 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name)), key=lambda p: p.name)
 
 
-def _warn_loose_images(folder: Path, where: str) -> None:
+def _warn_loose_images(folder: Path, where: str, stacklevel: int = 3) -> None:
     """One warning for the image files lying directly in ``folder``, where only its sub-folders are read:
     how many, one or two names, and ``where`` images go. Other files there (a README) pass unsaid."""
     loose = [p.name for p in sorted(folder.iterdir()) if not is_hidden(p.name) and p.is_file() and _is_image(p)]
@@ -55,17 +55,28 @@ def _warn_loose_images(folder: Path, where: str) -> None:
         n = len(loose)
         files = f"{n} image file{'' if n == 1 else 's'}"
         names = ", ".join(loose[:2]) + (", ..." if n > 2 else "")
-        warnings.warn(f"{folder}: left out {files} lying directly in this folder ({names}); {where}", stacklevel=3)
+        message = f"{folder}: left out {files} lying directly in this folder ({names}); {where}"
+        warnings.warn(message, stacklevel=stacklevel)
 
 
-def _skip_good_masks(mask_root: Path) -> None:
-    """A ``good`` folder of masks is not read (a normal image's ground truth is empty): said, not an error."""
+def _check_unused_masks(mask_root: Path, used: set[Path], image_dir: Path) -> None:
+    """Every mask in ``mask_root``'s defect folders must be ``used`` (matched to an image in
+    ``image_dir/<defect type>``): one that is not is a CavgaError. A ``good`` folder of masks is not
+    read (a normal image's ground truth is empty), and masks lying directly in ``mask_root`` are
+    left out: each said in one warning, not an error."""
     good = mask_root / GOOD
     if good.is_dir():
         warnings.warn(
             f"{good}: masks of normal images are not used (a normal image's ground truth is empty); folder skipped",
             stacklevel=3,
         )
+    _warn_loose_images(mask_root, f"masks go in {mask_root}/<defect type>/", stacklevel=4)
+    for sub in _subfolders(mask_root):
+        if sub.name == GOOD:
+            continue
+        for m in _list_images(sub):
+            if m not in used:
+                raise CavgaError(f"{m}: mask has no matching image in {image_dir / sub.name}")
 
 
 def _check_root(root: str | Path | None, expected: str = "") -> Path:
@@ -137,11 +148,5 @@ def _fixed_split(base: Path, require_masks: bool, mask_folders: tuple[str, ...],
     if not test:
         raise CavgaError(f"{test_dir}: no test images")
     if mask_root is not None:
-        _skip_good_masks(mask_root)
-        for sub in _subfolders(mask_root):
-            if sub.name == GOOD:
-                continue
-            for m in _list_images(sub):
-                if m not in used:
-                    raise CavgaError(f"{m}: mask has no matching image in {test_dir / sub.name}")
+        _check_unused_masks(mask_root, used, test_dir)
     return train, test
