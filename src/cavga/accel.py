@@ -3,10 +3,10 @@
 Both numerics-changing options are off by default, so a run is bit-for-bit what it was unless asked.
 ``train.bf16`` runs the training step (and CAVGA-D's distillation, :mod:`cavga.distill`) under bf16
 autocast on CUDA and on the CPU: on a CPU with bf16 instructions (AVX512-BF16 or AMX) a training step
-ran 1.7x (128 px) to 2.0-2.2x (256 px) faster and a distillation step 1.8-1.9x, at some cost in
-localisation (bottle, one split: pixel AUROC 0.882 against 0.905 and 0.913 in float32; docs/performance.md,
-"bf16 on a CPU"); on a CPU without them bf16 is emulated and slower, so it is applied (it was asked
-for) with a warning.
+ran 1.7x (128 px) to 2.0-2.2x (256 px) faster and a distillation step 1.8-1.9x, at some cost in IoU
+(bottle, two splits: 0.297 and 0.258 against float32's 0.317 and 0.311; docs/performance.md, "bf16 on
+a CPU"); on a CPU without them bf16 is emulated and slower, so it is applied (it was asked for) with a
+warning.
 ``train.channels_last`` acts on CUDA only: a CPU channels_last training step gained 0.5-6.5% here
 (benchmarks/train_layout.py); prediction, which gains 10-40%, always runs channels_last
 (``cavga.evidence.MEMORY_FORMAT``).
