@@ -64,6 +64,8 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 
 def _resume_config(args: argparse.Namespace, run_dir: Path) -> RunConfig:
     """The run's own config.yaml; a flag that disagrees with it is an error naming the flag."""
+    from .runfolder import same_folder
+
     if args.config:
         raise CavgaError(f"--config cannot be combined with --resume: {run_dir} keeps its own config.yaml")
     cfg = load_config(run_dir / "config.yaml", saved=True)
@@ -75,7 +77,7 @@ def _resume_config(args: argparse.Namespace, run_dir: Path) -> RunConfig:
             continue
         section, _, name = key.partition(".")
         have, want = saved[section][name], getattr(getattr(asked, section), name)
-        same = have == want or (key == "data.root" and have and Path(have).resolve() == Path(want).resolve())
+        same = have == want or (key == "data.root" and have and same_folder(have, want))
         if not same:
             raise CavgaError(
                 f"--resume: {flag} {getattr(args, attr)} conflicts with the run in {run_dir}, started with "

@@ -11,7 +11,7 @@ from .demo_data import generate_demo_dataset
 from .errors import CavgaError
 from .evaluate import evaluate_run
 from .predict import predict_to_folder
-from .runfolder import RunData, completed_epochs, history_done, resume_conflicts
+from .runfolder import RunData, completed_epochs, history_done, resume_conflicts, same_folder
 from .runtime import CHECKPOINT
 from .train import train
 from .validation import painted_check
@@ -80,7 +80,7 @@ def check_demo_rerun(run_dir: Path, cfg: RunConfig) -> str:
     except CavgaError:  # no readable config.yaml: training decides, as for any run folder
         return "continuing the demo run already there"
     root = there["data"]["root"]
-    if root and cfg.data.root and Path(root).resolve() == Path(cfg.data.root).resolve():
+    if root and cfg.data.root and same_folder(root, cfg.data.root):
         cfg.data.root = root
     with warnings.catch_warnings():  # training resolves it again, and warns then
         warnings.simplefilter("ignore")

@@ -267,14 +267,15 @@ def resume_conflicts(saved: dict[str, Any], cfg: RunConfig) -> list[tuple[str, A
             if key in (MUTABLE.get(section) or ()) or (section, key) == ("train", "patience"):
                 continue
             started = saved.get(section, {}).get(key, default[section][key])
-            if (section, key) == ("data", "root") and started and value and _same_folder(started, value):
+            if (section, key) == ("data", "root") and started and value and same_folder(started, value):
                 continue  # named another way (relative, absolute)
             if started != value:
                 conflicts.append((f"{section}.{key}", started, value))
     return conflicts
 
 
-def _same_folder(a: str, b: str) -> bool:
+def same_folder(a: str | Path, b: str | Path) -> bool:
+    """Whether two data roots name one folder (relative or absolute, ``~`` expanded as the loaders do)."""
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
