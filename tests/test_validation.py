@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from _scripts import benchmark_script
-from cavga import mask_threshold, validation
+from cavga import check, mask_threshold, validation
 from cavga.cli import main
 from cavga.config import ModelConfig, RunConfig, apply_overrides, load_config, resolve
 from cavga.decisions import CLASS_ANOMALY_SCORES
@@ -515,12 +515,12 @@ def _checked(pixel: float, image: float, n: int = 20) -> dict:
     [(0.69, 0.95, ["map"]), (0.95, 0.65, ["score"]), (0.5, 0.5, ["map", "score"]), (0.7, 0.7, [])],
 )
 def test_training_warns_only_where_painted_defects_are_barely_found(pixel, image, warned):
-    said = validation.check_warnings(_checked(pixel, image))
+    said = check.check_warnings(_checked(pixel, image))
     assert len(said) == len(warned)
     for message, what in zip(said, warned, strict=True):
         assert message.startswith("runs/x: ")
         assert ("anomaly map" in message) == (what == "map") and ("image score" in message) == (what == "score")
-        assert f"{pixel if what == 'map' else image:.3f} < {validation.WEAK_AUROC}" in message
+        assert f"{pixel if what == 'map' else image:.3f} < {check.WEAK_AUROC}" in message
 
 
 def test_decisions_table_reads_back_what_training_chose_on_the_painted_set(tiny_data, tmp_path):
@@ -577,8 +577,8 @@ def test_validation_vs_test_pairs_runs_counts_copies_once_and_ranks_as_scipy(tmp
 
 
 def test_training_warns_when_few_held_out_normals_stand_behind_the_check():
-    assert validation.check_warnings(_checked(0.9, 0.9, n=validation.FEW_HELD_OUT)) == []
-    [said] = validation.check_warnings(_checked(0.9, 0.9, n=3))
+    assert check.check_warnings(_checked(0.9, 0.9, n=check.FEW_HELD_OUT)) == []
+    [said] = check.check_warnings(_checked(0.9, 0.9, n=3))
     assert "rest on only 3 held-out normal images" in said
 
 

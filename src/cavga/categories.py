@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .check import painted_check
 from .config import RunConfig, load_config, resolved, to_dict
 from .data.listing import _check_root, _subfolders
 from .errors import CavgaError
@@ -25,7 +26,6 @@ from .redecide import infer_settings, redecide_in_place
 from .runfolder import SUMMARY, check_resumable, history_done, stored_check
 from .runtime import CHECKPOINT
 from .train import train
-from .validation import painted_check
 
 
 def is_many(category: str | None) -> bool:
@@ -72,7 +72,7 @@ def train_categories(
     base: RunConfig, categories: list[str], out_dir: str | Path, progress: bool = True, on_done=None, check: bool = True
 ) -> list[dict[str, Any]]:
     """Train and evaluate ``base`` on each category into ``out_dir/<category>``; the summary rows.
-    ``check``: each trained category gets the painted-defect check first (:func:`cavga.validation.painted_check`)."""
+    ``check``: each trained category gets the painted-defect check first (:func:`cavga.check.painted_check`)."""
     out_dir = Path(out_dir)
     rows: list[dict[str, Any]] = []
     for category in categories:

@@ -126,7 +126,7 @@ def _train_categories(args: argparse.Namespace) -> int:
 
 def _painted_check(run_dir: Path, device: str) -> None:
     """After training: `cavga validate` on the run's held-out normals, then :func:`_say_check`."""
-    from .validation import painted_check
+    from .check import painted_check
 
     _say_check(run_dir, painted_check(run_dir, device))
 
@@ -135,7 +135,8 @@ def _say_check(run_dir: Path, result: dict | None) -> None:
     """The painted-defect check's summary line, and a warning where the map or the verdict barely
     finds painted defects; where the run held out no normal image, why, and a warning that its
     thresholds were fitted on training images."""
-    from .validation import VALIDATION_FILE, check_summary, check_warnings, skipped_check
+    from .check import check_summary, check_warnings, skipped_check
+    from .validation import VALIDATION_FILE
 
     if result is None:
         line, messages = skipped_check(run_dir)

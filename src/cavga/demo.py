@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .check import painted_check
 from .config import DEMO_SETTINGS, DEMO_VARIANT_SETTINGS, RunConfig, apply_overrides, load_config, resolved, to_dict
 from .demo_data import generate_demo_dataset
 from .errors import CavgaError
@@ -14,7 +15,6 @@ from .predict import predict_to_folder
 from .runfolder import RunData, completed_epochs, history_done, resume_conflicts, same_folder
 from .runtime import CHECKPOINT
 from .train import train
-from .validation import painted_check
 
 DEMO_CATEGORY = "brick"
 

@@ -38,6 +38,7 @@ from . import data as D
 from .attention import content_blur, image_map
 from .config import RunConfig, to_dict
 from .config.resolve import map_blur
+from .data.inputs import model_input
 from .errors import CavgaError
 from .evidence import anomaly_evidence
 from .fingerprint import check_run_folder
@@ -102,12 +103,17 @@ class ThresholdForAnotherMap(UserWarning):
 class Prediction:
     """The answer for one image."""
 
-    path: str
+    path: str | None  # the file's path; None for an image given in memory (cavga.api)
     score: float  # normalised anomaly score in [0, 1]
     label: int  # verdict: 1 anomalous, 0 normal
     anomaly_map: np.ndarray  # (H, W) float32 in [0, 1]
     mask: np.ndarray  # (H, W) bool
     raw_score: float  # unnormalised score (reconstruction difference, or C's probability)
+
+    @property
+    def verdict(self) -> str:
+        """The verdict as predictions.json writes it: "anomalous" or "normal"."""
+        return "anomalous" if self.label else "normal"
 
 
 @dataclass
@@ -127,7 +133,8 @@ class BatchPrediction:
 
 
 class Predictor:
-    """A trained model ready to answer: ``predict_batch`` for tensors, ``predict_paths`` for files."""
+    """A trained model ready to answer: ``predict`` for images in memory or on disk (:mod:`cavga.api`),
+    ``predict_batch`` for the model's input tensors."""
 
     def __init__(
         self,
@@ -311,36 +318,22 @@ class Predictor:
         since map version 3), the map's where there are none."""
         return self.normalizer.residual_blur if self.normalizer else map_blur(self.cfg)
 
+    def predict(self, images):
+        """:func:`cavga.api.predict_images`: one Prediction for a path, PIL image, numpy array or tensor;
+        a list for a list. Maps and masks come back at each image's own size."""
+        from .api import predict_images
+
+        return predict_images(self, images)
+
     def predict_paths(self, paths: list[str | Path]) -> list[Prediction]:
         """Predict image files; maps and masks come back at each image's own size."""
-        out: list[Prediction] = []
-        bs = self.cfg.infer.batch_size
-        for i in range(0, len(paths), bs):
-            chunk = [str(p) for p in paths[i : i + bs]]
-            images, valid, sizes = self.load_inputs(chunk)  # (B, 3, S, S), (B, 1, S, S) or None
-            pred = self.predict_batch(images, valid)
-            for j, p in enumerate(chunk):
-                amap = native_map(pred.anomaly_map[j], sizes[j], self.cfg.data.resize)  # (H, W)
-                out.append(
-                    Prediction(
-                        path=p,
-                        score=float(pred.score[j]),
-                        label=int(pred.label[j]),
-                        anomaly_map=amap,
-                        mask=answer_mask(self, amap, int(pred.label[j])),
-                        raw_score=float(pred.raw_score[j]),
-                    )
-                )
-        return out
+        return self.predict(list(paths))
 
     def load_inputs(self, paths: list[str]) -> tuple[Tensor, Tensor | None, list[tuple[int, int]]]:
         """Image files as the model's input (B, 3, S, S), their content maps (B, 1, S, S) when
         ``data.resize`` is pad or center (else None), and each image's own (H, W)."""
-        size, resize = self.cfg.data.image_size, self.cfg.data.resize
-        loaded = [D.read_image(p, size, resize) for p in paths]
-        sizes = [hw for _, hw in loaded]
-        valid = torch.stack([D.valid_mask(hw, size, resize) for hw in sizes]) if resize != "stretch" else None
-        return torch.stack([x for x, _ in loaded]), valid, sizes
+        x, valid, sizes, _ = model_input(paths, self.cfg.data.image_size, self.cfg.data.resize)
+        return x, valid, sizes
 
 
 def _refit_map_statistics(

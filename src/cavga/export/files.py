@@ -166,6 +166,12 @@ class ExportedPredictor:
         score, amap, mask, raw = self._run(x.float().contiguous())
         return ExportedBatch(score, (score >= self.cfg.infer.score_threshold).long(), amap, mask, raw)
 
+    def predict(self, images):
+        """As :meth:`Predictor.predict` (:func:`cavga.api.predict_images`)."""
+        from ..api import predict_images
+
+        return predict_images(self, images)
+
 
 def is_exported_model(path: str | Path) -> bool:
     """A file (not a run folder) with an exported model's extension."""

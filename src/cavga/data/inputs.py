@@ -1,0 +1,117 @@
+"""Images handed over in memory, for the Python API (``predictor.predict``): file paths, PIL images,
+numpy arrays and torch tensors, each read as the loaders read a file, (3, H, W) float32 RGB in [0, 1].
+
+The conventions are each library's own, so that what a user already holds goes in as it is:
+
+* a **path** (str or Path) is decoded as ``cavga predict`` decodes it (:func:`cavga.data.read_image`);
+* a **PIL image** in any mode, upright by its EXIF orientation as a file of it would be;
+* a **numpy array** as PIL, imageio and scikit-image give images: (H, W) grey or (H, W, C) with C
+  1, 3 or 4 (alpha dropped), RGB order. OpenCV's arrays are BGR: pass ``a[..., ::-1]``;
+* a **torch tensor** as torchvision gives them: (C, H, W) with C 1, 3 or 4, or (H, W).
+
+uint8 is scaled by 255, uint16 by 65535, bool counts as 0 or 1; floating values must already lie in
+[0, 1] (a float array of 0..255 is refused, not guessed at). Every refusal is a one-line
+:class:`CavgaError` that names the input (``images[3]``) and what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import CavgaError
+from .geometry import to_canvas, valid_mask
+from .images import _UPRIGHT, _orientation, _to_float_rgb, read_image
+
+ImageInput = Union[str, Path, Image.Image, np.ndarray, torch.Tensor]  # noqa: UP007 - a runtime alias
+_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+_CHANNELS = (1, 3, 4)
+
+
+def image_input(item: ImageInput, name: str) -> tuple[torch.Tensor, str | None]:
+    """One input as (3, H, W) float32 RGB in [0, 1], and its file path (None for an image in memory).
+    ``name`` says which input an error is about (``images[3]``); a file's errors name the file."""
+    if isinstance(item, (str, Path)):
+        x, _ = read_image(item, None)  # (3, H, W)
+        return x, str(item)
+    if isinstance(item, Image.Image):
+        return _from_pil(item), None
+    if isinstance(item, np.ndarray):
+        return _from_array(item, name, channels_last=True), None
+    if isinstance(item, torch.Tensor):
+        return _from_array(item.detach().cpu().numpy(), name, channels_last=False), None
+    raise CavgaError(
+        f"{name}: a {type(item).__name__} is not an image; give a file path, a PIL image, a numpy array "
+        "(H, W[, C]) or a torch tensor ([C,] H, W)"
+    )
+
+
+def _from_pil(im: Image.Image) -> torch.Tensor:
+    turn = _UPRIGHT.get(_orientation(im))
+    im = im if im.mode != "P" else im.convert("RGBA")  # a palette's transparency, as the file reader
+    im = im if turn is None else im.transpose(turn)
+    return torch.from_numpy(np.ascontiguousarray(_to_float_rgb(im).transpose(2, 0, 1)))  # (3, H, W)
+
+
+def _from_array(a: np.ndarray, name: str, channels_last: bool) -> torch.Tensor:
+    """(H, W), (H, W, C) (numpy) or (C, H, W) (torch) -> (3, H, W) float32 in [0, 1]."""
+    layout = "(H, W, C)" if channels_last else "(C, H, W)"
+    if a.ndim == 3:
+        c = a.shape[2] if channels_last else a.shape[0]
+        if c not in _CHANNELS:
+            hint = ""
+            if (a.shape[0] if channels_last else a.shape[2]) in _CHANNELS:
+                hint = (
+                    "; numpy images are (H, W, C): use a.transpose(1, 2, 0)"
+                    if channels_last
+                    else "; torch images are (C, H, W): use t.permute(2, 0, 1)"
+                )
+            raise CavgaError(f"{name}: an image {layout} has 1, 3 or 4 channels, not {c} (shape {a.shape}){hint}")
+        a = a if channels_last else a.transpose(1, 2, 0)  # (H, W, C)
+    elif a.ndim == 2:
+        a = a[:, :, None]  # (H, W, 1)
+    else:
+        raise CavgaError(f"{name}: an image is (H, W) or {layout}, not an array of shape {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise CavgaError(f"{name}: an empty image (shape {a.shape})")
+    a = _as_unit_float(a, name)  # (H, W, C)
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)  # grey as RGB, as the file reader makes it
+    return torch.from_numpy(np.ascontiguousarray(a[:, :, :3].transpose(2, 0, 1)))  # (3, H, W), alpha dropped
+
+
+def _as_unit_float(a: np.ndarray, name: str) -> np.ndarray:
+    """Values scaled to float32 [0, 1] by the dtype's convention; floats outside [0, 1] refused."""
+    if a.dtype in _SCALE:
+        return a.astype(np.float32) / _SCALE[a.dtype]
+    if a.dtype == np.bool_:
+        return a.astype(np.float32)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise CavgaError(f"{name}: pixel type {a.dtype} is not read; give uint8, uint16, bool or floats in [0, 1]")
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise CavgaError(f"{name}: the image holds NaN or infinite values")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0.0 or hi > 1.0:
+        raise CavgaError(
+            f"{name}: float pixels must lie in [0, 1], these run from {lo:g} to {hi:g}"
+            + ("; 0..255 values: divide by 255, or give uint8" if hi <= 255.0 and lo >= 0.0 else "")
+        )
+    return a
+
+
+def model_input(
+    items: list[ImageInput], size: int, resize: str, first: int = 0
+) -> tuple[torch.Tensor, torch.Tensor | None, list[tuple[int, int]], list[str | None]]:
+    """Inputs as the model's batch (B, 3, S, S), their content maps (B, 1, S, S) where ``resize`` is
+    pad or center (else None), each one's own (H, W), and each one's path (None in memory).
+    ``first``: the index of ``items[0]`` among all the inputs, for error messages."""
+    loaded = [image_input(item, f"images[{first + k}]") for k, item in enumerate(items)]
+    sizes = [(int(x.shape[1]), int(x.shape[2])) for x, _ in loaded]
+    x = torch.stack([to_canvas(x, size, resize) for x, _ in loaded])  # (B, 3, S, S)
+    valid = torch.stack([valid_mask(hw, size, resize) for hw in sizes]) if resize != "stretch" else None
+    return x, valid, sizes, [path for _, path in loaded]

@@ -1,0 +1,140 @@
+"""The Python interface (cavga.api): `cavga.load(...).predict(...)` on files and on images in memory."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cavga
+from _tiny_run import shared_data, shared_run
+from cavga.cli import main
+from cavga.errors import CavgaError
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return shared_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    brick = shared_data(tmp_path_factory) / "brick" / "test"
+    return sorted((brick / "good").glob("*.png"))[:2] + sorted((brick / "hole").glob("*.png"))[:2]
+
+
+@pytest.fixture(scope="module")
+def predictor(run):
+    return cavga.load(run, "cpu")
+
+
+def _same(a, b) -> None:
+    assert a.score == pytest.approx(b.score, abs=1e-6) and a.label == b.label
+    np.testing.assert_allclose(a.anomaly_map, b.anomaly_map, atol=1e-6)
+    assert np.array_equal(a.mask, b.mask)
+
+
+def test_a_file_answers_as_cavga_predict_writes_it(run, predictor, images, tmp_path):
+    """The same score, verdict and mask as the command line's predictions.json and mask PNG, from
+    another code path (cavga.predict's own loop)."""
+    assert main(["predict", str(run), *map(str, images), "--out", str(tmp_path), "--device", "cpu"]) == 0
+    rows = {r["path"]: r for r in json.loads((tmp_path / "predictions.json").read_text())["predictions"]}
+    for path in images:
+        p = predictor.predict(path)
+        row = rows[str(path)]
+        assert p.path == str(path)
+        assert p.score == pytest.approx(row["score"], abs=1e-6) and p.verdict == row["verdict"]
+        written = np.asarray(Image.open(tmp_path / row["mask"])) > 127  # (H, W)
+        assert p.mask.shape == Image.open(path).size[::-1] and np.array_equal(p.mask, written)
+        assert p.anomaly_map.dtype == np.float32 and p.anomaly_map.shape == p.mask.shape
+
+
+def test_images_in_memory_answer_as_their_files(predictor, images):
+    """PIL, numpy (uint8, float, grey) and torch (uint8 CHW) forms of a file give its answer."""
+    path = images[-1]
+    by_file = predictor.predict(path)
+    im = Image.open(path).convert("RGB")
+    a = np.asarray(im)  # (H, W, 3) uint8
+    forms = [
+        im,
+        a,
+        a.astype(np.float64) / 255.0,
+        np.concatenate([a, np.full(a.shape[:2] + (1,), 255, np.uint8)], axis=2),  # RGBA: alpha dropped
+        torch.tensor(a).permute(2, 0, 1).contiguous(),  # (3, H, W) uint8, as torchvision reads it
+    ]
+    for form in forms:
+        p = predictor.predict(form)
+        assert p.path is None
+        _same(p, by_file)
+    grey = np.asarray(im.convert("L"))  # (H, W)
+    grey_file = Image.fromarray(grey)
+    _same(predictor.predict(grey), predictor.predict(grey_file))
+    _same(predictor.predict(grey[:, :, None]), predictor.predict(grey_file))
+    _same(predictor.predict(torch.tensor(grey)), predictor.predict(grey_file))
+
+
+def test_a_list_or_batch_gives_a_list_in_order(predictor, images):
+    one = [predictor.predict(p) for p in images]
+    frames = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in images])  # (B, H, W, 3)
+    for batch in (images, tuple(images), frames, torch.tensor(frames).permute(0, 3, 1, 2)):
+        many = predictor.predict(batch)
+        assert isinstance(many, list) and len(many) == len(images)
+        for a, b in zip(many, one, strict=True):
+            _same(a, b)
+    assert predictor.predict([]) == []
+    assert predictor.predict_paths(images)[1].path == str(images[1])
+
+
+def test_an_exif_rotated_pil_image_is_read_upright_as_its_file(predictor, images, tmp_path):
+    im = Image.open(images[-1]).convert("RGB").resize((40, 24))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: viewers turn it a quarter
+    path = tmp_path / "sideways.jpg"
+    im.save(path, exif=exif)
+    by_file = predictor.predict(path)
+    assert by_file.anomaly_map.shape == (40, 24)  # upright: the sides swapped
+    _same(predictor.predict(Image.open(path)), by_file)
+
+
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        (np.full((20, 20, 3), 200.0), "float pixels must lie in [0, 1], these run from 200 to 200; 0..255 values"),
+        (np.zeros((3, 20, 20), np.uint8), "numpy images are (H, W, C): use a.transpose(1, 2, 0)"),
+        (torch.zeros(20, 20, 3), "torch images are (C, H, W): use t.permute(2, 0, 1)"),
+        (np.zeros((20, 20), np.int64), "pixel type int64 is not read"),
+        (np.full((20, 20), np.nan, np.float32), "NaN or infinite"),
+        (np.zeros((0, 20, 3), np.uint8), "an empty image"),
+        (np.zeros(20, np.uint8), "not an array of shape (20,)"),
+        (b"not an image", "a bytes is not an image"),
+    ],
+)
+def test_bad_images_in_memory_are_named_by_their_place(predictor, images, bad, said):
+    with pytest.raises(CavgaError) as e:
+        predictor.predict([images[0], bad])
+    assert str(e.value).startswith("images[1]: ") and said in str(e.value)
+
+
+def test_an_exported_model_answers_images_in_memory_as_the_run(run, predictor, images, tmp_path):
+    from cavga.export import export_run
+
+    exported = cavga.load(export_run(run, tmp_path / "m.pt", "torchscript", None))
+    frames = [np.asarray(Image.open(p).convert("RGB")) for p in images]
+    for a, b in zip(exported.predict(frames), predictor.predict(frames), strict=True):
+        assert a.score == pytest.approx(b.score, abs=1e-4) and a.label == b.label
+        np.testing.assert_allclose(a.anomaly_map, b.anomaly_map, atol=1e-4)
+
+
+def test_load_errors_are_one_line(tmp_path):
+    with pytest.raises(CavgaError, match="no such run folder"):
+        cavga.load(tmp_path / "missing")
+
+
+def test_import_cavga_stays_light():
+    """The interface is imported on first use: `import cavga` alone loads no torch."""
+    code = "import sys, cavga; print('torch' in sys.modules, callable(cavga.load), 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "True"]
