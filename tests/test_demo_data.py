@@ -95,13 +95,23 @@ def test_complete_set_is_reused_and_changed_parameters_regenerate(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["brick"]  # no temporary folders left
 
 
-def test_incomplete_set_is_regenerated(tmp_path):
-    folder = generate_demo_dataset(tmp_path, seed=0, **SMALL)
-    before = _hashes(folder)
-    (folder / MARKER).unlink()
-    (folder / "test" / "good" / "001.png").unlink()
-    generate_demo_dataset(tmp_path, seed=0, **SMALL)
-    assert _hashes(folder) == before
+def test_a_folder_without_the_marker_is_refused_even_in_the_demos_layout(tmp_path):
+    """Sets are renamed into place whole, so a folder without .complete is someone's data, perhaps
+    laid out as MVTec AD (train/good/000.png) as the demo's own: it is refused and left as it was."""
+    folder = tmp_path / "brick"
+    (folder / "train" / "good").mkdir(parents=True)
+    (folder / "train" / "good" / "000.png").write_bytes(b"mine")
+    with pytest.raises(CavgaError, match=r"not a cavga demo data set \(no \.complete file\)"):
+        generate_demo_dataset(tmp_path, seed=0, **SMALL)
+    assert (folder / "train" / "good" / "000.png").read_bytes() == b"mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["brick"]  # no temporary folders left
+
+    generated = generate_demo_dataset(tmp_path / "other", seed=0, **SMALL)
+    (generated / MARKER).unlink()  # a completed set whose marker was removed: no longer known as ours
+    with pytest.raises(CavgaError, match="not a cavga demo data set"):
+        generate_demo_dataset(tmp_path / "other", seed=1, **SMALL)
+    (tmp_path / "empty" / "brick").mkdir(parents=True)  # an empty folder holds nothing to lose
+    assert (generate_demo_dataset(tmp_path / "empty", seed=0, **SMALL) / MARKER).is_file()
 
 
 def test_refuses_to_overwrite_a_foreign_folder_and_bad_arguments(tmp_path):

@@ -1,5 +1,6 @@
 """`cavga benchmark --grid`: the grid file, resuming without recomputing, and the paper-style tables."""
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -285,6 +286,29 @@ def test_a_run_trained_outside_the_grid_with_the_cells_config_is_adopted(tmp_pat
     assert result is not None and result["grid_cell"]["adopted"]
     stamped = json.loads((cell.dir / "metrics.json").read_text())
     assert stamped["grid_cell"]["fingerprint"] == grid_run.cell_fingerprint(cell.cfg)
+
+
+def test_a_run_trained_with_its_data_named_relatively_is_adopted_and_resumed_as_it_was(tmp_path, monkeypatch):
+    """`cavga train --data data` (relative) into a cell's folder: the grid, whose roots are absolute,
+    adopts it once evaluated; resumed by the grid before that, the run keeps its own spelling of the
+    root, so config.yaml still matches its checkpoint and the run stays usable."""
+    fake_mnist(tmp_path / "data", n_train=20, n_test=10)
+    spec = G.load_grid(_grid_file(tmp_path, tmp_path / "data", models=["Du"], categories=[0]))
+    cell = G.build_cells(spec, tmp_path / "out")[0]
+    monkeypatch.chdir(tmp_path)
+    relative = copy.deepcopy(cell.cfg)
+    relative.data.root = "data"
+    grid_run.train(relative, cell.dir, progress=False)  # as `cavga train --data data ...`
+
+    result = G.run_cell(cell, progress=False)  # not evaluated yet, so not adopted: the grid resumes it
+    assert yaml.safe_load((cell.dir / "config.yaml").read_text())["data"]["root"] == "data"
+    assert result["grid_cell"]["resumed"] and G.finished(cell) is not None
+    assert main(["evaluate", str(cell.dir), "--device", "cpu", "--no-progress"]) == 0  # still one run
+
+    metrics = json.loads((cell.dir / "metrics.json").read_text())
+    assert "grid_cell" not in metrics  # evaluated outside the grid, as a user would
+    adopted = G.finished(cell)
+    assert adopted is not None and adopted["grid_cell"]["adopted"]
 
 
 def test_grid_page_puts_the_papers_number_beside_each_cell():

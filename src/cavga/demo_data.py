@@ -209,9 +209,10 @@ def generate_demo_dataset(
 ) -> Path:
     """Write (or reuse) the demo set at ``root/<category>`` and return that folder.
 
-    A folder that is complete with the same parameters is reused; one from an earlier, different
-    or interrupted run is regenerated. The set is written to a hidden temporary folder in ``root``
-    and renamed into place, so an interrupted run never leaves a half-written ``root/<category>``.
+    A folder that is complete with the same parameters is reused; one completed with other parameters
+    is regenerated; any other non-empty folder there is refused, never overwritten. The set is written
+    to a hidden temporary folder in ``root`` and renamed into place, so an interrupted run never
+    leaves a half-written ``root/<category>``.
     """
     if category not in DEMO_TEXTURES:
         raise CavgaError(f"demo category {category!r}: choose from {', '.join(DEMO_TEXTURES)}")
@@ -225,10 +226,14 @@ def generate_demo_dataset(
     marker = _read_marker(target)
     if marker == params:
         return target
-    if target.exists():
-        ours = {"train", "test", "ground_truth", MARKER}
-        if not target.is_dir() or (marker is None and any(p.name not in ours for p in target.iterdir())):
-            raise CavgaError(f"{target}: exists and is not a cavga demo data set; refusing to overwrite it")
+    # Only a set this function completed (its MARKER) is ever replaced: sets are renamed into place
+    # whole, so a folder without one is not an interrupted set of ours but someone's data, perhaps in
+    # the same MVTec layout (train/, test/, ground_truth/), and is left alone.
+    if target.exists() and (not target.is_dir() or (marker is None and any(target.iterdir()))):
+        raise CavgaError(
+            f"{target}: exists and is not a cavga demo data set (no {MARKER} file); refusing to overwrite it: "
+            "move it, or give another folder"
+        )
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{category}.tmp-"))
     os.chmod(tmp, 0o755)

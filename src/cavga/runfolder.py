@@ -128,6 +128,7 @@ def open_run(cfg: RunConfig, run_dir: Path, resume: bool, write: bool = True) ->
             raise CavgaError(f"{run_dir}: already holds a trained run; pass --resume to continue it or use a new --out")
         state = load_checkpoint(ckpt_path)
         check_resumable(state, cfg, run_dir)
+        keep_own_root(cfg, state["config"])  # config.yaml and the checkpoint keep naming the root as they did
         run_data = RunData.load(run_dir)
         if state.get("fingerprint") and split_fingerprint(run_data.to_dict()) != state["fingerprint"].get("split"):
             raise CavgaError(f"{run_dir / SPLIT_FILE}: not the split {ckpt_path} was trained on; cannot resume")
@@ -272,6 +273,14 @@ def resume_conflicts(saved: dict[str, Any], cfg: RunConfig) -> list[tuple[str, A
             if started != value:
                 conflicts.append((f"{section}.{key}", started, value))
     return conflicts
+
+
+def keep_own_root(cfg: RunConfig, saved: dict[str, Any]) -> None:
+    """Where ``cfg`` names the ``saved`` run's data root another way (relative, absolute), take the
+    run's own spelling into ``cfg``, so that what the run writes next matches its fingerprints."""
+    started = saved.get("data", {}).get("root")
+    if started and cfg.data.root and started != cfg.data.root and same_folder(started, cfg.data.root):
+        cfg.data.root = started
 
 
 def same_folder(a: str | Path, b: str | Path) -> bool:

@@ -32,7 +32,7 @@ from ..errors import CavgaError
 from ..evaluate import METRICS_FILE, evaluate_run
 from ..io_utils import atomic_write_json, check_output_folder
 from ..redecide import infer_settings, redecide_in_place
-from ..runfolder import completed_epochs
+from ..runfolder import completed_epochs, same_folder
 from ..runlock import RunLock
 from ..runtime import CHECKPOINT
 from ..train import train
@@ -164,6 +164,8 @@ def _adopt(cell: Cell, result: dict[str, Any]) -> dict[str, Any] | None:
     except (OSError, CavgaError):
         return None
     fp = cell_fingerprint(cell.cfg)
+    if saved.data.root and cell.cfg.data.root and same_folder(saved.data.root, cell.cfg.data.root):
+        saved.data.root = cell.cfg.data.root  # `cavga train --data` given relative: the grid's root resolved
     if cell_fingerprint(saved) != fp or not evaluated_after:
         return None
     if result.get("infer") != to_dict(cell.cfg)["infer"]:  # evaluated under other inference settings
