@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -13,6 +15,7 @@ from PIL import Image
 from _tiny_run import shared_data, shared_run
 from cavga.cli import main
 from cavga.inference import Predictor
+from cavga.predict import JOURNAL_FILE, predict_to_folder
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +225,51 @@ def test_the_predict_page_states_the_colour_scale_and_the_mask_rule(run, test_fo
     assert "fixed scale" in legend and f"{t:.4g}" in legend and "shown whatever the verdict" in legend
     assert "repeat(3, 1fr)" in text  # three panels, three columns
     assert text.count('class="maskpanel"') == len(_srcs(out / "report" / "index.html")) // 3  # a framed mask
+
+
+def _outputs(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*_*.png"))
+
+
+def test_a_stopped_predict_lists_what_it_wrote_and_a_rerun_replaces_it(run, test_folder, tmp_path):
+    """Ctrl-C after two images: predictions.json lists those two; the same command again writes each
+    image's files once, under the same names, with no "_1" copies beside them."""
+    images = sorted((test_folder / "hole").glob("*.png"))[:4]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p in images:
+        shutil.copy(p, folder / p.name)
+    out = tmp_path / "out"
+
+    def stop_after_two(row):
+        if row["overlay"].startswith(images[1].stem):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_folder(run, [folder], out, "cpu", on_result=stop_after_two)
+    saved = json.loads((out / "predictions.json").read_text())
+    assert [Path(r["path"]).name for r in saved["predictions"]] == [p.name for p in images[:2]]
+    assert main(["predict", str(run), str(folder), "--out", str(out), "--device", "cpu"]) == 0
+    assert _outputs(out) == sorted(f"{p.stem}_{k}.png" for p in images for k in ("overlay", "mask", "map"))
+    assert not (out / JOURNAL_FILE).exists()  # predictions.json lists them all now
+
+
+def test_a_predict_killed_between_saves_leaves_its_files_known_as_its_own(run, test_folder, tmp_path):
+    """kill -9 (no save at all) with --out the input folder: the rerun neither reads the killed run's
+    overlays as images nor writes "_1" copies beside them."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    images = sorted((test_folder / "hole").glob("*.png"))[:3]
+    for p in images:
+        shutil.copy(p, folder / p.name)
+    code = (
+        "import os, sys; from cavga.predict import predict_to_folder\n"
+        "predict_to_folder(sys.argv[1], [sys.argv[2]], sys.argv[2], 'cpu', on_result=lambda row: os._exit(9))"
+    )
+    killed = subprocess.run([sys.executable, "-c", code, str(run), str(folder)], capture_output=True)
+    assert killed.returncode == 9 and not (folder / "predictions.json").exists()
+    assert len(_outputs(folder)) == 3 and (folder / JOURNAL_FILE).is_file()  # one image's files, unlisted
+    assert main(["predict", str(run), str(folder), "--out", str(folder), "--device", "cpu"]) == 0
+    saved = json.loads((folder / "predictions.json").read_text())
+    assert sorted(Path(r["path"]).name for r in saved["predictions"]) == [p.name for p in images]
+    assert _outputs(folder) == sorted(f"{p.stem}_{k}.png" for p in images for k in ("overlay", "mask", "map"))

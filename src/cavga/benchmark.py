@@ -20,11 +20,13 @@ import torch
 
 from .config import RunConfig
 from .evaluate import evaluate_run, format_table
-from .io_utils import atomic_write_json, atomic_write_text
+from .io_utils import atomic_write_json, atomic_write_text, refuse_foreign, table_files
 from .report import write_benchmark_report
 from .report.benchmark_report import WALL_LABEL, wall_text
 from .runtime import CHECKPOINT
 from .train import train
+
+OUTPUTS = ("results.md", "report.html")  # written with results.json
 
 
 def run_benchmark(
@@ -32,6 +34,7 @@ def run_benchmark(
 ) -> list[dict[str, Any]]:
     """Train + evaluate each variant with ``base`` (variant swapped in); write the tables."""
     out_dir = Path(out_dir)
+    refuse_foreign(table_files(out_dir, "results.json", {"environment", "results"}, OUTPUTS), "benchmark")
     results = []
     for variant in variants:
         cfg = copy.deepcopy(base)

@@ -21,7 +21,7 @@ from .config import RunConfig, load_config, resolved, to_dict
 from .data.listing import _check_root, _subfolders
 from .errors import CavgaError
 from .evaluate import METRIC_KEYS, METRICS_FILE, evaluate_run
-from .io_utils import atomic_write_json, atomic_write_text
+from .io_utils import atomic_write_json, atomic_write_text, refuse_foreign, table_files
 from .redecide import infer_settings, redecide_in_place
 from .runfolder import SUMMARY, check_resumable, history_done, stored_check
 from .runtime import CHECKPOINT
@@ -74,6 +74,8 @@ def train_categories(
     """Train and evaluate ``base`` on each category into ``out_dir/<category>``; the summary rows.
     ``check``: each trained category gets the painted-defect check first (:func:`cavga.check.painted_check`)."""
     out_dir = Path(out_dir)
+    summary = table_files(out_dir, f"{SUMMARY}.json", {"categories"}, (f"{SUMMARY}.md",))
+    refuse_foreign(summary, "train --category")
     rows: list[dict[str, Any]] = []
     for category in categories:
         cfg = copy.deepcopy(base)

@@ -190,3 +190,28 @@ def read_json(path: str | Path, missing: str, what: str) -> Any:
         raise CavgaError(f"{path}: missing; {missing}") from None
     except (OSError, ValueError) as e:
         raise CavgaError(f"{path}: unreadable {what} ({e})") from None
+
+
+def json_with_keys(path: Path, keys: set[str]) -> bool:
+    """Whether ``path`` holds a JSON object with at least ``keys``: how a command knows its own files."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and keys <= saved.keys()
+
+
+def table_files(out: Path, json_name: str, keys: set[str], others: tuple[str, ...]) -> dict[Path, Callable]:
+    """A results folder's files for :func:`refuse_foreign`: ``json_name`` is the command's own when it
+    holds ``keys``; ``others`` (its tables and page, written with it) are its own when that JSON is."""
+    ours = json_with_keys(out / json_name, keys)
+    return {out / json_name: lambda p: ours, **{out / name: lambda p: ours for name in others}}
+
+
+def refuse_foreign(files: dict[Path, Callable[[Path], bool]], command: str, flag: str = "--out") -> None:
+    """Before any work: a CavgaError for the first of ``files`` that exists and that its recogniser
+    does not take for ``command``'s own output, which the command would replace (a user's config.yaml
+    or results.md in the folder given as ``flag``). Files that do not exist are fine."""
+    for path, ours in files.items():
+        if (path.exists() or path.is_symlink()) and not (path.is_file() and ours(path)):
+            raise CavgaError(f"{path}: not written by `cavga {command}`; it would be replaced (use another {flag})")

@@ -9,7 +9,8 @@ line is read whatever its extension (one that is no image is such an unreadable 
 walked as the data loaders list one: hidden files and folders are left out, and so are the masks in
 the ``folder`` layout's mask folders (``ground_truth``, ``masks``), with a line saying how many.
 Outputs never overwrite an input or any file that is not an earlier output of ``predict`` (those
-listed in ``OUT/predictions.json``), and earlier outputs are never read back as inputs.
+listed in ``OUT/predictions.json``, or noted in ``OUT/.predict-outputs`` by a run that was killed
+before it listed them), and earlier outputs are never read back as inputs.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ MAP_FORMATS = {
 # an output's stem in bytes: room for "_overlay.png" and a "_k" that tells two alike apart in NAME_MAX
 OUTPUT_STEM_MAX = NAME_MAX - len("_overlay.png") - 8
 SAVE_EVERY_S = 10.0  # predictions.json is rewritten at most this often while a long job runs
+# Each output's name, noted here before it is written and until predictions.json lists it: a run
+# killed between two saves (kill -9, a power cut) still leaves its files known as predict's, so the
+# next run replaces them instead of writing "_1" copies beside them or reading them as inputs.
+JOURNAL_FILE = ".predict-outputs"
 
 
 def collect_images(inputs: list[str | Path], exclude: set[Path] | None = None) -> list[Path]:
@@ -142,18 +147,43 @@ def earlier_outputs(out_dir: str | Path) -> set[Path]:
     lists them under ``outputs`` (every run's, while they exist), and, for folders written before that
     list, the rows' files and the report's page and thumbnails."""
     out_dir = Path(out_dir)
+    names = _journal(out_dir)  # a killed run's, noted before they were written
     try:
         saved = json.loads((out_dir / PREDICTIONS_FILE).read_text(encoding="utf-8"))
         rows = saved.get("predictions", [])
-        names = [r.get(k) for r in rows if isinstance(r, dict) for k in ("overlay", "mask", "map")]
-        names += list(saved.get("outputs", []))
+        listed = [r.get(k) for r in rows if isinstance(r, dict) for k in ("overlay", "mask", "map")]
+        listed += list(saved.get("outputs", []))
+        names += listed + (report_files(len(rows)) if saved.get("report") else [])
     except (OSError, ValueError, AttributeError, TypeError):
-        return set()
-    if saved.get("report"):
-        names += report_files(len(rows))
+        pass
     inside = out_dir.resolve()
     found = {(out_dir / n).resolve() for n in names if isinstance(n, str) and not Path(n).is_absolute()}
     return {q for q in found if q.is_relative_to(inside)}  # a list edited to name files elsewhere claims none
+
+
+def _journal(out_dir: Path) -> list[str]:
+    """The output names :data:`JOURNAL_FILE` notes (none where it is missing or not a file of ours)."""
+    path = out_dir / JOURNAL_FILE
+    if path.is_symlink() or not path.is_file():
+        return []
+    names = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            names.append(json.loads(line))
+        except ValueError:  # a line cut short by the kill
+            continue
+    return [n for n in names if isinstance(n, str)]
+
+
+def _note_outputs(out_dir: Path, names: list[str]) -> None:
+    """Append ``names`` to :data:`JOURNAL_FILE` before their files are written (never through a link)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(out_dir / JOURNAL_FILE, flags, 0o644)
+    except OSError as e:
+        raise CavgaError(f"{out_dir / JOURNAL_FILE}: cannot note predict's outputs ({e.strerror or e})") from None
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.writelines(json.dumps(n) + "\n" for n in names)
 
 
 def _check_predictions_file(path: Path) -> None:
@@ -269,7 +299,7 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
     size, bs, resize = predictor.cfg.data.image_size, predictor.cfg.infer.batch_size, predictor.cfg.data.resize
     last_save = time.monotonic()
 
-    def save() -> None:
+    def save(final: bool = False) -> None:
         owned = {q for q in previous | written if q.exists()}  # earlier runs' outputs stay ours
         if report:
             owned |= {(out_dir / f).resolve() for f in report_files(len(rows))}  # written right after
@@ -289,61 +319,68 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
                 "outputs": sorted(os.path.relpath(q, out_dir.resolve()) for q in owned),
             },
         )
+        if final:  # predictions.json now lists every output the journal noted
+            (out_dir / JOURNAL_FILE).unlink(missing_ok=True)
 
     def fail(path: Path, e: CavgaError) -> None:
         failed.append({"path": str(path), "error": str(e)})
         (on_error or (lambda msg: warnings.warn(msg, stacklevel=4)))(str(e))
 
-    for i in range(0, len(paths), bs):
-        chunk: list[Path] = []
-        images, valid = [], []
-        for p in paths[i : i + bs]:
-            try:
-                x, hw = D.read_image(p, size, resize)  # (3, S, S), the image's own (H, W)
-                images.append(x)
-                valid.append(D.valid_mask(hw, size, resize))  # (1, S, S)
-                chunk.append(p)
-            except CavgaError as e:
-                fail(p, e)
-        if not chunk:
-            continue
-        pred = predictor.predict_batch(torch.stack(images), torch.stack(valid) if resize != "stretch" else None)
-        for j, p in enumerate(chunk):
-            try:
-                image = D.load_image(p, None)  # (3, H, W) at the image's own size
-            except CavgaError as e:  # changed or vanished since it was read a moment ago
-                fail(p, e)
+    try:
+        for i in range(0, len(paths), bs):
+            chunk: list[Path] = []
+            images, valid = [], []
+            for p in paths[i : i + bs]:
+                try:
+                    x, hw = D.read_image(p, size, resize)  # (3, S, S), the image's own (H, W)
+                    images.append(x)
+                    valid.append(D.valid_mask(hw, size, resize))  # (1, S, S)
+                    chunk.append(p)
+                except CavgaError as e:
+                    fail(p, e)
+            if not chunk:
                 continue
-            amap = native_map(pred.anomaly_map[j], tuple(image.shape[1:]), resize)  # (H, W)
-            mask = answer_mask(predictor, amap, int(pred.label[j]))  # (H, W)
-            name = _unique_name(p, stems[p], used, out_dir, inputs, previous, maps)
-            save_png(heatmap_overlay(image, amap, mask), out_dir / f"{name}_overlay.png")
-            save_png(mask_image(mask), out_dir / f"{name}_mask.png")
-            map_file = f"{name}_map.{'npy' if maps == 'npy' else 'png'}"
-            if maps == "npy":
-                atomic_write(out_dir / map_file, lambda tmp, a=amap: _save_npy(tmp, a))
-            else:
-                save_map16(amap, out_dir / map_file)
-            _remove_other_map(out_dir / f"{name}_map.{'png' if maps == 'npy' else 'npy'}", previous)
-            row = {
-                "path": str(p),
-                "score": round(float(pred.score[j]), 6),
-                "verdict": "anomalous" if int(pred.label[j]) else "normal",
-                "raw_score": round(float(pred.raw_score[j]), 6),
-                "anomalous_area": round(float(np.mean(mask)), 6),
-                "overlay": f"{name}_overlay.png",
-                "mask": f"{name}_mask.png",
-                "map": map_file,
-            }
-            rows.append(row)
-            written.update((out_dir / row[k]).resolve() for k in ("overlay", "mask", "map"))
-            if on_result is not None:
-                on_result(row)
-            del image, amap, mask
-        if time.monotonic() - last_save > SAVE_EVERY_S:  # a killed job still lists what it wrote
-            save()
-            last_save = time.monotonic()
-    save()
+            pred = predictor.predict_batch(torch.stack(images), torch.stack(valid) if resize != "stretch" else None)
+            for j, p in enumerate(chunk):
+                try:
+                    image = D.load_image(p, None)  # (3, H, W) at the image's own size
+                except CavgaError as e:  # changed or vanished since it was read a moment ago
+                    fail(p, e)
+                    continue
+                amap = native_map(pred.anomaly_map[j], tuple(image.shape[1:]), resize)  # (H, W)
+                mask = answer_mask(predictor, amap, int(pred.label[j]))  # (H, W)
+                name = _unique_name(p, stems[p], used, out_dir, inputs, previous, maps)
+                map_file = f"{name}_map.{'npy' if maps == 'npy' else 'png'}"
+                _note_outputs(out_dir, [f"{name}_overlay.png", f"{name}_mask.png", map_file])
+                save_png(heatmap_overlay(image, amap, mask), out_dir / f"{name}_overlay.png")
+                save_png(mask_image(mask), out_dir / f"{name}_mask.png")
+                if maps == "npy":
+                    atomic_write(out_dir / map_file, lambda tmp, a=amap: _save_npy(tmp, a))
+                else:
+                    save_map16(amap, out_dir / map_file)
+                _remove_other_map(out_dir / f"{name}_map.{'png' if maps == 'npy' else 'npy'}", previous)
+                row = {
+                    "path": str(p),
+                    "score": round(float(pred.score[j]), 6),
+                    "verdict": "anomalous" if int(pred.label[j]) else "normal",
+                    "raw_score": round(float(pred.raw_score[j]), 6),
+                    "anomalous_area": round(float(np.mean(mask)), 6),
+                    "overlay": f"{name}_overlay.png",
+                    "mask": f"{name}_mask.png",
+                    "map": map_file,
+                }
+                rows.append(row)
+                written.update((out_dir / row[k]).resolve() for k in ("overlay", "mask", "map"))
+                if on_result is not None:
+                    on_result(row)
+                del image, amap, mask
+            if time.monotonic() - last_save > SAVE_EVERY_S:  # a killed job still lists what it wrote
+                save()
+                last_save = time.monotonic()
+    except BaseException:  # Ctrl-C or an error: what was written so far is listed (the journal stays)
+        save()
+        raise
+    save(final=True)
     if failed:
         raise CavgaError(
             f"{len(failed)} of {len(paths)} images could not be read (listed under 'failed' in "

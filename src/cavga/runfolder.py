@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from . import data as D
-from .config import AE_BASELINES, RunConfig, apply_overrides, from_dict, old_defaults, save_config, to_dict
+from .config import AE_BASELINES, RunConfig, apply_overrides, from_dict, load_config, old_defaults, save_config, to_dict
 from .errors import CavgaError
 from .fingerprint import MUTABLE, split_fingerprint
 from .image_scores import BLURRED_BASELINES_MAP_VERSION
-from .io_utils import atomic_write_json, atomic_write_text, read_json
+from .io_utils import atomic_write_json, atomic_write_text, json_with_keys, read_json
 from .runtime import CHECKPOINT, load_checkpoint
 
 SPLIT_FILE = "split.json"
@@ -150,6 +150,35 @@ def open_run(cfg: RunConfig, run_dir: Path, resume: bool, write: bool = True) ->
                 stacklevel=4,
             )
     return state, run_data
+
+
+def _history_lines(path: Path) -> bool:
+    """Whether ``path`` reads as a history.jsonl: one JSON object with an "epoch" per line."""
+    try:
+        lines = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, ValueError):
+        return False
+    return all(isinstance(r, dict) and "epoch" in r for r in lines)
+
+
+def _run_config_file(path: Path) -> bool:
+    try:
+        load_config(path, saved=True)
+    except CavgaError:
+        return False
+    return True
+
+
+def run_files(run_dir: Path) -> dict[Path, Any]:
+    """The files a new run writes in ``run_dir`` over whatever is there, each with how to tell that
+    it is a run's own (:func:`cavga.io_utils.refuse_foreign`): left by a run stopped before its first
+    checkpoint, they are replaced; anyone else's are not."""
+    return {
+        run_dir / "config.yaml": _run_config_file,
+        run_dir / SPLIT_FILE: lambda p: json_with_keys(p, {"train", "test"}),
+        run_dir / HISTORY_FILE: _history_lines,
+        run_dir / VALIDATION_FILE: lambda p: json_with_keys(p, {"metrics", "protocol"}),
+    }
 
 
 def start_run_folder(cfg: RunConfig, run_dir: Path, run_data: RunData) -> None:

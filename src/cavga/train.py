@@ -42,7 +42,7 @@ from .distill import OWN_ENCODER, SHARED_ENCODER, distill_teacher, distilled_sta
 from .epoch_choice import EpochChoice, check_held_out
 from .errors import CavgaError
 from .fingerprint import fingerprint
-from .io_utils import check_output_folder, remove_stale_temp_files
+from .io_utils import check_output_folder, refuse_foreign, remove_stale_temp_files
 from .losses import (
     adversarial_d_loss,
     adversarial_g_loss,
@@ -55,7 +55,7 @@ from .losses import (
 from .losslog import LossLog, check_finite_parameters
 from .networks import CAVGA, Discriminator, Encoding, build_networks
 from .restarts import start_from_best, training_seed
-from .runfolder import open_run, start_run_folder, training_done, write_history
+from .runfolder import open_run, run_files, start_run_folder, training_done, write_history
 from .runlock import RunLock
 from .runtime import CHECKPOINT, deterministic_kernels, resolve_device, save_checkpoint, seed_everything
 
@@ -219,6 +219,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     """
     run_dir = Path(run_dir)
     check_output_folder(run_dir)
+    if not (run_dir / CHECKPOINT).exists():  # a new run: a user's config.yaml in --out stays theirs
+        refuse_foreign(run_files(run_dir), "train")
     cfg = resolved(cfg.validate()).validate()  # checked, then the "auto" model settings made concrete
     with deterministic_kernels(cfg.train.deterministic):
         return _train_checked(cfg, run_dir, resume, progress)

@@ -30,7 +30,7 @@ from ..config import ADDED, RunConfig, apply_overrides, from_dict, load_config, 
 from ..data import load_split
 from ..errors import CavgaError
 from ..evaluate import METRICS_FILE, evaluate_run
-from ..io_utils import atomic_write_json, check_output_folder
+from ..io_utils import atomic_write_json, check_output_folder, refuse_foreign, table_files
 from ..redecide import infer_settings, redecide_in_place
 from ..runfolder import completed_epochs, same_folder
 from ..runlock import RunLock
@@ -203,6 +203,9 @@ def run_cell(cell: Cell, progress: bool = True) -> dict[str, Any]:
     return result
 
 
+GRID_OUTPUTS = ("results.csv", "results.md", "report.html")  # written with results.json
+
+
 def run_grid(
     spec: GridSpec,
     out: str | Path,
@@ -222,6 +225,7 @@ def run_grid(
 
     out = Path(out)
     check_output_folder(out)
+    refuse_foreign(table_files(out, "results.json", {"grid", "cells"}, GRID_OUTPUTS), "benchmark --grid")
     if jobs < 1:
         raise CavgaError(f"--jobs {jobs}: give 1 or more cells to run at once")
     cells = build_cells(spec, out, overrides, sets)
