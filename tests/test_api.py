@@ -110,6 +110,9 @@ def test_an_exif_rotated_pil_image_is_read_upright_as_its_file(predictor, images
         (np.zeros((0, 20, 3), np.uint8), "an empty image"),
         (np.zeros(20, np.uint8), "not an array of shape (20,)"),
         (b"not an image", "a bytes is not an image"),
+        (Image.fromarray(np.full((20, 20), 200.0, np.float32)), "float pixels must lie in [0, 1]"),  # mode F
+        (Image.fromarray(np.full((20, 20), 179, np.int32)), "mode I (32-bit integers) has no fixed scale"),
+        (torch.eye(20).to_sparse(), "a torch.sparse_coo tensor holds no pixels"),
     ],
 )
 def test_bad_images_in_memory_are_named_by_their_place(predictor, images, bad, said):
@@ -121,7 +124,10 @@ def test_bad_images_in_memory_are_named_by_their_place(predictor, images, bad, s
 def test_an_exported_model_answers_images_in_memory_as_the_run(run, predictor, images, tmp_path):
     from cavga.export import export_run
 
-    exported = cavga.load(export_run(run, tmp_path / "m.pt", "torchscript", None))
+    model = export_run(run, tmp_path / "m.pt", "torchscript", None)
+    with pytest.raises(CavgaError, match="not a device name"):
+        cavga.load(model, "bogus")
+    exported = cavga.load(model)
     frames = [np.asarray(Image.open(p).convert("RGB")) for p in images]
     for a, b in zip(exported.predict(frames), predictor.predict(frames), strict=True):
         assert a.score == pytest.approx(b.score, abs=1e-4) and a.label == b.label
@@ -138,3 +144,48 @@ def test_import_cavga_stays_light():
     code = "import sys, cavga; print('torch' in sys.modules, callable(cavga.load), 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "True", "True"]
+
+
+def test_other_forms_of_the_same_pixels_answer_alike(predictor, images):
+    """bfloat16 tensors, big-endian uint16, masked arrays, float PIL images in [0, 1] and a
+    generator of frames: read as their plain equivalents, not refused or crashed on."""
+    a = np.asarray(Image.open(images[-1]).convert("RGB"))  # (H, W, 3) uint8
+    plain = predictor.predict(a)
+    wide = a.astype(np.uint16) * 257  # the same levels in 16 bits
+    _same(predictor.predict(wide.astype(">u2")), predictor.predict(wide))
+    _same(predictor.predict(np.ma.masked_array(a, mask=a > 250)), plain)
+    grey = np.asarray(Image.open(images[-1]).convert("L"), np.float32) / 255.0  # (H, W)
+    _same(predictor.predict(Image.fromarray(grey)), predictor.predict(grey))  # mode F in [0, 1]
+    half = torch.tensor(a).permute(2, 0, 1).float().div(255).bfloat16()  # (3, H, W)
+    p = predictor.predict(half)
+    assert p.score == pytest.approx(predictor.predict(half.float()).score, abs=1e-6)
+    frames = (x for x in [a, a])
+    assert [q.score for q in predictor.predict(frames)] == [plain.score, plain.score]
+
+
+def test_a_pil_image_that_fails_to_load_is_named(predictor, images, tmp_path):
+    data = images[-1].read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CavgaError, match=r"^images\[1\]: cannot read the PIL image \("):
+        predictor.predict([images[0], Image.open(cut)])
+
+
+def test_a_batch_in_the_other_layout_gets_the_right_hint(predictor):
+    with pytest.raises(CavgaError, match=r"use a.transpose\(0, 2, 3, 1\)"):
+        predictor.predict(np.zeros((2, 3, 20, 20), np.uint8))
+    with pytest.raises(CavgaError, match=r"use t.permute\(0, 3, 1, 2\)"):
+        predictor.predict(torch.zeros(2, 20, 20, 3))
+
+
+def test_load_takes_settings_as_a_list_or_tuple_and_keeps_the_random_state(run, tmp_path):
+    assert cavga.load(run, "cpu", ("infer.mask_gate=none",)).mask_gate is False
+    with pytest.raises(CavgaError, match="give a list of 'infer.KEY=VALUE' strings"):
+        cavga.load(run, "cpu", "infer.mask_gate=none")
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    cavga.load(run, "cpu")
+    assert torch.equal(torch.rand(3), expected)
+    with pytest.raises(CavgaError, match="no such exported model file"):
+        cavga.load(tmp_path / "m.ONNX")

@@ -13,13 +13,15 @@ predict`` writes them (:func:`cavga.image_scores.answer_mask`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .data.inputs import ImageInput, model_input
+from .errors import CavgaError
 from .image_scores import answer_mask, native_map
 from .inference import Prediction, Predictor
 from .predict import load_predictor
@@ -27,24 +29,46 @@ from .predict import load_predictor
 __all__ = ["ImageInput", "Prediction", "Predictor", "load", "predict_images"]
 
 
-def load(model: str | Path, device: str = "auto", infer: list[str] | None = None):
+def load(model: str | Path, device: str = "auto", infer: Sequence[str] | None = None):
     """A run folder's :class:`Predictor`, or an ``ExportedPredictor`` for a file written by ``cavga
-    export`` (its settings fixed at export). ``infer``: inference overrides as ``--set`` takes them,
-    ``["infer.mask_gate=verdict"]`` (run folders only). Errors are one-line :class:`CavgaError`."""
-    return load_predictor(model, device, infer)
+    export`` (its settings fixed at export; it runs on the CPU). ``infer``: inference overrides as
+    ``--set`` takes them, ``["infer.mask_gate=verdict"]`` (run folders only). Errors are one-line
+    :class:`CavgaError`. Loading leaves torch's global random state as it was."""
+    if isinstance(infer, str):
+        raise CavgaError(f"infer={infer!r}: give a list of 'infer.KEY=VALUE' strings, e.g. [{infer!r}]")
+    with torch.random.fork_rng(devices=[]):  # building the networks draws initial weights
+        return load_predictor(model, device, None if infer is None else list(infer))
 
 
-def _is_batch(images: object) -> bool:
-    """A list or tuple of images, or one 4-D array or tensor (B, ...)."""
-    return isinstance(images, (list, tuple)) or (isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4)
+_NOT_A_BATCH = (str, bytes, Path, Image.Image, np.ndarray, torch.Tensor)
 
 
-def predict_images(predictor, images: ImageInput | Sequence[ImageInput]) -> Prediction | list[Prediction]:
-    """One :class:`Prediction` for one image, a list for a list (or a 4-D batch: numpy (B, H, W, C),
-    torch (B, C, H, W)); batched by the run's ``infer.batch_size``."""
-    if not _is_batch(images):
-        return _predict_all(predictor, [images])[0]
-    return _predict_all(predictor, list(images))
+def _batch_items(images: object) -> list | None:
+    """The images of a batch: a list, tuple or other iterable (a generator) of images, or a 4-D
+    array (B, H, W, C) or tensor (B, C, H, W); None for one image."""
+    if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
+        channels_last = isinstance(images, np.ndarray)
+        c = images.shape[3 if channels_last else 1]
+        if c not in (1, 3, 4) and images.shape[1 if channels_last else 3] in (1, 3, 4):
+            layout, fix = (
+                ("(B, H, W, C)", "a.transpose(0, 2, 3, 1)")
+                if channels_last
+                else ("(B, C, H, W)", "t.permute(0, 3, 1, 2)")
+            )
+            raise CavgaError(
+                f"images: a {type(images).__name__} batch is {layout}, not of shape {tuple(images.shape)}: use {fix}"
+            )
+        return list(images)
+    if isinstance(images, _NOT_A_BATCH) or not isinstance(images, Iterable):
+        return None
+    return list(images)
+
+
+def predict_images(predictor, images: ImageInput | Iterable[ImageInput]) -> Prediction | list[Prediction]:
+    """One :class:`Prediction` for one image, a list for a list, tuple or generator of them, or for a
+    4-D batch (numpy (B, H, W, C), torch (B, C, H, W)); batched by the run's ``infer.batch_size``."""
+    items = _batch_items(images)
+    return _predict_all(predictor, [images])[0] if items is None else _predict_all(predictor, items)
 
 
 def _predict_all(predictor, items: list[ImageInput]) -> list[Prediction]:

@@ -41,6 +41,7 @@ from .io_utils import (
 from .report.scores import MAP_SCALE, save_map16
 from .runfolder import check_run_dir
 from .runlock import LOCK_FILE, RunLock
+from .runtime import resolve_device
 from .visualize import heatmap_overlay, mask_image, save_png
 
 PREDICTIONS_FILE = "predictions.json"
@@ -280,12 +281,16 @@ def _say_rows_dropped(path: Path, now: set[Path]) -> None:
 def load_predictor(model: str | Path, device: str = "auto", infer: list[str] | None = None):
     """A run folder's Predictor, or an ExportedPredictor for a file written by ``cavga export``
     (.pt TorchScript, .onnx), whose settings were fixed when it was exported."""
-    from .export import ExportedPredictor, is_exported_model
+    from .export import FORMATS, ExportedPredictor, is_exported_model
 
     if not is_exported_model(model):
+        if Path(model).suffix.lower() in FORMATS.values() and not Path(model).exists():
+            raise CavgaError(f"{model}: no such exported model file (nor a run folder of that name)")
         return Predictor.from_run(check_run_dir(model), device, infer)
     if infer:
         raise CavgaError(f"{model}: an exported model's inference settings are fixed; pass --set to `cavga export`")
+    if resolve_device(device).type != "cpu" and device != "auto":  # one this machine lacks: refused there
+        warnings.warn(f"{model}: an exported model runs on the CPU here; --device {device} is not used", stacklevel=2)
     return ExportedPredictor(model)
 
 

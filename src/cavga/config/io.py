@@ -233,11 +233,13 @@ def _booleans_as_written(text: str) -> dict[tuple[str, str], str]:
     return out
 
 
-def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> RunConfig:
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str] | tuple[str, ...]) -> RunConfig:
     """Set ``section.key`` values, given as a dict or as ``section.key=value`` strings.
 
     In a dict, None means "not given" (an unset command-line flag); a string ``key=null`` sets None."""
-    explicit = isinstance(overrides, list)
+    if isinstance(overrides, str):
+        raise CavgaError(f"{overrides!r}: give a list of 'section.key=value' strings, e.g. [{overrides!r}]")
+    explicit = isinstance(overrides, (list, tuple))
     typed: dict[str, str] = {}  # --set values as given, for error messages
     if explicit:
         pairs: dict[str, Any] = {}

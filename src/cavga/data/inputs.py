@@ -9,8 +9,11 @@ The conventions are each library's own, so that what a user already holds goes i
   1, 3 or 4 (alpha dropped), RGB order. OpenCV's arrays are BGR: pass ``a[..., ::-1]``;
 * a **torch tensor** as torchvision gives them: (C, H, W) with C 1, 3 or 4, or (H, W).
 
-uint8 is scaled by 255, uint16 by 65535, bool counts as 0 or 1; floating values must already lie in
-[0, 1] (a float array of 0..255 is refused, not guessed at). Every refusal is a one-line
+uint8 is scaled by 255, uint16 by 65535 (either byte order), bool counts as 0 or 1; floating values
+(bfloat16 and float8 tensors included) must already lie in [0, 1] (a float array of 0..255 is
+refused, not guessed at). PIL images of the 32-bit modes follow the same rule: mode ``F`` as floats,
+mode ``I`` (integers of no fixed scale) refused; the file reader, by contrast, scales such files by
+their range (:func:`cavga.data.images._to_float_rgb`), as it always has. Every refusal is a one-line
 :class:`CavgaError` that names the input (``images[3]``) and what to do.
 """
 
@@ -39,22 +42,46 @@ def image_input(item: ImageInput, name: str) -> tuple[torch.Tensor, str | None]:
         x, _ = read_image(item, None)  # (3, H, W)
         return x, str(item)
     if isinstance(item, Image.Image):
-        return _from_pil(item), None
+        return _from_pil(item, name), None
     if isinstance(item, np.ndarray):
-        return _from_array(item, name, channels_last=True), None
+        return _from_array(np.asarray(item), name, channels_last=True), None  # a masked array's data
     if isinstance(item, torch.Tensor):
-        return _from_array(item.detach().cpu().numpy(), name, channels_last=False), None
+        return _from_array(_tensor_array(item, name), name, channels_last=False), None
     raise CavgaError(
         f"{name}: a {type(item).__name__} is not an image; give a file path, a PIL image, a numpy array "
         "(H, W[, C]) or a torch tensor ([C,] H, W)"
     )
 
 
-def _from_pil(im: Image.Image) -> torch.Tensor:
-    turn = _UPRIGHT.get(_orientation(im))
-    im = im if im.mode != "P" else im.convert("RGBA")  # a palette's transparency, as the file reader
-    im = im if turn is None else im.transpose(turn)
-    return torch.from_numpy(np.ascontiguousarray(_to_float_rgb(im).transpose(2, 0, 1)))  # (3, H, W)
+def _tensor_array(t: torch.Tensor, name: str) -> np.ndarray:
+    """A tensor's values as numpy: bfloat16 and float8 as float32; sparse and meta tensors refused."""
+    if t.layout != torch.strided or t.device.type == "meta":
+        where = "a meta tensor" if t.device.type == "meta" else f"a {t.layout} tensor"
+        raise CavgaError(f"{name}: {where} holds no pixels to read; give a dense tensor (t.to_dense())")
+    t = t.detach()
+    if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
+        t = t.float()  # bfloat16, float8: numpy has no such type
+    return t.cpu().numpy()
+
+
+def _from_pil(im: Image.Image, name: str) -> torch.Tensor:
+    """A PIL image as the file reader reads one, upright by its EXIF orientation; its 32-bit modes by
+    the numpy rule (module doc)."""
+    try:
+        if im.mode in ("F", "I"):
+            if im.mode == "I":
+                raise CavgaError(
+                    f"{name}: a PIL image of mode I (32-bit integers) has no fixed scale; give it as uint16 "
+                    "(np.asarray(im).astype(np.uint16)) or uint8, or as floats in [0, 1] (mode F)"
+                )
+            return _from_array(np.asarray(im), name, channels_last=True)
+        turn = _UPRIGHT.get(_orientation(im))
+        im = im if im.mode != "P" else im.convert("RGBA")  # a palette's transparency, as the file reader
+        im = im if turn is None else im.transpose(turn)
+        return torch.from_numpy(np.ascontiguousarray(_to_float_rgb(im).transpose(2, 0, 1)))  # (3, H, W)
+    except (OSError, ValueError, SyntaxError, AssertionError) as e:  # its pixels failed to load
+        reason = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CavgaError(f"{name}: cannot read the PIL image ({reason})") from None
 
 
 def _from_array(a: np.ndarray, name: str, channels_last: bool) -> torch.Tensor:
@@ -86,8 +113,9 @@ def _from_array(a: np.ndarray, name: str, channels_last: bool) -> torch.Tensor:
 
 def _as_unit_float(a: np.ndarray, name: str) -> np.ndarray:
     """Values scaled to float32 [0, 1] by the dtype's convention; floats outside [0, 1] refused."""
-    if a.dtype in _SCALE:
-        return a.astype(np.float32) / _SCALE[a.dtype]
+    native = a.dtype.newbyteorder("=")  # big-endian uint16 (PIL's I;16B) as uint16
+    if native in _SCALE:
+        return a.astype(np.float32) / np.float32(_SCALE[native])
     if a.dtype == np.bool_:
         return a.astype(np.float32)
     if not np.issubdtype(a.dtype, np.floating):
@@ -99,7 +127,7 @@ def _as_unit_float(a: np.ndarray, name: str) -> np.ndarray:
     if lo < 0.0 or hi > 1.0:
         raise CavgaError(
             f"{name}: float pixels must lie in [0, 1], these run from {lo:g} to {hi:g}"
-            + ("; 0..255 values: divide by 255, or give uint8" if hi <= 255.0 and lo >= 0.0 else "")
+            + ("; 0..255 values: divide by 255, or give uint8" if 2.0 <= hi <= 255.0 and lo >= 0.0 else "")
         )
     return a
 
