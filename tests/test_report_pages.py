@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from _errors import one_line_error
 from _tiny_run import make_data, make_evaluated_run, shared_run
 from cavga.benchmark import _write as write_benchmark_tables
 from cavga.cli import main
@@ -226,3 +227,85 @@ def test_the_pages_json_shows_a_name_that_is_not_utf8_as_the_page_does():
     from cavga.report.render import _json
 
     assert json.loads(_json({"name": os.fsdecode(LATIN1 + b".png")})) == {"name": "caf\ufffd.png"}
+
+
+def test_a_report_of_an_evaluation_stopped_midway_is_refused_until_evaluated_again(run, tmp_path, monkeypatch, capsys):
+    """An evaluate stopped midway (Ctrl-C) leaves its new maps under the earlier scores.json: the report
+    refuses them in one line naming maps/ and saying to evaluate again; a finished evaluate clears it,
+    and a run evaluated before the id (in neither file) is read as before."""
+    import cavga.evaluate as evaluate
+    from cavga.report.scores import save_map16
+
+    folder = _copy(run, tmp_path / "r")
+    written = []
+
+    def stopped(amap, path):  # Ctrl-C while the fourth map is written
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(path)
+        return save_map16(amap, path)
+
+    monkeypatch.setattr(evaluate, "save_map16", stopped)
+    argv = ["evaluate", str(folder), "--device", "cpu", "--no-progress"]
+    assert main([*argv, "--set", "infer.attention_direction=inverse"]) == 130
+    assert len(written) == 3
+    capsys.readouterr()
+    assert main(["report", str(folder)]) == 2
+    one_line_error(capsys, folder / "maps", "different evaluations", f"cavga evaluate {folder}` again")
+    monkeypatch.undo()
+    assert main(argv) == 0 and main(["report", str(folder)]) == 0
+
+    scores = json.loads((folder / "scores.json").read_text())  # as evaluate wrote it before the id
+    del scores["evaluation"]
+    (folder / "scores.json").write_text(json.dumps(scores))
+    (folder / "maps" / ".evaluation").unlink()
+    assert main(["report", str(folder)]) == 0
+
+
+def _set(key, value):
+    return lambda d: d.update({key: value})
+
+
+def _image(key, value):
+    return lambda s: s["images"][2].update({key: value})
+
+
+HAND_EDITED = [  # (file, an edit of its content in place, the field the one line names)
+    ("metrics.json", lambda m: m.clear(), "metrics must be a mapping"),
+    ("metrics.json", _set("metrics", "x"), "metrics must be a mapping"),
+    ("metrics.json", lambda m: m["metrics"].update(image_auroc="high"), "metrics.image_auroc"),
+    ("scores.json", _set("thresholds", "x"), "thresholds must be a mapping"),
+    ("scores.json", lambda s: s["roc"]["tpr"].pop(), "roc.tpr"),
+    ("scores.json", _image("label", "x"), "images[2].label"),
+    ("scores.json", _image("score", "x"), "images[2].score"),
+    ("scores.json", _image("raw_score", None), "images[2].raw_score"),
+    ("scores.json", _image("path", 3), "images[2].path"),
+    ("scores.json", _image("map", "../checkpoint.pt"), "images[2].map"),
+]
+
+
+def test_hand_edited_or_foreign_files_of_evaluate_are_one_line_errors(run, tmp_path, capsys):
+    """metrics.json, scores.json or a map that evaluate did not write as they are (edited by hand, a
+    map saved again as RGB) is refused in one line naming the file and the field, never a traceback."""
+    folder = _copy(run, tmp_path / "r")
+    (folder / "metrics.json").write_text("[]")  # not even a mapping
+    assert main(["report", str(folder)]) == 2
+    one_line_error(capsys, folder / "metrics.json", "must be a mapping", f"cavga evaluate {folder}` again")
+    shutil.copy(run / "metrics.json", folder / "metrics.json")
+    for name, edit, field in HAND_EDITED:
+        path = folder / name
+        before = path.read_text()
+        content = json.loads(before)
+        edit(content)
+        path.write_text(json.dumps(content))
+        assert main(["report", str(folder)]) == 2, (name, field)
+        one_line_error(capsys, path, field, f"cavga evaluate {folder}` again")
+        path.write_text(before)
+    amap = folder / "maps" / "0000.png"
+    for mode in ("RGB", "L"):  # a map saved again in colour, or at 8 bits (its values would read 256 times too low)
+        Image.new(mode, (32, 32)).save(amap)
+        assert main(["report", str(folder)]) == 2
+        one_line_error(capsys, amap, f"mode {mode}", "16-bit grey", f"cavga evaluate {folder}` again")
+    amap.unlink()  # a map gone is a placeholder card, as a moved test image is
+    assert main(["report", str(folder)]) == 0
+    assert sum('class="missing"' in c["text"] for c in _cards(folder)) == 1

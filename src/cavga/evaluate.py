@@ -15,6 +15,7 @@ half the highest held-out residual in runs from before session 58), so neither l
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,20 @@ from .data import Record, image_size_of, load_mask
 from .errors import CavgaError
 from .image_scores import final_mask, native_map, peak_mask
 from .inference import Predictor, eval_loader
-from .io_utils import atomic_write_json
+from .io_utils import atomic_write_json, remove_stale_temp_files
 from .map_choice import map_settings
 from .metrics import compute_metrics, iou
-from .report.scores import MAPS_DIR, curves, raw_threshold, save_map16, write_scores
+from .report.scores import (
+    MAPS_DIR,
+    SCORES_FILE,
+    curves,
+    mark_maps,
+    new_evaluation,
+    raw_threshold,
+    refuse_linked_folders,
+    save_map16,
+    write_scores,
+)
 from .runfolder import RunData
 from .runlock import locked
 
@@ -55,6 +66,7 @@ def evaluate_run(
 
     ``infer``: ``infer.*`` overrides (thresholds, normaliser quantile) for this evaluation only."""
     run_dir = Path(run_dir)
+    _prepare_folders(run_dir, report)
     predictor = Predictor.from_run(run_dir, device, infer)
     cfg = predictor.cfg
     run_data = RunData.load(run_dir)
@@ -68,6 +80,8 @@ def evaluate_run(
     }
     show = set(_overlay_picks(run_data.test, overlays))
     records = iter(run_data.test)
+    evaluation = new_evaluation()  # in maps/ before the first map, in scores.json last: a report of a
+    mark_maps(run_dir, evaluation)  # stopped evaluation's maps under the earlier scores is refused
     for batch in tqdm(eval_loader(run_data.test, cfg), desc="evaluate", disable=not progress):
         pred = predictor.predict_batch(batch.image, batch.valid)
         residual = pred.residual_map  # (B, S, S)
@@ -156,7 +170,7 @@ def evaluate_run(
         "score_normalizer": _summary(predictor.score_normalizer),
     }
     atomic_write_json(run_dir / METRICS_FILE, result)
-    _write_scores(run_dir, run_data, cols, result, predictor)
+    _write_scores(run_dir, run_data, cols, result, predictor, evaluation)
     if report:
         from .report.run_report import build_run_report
 
@@ -164,8 +178,29 @@ def evaluate_run(
     return result
 
 
-def _write_scores(run_dir: Path, run_data: RunData, cols: dict[str, list], result: dict[str, Any], predictor) -> None:
-    """scores.json: what ``cavga report`` draws, so that it never runs the model again."""
+def _prepare_folders(run_dir: Path, report: bool) -> None:
+    """Before any write: refuse output folders that are symbolic links (maps/, overlays/ and, with
+    ``report``, report/), then remove the temp files a killed evaluation left in them and beside
+    metrics.json and scores.json (only those: another command's may be mid-write in the run folder)."""
+    folders = [run_dir / MAPS_DIR, run_dir / OVERLAYS_DIR]
+    if report:
+        from .report.run_report import report_folders
+
+        folders += report_folders(run_dir)
+    refuse_linked_folders(folders, "evaluate")
+    for folder in (MAPS_DIR, OVERLAYS_DIR):
+        remove_stale_temp_files(run_dir / folder)
+    own = re.compile("|".join(rf"\.{re.escape(name)}\.[0-9a-f]{{8}}\.tmp" for name in (METRICS_FILE, SCORES_FILE)))
+    for p in run_dir.glob(".*.tmp"):
+        if own.fullmatch(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+
+
+def _write_scores(
+    run_dir: Path, run_data: RunData, cols: dict[str, list], result: dict[str, Any], predictor, evaluation: str
+) -> None:
+    """scores.json: what ``cavga report`` draws, so that it never runs the model again; ``evaluation``:
+    the id this evaluation wrote into maps/ (:func:`cavga.report.scores.check_same_evaluation`)."""
     labels, raw = torch.cat(cols["label"]).numpy(), torch.cat(cols["score"]).numpy()
     norm, verdict = torch.cat(cols["norm"]).numpy(), torch.cat(cols["pred"]).numpy()
     real = [bool(h) or int(y) == 0 for h, y in zip(cols["has_mask"], labels, strict=True)]
@@ -193,6 +228,7 @@ def _write_scores(run_dir: Path, run_data: RunData, cols: dict[str, list], resul
         run_dir,
         {
             "model": result["model"],
+            "evaluation": evaluation,
             "score_kind": score_kind(predictor.cfg),
             "calibrated": fitted is not None,  # the verdict threshold was fitted on held-out normal images
             "thresholds": {

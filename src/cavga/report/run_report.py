@@ -22,7 +22,7 @@ from ..runlock import locked
 from . import plots
 from .gallery import mask_rule, write_panels
 from .render import page_link, render_page
-from .scores import load_map16, load_scores
+from .scores import FieldCheck, load_map16, load_scores, refuse_linked_folders
 
 REPORT_DIR = "report"
 BUILDING, REPLACED = ".report.new", ".report.old"  # beside REPORT_DIR while a new report is swapped in
@@ -69,7 +69,18 @@ NAMES = {
 
 
 def _load_metrics(run_dir: Path) -> dict[str, Any]:
-    return read_json(run_dir / "metrics.json", f"run `cavga evaluate {run_dir}` first", "metrics file")
+    """``RUN_DIR/metrics.json``, refused in one line where a field the page shows is not as evaluate wrote it."""
+    path = run_dir / "metrics.json"
+    data = read_json(path, f"run `cavga evaluate {run_dir}` first", "metrics file")
+    c = FieldCheck(path, run_dir)
+    c.need(isinstance(data, dict), "the file", "a mapping", data)
+    m = c.mapping(data, "metrics")
+    for key in NAMES:
+        c.number(m.get(key), f"metrics.{key}", optional=True)
+    c.need(isinstance(m.get("undefined"), (list, type(None))), "metrics.undefined", "a list", m.get("undefined"))
+    for key in ("baseline_residual", "per_defect_iou", "split"):
+        c.mapping(data, key, optional=True)
+    return data
 
 
 def error_of(score: float, label: int, threshold: float) -> float:
@@ -139,6 +150,7 @@ def build_run_report(run_dir: str | Path) -> Path:
     and swapped in only once complete: a failure leaves the earlier report as it was."""
     run_dir = Path(run_dir)
     out, new, old = run_dir / REPORT_DIR, run_dir / BUILDING, run_dir / REPLACED
+    refuse_linked_folders(report_folders(run_dir), "report")
     # leftovers of a build killed midway (the lock keeps out any other): one killed between the swap's
     # two renames left the earlier report only as REPLACED, which goes back in place
     if old.is_dir() and not old.is_symlink():
@@ -161,6 +173,11 @@ def build_run_report(run_dir: str | Path) -> Path:
     new.rename(out)  # the moment without a report/ is two renames long
     shutil.rmtree(old, ignore_errors=True)
     return out / "index.html"
+
+
+def report_folders(run_dir: Path) -> list[Path]:
+    """The folders a report build writes, or moves and removes: ``report/`` and its two stand-ins."""
+    return [run_dir / REPORT_DIR, run_dir / BUILDING, run_dir / REPLACED]
 
 
 def _files_under(folder: Path) -> set[str]:
@@ -217,15 +234,18 @@ def gated_iou(im: dict[str, Any], gated: bool) -> tuple[float | None, float | No
 
 
 def _card(im: dict[str, Any], run_dir: Path, out: Path, thr: dict[str, Any]) -> dict[str, Any]:
-    """One gallery card: its thumbnails written into ``out/img``, or, for an image or mask that cannot
-    be read, the reason instead of them."""
+    """One gallery card: its thumbnails written into ``out/img``, or, for an image, mask or map that
+    is gone or cannot be read, the reason instead of them (a map that is no map evaluate wrote is
+    refused, :func:`_map`)."""
     gated = thr.get("mask_gate") == "verdict"  # evaluated before it existed: every mask shown
+    amap = _map(run_dir, im["map"])
     try:
-        amap = load_map16(run_dir / im["map"])
+        if amap is None:
+            raise CavgaError(f"{run_dir / im['map']}: anomaly map not found")
         stem = f"{im['index']:04d}"
         panels = write_panels(im["path"], amap, thr, im["mask_path"], im["label"], im["verdict"], out / IMG_DIR, stem)
         missing = None
-    except CavgaError as e:  # a test image moved or deleted since evaluate: a placeholder card
+    except CavgaError as e:  # a test image (or map) moved or deleted since evaluate: a placeholder card
         panels, missing = {k: None for k, _ in PANELS}, str(e)
     kind, kind_text = _kind(im["label"], im["verdict"])
     iou, ungated = gated_iou(im, gated)
@@ -242,6 +262,18 @@ def _card(im: dict[str, Any], run_dir: Path, out: Path, thr: dict[str, Any]) -> 
         "missing": missing,
         "panels": {k: page_link(f"{IMG_DIR}/{v}") if v else None for k, v in panels.items()},
     }
+
+
+def _map(run_dir: Path, name: str) -> np.ndarray | None:
+    """The stored map ``name`` (maps/NNNN.png) (h, w); None where it is gone (a placeholder card); one
+    that is no map evaluate wrote is refused."""
+    path = run_dir / name
+    if not path.exists():
+        return None
+    try:
+        return load_map16(path)  # (h, w)
+    except CavgaError as e:
+        raise CavgaError(f"{e}; run `cavga evaluate {run_dir}` again") from None
 
 
 def _write_report(run_dir: Path, out: Path) -> Path:
