@@ -1,6 +1,7 @@
 """The Python interface (cavga.api): `cavga.load(...).predict(...)` on files and on images in memory."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -189,3 +190,22 @@ def test_load_takes_settings_as_a_list_or_tuple_and_keeps_the_random_state(run, 
     assert torch.equal(torch.rand(3), expected)
     with pytest.raises(CavgaError, match="no such exported model file"):
         cavga.load(tmp_path / "m.ONNX")
+
+
+def test_predict_batch_refuses_what_it_would_answer_wrongly(run, predictor, tmp_path):
+    """A batch at another size, of integers or of the wrong rank: one line for the run and its export
+    alike (before: a 64 px batch answered at its own size, uint8 read as 0..255 floats by the export)."""
+    from cavga.export import export_run
+
+    exported = cavga.load(export_run(run, tmp_path / "m.pt", "torchscript", None))
+    size = predictor.cfg.data.image_size
+    for model in (predictor, exported):
+        model.predict_batch(torch.rand(2, 3, size, size))  # the model's own input: answered
+        for bad, said in [
+            (torch.rand(2, 3, 2 * size, 2 * size), "not one of shape (2, 3, 64, 64)"),
+            (torch.zeros(2, 3, size, size, dtype=torch.uint8), "not torch.uint8"),
+            (torch.rand(3, size, size), "not one of shape (3, 32, 32)"),
+            (np.zeros((2, 3, size, size), np.float32), "not a ndarray"),
+        ]:
+            with pytest.raises(CavgaError, match=re.escape(said)):
+                model.predict_batch(bad)

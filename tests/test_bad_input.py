@@ -641,3 +641,97 @@ def test_also_files_from_others_cannot_lead_writes_out_of_their_folders(trained,
     from cavga.predict import earlier_outputs
 
     assert earlier_outputs(out) == set()  # a list naming files elsewhere claims none of them
+
+
+def test_also_evaluate_never_writes_through_a_linked_output_folder(trained, tmp_path, capsys):
+    """Also (security): a run folder whose maps/, overlays/ or report/ is a symbolic link is refused by
+    evaluate before it writes anything, and a linked report/ by `cavga report` too: writing through
+    the link replaced a file elsewhere (a user's 0000.png)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "0000.png").write_bytes(b"a user's picture")
+    evaluate = ["evaluate", "--device", "cpu", "--no-progress"]
+    for name in ("maps", "overlays", "report", ".report.new"):
+        run = _copy_run(trained, tmp_path / name)
+        (run / name).symlink_to(elsewhere, target_is_directory=True)
+        assert main([evaluate[0], str(run), *evaluate[1:]]) == 2, name
+        one_line_error(capsys, run / name, "symbolic link", "cavga evaluate")
+        assert not (run / "metrics.json").exists() and not (run / "scores.json").exists()
+        assert [p.name for p in elsewhere.iterdir()] == ["0000.png"], name
+    run = _copy_run(trained, tmp_path / "evaluated")
+    assert main([evaluate[0], str(run), *evaluate[1:]]) == 0
+    shutil.rmtree(run / "report")
+    (run / "report").symlink_to(elsewhere, target_is_directory=True)
+    assert main(["report", str(run)]) == 2
+    one_line_error(capsys, run / "report", "symbolic link", "cavga report")
+    assert (run / "report").is_symlink() and [p.name for p in elsewhere.iterdir()] == ["0000.png"]
+    assert (elsewhere / "0000.png").read_bytes() == b"a user's picture"
+
+
+def test_also_evaluate_removes_the_temp_files_a_killed_evaluate_left(trained, tmp_path):
+    """Also: the temp files of an evaluate killed mid-write (in maps/, overlays/, beside metrics.json
+    and scores.json) are removed by the next one; other files, and another command's temp files in
+    the run folder, stay."""
+    run = _copy_run(trained, tmp_path)
+    for folder in ("maps", "overlays"):
+        (run / folder).mkdir()
+    stale = [run / "maps" / ".0003.png.0123abcd.tmp", run / "overlays" / ".hole_000.png.89abcdef.tmp"]
+    stale += [run / ".scores.json.0123abcd.tmp", run / ".metrics.json.89abcdef.tmp"]
+    kept = [run / "maps" / ".notes.tmp", run / ".validation.json.0123abcd.tmp"]
+    for p in stale + kept:
+        p.write_text("x")
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 0
+    assert [p for p in stale if p.exists()] == [] and all(p.read_text() == "x" for p in kept)
+
+
+def _spoiled(trained, tmp_path, name, edit) -> Path:
+    """A copy of the Du run whose checkpoint ``edit`` (a function of the loaded dict) has changed."""
+    run = _copy_run(trained, tmp_path / name)
+    state = torch.load(run / CHECKPOINT, weights_only=True)
+    edit(state)
+    torch.save(state, run / CHECKPOINT)
+    return run
+
+
+def _set(key, value, inner=None):
+    """An edit setting the checkpoint's ``key`` (or its field ``inner``) to ``value``."""
+    return lambda state: state.__setitem__(key, value) if inner is None else state[key].__setitem__(inner, value)
+
+
+# checkpoint edits, each with the words its one-line refusal names beside the checkpoint
+SPOILED = {
+    "normalizer": (_set("normalizer", "garbage"), ["normalizer", "str"]),
+    "epoch": (_set("epoch", "x"), ["epoch", "not an integer"]),
+    "model": (_set("model", "x"), ["model", "not a mapping"]),
+    **{
+        key: (_set(key, "x"), [key, "not a mapping or None"])
+        for key in ("attention_direction", "image_score", "weak_map", "shifted_map", "residual_mask")
+    },
+    **{key: (_set(key, "x"), [key]) for key in ("mask_quantile", "mask_peak_fraction")},
+    "decided-direction": (_set("attention_direction", "sideways", "attention_direction"), ["'sideways'"]),
+    "decided-quantile": (_set("mask_quantile", [1, 2], "mask_quantile"), ["mask_quantile", "[1, 2]"]),
+    "normalizer-lo": (_set("normalizer", "x", "lo"), ["normalizer.lo", "not a number"]),
+    "residual-pair": (_set("residual_mask", "x", "residual_mask"), ["residual_mask", "pair"]),
+    "cam-scale": (
+        _set("model", torch.zeros(3), "cam_scale"),
+        ["not this run's network", "size mismatch for cam_scale"],
+    ),
+}
+
+
+def test_also_spoiled_checkpoint_fields_are_one_line(trained, tiny_data, tmp_path, capsys):
+    """Also: a checkpoint field of the wrong type (the normaliser, the epoch, the weights, training's
+    decisions), a decided value out of its setting's range and weights of another shape are refused by
+    predict and evaluate in one line naming the checkpoint and the field; an older checkpoint lacking
+    the optional fields still predicts."""
+    image = str(next((tiny_data / "brick" / "test" / "good").glob("*.png")))
+    for name, (edit, words) in SPOILED.items():
+        run = _spoiled(trained, tmp_path, name, edit)
+        assert main(["predict", str(run), image, "--out", str(tmp_path / f"p-{name}"), "--device", "cpu"]) == 2, name
+        one_line_error(capsys, run / CHECKPOINT, *words)
+        if name in ("normalizer", "cam-scale"):
+            assert main(["evaluate", str(run), "--device", "cpu", "--no-progress"]) == 2
+            one_line_error(capsys, run / CHECKPOINT, *words)
+    optional = ("epoch_choice", "history", "residual_mask", "mask_quantile", "mask_peak_fraction", "image_score")
+    old = _spoiled(trained, tmp_path, "old", lambda state: [state.pop(key, None) for key in optional])
+    assert main(["predict", str(old), image, "--out", str(tmp_path / "p-old"), "--device", "cpu"]) == 0

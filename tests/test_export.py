@@ -255,3 +255,69 @@ def test_exported_models_refuse_changed_settings_and_foreign_files(runs, tmp_pat
     (tmp_path / "folder.pt").mkdir()
     with pytest.raises(CavgaError, match="is a folder"):
         export_run(runs["Dw"], tmp_path / "folder.pt")
+
+
+def _tampered(model: Path, out: Path, edit) -> Path:
+    """A copy of the TorchScript ``model`` whose metadata ``edit`` (a function of the dict) has changed."""
+    extra = {"cavga.json": ""}
+    module = torch.jit.load(str(model), _extra_files=extra)
+    meta = json.loads(extra["cavga.json"])
+    edit(meta)
+    torch.jit.save(module, str(out), _extra_files={"cavga.json": json.dumps(meta)})
+    return out
+
+
+# metadata edits, each with the words its one-line refusal names
+TAMPERED = {
+    "threshold-word": (lambda m: m.update(mask_threshold="x"), ["mask_threshold", "'x'"]),
+    "threshold-null": (lambda m: m.update(mask_threshold=None), ["mask_threshold", "None"]),
+    "peak-word": (lambda m: m.update(mask_peak_fraction="x"), ["mask_peak_fraction"]),
+    "area-word": (lambda m: m.update(mask_min_area="x"), ["mask_min_area"]),
+    "area-whole": (lambda m: m.update(mask_min_area=5.0), ["mask_min_area", "[0, 1)"]),
+    "area-negative": (lambda m: m.update(mask_min_area=-1), ["mask_min_area", "[0, 1)"]),
+    "gate-word": (lambda m: m.update(mask_gate="x"), ["mask_gate"]),
+    "size-word": (lambda m: m.update(image_size="x"), ["image_size", "'x'"]),
+    "config-size-33": (lambda m: m["config"]["data"].update(image_size=33), ["data.image_size", "power of two"]),
+}
+
+
+@pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:FutureWarning")
+def test_tampered_metadata_and_graphs_are_refused_in_one_line(runs, tmp_path, capsys):
+    """Each metadata field of an exported file is checked for its type and range (the config's checks),
+    and a graph of another size or output count is refused, in one line naming the file and the field."""
+    from _errors import one_line_error
+
+    model = export_run(runs["Du"], tmp_path / "m.pt")
+    img = RunData.load(runs["Du"]).test[0].image_path
+    for name, (edit, words) in TAMPERED.items():
+        bad = _tampered(model, tmp_path / f"{name}.pt", edit)
+        assert main(["predict", str(bad), img, "--out", str(tmp_path / name), "--device", "cpu"]) == 2, name
+        one_line_error(capsys, bad, "(metadata)", *words)
+
+    class TwoOutputs(torch.nn.Module):
+        def forward(self, x):
+            return x.mean((1, 2, 3)), x[:, 0]
+
+    two = tmp_path / "two.pt"
+    extra = {"cavga.json": ""}
+    torch.jit.load(str(model), _extra_files=extra)
+    torch.jit.save(torch.jit.script(TwoOutputs()), str(two), _extra_files=extra)
+    assert main(["predict", str(two), img, "--out", str(tmp_path / "two"), "--device", "cpu"]) == 2
+    one_line_error(capsys, two, "returns 2 output(s), not the 4")
+
+    # both image sizes changed: TorchScript's input size is told by its answer, ONNX's read from the file
+    def to_64(meta):
+        meta["image_size"] = meta["config"]["data"]["image_size"] = 64
+
+    bad = _tampered(model, tmp_path / "s64.pt", to_64)
+    assert main(["predict", str(bad), img, "--out", str(tmp_path / "s64"), "--device", "cpu"]) == 2
+    one_line_error(capsys, bad, "(1, 64, 64)", "image_size 64 is not the graph's")
+    import onnx
+
+    proto = onnx.load(str(export_run(runs["Du"], tmp_path / "m.onnx")))
+    meta = json.loads(proto.metadata_props[0].value)
+    to_64(meta)
+    proto.metadata_props[0].value = json.dumps(meta)
+    onnx.save(proto, str(tmp_path / "s64.onnx"))
+    with pytest.raises(CavgaError, match=r"s64.onnx \(metadata\): data.image_size: 64 is not the size the graph takes"):
+        ExportedPredictor(tmp_path / "s64.onnx")

@@ -38,7 +38,7 @@ from . import data as D
 from .attention import content_blur, image_map
 from .config import RunConfig, to_dict
 from .config.resolve import map_blur
-from .data.inputs import model_input
+from .data.inputs import check_model_batch, model_input
 from .errors import CavgaError
 from .evidence import anomaly_evidence
 from .fingerprint import check_run_folder
@@ -233,9 +233,15 @@ class Predictor:
         state, cfg = saved_run(run_dir, infer)
         requested = to_dict(cfg)["infer"]  # as saved and overridden, before the run's decisions fill in its autos
         from .mask_threshold import requantile
+        from .runtime import CHECKPOINT, weights_of
 
         requantile(cfg, state)  # an auto quantile beside a margin or peak fraction set here, not at training
         resolve_auto_settings(cfg, state)  # as decided at the end of training (older runs: the paper's)
+        ckpt = Path(run_dir) / CHECKPOINT
+        try:  # the decided values, checked as the settings they stand for
+            cfg.validate()
+        except CavgaError as e:
+            raise CavgaError(f"{ckpt}: as training decided it, {e}") from None
         check_run_folder(run_dir, state)  # config.yaml and split.json belong to this checkpoint
         if not training_done(state, cfg) or (not cfg.model.weakly_supervised and state.get("normalizer") is None):
             raise CavgaError(f"{run_dir}: training stopped at epoch {state.get('epoch')}; finish it with --resume")
@@ -243,7 +249,8 @@ class Predictor:
         if cfg.model.is_baseline:  # AE-L2, AE-SSIM, PatchCore: same Prediction, their own maps and scores
             from .baselines.scoring import BaselinePredictor, evidence
 
-            predictor = BaselinePredictor.from_state(state, cfg, device)
+            with weights_of(ckpt):
+                predictor = BaselinePredictor.from_state(state, cfg, device)
             if reads_map_blur(cfg) and predictor.normalizer.blur != map_blur(cfg):  # an AE's map blurred otherwise
                 forward = partial(evidence, predictor.model, cfg)  # the baseline's own forward pass
                 _refit_map_statistics(predictor.normalizer, run_dir, state, cfg, infer, None, device, forward)
@@ -251,7 +258,8 @@ class Predictor:
             predictor.requested_infer = requested
             return predictor
         model, _ = build_networks(cfg.model, cfg.data.image_size, from_checkpoint=True)
-        model.load_state_dict(state["model"])
+        with weights_of(ckpt):
+            model.load_state_dict(state["model"])
         norm, level = state.get("normalizer"), state.get(LEVEL_KEY)
         if resolved_direction(cfg) == "two_sided" and level is None:
             raise CavgaError(
@@ -284,6 +292,7 @@ class Predictor:
         """Predict a batch (B, 3, S, S) as loaded; ``valid`` (B, 1, S, S) marks content when
         ``data.resize`` is pad or center (a Batch's ``valid``), so the score ignores the padding.
         ``level`` (S, S): a two-sided map's normal level for this batch instead of the run's own."""
+        check_model_batch(x, self.cfg.data.image_size)
         x = x.to(self.device)
         valid = None if valid is None else valid.to(self.device)
         size = self.cfg.data.image_size

@@ -4,20 +4,36 @@ resume checks, and history.jsonl."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import typing
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from . import data as D
-from .config import AE_BASELINES, RunConfig, apply_overrides, from_dict, load_config, old_defaults, save_config, to_dict
+from .config import (
+    AE_BASELINES,
+    InferConfig,
+    RunConfig,
+    apply_overrides,
+    from_dict,
+    load_config,
+    old_defaults,
+    save_config,
+    to_dict,
+)
 from .errors import CavgaError
 from .fingerprint import MUTABLE, split_fingerprint
-from .image_scores import BLURRED_BASELINES_MAP_VERSION
+from .image_scores import BLURRED_BASELINES_MAP_VERSION, Normalizer
 from .io_utils import atomic_write_json, atomic_write_text, json_with_keys, read_json
-from .runtime import CHECKPOINT, load_checkpoint
+from .map_choice import AUTO_SETTINGS
+from .runtime import CHECKPOINT, check_fields, load_checkpoint, of_type, shown, type_words
 
 SPLIT_FILE = "split.json"
 HISTORY_FILE = "history.jsonl"
@@ -211,12 +227,49 @@ def saved_run(run_dir: str | Path, infer: list[str] | None = None) -> tuple[dict
     ``infer`` overrides (``"infer.mask_threshold=0.4"``) applied and checked; no other section may
     change after training."""
     state = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    check_fitted(state, Path(run_dir) / CHECKPOINT)
     cfg = from_dict(state["config"], f"{run_dir}/{CHECKPOINT}", saved=True)
     norm = state.get("normalizer")
     if cfg.model.variant in AE_BASELINES and norm and norm.get("map_version", 1) < BLURRED_BASELINES_MAP_VERSION:
         # fitted before the AEs' maps honoured infer.map_blur: read unblurred, as then (its numbers stay)
         cfg.infer.map_blur = norm["blur"] = 0.0
     return state, with_infer(cfg, infer)
+
+
+# What training's end adds to a checkpoint for inference, beside the normaliser: each decided setting
+# as {key: value, ...} (AUTO_SETTINGS), the residual baseline's mask, the attention's normal level (S, S)
+FITTED = {
+    **{key: (Mapping, type(None)) for key in AUTO_SETTINGS},
+    "residual_mask": (Mapping, type(None)),
+    "attention_level": (Tensor, type(None)),
+}
+
+
+def check_fitted(state: dict[str, Any], path: Path) -> None:
+    """The fields of ``FITTED`` and the normaliser's are of their types (a decided value of its
+    ``infer`` key's; its range is the config's check, once resolved); else one line naming ``path``."""
+    check_fields(state, path, FITTED)
+    hints = typing.get_type_hints(InferConfig)
+    for key in AUTO_SETTINGS:
+        decided = state.get(key) or {}
+        if key in decided and not of_type(decided[key], hints[key]):
+            raise CavgaError(f"{path}: {key}: the decided value {shown(decided[key])} is not {type_words(hints[key])}")
+    level = (state.get("residual_mask") or {}).get("residual_mask", [0.0, 0.0])  # [threshold, peak fraction]
+    if not (isinstance(level, (list, tuple)) and len(level) == 2 and of_type(list(level), list[float])):
+        raise CavgaError(f"{path}: residual_mask: {shown(level)} is not a (threshold, peak fraction) pair")
+    norm = state.get("normalizer")
+    if norm is None:
+        return
+    hints = typing.get_type_hints(Normalizer)
+    needed = [f.name for f in dataclasses.fields(Normalizer) if f.default is f.default_factory is dataclasses.MISSING]
+    missing = [key for key in needed if key not in norm]
+    unknown = [key for key in norm if key not in hints]
+    if missing or unknown:
+        said = f"lacks {', '.join(missing)}" if missing else f"holds no field {unknown[0]!r}"
+        raise CavgaError(f"{path}: normalizer: {said} (a damaged or edited checkpoint)")
+    for key, value in norm.items():
+        if not of_type(value, hints[key]):
+            raise CavgaError(f"{path}: normalizer.{key}: {shown(value)} is not {type_words(hints[key])}")
 
 
 def with_infer(cfg: RunConfig, infer: list[str] | None) -> RunConfig:

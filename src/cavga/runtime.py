@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
+import types
+import typing
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,16 @@ from .io_utils import atomic_write
 CHECKPOINT = "checkpoint.pt"
 # Keys every cavga checkpoint holds; anything else is not a run's checkpoint.
 CHECKPOINT_KEYS = ("config", "model", "epoch")
+# The types of the fields a run's checkpoint holds beside its config, read wherever one is loaded. A run
+# from before a field existed lacks it (absent is fine); None: not yet fitted or decided.
+RUN_FIELDS: dict[str, tuple[type, ...]] = {
+    "model": (Mapping,),
+    "epoch": (int,),
+    "history": (list,),
+    "epoch_choice": (Mapping, type(None)),
+    "normalizer": (Mapping, type(None)),
+}
+_KINDS = {Mapping: "a mapping", int: "an integer", list: "a list", type(None): "None", torch.Tensor: "a tensor"}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -90,7 +102,68 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = CHECKPOINT_KEY
     missing = [k for k in required if k not in state]
     if missing or not isinstance(state.get("config", {}), dict):
         raise CavgaError(f"{path}: not a cavga checkpoint (no {', '.join(missing) or 'config mapping'})")
+    if required == CHECKPOINT_KEYS:
+        check_fields(state, path, RUN_FIELDS)
+        if state["epoch"] < 0:
+            raise CavgaError(f"{path}: epoch: {state['epoch']} is below 0 (a damaged or edited checkpoint)")
     return state
+
+
+def check_fields(state: dict[str, Any], path: str | Path, kinds: dict[str, tuple[type, ...]]) -> None:
+    """Each field of ``kinds`` that ``state`` holds is of one of its types (a bool is no integer);
+    else a one-line CavgaError naming the checkpoint ``path`` and the field."""
+    for key, allowed in kinds.items():
+        value = state.get(key)
+        if key in state and (isinstance(value, bool) or not isinstance(value, allowed)):
+            expected = " or ".join(_KINDS.get(t, t.__name__) for t in allowed)
+            raise CavgaError(
+                f"{path}: {key} holds a {type(value).__name__}, not {expected} (a damaged or edited checkpoint)"
+            )
+
+
+def of_type(value: Any, hint: Any) -> bool:
+    """Whether a value read from a checkpoint is of the annotation ``hint`` (a float may be an int;
+    a bool is no number)."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(of_type(value, a) for a in args)
+    if typing.get_origin(hint) is list:
+        return isinstance(value, list) and all(of_type(v, args[0]) for v in value)
+    if hint in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float) if hint is float else hint)
+
+
+def type_words(hint: Any) -> str:
+    """An annotation as an error says it: "a number or a word or null"."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(type_words(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        return f"a list of {type_words(typing.get_args(hint)[0]).split(' ', 1)[1]}s"
+    names = {float: "a number", int: "an integer", str: "a word", bool: "true or false", type(None): "null"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def shown(value: Any) -> str:
+    """A value for an error line, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@contextmanager
+def weights_of(path: str | Path) -> Iterator[None]:
+    """Around ``load_state_dict`` of a checkpoint's weights: weights of another network (a tensor of
+    another shape, a missing or unexpected key) are a one-line CavgaError naming ``path``."""
+    try:
+        yield
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        if not lines or not lines[0].startswith("Error(s) in loading state_dict"):
+            raise
+        problems = lines[1:] or lines
+        first = problems[0] if len(problems[0]) <= 200 else problems[0][:200] + "..."
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CavgaError(f"{path}: not this run's network: {first}{more}") from None
 
 
 def _safe_load(path: str | Path, mmap: bool = False) -> Any:

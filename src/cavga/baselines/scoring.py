@@ -26,6 +26,7 @@ from torch import Tensor
 from ..attention import gaussian_blur, image_map
 from ..config import RunConfig
 from ..config.resolve import map_blur
+from ..data.inputs import check_model_batch
 from ..errors import CavgaError
 from ..image_scores import Normalizer, answer_mask, reconstruction_score
 from ..inference import BatchPrediction, Predictor
@@ -98,6 +99,7 @@ class BaselinePredictor(Predictor):
 
     def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> BatchPrediction:
         """As :meth:`Predictor.predict_batch`; baselines take square inputs only (``valid`` is None)."""
+        check_model_batch(x, self.cfg.data.image_size)
         x = x.to(self.device)
         amap, raw, x_hat = evidence(self.model, self.cfg, x)  # (B, S, S), (B,), (B, 3, S, S) | None
         recon = x if x_hat is None else x_hat

@@ -143,3 +143,17 @@ def model_input(
     x = torch.stack([to_canvas(x, size, resize) for x, _ in loaded])  # (B, 3, S, S)
     valid = torch.stack([valid_mask(hw, size, resize) for hw in sizes]) if resize != "stretch" else None
     return x, valid, sizes, [path for _, path in loaded]
+
+
+def check_model_batch(x: object, size: int) -> None:
+    """Refuse what ``predict_batch`` cannot answer for rightly: anything but a floating (B, 3, S, S)
+    tensor at the run's size S (``predict`` takes images of any kind and size, and resizes them)."""
+    want = f"a (B, 3, {size}, {size}) float tensor in [0, 1]"
+    if not isinstance(x, torch.Tensor):
+        raise CavgaError(f"predict_batch takes {want}, not a {type(x).__name__}; predict() takes images of any kind")
+    if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != (size, size):
+        raise CavgaError(
+            f"predict_batch takes {want}, not one of shape {tuple(x.shape)}; predict() resizes images to the run's size"
+        )
+    if not x.is_floating_point():
+        raise CavgaError(f"predict_batch takes {want}, not {x.dtype}; predict() scales uint8 and uint16 images")

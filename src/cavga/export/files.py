@@ -8,6 +8,7 @@ size, the variant, the score normaliser, the score and mask thresholds and the r
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,9 +20,13 @@ import torch
 from torch import Tensor
 
 from ..config import RunConfig, from_dict, to_dict
+from ..config.checks import _in_range
+from ..config.schema import MASK_GATES
+from ..data.inputs import check_model_batch
 from ..errors import CavgaError
 from ..inference import Predictor
 from ..io_utils import atomic_write
+from ..runtime import shown
 from .graph import InferenceGraph
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
@@ -150,12 +155,10 @@ class ExportedPredictor:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if self.path.suffix.lower() == ".onnx":
-            self._run, meta = _load_onnx(self.path)
-        else:
-            self._run, meta = _load_torchscript(self.path)
+        load = _load_onnx if self.path.suffix.lower() == ".onnx" else _load_torchscript
+        self._run, meta, graph_size = load(self.path)
         self.meta = meta
-        self.cfg: RunConfig = from_dict(meta["config"], f"{path} (metadata)", saved=True)
+        self.cfg: RunConfig = _checked_meta(meta, self.path, graph_size)
         self.mask_threshold = float(meta["mask_threshold"])
         self.mask_peak_fraction = float(meta.get("mask_peak_fraction", 0.0))  # exported before it existed: 0
         self.mask_gate = meta.get("mask_gate") == "verdict"  # exported before it existed: every mask kept
@@ -163,8 +166,23 @@ class ExportedPredictor:
 
     def predict_batch(self, x: Tensor, valid: Tensor | None = None) -> ExportedBatch:
         """As :meth:`Predictor.predict_batch`; exported runs are stretch-resized (``valid`` is None)."""
-        score, amap, mask, raw = self._run(x.float().contiguous())
+        check_model_batch(x, self.cfg.data.image_size)  # a uint8 batch would pass as 0..255 floats
+        score, amap, mask, raw = self._answers(self._run(x.float().contiguous()), x)
         return ExportedBatch(score, (score >= self.cfg.infer.score_threshold).long(), amap, mask, raw)
+
+    def _answers(self, outs, x: Tensor) -> tuple[Tensor, ...]:
+        """The graph's outputs ``outs`` for the batch ``x`` (B, 3, S, S), checked: (B,), (B, S, S), (B, S, S),
+        (B,) (a TorchScript graph's input size cannot be read before it runs; it answers at its own)."""
+        b, s = x.shape[0], self.cfg.data.image_size
+        want = ((b,), (b, s, s), (b, s, s), (b,))
+        got = tuple(tuple(o.shape) if isinstance(o, Tensor) else type(o).__name__ for o in outs)
+        if got != want:
+            why = f"; its metadata's image_size {s} is not the graph's" if len(got) == len(want) else ""
+            raise CavgaError(
+                f"{self.path}: the graph answered a {tuple(x.shape)} batch with outputs of shapes {got}, "
+                f"not {want} ({', '.join(OUTPUTS)}){why}"
+            )
+        return tuple(outs)
 
     def predict(self, images):
         """As :meth:`Predictor.predict` (:func:`cavga.api.predict_images`)."""
@@ -189,13 +207,43 @@ def _load_torchscript(path: Path):
             f"{path}: not a TorchScript model ({type(e).__name__}); export one with `cavga export`"
         ) from None
     meta = _parse_meta(extra[f"{META_KEY}.json"], path)
+    _check_output_count(module, path)
     module.eval()
 
     def run(x: Tensor):
         with torch.inference_mode():
-            return module(x)
+            try:
+                outs = module(x)
+            except torch.jit.Error as e:
+                raise CavgaError(f"{path}: the graph failed on a {tuple(x.shape)} batch ({_reason(e)})") from None
+        return outs if isinstance(outs, tuple) else (outs,)
 
-    return run, meta
+    return run, meta, None
+
+
+def _check_output_count(module, path: Path) -> None:
+    """A TorchScript graph returns the four outputs (its signature says how many, where it says)."""
+    try:
+        returns = module.forward.schema.returns
+    except (AttributeError, RuntimeError):
+        return
+    kind = returns[0].type if len(returns) == 1 else None
+    if isinstance(kind, torch.TupleType):
+        n = len(kind.elements())
+    elif isinstance(kind, torch.TensorType):
+        n = 1
+    else:  # a list, or no single return: told by predict_batch
+        return
+    if n != len(OUTPUTS):
+        raise CavgaError(
+            f"{path}: the graph returns {n} output(s), not the {len(OUTPUTS)} of `cavga export` ({', '.join(OUTPUTS)})"
+        )
+
+
+def _reason(e: BaseException) -> str:
+    """The TorchScript interpreter's error in one line: its last line says what failed."""
+    text = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {text[-1] if text else ''}".rstrip(": ")
 
 
 def _load_onnx(path: Path):
@@ -208,12 +256,20 @@ def _load_onnx(path: Path):
     except Exception as e:  # noqa: BLE001
         raise CavgaError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
     meta = _parse_meta(session.get_modelmeta().custom_metadata_map.get(META_KEY, ""), path)
+    inputs, outputs = session.get_inputs(), [o.name for o in session.get_outputs()]
+    if [i.name for i in inputs] != ["image"] or outputs != list(OUTPUTS):
+        raise CavgaError(
+            f"{path}: the graph takes {[i.name for i in inputs]} and returns {outputs}, not ['image'] and "
+            f"{list(OUTPUTS)} as `cavga export` writes"
+        )
+    shape = inputs[0].shape  # (batch, 3, S, S)
+    size = shape[2] if len(shape) == 4 and isinstance(shape[2], int) and shape[2] == shape[3] else None
 
     def run(x: Tensor):
         outs = session.run(list(OUTPUTS), {"image": x.numpy()})
         return tuple(torch.from_numpy(np.asarray(o)) for o in outs)
 
-    return run, meta
+    return run, meta, size
 
 
 def _parse_meta(text: str, path: Path) -> dict[str, Any]:
@@ -224,3 +280,40 @@ def _parse_meta(text: str, path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or "config" not in meta or "mask_threshold" not in meta:
         raise CavgaError(f"{path}: holds no cavga metadata; was it written by `cavga export`?")
     return meta
+
+
+# The metadata's numbers beside its config: (key, value when absent, low, high, low open, high open), in
+# the ranges of the config's checks (mask_threshold: the threshold in use, just above 1 at most)
+NUMBERS = (
+    ("mask_threshold", None, 0.0, math.inf, False, False),
+    ("mask_peak_fraction", 0.0, 0.0, 1.0, False, True),  # exported before it existed: 0
+    ("mask_min_area", 0.0, 0.0, 1.0, False, True),
+    ("score_threshold", 0.5, 0.0, 1.0, True, False),
+)
+
+
+def _checked_meta(meta: dict[str, Any], path: Path, graph_size: int | None) -> RunConfig:
+    """The run configuration of an exported model's metadata, checked as a run's config is, and the
+    metadata's other fields checked against it; each problem is one line naming ``path`` and the field.
+    ``graph_size``: the input size the graph takes, where the file says it (ONNX)."""
+    where = f"{path} (metadata)"
+    cfg = from_dict(meta["config"], where, saved=True)
+    try:
+        cfg.validate()
+    except CavgaError as e:
+        raise CavgaError(f"{where}: {e}") from None
+    for key, absent, low, high, low_open, high_open in NUMBERS:
+        value = meta.get(key, absent)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CavgaError(f"{where}: {key}: {shown(value)} is not a number")
+        _in_range(f"{where}: {key}", value, low, high, low_open, high_open)
+    if meta.get("mask_gate", "none") not in MASK_GATES:
+        raise CavgaError(f"{where}: mask_gate: {shown(meta['mask_gate'])} is not one of {', '.join(MASK_GATES)}")
+    if not isinstance(meta.get("normalizer"), (dict, type(None))):
+        raise CavgaError(f"{where}: normalizer: {shown(meta['normalizer'])} is neither a mapping nor null")
+    size = cfg.data.image_size
+    if meta.get("image_size", size) != size:
+        raise CavgaError(f"{where}: image_size: {shown(meta['image_size'])} is not the config's data.image_size {size}")
+    if graph_size is not None and graph_size != size:
+        raise CavgaError(f"{where}: data.image_size: {size} is not the size the graph takes, {graph_size}")
+    return cfg
