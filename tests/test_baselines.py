@@ -193,6 +193,17 @@ def test_baseline_trains_and_maps_at_the_image_size(tiny_data, tmp_path, model):
         assert 0 <= p.anomaly_map.min() and p.anomaly_map.max() <= 1 and 0 <= p.score <= 1
 
 
+def test_a_patchcore_checkpoint_without_its_bank_is_one_line(tiny_data, tmp_path):
+    cfg = _cfg(tiny_data, "PatchCore")
+    cfg.train.allow_random_init = True  # no pretrained weights needed to fit a bank
+    ckpt = train(cfg, tmp_path / "run", progress=False)
+    state = torch.load(ckpt, weights_only=True)
+    del state["model"]["bank"]
+    torch.save(state, ckpt)
+    with pytest.raises(CavgaError, match=r"checkpoint.pt: not this run's network: no memory bank"):
+        Predictor.from_run(tmp_path / "run", "cpu")
+
+
 @pytest.mark.parametrize("augment", ["none", "dihedral"])
 def test_the_ae_learns_from_the_views_train_augment_asks_for(tiny_data, tmp_path, monkeypatch, augment):
     """Every image the AE trains on is a training image under one symmetry of the square: always the

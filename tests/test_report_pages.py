@@ -309,3 +309,11 @@ def test_hand_edited_or_foreign_files_of_evaluate_are_one_line_errors(run, tmp_p
     amap.unlink()  # a map gone is a placeholder card, as a moved test image is
     assert main(["report", str(folder)]) == 0
     assert sum('class="missing"' in c["text"] for c in _cards(folder)) == 1
+    check = folder / "validation.json"  # the painted check the page shows beside the test metrics
+    before = check.read_text()
+    for spoiled in ('{"metrics": "x", "protocol": "p"}', "[1]", '{"metrics": {"iou": "high"}, "protocol": "p"}'):
+        check.write_text(spoiled)
+        assert main(["report", str(folder)]) == 2
+        one_line_error(capsys, check, "not the painted-defect check", f"cavga validate {folder}` again")
+    check.write_text(before)
+    assert main(["report", str(folder)]) == 0

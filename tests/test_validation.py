@@ -1,8 +1,10 @@
 """The validation protocol: painted defects on held-out normal images, never test images."""
 
 import json
+import os
 import warnings
 from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -129,6 +131,16 @@ def test_validate_run_scores_held_out_images_only(tiny_data, tmp_path):
 def test_validate_run_without_held_out_images_is_an_error(tiny_data, tmp_path):
     run = _tiny_run(tiny_data, tmp_path / "run", 0.0)
     with pytest.raises(CavgaError, match="held out no normal images"):
+        validate_run(run, device="cpu")
+
+
+def test_validate_on_a_run_it_cannot_write_to_says_so_before_any_work(tiny_data, tmp_path, monkeypatch):
+    """validation.json goes into the run folder: a read-only one is said at once, not after scoring."""
+    run = _tiny_run(tiny_data, tmp_path / "run", 0.2)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == run else real(p, mode))
+    monkeypatch.setattr(Predictor, "from_run", lambda *a, **k: pytest.fail("scored before checking the folder"))
+    with pytest.raises(CavgaError, match=r"run folder .*: cannot write in .* \(permission denied\)"):
         validate_run(run, device="cpu")
 
 

@@ -378,4 +378,16 @@ def stored_check(run_dir: str | Path) -> dict[str, Any] | None:
     """The painted-defect check a run folder holds (``validation.json``, written by ``cavga train``
     or ``cavga validate``), or None: a run from before the check, or trained with ``--no-check``."""
     path = Path(run_dir) / VALIDATION_FILE
-    return read_json(path, "", "validation file") if path.is_file() else None
+    if not path.is_file():
+        return None
+    checked = read_json(path, "", "validation file")
+    metrics = checked.get("metrics") if isinstance(checked, dict) else None
+    numbers = isinstance(metrics, dict) and all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in metrics.values()
+    )
+    if not numbers or not isinstance(checked.get("protocol"), str):
+        raise CavgaError(
+            f"{path}: not the painted-defect check `cavga validate` writes (a mapping with a protocol and "
+            f"numeric metrics); run `cavga validate {run_dir}` again"
+        )
+    return checked

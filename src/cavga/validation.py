@@ -29,7 +29,7 @@ from .evaluate import GATE_KEYS, METRIC_KEYS, residual_baseline
 from .evidence import anomaly_evidence
 from .image_scores import bce_score, reconstruction_score
 from .inference import Predictor
-from .io_utils import atomic_write_json
+from .io_utils import atomic_write_json, check_output_folder
 from .map_choice import map_settings
 from .mask_threshold import mask_sweep
 from .metrics import compute_metrics, image_auroc, pixel_auroc
@@ -324,6 +324,7 @@ def validate_run(
     run_dir = Path(run_dir)
     if copies < 1:
         raise CavgaError(f"--copies {copies}: give 1 or more painted copies of each held-out image")
+    check_output_folder(run_dir, "run folder")  # validation.json goes there: a read-only run is said now
     held_out = held_out_normals(run_dir)
     if not held_out:
         raise CavgaError(f"{run_dir}: the run held out no normal images to validate on: {no_held_out_reason(run_dir)}")

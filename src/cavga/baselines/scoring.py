@@ -50,7 +50,10 @@ def load_baseline(state: dict[str, Any], cfg: RunConfig) -> torch.nn.Module:
     """The trained (AE) or fitted (PatchCore) baseline of a checkpoint's ``state``."""
     model = build_baseline(cfg, from_checkpoint=True)
     if isinstance(model, PatchCore):
-        model.bank = torch.empty_like(state["model"]["bank"])  # (M, 152): the bank's saved size
+        bank = state["model"].get("bank")
+        if not isinstance(bank, Tensor) or bank.ndim != 2:  # load_state_dict would name the key; this sizes it
+            raise RuntimeError("Error(s) in loading state_dict for PatchCore:\n\tno memory bank (a 2-D tensor 'bank')")
+        model.bank = torch.empty_like(bank)  # (M, 152): the bank's saved size
     model.load_state_dict(state["model"])
     return model
 

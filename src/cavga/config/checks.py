@@ -53,7 +53,7 @@ def check_run_config(cfg: RunConfig) -> None:
             f"infer.direction_candidates: {cfg.infer.direction_candidates!r} is not one of "
             + ", ".join(DIRECTION_CANDIDATES)
         )
-    _in_range("infer.direction_fade", cfg.infer.direction_fade, 0.0, 1.0, low_open=True)
+    in_range("infer.direction_fade", cfg.infer.direction_fade, 0.0, 1.0, low_open=True)
     if cfg.infer.classifier_verdict not in ("calibrated", "probability"):
         raise CavgaError(
             f"infer.classifier_verdict: {cfg.infer.classifier_verdict!r} is not 'calibrated' or 'probability'"
@@ -86,14 +86,14 @@ def check_run_config(cfg: RunConfig) -> None:
     if cfg.infer.map_blur != "auto":
         if isinstance(cfg.infer.map_blur, str):
             raise CavgaError(f"infer.map_blur: {cfg.infer.map_blur!r} is neither auto nor a number of pixels")
-        _in_range("infer.map_blur", cfg.infer.map_blur, 0.0, float(cfg.data.image_size))  # pixels at the model's size
-    _in_range("infer.mask_copies", cfg.infer.mask_copies, 1, 64)
+        in_range("infer.map_blur", cfg.infer.map_blur, 0.0, float(cfg.data.image_size))  # pixels at the model's size
+    in_range("infer.mask_copies", cfg.infer.mask_copies, 1, 64)
     for key in ("mask_fade", "score_fade"):  # the painted defects' strength, U(fade, 1)
         fade = getattr(cfg.infer, key)
         if fade != "auto":
             if isinstance(fade, str):
                 raise CavgaError(f"infer.{key}: {fade!r} is neither auto nor a number in (0, 1]")
-            _in_range(f"infer.{key}", fade, 0.0, 1.0, low_open=True)
+            in_range(f"infer.{key}", fade, 0.0, 1.0, low_open=True)
     if cfg.model.attention_layer != "auto":
         if isinstance(cfg.model.attention_layer, str):
             raise CavgaError(f"model.attention_layer: {cfg.model.attention_layer!r} is neither auto nor 0..3")
@@ -123,9 +123,9 @@ def check_run_config(cfg: RunConfig) -> None:
     size = cfg.data.image_size
     if size < 32 or size & (size - 1):
         raise CavgaError(f"data.image_size: {size} is not a power of two >= 32")
-    _in_range("data.train_fraction", cfg.data.train_fraction, 0.0, 1.0, low_open=True)
-    _in_range("data.anomalous_fraction", cfg.data.anomalous_fraction, 0.0, 1.0)
-    _in_range("data.val_fraction", cfg.data.val_fraction, 0.0, 1.0)
+    in_range("data.train_fraction", cfg.data.train_fraction, 0.0, 1.0, low_open=True)
+    in_range("data.anomalous_fraction", cfg.data.anomalous_fraction, 0.0, 1.0)
+    in_range("data.val_fraction", cfg.data.val_fraction, 0.0, 1.0)
     if isinstance(cfg.infer.mask_quantile, str) and cfg.infer.mask_quantile != "auto":
         q = cfg.infer.mask_quantile
         raise CavgaError(f"infer.mask_quantile: {q!r} is not a number in (0, 1], auto or null")
@@ -135,17 +135,17 @@ def check_run_config(cfg: RunConfig) -> None:
             if v != "auto":
                 raise CavgaError(f"infer.{name}: {v!r} is not a number in [0, 1) or auto")
         else:
-            _in_range(f"infer.{name}", v, 0.0, 1.0, high_open=True)
-    _in_range("infer.mask_min_area", cfg.infer.mask_min_area, 0.0, 1.0, high_open=True)
+            in_range(f"infer.{name}", v, 0.0, 1.0, high_open=True)
+    in_range("infer.mask_min_area", cfg.infer.mask_min_area, 0.0, 1.0, high_open=True)
     if cfg.infer.mask_gate not in MASK_GATES:
         raise CavgaError(f"infer.mask_gate: {cfg.infer.mask_gate!r} is not one of {', '.join(MASK_GATES)}")
     for name in ("mask_threshold", "mask_quantile", "score_threshold", "normalizer_quantile"):
         v = getattr(cfg.infer, name)
         if v is not None and not isinstance(v, str):
-            _in_range(f"infer.{name}", v, 0.0, 1.0, low_open=True)
+            in_range(f"infer.{name}", v, 0.0, 1.0, low_open=True)
     for f in fields(cfg.loss):
         if f.name.startswith("w_"):
-            _in_range(f"loss.{f.name}", getattr(cfg.loss, f.name), 0.0, math.inf)
+            in_range(f"loss.{f.name}", getattr(cfg.loss, f.name), 0.0, math.inf)
     for name, v in (
         ("train.epochs", cfg.train.epochs),
         ("train.batch_size", cfg.train.batch_size),
@@ -178,10 +178,10 @@ def check_run_config(cfg: RunConfig) -> None:
         raise CavgaError(f"train.patience: {patience!r} is not a number of painted checks >= 0 or auto")
     if patience not in ("auto", 0) and cfg.train.validate_every == 0:
         raise CavgaError("train.patience: it counts painted checks; set train.validate_every")
-    _in_range("train.lr", cfg.train.lr, 0.0, math.inf, low_open=True)
-    _in_range("train.beta1", cfg.train.beta1, 0.0, 1.0, high_open=True)
-    _in_range("train.beta2", cfg.train.beta2, 0.0, 1.0, high_open=True)
-    _in_range("model.attention_momentum", cfg.model.attention_momentum, 0.0, 1.0, low_open=True)
+    in_range("train.lr", cfg.train.lr, 0.0, math.inf, low_open=True)
+    in_range("train.beta1", cfg.train.beta1, 0.0, 1.0, high_open=True)
+    in_range("train.beta2", cfg.train.beta2, 0.0, 1.0, high_open=True)
+    in_range("model.attention_momentum", cfg.model.attention_momentum, 0.0, 1.0, low_open=True)
     b = cfg.baseline
     if b.ae_input_size < 32 or b.ae_input_size & (b.ae_input_size - 1):
         raise CavgaError(f"baseline.ae_input_size: {b.ae_input_size} is not a power of two >= 32")
@@ -189,9 +189,9 @@ def check_run_config(cfg: RunConfig) -> None:
         raise CavgaError("baseline.ae_latent_dim must be >= 1 and baseline.coreset_projection >= 0")
     if b.ssim_window < 3 or b.ssim_window % 2 == 0:
         raise CavgaError(f"baseline.ssim_window: {b.ssim_window} is not an odd number >= 3")
-    _in_range("baseline.coreset_fraction", b.coreset_fraction, 0.0, 1.0, low_open=True)
-    _in_range("baseline.ae_weight_decay", b.ae_weight_decay, 0.0, math.inf)
-    _in_range("baseline.blur_sigma", b.blur_sigma, 0.0, math.inf)
+    in_range("baseline.coreset_fraction", b.coreset_fraction, 0.0, 1.0, low_open=True)
+    in_range("baseline.ae_weight_decay", b.ae_weight_decay, 0.0, math.inf)
+    in_range("baseline.blur_sigma", b.blur_sigma, 0.0, math.inf)
 
 
 def _check_encoder_start(m: ModelConfig, d: DistillConfig) -> None:
@@ -210,13 +210,13 @@ def _check_encoder_start(m: ModelConfig, d: DistillConfig) -> None:
         raise CavgaError(f"distill.augment: {d.augment!r} is not one of {', '.join(AUGMENTS)}")
     if d.epochs < 1:
         raise CavgaError(f"distill.epochs: {d.epochs} must be >= 1")
-    _in_range("distill.lr", d.lr, 0.0, math.inf, low_open=True)
-    _in_range("distill.cutpaste", d.cutpaste, 0.0, 1.0)
+    in_range("distill.lr", d.lr, 0.0, math.inf, low_open=True)
+    in_range("distill.cutpaste", d.cutpaste, 0.0, 1.0)
     if d.schedule not in DISTILL_SCHEDULES:
         raise CavgaError(f"distill.schedule: {d.schedule!r} is not one of {', '.join(DISTILL_SCHEDULES)}")
 
 
-def _in_range(name: str, v: float, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
+def in_range(name: str, v: float, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
     """``v`` is a finite number (inf allowed only as an open upper bound) in the interval; else one line."""
     ok = (v > low if low_open else v >= low) and (v < high if high_open or math.isinf(high) else v <= high)
     if not ok or math.isnan(v):

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..config import RunConfig, from_dict, to_dict
-from ..config.checks import _in_range
+from ..config.checks import in_range
 from ..config.schema import MASK_GATES
 from ..data.inputs import check_model_batch
 from ..errors import CavgaError
@@ -306,7 +306,7 @@ def _checked_meta(meta: dict[str, Any], path: Path, graph_size: int | None) -> R
         value = meta.get(key, absent)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CavgaError(f"{where}: {key}: {shown(value)} is not a number")
-        _in_range(f"{where}: {key}", value, low, high, low_open, high_open)
+        in_range(f"{where}: {key}", value, low, high, low_open, high_open)
     if meta.get("mask_gate", "none") not in MASK_GATES:
         raise CavgaError(f"{where}: mask_gate: {shown(meta['mask_gate'])} is not one of {', '.join(MASK_GATES)}")
     if not isinstance(meta.get("normalizer"), (dict, type(None))):
