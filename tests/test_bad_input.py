@@ -638,7 +638,7 @@ def test_also_files_from_others_cannot_lead_writes_out_of_their_folders(trained,
     assert main([*argv, "--report"]) == 2
     one_line_error(capsys, "report/img", "symbolic link")
     assert victim.read_text() == "keep me"
-    from cavga.predict import earlier_outputs
+    from cavga.predict_outputs import earlier_outputs
 
     assert earlier_outputs(out) == set()  # a list naming files elsewhere claims none of them
 

@@ -15,7 +15,6 @@ before it listed them), and earlier outputs are never read back as inputs.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -38,15 +37,25 @@ from .io_utils import (
     cut_to_bytes,
     remove_stale_temp_files,
 )
+from .predict_outputs import (
+    JOURNAL_FILE,
+    PREDICTIONS_FILE,
+    REPORT_PAGE,
+    check_predictions_file,
+    check_report_targets,
+    earlier_outputs,
+    note_outputs,
+    remove_other_map,
+    remove_stale_page,
+    report_files,
+    say_rows_dropped,
+)
 from .report.scores import MAP_SCALE, save_map16
 from .runfolder import check_run_dir
 from .runlock import LOCK_FILE, RunLock
 from .runtime import resolve_device
 from .visualize import heatmap_overlay, mask_image, save_png
 
-PREDICTIONS_FILE = "predictions.json"
-REPORT_DIR = "report"  # predict --report: the gallery page and its thumbnails
-REPORT_PAGE = f"{REPORT_DIR}/index.html"
 # How the raw anomaly map of each image is written, and how to read it back (stored in predictions.json).
 MAP_FORMATS = {
     "png16": f"<name>_map.png: 16-bit grey PNG at the image's own size; anomaly map = value / {MAP_SCALE}",
@@ -55,10 +64,6 @@ MAP_FORMATS = {
 # an output's stem in bytes: room for "_overlay.png" and a "_k" that tells two alike apart in NAME_MAX
 OUTPUT_STEM_MAX = NAME_MAX - len("_overlay.png") - 8
 SAVE_EVERY_S = 10.0  # predictions.json is rewritten at most this often while a long job runs
-# Each output's name, noted here before it is written and until predictions.json lists it: a run
-# killed between two saves (kill -9, a power cut) still leaves its files known as predict's, so the
-# next run replaces them instead of writing "_1" copies beside them or reading them as inputs.
-JOURNAL_FILE = ".predict-outputs"
 
 
 def collect_images(inputs: list[str | Path], exclude: set[Path] | None = None) -> list[Path]:
@@ -133,94 +138,6 @@ def collect_named(inputs: list[str | Path], exclude: set[Path] | None = None) ->
     return found
 
 
-def report_thumbnail(i: int) -> str:
-    """The ``--report`` page's thumbnail of the ``i``-th prediction, relative to ``--out``."""
-    return f"{REPORT_DIR}/img/{i:04d}_input.png"
-
-
-def report_files(n: int) -> list[str]:
-    """Every file ``--report`` writes for ``n`` predictions, relative to ``--out``."""
-    return [REPORT_PAGE] + [report_thumbnail(i) for i in range(n)]
-
-
-def earlier_outputs(out_dir: str | Path) -> set[Path]:
-    """Resolved paths of the files earlier ``predict`` runs into ``out_dir`` wrote: its predictions.json
-    lists them under ``outputs`` (every run's, while they exist), and, for folders written before that
-    list, the rows' files and the report's page and thumbnails."""
-    out_dir = Path(out_dir)
-    names = _journal(out_dir)  # a killed run's, noted before they were written
-    try:
-        saved = json.loads((out_dir / PREDICTIONS_FILE).read_text(encoding="utf-8"))
-        rows = saved.get("predictions", [])
-        listed = [r.get(k) for r in rows if isinstance(r, dict) for k in ("overlay", "mask", "map")]
-        listed += list(saved.get("outputs", []))
-        names += listed + (report_files(len(rows)) if saved.get("report") else [])
-    except (OSError, ValueError, AttributeError, TypeError):
-        pass
-    inside = out_dir.resolve()
-    found = {(out_dir / n).resolve() for n in names if isinstance(n, str) and not Path(n).is_absolute()}
-    return {q for q in found if q.is_relative_to(inside)}  # a list edited to name files elsewhere claims none
-
-
-def _journal(out_dir: Path) -> list[str]:
-    """The output names :data:`JOURNAL_FILE` notes (none where it is missing or not a file of ours)."""
-    path = out_dir / JOURNAL_FILE
-    if path.is_symlink() or not path.is_file():
-        return []
-    names = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            names.append(json.loads(line))
-        except ValueError:  # a line cut short by the kill
-            continue
-    return [n for n in names if isinstance(n, str)]
-
-
-def _note_outputs(out_dir: Path, names: list[str]) -> None:
-    """Append ``names`` to :data:`JOURNAL_FILE` before their files are written (never through a link)."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(out_dir / JOURNAL_FILE, flags, 0o644)
-    except OSError as e:
-        raise CavgaError(f"{out_dir / JOURNAL_FILE}: cannot note predict's outputs ({e.strerror or e})") from None
-    with os.fdopen(fd, "a", encoding="utf-8") as f:
-        f.writelines(json.dumps(n) + "\n" for n in names)
-
-
-def _check_predictions_file(path: Path) -> None:
-    """Refuse to replace a ``predictions.json`` that an earlier ``predict`` did not write."""
-    if not path.exists():
-        return
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        ours = isinstance(saved, dict) and {"run", "predictions"} <= saved.keys()
-    except (OSError, ValueError):
-        ours = False
-    if not ours:
-        raise CavgaError(f"{path}: not written by `cavga predict`; it would be replaced (use another --out)")
-
-
-def _check_report_targets(out_dir: Path, n: int, previous: set[Path]) -> None:
-    """Refuse ``--report`` before any work if one of its files would replace a file of the user's, or
-    its folders are symbolic links (they would lead its writes and deletions out of ``--out``)."""
-    for folder in (out_dir / REPORT_DIR, out_dir / REPORT_DIR / "img"):
-        if folder.is_symlink():
-            raise CavgaError(f"{folder}: a symbolic link; --report writes only into real folders (use another --out)")
-    for name in report_files(n):
-        target = out_dir / name
-        if target.exists() and target.resolve() not in previous:
-            raise CavgaError(f"{target}: not written by `cavga predict`; --report would replace it (use another --out)")
-
-
-def _remove_stale_page(out_dir: Path, previous: set[Path]) -> None:
-    """Remove an earlier ``--report`` page (``previous``: the outputs predict recorded) before a run
-    without ``--report``: it would list the earlier images beside overlays that now hold new results.
-    Its thumbnails stay, still recorded as predict's; a later ``--report`` replaces them."""
-    page = out_dir / REPORT_PAGE
-    if page.resolve() in previous and page.is_file() and not page.is_symlink() and not page.parent.is_symlink():
-        page.unlink()
-
-
 def predict_to_folder(
     run_dir: str | Path,
     inputs: list[str | Path],
@@ -244,15 +161,15 @@ def predict_to_folder(
     out_dir = check_output_folder(out_dir)
     predictor = load_predictor(run_dir, device, infer)
     with RunLock(out_dir, "predict"):
-        _check_predictions_file(out_dir / PREDICTIONS_FILE)
+        check_predictions_file(out_dir / PREDICTIONS_FILE)
         remove_stale_temp_files(out_dir)  # left by a predict killed mid-write
         previous = earlier_outputs(out_dir)
         named = collect_named(inputs, exclude=previous)
-        _say_rows_dropped(out_dir / PREDICTIONS_FILE, {q.resolve() for q, _ in named})
+        say_rows_dropped(out_dir / PREDICTIONS_FILE, {q.resolve() for q, _ in named})
         if report:
-            _check_report_targets(out_dir, len(named), previous)
+            check_report_targets(out_dir, len(named), previous)
         else:
-            _remove_stale_page(out_dir, previous)
+            remove_stale_page(out_dir, previous)
         try:
             return _predict(predictor, run_dir, dict(named), out_dir, previous, on_result, on_error, maps, report)
         finally:
@@ -260,22 +177,6 @@ def predict_to_folder(
                 from .report import write_predict_report
 
                 write_predict_report(out_dir, previous)
-
-
-def _say_rows_dropped(path: Path, now: set[Path]) -> None:
-    """Warn where the ``predictions.json`` about to be replaced lists images this run does not predict
-    again (``now``: resolved paths): their rows go, their files stay."""
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8")).get("predictions", [])
-        gone = sum(Path(r["path"]).resolve() not in now for r in rows if isinstance(r, dict) and "path" in r)
-    except (OSError, ValueError, AttributeError, TypeError):
-        return  # no earlier list (or _check_predictions_file has refused it)
-    if gone:
-        warnings.warn(
-            f"{path}: replaced; it listed {gone} earlier prediction{'s' if gone != 1 else ''} of images not given "
-            "now, whose rows go while their overlay, mask and map files stay (use another --out to keep both lists)",
-            stacklevel=3,
-        )
 
 
 def load_predictor(model: str | Path, device: str = "auto", infer: list[str] | None = None):
@@ -356,14 +257,14 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
                 mask = answer_mask(predictor, amap, int(pred.label[j]))  # (H, W)
                 name = _unique_name(p, stems[p], used, out_dir, inputs, previous, maps)
                 map_file = f"{name}_map.{'npy' if maps == 'npy' else 'png'}"
-                _note_outputs(out_dir, [f"{name}_overlay.png", f"{name}_mask.png", map_file])
+                note_outputs(out_dir, [f"{name}_overlay.png", f"{name}_mask.png", map_file])
                 save_png(heatmap_overlay(image, amap, mask), out_dir / f"{name}_overlay.png")
                 save_png(mask_image(mask), out_dir / f"{name}_mask.png")
                 if maps == "npy":
                     atomic_write(out_dir / map_file, lambda tmp, a=amap: _save_npy(tmp, a))
                 else:
                     save_map16(amap, out_dir / map_file)
-                _remove_other_map(out_dir / f"{name}_map.{'png' if maps == 'npy' else 'npy'}", previous)
+                remove_other_map(out_dir / f"{name}_map.{'png' if maps == 'npy' else 'npy'}", previous)
                 row = {
                     "path": str(p),
                     "score": round(float(pred.score[j]), 6),
@@ -392,13 +293,6 @@ def _predict(predictor, run_dir, stems, out_dir, previous, on_result, on_error, 
             f"{out_dir / PREDICTIONS_FILE}); the other {len(rows)} were written"
         )
     return rows
-
-
-def _remove_other_map(path: Path, previous: set[Path]) -> None:
-    """Remove an earlier run's map of the same output in the other ``--maps`` format, which would sit
-    stale beside the new one; only a file predict recorded as its own (``previous``) goes."""
-    if path.is_file() and not path.is_symlink() and path.resolve() in previous:
-        path.unlink()
 
 
 def _save_npy(path: str, a: np.ndarray) -> None:

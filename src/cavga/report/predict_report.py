@@ -20,7 +20,7 @@ def write_predict_report(out_dir: str | Path, previous: set[Path] = frozenset())
     from PIL import Image
 
     from .. import data as D
-    from ..predict import REPORT_PAGE, report_thumbnail
+    from ..predict_outputs import REPORT_PAGE, report_thumbnail
     from ..visualize import save_png
 
     out_dir = Path(out_dir)
