@@ -56,9 +56,7 @@ def residual_both_ways(run: Path) -> dict:
     out = {"run": str(run), "model": cfg.model.label, "map_blur": sigmas[1]}
     for s in sigmas:
         peak = float(held[s].flatten(1).amax(dim=1).max())  # evaluate's residual_peak, of this map
-        maps = [
-            native_map((m / peak).clamp(0, 1), g.shape, cfg.data.resize) for m, g in zip(test[s], masks, strict=True)
-        ]
+        maps = [native_map(m, g.shape, cfg.data.resize) / peak for m, g in zip(test[s], masks, strict=True)]
         metrics = residual_baseline(predictor, raw.numpy(), labels, maps, masks, np.array(real))
         out[f"residual_sigma{s:g}"] = {k: round(float(metrics[k]), 4) for k in KEYS}
     stored = stored_metrics(run)  # the map's own numbers, as evaluate stored them

@@ -60,7 +60,7 @@ def residual_both_ways(run: Path) -> dict:
         pred = predictor.predict_batch(batch.image, batch.valid)
         for m in pred.residual_map:  # (S, S), blurred as the run's map (map version 3) or not (older runs)
             gt, has = native_mask(next(records))
-            maps.append(np.clip(native_map(m, gt.shape, cfg.data.resize) / peak, 0, 1))  # (H, W)
+            maps.append(native_map(m, gt.shape, cfg.data.resize) / peak)  # (H, W), unclipped as evaluate's
             masks.append(gt)
             real.append(has)
         raw.append(pred.residual_score.numpy())

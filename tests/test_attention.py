@@ -265,3 +265,41 @@ def test_image_map_upsamples_then_blurs_then_clamps():
     clamped_first = np.stack([scipy.ndimage.gaussian_filter(a, 2.0, mode="mirror") for a in up.clip(0, 1)])
     assert not np.allclose(image_map(amap, 32, 2.0).numpy(), clamped_first, atol=1e-3)  # the order matters here
     assert np.allclose(image_map(amap, 32, 0.0).numpy(), up.clip(0, 1))
+
+
+@pytest.mark.parametrize("variant, kind", [("Du", "mu_energy"), ("Du", "mu_sum"), ("Du", "per_channel"), ("Dw", None)])
+def test_training_grad_cam_below_z_is_each_images_own_through_batch_norm(variant, kind):
+    """At attention_layer 1 the encoder's top block holds batch norm, which in training normalises by
+    the batch's statistics. The map L_ae and L_cga train on must be each image's own: the per-image
+    map of the same network with those statistics fixed (eval mode, running statistics set to the
+    batch's), and no image's score may move with another image's features."""
+    torch.manual_seed(0)
+    model = CAVGA(ModelConfig(variant=variant, base_channels=8, latent_channels=8, attention_layer=1), 32)
+    model.train()
+    x = torch.rand(4, 3, 32, 32) + torch.linspace(-0.5, 0.5, 4).view(4, 1, 1, 1)  # (B, 3, S, S)
+
+    def cam_of(enc: Encoding) -> torch.Tensor:
+        if kind is not None:
+            return unsupervised_cam_raw(enc, kind)  # (B, 1, h, w)
+        return grad_cam_raw(enc.features, model.classify(enc.score_mu)[:, 0])  # A_cn's, as training takes it
+
+    f = model.encode_features(x).detach().requires_grad_(True)  # (B, K, h', w')
+    top = model.encoder.body[model._split() :]
+    bns = [m for m in top.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns, "the top block holds batch norm: the case under test"
+    inputs = []
+    hooks = [bn.register_forward_hook(lambda m, i, o: inputs.append(i[0].detach())) for bn in bns]
+    cam = cam_of(model.latent(f))  # (B, 1, h', w'), training mode
+    for h in hooks:
+        h.remove()
+    score = model.latent(f).score_mu.flatten(1).sum(dim=1)  # (B,)
+    (cross,) = torch.autograd.grad(score[0], f)
+    assert cross[1:].abs().max() == 0 and cross[0].abs().max() > 0  # image 0's score: image 0's features only
+
+    for bn, seen in zip(bns, inputs[: len(bns)], strict=True):  # the batch statistics the training pass used
+        bn.running_mean.copy_(seen.mean(dim=(0, 2, 3)))
+        bn.running_var.copy_(seen.var(dim=(0, 2, 3), unbiased=False))
+    model.eval()
+    for i in range(4):  # each image alone, batch norm as a fixed map: Grad-CAM's own definition
+        fi = f[i : i + 1].detach().requires_grad_(True)
+        assert torch.allclose(cam[i : i + 1], cam_of(model.latent(fi)), atol=1e-5, rtol=1e-4)

@@ -280,3 +280,19 @@ def test_the_residual_baseline_masks_at_a_given_threshold_raised_towards_each_ma
     assert at(0.3) == pytest.approx(2 / 3)  # >= 0.3: three pixels, two of them right
     assert at(0.3, 0.5) == pytest.approx(2 / 2)  # >= 0.3 + 0.5 (0.9 - 0.3) = 0.6: the defect again
     assert at(0.3, 0.8) == pytest.approx(1 / 2)  # >= 0.78: the peak pixel alone
+
+
+def test_the_residual_baselines_ranking_reads_its_maps_unclipped_and_its_masks_clipped():
+    """Residual pixels above the held-out peak (above 1 in its units) keep their order for the
+    threshold-free metrics, as the attention's direct map does; the masks, whose threshold was decided
+    on the maps clipped at 1, are those of the clipped maps (a peak fraction would otherwise move)."""
+    from types import SimpleNamespace
+
+    from cavga.evaluate import residual_baseline
+
+    maps = [np.array([[3.0, 1.5], [0.1, 0.1]], np.float32), np.full((2, 2), 0.2, np.float32)]  # anomalous, normal
+    masks = [np.array([[1, 0], [0, 0]], bool), np.zeros((2, 2), bool)]
+    predictor, real = SimpleNamespace(normalizer=None, cfg=None), np.array([True, True])
+    m = residual_baseline(predictor, np.array([0.9, 0.1]), np.array([1, 0]), maps, masks, real, 0.5, 0.5)
+    assert m["pixel_auroc"] == 1.0  # clipped at 1, the defect's 3.0 would tie with the 1.5 beside it
+    assert m["iou"] == 0.5  # clipped: peak 1, level 0.5 + 0.5 * 0.5 = 0.75, both top pixels; unclipped: one

@@ -35,8 +35,12 @@ A_ca), the values above the normal peak are the anomalies, so inference reads th
 
 Where? ``features`` is the encoder's last feature map, the map z's mean and variance are computed
 from ("the feature representation of the latent variable", Sec. 3.1); it has z's spatial grid.
-Each image's score depends only on its own features (no batch norm sits between features and
-mu or the logits), so summing scores over the batch gives every image its own gradient.
+Each image's score depends only on its own features, so summing scores over the batch gives every
+image its own gradient. At layer 0 no batch norm sits between the features and mu or the logits;
+below z (``attention_layer`` >= 1) the encoder's top blocks hold batch norm, which in training
+normalises by the batch's statistics, and the score is then read from ``Encoding.score_mu``: the
+same values, with those statistics held as constants (:meth:`cavga.networks.CAVGA.latent`; before
+session 73 the maps L_ae and L_cga trained on there mixed the batch's images).
 """
 
 from __future__ import annotations
@@ -171,12 +175,12 @@ def per_channel_cam_raw(features: Tensor, mu: Tensor, create_graph: bool = True)
 def unsupervised_cam_raw(enc, kind: str, create_graph: bool = True) -> Tensor:
     """CAVGA-u's raw Grad-CAM, (B, 1, h, w), for an ``Encoding`` and a score of ATTENTION_SCORES."""
     if kind == "per_channel":
-        return per_channel_cam_raw(enc.features, enc.mu, create_graph)
+        return per_channel_cam_raw(enc.features, enc.score_mu, create_graph)
     score = {
-        "mu_sum": lambda: latent_score(enc.mu),
-        "z_sum": lambda: latent_score(enc.z),
-        "mu_energy": lambda: latent_energy(enc.mu),
-    }[kind]()  # (B,)
+        "mu_sum": lambda: latent_score(enc.score_mu),
+        "z_sum": lambda: latent_score(enc.score_z),
+        "mu_energy": lambda: latent_energy(enc.score_mu),
+    }[kind]()  # (B,): each image's from its own features (cavga.networks.CAVGA.latent)
     return grad_cam_raw(enc.features, score, create_graph)
 
 

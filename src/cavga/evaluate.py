@@ -124,7 +124,7 @@ def evaluate_run(
     recon = torch.cat(cols["raw"])
     if peak:
         for r in residual_maps:
-            np.clip(r / peak, 0.0, 1.0, out=r)  # (H, W), in place: bottle's 900x900 maps add up
+            r /= peak  # (H, W), in place (bottle's 900x900 maps add up); unclipped: residual_baseline
     baseline = residual_baseline(
         predictor, recon.numpy(), labels, residual_maps, masks, has_mask, *predictor.residual_level
     )
@@ -252,9 +252,13 @@ def residual_baseline(
     threshold: float = 0.5,
     fraction: float = 0.0,
 ) -> dict[str, Any]:
-    """The residual baseline's metrics: the scaled maps |x - x_hat| masked at ``threshold`` raised
-    ``fraction`` towards each map's peak (:func:`peak_mask`; evaluate's rule: 0.5 of the held-out peak,
-    0), their raw means ``recon`` (N,) as image scores and the run's own normaliser for the verdict."""
+    """The residual baseline's metrics: the maps |x - x_hat| in units of the held-out peak, masked at
+    ``threshold`` raised ``fraction`` towards each map's peak (:func:`peak_mask`; evaluate's rule: 0.5
+    of the held-out peak, 0), their raw means ``recon`` (N,) as image scores and the run's own
+    normaliser for the verdict. The masks read the maps clipped at 1, as the mask threshold was
+    decided on them (:func:`cavga.mask_threshold.decide_residual_mask`); the threshold-free metrics
+    read them unclipped, as the attention's direct map is (a clip would tie every pixel above the
+    held-out peak; before session 73 they read the clipped maps)."""
     if predictor.normalizer:
         verdict = (predictor.normalizer(torch.as_tensor(recon)) >= predictor.cfg.infer.score_threshold).long().numpy()
     else:
@@ -265,7 +269,7 @@ def residual_baseline(
         pred_labels=verdict,
         anomaly_maps=residual_maps,
         masks=masks,
-        pred_masks=[peak_mask(r, threshold, fraction) for r in residual_maps],
+        pred_masks=[peak_mask(np.minimum(r, 1.0), threshold, fraction) for r in residual_maps],
         has_mask=has_mask,
     )
 

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -170,6 +173,32 @@ class Discriminator(nn.Module):
         return self.head(self.body(x)).flatten(1).squeeze(1)  # (B,)
 
 
+def trains_batch_norm(module: nn.Module) -> bool:
+    """Whether ``module`` holds a batch norm in training mode (normalising by each batch's statistics)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in module.modules())
+
+
+@contextmanager
+def per_image_batch_norm(module: nn.Module) -> Iterator[None]:
+    """Inside, each training-mode batch norm of ``module`` normalises by its batch's statistics as
+    before, but held as constants: no image's output then depends on another image's input, and the
+    running statistics are left alone (the pass outside updated them)."""
+    patched = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+
+    def constant_stats(bn: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
+        dims = [0, *range(2, x.dim())]
+        mean, var = x.mean(dims).detach(), x.var(dims, unbiased=False).detach()  # (K,): as batch norm's own
+        return F.batch_norm(x, mean, var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+    for bn in patched:
+        bn.forward = partial(constant_stats, bn)  # an instance attribute: nn.Module.__call__ takes it
+    try:
+        yield
+    finally:
+        for bn in patched:
+            del bn.forward
+
+
 @dataclass
 class Encoding:
     """What the encoder gives for a batch."""
@@ -178,6 +207,19 @@ class Encoding:
     mu: Tensor  # (B, C, h, w) convolutional latent mean, or (B, d) when flattened
     logvar: Tensor  # same shape as mu
     z: Tensor  # same shape as mu; a reparameterised sample in training mode, mu in eval mode
+    # mu and z as Grad-CAM's score reads them in training below z (CAVGA.latent); None: mu and z themselves
+    cam_mu: Tensor | None = None
+    cam_z: Tensor | None = None
+
+    @property
+    def score_mu(self) -> Tensor:
+        """z's mean for Grad-CAM's score: each image's from its own features alone."""
+        return self.mu if self.cam_mu is None else self.cam_mu
+
+    @property
+    def score_z(self) -> Tensor:
+        """The sampled z for Grad-CAM's score (``z_sum``), as :attr:`score_mu`."""
+        return self.z if self.cam_z is None else self.cam_z
 
 
 class CAVGA(nn.Module):
@@ -299,12 +341,30 @@ class CAVGA(nn.Module):
         return features.requires_grad_(torch.is_grad_enabled())
 
     def latent(self, features: Tensor) -> Encoding:
-        """The rest of the encoder after ``features``, then the latent heads and the sample z."""
-        top = self.encoder.body[self._split() :](features)  # (B, K, h, w) the encoder's last map
-        mu, logvar = self.to_mu(top), self.to_logvar(top)  # (B, C, h, w) or (B, d)
-        logvar = logvar.clamp(-30.0, 20.0)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        return Encoding(features, mu, logvar, z)
+        """The rest of the encoder after ``features``, then the latent heads and the sample z.
+
+        Grad-CAM sums the batch's scores and takes one gradient, which gives each image its own
+        only if no image's score depends on another's features. Below z (``attention_layer`` >= 1)
+        the encoder's top blocks hold batch norm, which in training normalises by the batch's
+        statistics and so couples the images. There the same features run the top blocks a second
+        time with those statistics held as constants (:func:`per_image_batch_norm`): the same
+        values, each image's score from its own features alone (``Encoding.cam_mu``). In eval mode,
+        at layer 0, or on a frozen encoder (batch norm in eval mode) nothing couples them."""
+        top_blocks = self.encoder.body[self._split() :]
+        mu, logvar = self._heads(top_blocks(features))  # (B, C, h, w) or (B, d)
+        if not self.training:
+            return Encoding(features, mu, logvar, mu)
+        noise = torch.randn_like(mu)
+        z = mu + noise * torch.exp(0.5 * logvar)
+        if not trains_batch_norm(top_blocks):
+            return Encoding(features, mu, logvar, z)
+        with per_image_batch_norm(top_blocks):
+            cam_mu, cam_logvar = self._heads(top_blocks(features))
+        return Encoding(features, mu, logvar, z, cam_mu, cam_mu + noise * torch.exp(0.5 * cam_logvar))
+
+    def _heads(self, top: Tensor) -> tuple[Tensor, Tensor]:
+        """z's mean and (clamped) log-variance from the encoder's last map ``top`` (B, K, h, w)."""
+        return self.to_mu(top), self.to_logvar(top).clamp(-30.0, 20.0)
 
     def encode(self, x: Tensor) -> Encoding:
         return self.latent(self.encode_features(x))

@@ -118,7 +118,7 @@ def generator_loss(
         # The class maps, and the prediction p that Eq. 5's indicator reads, come from z's mean, as
         # inference reads them: through the sampled z, d logit / dF would also run through the noise
         # times the log-variance head's gradient, a random map that inference never sees.
-        mean_logits = model.classify(enc.mu)  # (B, 2)
+        mean_logits = model.classify(enc.score_mu)  # (B, 2): each image's from its own features
         cam_normal = grad_cam_raw(enc.features, mean_logits[:, 0])  # (B, 1, h, w)
         model.track_attention_peak(_global_peak(cam_normal, normal))
         if w.w_cga > 0:

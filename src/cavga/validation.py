@@ -336,7 +336,7 @@ def validate_run(
     pred_masks, res = content_only(cols["pmask"], boxes), content_only(cols["res"], boxes)
     recon = cols["res_score"]  # (M,) the residual's raw image score: its unblurred mean over the content
     peak = predictor.normalizer.residual_peak if predictor.normalizer else max(float(r.max()) for r in res)
-    res = [np.clip(r / max(peak, 1e-12), 0.0, 1.0) for r in res]  # scaled as evaluate scales it
+    res = [r / max(peak, 1e-12) for r in res]  # scaled as evaluate scales it (unclipped: residual_baseline)
     raw = cols["raw"]
     metrics = compute_metrics(raw, labels, cols["pred"], maps, masks, pred_masks)
     baseline = residual_baseline(predictor, recon, labels, res, masks, None, *predictor.residual_level)
