@@ -1,7 +1,8 @@
 """Differentiable Grad-CAM [49] on the encoder's feature map, the attention A of CAVGA.
 
 ``grad_cam(features, score)``:  alpha_k = mean_ij d score / d features_kij,
-A = ReLU(sum_k alpha_k * features_k), divided by its per-image maximum so that A is in [0, 1].
+A = ReLU(sum_k alpha_k * features_k), brought into [0, 1] by a running scale (``model.attention_norm``,
+"Normalisation" below; per image maximum as an option).
 The gradient is taken with ``create_graph=True``, so a loss on A (L_ae, Eq. 3; L_cga, Eq. 5)
 back-propagates into the encoder, the latent heads and (for CAVGA-w) the classifier.
 
