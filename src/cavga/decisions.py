@@ -15,8 +15,9 @@ import torch
 from . import data as D
 from .config import RunConfig
 from .config.resolve import map_blur, score_fade
+from .held_out import eval_loader, fit_normalizer
 from .image_scores import Normalizer
-from .inference import Predictor, eval_loader, fit_normalizer
+from .inference import Predictor
 from .map_choice import AUTO_SETTINGS, resolve_auto_settings, resolved_enlarged, resolved_shifted
 from .mask_threshold import decide_held_out_mask_quantile
 from .networks import CAVGA

@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 from . import data as D
 from .data import Record, image_size_of, load_mask
 from .errors import CavgaError
+from .held_out import eval_loader
 from .image_scores import final_mask, native_map, peak_mask
-from .inference import Predictor, eval_loader
+from .inference import Predictor
 from .io_utils import atomic_write_json, remove_stale_temp_files
 from .map_choice import map_settings
 from .metrics import compute_metrics, iou

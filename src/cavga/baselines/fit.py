@@ -2,7 +2,7 @@
 
 Both use train.py's run machinery: the same split and protocol (:func:`cavga.train.open_run`),
 config.yaml / split.json / history.jsonl, atomic checkpoints with fingerprints, resume, and the
-score normaliser and mask quantiles fitted on held-out normals (:func:`cavga.inference.fit_normalizer`).
+score normaliser and mask quantiles fitted on held-out normals (:func:`cavga.held_out.fit_normalizer`).
 
 The AE loop is plain Adam (train.lr, betas train.beta1/beta2, weight decay baseline.ae_weight_decay)
 on batches of train.batch_size for train.epochs, each batch under train.augment's random views (as
@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 from .. import data as D
 from ..config import RunConfig, to_dict
 from ..fingerprint import fingerprint
+from ..held_out import eval_loader, fit_normalizer
 from ..image_scores import Normalizer
-from ..inference import eval_loader, fit_normalizer
 from ..losslog import check_finite, check_finite_parameters
 from ..mask_threshold import decide_held_out_mask_quantile
 from ..runfolder import RunData, open_run, start_run_folder, write_history

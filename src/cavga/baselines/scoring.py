@@ -1,7 +1,7 @@
 """Anomaly maps and image scores of the baselines, and the Predictor that serves them.
 
 ``evidence(model, cfg, x)`` is the one place a baseline turns images into (map, raw score,
-reconstruction); the threshold fitting (:func:`cavga.inference.fit_normalizer`), evaluation and
+reconstruction); the threshold fitting (:func:`cavga.held_out.fit_normalizer`), evaluation and
 predict all go through it, via :class:`BaselinePredictor`, exactly as they go through CAVGA.
 
 Image scores: the AEs take the mean of their map (the per-image MSE for AE-L2, the mean SSIM
