@@ -87,7 +87,8 @@ def decide_on_painted(
       pass the whole-image scores only (:data:`cavga.decisions.CLASS_ANOMALY_SCORES`). With
       ``score_fade`` < 1 (``infer.score_fade``) they are ranked on a second painted set, the same
       defects faded to U(score_fade, 1), the map read as decided; the full-strength numbers are kept
-      beside them (``full_strength_image_auroc``: the epoch check's guard reads those).
+      beside them (``full_strength_image_auroc``, for the record; the epoch check's guard computes its
+      own at full strength).
     * ``infer.shifted_map``: the chosen map is averaged over half-cell shifts of the image where that
       has the higher pixel AUROC on the painted set (decided before the image score, whose "map" is
       the peak of the map so chosen).
