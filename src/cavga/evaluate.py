@@ -29,7 +29,7 @@ from .errors import CavgaError
 from .held_out import eval_loader
 from .image_scores import final_mask, native_map, peak_mask
 from .inference import Predictor
-from .io_utils import atomic_write_json, remove_stale_temp_files
+from .io_utils import atomic_write_json, refuse_linked_folders, remove_stale_temp_files
 from .map_choice import map_settings
 from .metrics import compute_metrics, iou
 from .report.scores import (
@@ -39,7 +39,6 @@ from .report.scores import (
     mark_maps,
     new_evaluation,
     raw_threshold,
-    refuse_linked_folders,
     save_map16,
     write_scores,
 )

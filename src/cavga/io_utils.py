@@ -215,3 +215,11 @@ def refuse_foreign(files: dict[Path, Callable[[Path], bool]], command: str, flag
     for path, ours in files.items():
         if (path.exists() or path.is_symlink()) and not (path.is_file() and ours(path)):
             raise CavgaError(f"{path}: not written by `cavga {command}`; it would be replaced (use another {flag})")
+
+
+def refuse_linked_folders(folders: list[Path], command: str) -> None:
+    """Refuse, before any write, output folders that are symbolic links: writing through one would
+    replace files elsewhere."""
+    for folder in folders:
+        if folder.is_symlink():
+            raise CavgaError(f"{folder}: a symbolic link; `cavga {command}` writes only into real folders (remove it)")

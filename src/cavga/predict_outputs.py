@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from .errors import CavgaError
+from .io_utils import json_with_keys, refuse_foreign
 
 PREDICTIONS_FILE = "predictions.json"
 REPORT_DIR = "report"  # predict --report: the gallery page and its thumbnails
@@ -76,16 +77,10 @@ def note_outputs(out_dir: Path, names: list[str]) -> None:
 
 
 def check_predictions_file(path: Path) -> None:
-    """Refuse to replace a ``predictions.json`` that an earlier ``predict`` did not write."""
-    if not path.exists():
-        return
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        ours = isinstance(saved, dict) and {"run", "predictions"} <= saved.keys()
-    except (OSError, ValueError):
-        ours = False
-    if not ours:
-        raise CavgaError(f"{path}: not written by `cavga predict`; it would be replaced (use another --out)")
+    """Refuse to replace a ``predictions.json`` that an earlier ``predict`` did not write (a dangling
+    link there is replaced, as it always was)."""
+    if path.exists():
+        refuse_foreign({path: lambda p: json_with_keys(p, {"run", "predictions"})}, "predict")
 
 
 def check_report_targets(out_dir: Path, n: int, previous: set[Path]) -> None:

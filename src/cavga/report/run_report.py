@@ -15,14 +15,14 @@ import numpy as np
 
 from .. import __version__
 from ..errors import CavgaError
-from ..io_utils import atomic_write_text, read_json
+from ..io_utils import atomic_write_text, read_json, refuse_linked_folders
 from ..metrics import UndefinedMetricError, image_auroc
 from ..runfolder import stored_check
 from ..runlock import locked
 from . import plots
 from .gallery import mask_rule, write_panels
 from .render import page_link, render_page
-from .scores import FieldCheck, load_map16, load_scores, refuse_linked_folders
+from .scores import FieldCheck, load_map16, load_scores
 
 REPORT_DIR = "report"
 BUILDING, REPLACED = ".report.new", ".report.old"  # beside REPORT_DIR while a new report is swapped in

@@ -122,14 +122,6 @@ def check_same_evaluation(run_dir: str | Path, scores: dict[str, Any]) -> None:
         )
 
 
-def refuse_linked_folders(folders: list[Path], command: str) -> None:
-    """Refuse, before any write, output folders that are symbolic links: writing through one would
-    replace files elsewhere."""
-    for folder in folders:
-        if folder.is_symlink():
-            raise CavgaError(f"{folder}: a symbolic link; `cavga {command}` writes only into real folders (remove it)")
-
-
 def load_scores(run_dir: str | Path) -> dict[str, Any]:
     """``RUN_DIR/scores.json``, checked (:func:`check_scores`) and against ``maps/``
     (:func:`check_same_evaluation`); a missing or broken file is a one-line CavgaError."""
