@@ -1,5 +1,5 @@
 """Adam's update of a variant's generator and discriminator parameters: the per-parameter loop
-(torch's CPU default) against ``fused=True`` (cavga's, ``train._optimizers``).
+(torch's CPU default) against ``fused=True`` (cavga's, ``step.make_optimizers``).
 
 The two are timed alternately in one process on the same parameters and gradients (random: an
 update costs the same whatever the values), the median of ``--repeats`` steps each; the first

@@ -17,7 +17,7 @@ from skimage import data
 
 from cavga.config import ModelConfig, RunConfig
 from cavga.networks import build_networks
-from cavga.train import _optimizers, train_step
+from cavga.step import make_optimizers, train_step
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
         model, disc = build_networks(cfg.model, 128)
         if head == "default":
             model.to_logvar.reset_parameters()  # PyTorch's default initialisation
-        opt_g, opt_d = _optimizers(model, disc, cfg)
+        opt_g, opt_d = make_optimizers(model, disc, cfg)
         model.train()
         disc.train()
         t, out = time.time(), []

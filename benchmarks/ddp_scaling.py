@@ -31,7 +31,7 @@ from cavga.config import VARIANTS
 from cavga.networks import build_networks
 from cavga.speed import ab
 from cavga.speed.bench import _config
-from cavga.train import _optimizers, train_step
+from cavga.step import make_optimizers, train_step
 
 WORLD = 2  # ranks
 DEFAULT_OUT = Path(__file__).parent / "results" / "ddp_scaling.json"
@@ -47,7 +47,7 @@ def _setup(args, batch: int):
 
 
 def _time_steps(model, disc, cfg, x, labels, steps: int) -> float:
-    opt_g, opt_d = _optimizers(dist.unwrap(model), dist.unwrap(disc), cfg)
+    opt_g, opt_d = make_optimizers(dist.unwrap(model), dist.unwrap(disc), cfg)
     train_step(model, disc, opt_g, opt_d, x, labels, cfg)  # warm-up
     dist.barrier()
     t0 = time.perf_counter()

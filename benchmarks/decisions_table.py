@@ -1,7 +1,7 @@
 """What training decided on painted held-out normals, for several runs side by side.
 
 Training ends by deciding the ``auto`` inference settings on the run's held-out normals with
-painted defects (cavga.validation.decide_on_painted) and keeps each choice, with the validation
+painted defects (cavga.painted_decisions.decide_on_painted) and keeps each choice, with the validation
 numbers it was chosen by, in the checkpoint. This prints them, one row per run: the image score
 chosen and the validation image AUROC of every candidate, and the map direction with its
 validation pixel AUROC (CAVGA-u), so that two settings can be compared on validation before their

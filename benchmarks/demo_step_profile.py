@@ -17,7 +17,7 @@ from torch.profiler import ProfilerActivity, profile
 from cavga.config import DEMO_SETTINGS, RunConfig, apply_overrides
 from cavga.networks import build_networks
 from cavga.speed.flops import step_flops_by_part
-from cavga.train import _optimizers, train_step
+from cavga.step import make_optimizers, train_step
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     cfg = RunConfig()
     apply_overrides(cfg, DEMO_SETTINGS)
     model, disc = build_networks(cfg.model, cfg.data.image_size)
-    opt_g, opt_d = _optimizers(model, disc, cfg)
+    opt_g, opt_d = make_optimizers(model, disc, cfg)
     for _ in range(2):  # warm-up
         train_step(model, disc, opt_g, opt_d, x, labels, cfg)
     t0 = time.perf_counter()

@@ -6,7 +6,7 @@ CAVGA-u runs, what the choice would be with the two-sided map among the candidat
 faded to U(FADE, 1) as the mask threshold is (``with_two_sided``, ``direction_fade`` FADE), and how the
 two choices compare on painted sets no decision saw: the same held-out normals painted with another
 paint seed (``--check-seed``), faded and at full strength. Every number comes from the package's own
-decision function (:func:`cavga.validation.decide_on_painted`: the two-sided maps read against the
+decision function (:func:`cavga.painted_decisions.decide_on_painted`: the two-sided maps read against the
 other held-out images' level, leave-one-out), the map read as the run reads it (its shifts,
 enlargement and blur). No test image is read.
 
@@ -23,9 +23,9 @@ from cavga.config import DIRECTION_CANDIDATES
 from cavga.config.resolve import map_blur
 from cavga.inference import Predictor
 from cavga.map_choice import resolved_enlarged, resolved_shifted
+from cavga.painted_decisions import decide_on_painted
 from cavga.painting import held_out_images, held_out_normals
 from cavga.runtime import CHECKPOINT, load_checkpoint
-from cavga.validation import decide_on_painted
 
 THREE = DIRECTION_CANDIDATES["with_two_sided"]
 

@@ -17,10 +17,10 @@ import torch
 
 from cavga.config import from_dict
 from cavga.networks import build_networks
+from cavga.painted_decisions import epoch_check
 from cavga.painting import held_out_images
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint
-from cavga.validation import epoch_check
 
 
 def main(argv: list[str] | None = None) -> int:

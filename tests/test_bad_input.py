@@ -21,6 +21,7 @@ from PIL import Image
 
 from _errors import one_line_error
 from cavga import runfolder
+from cavga import step as step_module
 from cavga import train as train_module
 from cavga.cli import main
 from cavga.config import DataConfig, RunConfig
@@ -464,7 +465,7 @@ def test_also_a_nan_loss_that_reaches_the_weights_between_reads_is_named(tiny_da
     weights NaN, and the next step's BCE fails on the NaN reconstruction: the run still stops with the
     one-line divergence message naming the NaN step, and says which checkpoint it kept (here none:
     train.checkpoint_every 2 had not saved epoch 1)."""
-    real_loss = train_module.reconstruction_loss
+    real_loss = step_module.reconstruction_loss
     calls = {"n": 0}
 
     def nan_from_epoch_two(*args, **kwargs):
@@ -472,7 +473,7 @@ def test_also_a_nan_loss_that_reaches_the_weights_between_reads_is_named(tiny_da
         loss = real_loss(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 3 else loss  # epoch 2, step 1: a real NaN, backpropagated
 
-    monkeypatch.setattr(train_module, "reconstruction_loss", nan_from_epoch_two)
+    monkeypatch.setattr(step_module, "reconstruction_loss", nan_from_epoch_two)
     run = tmp_path / "run"
     argv = _train_args(tiny_data, run, "Du", 3, "--set", "train.checkpoint_every=2", "--no-check")
     assert main(argv) == 2

@@ -273,3 +273,47 @@ def test_an_interrupted_benchmark_says_to_run_the_same_command_again(tmp_path, m
     assert main(["benchmark", "--grid", str(grid), "--out", str(tmp_path / "out")]) == 130
     err = capsys.readouterr().err
     assert err.startswith("cavga: interrupted; the same command again continues") and "--resume" not in err
+
+
+_FILE_SIZE_LIMITED = """
+import resource, signal, sys
+import torch
+from cavga.errors import CavgaError
+from cavga.export import export_run
+from cavga.runtime import load_checkpoint, save_checkpoint
+
+checkpoint, run, exported = sys.argv[1:]
+save_checkpoint({"w": torch.zeros(8)}, checkpoint)  # the good one, before the limit
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit a write fails (EFBIG) instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # no file may grow past 20 kB: a full disk
+for name, write in (("checkpoint", lambda: save_checkpoint({"w": torch.zeros(100_000)}, checkpoint)),
+                    ("export", lambda: export_run(run, exported, "torchscript"))):
+    try:
+        write()
+        print(name, "written")
+    except CavgaError as e:
+        print(name, "error:", e)
+print("kept", load_checkpoint(checkpoint, required=("w",))["w"].numel())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="RLIMIT_FSIZE as Linux applies it")
+def test_a_real_failed_write_of_a_checkpoint_or_an_export_is_one_line_and_keeps_the_old_file(
+    tmp_path_factory, tmp_path
+):
+    """A full disk seen by torch's own writers (not a faked OSError): torch.save reports it as a
+    RuntimeError and torch.jit.save aborts the process. Both must end as atomic_write's one line,
+    with the previous checkpoint intact. A file-size limit (RLIMIT_FSIZE) makes the write fail for real."""
+    import subprocess
+    import sys
+
+    run = shared_run(tmp_path_factory)
+    checkpoint, exported = tmp_path / "checkpoint.pt", tmp_path / "model.pt"
+    script = [sys.executable, "-c", _FILE_SIZE_LIMITED, str(checkpoint), str(run), str(exported)]
+    done = subprocess.run(script, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"checkpoint error: {checkpoint}: cannot write this file (File too large); it is left as it was"
+    assert lines[1] == f"export error: {exported}: cannot write this file (File too large); it is left as it was"
+    assert lines[2] == "kept 8"  # the good checkpoint, not replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temporary file left

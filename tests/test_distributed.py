@@ -31,7 +31,7 @@ def _tiny_cfg(root) -> RunConfig:
 def _one_step(model, disc, x, cfg):
     """One train_step with plain SGD, in eval mode (z = mu, batch norm on its running statistics), so
     that each image's loss is independent of the others and half-batch gradients average exactly."""
-    from cavga.train import train_step
+    from cavga.step import train_step
 
     model.eval()
     disc.eval()
@@ -65,13 +65,13 @@ def _worker(rank: int, ports: tuple[int, ...], root: str, out: str) -> None:
     }
     # 1b. CAVGA-w where rank 1's shard holds anomalous images only: it still joins both all-reduces
     # (with zero gradients from its side), so nothing hangs and the ranks stay identical.
-    from cavga.train import _optimizers, train_step
+    from cavga.step import make_optimizers, train_step
 
     cfg_w = _tiny_cfg(root)
     cfg_w.model = ModelConfig(variant="Dw", base_channels=8, latent_channels=8)
     torch.manual_seed(0)
     model_w, disc_w = build_networks(cfg_w.model, 32, allow_random_init=True)
-    opt_g, opt_d = _optimizers(model_w, disc_w, cfg_w)
+    opt_g, opt_d = make_optimizers(model_w, disc_w, cfg_w)
     labels = torch.full((2,), rank, dtype=torch.long)  # rank 0: normal, rank 1: anomalous
     train_step(dist.wrap(model_w, ctx), dist.wrap(disc_w, ctx), opt_g, opt_d, half, labels, cfg_w)
     step["w"] = {k: v.detach().clone() for k, v in [*model_w.named_parameters(), *disc_w.named_parameters()]}
@@ -327,3 +327,74 @@ def test_warnings_are_said_by_rank_0_alone(rank, monkeypatch, tmp_path, capsys):
     assert cli.main([*argv, "--no-check"]) == 0
     warned = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("cavga: warning:")]
     assert warned == ([f"cavga: warning: {said}"] if rank == "0" else [])
+
+
+_GLOO_PEER_GONE = "[../third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:4242"
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_rank_whose_peer_stopped_says_one_line_and_other_errors_keep_their_traceback(rank, monkeypatch, capsys):
+    """Rank 0 stopped on an error of its own: the other ranks fail in a collective with the backend's
+    RuntimeError, said as one line naming the rank; rank 0's own failures and other RuntimeErrors
+    (bugs) keep their tracebacks."""
+    import cavga.cli as cli
+
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for message in (_GLOO_PEER_GONE, "mat1 and mat2 shapes cannot be multiplied"):
+
+        def fail(args, message=message):
+            raise RuntimeError(message)
+
+        monkeypatch.setattr(cli, "dispatch", fail)
+        if rank == "1" and message == _GLOO_PEER_GONE:
+            assert cli.main(["report", "RUN"]) == 2
+            assert capsys.readouterr().err == (
+                "cavga: error (rank 1): another rank stopped (rank 0's own error, if it had one, is above); "
+                "this rank stops too\n"
+            )
+        else:
+            with pytest.raises(RuntimeError, match=message[:20].replace("[", r"\[")):
+                cli.main(["report", "RUN"])
+
+
+def _cli_worker(rank: int, port: int, argv: list[str], out: str) -> None:
+    """One rank of torchrun, faked: ``cavga`` with ``argv``; its exit status and stderr to ``out``."""
+    import contextlib
+    import io
+
+    faulthandler.dump_traceback_later(300, exit=True)
+    torch.set_num_threads(1)
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD)
+    )
+    from cavga.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except BaseException as e:  # noqa: BLE001 - what the test is about: reported, not raised
+            code = f"raised {type(e).__name__}: {e}"
+    with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
+        f.write(f"{code}\n{err.getvalue()}")
+    faulthandler.cancel_dump_traceback_later()
+
+
+def test_when_rank_0_alone_stops_every_rank_says_one_line(tmp_path):
+    """A run folder another process holds: rank 0 alone locks it and stops with its one line; rank 1,
+    waiting in the first collective, stops with one line too (not Gloo's traceback)."""
+    from cavga.runlock import RunLock
+
+    root = tmp_path / "data"
+    generate_demo_dataset(root, seed=0, n_train=12, n_test_good=2, n_test_defect=2, crop=32)
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(root), "--layout", "mvtec", "--category", "brick", "--model", "Du"]
+    argv += ["--out", str(run), "--image-size", "32", "--batch-size", "4", "--epochs", "1", "--device", "cpu"]
+    argv += ["--no-progress", "--encoder-init", "dcgan", "--restarts", "1", "--set", "model.base_channels=8"]
+    with RunLock(run, "train"):  # held by this process, alive: the ranks' train must be refused
+        mp.spawn(_cli_worker, args=(_free_ports(1)[0], argv, str(tmp_path)), nprocs=WORLD, join=True)
+    said = {r: (tmp_path / f"rank{r}.txt").read_text().splitlines() for r in range(WORLD)}
+    assert said[0][0] == "2" and len(said[0]) == 2 and said[0][1].startswith(f"cavga: error: {run}: in use by pid")
+    peer = "another rank stopped (rank 0's own error, if it had one, is above); this rank stops too"
+    assert said[1] == ["2", f"cavga: error (rank 1): {peer}"]

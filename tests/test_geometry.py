@@ -18,7 +18,7 @@ from cavga.losses import attention_expansion_loss, complementary_guided_attentio
 from cavga.networks import build_networks
 from cavga.painting import paint_validation_set
 from cavga.runfolder import RunData
-from cavga.train import train_step
+from cavga.step import train_step
 
 
 def test_content_box_keeps_the_aspect_ratio_and_centres_it():
@@ -285,7 +285,7 @@ def test_a_padded_run_fitted_before_the_content_blur_refits_its_map_statistics(p
 def test_the_painted_decisions_read_maps_blurred_within_the_content(padded_run, monkeypatch, direction):
     """The maps `auto` settings are decided on are the maps the run answers with: a map flat on each
     image's content stays flat there after the blur, whatever the padding holds."""
-    import cavga.validation as validation
+    import cavga.painted_decisions as painted_decisions
     from cavga.painting import held_out_images, held_out_normals
 
     def flat(model, x, way, *read):  # 0.3 on every image's content, 1 on its padding
@@ -293,11 +293,11 @@ def test_the_painted_decisions_read_maps_blurred_within_the_content(padded_run, 
         valid = (ink.sum(dim=3, keepdim=True) > 0) & (ink.sum(dim=2, keepdim=True) > 0)  # (B, 1, S, S)
         return torch.where(valid, 0.3, 1.0), x, None
 
-    monkeypatch.setattr(validation, "anomaly_evidence", flat)
+    monkeypatch.setattr(painted_decisions, "anomaly_evidence", flat)
     predictor = Predictor.from_run(padded_run, "cpu")
     images, boxes = held_out_images(held_out_normals(padded_run), 32, "pad")  # (N, 3, 32, 32)
     assert any(b != (0, 0, 32, 32) for b in boxes)
     args = (predictor.model, images, 4, torch.device("cpu"), direction, "paper", "fixed", boxes)
-    _, maps, _ = validation._painted_decisions(*args, shifted=False, blur=4.0)
+    _, maps, _ = painted_decisions._painted_decisions(*args, shifted=False, blur=4.0)
     for m in maps:  # each cropped to its content
         assert np.allclose(m, 0.3, atol=1e-6)

@@ -5,7 +5,7 @@ import torch
 
 from _painted_runs import small_data, tiny_config
 from _scripts import benchmark_script
-from cavga import validation
+from cavga import painted_decisions
 from cavga.config import RunConfig, resolve
 from cavga.errors import CavgaError
 from cavga.inference import Predictor
@@ -66,11 +66,11 @@ def test_the_faded_numbers_choose_where_they_and_the_full_strength_ones_disagree
     model = Predictor.from_run(run, "cpu").model
     images, boxes = held_out_images(held_out_normals(run), 32)  # (N, 3, S, S)
     args = (model, images, 4, torch.device("cpu"))
-    full = validation.decide_on_painted(*args, boxes=boxes)["image_score"]["validation_image_auroc"]
+    full = painted_decisions.decide_on_painted(*args, boxes=boxes)["image_score"]["validation_image_auroc"]
     other = next(k for k in ("paper", "map", "bce") if full[k] < max(full.values()))  # not the full-strength choice
     faded = {k: 0.9 if k == other else 0.2 for k in full}
-    monkeypatch.setattr(validation, "_faded_image_aurocs", lambda *a: faded)
-    decided = validation.decide_on_painted(*args, boxes=boxes, score_fade=0.5)["image_score"]
+    monkeypatch.setattr(painted_decisions, "_faded_image_aurocs", lambda *a: faded)
+    decided = painted_decisions.decide_on_painted(*args, boxes=boxes, score_fade=0.5)["image_score"]
     assert decided["image_score"] == other
     assert decided["validation_image_auroc"] == faded and decided["full_strength_image_auroc"] == full
 

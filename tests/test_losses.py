@@ -17,7 +17,7 @@ from cavga.losses import (
     reconstruction_loss,
 )
 from cavga.networks import build_networks
-from cavga.train import generator_loss
+from cavga.step import generator_loss
 
 
 def test_reconstruction_loss_sums_pixels_and_averages_images():

@@ -5,7 +5,7 @@ from cavga.config import ModelConfig, RunConfig, to_dict
 from cavga.errors import CavgaError
 from cavga.fingerprint import config_fingerprint
 from cavga.networks import CAVGA, ResidualUpBlock, ResNet18Encoder, build_networks
-from cavga.train import _optimizers, train_step
+from cavga.step import make_optimizers, train_step
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ def test_shapes_finite_and_every_parameter_gets_a_gradient(variant, flat, grid):
     else:
         assert enc.mu.shape == (4, 16, grid, grid)  # the convolutional latent keeps a spatial grid
     assert disc(x).shape == (4,)
-    opt_g, opt_d = _optimizers(model, disc, cfg)
+    opt_g, opt_d = make_optimizers(model, disc, cfg)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     labels = torch.tensor([0, 0, 0, 1])
     losses = train_step(model, disc, opt_g, opt_d, x, labels, cfg, torch.tensor([0.6, 2.0]))
@@ -90,7 +90,7 @@ def test_train_step_on_cuda():
     cfg.model = ModelConfig(variant="Dw", base_channels=8, latent_channels=8)
     model, disc = build_networks(cfg.model, 64)
     model, disc = model.cuda(), disc.cuda()
-    opt_g, opt_d = _optimizers(model, disc, cfg)
+    opt_g, opt_d = make_optimizers(model, disc, cfg)
     x, labels = torch.rand(4, 3, 64, 64, device="cuda"), torch.tensor([0, 0, 0, 1], device="cuda")
     losses = train_step(model, disc, opt_g, opt_d, x, labels, cfg, torch.tensor([0.6, 2.0], device="cuda"))
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())

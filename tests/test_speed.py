@@ -18,7 +18,7 @@ from cavga.losses import adversarial_d_loss
 from cavga.losslog import LossLog
 from cavga.networks import build_networks
 from cavga.speed import SpeedOptions, count_flops, measure_one, step_flops_by_part
-from cavga.train import _optimizers, generator_loss, train_step
+from cavga.step import generator_loss, make_optimizers, train_step
 
 
 def _tiny(variant: str = "Du", seed: int = 0):
@@ -50,7 +50,7 @@ def test_parts_account_for_every_counted_flop_of_the_step(variant):
     cfg, model, disc, x, labels = _tiny(variant)
     model.track_attention_peak(torch.tensor(1.0))  # the running scale, as after a first step
     parts = step_flops_by_part(model, disc, cfg, x, labels)
-    opt_g, opt_d = _optimizers(model, disc, cfg)
+    opt_g, opt_d = make_optimizers(model, disc, cfg)
     cw = torch.tensor([0.6, 2.0]) if variant == "Dw" else None
     total = count_flops(lambda: train_step(model, disc, opt_g, opt_d, x, labels, cfg, cw)) / 4
     assert all(v > 0 for v in parts.values()), parts
@@ -76,7 +76,7 @@ def _reference_step(model, disc, opt_g, opt_d, x, labels, cfg):
 def test_skipping_d_weight_gradients_in_g_step_changes_nothing():
     cfg, model, disc, x, labels = _tiny("Du", seed=3)
     model2, disc2 = copy.deepcopy(model), copy.deepcopy(disc)
-    opts, opts2 = _optimizers(model, disc, cfg), _optimizers(model2, disc2, cfg)
+    opts, opts2 = make_optimizers(model, disc, cfg), make_optimizers(model2, disc2, cfg)
     for _ in range(2):
         torch.manual_seed(7)
         new = train_step(model, disc, *opts, x, labels, cfg)
@@ -114,7 +114,7 @@ def test_bf16_autocast_step_runs_with_float32_losses(monkeypatch):
     plain = accel_for(cfg.train, torch.device("cpu"))
     assert plain.autocast_dtype == torch.bfloat16 and not plain.channels_last  # channels_last: CUDA or forced
     accel.prepare(model, disc)
-    opt_g, opt_d = _optimizers(model, disc, cfg)
+    opt_g, opt_d = make_optimizers(model, disc, cfg)
     with accel.autocast():
         losses = train_step(model, disc, opt_g, opt_d, accel.input(x), labels, cfg, torch.tensor([0.6, 2.0]))
     assert losses["rec"].dtype == torch.float32
@@ -205,9 +205,15 @@ def test_measure_one_returns_every_field():
     row = measure_one("Du", 32, 2, torch.device("cpu"), opts, {"fp32": 1e10})
     for m in (row.train, row.infer):
         assert m.images_per_s > 0 and m.gflop_per_image > 0 and m.peak_dtype == "fp32"
-        assert m.fraction_of_peak == pytest.approx(m.achieved_gflop_s / 10, rel=1e-2)
+        assert m.fraction_of_peak == _fraction_of(m.achieved_gflop_s, 10)
     assert set(row.gflop_by_part) == {"encoder", "decoder", "discriminator", "gradcam"}
     assert row.train.gflop_per_image > row.infer.gflop_per_image
+
+
+def _fraction_of(achieved_gflop_s: float, peak_gflop_s: float):
+    """achieved / peak, within what the stored roundings allow (the fraction to 4 decimals, the
+    rate to 2): on a loaded machine the rate is small and a relative tolerance would not hold."""
+    return pytest.approx(achieved_gflop_s / peak_gflop_s, abs=5e-5 + 0.005 / peak_gflop_s)
 
 
 def test_frozen_option_measures_the_defaults_pretrained_step():
@@ -241,7 +247,7 @@ def test_each_fraction_is_of_the_matmul_rate_probed_between_its_steps(monkeypatc
     train, infer = cpu["rows"][0]["train"], cpu["rows"][0]["infer"]
     for m, median in ((train, 40.0), (infer, 90.0)):
         assert m["peak_gflop_s"] == median
-        assert m["fraction_of_peak"] == pytest.approx(m["achieved_gflop_s"] / median, rel=1e-2)
+        assert m["fraction_of_peak"] == _fraction_of(m["achieved_gflop_s"], median)
 
 
 def test_speed_script_writes_json_and_table(tmp_path, monkeypatch):

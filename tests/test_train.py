@@ -1,4 +1,4 @@
-"""The training protocol: the min-max game of G and D (train_step, _optimizers) and the data split."""
+"""The training protocol: the min-max game of G and D (cavga.step: train_step, make_optimizers) and the data split."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cavga.config import ModelConfig, RunConfig
 from cavga.losses import adversarial_d_loss
 from cavga.networks import build_networks
 from cavga.runfolder import prepare_data
-from cavga.train import _optimizers, train_step
+from cavga.step import make_optimizers, train_step
 
 
 def _tiny(seed: int = 0):
@@ -38,7 +38,7 @@ def _ids(opt: torch.optim.Optimizer) -> set[int]:
 
 def test_generator_optimiser_holds_no_discriminator_parameter():
     cfg, model, disc, _, _ = _tiny()
-    opt_g, opt_d = _optimizers(model, disc, cfg)
+    opt_g, opt_d = make_optimizers(model, disc, cfg)
     disc_ids = {id(p) for p in disc.parameters()}
     assert opt_g is not opt_d
     assert not _ids(opt_g) & disc_ids
@@ -48,7 +48,7 @@ def test_generator_optimiser_holds_no_discriminator_parameter():
 
 def test_discriminator_changes_only_in_its_own_step():
     cfg, model, disc, x, labels = _tiny()
-    opt_g, opt_d = _optimizers(model, disc, cfg)
+    opt_g, opt_d = make_optimizers(model, disc, cfg)
     idle_d = torch.optim.SGD(disc.parameters(), lr=0.0)  # D's own step moves nothing
     d0, g0 = _snapshot(disc), _snapshot(model)
     losses = train_step(model, disc, opt_g, idle_d, x, labels, cfg)
@@ -62,7 +62,7 @@ def test_discriminator_changes_only_in_its_own_step():
 def test_discriminator_step_lowers_its_loss_on_a_fixed_batch():
     cfg, model, disc, x, labels = _tiny(1)
     model.eval()  # z = mu: the reconstructions stay fixed
-    _, opt_d = _optimizers(model, disc, cfg)
+    _, opt_d = make_optimizers(model, disc, cfg)
     idle_g = torch.optim.SGD(model.parameters(), lr=0.0)
     with torch.no_grad():
         x_hat = model.decode(model.encode(x).mu)  # (B, 3, S, S)

@@ -17,11 +17,12 @@ from cavga.inference import Predictor, eval_loader
 from cavga.map_choice import resolved_direction
 from cavga.metrics import pixel_auroc
 from cavga.networks import CAVGA
+from cavga.painted_decisions import decide_on_painted
 from cavga.painting import painted_set, predict_painted
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 from cavga.train import train
-from cavga.validation import decide_on_painted, validate_run
+from cavga.validation import validate_run
 
 
 def test_departure_is_high_where_the_attention_rises_and_where_it_falls():

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from _scripts import benchmark_script
-from cavga import check, mask_threshold, validation
+from cavga import check, mask_threshold, painted_decisions, validation
 from cavga.cli import main
 from cavga.config import ModelConfig, RunConfig, apply_overrides, load_config, resolve
 from cavga.decisions import CLASS_ANOMALY_SCORES
@@ -32,13 +32,14 @@ from cavga.mask_threshold import (
     mask_sweep,
 )
 from cavga.networks import CAVGA
+from cavga.painted_decisions import decide_on_painted
 from cavga.painting import held_out_images, held_out_normals, paint_validation_set, predict_painted
 from cavga.redecide import redecide_run
 from cavga.restarts import candidate_dir
 from cavga.runfolder import RunData
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
 from cavga.train import train
-from cavga.validation import VALIDATION_FILE, decide_on_painted, pixel_auroc_by_kind, validate_run
+from cavga.validation import VALIDATION_FILE, pixel_auroc_by_kind, validate_run
 
 
 def test_painting_changes_only_the_masked_pixels_and_keeps_clean_copies():
@@ -406,11 +407,11 @@ def test_training_chooses_the_image_score_that_validates_better(tiny_data, tmp_p
 
 def test_the_image_score_is_the_best_candidate_and_ties_keep_the_papers():
     by_score = {"paper": 0.88, "map": 0.92, "bce": 0.91}  # digit 1, seed 1, session 44, rounded
-    assert validation.choose_image_score(by_score) == "map"
-    assert validation.choose_image_score(by_score, CLASS_ANOMALY_SCORES) == "bce"
-    assert validation.choose_image_score({"paper": 0.9, "map": 0.9, "bce": 0.9}) == "paper"
+    assert painted_decisions.choose_image_score(by_score) == "map"
+    assert painted_decisions.choose_image_score(by_score, CLASS_ANOMALY_SCORES) == "bce"
+    assert painted_decisions.choose_image_score({"paper": 0.9, "map": 0.9, "bce": 0.9}) == "paper"
     with pytest.raises(ValueError, match="none of the image scores"):
-        validation.choose_image_score({"map": 0.9}, CLASS_ANOMALY_SCORES)
+        painted_decisions.choose_image_score({"map": 0.9}, CLASS_ANOMALY_SCORES)
 
 
 @pytest.mark.parametrize(("layout", "candidates"), [("digits", ["paper", "bce"]), (None, ["paper", "map", "bce"])])

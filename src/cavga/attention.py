@@ -16,7 +16,7 @@ Which score? (the paper leaves the unsupervised case open)
       ``attention_layer`` 0 its alpha is the same for every image, as Grad-CAM's is on a classifier
       that pools its last features into one linear layer (the CAM of Zhou et al.): the class maps
       are a learnt linear read-out of F, image-dependent only through F itself. The logits are C of
-      z's mean, in training too (cavga.train.generator_loss): the sampled z would add its noise.
+      z's mean, in training too (cavga.step.generator_loss): the sampled z would add its noise.
 
 Normalisation.  Grad-CAM is usually divided by each image's own maximum, for display.  For anomaly
 localisation that is unsound: every image, a defect-free one too, then has a region at 1, and maps

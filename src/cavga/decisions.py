@@ -22,9 +22,9 @@ from .map_choice import AUTO_SETTINGS, resolve_auto_settings, resolved_enlarged,
 from .mask_threshold import decide_held_out_mask_quantile
 from .networks import CAVGA
 from .normal_level import LEVEL_KEY, fit_level
+from .painted_decisions import IMAGE_SCORE_CHOICES, asked_maps, decide_on_painted, direction_options
 from .painting import held_out_images
 from .runfolder import RunData
-from .validation import IMAGE_SCORE_CHOICES, asked_maps, decide_on_painted, direction_options
 
 # infer.image_score: auto on a one-class layout (MNIST, Fashion-MNIST, CIFAR-10, digits) chooses among
 # the whole-image reconstruction scores only. There the anomalies are images of other classes, not local
@@ -60,7 +60,7 @@ def finish_decisions(model: CAVGA, run_data: RunData, cfg: RunConfig, device: to
 def _decide_auto_settings(model: CAVGA, run_data: RunData, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
     """The map and score settings left at ``auto`` (``AUTO_SETTINGS`` but the mask quantile, which
     needs the map statistics: :func:`_decide_mask_quantile`), resolved on painted held-out normals
-    (:func:`cavga.validation.decide_on_painted`), for the checkpoint."""
+    (:func:`cavga.painted_decisions.decide_on_painted`), for the checkpoint."""
     direction, weak_map = asked_maps(cfg)
     image_score, shifted = cfg.infer.image_score, cfg.infer.shifted_map
     enlarged = cfg.infer.enlarged_map if cfg.model.reads_any_size else False  # CAVGA-w, R*: never

@@ -48,6 +48,22 @@ def env_world_size() -> int:
         raise CavgaError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer") from None
 
 
+# What Gloo and NCCL say when a collective's peer process has ended: a rank that stopped on an error of
+# its own (rank 0 alone locks and writes the run folder) leaves the others failing in whatever collective
+# they were in, with a backend traceback that says nothing of the cause.
+_PEER_GONE = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "Broken pipe",
+    "NCCL communicator was aborted",
+)
+
+
+def peer_stopped(error: BaseException) -> bool:
+    """Whether ``error`` is a collective failing because another rank's process has ended (under torchrun)."""
+    return env_world_size() > 1 and isinstance(error, RuntimeError) and any(s in str(error) for s in _PEER_GONE)
+
+
 def init(device: torch.device) -> Context:
     """Join torchrun's process group (NCCL on CUDA, Gloo on CPU); a single-process Context otherwise.
 

@@ -2,7 +2,7 @@
 
 Every ``validate_every`` epochs, and at the last, the model scores the painted held-out normals:
 the pixel AUROC of the map it would use, its ``auto`` settings decided as training's end decides
-them (:func:`cavga.validation.epoch_check`, the number ``cavga validate`` reports). Training
+them (:func:`cavga.painted_decisions.epoch_check`, the number ``cavga validate`` reports). Training
 then ends on the weights of the best-scoring epoch (ties: the later); the end-of-training decisions,
 statistics and checkpoint are of those weights. No test image and no real anomaly is read.
 
@@ -46,9 +46,9 @@ from .data import why_none_held_out
 from .distributed import broadcast_object, is_main
 from .errors import CavgaError
 from .networks import CAVGA
+from .painted_decisions import epoch_check
 from .painting import held_out_images
 from .runfolder import RunData, eligible_scores, patience_spent
-from .validation import epoch_check
 
 BCE_SOUND = 0.9  # the guard applies where the BCE ranked the painted images at least this well at the first check
 BCE_INVERTED = 0.5  # ... and bars the epochs where it has fallen under this (below chance)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -64,6 +65,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], durable:
     if durable:
         _fsync(path.parent, getattr(os, "O_DIRECTORY", 0))
     return path
+
+
+def write_serialised(tmp: str, serialise: Callable[[io.BytesIO], None]) -> None:
+    """``serialise`` into memory, then the bytes into the file ``tmp`` by Python's own writes.
+
+    torch's file writer reports a full disk or a file-size limit as a RuntimeError (``unexpected
+    pos``), and ``torch.jit.save`` aborts the process on one; Python's write raises the OSError that
+    :func:`atomic_write` names ("No space left on device"). The file's bytes are held twice meanwhile."""
+    buffer = io.BytesIO()
+    serialise(buffer)
+    with open(tmp, "wb") as f:
+        f.write(buffer.getbuffer())
 
 
 def _fsync(path: str | os.PathLike, flags: int = 0) -> None:

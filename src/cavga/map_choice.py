@@ -9,7 +9,7 @@ from .config import RunConfig
 from .config.resolve import map_blur
 
 # The inference settings training may leave at "auto" (decided on painted held-out defects at its
-# end, cavga.validation.decide_on_painted) and what "auto" means for runs trained before each existed
+# end, cavga.painted_decisions.decide_on_painted) and what "auto" means for runs trained before each existed
 # (mask_quantile: the default before "auto" existed)
 AUTO_SETTINGS = {
     "attention_direction": "inverse",

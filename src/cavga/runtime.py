@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .errors import CavgaError
-from .io_utils import atomic_write
+from .io_utils import atomic_write, write_serialised
 
 CHECKPOINT = "checkpoint.pt"
 # Keys every cavga checkpoint holds; anything else is not a run's checkpoint.
@@ -81,7 +81,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     mapped: the archive and every record in it are checked without copying the tensors again)."""
 
     def write(tmp: str) -> None:
-        torch.save(state, tmp)
+        write_serialised(tmp, lambda f: torch.save(state, f))  # a full disk: one line (atomic_write)
         _safe_load(tmp, mmap=True)  # a broken or unsafe file never replaces a good one
 
     return atomic_write(path, write, durable=True)

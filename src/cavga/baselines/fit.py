@@ -103,7 +103,7 @@ def _train_ae(model, cfg: RunConfig, run_dir: Path, run_data: RunData, device, f
         lr=cfg.train.lr,
         betas=(cfg.train.beta1, cfg.train.beta2),
         weight_decay=cfg.baseline.ae_weight_decay,
-        fused=True,  # as CAVGA's optimisers (train._optimizers)
+        fused=True,  # as CAVGA's optimisers (step.make_optimizers)
     )
     start_epoch, history = 0, []
     if state is not None:

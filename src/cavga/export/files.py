@@ -25,7 +25,7 @@ from ..config.schema import MASK_GATES
 from ..data.inputs import check_model_batch
 from ..errors import CavgaError
 from ..inference import Predictor
-from ..io_utils import atomic_write
+from ..io_utils import atomic_write, write_serialised
 from ..runtime import shown
 from .graph import InferenceGraph
 
@@ -111,7 +111,12 @@ def export_run(
     if fmt == "torchscript":
         with torch.no_grad(), _quiet_jit():
             traced = torch.jit.trace(graph, example, check_trace=False)
-            return atomic_write(out, lambda tmp: torch.jit.save(traced, tmp, _extra_files={f"{META_KEY}.json": meta}))
+            extra = {f"{META_KEY}.json": meta}
+
+            def save(f) -> None:
+                torch.jit.save(traced, f, _extra_files=extra)
+
+            return atomic_write(out, lambda tmp: write_serialised(tmp, save))  # a full disk: one line
     return atomic_write(out, lambda tmp: _write_onnx(graph, example, tmp, meta, opset))
 
 

@@ -179,7 +179,7 @@ def step_flops_by_part(
         scale = model.attention_scale()
         if cfg.model.weakly_supervised:
             logits = model.classify(enc.z)  # (B, 2): C's BCE reads the sampled z
-            mean_logits = model.classify(enc.score_mu)  # (B, 2): the class maps read z's mean (train.generator_loss)
+            mean_logits = model.classify(enc.score_mu)  # (B, 2): the class maps read z's mean (step.generator_loss)
             a_n, a_a = class_maps(f, mean_logits, scale)
             out = out + logits.sum() + complementary_guided_attention_loss(a_n, a_a, mean_logits, labels)
         else:

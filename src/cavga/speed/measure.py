@@ -19,7 +19,7 @@ from ..config import RunConfig
 from ..image_scores import Normalizer
 from ..inference import Predictor
 from ..networks import CAVGA, Discriminator
-from ..train import _optimizers, train_step
+from ..step import make_optimizers, train_step
 from .flops import _sync
 
 
@@ -128,7 +128,7 @@ def training_call(
     autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> Callable[[], object]:
     """One full training step (D step, then G step with Grad-CAM's double backward) as a call."""
-    opt_g, opt_d = _optimizers(model, disc, cfg)
+    opt_g, opt_d = make_optimizers(model, disc, cfg)
     class_weight = torch.tensor([0.6, 2.0], device=x.device) if cfg.model.weakly_supervised else None
     model.train()
     disc.train()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from . import __version__
-from .config import (
+from .. import __version__
+from ..config import (
     AUGMENTS,
     BACKBONES,
     DEMO_SETTINGS,
