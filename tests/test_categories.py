@@ -166,3 +166,28 @@ def test_a_failing_category_is_reported_and_the_others_still_train(two_categorie
     status = {r["category"]: r["status"] for r in summary}
     assert status["brick"] == status["grass"] == "trained" and "no training images" in status["empty"]
     assert "1 of 3 categories failed (empty" in capsys.readouterr().err
+
+
+def test_the_mean_row_says_how_many_categories_it_averages():
+    """A failed category has no metrics: the mean is over the others, and its label says so."""
+    ok = {"status": "trained", "metrics": {"image_auroc": 0.8}, "painted_pixel_auroc": 0.7}
+    rows = [{**ok, "category": "brick"}, {**ok, "category": "tile"}]
+    assert categories.format_summary(rows).splitlines()[-1].startswith("| mean | | 0.800 |")
+    rows.append({"category": "grass", "status": "failed: no training images", "metrics": {}})
+    assert categories.format_summary(rows).splitlines()[-1].startswith("| mean (2 of 3) | | 0.800 |")
+
+
+def test_a_category_trained_for_more_epochs_than_asked_is_refused(two_categories, tmp_path, capsys):
+    """--epochs 1 after a 2-epoch sweep: the category's 2-epoch numbers are not reported as finished."""
+    out = tmp_path / "sweep"
+    args = _args(two_categories, out) + ["--no-check"]
+    args[args.index("--epochs") + 1] = "2"
+    assert main(args) == 0
+    capsys.readouterr()
+    args[args.index("--epochs") + 1] = "1"
+    assert main(args) == 2
+    rows = json.loads((out / "summary.json").read_text())["categories"]
+    for row in rows:
+        said = f"failed: {out / row['category']}: trained for 2 epochs but the sweep asks for 1 (train.epochs); delete"
+        assert row["status"].startswith(said) and row["metrics"] == {}
+    assert "2 of 2 categories failed" in capsys.readouterr().err

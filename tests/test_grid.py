@@ -17,6 +17,7 @@ from cavga.demo_data import generate_demo_dataset
 from cavga.errors import CavgaError
 from cavga.grid import report as grid_report
 from cavga.grid import run as grid_run
+from cavga.grid import workers as grid_workers
 from cavga.paper_numbers import TABLES
 from oneclass_data import fake_mnist
 
@@ -485,7 +486,7 @@ def _fake_cells(monkeypatch, tmp_path, seconds: dict[tuple[str, str], float], fa
     monkeypatch.setitem(_FAKE, "seconds", seconds)
     monkeypatch.setitem(_FAKE, "fail", fail)
     monkeypatch.setattr(grid_run, "run_cell", _fake_run_cell)
-    monkeypatch.setattr(grid_run.multiprocessing, "get_context", lambda method=None: fork)
+    monkeypatch.setattr(grid_workers.multiprocessing, "get_context", lambda method=None: fork)
     spec = G.parse_grid({"data": {"layout": "digits"}, "categories": [0, 1],
                          "models": [{"name": "A", "variant": "Du"}, {"name": "B", "variant": "Du"}]}, "g")  # fmt: skip
     return spec, {(c.model.name, c.row): c.dir for c in G.build_cells(spec, tmp_path / "out")}

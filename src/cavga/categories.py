@@ -23,7 +23,7 @@ from .errors import CavgaError
 from .evaluate import METRIC_KEYS, METRICS_FILE, evaluate_run
 from .io_utils import atomic_write_json, atomic_write_text, refuse_foreign, table_files
 from .redecide import infer_settings, redecide_in_place
-from .runfolder import SUMMARY, check_resumable, history_done, stored_check
+from .runfolder import SUMMARY, check_resumable, completed_epochs, history_done, stored_check
 from .runtime import CHECKPOINT
 from .train import train
 
@@ -54,11 +54,17 @@ def is_finished(run_dir: str | Path, cfg: RunConfig) -> bool:
     """A run whose history holds all of ``cfg``'s epochs (or stopped early by train.patience) and whose
     metrics.json is newer than its checkpoint and was evaluated under ``cfg``'s inference settings. A run
     started with other settings (the epochs, patience, device and infer.* apart) is refused, as
-    ``--resume`` refuses it, rather than reported under these."""
+    ``--resume`` refuses it, rather than reported under these; so is one trained for more epochs."""
     run_dir = Path(run_dir)
     ckpt, metrics = run_dir / CHECKPOINT, run_dir / METRICS_FILE
     if not (ckpt.is_file() and metrics.is_file()):
         return False
+    done = completed_epochs(run_dir)
+    if done > cfg.train.epochs:  # its numbers are not those of the epochs asked for
+        raise CavgaError(
+            f"{run_dir}: trained for {done} epochs but the sweep asks for {cfg.train.epochs} (train.epochs); "
+            "delete this category's folder to retrain it"
+        )
     with warnings.catch_warnings():  # train warns about the settings it resolves, if it runs
         warnings.simplefilter("ignore")
         now = resolved(cfg)  # train.patience "auto" made concrete
@@ -122,7 +128,8 @@ def _one_category(cfg: RunConfig, run_dir: Path, progress: bool, check: bool) ->
 
 def format_summary(rows: list[dict[str, Any]]) -> str:
     """One markdown row per category: one column per test metric, then the painted-defect check's
-    pixel AUROC (held-out normals, no test image; the training's warning line is 0.7), and their mean."""
+    pixel AUROC (held-out normals, no test image; the training's warning line is 0.7), and their mean
+    ("mean (2 of 3)" where it leaves out categories without metrics, a failed one)."""
     head = [*METRIC_KEYS, "painted pixel_auroc"]
     lines = ["| category | status | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
 
@@ -139,8 +146,11 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
         known = [v for v in column if v is not None]
         return sum(known) / len(known) if known else None
 
-    if len(rows) > 1:
-        lines.append("| mean | | " + " | ".join(cell(mean(c)) for c in zip(*map(values, rows), strict=True)) + " |")
+    if len(rows) > 1:  # over the categories with metrics: a failed one has none
+        n = sum(1 for r in rows if r["metrics"])
+        label = "mean" if n == len(rows) else f"mean ({n} of {len(rows)})"
+        means = " | ".join(cell(mean(c)) for c in zip(*map(values, rows), strict=True))
+        lines.append(f"| {label} | | {means} |")
     return "\n".join(lines)
 
 

@@ -59,13 +59,16 @@ def _values(rows: list[dict[str, Any]], model: str, dataset: str, category: str,
     return out
 
 
-def _fmt(values: list[float], decimals: int, paper: float | None) -> str:
+def _fmt(values: list[float], decimals: int, paper: float | None, seeds: int | None = None) -> str:
+    """The mean ± std of ``values``, "(2 of 3 seeds)" where they are fewer than the grid's ``seeds``, "(paper x)"."""
     if not values:
         text = "–"
     elif len(values) == 1:
         text = f"{values[0]:.{decimals}f}"
     else:
         text = f"{np.mean(values):.{decimals}f} ± {np.std(values, ddof=1):.{decimals}f}"
+    if values and seeds is not None and len(values) != seeds:
+        text += f" ({len(values)} of {seeds} seeds)"
     return text if paper is None else f"{text} (paper {paper:.{decimals}f})"
 
 
@@ -77,12 +80,13 @@ def _column(model: ModelSpec, table: PaperTable | None) -> str | None:
 
 def markdown_table(
     rows: list[dict[str, Any]], dataset: str, categories: list[str], models: list[ModelSpec], metric: str,
-    table: PaperTable | None = None, decimals: int = 3,
+    table: PaperTable | None = None, decimals: int = 3, seeds: int | None = None,
 ) -> str:  # fmt: skip
     """Categories as rows, ``models`` as columns, a mean row; "ours (paper x)" where ``table`` has x.
 
     A cell is the mean ± sample std over seeds; the mean row averages the categories within each
-    seed first (seeds with every category), then over seeds."""
+    seed first (seeds with every category), then over seeds. A cell over fewer than the grid's
+    ``seeds`` says how many ("(2 of 3 seeds)"), the mean row's too."""
     decimals = table.decimals if table is not None else decimals
     head = ["category", *[m.label or m.name for m in models]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -91,17 +95,17 @@ def markdown_table(
         for m in models:
             col = _column(m, table)
             paper = table.value(cat, col) if table is not None and col is not None else None
-            cells.append(_fmt(list(_values(rows, m.name, dataset, cat, metric).values()), decimals, paper))
+            cells.append(_fmt(list(_values(rows, m.name, dataset, cat, metric).values()), decimals, paper, seeds))
         lines.append(f"| {cat} | " + " | ".join(cells) + " |")
     same = table is None or len(categories) == table.mean_over
     label = "mean" if same else f"mean (ours: {len(categories)}; paper: {table.mean_over})"
     cells = []
     for m in models:
         per_cat = [_values(rows, m.name, dataset, c, metric) for c in categories]
-        seeds = set.intersection(*(set(v) for v in per_cat)) if per_cat else set()
-        means = [float(np.mean([v[s] for v in per_cat])) for s in sorted(seeds)]
+        every = set.intersection(*(set(v) for v in per_cat)) if per_cat else set()  # seeds with every category
+        means = [float(np.mean([v[s] for v in per_cat])) for s in sorted(every)]
         col = _column(m, table)
-        cells.append(_fmt(means, decimals, table.value("mean", col) if table is not None and col else None))
+        cells.append(_fmt(means, decimals, table.value("mean", col) if table is not None and col else None, seeds))
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -132,13 +136,13 @@ def markdown_report(spec: GridSpec, rows: list[dict[str, Any]], n_cells: int | N
                 models.sort(key=lambda m: t.columns.index(_column(m, t)))
                 placed |= {m.name for m in models}
                 out += [f"## {ds.name}: {name} — {t.table} ({t.caption})", ""]
-                out += [markdown_table(rows, ds.name, cats, models, metric, t), ""]
+                out += [markdown_table(rows, ds.name, cats, models, metric, t, seeds=n_seeds), ""]
             rest = [m for m in spec.models if m.name not in placed]
             if rest:
                 why = " (no paper numbers)" if tables else ""
                 decimals = tables[0].decimals if tables else 3
                 out += [f"## {ds.name}: {name}{why}", ""]
-                out += [markdown_table(rows, ds.name, cats, rest, metric, decimals=decimals), ""]
+                out += [markdown_table(rows, ds.name, cats, rest, metric, decimals=decimals, seeds=n_seeds), ""]
     return "\n".join(out)
 
 

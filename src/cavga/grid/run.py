@@ -12,19 +12,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import multiprocessing
-import os
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from ..config import ADDED, RunConfig, apply_overrides, from_dict, load_config, resolved, to_dict
 from ..data import load_split
@@ -32,11 +25,13 @@ from ..errors import CavgaError
 from ..evaluate import METRICS_FILE, evaluate_run
 from ..io_utils import atomic_write_json, check_output_folder, refuse_foreign, table_files
 from ..redecide import infer_settings, redecide_in_place
+from ..report.run_report import REPORT_DIR, build_run_report
 from ..runfolder import completed_epochs, same_folder
 from ..runlock import RunLock
 from ..runtime import CHECKPOINT
 from ..train import train
 from .spec import DatasetSpec, GridSpec, ModelSpec, set_values
+from .workers import run_in_workers
 
 # settings that do not change a cell's result (infer.mask_gate: metrics.json holds IoU with and without it)
 NOT_IDENTITY = {"train": ("device", "num_workers"), "infer": ("mask_gate",)}
@@ -91,11 +86,32 @@ def cell_fingerprint(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
+def cell_keys(spec: GridSpec) -> dict[str, str]:
+    """The keys that say which cell a cell is, each with the grid file's place that sets it: its data set,
+    category, seed and model (a model entry's overrides included: c1 is Ru without L_ae), not
+    ``train.epochs``, which results.md reports where the command line set it."""
+    keys = {"data.root": "data", "data.layout": "data", "data.category": "categories"}
+    keys |= {"data.seed": "seeds", "train.seed": "seeds", "model.variant": "models"}
+    for m in spec.models:
+        keys |= {k: f"model {m.name}'s overrides" for k in m.overrides if k not in keys and k != "train.epochs"}
+    return keys
+
+
 def build_cells(spec: GridSpec, out: str | Path, overrides: dict[str, Any] | None = None, sets: list[str] | None = None,
                 validate: bool = True) -> list[Cell]:  # fmt: skip
     """Every cell of ``spec`` in run order (data set, category, seed, model); ``overrides`` (dotted keys,
-    None: unset) and ``sets`` (``section.key=value``) apply to every cell last."""
+    None: unset) and ``sets`` (``section.key=value``) apply to every cell last, except to a key of
+    :func:`cell_keys` (an error: ``--set data.category=1`` would train category 1 in every row)."""
     out = Path(out)
+    taken = cell_keys(spec)
+    given = [f"--set {item.partition('=')[0].strip()}" for item in sets or []]
+    given += [k for k, v in (overrides or {}).items() if v is not None]  # a flag's: the CLI names the flag
+    for name in given:
+        key = name.removeprefix("--set ")
+        if key in taken:
+            raise CavgaError(
+                f"{name}: cannot be combined with --grid {spec.source}: the grid file sets it ({taken[key]})"
+            )
     several = len(spec.datasets) > 1
     cells = []
     for ds in spec.datasets:
@@ -103,10 +119,13 @@ def build_cells(spec: GridSpec, out: str | Path, overrides: dict[str, Any] | Non
             for seed in spec.seeds:
                 for m in spec.models:
                     cfg = from_dict(copy.deepcopy(spec.sections), spec.source)
-                    set_values(cfg, {f"data.{k}": v for k, v in ds.data.items()})
-                    set_values(cfg, ds.overrides)
-                    set_values(cfg, {"model.variant": m.variant, **m.overrides})
-                    set_values(cfg, {"data.category": category, "data.seed": seed, "train.seed": seed})
+                    try:
+                        set_values(cfg, {f"data.{k}": v for k, v in ds.data.items()})
+                        set_values(cfg, ds.overrides)
+                        set_values(cfg, {"model.variant": m.variant, **m.overrides})
+                        set_values(cfg, {"data.category": category, "data.seed": seed, "train.seed": seed})
+                    except CavgaError as e:
+                        raise CavgaError(f"{spec.source}: model {m.name}: {e}") from None
                     file_epochs = cfg.train.epochs
                     apply_overrides(cfg, overrides or {})
                     apply_overrides(cfg, list(sets or []))
@@ -157,7 +176,10 @@ def _adopt(cell: Cell, result: dict[str, Any]) -> dict[str, Any] | None:
     """A run trained and evaluated outside the grid (``cavga train`` + ``cavga evaluate`` into the
     cell's folder) counts as finished when the configuration it saved is the cell's, epochs
     included, and its metrics.json is newer than its checkpoint (evaluated after its last
-    training); its metrics.json is then stamped with the cell's fingerprint."""
+    training); its metrics.json is then stamped with the cell's fingerprint. A run without a report page
+    as new as its metrics.json (``evaluate(report=False)``, or a grid cell stopped between the two) has
+    it written from its scores.json first; where that fails (an evaluation stopped before its scores)
+    the run is not adopted: the grid evaluates it again."""
     try:
         saved = load_config(cell.dir / "config.yaml", saved=True)
         evaluated_after = (cell.dir / METRICS_FILE).stat().st_mtime >= (cell.dir / CHECKPOINT).stat().st_mtime
@@ -170,9 +192,50 @@ def _adopt(cell: Cell, result: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if result.get("infer") != to_dict(cell.cfg)["infer"]:  # evaluated under other inference settings
         return None
+    page = cell.dir / REPORT_DIR / "index.html"
+    if not page.is_file() or page.stat().st_mtime < (cell.dir / METRICS_FILE).stat().st_mtime:
+        try:
+            with RunLock(cell.dir, "benchmark"):
+                build_run_report(cell.dir)
+        except CavgaError:
+            return None
     result["grid_cell"] = {**cell.key(), "fingerprint": fp, "resumed": False, "adopted": True}
     atomic_write_json(cell.dir / METRICS_FILE, result)
     return result
+
+
+def _take_renamed(cell: Cell, taken: set[Path]) -> None:
+    """Move into a cell's missing folder the run it has under the grid's other folder names: a data set
+    added to a grid of one (``OUT/<model>/<row>`` becomes ``OUT/<model>/<dataset>-<row>``), removed,
+    or renamed. Only a folder of no other cell whose saved configuration is the cell's, up to the
+    epochs and inference settings (which a rerun resumes and evaluates anew as in the cell's own folder)."""
+    if cell.dir.exists():
+        return
+    for old in sorted(cell.dir.parent.parent.glob(f"*/seed{cell.seed}")):
+        row = old.parent.name
+        if old in taken or not old.is_dir() or not (row == cell.row or row.endswith(f"-{cell.row}")):
+            continue
+        if not _same_run(old, cell):
+            continue
+        with RunLock(old, "benchmark", create=False):  # not while a `cavga train` writes into it
+            cell.dir.parent.mkdir(parents=True, exist_ok=True)
+            old.rename(cell.dir)
+        if not any(old.parent.iterdir()):
+            old.parent.rmdir()
+        warnings.warn(f"{old}: moved to {cell.dir}: the same cell, named by the grid's data sets", stacklevel=3)
+        return
+
+
+def _same_run(folder: Path, cell: Cell) -> bool:
+    """Whether the run in ``folder`` was started with ``cell``'s configuration, its epochs and infer settings apart."""
+    try:
+        saved = load_config(folder / "config.yaml", saved=True)
+    except (OSError, CavgaError):
+        return False
+    if saved.data.root and cell.cfg.data.root and same_folder(saved.data.root, cell.cfg.data.root):
+        saved.data.root = cell.cfg.data.root
+    saved.train.epochs, saved.infer = cell.cfg.train.epochs, copy.deepcopy(cell.cfg.infer)
+    return cell_fingerprint(saved) == cell_fingerprint(cell.cfg)
 
 
 def run_cell(cell: Cell, progress: bool = True) -> dict[str, Any]:
@@ -240,8 +303,9 @@ def run_grid(
         write()
 
     with RunLock(out, "benchmark"):  # creates OUT; a grid that fails before writing a thing removes it again
-        todo = []
+        todo, folders = [], {c.dir for c in cells}
         for i, cell in enumerate(cells):
+            _take_renamed(cell, folders)
             result = finished(cell)
             if result is None:
                 todo.append(i)
@@ -249,107 +313,16 @@ def run_grid(
                 notify(cell, "done")
                 results[i] = result
         check_data([cells[i] for i in todo])
-        if results:  # the cells finished before, tabled once
-            write()
+        if results or any((out / name).exists() for name in ("results.json", *GRID_OUTPUTS)):
+            write()  # the cells finished before, tabled once, before any cell trains: no older grid's table stays
         if jobs == 1 or len(todo) < 2:
             for i in todo:
                 notify(cells[i], "run")
                 record(i, run_cell(cells[i], progress))
                 notify(cells[i], "finished")
         else:
-            _run_in_workers(cells, todo, jobs, notify, record)
+            run_in_workers(cells, todo, jobs, notify, record)
     return [cell_row(cells[k], results[k]) for k in sorted(results)]
-
-
-def _run_in_workers(cells: list[Cell], todo: list[int], jobs: int, notify, record) -> None:
-    """Cells ``todo`` in ``jobs`` worker processes (spawned: no state shared with this one). A failed
-    cell stops the queue: cells not yet started are dropped, the running ones finish and are tabled,
-    then the error is raised. Ctrl-C stops every running cell at its last complete epoch and starts
-    no other.
-
-    The pool hands a worker a cell beyond those running (its call queue), which ``cancel_futures``
-    cannot take back; so a ``stop`` event, shared with the workers, is checked by each before it
-    starts a cell (a cell not started returns None: not run). A worker sets it itself when its cell
-    fails or is interrupted, and this process on Ctrl-C, which it then passes on to its workers:
-    a ``kill -INT`` of this process alone reaches no worker otherwise (a worker acts on the first
-    SIGINT only, so the terminal's Ctrl-C to the whole group and this one stop it once)."""
-    threads = max(1, torch.get_num_threads() // jobs)
-    context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init, initargs=(threads, stop)) as pool:
-        futures, error = {}, None
-        try:
-            for i in todo:
-                notify(cells[i], "queued")
-                futures[pool.submit(_run_cell_in_worker, cells[i])] = i
-            for future in as_completed(futures):
-                i = futures[future]
-                try:
-                    result = future.result()
-                except Exception as e:
-                    error = e if error is None else error
-                    continue
-                if result is not None:
-                    record(i, result)
-                    notify(cells[i], "finished")
-        except BaseException as e:  # Ctrl-C, or this process failed (writing the tables): start no other cell
-            stop.set()
-            if isinstance(e, KeyboardInterrupt):
-                for worker in multiprocessing.active_children():
-                    os.kill(worker.pid, signal.SIGINT)
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        if error is not None:
-            raise error
-
-
-PARENT_CHECK_SECONDS = 1.0
-UNWIND_SECONDS = 5.0  # after the interrupt, before the orphan exits (its queue to the grid is gone)
-_stop: Any = None  # in a worker: the grid's stop event (see _run_in_workers)
-
-
-def _run_cell_in_worker(cell: Cell) -> dict[str, Any] | None:
-    """``run_cell`` in a worker, unless the grid was stopped before the cell started (None: not run)."""
-    signal.signal(signal.SIGINT, _interrupt_once)  # before the check: a SIGINT sent after stop was set
-    try:
-        if _stop.is_set():
-            return None
-        return run_cell(cell, False)
-    except BaseException:
-        _stop.set()  # a failed or interrupted cell stops the queue, before the grid process hears of it
-        raise
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _interrupt_once(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
-def _worker_init(threads: int, stop: Any) -> None:
-    """A worker's setup: its share of the threads, the grid's stop event, SIGINT ignored between
-    cells, and a watch on the grid process. If the grid dies
-    without stopping its workers (``kill``, a job scheduler's SIGTERM or SIGKILL, a closed terminal),
-    the worker interrupts itself as Ctrl-C would, so its cell stops at its last complete epoch (a
-    rerun of the grid resumes it) instead of training on, orphaned, beside the next grid; then it
-    exits, since nobody is left to give it another cell. Checkpoints are written atomically, so
-    an exit inside a save loses at most that epoch."""
-    global _stop
-    _stop = stop
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_SECONDS)
-        _stop.set()
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(UNWIND_SECONDS)
-        os._exit(130)
-
-    threading.Thread(target=watch, name="cavga-grid-parent-watch", daemon=True).start()
 
 
 def _quiet(cell: Cell, status: str) -> None:

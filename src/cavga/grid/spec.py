@@ -33,6 +33,7 @@ from ..config.io import read_yaml, yaml_problem
 from ..data.oneclass import CLASSES, ONE_CLASS_LAYOUTS, normal_class
 from ..errors import CavgaError
 from ..evaluate import METRIC_KEYS
+from ..paper_numbers import TABLES
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ GRID_ONLY_KEYS = ("models", "categories", "datasets", "seeds")  # what a trainin
 DATASET_KEYS = ("name", "data", "categories", "paper", "metrics", "overrides")
 MODEL_KEYS = ("name", "variant", "overrides", "paper", "label")
 PAPER_DATASETS = ("mvtec", "mnist", "cifar10", "fashion-mnist")
+PAPER_COLUMNS = tuple(dict.fromkeys(c for t in TABLES for c in t.columns))  # what a model's paper may name
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
@@ -126,12 +128,14 @@ class GridSpec:
 
 
 def expand_env(value: str) -> str:
-    """``${VAR}`` and ``${VAR:-default}`` replaced from the environment (an unset VAR without a default is an error)."""
+    """``${VAR}`` and ``${VAR:-default}`` replaced from the environment, as a shell does: the default where
+    VAR is unset or empty; an unset VAR without a default is an error."""
 
     def repl(m: re.Match) -> str:
         var, default = m.group(1), m.group(3)
-        if var in os.environ:
-            return os.environ[var]
+        given = os.environ.get(var)
+        if given or (given is not None and default is None):
+            return given
         if default is None:
             raise CavgaError(f"environment variable {var} is not set (used in {value!r})")
         return default
@@ -146,6 +150,13 @@ def _check_keys(d: Any, known: tuple[str, ...], where: str) -> dict[str, Any]:
     if unknown:
         raise CavgaError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
     return d
+
+
+def _text(value: Any, where: str) -> str:
+    """A name or label as written: a string (a number reads as its digits), not a list or mapping."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise CavgaError(f"{where}: expected a string, got {type(value).__name__}")
+    return str(value)
 
 
 def _flatten(overrides: Any, where: str) -> dict[str, Any]:
@@ -171,19 +182,26 @@ def _model(entry: Any, where: str) -> list[ModelSpec]:
     d = _check_keys(entry, MODEL_KEYS, where)
     if "name" not in d:
         raise CavgaError(f"{where}: a model entry needs a name")
-    name = str(d["name"])
-    variant = str(d.get("variant", name))
+    name = _text(d["name"], f"{where}.name")
+    variant = _text(d.get("variant", name), f"{where}.variant")
     base = NAMED_MODELS.get(variant) or ABLATION.get(variant) or ModelSpec(name, variant)
     # a named model keeps its paper columns and label; a custom entry has none unless it says so
     named = variant == name and not d.get("overrides")
     paper = d.get("paper", list(base.paper) if named else [])
-    paper = [paper] if isinstance(paper, str) else list(paper or [])
-    overrides = {**base.overrides, **_flatten(d.get("overrides"), f"{where}.overrides")}
-    return [
-        ModelSpec(
-            name, base.variant, overrides, tuple(str(p) for p in paper), d.get("label", base.label if named else None)
-        )
-    ]
+    paper = [paper] if isinstance(paper, str) else [] if paper is None else paper
+    if not isinstance(paper, list) or not all(isinstance(p, str) for p in paper):
+        raise CavgaError(f"{where}.paper: expected a list of the paper's column names, e.g. [CAVGA-Du]")
+    unknown = [p for p in paper if p not in PAPER_COLUMNS]
+    if unknown:  # a typo would otherwise leave the model without its paper numbers, unsaid
+        raise CavgaError(f"{where}.paper: unknown paper column {unknown[0]!r} (known: {', '.join(PAPER_COLUMNS)})")
+    own = _flatten(d.get("overrides"), f"{where}.overrides")
+    try:
+        set_values(RunConfig(), own)
+    except CavgaError as e:
+        raise CavgaError(f"{where}.overrides: {e}") from None
+    label = d.get("label", base.label if named else None)
+    label = None if label is None else _text(label, f"{where}.label")
+    return [ModelSpec(name, base.variant, {**base.overrides, **own}, tuple(paper), label)]
 
 
 def _default_metrics(layout: str) -> tuple[str, ...]:
@@ -195,7 +213,10 @@ def _default_metrics(layout: str) -> tuple[str, ...]:
 def _dataset(d: dict[str, Any], where: str, default_name: str) -> DatasetSpec:
     data = dict(_check_keys(d.get("data") or {}, tuple(d.get("data") or {}), f"{where}.data"))
     if isinstance(data.get("root"), str):
-        data["root"] = str(Path(expand_env(data["root"])).expanduser().resolve())
+        try:
+            data["root"] = str(Path(expand_env(data["root"])).expanduser().resolve())
+        except CavgaError as e:
+            raise CavgaError(f"{where}: data.root: {e}") from None
     layout = str(data.get("layout", "mvtec"))
     default_category = data.pop("category", None)
     try:
@@ -209,7 +230,10 @@ def _dataset(d: dict[str, Any], where: str, default_name: str) -> DatasetSpec:
     paper = d.get("paper", layout if layout in PAPER_DATASETS else None)
     if paper is not None and paper not in PAPER_DATASETS:
         raise CavgaError(f"{where}.paper: {paper!r} is not one of {', '.join(PAPER_DATASETS)} (or null)")
-    metrics = tuple(d.get("metrics") or _default_metrics(layout))
+    metrics = d.get("metrics", _default_metrics(layout))
+    if not isinstance(metrics, (list, tuple)) or not metrics or not all(isinstance(m, str) for m in metrics):
+        raise CavgaError(f"{where}.metrics: expected a non-empty list of metric names, e.g. [iou, image_auroc]")
+    metrics = tuple(metrics)
     unknown = [m for m in metrics if m not in TABLE_METRICS]
     if unknown:  # a typo would otherwise show as a table of dashes, after the whole grid has trained
         said = ", ".join(map(repr, unknown))
@@ -219,7 +243,7 @@ def _dataset(d: dict[str, Any], where: str, default_name: str) -> DatasetSpec:
         set_values(RunConfig(), overrides)
     except CavgaError as e:
         raise CavgaError(f"{where}.overrides: {e}") from None
-    spec = DatasetSpec(str(d.get("name", default_name)), data, categories, paper, metrics, overrides)
+    spec = DatasetSpec(_text(d.get("name", default_name), f"{where}.name"), data, categories, paper, metrics, overrides)
     try:
         rows = [spec.row(c) for c in categories]  # checks one-class class names now
     except CavgaError as e:
@@ -268,8 +292,11 @@ def parse_grid(raw: Any, source: str = "grid") -> GridSpec:
         for m in _model(e, f"{source}: models[{i}]"):
             if not _SAFE.match(m.name):
                 raise CavgaError(f"{source}: models[{i}]: name {m.name!r} is not a plain folder name")
-            if m.name not in {x.name for x in models}:
+            same = next((x for x in models if x.name == m.name), None)
+            if same is None:
                 models.append(m)
+            elif same != m:  # an exact repeat (Ru beside table8) is one model; another with its name is not
+                raise CavgaError(f"{source}: models[{i}]: name {m.name!r} is already used")
     seeds = raw.get("seeds", [0])
     if (
         not isinstance(seeds, list)
@@ -279,8 +306,9 @@ def parse_grid(raw: Any, source: str = "grid") -> GridSpec:
         raise CavgaError(f"{source}: seeds must be a non-empty list of integers")
     if len(set(seeds)) != len(seeds):  # as --seeds 0,0 and a category listed twice
         raise CavgaError(f"{source}: seeds: the same seed is listed twice")
-    return GridSpec(source, str(raw.get("name") or Path(source).stem), sections, tuple(datasets), tuple(models),
-                    tuple(seeds))  # fmt: skip
+    name = raw.get("name")
+    title = (None if name is None else _text(name, f"{source}: name")) or Path(source).stem
+    return GridSpec(source, title, sections, tuple(datasets), tuple(models), tuple(seeds))
 
 
 def load_grid(path: str | Path) -> GridSpec:
