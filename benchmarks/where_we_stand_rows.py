@@ -555,4 +555,13 @@ ROWS = [
         "splits 0 and 1 (sessions 52 and 58): IoU 0.315, 0.319 and 0.308, 0.313; pixel 0.905, 0.913 and 0.909, "
         "0.910; det. 0.918, 0.900 and 0.834, 0.885",
         [_BF72 + f"bottle-Du-bf16true-seed{s}" for s in (0, 1)], _DU_PAPER, _DU_TARGET, by_split=True),
+    Row("dw-cga-74",
+        8, "bottle 128 px", "CAVGA-Dw, today's code (L_cga as Eq. 5 writes it since session 70; every other bottle "
+        "Dw row was trained before it), the issue's command with `--model Dw`, seed 0 (session 74; candidates' "
+        "painted checks at epoch 20 0.931, 0.961, 0.970 chose seed 2, ending on epoch 100; two threads on an AMD "
+        "EPYC beside other work, 116 min), by a rule posted before its numbers; the same split's pre-fix Dw run "
+        "([[dw53]]'s split 0): IoU 0.334, pixel 0.936, det. 0.917; one split of the three the target needs",
+        [_B + "dw-s74/bottle-Dw-seed0"],
+        **_dw_vs_du([_D52 + "bottle-Du-seed0-fade0.3", _B + "du-s58/bottle-Du-seed0"],
+                    "(Du's IoU on the same split 0, its two stored runs)")),
 ]  # fmt: skip
