@@ -18,6 +18,7 @@ from cavga.errors import CavgaError
 from cavga.grid import run as grid_run
 from cavga.grid import workers as grid_workers
 from cavga.grid.spec import expand_env, parse_grid
+from test_grid import _table
 
 TINY = {"data": {"layout": "digits", "image_size": 32}, "model": {"base_channels": 8, "latent_channels": 8}}
 
@@ -146,19 +147,6 @@ def test_an_empty_variable_takes_its_default_as_in_a_shell(monkeypatch):
     assert expand_env("${CAVGA_AUDIT_EMPTY}/mv") == "/mv"  # set, no default: its (empty) value
     monkeypatch.setenv("CAVGA_AUDIT_EMPTY", "/x")
     assert expand_env("${CAVGA_AUDIT_EMPTY:-/data}/mv") == "/x/mv"
-
-
-def _table(md: str, heading: str) -> dict[tuple[str, str], str]:
-    lines = md.split(heading, 1)[1].splitlines()
-    lines = lines[next(i for i, ln in enumerate(lines) if ln.startswith("|")) :]
-    head = [c.strip() for c in lines[0].strip("|").split("|")]
-    out = {}
-    for line in lines[2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        out.update({(cells[0], h): c for h, c in zip(head[1:], cells[1:], strict=True)})
-    return out
 
 
 def test_a_cell_over_fewer_seeds_than_the_grids_says_so():

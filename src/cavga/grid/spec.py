@@ -172,6 +172,16 @@ def _flatten(overrides: Any, where: str) -> dict[str, Any]:
     return out
 
 
+def _checked_overrides(overrides: Any, where: str) -> dict[str, Any]:
+    """An entry's ``overrides`` as dotted keys, each checked against the config schema now."""
+    flat = _flatten(overrides, where)
+    try:
+        set_values(RunConfig(), flat)
+    except CavgaError as e:
+        raise CavgaError(f"{where}: {e}") from None
+    return flat
+
+
 def _model(entry: Any, where: str) -> list[ModelSpec]:
     if isinstance(entry, str):
         if entry in GROUPS:
@@ -194,11 +204,7 @@ def _model(entry: Any, where: str) -> list[ModelSpec]:
     unknown = [p for p in paper if p not in PAPER_COLUMNS]
     if unknown:  # a typo would otherwise leave the model without its paper numbers, unsaid
         raise CavgaError(f"{where}.paper: unknown paper column {unknown[0]!r} (known: {', '.join(PAPER_COLUMNS)})")
-    own = _flatten(d.get("overrides"), f"{where}.overrides")
-    try:
-        set_values(RunConfig(), own)
-    except CavgaError as e:
-        raise CavgaError(f"{where}.overrides: {e}") from None
+    own = _checked_overrides(d.get("overrides"), f"{where}.overrides")
     label = d.get("label", base.label if named else None)
     label = None if label is None else _text(label, f"{where}.label")
     return [ModelSpec(name, base.variant, {**base.overrides, **own}, tuple(paper), label)]
@@ -238,11 +244,7 @@ def _dataset(d: dict[str, Any], where: str, default_name: str) -> DatasetSpec:
     if unknown:  # a typo would otherwise show as a table of dashes, after the whole grid has trained
         said = ", ".join(map(repr, unknown))
         raise CavgaError(f"{where}.metrics: unknown metric {said} (known: {', '.join(TABLE_METRICS)})")
-    overrides = _flatten(d.get("overrides"), f"{where}.overrides")
-    try:
-        set_values(RunConfig(), overrides)
-    except CavgaError as e:
-        raise CavgaError(f"{where}.overrides: {e}") from None
+    overrides = _checked_overrides(d.get("overrides"), f"{where}.overrides")
     spec = DatasetSpec(_text(d.get("name", default_name), f"{where}.name"), data, categories, paper, metrics, overrides)
     try:
         rows = [spec.row(c) for c in categories]  # checks one-class class names now
