@@ -26,7 +26,7 @@ from ..data.inputs import check_model_batch
 from ..errors import CavgaError
 from ..inference import Predictor
 from ..io_utils import atomic_write, write_serialised
-from ..runtime import shown
+from ..runtime import of_type, shown
 from .graph import InferenceGraph
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
@@ -309,7 +309,7 @@ def _checked_meta(meta: dict[str, Any], path: Path, graph_size: int | None) -> R
         raise CavgaError(f"{where}: {e}") from None
     for key, absent, low, high, low_open, high_open in NUMBERS:
         value = meta.get(key, absent)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not of_type(value, float):  # a bool is no number
             raise CavgaError(f"{where}: {key}: {shown(value)} is not a number")
         in_range(f"{where}: {key}", value, low, high, low_open, high_open)
     if meta.get("mask_gate", "none") not in MASK_GATES:

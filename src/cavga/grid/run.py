@@ -104,10 +104,9 @@ def build_cells(spec: GridSpec, out: str | Path, overrides: dict[str, Any] | Non
     :func:`cell_keys` (an error: ``--set data.category=1`` would train category 1 in every row)."""
     out = Path(out)
     taken = cell_keys(spec)
-    given = [f"--set {item.partition('=')[0].strip()}" for item in sets or []]
-    given += [k for k, v in (overrides or {}).items() if v is not None]  # a flag's: the CLI names the flag
-    for name in given:
-        key = name.removeprefix("--set ")
+    given = [(key, f"--set {key}") for key in (item.partition("=")[0].strip() for item in sets or [])]
+    given += [(k, k) for k, v in (overrides or {}).items() if v is not None]  # a flag's: the CLI names the flag
+    for key, name in given:
         if key in taken:
             raise CavgaError(
                 f"{name}: cannot be combined with --grid {spec.source}: the grid file sets it ({taken[key]})"
