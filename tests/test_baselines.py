@@ -9,7 +9,7 @@ import torch
 from _scripts import benchmark_script
 from cavga.baselines.ae import ConvAutoencoder, ae_loss, l2_map, ssim_residual_map
 from cavga.baselines.patchcore import PatchCore, greedy_coreset, nearest_distance
-from cavga.config import RunConfig, from_dict, to_dict
+from cavga.config import RunConfig, from_dict, save_config, to_dict
 from cavga.demo_data import generate_demo_dataset, paint_defect, texture
 from cavga.errors import CavgaError
 from cavga.export import export_run
@@ -339,7 +339,8 @@ def test_an_ae_fitted_before_its_maps_were_blurred_keeps_its_numbers(tiny_data, 
     paths = [r.image_path for r in RunData.load(run).test[:2]]
     before = [p.anomaly_map for p in sharp.predict_paths(paths)]
     state["config"]["infer"]["map_blur"], state["normalizer"]["blur"], state["normalizer"]["map_version"] = 4.0, 4.0, 2
-    torch.save(state, run / CHECKPOINT)  # as the old code wrote it (config.yaml is not what is read)
+    torch.save(state, run / CHECKPOINT)  # as the old code wrote it, its config.yaml too (4 px)
+    save_config(from_dict(state["config"], saved=True), run / "config.yaml")
     old = Predictor.from_run(run, "cpu")
     assert old.cfg.infer.map_blur == 0.0 and old.normalizer.blur == 0.0
     assert old.normalizer.map_quantiles == state["normalizer"]["map_quantiles"]  # not refitted

@@ -141,3 +141,40 @@ def test_a_demo_rerun_with_other_settings_says_what_differs_and_what_to_do(tmp_p
     run = tmp_path / "demo" / "run"
     assert said[0] == f"{run}: reusing the finished demo run already there (1 epoch trained); evaluating it again"
     assert yaml.safe_load(config)["data"]["root"] == "demo/data"
+
+
+# --------------------------------------------------------------------- values as written, named files
+
+
+def test_a_list_as_a_key_is_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {[a]: 1}\n")
+    with pytest.raises(CavgaError, match=r"c.yaml: not valid YAML at line 1, column 8: a key must be a plain value"):
+        load_config(path)
+
+
+def test_a_text_setting_takes_the_value_as_written(tmp_path):
+    """YAML reads 007 as the number 7 and no as False; a category named so keeps its name."""
+    assert apply_overrides(RunConfig(), ["data.category=007"]).data.category == "007"
+    assert apply_overrides(RunConfig(), ["data.category='1e3'"]).data.category == "1e3"  # quoted: YAML's text
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {category: no, layout: mvtec}\nmodel: {variant: Du}\n")
+    assert load_config(path).data.category == "no"
+    path.write_text("data: {category: 007}\ntrain: {epochs: 3}\n")
+    cfg = load_config(path)
+    assert cfg.data.category == "007" and cfg.train.epochs == 3  # a number setting still reads the number
+    with pytest.raises(CavgaError, match=r"c.yaml: data.root: \['x'\] is not a valid str"):
+        from_dict({"data": {"root": ["x"]}}, str(path))
+
+
+def test_a_number_beyond_any_setting_is_refused_before_torch_sees_it():
+    with pytest.raises(CavgaError, match=r"^model.latent_channels: '99999999999999999999' is too large$"):
+        apply_overrides(RunConfig(), ["model.latent_channels=99999999999999999999"])
+
+
+def test_a_range_error_from_a_config_file_names_the_file(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("infer: {mask_quantile: -0.5}\n")
+    assert main(["train", "--data", str(tmp_path), "--config", str(path), "--out", str(tmp_path / "r"), *TINY]) == 2
+    assert re.search(r"c.yaml: infer.mask_quantile: -0.5 is outside", _error_line(capsys))
+    assert not (tmp_path / "r").exists()

@@ -225,3 +225,10 @@ def test_a_cell_stopped_after_its_metrics_is_adopted_with_its_page_or_evaluated_
     result = G.finished(cell)
     assert result is not None and result["grid_cell"]["adopted"]
     assert (cell.dir / "report" / "index.html").is_file()
+
+
+def test_a_negative_seed_is_refused_as_every_seed_flag_refuses_it(tmp_path, capsys):
+    """Python's random (the data split) reads -1 as 1: seed -1 would silently share seed 1's split."""
+    path = _write(tmp_path, {**TINY, "name": "g", "models": ["Du"], "categories": [0]})
+    assert main(["benchmark", "--grid", str(path), "--seeds", "0,-1", "--out", str(tmp_path / "b")]) == 2
+    assert "--seeds '0,-1': give seeds of 0 or more" in capsys.readouterr().err and not (tmp_path / "b").exists()

@@ -220,6 +220,8 @@ def generate_demo_dataset(
         raise CavgaError(f"demo crop {crop}: must be between 16 and 512 pixels")
     if n_train < 1 or n_test_good < 0 or n_test_defect < 0 or n_test_good + n_test_defect < 1:
         raise CavgaError("demo sizes: need n_train >= 1 and at least one test image")
+    if int(seed) < 0:  # numpy's generator takes none: refused before the folder is made
+        raise CavgaError(f"demo seed {seed}: give a seed of 0 or more (data.seed)")
     root = Path(root).expanduser()
     target = root / category
     params = _params(int(seed), int(n_train), int(n_test_good), int(n_test_defect), int(crop), category)

@@ -34,7 +34,9 @@ import torch
 from torch import Tensor
 
 from . import data as D
+from .asked_settings import settings_in_effect, warn_edited_config
 from .attention import content_blur, image_map
+from .completion import check_finished
 from .config import RunConfig, to_dict
 from .config.resolve import map_blur
 from .data.inputs import check_model_batch, model_input
@@ -67,7 +69,7 @@ from .map_choice import (
 )
 from .networks import CAVGA, build_networks
 from .normal_level import LEVEL_KEY
-from .runfolder import RunData, saved_run, training_done
+from .runfolder import RunData, saved_run
 from .runtime import resolve_device
 
 # the inference settings that change the anomaly map itself (not only how it is read)
@@ -225,9 +227,14 @@ class Predictor:
         return level_above(self.normalizer.map_threshold(quantile), margin)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: str = "auto", infer: list[str] | None = None) -> Predictor:
-        """Load a finished run; ``infer`` overrides inference settings (``"infer.mask_threshold=0.4"``)."""
+    def from_run(
+        cls, run_dir: str | Path, device: str = "auto", infer: list[str] | None = None, acting: tuple[str, ...] = ()
+    ) -> Predictor:
+        """Load a finished run; ``infer`` overrides inference settings (``"infer.mask_threshold=0.4"``); a
+        decision-only one changed there is warned of unless the caller reads it itself (``acting``:
+        :func:`cavga.asked_settings.settings_in_effect`)."""
         state, cfg = saved_run(run_dir, infer)
+        check_finished(run_dir, state, cfg)  # before any decided setting is read: a run without its end has none
         requested = to_dict(cfg)["infer"]  # as saved and overridden, before the run's decisions fill in its autos
         from .mask_threshold import requantile
         from .runtime import CHECKPOINT, weights_of
@@ -240,8 +247,8 @@ class Predictor:
         except CavgaError as e:
             raise CavgaError(f"{ckpt}: as training decided it, {e}") from None
         check_run_folder(run_dir, state)  # config.yaml and split.json belong to this checkpoint
-        if not training_done(state, cfg) or (not cfg.model.weakly_supervised and state.get("normalizer") is None):
-            raise CavgaError(f"{run_dir}: training stopped at epoch {state.get('epoch')}; finish it with --resume")
+        warn_edited_config(run_dir, state)  # config.yaml's infer edited: the checkpoint's is read
+        requested = settings_in_effect(run_dir, state, requested, acting)  # what the answers stand for
         device = resolve_device(device)
         if cfg.model.is_baseline:  # AE-L2, AE-SSIM, PatchCore: same Prediction, their own maps and scores
             from .baselines.scoring import BaselinePredictor, evidence

@@ -8,42 +8,42 @@ new map but keeps the old decisions, made on another map. This makes them again 
 settings with today's code, exactly as a new training's end would (:func:`cavga.decisions.finish_decisions`;
 for AE-L2, AE-SSIM and PatchCore :func:`cavga.baselines.fit.finish_baseline_decisions`): the same
 weights, held-out normals only, no test image. The run itself is never changed: the result is a copy,
-written in a temporary folder beside OUT and renamed to OUT once complete.
+written in a temporary folder beside OUT and renamed to OUT once complete (removed again on Ctrl-C or
+SIGTERM). The run's lock is held while it is read and copied: not while a training writes into it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .completion import check_finished
 from .config import RunConfig, save_config, to_dict
 from .errors import CavgaError
 from .evaluate import METRICS_FILE, OVERLAYS_DIR
 from .fingerprint import check_run_folder
+from .map_choice import AUTO_SETTINGS
 from .report.run_report import REPORT_DIR, remove_run_report
 from .report.scores import MAPS_DIR, SCORES_FILE
-from .runfolder import VALIDATION_FILE, RunData, saved_run, training_done, with_infer
+from .runfolder import VALIDATION_FILE, RunData, saved_run, with_infer
 from .runlock import LOCK_FILE, RunLock
 from .runtime import CHECKPOINT, resolve_device, save_checkpoint
 
 # what evaluate and validate wrote from the old decisions, and a training's lock
 STALE_FILES = (LOCK_FILE, METRICS_FILE, VALIDATION_FILE, SCORES_FILE)
 STALE_FOLDERS = (MAPS_DIR, REPORT_DIR, OVERLAYS_DIR)  # evaluate's test maps, report page and comparison strips
-DECISIONS = (
-    "attention_direction",
-    "image_score",
-    "weak_map",
-    "mask_quantile",
-    "mask_margin",
-    "mask_peak_fraction",
-    "residual_mask",  # the same-run residual's mask level (since session 58)
-)
+# every setting training's end decides: the auto ones, then the same-run residual's mask level (since session 58)
+DECISIONS = (*AUTO_SETTINGS, "residual_mask")
 
 
 def redecide_run(run_dir: str | Path, out_dir: str | Path, infer: list[str], device: str = "auto") -> dict[str, Any]:
@@ -55,23 +55,21 @@ def redecide_run(run_dir: str | Path, out_dir: str | Path, infer: list[str], dev
         raise CavgaError(f"{out_dir}: already exists; redecide writes a new folder and never overwrites one")
     if out_dir.resolve().is_relative_to(run_dir.resolve()):  # the copy would copy itself, without end
         raise CavgaError(f"{out_dir}: inside the run folder {run_dir}; give OUT outside it")
-    state, cfg = saved_run(run_dir, infer)
-    check_run_folder(run_dir, state)
-    if not training_done(state, cfg):
-        raise CavgaError(f"{run_dir}: training stopped at epoch {state.get('epoch')}; finish it with --resume first")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        copy = work / "run"
-        # the rest of the run as it is; its top-level checkpoint is written anew below, and what the
-        # old decisions produced is left behind (the restart candidates' own checkpoints are kept, linked)
-        shutil.copytree(
-            run_dir, copy, ignore=lambda folder, names: _renewed(run_dir, folder, names), copy_function=_link_checkpoint
-        )
-        decided = _decide_into(copy, state, cfg, device)
+    with _sigterm_as_exit(), contextlib.ExitStack() as cleanup:
+        with RunLock(run_dir, "redecide", create=False):  # a run still training says so, by its lock
+            state, cfg = saved_run(run_dir, infer)
+            check_run_folder(run_dir, state)
+            check_finished(run_dir, state, cfg)
+            run_data = RunData.load(run_dir)  # read here, so that its errors name RUN, not the copy
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+            cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+            copy = work / "run"
+            # the rest of the run as it is; its top-level checkpoint is written anew below, and what the old
+            # decisions produced (and the lock) is left behind (the restart candidates' checkpoints: linked)
+            shutil.copytree(run_dir, copy, ignore=partial(_renewed, run_dir), copy_function=_link_checkpoint)
+        decided = _decide_into(copy, state, cfg, run_data, device)
         copy.rename(out_dir)  # complete, or not there at all
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return decided
 
 
@@ -93,7 +91,8 @@ def redecide_in_place(run_dir: str | Path, infer: list[str], device: str = "auto
         if to_dict(with_infer(cfg, infer))["infer"] == before:  # as saved_run(run_dir, infer), one read
             return None
         check_run_folder(run_dir, state)
-        decided = _decide_into(run_dir, state, cfg, device)
+        check_finished(run_dir, state, cfg)
+        decided = _decide_into(run_dir, state, cfg, RunData.load(run_dir), device)
         for name in set(STALE_FILES) - {LOCK_FILE}:
             (run_dir / name).unlink(missing_ok=True)
         for name in set(STALE_FOLDERS) - {REPORT_DIR}:
@@ -102,15 +101,34 @@ def redecide_in_place(run_dir: str | Path, infer: list[str], device: str = "auto
     return decided
 
 
-def _decide_into(folder: Path, state: dict[str, Any], cfg: RunConfig, device: str) -> dict[str, Any]:
-    """Training's end made again for ``state``'s weights under ``cfg``, written into ``folder`` (its
-    checkpoint replaced whole, its config.yaml rewritten); the decisions, by setting."""
-    decided = _decide(state, cfg, RunData.load(folder), resolve_device(device))
+def _decide_into(folder: Path, state: dict[str, Any], cfg: RunConfig, run_data: RunData, device: str) -> dict[str, Any]:
+    """Training's end made again for ``state``'s weights under ``cfg`` on ``run_data`` (the run's split),
+    written into ``folder`` (its checkpoint replaced whole, its config.yaml rewritten); the decisions, by setting."""
+    decided = _decide(state, cfg, run_data, resolve_device(device))
     state["config"] = to_dict(cfg)
     state.update(decided)
     save_checkpoint(state, folder / CHECKPOINT)
     save_config(cfg, folder / "config.yaml")
     return {key: decided[key] for key in DECISIONS if decided.get(key)}
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """SIGTERM (``kill``, a job scheduler's stop) raised as SystemExit inside, so that the work folder is
+    removed as on Ctrl-C; the exit status stays SIGTERM's (143). Only over Python's default handling,
+    in the main thread: a caller's own handler is kept."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _renewed(run_dir: Path, folder: str, names: list[str]) -> set[str]:

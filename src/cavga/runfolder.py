@@ -289,14 +289,6 @@ def eligible_scores(scores: dict[int, float], barred) -> dict[int, float]:
     return {e: -math.inf if e in barred else s for e, s in scores.items()}
 
 
-def training_done(state: dict[str, Any], cfg: RunConfig) -> bool:
-    """Whether the checkpoint ``state`` has trained all ``train.epochs`` or stopped early by ``train.patience``."""
-    choice = state.get("epoch_choice") or {}
-    scores = {int(e): float(v) for e, v in (choice.get("scores") or {}).items()}
-    scores = eligible_scores(scores, choice.get("barred") or ())
-    return state.get("epoch", 0) >= cfg.train.epochs or patience_spent(scores, int(cfg.train.patience))
-
-
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
     """The records of the folder's history.jsonl, one per trained epoch (none without the file)."""
     path = Path(run_dir) / HISTORY_FILE

@@ -1,4 +1,5 @@
-"""One writer per run folder: an exclusive lock held for the whole life of a train, evaluate or predict.
+"""One writer per run folder: an exclusive lock held for the whole life of a train, evaluate, predict or
+validate (and by redecide while it reads and copies the run).
 
 The lock is ``RUN/.lock``, locked with ``flock`` (so the kernel releases it when its process dies,
 even by ``kill -9``) and holding the holder's pid, host, command and start time. A second writer

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from . import data as D
 from . import distributed as dist
 from .accel import accel_for
+from .completion import training_finished
 from .config import RunConfig, resolved, to_dict
 from .decisions import finish_decisions
 from .distill import OWN_ENCODER, SHARED_ENCODER, distill_teacher, distilled_start
@@ -25,7 +26,7 @@ from .io_utils import check_output_folder, refuse_foreign, remove_stale_temp_fil
 from .losslog import LossLog, check_finite_parameters
 from .networks import build_networks
 from .restarts import start_from_best, training_seed
-from .runfolder import open_run, run_files, start_run_folder, training_done, write_history
+from .runfolder import open_run, run_files, start_run_folder, write_history
 from .runlock import RunLock
 from .runtime import CHECKPOINT, deterministic_kernels, resolve_device, save_checkpoint, seed_everything
 from .step import class_weight_of, make_optimizers, train_step
@@ -148,7 +149,7 @@ def _train_locked(
         torch.set_rng_state(state["rng"])
         if "cuda_rng" in state and device.type == "cuda":  # the reparameterisation's noise on a GPU
             torch.cuda.set_rng_state(state["cuda_rng"], device)
-        if training_done(state, cfg) and state.get("normalizer") is not None:
+        if training_finished(state, cfg):  # its end ran too: nothing left to do
             if progress and ctx.is_main and start_epoch < cfg.train.epochs:
                 tqdm.write(f"{run_dir}: stopped at epoch {start_epoch} by train.patience; --patience 0 trains on")
             elif progress and ctx.is_main:

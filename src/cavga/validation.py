@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import load_config
+from .config import RunConfig, load_config, to_dict
 from .config.resolve import mask_fade
 from .data import why_none_held_out
 from .demo_data import DEFECT_TYPES
@@ -38,21 +38,34 @@ from .painting import (
     protocol_text,
 )
 from .runfolder import VALIDATION_FILE, RunData, saved_run
+from .runlock import RunLock
 
 
 def validate_run(
     run_dir: str | Path, device: str = "auto", seed: int = 0, copies: int = 2, infer: list[str] | None = None
 ) -> dict[str, Any]:
-    """Score the run's held-out normals, clean and with painted defects; write ``validation.json``."""
+    """Score the run's held-out normals, clean and with painted defects; write ``validation.json``.
+    The run's lock is held throughout, as evaluate holds it (:mod:`cavga.runlock`)."""
     run_dir = Path(run_dir)
     if copies < 1:
         raise CavgaError(f"--copies {copies}: give 1 or more painted copies of each held-out image")
+    if seed < 0:  # numpy's generators take none
+        raise CavgaError(f"--paint-seed {seed}: give a seed of 0 or more")
     check_output_folder(run_dir, "run folder")  # validation.json goes there: a read-only run is said now
+    with RunLock(run_dir, "validate", create=False):  # not while a training or an evaluation writes the run
+        return _validate_locked(run_dir, device, seed, copies, infer)
+
+
+def _validate_locked(run_dir: Path, device: str, seed: int, copies: int, infer: list[str] | None) -> dict[str, Any]:
+    """:func:`validate_run` once the run is locked."""
+    # first: an unfinished run is said as evaluate says it, before anything that needs its statistics;
+    # the sweep's infer.mask_fade is read here, so it is no decision-only setting to warn of
+    predictor = Predictor.from_run(run_dir, device, infer, acting=("mask_fade",))
+    cfg = predictor.cfg
     held_out = held_out_normals(run_dir)
     if not held_out:
-        raise CavgaError(f"{run_dir}: the run held out no normal images to validate on: {no_held_out_reason(run_dir)}")
-    predictor = Predictor.from_run(run_dir, device, infer)
-    cfg = predictor.cfg
+        why = no_held_out_reason(run_dir, cfg)
+        raise CavgaError(f"{run_dir}: the run held out no normal images to validate on: {why}")
     images, given = held_out_images(held_out, cfg.data.image_size, cfg.data.resize)  # (N, 3, S, S), N boxes
     cols, masks, labels, kinds, boxes = predict_painted(predictor, images, given, seed, copies)  # M images
     maps, masks = content_only(cols["map"], boxes), content_only(masks, boxes)  # M x (h_i, w_i)
@@ -70,7 +83,9 @@ def validate_run(
     if fade < 1.0:  # the mask threshold is decided on faded paint (infer.mask_fade): its sweep is too
         faded, f_masks, labels_f, _, f_boxes = predict_painted(predictor, images, given, seed, copies, fade)
         swept = (content_only(faded["map"], f_boxes), content_only(f_masks, f_boxes), labels_f)
-    sweep = mask_sweep(predictor, *swept, *_asked_mask_settings(run_dir, cfg))
+    # the margin and peak fraction as asked (the checkpoint's, with --set; "auto" where training decided them)
+    asked = predictor.requested_infer or to_dict(cfg)["infer"]
+    sweep = mask_sweep(predictor, *swept, asked["mask_margin"], asked["mask_peak_fraction"])
     result = {
         "run": str(run_dir),
         "model": cfg.model.label,
@@ -82,7 +97,8 @@ def validate_run(
         "baseline_residual": {k: baseline[k] for k in METRIC_KEYS} if predictor.has_reconstruction else None,
         "residual_mask": list(predictor.residual_level),  # its (threshold, peak fraction), as training's end decided
         "per_defect": per_defect,
-        "mask_quantile": cfg.infer.mask_quantile,  # in use: as decided by training when "auto"
+        "mask_quantile": cfg.infer.mask_quantile,  # in use: as decided by training when "auto"; None: the fixed one
+        "mask_threshold": predictor.mask_threshold,  # the map's threshold in use, before the peak fraction
         "mask_margin": cfg.infer.mask_margin,
         "mask_peak_fraction": predictor.mask_peak_fraction,
         "mask_min_area": predictor.mask_min_area,
@@ -110,14 +126,6 @@ def pixel_auroc_by_kind(maps: list, masks: list, kinds: list[str], labels: np.nd
     return out
 
 
-def _asked_mask_settings(run_dir: Path, cfg) -> tuple[float | str, float | str]:
-    """``infer.mask_margin`` and ``infer.mask_peak_fraction`` as the run's config.yaml asks them
-    ("auto" or a number), before training decided them."""
-    config_file = run_dir / "config.yaml"
-    asked = load_config(config_file, saved=True).infer if config_file.is_file() else cfg.infer
-    return asked.mask_margin, asked.mask_peak_fraction
-
-
 def _image_auroc_by_score(
     cfg, raw: np.ndarray, recon: np.ndarray, bce: np.ndarray, maps: list, labels: np.ndarray
 ) -> dict:
@@ -133,11 +141,12 @@ def _image_auroc_by_score(
     }
 
 
-def no_held_out_reason(run_dir: str | Path) -> str:
+def no_held_out_reason(run_dir: str | Path, cfg: RunConfig | None = None) -> str:
     """:func:`why_none_held_out` for a run folder: its split.json and the data.val_fraction it was
-    trained with (its config.yaml, else its checkpoint's)."""
+    trained with (``cfg``'s, else its config.yaml's, else its checkpoint's)."""
     run_dir = Path(run_dir)
     n_normal = sum(r.label == 0 for r in RunData.load(run_dir).train)
     config_file = run_dir / "config.yaml"
-    cfg = load_config(config_file, saved=True) if config_file.is_file() else saved_run(run_dir)[1]
+    if cfg is None:
+        cfg = load_config(config_file, saved=True) if config_file.is_file() else saved_run(run_dir)[1]
     return why_none_held_out(n_normal, cfg.data.val_fraction)

@@ -121,13 +121,22 @@ def _validate(args: Namespace) -> int:
 
 
 def _redecide(args: Namespace) -> int:
+    import shlex
+
     from ..io_utils import check_output_folder
     from ..redecide import redecide_run
+    from ..runfolder import RunData
 
     check_output_folder(args.out, "OUT", trial=True)  # not after the run has been copied
     for key, value in redecide_run(args.run_dir, args.out, args.overrides, args.device).items():
         print(f"{key}: {value[key]} ({value.get('protocol', 'as set')})")
-    print(f"written: {args.out} (check it with `cavga validate {args.out}`)")
+    if any(r.label == 0 for r in RunData.load(args.out).val):  # what `cavga validate` paints defects on
+        print(f"written: {args.out} (check it with `cavga validate {shlex.quote(str(args.out))}`)")
+    else:  # validate would refuse it: say why instead
+        from ..validation import no_held_out_reason
+
+        why = no_held_out_reason(args.out)
+        print(f"written: {args.out} (no painted-defect check: it held out no normal images: {why})")
     return 0
 
 
@@ -216,6 +225,8 @@ def _seed_list(text: str) -> tuple[int, ...]:
         seeds = tuple(int(v) for v in text.split(","))
     except ValueError:
         raise CavgaError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if any(s < 0 for s in seeds):  # as every seed flag (cli.parser.seed): -S would share S's data split
+        raise CavgaError(f"--seeds {text!r}: give seeds of 0 or more")
     if len(set(seeds)) != len(seeds):
         raise CavgaError(f"--seeds {text!r}: a seed is repeated")
     return seeds

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import yaml
+
 from ..config import RunConfig, apply_overrides, load_config, to_dict
+from ..config.io import read_yaml
 from ..errors import CavgaError
 
 # Command-line flags and the config keys they set (one flag may set two keys).
@@ -88,4 +91,18 @@ def with_flag(message: str, args: argparse.Namespace | None) -> str:
     for flag, dotted, attr in FLAGS:
         if dotted == key and key not in given and getattr(args, attr, None) is not None:
             return f"{flag} ({key}): {rest}"
+    config = getattr(args, "config", None)
+    if config and key not in given and _file_sets(config, key):  # a range check's message, from --config
+        return f"{config}: {message}"
     return message
+
+
+def _file_sets(path: str | Path, key: str) -> bool:
+    """Whether the config file at ``path`` (already read without error) sets ``section.key``."""
+    section, _, name = key.partition(".")
+    try:
+        raw = read_yaml(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    values = raw.get(section) if isinstance(raw, dict) else None
+    return isinstance(values, dict) and name in values

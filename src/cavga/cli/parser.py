@@ -19,6 +19,18 @@ from ..config import (
 )
 
 
+def seed(text: str) -> int:
+    """An argparse type for seeds: a whole number of 0 or more. Numpy's generators (the demo data, the
+    painted defects) take no negative seed, and Python's ``random`` (the data splits) reads -S as S."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: give a seed of 0 or more")
+    return value
+
+
 def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, image_size: object = 256) -> None:
     p.add_argument("--config", help="YAML file with sections data/model/loss/train/infer")
     p.add_argument("--epochs", type=int, help=f"training epochs (default {epochs})")
@@ -30,7 +42,7 @@ def _add_common_run_options(p: argparse.ArgumentParser, epochs: object = 100, im
         "center: as pad, but an image that fits the square keeps its own pixels (default stretch)",
     )
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--seed", type=int, help="seeds the data split and the training (default 0)")
+    p.add_argument("--seed", type=seed, help="seeds the data split and the training, 0 or more (default 0)")
     p.add_argument("--batch-size", type=int, help="training batch size (default 16)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 2e-4)")
     p.add_argument(
@@ -174,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir", help=RUN_DIR_HELP)
     p.add_argument("--copies", type=int, default=2, help="painted versions of each held-out image (default 2)")
-    p.add_argument("--paint-seed", type=int, default=0, help="seed of the painted defects (default 0)")
+    p.add_argument("--paint-seed", type=seed, default=0, help="seed of the painted defects, 0 or more (default 0)")
     _add_inference_options(p)
 
     p = sub.add_parser(

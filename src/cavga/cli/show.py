@@ -67,6 +67,9 @@ def print_validation(result: dict, run_dir: Path) -> None:
     if result["mask_quantile_iou"]:
         # "1.0+0.05": margin 0.05; "0.9@0.5": peak fraction 0.5
         in_use = mask_label(result["mask_quantile"], result["mask_margin"], result["mask_peak_fraction"])
+        if result["mask_quantile"] is None:  # infer.mask_quantile null: the fixed infer.mask_threshold, in no row
+            fixed = mask_label(result["mask_threshold"], 0.0, result["mask_peak_fraction"])
+            in_use = f"no quantile: the fixed threshold {fixed}"
         faded = f"; defects faded to U({result['mask_fade']:g}, 1)" if result["mask_fade"] < 1 else ""
         if result["mask_min_area"]:  # the sweep is of unfiltered masks; the metrics above are filtered
             area = result["mask_min_area"]

@@ -25,6 +25,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:  # a list or mapping as a key (`{[a]: 1}`): PyYAML's own check comes later
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a plain value, not a list or mapping", key_node.start_mark
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
             seen.add(key)
@@ -98,13 +104,17 @@ def _coerce(value: Any, annotation: Any, where: str, text: str | None = None) ->
         if hint is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
+            if abs(int(value)) >= 2**63:  # no setting counts that far; torch would fail on it with a traceback
+                raise CavgaError(f"{where}: {_as_given(value, text)} is too large")
             return int(value)
         if hint is float:
             if isinstance(value, bool):  # YAML's yes/true: not a number
                 raise ValueError(value)
             return float(value)
-        if hint is str:
-            return str(value)
+        if hint is str:  # the text as written: YAML reads 007 as 7 and no as False
+            if isinstance(value, (list, dict)):
+                raise ValueError(value)
+            return value if isinstance(value, str) or text is None else text.strip()
     except (TypeError, ValueError):
         raise CavgaError(f"{where}: {_as_given(value, text)} is not a valid {hint.__name__}") from None
     return value
@@ -167,7 +177,7 @@ def from_dict(
     ``saved``: ``raw`` is a finished run's own config (its config.yaml, checkpoint or export), complete
     when it was written, so a key missing from it is one added (or made ``auto``) since: it takes its
     value of that time (:func:`old_defaults`). ``typed``: (section, key) -> the value as written in the
-    file, where YAML read it as something else (:func:`_booleans_as_written`), for error messages."""
+    file, where YAML read it as something else (:func:`_as_written`): a text setting takes it, an error quotes it."""
     if not isinstance(raw, dict):
         raise CavgaError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     cfg = old_defaults() if saved else RunConfig()
@@ -218,17 +228,18 @@ def load_config(path: str | Path, saved: bool = False) -> RunConfig:
         raise CavgaError(f"{path}: cannot read config file ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         raise CavgaError(f"{path}: not valid YAML {yaml_problem(e, text)}") from None
-    return from_dict(raw, str(path), saved, _booleans_as_written(text))
+    return from_dict(raw, str(path), saved, _as_written(text))
 
 
-def _booleans_as_written(text: str) -> dict[tuple[str, str], str]:
-    """(section, key) -> the word written, for each ``section: {key: value}`` that YAML reads as a
-    boolean (yes, no, on, off, true, false), so an error can quote the word instead of True/False."""
+def _as_written(text: str) -> dict[tuple[str, str], str]:
+    """(section, key) -> the value as written, for each ``section: {key: value}`` that YAML reads as
+    other than text (a number, a boolean from yes/no/on/off, null): a text setting takes it as written
+    (``category: 007``), and an error quotes the word instead of True/False."""
     root = yaml.compose(text, Loader=_UniqueKeyLoader)
     out = {}
     for section, values in root.value if isinstance(root, yaml.MappingNode) else []:
         for key, value in values.value if isinstance(values, yaml.MappingNode) else []:
-            if isinstance(value, yaml.ScalarNode) and value.tag == "tag:yaml.org,2002:bool":
+            if isinstance(value, yaml.ScalarNode) and value.tag != "tag:yaml.org,2002:str":
                 out[(str(section.value), str(key.value))] = str(value.value)
     return out
 
