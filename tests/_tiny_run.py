@@ -54,3 +54,21 @@ def exported_and_eager(run: Path, tmp_path: Path, infer: list[str], fmt: str = "
     size = eager.cfg.data.image_size
     x = torch.stack([load_image(r.image_path, size) for r in RunData.load(run).test])  # (B, 3, S, S)
     return exported.predict_batch(x), eager.predict_batch(x)
+
+
+def train_tiny(tmp_path_factory, **settings) -> Path:
+    """A tiny finished CAVGA-Du run of the library's ``train`` (demo brick, 32 px, one epoch, 4 held-out
+    normals), for a module's fixture; ``settings``: more config values, as ``{"train.restarts": 1}``."""
+    from cavga.config import RunConfig, apply_overrides
+    from cavga.train import train
+
+    root = tmp_path_factory.mktemp("data")
+    generate_demo_dataset(root, seed=0, n_train=20, n_test_good=2, n_test_defect=4, crop=48)
+    cfg = RunConfig()
+    cfg.data.root, cfg.data.category, cfg.data.image_size, cfg.data.val_fraction = str(root), "brick", 32, 0.2
+    cfg.model.base_channels = cfg.model.latent_channels = 8
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.device = 1, 4, "cpu"
+    apply_overrides(cfg, settings)
+    run = tmp_path_factory.mktemp("run") / "run"
+    train(cfg, run, progress=False)
+    return run

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from _tiny_run import train_tiny
 from cavga.cli import main
-from cavga.config import RunConfig
-from cavga.demo_data import generate_demo_dataset
 from cavga.errors import CavgaError
 from cavga.fingerprint import check_run_folder
 from cavga.map_choice import AUTO_SETTINGS
@@ -26,24 +25,14 @@ from cavga.redecide import DECISIONS, redecide_in_place, redecide_run
 from cavga.runfolder import SPLIT_FILE
 from cavga.runlock import LOCK_FILE, RunLock
 from cavga.runtime import CHECKPOINT, load_checkpoint, save_checkpoint
-from cavga.train import train
 
 SRC = str(Path(__file__).parents[1] / "src")
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """A tiny finished CAVGA-Du run (one epoch, 32 px), not to be changed: tests copy it."""
-    root = tmp_path_factory.mktemp("data")
-    generate_demo_dataset(root, seed=0, n_train=20, n_test_good=2, n_test_defect=4, crop=48)
-    cfg = RunConfig()
-    cfg.data.root, cfg.data.category, cfg.data.image_size, cfg.data.val_fraction = str(root), "brick", 32, 0.2
-    cfg.model.base_channels = cfg.model.latent_channels = 8
-    cfg.model.encoder_init, cfg.train.restarts = "dcgan", 1
-    cfg.train.epochs, cfg.train.batch_size, cfg.train.device = 1, 4, "cpu"
-    run = tmp_path_factory.mktemp("trained") / "run"
-    train(cfg, run, progress=False)
-    return run
+    """A tiny finished CAVGA-Du run, not to be changed: tests copy it."""
+    return train_tiny(tmp_path_factory, **{"model.encoder_init": "dcgan", "train.restarts": 1})
 
 
 def _copy(run: Path, to: Path) -> Path:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from _tiny_run import train_tiny
 from cavga import validation
 from cavga.asked_settings import DecidedUnderOtherSettings, EditedRunConfig
 from cavga.cli import main
-from cavga.config import RunConfig
 from cavga.demo_data import generate_demo_dataset
 from cavga.errors import CavgaError
 from cavga.evaluate import evaluate_run
@@ -23,7 +23,6 @@ from cavga.mask_threshold import mask_candidates
 from cavga.redecide import infer_settings, redecide_in_place
 from cavga.runfolder import saved_run
 from cavga.runlock import LOCK_FILE, RunLock
-from cavga.train import train
 from cavga.validation import VALIDATION_FILE, validate_run
 
 OURS = (DecidedUnderOtherSettings, EditedRunConfig)
@@ -32,15 +31,7 @@ OURS = (DecidedUnderOtherSettings, EditedRunConfig)
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """A tiny finished CAVGA-Du run (4 held-out normals; mask quantile and peak fraction auto, margin 0)."""
-    root = tmp_path_factory.mktemp("data")
-    generate_demo_dataset(root, seed=0, n_train=20, n_test_good=2, n_test_defect=4, crop=48)
-    cfg = RunConfig()
-    cfg.data.root, cfg.data.category, cfg.data.image_size, cfg.data.val_fraction = str(root), "brick", 32, 0.2
-    cfg.model.base_channels = cfg.model.latent_channels = 8
-    cfg.train.epochs, cfg.train.batch_size, cfg.train.device = 1, 4, "cpu"
-    run = tmp_path_factory.mktemp("run") / "run"
-    train(cfg, run, progress=False)
-    return run
+    return train_tiny(tmp_path_factory)
 
 
 @pytest.fixture
