@@ -114,9 +114,14 @@ def test_an_exif_rotated_pil_image_is_read_upright_as_its_file(predictor, images
         (Image.fromarray(np.full((20, 20), 200.0, np.float32)), "float pixels must lie in [0, 1]"),  # mode F
         (Image.fromarray(np.full((20, 20), 179, np.int32)), "mode I (32-bit integers) has no fixed scale"),
         (torch.eye(20).to_sparse(), "a torch.sparse_coo tensor holds no pixels"),
+        (np.full((20, 20, 3), 1.0000001), "these run from 1.0000001 to 1.0000001"),  # not "from 1 to 1"
+        (lambda: torch.nested.nested_tensor([torch.rand(3, 8, 8), torch.rand(3, 4, 4)]), "a nested tensor is not"),
+        (lambda: torch.quantize_per_tensor(torch.rand(3, 8, 8), 0.1, 0, torch.quint8), "give t.dequantize()"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors", "ignore:torch.quantize_per_tensor")
 def test_bad_images_in_memory_are_named_by_their_place(predictor, images, bad, said):
+    bad = bad() if callable(bad) else bad  # made here: nested and quantized tensors warn as they are made
     with pytest.raises(CavgaError) as e:
         predictor.predict([images[0], bad])
     assert str(e.value).startswith("images[1]: ") and said in str(e.value)
@@ -138,6 +143,23 @@ def test_an_exported_model_answers_images_in_memory_as_the_run(run, predictor, i
 def test_load_errors_are_one_line(tmp_path):
     with pytest.raises(CavgaError, match="no such run folder"):
         cavga.load(tmp_path / "missing")
+    with pytest.raises(CavgaError, match="model=None: give the path of a run folder"):
+        cavga.load(None)
+
+
+def test_load_takes_a_torch_device_and_reads_lazy_tensor_views(run, predictor, images):
+    """A torch.device (or None, auto) as the device; a negated view answers as its values."""
+    for device in (torch.device("cpu"), None):
+        assert cavga.load(run, device).device.type == "cpu"
+    x = torch.from_numpy(np.asarray(Image.open(images[0]).convert("RGB"), np.float32) / 255).permute(2, 0, 1)
+    _same(predictor.predict((-x)._neg_view()), predictor.predict(x.clone()))
+
+
+def test_a_mapping_or_an_open_file_is_refused_not_iterated(predictor, images):
+    with pytest.raises(CavgaError, match=r"images: a mapping \(dict\) is not an image or a batch"):
+        predictor.predict({"a": images[0]})
+    with open(images[0], "rb") as f, pytest.raises(CavgaError, match=r"an open file \(BufferedReader\)"):
+        predictor.predict(f)
 
 
 def test_import_cavga_stays_light():

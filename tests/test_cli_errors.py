@@ -147,6 +147,17 @@ def test_a_folder_of_run_folders_names_them_and_says_to_give_one(tmp_path, comma
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]
 
 
+def test_a_benchmark_says_what_a_later_variant_lacks_before_the_first_trains(tmp_path, capsys):
+    """Ru's ResNet-18 weights missing (offline, or a wrong file): said before Du trains, not after."""
+    data = generate_demo_dataset(tmp_path / "data", seed=0, n_train=4, n_test_good=1, n_test_defect=1, crop=48)
+    missing = tmp_path / "resnet18.pt"
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--data", str(data.parent), "--category", "brick", "--models", "Du,Ru", "--out", str(out)]
+    assert main([*argv, *TINY, "--set", f"model.backbone_weights={missing}", "--set", "model.encoder_init=dcgan"]) == 2
+    one_line_error(capsys, str(missing))
+    assert not (out / "Du").exists()
+
+
 def test_predict_with_a_missing_run_folder_says_so(tmp_path, capsys):
     image = tmp_path / "a.png"
     Image.new("RGB", (8, 8)).save(image)

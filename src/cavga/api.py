@@ -13,7 +13,9 @@ predict`` writes them (:func:`cavga.image_scores.answer_mask`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import io
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +31,16 @@ from .predict import load_predictor
 __all__ = ["ImageInput", "Prediction", "Predictor", "load", "predict_images"]
 
 
-def load(model: str | Path, device: str = "auto", infer: Sequence[str] | None = None):
+def load(model: str | Path, device: str | torch.device | None = "auto", infer: Sequence[str] | None = None):
     """A run folder's :class:`Predictor`, or an ``ExportedPredictor`` for a file written by ``cavga
     export`` (its settings fixed at export; it runs on the CPU). ``infer``: inference overrides as
     ``--set`` takes them, ``["infer.mask_gate=verdict"]`` (run folders only). Errors are one-line
     :class:`CavgaError`. Loading leaves torch's global random state as it was."""
     if isinstance(infer, str):
         raise CavgaError(f"infer={infer!r}: give a list of 'infer.KEY=VALUE' strings, e.g. [{infer!r}]")
+    if not isinstance(model, (str, os.PathLike)):
+        raise CavgaError(f"model={model!r}: give the path of a run folder or of a file written by cavga export")
+    device = "auto" if device is None else str(device)  # a torch.device reads as its name, "cuda:0"
     with torch.random.fork_rng(devices=[]):  # building the networks draws initial weights
         return load_predictor(model, device, None if infer is None else list(infer))
 
@@ -61,6 +66,12 @@ def _batch_items(images: object) -> list | None:
         return list(images)
     if isinstance(images, _NOT_A_BATCH) or not isinstance(images, Iterable):
         return None
+    if isinstance(images, (Mapping, io.IOBase)):  # iterating them gives keys or lines, not images
+        kind = "a mapping" if isinstance(images, Mapping) else "an open file"
+        raise CavgaError(
+            f"images: {kind} ({type(images).__name__}) is not an image or a batch; give paths, "
+            "PIL images, arrays or tensors, or a list of them (an open file: Image.open(f))"
+        )
     return list(images)
 
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
-from .config import RunConfig
+from .config import RunConfig, resolved
 from .evaluate import evaluate_run, format_table
 from .io_utils import atomic_write_json, atomic_write_text, refuse_foreign, table_files
+from .networks import build_networks
 from .report import write_benchmark_report
 from .report.benchmark_report import WALL_LABEL, wall_text
 from .runtime import CHECKPOINT
@@ -35,14 +36,13 @@ def run_benchmark(
     """Train + evaluate each variant with ``base`` (variant swapped in); write the tables."""
     out_dir = Path(out_dir)
     refuse_foreign(table_files(out_dir, "results.json", {"environment", "results"}, OUTPUTS), "benchmark")
+    configs = {variant: _variant_config(base, variant, out_dir / variant) for variant in variants}
     results = []
-    for variant in variants:
-        cfg = copy.deepcopy(base)
-        cfg.model.variant = variant
+    for variant, cfg in configs.items():
         run_dir = out_dir / variant
         t0 = time.perf_counter()
         resumed = (run_dir / CHECKPOINT).exists()
-        train(cfg.validate(), run_dir, resume=resumed, progress=progress)
+        train(cfg, run_dir, resume=resumed, progress=progress)
         t_train = time.perf_counter() - t0
         result = evaluate_run(run_dir, device=cfg.train.device, progress=progress)
         # "total": this call's training and evaluation; a resumed run's earlier training is not in it
@@ -51,6 +51,19 @@ def run_benchmark(
         results.append(result)
         _write(out_dir, results)
     return results
+
+
+def _variant_config(base: RunConfig, variant: str, run_dir: Path) -> RunConfig:
+    """``base`` with ``variant`` swapped in, checked; a variant still to start has its networks built
+    once now, so that what it lacks (a backbone's ImageNet weights, offline) is said before any variant
+    trains, not after the ones before it have."""
+    cfg = copy.deepcopy(base)
+    cfg.model.variant = variant
+    cfg.validate()
+    if not (run_dir / CHECKPOINT).exists():  # a started run resumes from its checkpoint's weights
+        ready = resolved(cfg)
+        build_networks(ready.model, ready.data.image_size, ready.train.allow_random_init)
+    return cfg
 
 
 def environment() -> dict[str, Any]:

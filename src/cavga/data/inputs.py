@@ -58,7 +58,10 @@ def _tensor_array(t: torch.Tensor, name: str) -> np.ndarray:
     if t.layout != torch.strided or t.device.type == "meta":
         where = "a meta tensor" if t.device.type == "meta" else f"a {t.layout} tensor"
         raise CavgaError(f"{name}: {where} holds no pixels to read; give a dense tensor (t.to_dense())")
-    t = t.detach()
+    if t.is_nested or t.is_quantized:  # torch's batch of mixed sizes; an integer code with a scale
+        what, fix = ("a nested tensor", "t.unbind()") if t.is_nested else ("a quantized tensor", "t.dequantize()")
+        raise CavgaError(f"{name}: {what} is not an image; give {fix}")
+    t = t.detach().resolve_conj().resolve_neg()  # lazy views numpy cannot read
     if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
         t = t.float()  # bfloat16, float8: numpy has no such type
     return t.cpu().numpy()
@@ -126,7 +129,7 @@ def _as_unit_float(a: np.ndarray, name: str) -> np.ndarray:
     lo, hi = float(a.min()), float(a.max())
     if lo < 0.0 or hi > 1.0:
         raise CavgaError(
-            f"{name}: float pixels must lie in [0, 1], these run from {lo:g} to {hi:g}"
+            f"{name}: float pixels must lie in [0, 1], these run from {lo:.8g} to {hi:.8g}"
             + ("; 0..255 values: divide by 255, or give uint8" if 2.0 <= hi <= 255.0 and lo >= 0.0 else "")
         )
     return a
