@@ -54,13 +54,14 @@ def run_benchmark(
 
 
 def _variant_config(base: RunConfig, variant: str, run_dir: Path) -> RunConfig:
-    """``base`` with ``variant`` swapped in, checked; a variant still to start has its networks built
-    once now, so that what it lacks (a backbone's ImageNet weights, offline) is said before any variant
+    """``base`` with ``variant`` swapped in, checked; a CAVGA variant still to start has its networks
+    built once now, so that what it lacks (a backbone's ImageNet weights, offline) is said before any variant
     trains, not after the ones before it have."""
     cfg = copy.deepcopy(base)
     cfg.model.variant = variant
     cfg.validate()
-    if not (run_dir / CHECKPOINT).exists():  # a started run resumes from its checkpoint's weights
+    # a started run resumes from its checkpoint's weights; a baseline (AE, PatchCore) builds its own networks
+    if not cfg.model.is_baseline and not (run_dir / CHECKPOINT).exists():
         ready = resolved(cfg)
         build_networks(ready.model, ready.data.image_size, ready.train.allow_random_init)
     return cfg
